@@ -1,0 +1,77 @@
+r"""The layer :math:`\sigma(Y K(\theta) + b)` of the paper's eq. (2.1), with its linearisation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .activations import Activation, get_activation
+from .backend import get_array_module
+from .transforms import Transform
+
+
+class Layer:
+    r"""One layer :math:`F(\theta, Y) = \sigma(Y K(\theta_K) + b)` with a scalar bias :math:`b`.
+
+    The parameter vector of the layer is :math:`\theta = (\theta_K, b)`:
+    the transform's parameters followed by the bias. With ``transpose=True``
+    every method uses :math:`K^T` instead of :math:`K` (the second half-step
+    of the Verlet network, eq. 4.17).
+
+    Linearisation, with :math:`D = \operatorname{diag}(\sigma'(Y K + b))`
+    (the ``dA`` returned by :meth:`forward`):
+
+    .. math::
+
+       F'[dY, d\theta] = \sigma' \odot (dY\, K + Y\, K'[d\theta_K] + db), \qquad
+       F'^T[W] = \big( (\sigma' \odot W) K^T,\;
+       (\nabla_{\theta_K}\langle Y K, \sigma'\odot W\rangle,\ \textstyle\sum \sigma' \odot W) \big).
+    """
+
+    def __init__(self, transform: Transform, activation: str | Activation = "tanh") -> None:
+        if not isinstance(transform, Transform):
+            raise TypeError(f"transform must be an ocdl Transform, got {type(transform).__name__}")
+        self.transform = transform
+        self.activation = get_activation(activation)
+        self.n_params = transform.n_params + 1
+
+    def split(self, theta: Any) -> tuple[Any, Any]:
+        """``(theta_K, b)`` with ``b`` a length-1 array (it stays on the device)."""
+        return theta[:-1], theta[-1:]
+
+    def width_in(self, transpose: bool = False) -> int:
+        return self.transform.n_out if transpose else self.transform.n_in
+
+    def forward(self, theta: Any, Y: Any, transpose: bool = False) -> tuple[Any, Any]:
+        """Return ``(sigma(Y K + b), sigma'(Y K + b))``."""
+        theta_K, b = self.split(theta)
+        KY = self.transform.apply_transpose(theta_K, Y) if transpose else self.transform.apply(theta_K, Y)
+        return self.activation.value_and_derivative(KY + b)
+
+    def __call__(self, theta: Any, Y: Any, transpose: bool = False) -> Any:
+        return self.forward(theta, Y, transpose)[0]
+
+    def jvp(self, theta: Any, Y: Any, dA: Any, dY: Any, dtheta: Any, transpose: bool = False) -> Any:
+        """:math:`\\sigma' \\odot (dY K + Y K'[d\\theta_K] + db)`; ``dA`` is ``sigma'`` from :meth:`forward`."""
+        T = self.transform
+        theta_K, _ = self.split(theta)
+        dtheta_K, db = self.split(dtheta)
+        if transpose:
+            lin = T.apply_transpose(theta_K, dY) + T.transpose_jvp(theta_K, Y, dtheta_K)
+        else:
+            lin = T.apply(theta_K, dY) + T.jvp(theta_K, Y, dtheta_K)
+        return dA * (lin + db)
+
+    def vjp(self, theta: Any, Y: Any, dA: Any, W: Any, transpose: bool = False) -> tuple[Any, Any]:
+        """Adjoint of :meth:`jvp`: ``(gY, gtheta)`` with ``gtheta = (gtheta_K, gb)``."""
+        xp = get_array_module(Y, W)
+        T = self.transform
+        theta_K, _ = self.split(theta)
+        G = dA * W
+        if transpose:
+            gY, g_K = T.apply(theta_K, G), T.transpose_vjp(theta_K, Y, G)
+        else:
+            gY, g_K = T.apply_transpose(theta_K, G), T.vjp(theta_K, Y, G)
+        return gY, xp.concatenate([g_K, G.sum().reshape(1)])
+
+    def __repr__(self) -> str:
+        return f"Layer({self.transform!r}, {self.activation!r})"

@@ -1,0 +1,52 @@
+r"""Memory policies: where the derivative sweeps get the forward states.
+
+The sensitivity (``jvp``) sweep needs :math:`(x_j, \text{cache}_j)` for
+:math:`j = 0, \dots, N-1` in order, the adjoint (``vjp``) sweep in reverse.
+A policy runs the forward propagation once and returns a :class:`Trajectory`
+that serves both sweeps, however it keeps the states (all in memory,
+checkpoints and recomputation, HDF5 on disk, reversible reconstruction).
+The generic solvers never know which policy is in use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+
+class Trajectory:
+    """The forward states of one propagation, served to the derivative sweeps.
+
+    Attributes
+    ----------
+    final_state : the state :math:`x_N`.
+    n_steps : :math:`N`.
+    """
+
+    final_state: tuple
+    n_steps: int
+
+    def steps(self) -> Iterator[tuple[int, tuple, Any]]:
+        """``(j, state_j, cache_j)`` for ``j = 0, ..., N-1``."""
+        raise NotImplementedError
+
+    def reversed_steps(self) -> Iterator[tuple[int, tuple, Any]]:
+        """``(j, state_j, cache_j)`` for ``j = N-1, ..., 0``."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the trajectory holds (files, buffers)."""
+
+    def __enter__(self) -> Trajectory:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class MemoryPolicy:
+    """Strategy object: runs the forward sweep and returns a :class:`Trajectory`."""
+
+    def forward(self, stepper: Any, theta_steps: Any, h: float, state0: tuple) -> Trajectory:
+        """Propagate ``state0`` through ``len(theta_steps)`` steps of ``stepper``."""
+        raise NotImplementedError

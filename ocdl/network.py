@@ -1,0 +1,249 @@
+r"""Generic forward propagation, sensitivities and adjoints over any stepper.
+
+With :math:`h = T / N` and the stepper :math:`\Phi`:
+
+.. math::
+
+   x_0 = \operatorname{init}(Y_0), \quad x_{j+1} = \Phi(x_j, \theta_j, h), \quad
+   Y_N = \operatorname{output}(x_N).
+
+* :meth:`Network.jvp` (sensitivity, forward substitution):
+  :math:`dx_{j+1} = \partial_x\Phi_j\, dx_j + \partial_\theta\Phi_j\, d\theta_j`,
+  :math:`dY_N = \operatorname{output}(dx_N)`.
+* :meth:`Network.vjp` (adjoint, backward substitution):
+  :math:`\lambda_N = \operatorname{output}^T W`,
+  :math:`\lambda_j = \partial_x\Phi_j^T \lambda_{j+1}`,
+  :math:`g_j = \partial_\theta\Phi_j^T \lambda_{j+1}`.
+
+Both read the states from one :class:`~ocdl.memory.Trajectory`, produced
+once by the network's memory policy and reusable by any number of products
+(pass ``trajectory=``). Nothing here knows the stepper's equations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .backend import asnumpy, get_array_module
+from .memory import MemoryPolicy, StoreAll, Trajectory
+from .steppers import Stepper
+from .validation import PropagationError, check_array, check_positive
+
+
+class Network:
+    r"""A stepper applied over ``n_steps`` steps of size ``h = final_time / n_steps``.
+
+    Parameters
+    ----------
+    stepper : the one-step dynamics (any :class:`~ocdl.steppers.Stepper`).
+    n_steps : :math:`N \\ge 1`.
+    final_time : :math:`T > 0`.
+    memory : memory policy for the forward states (default :class:`~ocdl.memory.StoreAll`).
+    blow_up : the forward propagation raises :class:`~ocdl.validation.PropagationError`
+        when :math:`\max|Y_N| > \text{blow\_up} \cdot \max(1, \max|Y_0|)` or
+        :math:`Y_N` is not finite; ``None`` checks finiteness only.
+
+    ``theta`` is one flat vector of ``n_params = n_steps * stepper.n_params``
+    entries; its ``(n_steps, stepper.n_params)`` row-major view has the
+    parameters of step ``j`` in row ``j``.
+    """
+
+    def __init__(
+        self,
+        stepper: Stepper,
+        n_steps: int,
+        final_time: float,
+        memory: MemoryPolicy | None = None,
+        blow_up: float | None = 1e8,
+    ) -> None:
+        if not isinstance(stepper, Stepper):
+            raise TypeError(f"stepper must be an ocdl Stepper, got {type(stepper).__name__}")
+        self.stepper = stepper
+        self.n_steps = check_positive("n_steps", n_steps, integer=True)
+        self.final_time = check_positive("final_time", final_time)
+        self.memory = StoreAll() if memory is None else memory
+        self.blow_up = None if blow_up is None else check_positive("blow_up", blow_up)
+        self.n_params = self.n_steps * stepper.n_params
+
+    @property
+    def h(self) -> float:
+        """The step size :math:`h = T / N`."""
+        return self.final_time / self.n_steps
+
+    def with_steps(self, n_steps: int) -> Network:
+        """The same dynamics and final time with ``n_steps`` steps (multilevel training)."""
+        return Network(self.stepper, n_steps, self.final_time, self.memory, self.blow_up)
+
+    # -- parameters -------------------------------------------------------
+    def theta_steps(self, theta: Any) -> Any:
+        """The ``(n_steps, p)`` view of ``theta`` (validated)."""
+        check_array("theta", theta, ndim=1)
+        if theta.shape[0] != self.n_params:
+            raise ValueError(
+                f"theta must have n_params = {self.n_steps} steps x {self.stepper.n_params} "
+                f"= {self.n_params} entries, got {theta.shape[0]}"
+            )
+        return theta.reshape(self.n_steps, self.stepper.n_params)
+
+    def pack(self, Ks: Any, bs: Any) -> np.ndarray:
+        """Flat ``theta`` from per-step transform parameters ``Ks`` and biases ``bs``.
+
+        ``Ks`` holds ``n_steps`` arrays of the transform's ``param_shape``
+        (``n x n`` for a dense transform, ``n x m`` for Verlet) and ``bs``
+        ``n_steps`` scalars.
+        """
+        transform = self._layer_transform()
+        if len(Ks) != self.n_steps or len(bs) != self.n_steps:
+            raise ValueError(f"pack needs {self.n_steps} Ks and bs, got {len(Ks)} and {len(bs)}")
+        xp = get_array_module(*Ks)
+        rows = []
+        for j, (K, b) in enumerate(zip(Ks, bs)):
+            K = xp.asarray(K)
+            if K.size != transform.n_params:
+                raise ValueError(
+                    f"Ks[{j}] must have shape {transform.param_shape}, got {tuple(K.shape)}"
+                )
+            rows.append(xp.concatenate([K.ravel(), xp.asarray([b], dtype=K.dtype).ravel()]))
+        return xp.concatenate(rows)
+
+    def unpack(self, theta: Any) -> tuple[list, list]:
+        """Inverse of :meth:`pack`: ``(Ks, bs)`` as lists of arrays and floats."""
+        transform = self._layer_transform()
+        rows = self.theta_steps(theta)
+        Ks = [row[:-1].reshape(transform.param_shape) for row in rows]
+        bs = [float(asnumpy(row[-1])) for row in rows]
+        return Ks, bs
+
+    def _layer_transform(self):
+        layer = getattr(self.stepper, "layer", None)
+        if layer is None:
+            raise TypeError(f"pack/unpack need a layer-based stepper, {self.stepper!r} has no layer")
+        return layer.transform
+
+    def init_params(
+        self, rng: np.random.Generator | int | None = 0, scale: float = 1.0, dtype=np.float64
+    ) -> np.ndarray:
+        """Random ``theta`` from the stepper's ``init_params`` (NumPy; move it with ``to_device``)."""
+        rng = np.random.default_rng(rng)
+        return np.concatenate([self.stepper.init_params(rng, scale, dtype) for _ in range(self.n_steps)])
+
+    # -- propagation ------------------------------------------------------
+    def _check_features(self, Y0: Any) -> Any:
+        n = self.stepper.n_features
+        return check_array("Y0", Y0, shape=(None, n) if n is not None else None, ndim=2)
+
+    def trajectory(self, theta: Any, Y0: Any) -> Trajectory:
+        """Forward sweep under the memory policy; reuse the result for many products.
+
+        Raises :class:`~ocdl.validation.PropagationError` naming the first
+        step whose output is not finite.
+        """
+        steps = self.theta_steps(theta)
+        Y0 = self._check_features(Y0)
+        if theta.dtype != Y0.dtype:
+            raise TypeError(f"theta ({theta.dtype}) and Y0 ({Y0.dtype}) must have the same dtype")
+        traj = self.memory.forward(self.stepper, steps, self.h, self.stepper.init(Y0))
+        limit = self._growth_limit(Y0)
+        if not self._bounded(self.stepper.output(traj.final_state), limit):
+            traj.close()
+            raise self._blow_up_error(steps, Y0, limit)
+        return traj
+
+    def _growth_limit(self, Y0: Any) -> float:
+        if self.blow_up is None:
+            return float("inf")
+        xp = get_array_module(Y0)
+        return self.blow_up * max(1.0, float(xp.abs(Y0).max()) if Y0.size else 1.0)
+
+    @staticmethod
+    def _bounded(Y: Any, limit: float) -> bool:
+        """One reduction: finite and below the limit (NaN compares false)."""
+        xp = get_array_module(Y)
+        return bool(xp.abs(Y).max() <= limit) if Y.size else True
+
+    def _blow_up_error(self, steps: Any, Y0: Any, limit: float) -> PropagationError:
+        state = self.stepper.init(Y0)
+        for j, theta_j in enumerate(steps):  # noqa: B007 - j names the step in the message
+            state, _ = self.stepper.step(state, theta_j, self.h)
+            if not all(self._bounded(x, limit) for x in state):
+                break
+        return PropagationError(
+            f"forward propagation blew up: step {j} of {self.n_steps} ({type(self.stepper).__name__}, "
+            f"h = {self.h:.3g}) produced NaN, Inf or values above {limit:.3g} "
+            f"(blow_up = {self.blow_up} times max(1, max|Y0|)). Use a smaller step (more steps or a smaller "
+            "final_time), smaller weights, or a stable stepper (antisymmetric, verlet); "
+            "ocdl.stability.euler_factor gives max|1 + h lambda| (paper eq. 3.9)."
+        )
+
+    def forward(self, theta: Any, Y0: Any) -> Any:
+        """The output features :math:`Y_N` (``s x n``)."""
+        with self.trajectory(theta, Y0) as traj:
+            return self.stepper.output(traj.final_state)
+
+    def jvp(self, theta: Any, Y0: Any, dtheta: Any, dY0: Any = None, trajectory: Trajectory | None = None) -> Any:
+        """Sensitivity :math:`dY_N = J_\\theta\\, d\\theta + J_{Y_0} dY_0` by forward substitution."""
+        xp = get_array_module(theta, Y0)
+        dsteps = self.theta_steps(dtheta)
+        traj = self.trajectory(theta, Y0) if trajectory is None else trajectory
+        steps = self.theta_steps(theta)
+        dstate = self.stepper.init(xp.zeros_like(Y0) if dY0 is None else check_array("dY0", dY0, shape=Y0.shape))
+        for j, state, cache in traj.steps():
+            dstate = self.stepper.step_jvp(state, steps[j], self.h, dstate, dsteps[j], cache)
+        if trajectory is None:
+            traj.close()
+        return self.stepper.output(dstate)
+
+    def vjp(
+        self, theta: Any, Y0: Any, W: Any, trajectory: Trajectory | None = None, return_dY0: bool = False
+    ) -> Any:
+        """Adjoint :math:`J_\\theta^T W` (and :math:`J_{Y_0}^T W` if ``return_dY0``) by backward substitution."""
+        xp = get_array_module(theta, Y0)
+        traj = self.trajectory(theta, Y0) if trajectory is None else trajectory
+        steps = self.theta_steps(theta)
+        YN = self.stepper.output(traj.final_state)
+        check_array("W", W, shape=YN.shape)
+        lam = self.stepper.output_vjp(traj.final_state, W)
+        grad = xp.empty_like(steps)
+        for j, state, cache in traj.reversed_steps():
+            lam, grad[j] = self.stepper.step_vjp(state, steps[j], self.h, lam, cache)
+        if trajectory is None:
+            traj.close()
+        grad = grad.ravel()
+        return (grad, self.stepper.init_vjp(lam)) if return_dY0 else grad
+
+    def jacobian(self, theta: Any, Y0: Any, trajectory: Trajectory | None = None) -> Any:
+        """:math:`J_\\theta` as a ``LinearOperator`` of shape ``(s*n, n_params)``.
+
+        ``matvec`` is :meth:`jvp` (raveled), ``rmatvec`` is :meth:`vjp`; the
+        forward states are computed once, here, and reused by every product.
+        On CuPy arrays the operator is a ``cupyx.scipy.sparse.linalg.LinearOperator``.
+        """
+        xp = get_array_module(theta, Y0)
+        traj = self.trajectory(theta, Y0) if trajectory is None else trajectory
+        YN = self.stepper.output(traj.final_state)
+        shape = (YN.size, self.n_params)
+
+        def matvec(v):
+            return self.jvp(theta, Y0, xp.asarray(v).ravel().astype(theta.dtype), trajectory=traj).ravel()
+
+        def rmatvec(w):
+            W = xp.asarray(w).reshape(YN.shape).astype(theta.dtype)
+            return self.vjp(theta, Y0, W, trajectory=traj)
+
+        return _linear_operator_class(xp)(shape, matvec=matvec, rmatvec=rmatvec, dtype=theta.dtype)
+
+    def __repr__(self) -> str:
+        return (
+            f"Network({self.stepper!r}, n_steps={self.n_steps}, final_time={self.final_time}, "
+            f"memory={self.memory!r})"
+        )
+
+
+def _linear_operator_class(xp):
+    if xp is np:
+        from scipy.sparse.linalg import LinearOperator
+    else:  # pragma: no cover - GPU only
+        from cupyx.scipy.sparse.linalg import LinearOperator
+    return LinearOperator

@@ -1,0 +1,106 @@
+r"""The time-stepper contract every network and every user's dynamics implement.
+
+A stepper advances a **state** (a tuple of ``s x .`` arrays, one example per
+row) by one step of size ``h`` with the step's parameters ``theta_j``:
+
+.. math::  x_{j+1} = \Phi(x_j, \theta_j, h), \qquad j = 0, \dots, N-1,
+
+and gives the step's linearisation, from which the generic solvers in
+:mod:`ocdl.network` build sensitivities, adjoints and Gauss-Newton products
+for any dynamics:
+
+* ``init(Y0)`` :math:`\to x_0` (linear in ``Y0``) and ``init_vjp`` its transpose;
+* ``step(state, theta, h)`` :math:`\to (x_{j+1}, \text{cache})`; the cache
+  holds intermediates (pre-activations, :math:`\sigma'`) that ``step_jvp`` and
+  ``step_vjp`` reuse; return ``None`` if there is nothing to reuse;
+* ``step_jvp(state, theta, h, dstate, dtheta, cache)``
+  :math:`= \partial_x\Phi\, dx + \partial_\theta\Phi\, d\theta`;
+* ``step_vjp(state, theta, h, lam_next, cache)``
+  :math:`= (\partial_x\Phi^T \lambda,\ \partial_\theta\Phi^T \lambda)`;
+* ``output(state)`` the features (default ``state[0]``), linear in the state,
+  with ``output_vjp``.
+
+``n_params`` is the length of one step's parameter vector. Verify a subclass
+with :func:`ocdl.check_stepper`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..backend import get_array_module
+
+State = tuple
+
+
+class Stepper:
+    """Base class of time steppers; see the module docstring for the contract."""
+
+    n_params: int
+    #: Width of the input features ``Y0`` (``None`` if the stepper accepts any).
+    n_features: int | None = None
+    #: Whether ``reverse_step`` rebuilds ``state_j`` from ``state_{j+1}`` exactly.
+    reversible = False
+
+    def init(self, Y0: Any) -> State:
+        r""":math:`x_0 = (Y_0,)`."""
+        return (Y0,)
+
+    def init_vjp(self, lam: State) -> Any:
+        """Transpose of :meth:`init`: the gradient with respect to ``Y0``."""
+        return lam[0]
+
+    def step(self, state: State, theta: Any, h: float) -> tuple[State, Any]:
+        raise NotImplementedError
+
+    def step_jvp(self, state: State, theta: Any, h: float, dstate: State, dtheta: Any, cache: Any) -> State:
+        raise NotImplementedError
+
+    def step_vjp(self, state: State, theta: Any, h: float, lam: State, cache: Any) -> tuple[State, Any]:
+        raise NotImplementedError
+
+    def reverse_step(self, state_next: State, theta: Any, h: float) -> State:
+        """``state_j`` from ``state_{j+1}`` (only for ``reversible`` steppers)."""
+        raise NotImplementedError(f"{type(self).__name__} is not time-reversible")
+
+    def output(self, state: State) -> Any:
+        """The features :math:`Y` read off the state (default ``state[0]``)."""
+        return state[0]
+
+    def output_vjp(self, state: State, W: Any) -> State:
+        """Transpose of :meth:`output`: ``W`` in the output slot, zeros elsewhere."""
+        xp = get_array_module(W)
+        return (W,) + tuple(xp.zeros_like(x) for x in state[1:])
+
+    def init_params(self, rng: Any, scale: float = 1.0, dtype: Any = None) -> Any:
+        """Random parameters for one step (used by :meth:`ocdl.Network.init_params`)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class LayerStepper(Stepper):
+    """A stepper whose dynamics are built from one :class:`ocdl.Layer` per step.
+
+    The step's parameters are the layer's: ``theta_j = (theta_K, b)``.
+    """
+
+    def __init__(self, layer: Any) -> None:
+        from ..layer import Layer
+
+        if not isinstance(layer, Layer):
+            raise TypeError(f"layer must be an ocdl Layer, got {type(layer).__name__}")
+        self.layer = layer
+        self.n_params = layer.n_params
+        self.n_features = layer.transform.n_in
+
+    def init_params(self, rng, scale=1.0, dtype=None):
+        import numpy as np
+
+        dtype = np.float64 if dtype is None else dtype
+        theta_K = self.layer.transform.init_params(rng, scale, dtype)
+        return np.concatenate([theta_K, np.zeros(1, dtype=dtype)])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.layer!r})"

@@ -1,0 +1,49 @@
+"""Leapfrog: the second-order network of the paper's eq. (4.16)."""
+
+from __future__ import annotations
+
+from .base import LayerStepper
+
+
+class Leapfrog(LayerStepper):
+    r"""Leapfrog on :math:`\ddot Y = \sigma(Y K + b)`:
+
+    .. math::  Y_{j+1} = 2 Y_j - Y_{j-1} + h^2 \sigma(Y_j K_j + b_j),
+
+    with state :math:`x_j = (Y_j, Y_{j-1})`. The first step reads
+    :math:`Y_{-1} = Y_0` (zero initial velocity), so
+    :math:`Y_1 = Y_0 + h^2 \sigma(Y_0 K_0 + b_0)`. The scheme is
+    time-reversible: :math:`Y_{j-1} = 2 Y_j - Y_{j+1} + h^2 \sigma(Y_j K_j + b_j)`.
+
+    Transposed step, with :math:`\lambda_{j+1} = (L, L')`:
+    :math:`\lambda_{Y_j} = 2L + L' + h^2 F'_Y{}^T L`,
+    :math:`\lambda_{Y_{j-1}} = -L`, :math:`g_j = h^2 F'_\theta{}^T L`.
+    """
+
+    reversible = True
+
+    def init(self, Y0):
+        return (Y0, Y0)
+
+    def init_vjp(self, lam):
+        return lam[0] + lam[1]
+
+    def step(self, state, theta, h):
+        Y, Y_prev = state
+        A, dA = self.layer.forward(theta, Y)
+        return (2 * Y - Y_prev + h * h * A, Y), dA
+
+    def step_jvp(self, state, theta, h, dstate, dtheta, cache):
+        Y, _ = state
+        dY, dY_prev = dstate
+        return (2 * dY - dY_prev + h * h * self.layer.jvp(theta, Y, cache, dY, dtheta), dY)
+
+    def step_vjp(self, state, theta, h, lam, cache):
+        Y, _ = state
+        L, L_prev = lam
+        gY, gtheta = self.layer.vjp(theta, Y, cache, L)
+        return (2 * L + L_prev + h * h * gY, -L), h * h * gtheta
+
+    def reverse_step(self, state_next, theta, h):
+        Y_next, Y = state_next
+        return (Y, 2 * Y - Y_next + h * h * self.layer(theta, Y))

@@ -1,0 +1,57 @@
+"""Antisymmetric transform of the paper's eq. (4.12)."""
+
+from __future__ import annotations
+
+from .base import Transform
+
+
+class Antisymmetric(Transform):
+    r""":math:`K(\theta) = \tfrac12 (B(\theta) - B(\theta)^T - \gamma I)` from a square transform :math:`B`.
+
+    The eigenvalues of :math:`\tfrac12 (B - B^T)` are imaginary, so with
+    :math:`\gamma \ge 0` their real parts are :math:`-\gamma/2 \le 0`: the
+    continuous dynamics are stable and (for :math:`\gamma = 0`) non-dissipative.
+    ``base`` is any square transform (``Dense(n)``, ``Conv2d`` with equal
+    channels); :math:`K` is linear in :math:`\theta`, and
+
+    .. math::
+
+       \nabla_\theta \langle Y K, W\rangle
+       = \tfrac12\big(\nabla_\theta\langle Y B, W\rangle
+       - \nabla_\theta\langle W B, Y\rangle\big).
+    """
+
+    def __init__(self, base: Transform, gamma: float = 0.0) -> None:
+        if base.n_in != base.n_out:
+            raise ValueError(
+                f"Antisymmetric needs a square base transform, got {base.n_in} x {base.n_out}"
+            )
+        if gamma < 0:
+            raise ValueError(f"gamma must be >= 0, got {gamma}")
+        self.base, self.gamma = base, float(gamma)
+        self.n_in = self.n_out = base.n_in
+        self.n_params, self.param_shape = base.n_params, base.param_shape
+
+    def apply(self, theta, Y):
+        out = self.base.apply(theta, Y) - self.base.apply_transpose(theta, Y)
+        if self.gamma:
+            out = out - self.gamma * Y
+        return 0.5 * out
+
+    def apply_transpose(self, theta, Z):
+        out = self.base.apply_transpose(theta, Z) - self.base.apply(theta, Z)
+        if self.gamma:
+            out = out - self.gamma * Z
+        return 0.5 * out
+
+    def jvp(self, theta, Y, dtheta):
+        return 0.5 * (self.base.apply(dtheta, Y) - self.base.apply_transpose(dtheta, Y))
+
+    def transpose_jvp(self, theta, Z, dtheta):
+        return -self.jvp(theta, Z, dtheta)
+
+    def vjp(self, theta, Y, W):
+        return 0.5 * (self.base.vjp(theta, Y, W) - self.base.vjp(theta, W, Y))
+
+    def __repr__(self) -> str:
+        return f"Antisymmetric({self.base!r}, gamma={self.gamma})"

@@ -1,0 +1,36 @@
+"""Dense transform: ``K(theta)`` is ``theta`` reshaped to ``n_in x n_out``."""
+
+from __future__ import annotations
+
+from .base import Transform
+
+
+class Dense(Transform):
+    r"""A full matrix :math:`K \in \mathbb{R}^{n_{in} \times n_{out}}` (rectangular allowed).
+
+    ``theta`` is :math:`K` flattened row-major. :math:`Y K`, :math:`Z K^T`, and
+    :math:`\nabla_\theta \langle Y K, W \rangle = \operatorname{vec}(Y^T W)`.
+    """
+
+    def __init__(self, n_in: int, n_out: int | None = None) -> None:
+        n_out = n_in if n_out is None else n_out
+        if int(n_in) < 1 or int(n_out) < 1:
+            raise ValueError(f"Dense needs n_in, n_out >= 1, got {n_in}, {n_out}")
+        self.n_in, self.n_out = int(n_in), int(n_out)
+        self.param_shape = (self.n_in, self.n_out)
+        self.n_params = self.n_in * self.n_out
+
+    def _K(self, theta):
+        return theta.reshape(self.n_in, self.n_out)
+
+    def apply(self, theta, Y):
+        return Y @ self._K(theta)
+
+    def apply_transpose(self, theta, Z):
+        return Z @ self._K(theta).T
+
+    def vjp(self, theta, Y, W):
+        return (Y.T @ W).ravel()
+
+    def matrix(self, theta):
+        return self._K(theta)

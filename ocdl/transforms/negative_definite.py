@@ -1,0 +1,59 @@
+"""Negative (semi-)definite transform of the paper's eq. (4.14)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Transform
+
+
+class NegativeDefinite(Transform):
+    r""":math:`K(\theta) = -C(\theta)^T C(\theta) - \gamma I` from a transform :math:`C` (``m x n``).
+
+    In row convention ``base`` maps ``s x m`` to ``s x n`` by :math:`Y C`, so
+    :math:`Y K = -(Y C^T) C - \gamma Y`. :math:`K` is symmetric negative
+    semi-definite (definite for :math:`\gamma > 0`) and quadratic in
+    :math:`\theta`:
+
+    .. math::
+
+       Y K'(\theta)[d\theta] = -(Y\, dC^T) C - (Y C^T)\, dC, \qquad
+       \nabla_\theta \langle Y K, W\rangle
+       = -\nabla_\theta\langle (Y C^T) C, W\rangle - \nabla_\theta\langle (W C^T) C, Y\rangle .
+    """
+
+    linear_in_params = False
+
+    def __init__(self, base: Transform, gamma: float = 0.0) -> None:
+        if gamma < 0:
+            raise ValueError(f"gamma must be >= 0, got {gamma}")
+        self.base, self.gamma = base, float(gamma)
+        self.n_in = self.n_out = base.n_out
+        self.n_params, self.param_shape = base.n_params, base.param_shape
+
+    def apply(self, theta, Y):
+        out = -self.base.apply(theta, self.base.apply_transpose(theta, Y))
+        if self.gamma:
+            out = out - self.gamma * Y
+        return out
+
+    apply_transpose = apply  # K is symmetric
+
+    def jvp(self, theta, Y, dtheta):
+        YCt = self.base.apply_transpose(theta, Y)
+        return -self.base.apply(dtheta, YCt) - self.base.apply(theta, self.base.apply_transpose(dtheta, Y))
+
+    transpose_jvp = jvp
+
+    def vjp(self, theta, Y, W):
+        b = self.base
+        return -b.vjp(theta, b.apply_transpose(theta, Y), W) - b.vjp(theta, b.apply_transpose(theta, W), Y)
+
+    def transpose_vjp(self, theta, Z, W):
+        return self.vjp(theta, Z, W)
+
+    def init_params(self, rng, scale=1.0, dtype=np.float64):
+        return self.base.init_params(rng, scale, dtype)
+
+    def __repr__(self) -> str:
+        return f"NegativeDefinite({self.base!r}, gamma={self.gamma})"

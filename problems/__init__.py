@@ -1,0 +1,27 @@
+"""Data sets of Haber & Ruthotto, "Stable Architectures for Deep Neural Networks" (2017).
+
+Every loader returns a :class:`Dataset`: features ``Y`` with one example per
+row (``s x n``, float) and integer class labels ``C`` (``s``), split into
+training, validation and, for MNIST, test sets, reproducibly for a given seed.
+"""
+
+from problems.dataset import Dataset
+from problems.ellipses import concentric_ellipses
+from problems.idx import IDXFormatError, IDXHeader, read_idx, read_idx_header, write_idx
+from problems.mnist import mnist
+from problems.peaks import peaks, peaks_function
+from problems.swiss_roll import swiss_roll
+
+__all__ = [
+    "Dataset",
+    "IDXFormatError",
+    "IDXHeader",
+    "concentric_ellipses",
+    "mnist",
+    "peaks",
+    "peaks_function",
+    "read_idx",
+    "read_idx_header",
+    "swiss_roll",
+    "write_idx",
+]

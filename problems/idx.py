@@ -1,0 +1,198 @@
+"""Reading and writing the IDX file format of the MNIST database.
+
+An IDX file is a header followed by the data (all integers big-endian):
+
+* magic number, 4 bytes: ``0x00 0x00``, a type code, the number of dimensions ``d``;
+* ``d`` sizes, 4-byte unsigned integers, outermost dimension first;
+* the values in row-major (C) order, big-endian.
+
+Type codes: ``0x08`` unsigned byte, ``0x09`` signed byte, ``0x0B`` 16-bit
+integer, ``0x0C`` 32-bit integer, ``0x0D`` 32-bit float, ``0x0E`` 64-bit float.
+Files may be gzip-compressed; the reader recognises them by their content
+(bytes ``1f 8b``), not their name.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import struct
+import zlib
+from pathlib import Path
+from typing import BinaryIO, NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+TYPE_CODES = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(np.int16),
+    0x0C: np.dtype(np.int32),
+    0x0D: np.dtype(np.float32),
+    0x0E: np.dtype(np.float64),
+}
+"""IDX type code -> (native byte order) NumPy dtype."""
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
+
+
+class IDXFormatError(ValueError):
+    """An IDX file does not follow the format (bad magic, size mismatch, ...)."""
+
+
+class IDXHeader(NamedTuple):
+    """Header of an IDX file: element type and array shape."""
+
+    dtype: np.dtype
+    shape: tuple[int, ...]
+
+    @property
+    def data_bytes(self) -> int:
+        """Number of data bytes the header announces."""
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+def _open(path: str | os.PathLike) -> BinaryIO:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"IDX file not found: {path}")
+    with path.open("rb") as f:
+        compressed = f.read(2) == _GZIP_MAGIC
+    return gzip.open(path, "rb") if compressed else path.open("rb")
+
+
+def _read_exactly(stream: BinaryIO, n_bytes: int, path: Path, what: str) -> bytes:
+    data = stream.read(n_bytes)
+    if len(data) < n_bytes:
+        raise IDXFormatError(f"{path}: truncated {what}: expected {n_bytes} bytes, got {len(data)}")
+    return data
+
+
+def _read_header(stream: BinaryIO, path: Path) -> IDXHeader:
+    magic = _read_exactly(stream, 4, path, "magic number")
+    if magic[:2] != b"\x00\x00":
+        raise IDXFormatError(
+            f"{path}: wrong magic number 0x{magic.hex()}: an IDX file starts with two zero bytes"
+        )
+    if magic[2] not in TYPE_CODES:
+        known = ", ".join(f"0x{code:02X}" for code in TYPE_CODES)
+        raise IDXFormatError(f"{path}: unknown type code 0x{magic[2]:02X} (known: {known})")
+    n_dims = magic[3]
+    sizes = _read_exactly(stream, 4 * n_dims, path, f"header of {n_dims} dimension sizes")
+    return IDXHeader(TYPE_CODES[magic[2]], struct.unpack(f">{n_dims}I", sizes))
+
+
+def read_idx_header(path: str | os.PathLike) -> IDXHeader:
+    """Read only the header of an IDX file (plain or gzip-compressed).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+
+    Returns
+    -------
+    IDXHeader
+        ``(dtype, shape)`` of the stored array.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    IDXFormatError
+        If the magic number or type code is wrong or the header is truncated.
+    """
+    path = Path(path)
+    try:
+        with _open(path) as stream:
+            return _read_header(stream, path)
+    except _GZIP_ERRORS as error:
+        raise IDXFormatError(f"{path}: corrupt gzip stream: {error}") from error
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (plain or gzip-compressed) into a NumPy array.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+
+    Returns
+    -------
+    numpy.ndarray
+        Array of the header's shape and dtype, in native byte order.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    IDXFormatError
+        If the magic number or type code is wrong, the data are shorter than the
+        header announces (truncated) or longer (trailing bytes), or a gzip stream
+        is corrupt.
+    """
+    path = Path(path)
+    try:
+        with _open(path) as stream:
+            header = _read_header(stream, path)
+            data = stream.read()
+    except _GZIP_ERRORS as error:
+        raise IDXFormatError(f"{path}: corrupt gzip stream: {error}") from error
+    expected = header.data_bytes
+    if len(data) < expected:
+        raise IDXFormatError(
+            f"{path}: truncated data: shape {header.shape} of {header.dtype} needs "
+            f"{expected} bytes, got {len(data)}"
+        )
+    if len(data) > expected:
+        raise IDXFormatError(
+            f"{path}: {len(data) - expected} trailing bytes: shape {header.shape} of "
+            f"{header.dtype} needs {expected} bytes, got {len(data)}"
+        )
+    values = np.frombuffer(data, dtype=header.dtype.newbyteorder(">"))
+    return values.astype(header.dtype).reshape(header.shape)
+
+
+def write_idx(path: str | os.PathLike, array: ArrayLike, compress: bool = False) -> Path:
+    """Write an array as an IDX file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination; overwritten if it exists.
+    array : array_like
+        Values of dtype uint8, int8, int16, int32, float32 or float64, with at
+        most 255 dimensions, each smaller than ``2**32``.
+    compress : bool, optional
+        Write a gzip-compressed file. Default False.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+
+    Raises
+    ------
+    ValueError
+        If the dtype has no IDX type code or the shape does not fit the header.
+    """
+    array = np.asarray(array)
+    native = array.dtype.newbyteorder("=")
+    codes = {dtype: code for code, dtype in TYPE_CODES.items()}
+    if native not in codes:
+        names = ", ".join(str(dtype) for dtype in TYPE_CODES.values())
+        raise ValueError(f"array dtype {array.dtype} has no IDX type code; use one of {names}")
+    if array.ndim > 255 or any(size >= 2**32 for size in array.shape):
+        raise ValueError(f"array shape {array.shape} does not fit an IDX header")
+
+    header = bytes([0, 0, codes[native], array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    data = np.ascontiguousarray(array, dtype=native.newbyteorder(">")).tobytes()
+    path = Path(path)
+    with gzip.open(path, "wb") if compress else path.open("wb") as f:
+        f.write(header)
+        f.write(data)
+    return path

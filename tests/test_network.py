@@ -1,0 +1,115 @@
+"""Generic propagation: user-defined dynamics, the Jacobian operator, bad input, the checks themselves."""
+
+import numpy as np
+import pytest
+
+import ocdl
+from ocdl.checks import dot_test_operator, taylor_test
+
+
+class Cubic(ocdl.LayerStepper):
+    """A user's new dynamics, Y_{j+1} = Y_j + h * sigma(Y_j K_j + b_j)**3, with nothing but one-step methods."""
+
+    def step(self, state, theta, h):
+        (Y,) = state
+        A, dA = self.layer.forward(theta, Y)
+        return (Y + h * A**3,), (A, dA)
+
+    def step_jvp(self, state, theta, h, dstate, dtheta, cache):
+        (Y,), (dY,), (A, dA) = state, dstate, cache
+        return (dY + h * 3 * A**2 * self.layer.jvp(theta, Y, dA, dY, dtheta),)
+
+    def step_vjp(self, state, theta, h, lam, cache):
+        (Y,), (L,), (A, dA) = state, lam, cache
+        gY, gtheta = self.layer.vjp(theta, Y, dA, 3 * A**2 * L)
+        return (L + h * gY,), h * gtheta
+
+
+def test_user_subclass_gets_correct_gradients(rng):
+    stepper = Cubic(ocdl.Layer(ocdl.Dense(3), "tanh"))
+    assert ocdl.check_stepper(stepper, rng.standard_normal((4, 3))).passed
+    net = ocdl.Network(stepper, n_steps=6, final_time=1.5)
+    theta = net.init_params(rng, scale=2.0)
+    Y0 = rng.standard_normal((5, 3))
+
+    def loss(t):
+        return 0.5 * np.sum(net.forward(t, Y0) ** 2)
+
+    grad = net.vjp(theta, Y0, net.forward(theta, Y0))
+    fd = np.empty_like(theta)  # independent: central finite differences
+    for i in range(theta.size):
+        e = np.zeros_like(theta)
+        e[i] = 1e-6
+        fd[i] = (loss(theta + e) - loss(theta - e)) / 2e-6
+    np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-9)
+
+
+def test_checks_detect_a_wrong_derivative(rng):
+    class Wrong(ocdl.ResNet):
+        def step_vjp(self, state, theta, h, lam, cache):
+            lam_state, g = super().step_vjp(state, theta, h, lam, cache)
+            return lam_state, 1.01 * g
+
+        def step_jvp(self, state, theta, h, dstate, dtheta, cache):
+            return (super().step_jvp(state, theta, h, dstate, 0.9 * dtheta, cache)[0],)
+
+    report = ocdl.check_stepper(Wrong(ocdl.Layer(ocdl.Dense(3))), rng.standard_normal((4, 3)))
+    assert not report.passed
+    assert not report.results["step: theta"].passed
+    assert report.results["step: state"].passed
+    r = taylor_test(np.sin, np.ones(3), np.ones(3), 1.001 * np.cos(np.ones(3)))
+    assert r.rate1 < 1.5 and not r.passed
+
+
+@pytest.mark.parametrize("kind", ocdl.KINDS)
+def test_jacobian_operator(kind, rng):
+    net = ocdl.network(kind, 2, 4, 1.0)
+    theta = net.init_params(rng)
+    Y0 = rng.standard_normal((3, 2))
+    J = net.jacobian(theta, Y0)
+    assert J.shape == (6, net.n_params)
+    assert dot_test_operator(J, rng).rel_error <= 1e-10
+    Jdense = J.matmat(np.eye(net.n_params))
+    fd = np.column_stack([
+        (net.forward(theta + 1e-6 * e, Y0) - net.forward(theta - 1e-6 * e, Y0)).ravel() / 2e-6
+        for e in np.eye(net.n_params)
+    ])
+    np.testing.assert_allclose(Jdense, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_bad_input(rng):
+    net = ocdl.network("resnet", 3, 4, 1.0)
+    theta = net.init_params(rng)
+    Y0 = rng.standard_normal((5, 3))
+    with pytest.raises(ValueError, match="kind must be one of"):
+        ocdl.network("resnett", 3, 4, 1.0)
+    with pytest.raises(ValueError, match="theta must have n_params = 4 steps x 10 = 40"):
+        net.forward(theta[:-1], Y0)
+    with pytest.raises(ValueError, match="Y0 must have shape"):
+        net.forward(theta, rng.standard_normal((5, 4)))
+    with pytest.raises(ValueError, match="Y0 must be 2-D"):
+        net.forward(theta, rng.standard_normal(5))
+    bad = Y0.copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match="Y0 contains NaN"):
+        net.forward(theta, bad)
+    with pytest.raises(TypeError, match="floating-point"):
+        net.forward(theta, np.ones((5, 3), dtype=int))
+    with pytest.raises(ValueError, match="W must have shape"):
+        net.vjp(theta, Y0, rng.standard_normal((4, 3)))
+    with pytest.raises(ValueError, match="n_steps must be an integer >= 1"):
+        ocdl.network("resnet", 3, 0, 1.0)
+    with pytest.raises(ValueError, match="final_time must be a finite number > 0"):
+        ocdl.network("resnet", 3, 4, -1.0)
+    with pytest.raises(TypeError, match="same dtype"):
+        net.forward(theta.astype(np.float32), Y0)
+    with pytest.raises(ValueError, match="hidden_width is only used"):
+        ocdl.network("resnet", 3, 4, 1.0, hidden_width=2)
+
+
+def test_blow_up_names_the_step(rng):
+    net = ocdl.network("leapfrog", 2, 40, 400.0, activation="identity")
+    K = 50 * np.eye(2)
+    theta = net.pack([K] * 40, [0.0] * 40)
+    with pytest.raises(ocdl.PropagationError, match=r"step \d+ of 40 .*smaller step"):
+        net.forward(theta, np.ones((3, 2)))

@@ -1,0 +1,113 @@
+"""Transforms and activations: Taylor tests, dot tests, independent formulas."""
+
+import numpy as np
+import pytest
+
+import ocdl
+from ocdl.checks import dot_test, random_like, taylor_test
+
+TRANSFORMS = {
+    "dense": lambda: ocdl.Dense(4, 4),
+    "dense-rect": lambda: ocdl.Dense(4, 3),
+    "antisymmetric": lambda: ocdl.Antisymmetric(ocdl.Dense(4), gamma=0.3),
+    "negative-definite": lambda: ocdl.NegativeDefinite(ocdl.Dense(3, 4), gamma=0.1),
+    "conv2d": lambda: ocdl.Conv2d(2, 3, 4, 5),
+    "conv2d-antisymmetric": lambda: ocdl.Antisymmetric(ocdl.Conv2d(2, 2, 4, 3)),
+}
+
+
+@pytest.fixture(params=sorted(TRANSFORMS))
+def transform(request):
+    return TRANSFORMS[request.param]()
+
+
+def test_apply_transpose_is_adjoint(transform, rng):
+    theta = transform.init_params(rng)
+    Y = rng.standard_normal((3, transform.n_in))
+    Z = rng.standard_normal((3, transform.n_out))
+    r = dot_test(lambda v: transform.apply(theta, v), lambda w: transform.apply_transpose(theta, w), Y, Z)
+    assert r.rel_error <= 1e-10, r
+
+
+def test_parameter_derivatives(transform, rng):
+    theta = transform.init_params(rng)
+    dtheta = random_like(theta, rng)
+    Y = rng.standard_normal((3, transform.n_in))
+    Z = rng.standard_normal((3, transform.n_out))
+    r = taylor_test(lambda t: transform.apply(t, Y), theta, dtheta, transform.jvp(theta, Y, dtheta))
+    assert r.passed, r
+    r = taylor_test(
+        lambda t: transform.apply_transpose(t, Z), theta, dtheta, transform.transpose_jvp(theta, Z, dtheta)
+    )
+    assert r.passed, r
+    W_out, W_in = rng.standard_normal(Z.shape), rng.standard_normal(Y.shape)
+    r = dot_test(lambda v: transform.jvp(theta, Y, v), lambda w: transform.vjp(theta, Y, w), dtheta, W_out)
+    assert r.rel_error <= 1e-10, r
+    r = dot_test(
+        lambda v: transform.transpose_jvp(theta, Z, v),
+        lambda w: transform.transpose_vjp(theta, Z, w),
+        dtheta,
+        W_in,
+    )
+    assert r.rel_error <= 1e-10, r
+
+
+def test_dense_family_matrices(rng):
+    B = rng.standard_normal((4, 4))
+    Y = rng.standard_normal((5, 4))
+    A = ocdl.Antisymmetric(ocdl.Dense(4), gamma=0.5)
+    K = 0.5 * (B - B.T - 0.5 * np.eye(4))
+    np.testing.assert_allclose(A.apply(B.ravel(), Y), Y @ K, rtol=1e-12, atol=1e-13)
+    eig = np.linalg.eigvals(A.matrix(B.ravel()))
+    np.testing.assert_allclose(eig.real, -0.25, atol=1e-12)  # real parts -gamma/2
+    C = rng.standard_normal((3, 4))
+    N = ocdl.NegativeDefinite(ocdl.Dense(3, 4))
+    np.testing.assert_allclose(N.apply(C.ravel(), Y), -Y @ C.T @ C, rtol=1e-12, atol=1e-13)
+    assert np.linalg.eigvalsh(N.matrix(C.ravel())).max() <= 1e-12
+
+
+def test_conv2d_against_direct_loops(rng):
+    c_in, c_out, H, W = 2, 3, 4, 5
+    conv = ocdl.Conv2d(c_in, c_out, H, W)
+    kernel = rng.standard_normal((c_out, c_in, 3, 3))
+    Y = rng.standard_normal((2, c_in * H * W))
+    images = np.pad(Y.reshape(2, c_in, H, W), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    expected = np.zeros((2, c_out, H, W))
+    for s in range(2):
+        for o in range(c_out):
+            for y in range(H):
+                for x in range(W):
+                    expected[s, o, y, x] = np.sum(kernel[o] * images[s, :, y : y + 3, x : x + 3])
+    np.testing.assert_allclose(conv.apply(kernel.ravel(), Y), expected.reshape(2, -1), rtol=1e-12, atol=1e-13)
+    # the exact transpose: K^T as a dense matrix equals the dense K transposed
+    K = conv.matrix(kernel.ravel())
+    Kt = conv.apply_transpose(kernel.ravel(), np.eye(conv.n_out))
+    np.testing.assert_allclose(Kt, K.T, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", sorted(ocdl.activations.ACTIVATIONS))
+def test_activation_derivatives(name, rng):
+    act = ocdl.get_activation(name)
+    x = rng.standard_normal(50) + 0.5  # away from 0 where relu has its kink
+    x[np.abs(x) < 0.2] += 0.5
+    v = rng.standard_normal(50)
+    r = taylor_test(act, x, v, act.derivative(x) * v, eps0=1e-2)
+    assert r.passed, r
+    h = 1e-6
+    np.testing.assert_allclose(act.derivative(x), (act(x + h) - act(x - h)) / (2 * h), rtol=1e-6, atol=1e-8)
+
+
+def test_activation_errors():
+    with pytest.raises(ValueError, match="activation must be"):
+        ocdl.get_activation("sigmoidal")
+    with pytest.raises(ValueError, match="eta"):
+        ocdl.SmoothReLU(eta=0)
+
+
+def test_transform_errors():
+    with pytest.raises(ValueError, match="square"):
+        ocdl.Antisymmetric(ocdl.Dense(3, 4))
+    with pytest.raises(ValueError, match="kernel_size"):
+        ocdl.Conv2d(1, 1, 4, 4, kernel_size=2)
+    with pytest.raises(ValueError, match="Dense needs"):
+        ocdl.Dense(0, 3)
