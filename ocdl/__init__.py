@@ -11,6 +11,8 @@ from .factory import KINDS, network
 from .layer import Layer
 from .memory import MemoryPolicy, StoreAll, Trajectory
 from .network import Network
+from .objectives import LeastSquares, LogisticCrossEntropy, Objective, SoftmaxCrossEntropy
+from .regularizers import Regularizer, SpatialSmoothness, TimeSmoothness, WeightDecay
 from .steppers import RK4, LayerStepper, Leapfrog, ResNet, Stepper, Verlet
 from .transforms import Antisymmetric, Conv2d, Dense, NegativeDefinite, Transform
 from .validation import PropagationError
@@ -19,7 +21,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "KINDS", "RK4", "Activation", "Antisymmetric", "CheckReport", "Conv2d", "Dense", "Identity",
-    "Layer", "LayerStepper", "Leapfrog", "MemoryPolicy", "NegativeDefinite", "Network",
+    "Layer", "LayerStepper", "LeastSquares", "LogisticCrossEntropy", "Objective", "Regularizer",
+    "SoftmaxCrossEntropy", "SpatialSmoothness", "TimeSmoothness", "WeightDecay", "Leapfrog", "MemoryPolicy", "NegativeDefinite", "Network",
     "PropagationError", "ReLU", "ResNet", "SmoothReLU", "StoreAll", "Stepper", "Tanh",
     "Trajectory", "Transform", "Verlet", "asnumpy", "check_stepper", "cupy_available",
     "dot_test", "dot_test_operator", "get_activation", "get_array_module", "network",

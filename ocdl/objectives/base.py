@@ -1,0 +1,338 @@
+r"""The interface every loss (objective) of the classifier implements.
+
+The network's final features :math:`Y_N \in \mathbb{R}^{s \times n}` (one example
+per row) are mapped by the classifier weights :math:`W \in \mathbb{R}^{n \times m}`
+and bias :math:`\mu \in \mathbb{R}^m` to the logits
+
+.. math::
+
+   Z = Y_N W + e \mu^T \in \mathbb{R}^{s \times m}, \qquad e = (1, \dots, 1)^T,
+
+and the objective is the loss of the hypothesis averaged over the examples,
+
+.. math::
+
+   S(Y_N, W, \mu, C) = \frac{1}{s} \sum_{i=1}^{s} \ell(z_i, c_i),
+
+with :math:`z_i, c_i` the rows of :math:`Z` and of the target matrix :math:`C`.
+A subclass supplies :math:`S` as a function of :math:`Z` (``value_z``, its
+gradient and Hessian); everything in :math:`Y_N` and :math:`(W, \mu)` follows by
+the chain rule through the affine map above. Because :math:`Z` is linear in
+:math:`Y_N` and in :math:`(W, \mu)` separately, the Hessians obtained this way
+are exact.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+from numpy.typing import DTypeLike
+
+from ..backend import get_array_module
+from .labels import one_hot
+
+Array = Any  # a NumPy or CuPy array
+
+
+class Objective(ABC):
+    r"""Loss :math:`S(Y_N, W, \mu, C)` of the hypothesis :math:`h(Y_N W + e\mu^T)`.
+
+    All methods work on NumPy and CuPy arrays alike and keep the floating dtype
+    of the inputs. Shapes: ``YN`` is ``(s, n)``, ``W`` is ``(n, m)``, ``mu`` is
+    ``(m,)`` and the target matrix ``C`` is ``(s, m)`` (as returned by
+    :meth:`prepare_labels`); mismatches raise :class:`ValueError` naming the
+    argument.
+    """
+
+    # -- the loss as a function of the logits Z (supplied by subclasses) -------
+
+    @abstractmethod
+    def value_z(self, Z: Array, C: Array) -> Array:
+        r"""Loss as a function of the logits, :math:`\frac1s \sum_i \ell(z_i, c_i)`.
+
+        Parameters
+        ----------
+        Z : array, shape ``(s, m)``
+            Logits :math:`Z = Y_N W + e \mu^T`.
+        C : array, shape ``(s, m)``
+            Target matrix, same dtype as ``Z``.
+
+        Returns
+        -------
+        array
+            0-d array on the device of ``Z``.
+        """
+
+    @abstractmethod
+    def value_and_gradient_z(self, Z: Array, C: Array) -> tuple[Array, Array]:
+        r"""Loss and its gradient :math:`\partial S / \partial Z` (shape ``(s, m)``).
+
+        Parameters
+        ----------
+        Z, C : array, shape ``(s, m)``
+            Logits and targets.
+
+        Returns
+        -------
+        value : array
+            0-d, as :meth:`value_z`.
+        dZ : array, shape ``(s, m)``
+            Gradient, including the factor :math:`1/s`.
+        """
+
+    @abstractmethod
+    def hessian_z(self, Z: Array, C: Array, dZ: Array) -> Array:
+        r"""Hessian-vector product :math:`(\partial^2 S / \partial Z^2)\, dZ`.
+
+        The loss is convex in :math:`Z`; this Hessian is symmetric positive
+        semidefinite and block diagonal (one ``m x m`` block per example).
+
+        Parameters
+        ----------
+        Z, C, dZ : array, shape ``(s, m)``
+            Logits, targets and direction.
+
+        Returns
+        -------
+        array, shape ``(s, m)``
+        """
+
+    def predict_z(self, Z: Array) -> Array:
+        """Class indices predicted from logits ``Z``: ``argmax`` over columns, shape ``(s,)``."""
+        return get_array_module(Z).argmax(Z, axis=1)
+
+    def classes_of_targets(self, C: Array) -> Array:
+        """Class indices encoded by a target matrix ``C``: ``argmax`` over columns, shape ``(s,)``."""
+        return get_array_module(C).argmax(C, axis=1)
+
+    # -- labels ----------------------------------------------------------------
+
+    def n_outputs(self, n_classes: int) -> int:
+        """Number ``m`` of classifier columns (logits) needed for ``n_classes`` classes.
+
+        Parameters
+        ----------
+        n_classes : int
+            Number of classes.
+
+        Returns
+        -------
+        int
+            ``n_classes`` unless a subclass encodes the classes more compactly.
+        """
+        return n_classes
+
+    def prepare_labels(
+        self, C: Array, n_classes: int | None = None, dtype: DTypeLike = np.float64
+    ) -> Array:
+        """Validate class labels and return the ``(s, m)`` target matrix of this objective.
+
+        Parameters
+        ----------
+        C : array
+            Integer class indices, shape ``(s,)``, or a one-hot matrix, shape
+            ``(s, n_classes)`` (see :mod:`ocdl.objectives.labels`).
+        n_classes : int, optional
+            Number of classes; inferred from ``C`` when not given.
+        dtype : dtype, optional
+            Floating dtype of the result (default float64).
+
+        Returns
+        -------
+        array, shape ``(s, n_outputs(n_classes))``
+            Here the one-hot matrix.
+
+        Raises
+        ------
+        ValueError
+            If ``C`` is not one of the two forms (message names ``C``).
+        """
+        return one_hot(C, n_classes, dtype)
+
+    # -- the objective in (Y_N, W, mu) -----------------------------------------
+
+    def value(self, YN: Array, W: Array, mu: Array, C: Array) -> float:
+        r"""Objective :math:`S(Y_N, W, \mu, C) = \frac1s \sum_i \ell(z_i, c_i)`.
+
+        Parameters
+        ----------
+        YN : array, shape ``(s, n)``
+            Features, one example per row.
+        W : array, shape ``(n, m)``
+            Classifier weights.
+        mu : array, shape ``(m,)``
+            Classifier bias.
+        C : array, shape ``(s, m)``
+            Target matrix (from :meth:`prepare_labels`).
+
+        Returns
+        -------
+        float
+        """
+        Z, C = self._logits(YN, W, mu, C)
+        return float(self.value_z(Z, C))
+
+    def value_and_gradient(
+        self, YN: Array, W: Array, mu: Array, C: Array
+    ) -> tuple[float, tuple[Array, Array, Array]]:
+        r"""Objective and gradient, sharing the logits and the loss's intermediates.
+
+        With :math:`G = \partial S / \partial Z`,
+
+        .. math::
+
+           \frac{\partial S}{\partial Y_N} = G W^T, \qquad
+           \frac{\partial S}{\partial W} = Y_N^T G, \qquad
+           \frac{\partial S}{\partial \mu} = G^T e.
+
+        Parameters
+        ----------
+        YN, W, mu, C : array
+            As in :meth:`value`.
+
+        Returns
+        -------
+        value : float
+        (dYN, dW, dmu) : tuple of arrays
+            Shapes ``(s, n)``, ``(n, m)``, ``(m,)``.
+        """
+        Z, C = self._logits(YN, W, mu, C)
+        val, G = self.value_and_gradient_z(Z, C)
+        return float(val), (G @ W.T, YN.T @ G, G.sum(axis=0))
+
+    def gradient(self, YN: Array, W: Array, mu: Array, C: Array) -> tuple[Array, Array, Array]:
+        r"""Gradient :math:`(\partial S/\partial Y_N, \partial S/\partial W, \partial S/\partial \mu)`.
+
+        See :meth:`value_and_gradient` for the formulas; shapes ``(s, n)``,
+        ``(n, m)``, ``(m,)``.
+        """
+        Z, C = self._logits(YN, W, mu, C)
+        _, G = self.value_and_gradient_z(Z, C)
+        return G @ W.T, YN.T @ G, G.sum(axis=0)
+
+    def hessian_Y(self, YN: Array, W: Array, mu: Array, C: Array, dY: Array) -> Array:
+        r"""Hessian-vector product in the features, :math:`(\partial^2 S/\partial Y_N^2)\, dY`.
+
+        Exact, since :math:`Z` is linear in :math:`Y_N`:
+
+        .. math::
+
+           \frac{\partial^2 S}{\partial Y_N^2} dY
+           = \Big[\frac{\partial^2 S}{\partial Z^2} (dY\, W)\Big] W^T.
+
+        Parameters
+        ----------
+        YN, W, mu, C : array
+            As in :meth:`value`.
+        dY : array, shape ``(s, n)``
+            Direction.
+
+        Returns
+        -------
+        array, shape ``(s, n)``
+        """
+        Z, C = self._logits(YN, W, mu, C)
+        _check_like("dY", dY, YN)
+        return self.hessian_z(Z, C, dY @ W) @ W.T
+
+    def hessian_W(
+        self, YN: Array, W: Array, mu: Array, C: Array, dW: Array, dmu: Array
+    ) -> tuple[Array, Array]:
+        r"""Hessian-vector product in the classifier, :math:`\nabla^2_{(W,\mu)} S\, (dW, d\mu)`.
+
+        Exact, since :math:`Z` is linear in :math:`(W, \mu)`: with
+        :math:`H_Z = \partial^2 S/\partial Z^2` and :math:`dZ = Y_N dW + e\, d\mu^T`,
+
+        .. math::
+
+           (H dW, H d\mu) = \big(Y_N^T H_Z dZ,\; (H_Z dZ)^T e\big).
+
+        Parameters
+        ----------
+        YN, W, mu, C : array
+            As in :meth:`value`.
+        dW : array, shape ``(n, m)``
+        dmu : array, shape ``(m,)``
+            Direction.
+
+        Returns
+        -------
+        (HdW, Hdmu) : tuple of arrays
+            Shapes ``(n, m)`` and ``(m,)``.
+        """
+        Z, C = self._logits(YN, W, mu, C)
+        _check_like("dW", dW, W)
+        _check_like("dmu", dmu, mu)
+        HdZ = self.hessian_z(Z, C, YN @ dW + dmu)
+        return YN.T @ HdZ, HdZ.sum(axis=0)
+
+    def predict(self, YN: Array, W: Array, mu: Array) -> Array:
+        """Predicted class indices, shape ``(s,)``, integer dtype.
+
+        Parameters
+        ----------
+        YN, W, mu : array
+            As in :meth:`value`.
+        """
+        Z, _ = self._logits(YN, W, mu)
+        return self.predict_z(Z)
+
+    def accuracy(self, YN: Array, W: Array, mu: Array, C: Array) -> float:
+        """Fraction of examples whose predicted class is the true one, in ``[0, 1]``.
+
+        Parameters
+        ----------
+        YN, W, mu : array
+            As in :meth:`value`.
+        C : array
+            Integer class indices, shape ``(s,)``, or the ``(s, m)`` target matrix.
+
+        Returns
+        -------
+        float
+        """
+        xp = get_array_module(YN, W, mu, C)
+        C = xp.asarray(C)
+        if C.ndim == 1:
+            if C.shape[0] != YN.shape[0]:
+                raise ValueError(
+                    f"C must hold one label per row of YN ({YN.shape[0]}), got shape {C.shape}"
+                )
+            labels = C
+        else:
+            _check_shapes(YN, W, mu, C)
+            labels = self.classes_of_targets(C)
+        return float((self.predict(YN, W, mu) == labels).mean())
+
+    def _logits(self, YN: Array, W: Array, mu: Array, C: Array | None = None) -> tuple[Array, Array]:
+        """Validate shapes; return ``Z = YN W + e mu^T`` and ``C`` in the dtype of ``Z``."""
+        _check_shapes(YN, W, mu, C)
+        Z = YN @ W + mu
+        if C is not None:
+            C = get_array_module(Z).asarray(C, dtype=Z.dtype)
+        return Z, C
+
+
+def _check_shapes(YN: Array, W: Array, mu: Array, C: Array | None = None) -> None:
+    """Raise ValueError naming the argument unless YN (s, n), W (n, m), mu (m,), C (s, m) agree."""
+    shape_Y, shape_W, shape_mu = np.shape(YN), np.shape(W), np.shape(mu)
+    if len(shape_Y) != 2:
+        raise ValueError(f"YN must be 2-D (s x n, one example per row), got shape {shape_Y}")
+    s, n = shape_Y
+    if len(shape_W) != 2 or shape_W[0] != n:
+        raise ValueError(f"W must have shape (n, m) with n = {n} (columns of YN), got {shape_W}")
+    m = shape_W[1]
+    if shape_mu != (m,):
+        raise ValueError(f"mu must have shape (m,) = ({m},) (columns of W), got {shape_mu}")
+    if C is not None and np.shape(C) != (s, m):
+        raise ValueError(
+            f"C must be the ({s}, {m}) target matrix (rows of YN x columns of W) returned by "
+            f"prepare_labels, got shape {np.shape(C)}"
+        )
+
+
+def _check_like(name: str, d: Array, like: Array) -> None:
+    if np.shape(d) != like.shape:
+        raise ValueError(f"{name} must have shape {like.shape}, got {np.shape(d)}")

@@ -1,0 +1,8 @@
+"""Quadratic regularizers with fast exact shifted-Hessian solves (preconditioners)."""
+
+from .base import Regularizer
+from .spatial_smoothness import SpatialSmoothness
+from .time_smoothness import TimeSmoothness
+from .weight_decay import WeightDecay
+
+__all__ = ["Regularizer", "SpatialSmoothness", "TimeSmoothness", "WeightDecay"]

@@ -1,0 +1,57 @@
+r"""Armijo backtracking line search.
+
+Finds :math:`t \in \{1, \beta, \beta^2, \dots\}` with the sufficient decrease
+
+.. math::  f(x + t p) \le f(x) + c\, t\, \nabla f(x)^T p .
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class LineSearchResult:
+    """Accepted step ``t`` (0 if none), the new value, evaluations used, and success."""
+
+    step: float
+    value: float
+    n_evals: int
+    success: bool
+
+
+def armijo(
+    f: Callable[[Any], float],
+    x: Any,
+    p: Any,
+    f0: float,
+    slope: float,
+    c: float = 1e-4,
+    beta: float = 0.5,
+    t0: float = 1.0,
+    max_evals: int = 20,
+) -> LineSearchResult:
+    """Backtrack from ``t0`` by ``beta`` until the Armijo condition holds.
+
+    ``slope`` is :math:`\\nabla f(x)^T p` and must be negative (a descent
+    direction). Non-finite trial values count as failures of the condition,
+    so a step into a blow-up is shortened, never accepted. After
+    ``max_evals`` trials the search gives up with ``success=False`` and
+    ``step=0`` (the caller keeps ``x``): it never loops forever.
+    """
+    if not slope < 0:
+        raise ValueError(f"armijo needs a descent direction (slope < 0), got slope = {slope}")
+    t = t0
+    for k in range(1, max_evals + 1):
+        try:
+            ft = float(f(x + t * p))
+        except FloatingPointError:  # a propagation that blew up for this trial step
+            ft = np.inf
+        if np.isfinite(ft) and ft <= f0 + c * t * slope:
+            return LineSearchResult(t, ft, k, True)
+        t *= beta
+    return LineSearchResult(0.0, f0, max_evals, False)

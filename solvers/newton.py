@@ -1,0 +1,119 @@
+r"""Inexact Newton and Gauss-Newton methods with PCG and Armijo backtracking.
+
+Each iteration builds a local quadratic model at :math:`x_k` (the forward
+states are computed once, there), solves :math:`H_k p = -g_k` approximately by
+preconditioned CG, and backtracks along :math:`p`:
+
+.. math::  x_{k+1} = x_k + t_k p_k, \qquad H_k p_k \approx -\nabla f(x_k).
+
+The problem supplies the model; the method is the same for the exact
+Hessian (:func:`newton_pcg`, convex classifier weights) and the Gauss-Newton
+matrix :math:`J^T \nabla^2 S\, J + \alpha \nabla^2 R` (:func:`gauss_newton_pcg`).
+
+The problem protocol:
+
+* ``problem.model(x)`` returns an object with ``value`` (float),
+  ``gradient`` (array like ``x``), ``hessian_matvec(v)`` and, optionally,
+  ``precondition(r)`` (an approximate inverse of the Hessian) and
+  ``metrics()`` (a dict logged in the history, e.g. accuracies);
+* ``problem.value(x)`` evaluates the objective (the line search).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ocdl.checks import inner, norm
+
+from .line_search import armijo
+from .pcg import pcg
+from .result import SolverResult
+
+
+def newton_pcg(
+    problem: Any,
+    x0: Any,
+    max_iter: int = 10,
+    gtol: float = 1e-6,
+    cg_maxiter: int = 20,
+    cg_rtol: float = 1e-2,
+    callback: Callable[[int, Any, dict], bool | None] | None = None,
+) -> SolverResult:
+    """Minimise ``problem`` from ``x0`` by Newton-PCG with Armijo backtracking.
+
+    Parameters
+    ----------
+    problem : see the module docstring.
+    x0 : initial point (NumPy or CuPy array of any shape).
+    max_iter : outer iterations.
+    gtol : stop when :math:`\\|g_k\\| \\le \\text{gtol}\\, \\|g_0\\|`.
+    cg_maxiter, cg_rtol : PCG's iteration cap and relative tolerance.
+    callback : called as ``callback(k, x_k, record)`` after every iteration;
+        returning ``True`` stops the solver.
+
+    Returns
+    -------
+    SolverResult with ``x``, ``fun``, ``nit``, ``message`` and per-iteration
+    records ``objective, grad_norm, rel_grad_norm, step, cg_iters,
+    cg_rel_residual, negative_curvature, time`` plus the model's ``metrics()``.
+    A failed line search or a non-finite objective stops the solver with a
+    message instead of looping.
+    """
+    start = time.perf_counter()
+    x = x0
+    history: list[dict] = []
+    g0_norm = None
+    message, success = f"reached max_iter = {max_iter}", False
+    model = problem.model(x)
+    for k in range(max_iter):
+        g_norm = norm(model.gradient)
+        g0_norm = g_norm if g0_norm is None else g0_norm
+        if not (model.value == model.value and g_norm == g_norm):  # NaN
+            message, success = "objective or gradient is NaN; stopped", False
+            break
+        if g_norm <= gtol * g0_norm or g_norm == 0.0:
+            message, success = f"gradient norm reduced by {gtol:g}", True
+            break
+        precondition = getattr(model, "precondition", None)
+        cg = pcg(model.hessian_matvec, -model.gradient, M=precondition, rtol=cg_rtol, maxiter=cg_maxiter)
+        p = cg.x
+        slope = inner(model.gradient, p)
+        if not slope < 0:  # no descent from CG (negative curvature at once): steepest descent
+            p = -model.gradient
+            slope = -(g_norm**2)
+        ls = armijo(problem.value, x, p, model.value, slope)
+        record = {
+            "iteration": k,
+            "objective": model.value,
+            "grad_norm": g_norm,
+            "rel_grad_norm": g_norm / g0_norm,
+            "step": ls.step,
+            "cg_iters": cg.n_iter,
+            "cg_rel_residual": cg.rel_residual,
+            "negative_curvature": cg.negative_curvature,
+        }
+        if not ls.success:
+            record["time"] = time.perf_counter() - start
+            history.append(record)
+            message, success = "line search failed: no sufficient decrease along the Newton direction", False
+            break
+        x = x + ls.step * p
+        model = problem.model(x)
+        record.update(getattr(model, "metrics", dict)())
+        record["time"] = time.perf_counter() - start
+        history.append(record)
+        if callback is not None and callback(k, x, record):
+            message, success = "stopped by callback", True
+            break
+    return SolverResult(x=x, fun=model.value, nit=len(history), success=success, message=message, history=history)
+
+
+def gauss_newton_pcg(problem: Any, x0: Any, **options: Any) -> SolverResult:
+    """Gauss-Newton-PCG: :func:`newton_pcg` on a problem whose model's ``hessian_matvec``
+    is the Gauss-Newton matrix :math:`J^T \\nabla^2 S\\, J + \\alpha \\nabla^2 R`
+    (symmetric positive semi-definite), e.g. :meth:`ocdl.LearningProblem.theta_problem`.
+    Options as for :func:`newton_pcg`.
+    """
+    return newton_pcg(problem, x0, **options)

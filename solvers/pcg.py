@@ -1,0 +1,140 @@
+r"""Preconditioned conjugate gradients for the Newton systems of the training solvers.
+
+Why not :func:`scipy.sparse.linalg.cg`: it accepts LinearOperators, ``rtol`` and
+``maxiter``, but (a) it runs on NumPy arrays only, while the Hessian-vector
+products here may live on the GPU (CuPy) and must stay there; (b) it does not
+detect directions of nonpositive curvature :math:`p^T A p \le 0`, which a
+Newton-CG method on a nonconvex objective must stop at instead of dividing by
+them; and (c) it reports neither the iteration count nor the residual history
+the solvers log. Hence this short hand-written PCG, dispatching on the array
+module of ``b`` (:func:`ocdl.backend.get_array_module`) and accepting arrays of
+any shape (e.g. weight matrices), with inner products over all entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ocdl.backend import get_array_module
+
+Array = Any  # a NumPy or CuPy array
+
+
+@dataclass
+class PCGResult:
+    """Outcome of :func:`pcg`.
+
+    Attributes
+    ----------
+    x : array
+        The last iterate (shape and dtype of ``b``).
+    n_iter : int
+        Number of completed CG updates of ``x``.
+    rel_residual : float
+        :math:`\\|r\\| / \\|b\\|` at ``x`` (recursively updated residual).
+    converged : bool
+        ``rel_residual <= rtol``.
+    negative_curvature : bool
+        A search direction with :math:`p^T A p \\le 0` was met; ``x`` is the
+        iterate before it (``x0``, or zero, if it was the first direction).
+    residual_history : list of float
+        ``rel_residual`` at ``x0`` and after every update (``n_iter + 1`` entries).
+    """
+
+    x: Array
+    n_iter: int
+    rel_residual: float
+    converged: bool
+    negative_curvature: bool
+    residual_history: list[float]
+
+
+def _as_operator(A: Any) -> Callable[[Array], Array]:
+    """A callable (function, LinearOperator) as is; a matrix (dense, sparse) as ``v -> A @ v``."""
+    return A if callable(A) else (lambda v: A @ v)
+
+
+def pcg(
+    A: Any,
+    b: Array,
+    M: Any = None,
+    x0: Array | None = None,
+    rtol: float = 1e-2,
+    maxiter: int = 20,
+    callback: Callable[[Array], None] | None = None,
+) -> PCGResult:
+    r"""Solve :math:`A x = b` by preconditioned conjugate gradients.
+
+    Stops when :math:`\|b - A x\| \le \mathrm{rtol}\, \|b\|`, after ``maxiter``
+    updates, or at the first direction of nonpositive curvature
+    :math:`p^T A p \le 0` (then ``negative_curvature`` is set and the previous
+    iterate is returned).
+
+    Parameters
+    ----------
+    A : callable, LinearOperator or matrix
+        The symmetric operator, :math:`v \mapsto A v` (any array shape).
+    b : array
+        Right-hand side; NumPy or CuPy.
+    M : callable, LinearOperator or matrix, optional
+        Preconditioner :math:`r \mapsto M r \approx A^{-1} r`, symmetric positive
+        definite. Default: none (identity).
+    x0 : array, optional
+        Initial guess (default zero).
+    rtol : float, optional
+        Relative residual tolerance.
+    maxiter : int, optional
+        Maximum number of iterations.
+    callback : callable, optional
+        Called as ``callback(x)`` after every update.
+
+    Returns
+    -------
+    PCGResult
+    """
+    xp = get_array_module(b)
+    apply_A = _as_operator(A)
+    apply_M = (lambda r: r) if M is None else _as_operator(M)
+
+    def dot(u: Array, v: Array) -> float:
+        return float(xp.vdot(u, v))
+
+    b_norm = dot(b, b) ** 0.5
+    if b_norm == 0.0:
+        return PCGResult(xp.zeros_like(b), 0, 0.0, True, False, [0.0])
+    if x0 is None:
+        x = xp.zeros_like(b)
+        r = b
+    else:
+        x = xp.array(x0, dtype=b.dtype, copy=True)
+        r = b - apply_A(x)
+    rel = dot(r, r) ** 0.5 / b_norm
+    history = [rel]
+    negative_curvature = False
+    n_iter = 0
+    z = apply_M(r)
+    rz = dot(r, z)
+    p = z
+    while rel > rtol and n_iter < maxiter:
+        Ap = apply_A(p)
+        pAp = dot(p, Ap)
+        if pAp <= 0.0:
+            negative_curvature = True
+            break
+        alpha = rz / pAp
+        x = x + alpha * p
+        r = r - alpha * Ap
+        n_iter += 1
+        rel = dot(r, r) ** 0.5 / b_norm
+        history.append(rel)
+        if callback is not None:
+            callback(x)
+        if rel <= rtol or n_iter == maxiter:
+            break  # done: skip the preconditioner solve
+        z = apply_M(r)
+        rz_new = dot(r, z)
+        p = z + (rz_new / rz) * p
+        rz = rz_new
+    return PCGResult(x, n_iter, rel, rel <= rtol, negative_curvature, history)

@@ -1,0 +1,129 @@
+"""PCG against scipy's CG and direct solves; preconditioning, negative curvature, limits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.sparse.linalg import LinearOperator, aslinearoperator, cg
+
+from ocdl.backend import cupy_available
+from solvers.pcg import PCGResult, pcg
+
+
+def spd_matrix(n, cond, seed=0):
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    return (Q * np.logspace(0, np.log10(cond), n)) @ Q.T
+
+
+@pytest.mark.parametrize("use_M", [False, True], ids=["plain", "jacobi"])
+def test_matches_scipy_cg_and_direct_solve(use_M):
+    A = spd_matrix(60, 1e3) + np.diag(np.linspace(1, 30, 60))
+    b = np.random.default_rng(1).standard_normal(60)
+    M = aslinearoperator(sp.diags(1 / np.diag(A))) if use_M else None
+    scipy_iterates = []
+    x_ref, info = cg(A, b, M=M, rtol=1e-9, maxiter=500, callback=lambda x: scipy_iterates.append(x.copy()))
+    assert info == 0
+    ours = []
+    result = pcg(lambda v: A @ v, b, M=M, rtol=1e-9, maxiter=500, callback=lambda x: ours.append(x.copy()))
+    assert isinstance(result, PCGResult)
+    assert result.converged and not result.negative_curvature
+    assert result.n_iter == len(scipy_iterates) == len(ours)
+    np.testing.assert_allclose(result.x, x_ref, rtol=1e-10)
+    np.testing.assert_allclose(ours[2], scipy_iterates[2], rtol=1e-12)
+    x_direct = np.linalg.solve(A, b)
+    assert np.linalg.norm(result.x - x_direct) <= 1e-6 * np.linalg.norm(x_direct)
+    assert result.rel_residual <= 1e-9
+    assert len(result.residual_history) == result.n_iter + 1
+    assert result.residual_history[0] == 1.0
+    true_rel = np.linalg.norm(b - A @ result.x) / np.linalg.norm(b)
+    assert true_rel == pytest.approx(result.rel_residual, rel=1e-3, abs=1e-12)
+
+
+@pytest.mark.parametrize("A", ["matrix", "sparse", "linear_operator"])
+def test_accepts_matrices_and_operators(A):
+    dense = spd_matrix(20, 10.0, seed=2)
+    op = {"matrix": dense, "sparse": sp.csr_array(dense), "linear_operator": aslinearoperator(dense)}[A]
+    b = np.ones(20)
+    result = pcg(op, b, rtol=1e-12, maxiter=100)
+    np.testing.assert_allclose(result.x, np.linalg.solve(dense, b), rtol=1e-9)
+
+
+def test_preconditioner_reduces_iterations():
+    d = np.logspace(0, 6, 300)
+    b = np.random.default_rng(3).standard_normal(300)
+    plain = pcg(lambda v: d * v, b, rtol=1e-8, maxiter=300)
+    jacobi = pcg(lambda v: d * v, b, M=lambda r: r / d, rtol=1e-8, maxiter=300)
+    assert jacobi.converged and jacobi.n_iter == 1
+    assert plain.n_iter > 20 * jacobi.n_iter
+    np.testing.assert_allclose(jacobi.x, b / d, rtol=1e-12)
+
+
+def test_negative_curvature_first_direction():
+    A = np.diag([-1.0, -2.0, -3.0])
+    result = pcg(A, np.ones(3), maxiter=50)
+    assert result.negative_curvature and not result.converged
+    assert result.n_iter == 0
+    np.testing.assert_array_equal(result.x, np.zeros(3))
+
+
+def test_negative_curvature_later_returns_last_iterate():
+    A = np.diag([1.0, 2.0, 3.0, 4.0, -0.1])
+    b = np.ones(5)
+    iterates = []
+    result = pcg(A, b, rtol=1e-12, maxiter=50, callback=lambda x: iterates.append(x.copy()))
+    assert result.negative_curvature and not result.converged
+    assert 0 < result.n_iter < 5
+    np.testing.assert_array_equal(result.x, iterates[-1])
+    assert len(result.residual_history) == result.n_iter + 1
+
+
+def test_maxiter_is_honoured():
+    A = spd_matrix(40, 1e4, seed=4)
+    result = pcg(A, np.ones(40), rtol=1e-14, maxiter=3)
+    assert result.n_iter == 3 and not result.converged
+    assert len(result.residual_history) == 4
+
+
+def test_initial_guess_and_zero_rhs():
+    A = spd_matrix(10, 5.0, seed=5)
+    x = np.arange(10.0)
+    result = pcg(A, A @ x, x0=x, rtol=1e-8)
+    assert result.converged and result.n_iter == 0
+    np.testing.assert_array_equal(result.x, x)
+    zero = pcg(A, np.zeros(10))
+    assert zero.converged and zero.n_iter == 0 and not zero.x.any()
+
+
+def test_matrix_shaped_unknowns():
+    """b may be any array (e.g. weights W, n x m); A acts on all entries."""
+    rng = np.random.default_rng(6)
+    A = spd_matrix(8, 50.0, seed=6)
+    B = rng.standard_normal((8, 3))
+    result = pcg(lambda V: A @ V, B, rtol=1e-12, maxiter=100)
+    np.testing.assert_allclose(result.x, np.linalg.solve(A, B), rtol=1e-9)
+
+
+def test_float32():
+    A = spd_matrix(30, 100.0, seed=7).astype(np.float32)
+    b = np.ones(30, dtype=np.float32)
+    op = LinearOperator(A.shape, matvec=lambda v: A @ v, dtype=np.float32)
+    result = pcg(op, b, rtol=1e-4, maxiter=100)
+    assert result.converged and result.x.dtype == np.float32
+    x_direct = np.linalg.solve(A.astype(np.float64), b.astype(np.float64))
+    assert np.linalg.norm(result.x - x_direct) <= 1e-2 * np.linalg.norm(x_direct)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA device")
+def test_cupy_matches_numpy():
+    import cupy
+
+    A = spd_matrix(50, 1e3, seed=8)
+    b = np.ones(50)
+    Ag = cupy.asarray(A)
+    gpu = pcg(lambda v: Ag @ v, cupy.asarray(b), rtol=1e-10, maxiter=200)
+    cpu = pcg(lambda v: A @ v, b, rtol=1e-10, maxiter=200)
+    assert isinstance(gpu.x, cupy.ndarray) and gpu.n_iter == cpu.n_iter
+    np.testing.assert_allclose(cupy.asnumpy(gpu.x), cpu.x, rtol=1e-8)

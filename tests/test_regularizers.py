@@ -1,0 +1,161 @@
+"""Regularizers: derivatives, symmetry, and DCT preconditioners against dense solves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ocdl.backend import cupy_available
+from ocdl.checks import dot_test, inner, random_like, taylor_test
+from ocdl.regularizers import SpatialSmoothness, TimeSmoothness, WeightDecay
+
+
+def diff_matrix(n):
+    """Forward differences, (n - 1) x n."""
+    return np.diff(np.eye(n), axis=0)
+
+
+def along_axis(A, axis, shape):
+    """Dense matrix applying A along `axis` of a row-major array of `shape`."""
+    factors = [A if a == axis else np.eye(k) for a, k in enumerate(shape)]
+    out = factors[0]
+    for f in factors[1:]:
+        out = np.kron(out, f)
+    return out
+
+
+def dense_time_hessian(N, p, h):
+    D = diff_matrix(N)
+    return np.kron(D.T @ D, np.eye(p)) / h
+
+
+def dense_spatial_L(grid, operator):
+    if operator == "gradient":
+        return np.vstack([along_axis(diff_matrix(k), a, grid) for a, k in enumerate(grid)])
+    return sum(along_axis(diff_matrix(k).T @ diff_matrix(k), a, grid) for a, k in enumerate(grid))
+
+
+# (regularizer, example argument shape, dense Hessian acting on the columns)
+CASES = {
+    "weight_decay": (WeightDecay(), (6, 3), np.eye(6)),
+    "time": (TimeSmoothness(5, 3, 0.3), (15,), dense_time_hessian(5, 3, 0.3)),
+    "spatial_gradient_2d": (
+        SpatialSmoothness((4, 5), "gradient"),
+        (20, 3),
+        dense_spatial_L((4, 5), "gradient").T @ dense_spatial_L((4, 5), "gradient"),
+    ),
+    "spatial_laplacian_3d": (
+        SpatialSmoothness((2, 3, 4), "laplacian"),
+        (24, 2),
+        dense_spatial_L((2, 3, 4), "laplacian") @ dense_spatial_L((2, 3, 4), "laplacian"),
+    ),
+    "spatial_laplacian_channel1": (
+        SpatialSmoothness((1, 4, 3)),
+        (12,),
+        dense_spatial_L((4, 3), "laplacian") @ dense_spatial_L((4, 3), "laplacian"),
+    ),
+}
+
+
+@pytest.fixture(params=list(CASES), ids=list(CASES))
+def case(request):
+    return CASES[request.param]
+
+
+def test_gradient_taylor(case):
+    reg, shape, _ = case
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape)
+    v = random_like(x, rng)
+    result = taylor_test(lambda y: np.asarray(reg.value(y)), x, v, np.asarray(inner(reg.gradient(x), v)))
+    assert result.rate1 >= 1.9, str(result)
+
+
+def test_hessian_taylor(case):
+    reg, shape, _ = case
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(shape)
+    v = random_like(x, rng)
+    result = taylor_test(reg.gradient, x, v, reg.hessian_matvec(v))
+    assert result.passed, str(result)
+
+
+def test_hessian_symmetric(case):
+    reg, shape, _ = case
+    rng = np.random.default_rng(2)
+    v, w = rng.standard_normal(shape), rng.standard_normal(shape)
+    assert dot_test(reg.hessian_matvec, reg.hessian_matvec, v, w, tol=1e-10).passed
+
+
+def test_matches_dense(case):
+    """Value and Hessian agree with the independently assembled dense matrix."""
+    reg, shape, H = case
+    x = np.random.default_rng(3).standard_normal(shape)
+    X = x.reshape(H.shape[0], -1)
+    assert reg.value(x) == pytest.approx(0.5 * np.sum(X * (H @ X)), rel=1e-12)
+    np.testing.assert_allclose(reg.hessian_matvec(x), (H @ X).reshape(shape), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shift", [1e-3, 0.7, 50.0])
+def test_precondition_inverts_shifted_hessian(case, shift):
+    reg, shape, H = case
+    r = np.random.default_rng(4).standard_normal(shape)
+    R = r.reshape(H.shape[0], -1)
+    z = reg.precondition(r, shift)
+    expected = np.linalg.solve(H + shift * np.eye(H.shape[0]), R).reshape(shape)
+    assert np.linalg.norm(z - expected) <= 1e-12 * np.linalg.norm(expected)
+    residual = reg.hessian_matvec(z) + shift * z - r
+    assert np.linalg.norm(residual) <= 1e-12 * np.linalg.norm(r)
+
+
+def test_time_smoothness_by_hand():
+    reg = TimeSmoothness(3, 2, step_size=0.5)
+    theta = np.array([0.0, 1.0, 1.0, 1.0, 3.0, 1.0])  # rows (0, 1), (1, 1), (3, 1)
+    assert reg.value(theta) == pytest.approx((1 + 4) / (2 * 0.5))
+
+
+def test_eigenvalues_of_spatial_operator():
+    reg = SpatialSmoothness((3, 4), "gradient")
+    H = dense_spatial_L((3, 4), "gradient").T @ dense_spatial_L((3, 4), "gradient")
+    lam = [2 - 2 * np.cos(np.pi * k / n) for n in (3, 4) for k in range(n)]
+    expected = np.sort(np.add.outer(lam[:3], lam[3:]).ravel())
+    np.testing.assert_allclose(np.linalg.eigvalsh(H), expected, atol=1e-12)
+    assert reg.precondition(np.ones(12), 2.0) == pytest.approx(np.full(12, 0.5))
+
+
+def test_float32_keeps_dtype(case):
+    reg, shape, _ = case
+    x = np.random.default_rng(5).standard_normal(shape).astype(np.float32)
+    for out in (reg.gradient(x), reg.hessian_matvec(x), reg.precondition(x, 0.5)):
+        assert out.dtype == np.float32 and out.shape == shape
+    assert np.isfinite(reg.value(x))
+
+
+def test_validation():
+    with pytest.raises(ValueError, match=r"x must have n_steps \* n_params_per_step = 3 \* 2 = 6"):
+        TimeSmoothness(3, 2, 1.0).value(np.ones(5))
+    with pytest.raises(ValueError, match=r"step_size must be positive"):
+        TimeSmoothness(3, 2, 0.0)
+    with pytest.raises(ValueError, match=r"W must have shape \(n, m\) or \(n,\) with n = .* = 12"):
+        SpatialSmoothness((3, 4)).value(np.ones((11, 2)))
+    with pytest.raises(ValueError, match=r"operator must be one of"):
+        SpatialSmoothness((3, 4), "curl")
+    with pytest.raises(ValueError, match=r"shift must be positive"):
+        SpatialSmoothness((3, 4)).precondition(np.ones(12), 0.0)
+    with pytest.raises(ValueError, match=r"shift must be > -1"):
+        WeightDecay().precondition(np.ones(3), -1.0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA device")
+def test_cupy_matches_numpy(case):
+    import cupy
+
+    reg, shape, _ = case
+    x = np.random.default_rng(6).standard_normal(shape)
+    xg = cupy.asarray(x)
+    assert reg.value(xg) == pytest.approx(reg.value(x), rel=1e-12)
+    for method in (reg.gradient, reg.hessian_matvec, lambda a: reg.precondition(a, 0.3)):
+        out = method(xg)
+        assert isinstance(out, cupy.ndarray)
+        np.testing.assert_allclose(cupy.asnumpy(out), method(x), rtol=1e-10, atol=1e-12)
