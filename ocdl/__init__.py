@@ -4,6 +4,7 @@ Forward propagation is time stepping, ``x_{j+1} = step(x_j, theta_j, h)``;
 sensitivities and adjoints come from each stepper's one-step linearisation.
 """
 
+from . import stability
 from .activations import Activation, Identity, ReLU, SmoothReLU, Tanh, get_activation
 from .backend import asnumpy, cupy_available, get_array_module, to_device
 from .checks import CheckReport, check_stepper, dot_test, dot_test_operator, taylor_test
@@ -13,6 +14,7 @@ from .memory import MemoryPolicy, StoreAll, Trajectory
 from .network import Network
 from .objectives import LeastSquares, LogisticCrossEntropy, Objective, SoftmaxCrossEntropy
 from .regularizers import Regularizer, SpatialSmoothness, TimeSmoothness, WeightDecay
+from .stability import euler_factor, layer_jacobian_eigenvalues
 from .steppers import RK4, LayerStepper, Leapfrog, ResNet, Stepper, Verlet
 from .transforms import Antisymmetric, Conv2d, Dense, NegativeDefinite, Transform
 from .validation import PropagationError
@@ -20,11 +22,18 @@ from .validation import PropagationError
 __version__ = "0.1.0"
 
 __all__ = [
-    "KINDS", "RK4", "Activation", "Antisymmetric", "CheckReport", "Conv2d", "Dense", "Identity",
-    "Layer", "LayerStepper", "LeastSquares", "LogisticCrossEntropy", "Objective", "Regularizer",
-    "SoftmaxCrossEntropy", "SpatialSmoothness", "TimeSmoothness", "WeightDecay", "Leapfrog", "MemoryPolicy", "NegativeDefinite", "Network",
-    "PropagationError", "ReLU", "ResNet", "SmoothReLU", "StoreAll", "Stepper", "Tanh",
-    "Trajectory", "Transform", "Verlet", "asnumpy", "check_stepper", "cupy_available",
-    "dot_test", "dot_test_operator", "get_activation", "get_array_module", "network",
-    "taylor_test", "to_device",
+    # dynamics
+    "Stepper", "LayerStepper", "ResNet", "Leapfrog", "Verlet", "RK4", "Network", "network", "KINDS",
+    "Layer", "Transform", "Dense", "Antisymmetric", "NegativeDefinite", "Conv2d",
+    "Activation", "Tanh", "ReLU", "SmoothReLU", "Identity", "get_activation",
+    # memory policies
+    "MemoryPolicy", "Trajectory", "StoreAll",
+    # objectives and regularizers
+    "Objective", "SoftmaxCrossEntropy", "LogisticCrossEntropy", "LeastSquares",
+    "Regularizer", "WeightDecay", "TimeSmoothness", "SpatialSmoothness",
+    # checks and stability
+    "taylor_test", "dot_test", "dot_test_operator", "check_stepper", "CheckReport",
+    "stability", "layer_jacobian_eigenvalues", "euler_factor", "PropagationError",
+    # arrays
+    "get_array_module", "to_device", "asnumpy", "cupy_available",
 ]

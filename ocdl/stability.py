@@ -1,0 +1,319 @@
+r"""Stability of the forward propagation (section 3 of Haber & Ruthotto 2017).
+
+The paper writes a layer for a column feature vector as :math:`\sigma(K y + b)`;
+ocdl stores examples as rows, so the same layer reads :math:`\sigma(y K + b)`
+and a paper matrix :math:`K_{\text{paper}}` becomes ``K = K_paper.T``.
+
+**Layer Jacobian** (eq. 3.7). For a row vector :math:`y` the map
+:math:`y \mapsto \sigma(y K + b)`, viewed as a map of column vectors, has the
+Jacobian
+
+.. math::  J(y) = \operatorname{diag}\big(\sigma'(y K + b)\big)\, K^T ,
+
+the paper's :math:`\operatorname{diag}(\sigma'(K y + b)) K` with
+:math:`K = K_{\text{paper}}^T`. The continuous dynamics
+:math:`\dot y = \sigma(y K + b)` are stable when
+:math:`\max_i \operatorname{Re} \lambda_i(J) \le 0`.
+
+**Forward Euler** (eq. 3.9). The ResNet step
+:math:`Y_{j+1} = Y_j + h \sigma(Y_j K_j + b_j)` is stable when
+
+.. math::  \max_i |1 + h \lambda_i(J_j)| \le 1 ,
+
+i.e. when every :math:`h\lambda_i` lies in the unit disc centred at
+:math:`-1` (:func:`euler_factor`, :func:`plot_eigenvalues`).
+
+:func:`phase_plane` draws the feature trajectories of a two-dimensional
+network with the force field, as in the paper's Figures 1 and 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .backend import asnumpy
+from .layer import Layer
+from .network import Network
+from .validation import check_positive
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+__all__ = ["euler_factor", "feature_trajectory", "layer_jacobian_eigenvalues", "phase_plane",
+           "plot_eigenvalues"]
+
+
+def _layer(network: Network, square: bool = False) -> Layer:
+    layer = getattr(network.stepper, "layer", None)
+    if not isinstance(layer, Layer):
+        raise TypeError(
+            f"the stability tools need a layer stepper (ResNet, Leapfrog, Verlet, RK4); "
+            f"{network.stepper!r} has no layer"
+        )
+    transform = layer.transform
+    if square and transform.n_in != transform.n_out:
+        raise ValueError(
+            f"the layer Jacobian diag(sigma') K^T needs a square transform, got "
+            f"{transform!r} ({transform.n_in} x {transform.n_out})"
+        )
+    return layer
+
+
+def feature_trajectory(network: Network, theta: Any, Y0: Any) -> np.ndarray:
+    r"""The features :math:`Y_0, Y_1, \dots, Y_N` of one forward propagation.
+
+    Parameters
+    ----------
+    network : Network
+        Any network; the features are ``network.stepper.output`` of each state.
+    theta : array
+        Flat parameters (``network.n_params`` entries).
+    Y0 : array
+        Input features, ``s x n``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(N + 1, s, n)``; entry ``j`` is :math:`Y_j` (on the host).
+    """
+    with network.trajectory(theta, Y0) as traj:
+        states = [asnumpy(network.stepper.output(state)) for _, state, _ in traj.steps()]
+        states.append(asnumpy(network.stepper.output(traj.final_state)))
+    return np.stack(states)
+
+
+def layer_jacobian_eigenvalues(network: Network, theta: Any, Y0: Any) -> np.ndarray:
+    r"""Eigenvalues of the layer Jacobians along the forward trajectory (eq. 3.7).
+
+    For step :math:`j` and example :math:`i` (row :math:`y = (Y_j)_i`),
+
+    .. math::  J_{j,i} = \operatorname{diag}\big(\sigma'(y K_j + b_j)\big)\, K_j^T ,
+
+    the Jacobian of :math:`y \mapsto \sigma(y K_j + b_j)` as a map of column
+    vectors. For a ResNet these decide the stability of forward Euler
+    (:func:`euler_factor`); for the second-order networks they are the
+    eigenvalues of the force :math:`\sigma(y K + b)`.
+
+    Parameters
+    ----------
+    network : Network
+        A network over a layer stepper whose transform is square
+        (``n x n``); :meth:`~ocdl.transforms.Transform.matrix` gives :math:`K_j`.
+    theta : array
+        Flat parameters (``network.n_params`` entries).
+    Y0 : array
+        Input features, ``s x n``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Complex, shape ``(N, s, n)``: the ``n`` eigenvalues of :math:`J_{j,i}`.
+
+    Raises
+    ------
+    TypeError
+        If the stepper has no layer.
+    ValueError
+        If the transform is not square.
+    """
+    layer = _layer(network, square=True)
+    steps = network.theta_steps(theta)
+    eigenvalues = []
+    with network.trajectory(theta, Y0) as traj:
+        for j, state, _ in traj.steps():
+            theta_K, _ = layer.split(steps[j])
+            K = asnumpy(layer.transform.matrix(theta_K))
+            _, dA = layer.forward(steps[j], network.stepper.output(state))
+            J = asnumpy(dA)[:, :, None] * K.T[None]  # (s, n, n): diag(sigma'_i) K^T
+            eigenvalues.append(np.linalg.eigvals(J))
+    return np.stack(eigenvalues).astype(np.result_type(J.dtype, np.complex64))
+
+
+def euler_factor(eigenvalues: Any, h: float, per_step: bool = False) -> float | np.ndarray:
+    r"""The forward Euler amplification :math:`\max |1 + h\lambda|` (eq. 3.9).
+
+    Forward Euler on :math:`\dot y = J y` is stable when the factor is at
+    most 1, i.e. every :math:`h\lambda` lies in the disc :math:`|1 + z| \le 1`.
+
+    Parameters
+    ----------
+    eigenvalues : array_like
+        Eigenvalues :math:`\lambda`, e.g. the ``(N, s, n)`` output of
+        :func:`layer_jacobian_eigenvalues`.
+    h : float
+        Step size :math:`h > 0`.
+    per_step : bool
+        If true, the maximum over all axes but the first (one factor per step).
+
+    Returns
+    -------
+    float or numpy.ndarray
+        :math:`\max |1 + h\lambda|` overall, or per step (shape ``(N,)``).
+    """
+    h = check_positive("h", h)
+    amplification = np.abs(1 + h * np.asarray(eigenvalues))
+    if per_step:
+        return amplification.reshape(amplification.shape[0], -1).max(axis=1)
+    return float(amplification.max())
+
+
+def phase_plane(
+    ax: Axes,
+    network: Network,
+    theta: Any,
+    Y0: Any,
+    field: bool = True,
+    K: Any = None,
+    b: float | None = None,
+    grid: int = 15,
+    labels: Sequence[str] | None = None,
+    legend: bool = True,
+    linewidth: float = 1.2,
+    markers: bool | None = None,
+) -> Axes:
+    r"""Draw the trajectories :math:`Y_0, \dots, Y_N` of two features with the force field.
+
+    Each example is one curve through its states (dots at the hidden layers),
+    its input :math:`Y_0` a hollow circle and its output :math:`Y_N` a star.
+    The field is :math:`\sigma(y K + b)` on a ``grid x grid`` lattice over the
+    plotted region: the right-hand side of :math:`\dot y = \sigma(yK + b)` for
+    a ResNet, the acceleration of :math:`\ddot y = \sigma(yK + b)` for Leapfrog.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The axes to draw on.
+    network : Network
+        A network of width 2.
+    theta : array
+        Flat parameters (``network.n_params`` entries).
+    Y0 : array
+        Input features, ``s x 2``.
+    field : bool
+        Whether to draw the force field (needs a layer stepper).
+    K : array_like, optional
+        The ``2 x 2`` matrix of the field (row convention); default the first
+        layer's :math:`K_0`.
+    b : float, optional
+        The bias of the field; default the first layer's :math:`b_0`.
+    grid : int
+        Number of arrows per axis.
+    labels : sequence of str, optional
+        Legend labels of the examples; default the input coordinates.
+    legend : bool
+        Whether to draw a legend.
+    linewidth : float
+        Width of the lines joining consecutive states (0: dots only); thin lines
+        keep long runs readable.
+    markers : bool, optional
+        Whether to dot every state; default when :math:`N \le 50`.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        ``ax``.
+    """
+    from matplotlib.lines import Line2D
+
+    paths = feature_trajectory(network, theta, Y0)
+    if paths.shape[2] != 2:
+        raise ValueError(f"phase_plane needs 2 features, the network has {paths.shape[2]}")
+    grid = check_positive("grid", grid, integer=True)
+    if labels is None:
+        labels = [f"$y_0 = ({y[0]:g}, {y[1]:g})$" for y in paths[0]]
+    if len(labels) != paths.shape[1]:
+        raise ValueError(f"labels needs {paths.shape[1]} entries, got {len(labels)}")
+
+    low, high = paths.min(axis=(0, 1)), paths.max(axis=(0, 1))
+    margin = 0.1 * np.maximum(high - low, 0.1 * max(np.abs(paths).max(), 1e-3))
+    low, high = low - margin, high + margin
+
+    handles = []
+    if field:
+        layer = _layer(network)
+        theta_K, b0 = layer.split(network.theta_steps(theta)[0])
+        K = asnumpy(layer.transform.matrix(theta_K)) if K is None else np.asarray(K, dtype=float)
+        if K.shape != (2, 2):
+            raise ValueError(f"the field needs a 2 x 2 matrix K, got shape {K.shape}")
+        b = float(asnumpy(b0)[0]) if b is None else float(b)
+        X1, X2 = np.meshgrid(np.linspace(low[0], high[0], grid), np.linspace(low[1], high[1], grid))
+        force = np.asarray(layer.activation(np.stack([X1.ravel(), X2.ravel()], axis=1) @ K + b))
+        ax.quiver(X1, X2, force[:, 0].reshape(X1.shape), force[:, 1].reshape(X1.shape),
+                  color="0.65", angles="xy", width=0.004)
+        handles.append(Line2D([], [], color="0.65", marker=r"$\rightarrow$", markersize=12,
+                              linestyle="None", label="force field"))
+
+    n_steps = paths.shape[0] - 1
+    marker = "." if (n_steps <= 50 if markers is None else markers) else None
+    markersize = 6 if n_steps <= 50 else 2
+    for i, label in enumerate(labels):
+        color = f"C{i}"
+        line, = ax.plot(paths[:, i, 0], paths[:, i, 1], "-" if linewidth else "None",
+                        marker=marker, markersize=markersize, color=color,
+                        linewidth=linewidth, label=label)
+        handles.append(line)
+        ax.plot(*paths[0, i], "o", markersize=8, markerfacecolor="none", markeredgecolor=color,
+                markeredgewidth=1.5)
+        ax.plot(*paths[-1, i], "*", markersize=12, color=color, markeredgecolor="k",
+                markeredgewidth=0.5)
+    handles.append(Line2D([], [], marker="o", markerfacecolor="none", markeredgecolor="k",
+                          linestyle="None", label="input $Y_0$"))
+    handles.append(Line2D([], [], marker="*", markersize=10, color="0.4", markeredgecolor="k",
+                          linestyle="None", label="output $Y_N$"))
+
+    ax.set_xlim(low[0], high[0])
+    ax.set_ylim(low[1], high[1])
+    ax.set_xlabel("feature $y_1$")
+    ax.set_ylabel("feature $y_2$")
+    if legend:
+        ax.legend(handles=handles, fontsize="small", loc="best")
+    return ax
+
+
+def plot_eigenvalues(ax: Axes, eigenvalues: Any, h: float, label: str | None = None) -> Axes:
+    r"""Draw eigenvalues in the complex plane with the forward Euler stability disc.
+
+    The disc is :math:`\{\lambda : |1 + h \lambda| \le 1\}`, centre :math:`-1/h`, radius
+    :math:`1/h` (eq. 3.9): forward Euler with step :math:`h` is stable when
+    every eigenvalue lies inside it.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The axes to draw on.
+    eigenvalues : array_like
+        Complex eigenvalues of any shape (flattened),
+        e.g. from :func:`layer_jacobian_eigenvalues`.
+    h : float
+        Step size :math:`h > 0`.
+    label : str, optional
+        Legend label of the eigenvalues (default ``"eigenvalues"``).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        ``ax``.
+    """
+    from matplotlib.patches import Circle
+
+    h = check_positive("h", h)
+    lam = np.asarray(eigenvalues).ravel()
+    radius = 1 / h
+    ax.add_patch(Circle((-radius, 0), radius, facecolor="C2", alpha=0.15, edgecolor="C2",
+                        label=rf"forward Euler stable: $|1 + h\lambda| \leq 1$, $h = {h:g}$"))
+    ax.plot(lam.real, lam.imag, "x", color="C3", markersize=8,
+            label="eigenvalues" if label is None else label)
+    ax.axhline(0, color="0.5", linewidth=0.6)
+    ax.axvline(0, color="0.5", linewidth=0.6)
+    pad = 0.1 * max(2 * radius, np.abs(lam).max(initial=0))
+    top = max(radius, np.abs(lam.imag).max(initial=0)) + pad
+    ax.set_xlim(min(-2 * radius, lam.real.min(initial=0)) - pad, lam.real.max(initial=0) + pad)
+    ax.set_ylim(-top, top)
+    ax.set_aspect("equal")
+    ax.set_xlabel(r"Re $\lambda$")
+    ax.set_ylabel(r"Im $\lambda$")
+    ax.legend(fontsize="small", loc="upper left")
+    return ax
