@@ -186,30 +186,31 @@ class Network:
         """Sensitivity :math:`dY_N = J_\\theta\\, d\\theta + J_{Y_0} dY_0` by forward substitution."""
         xp = get_array_module(theta, Y0)
         dsteps = self.theta_steps(dtheta)
-        traj = self.trajectory(theta, Y0) if trajectory is None else trajectory
-        steps = self.theta_steps(theta)
-        dstate = self.stepper.init(xp.zeros_like(Y0) if dY0 is None else check_array("dY0", dY0, shape=Y0.shape))
-        for j, state, cache in traj.steps():
-            dstate = self.stepper.step_jvp(state, steps[j], self.h, dstate, dsteps[j], cache)
+        dY0 = xp.zeros_like(Y0) if dY0 is None else check_array("dY0", dY0, shape=Y0.shape)
         if trajectory is None:
-            traj.close()
+            with self.trajectory(theta, Y0) as traj:
+                return self.jvp(theta, Y0, dtheta, dY0, trajectory=traj)
+        steps = self.theta_steps(theta)
+        dstate = self.stepper.init(dY0)
+        for j, state, cache in trajectory.steps():
+            dstate = self.stepper.step_jvp(state, steps[j], self.h, dstate, dsteps[j], cache)
         return self.stepper.output(dstate)
 
     def vjp(
         self, theta: Any, Y0: Any, W: Any, trajectory: Trajectory | None = None, return_dY0: bool = False
     ) -> Any:
         """Adjoint :math:`J_\\theta^T W` (and :math:`J_{Y_0}^T W` if ``return_dY0``) by backward substitution."""
-        xp = get_array_module(theta, Y0)
-        traj = self.trajectory(theta, Y0) if trajectory is None else trajectory
-        steps = self.theta_steps(theta)
-        YN = self.stepper.output(traj.final_state)
-        check_array("W", W, shape=YN.shape)
-        lam = self.stepper.output_vjp(traj.final_state, W)
-        grad = xp.empty_like(steps)
-        for j, state, cache in traj.reversed_steps():
-            lam, grad[j] = self.stepper.step_vjp(state, steps[j], self.h, lam, cache)
         if trajectory is None:
-            traj.close()
+            with self.trajectory(theta, Y0) as traj:
+                return self.vjp(theta, Y0, W, trajectory=traj, return_dY0=return_dY0)
+        xp = get_array_module(theta, Y0)
+        steps = self.theta_steps(theta)
+        YN = self.stepper.output(trajectory.final_state)
+        check_array("W", W, shape=YN.shape)
+        lam = self.stepper.output_vjp(trajectory.final_state, W)
+        grad = xp.empty_like(steps)
+        for j, state, cache in trajectory.reversed_steps():
+            lam, grad[j] = self.stepper.step_vjp(state, steps[j], self.h, lam, cache)
         grad = grad.ravel()
         return (grad, self.stepper.init_vjp(lam)) if return_dY0 else grad
 

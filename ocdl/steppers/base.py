@@ -59,8 +59,13 @@ class Stepper:
     def step_vjp(self, state: State, theta: Any, h: float, lam: State, cache: Any) -> tuple[State, Any]:
         raise NotImplementedError
 
-    def reverse_step(self, state_next: State, theta: Any, h: float) -> State:
-        """``state_j`` from ``state_{j+1}`` (only for ``reversible`` steppers)."""
+    def reverse_step(self, state_next: State, theta: Any, h: float) -> tuple[State, Any]:
+        """``(state_j, cache_j)`` from ``state_{j+1}`` (only for ``reversible`` steppers).
+
+        ``cache_j`` is what ``step(state_j, theta, h)`` returns as its cache;
+        the inverse step computes it anyway, so the adjoint sweep of
+        :class:`~ocdl.memory.Reversible` needs no second forward step.
+        """
         raise NotImplementedError(f"{type(self).__name__} is not time-reversible")
 
     def output(self, state: State) -> Any:

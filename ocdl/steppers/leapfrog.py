@@ -46,4 +46,5 @@ class Leapfrog(LayerStepper):
 
     def reverse_step(self, state_next, theta, h):
         Y_next, Y = state_next
-        return (Y, 2 * Y - Y_next + h * h * self.layer(theta, Y))
+        A, dA = self.layer.forward(theta, Y)
+        return (Y, 2 * Y - Y_next + h * h * A), dA

@@ -59,5 +59,7 @@ class Verlet(LayerStepper):
 
     def reverse_step(self, state_next, theta, h):
         Y_next, Z_next = state_next
-        Y = Y_next - h * self.layer(theta, Z_next, transpose=True)
-        return (Y, Z_next + h * self.layer(theta, Y))
+        A2, dA2 = self.layer.forward(theta, Z_next, transpose=True)
+        Y = Y_next - h * A2
+        A1, dA1 = self.layer.forward(theta, Y)
+        return (Y, Z_next + h * A1), (Z_next, dA1, dA2)

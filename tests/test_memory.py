@@ -1,0 +1,406 @@
+"""Memory policies: every derivative product under every policy agrees with StoreAll."""
+
+from __future__ import annotations
+
+import gc
+import heapq
+import json
+import os
+import tempfile
+import tracemalloc
+from functools import cache
+from math import comb
+
+import h5py
+import numpy as np
+import pytest
+
+import ocdl
+from ocdl.memory import (
+    HDF5,
+    Recompute,
+    Reversible,
+    StoreAll,
+    binomial_schedule,
+    optimal_recomputations,
+)
+
+N_STEPS, WIDTH, SAMPLES, FINAL_TIME = 7, 3, 5, 1.5
+REVERSIBLE_KINDS = ("leapfrog", "verlet")
+
+
+def make(kind, memory=None, n_steps=N_STEPS, dtype=np.float64):
+    """A small network, its parameters, data and directions (the same for every policy)."""
+    net = ocdl.network(kind, WIDTH, n_steps, FINAL_TIME, memory=memory)
+    rng = np.random.default_rng(7)
+    theta = net.init_params(rng, dtype=dtype)
+    Y0 = rng.standard_normal((SAMPLES, WIDTH)).astype(dtype)
+    dtheta = rng.standard_normal(net.n_params).astype(dtype)
+    dY0 = rng.standard_normal(Y0.shape).astype(dtype)
+    W = rng.standard_normal(Y0.shape).astype(dtype)
+    return net, theta, Y0, dtheta, dY0, W
+
+
+def products(net, theta, Y0, dtheta, dY0, W):
+    """jvp, vjp (theta and Y0), Gauss-Newton J^T J v, twice each, from one trajectory."""
+    out = []
+    with net.trajectory(theta, Y0) as traj:
+        for _ in range(2):  # repeated sweeps of the same trajectory
+            g, gY0 = net.vjp(theta, Y0, W, trajectory=traj, return_dY0=True)
+            dY = net.jvp(theta, Y0, dtheta, dY0=dY0, trajectory=traj)
+            J = net.jacobian(theta, Y0, trajectory=traj)
+            gn = J.rmatvec(J.matvec(dtheta))
+            out.append({"final": traj.final_state, "vjp": g, "vjp_Y0": gY0, "jvp": dY, "gn": gn})
+    return out
+
+
+def compare(kind, memory, rtol, dtype=np.float64):
+    """All products under ``memory`` within ``rtol`` (relative to the largest entry) of StoreAll's."""
+    ref = products(*make(kind, dtype=dtype))
+    got = products(*make(kind, memory, dtype=dtype))
+    for a, b in zip(got, ref):
+        for key in ("vjp", "vjp_Y0", "jvp", "gn"):
+            assert a[key].dtype == dtype
+            err = np.max(np.abs(a[key] - b[key])) / np.max(np.abs(b[key]))
+            assert err <= rtol, (key, err)
+        for x, y in zip(a["final"], b["final"]):
+            assert np.max(np.abs(x - y)) <= rtol * np.max(np.abs(y))
+
+
+# -- agreement with StoreAll ---------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ocdl.KINDS)
+@pytest.mark.parametrize(
+    "memory",
+    [
+        lambda d: Recompute(1),
+        lambda d: Recompute(3),
+        lambda d: Recompute(50),
+        lambda d: HDF5(path=d),
+        lambda d: HDF5(path=d, compression="gzip", chunk_steps=3),
+        lambda d: HDF5(path=d, compression="lzf", chunk_steps=N_STEPS + 2),
+    ],
+    ids=["recompute1", "recompute3", "recompute50", "hdf5", "hdf5-gzip-3", "hdf5-lzf-big"],
+)
+def test_policies_agree_with_store_all(kind, memory, tmp_path):
+    compare(kind, memory(tmp_path), 1e-12)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("kind", REVERSIBLE_KINDS)
+def test_reversible_agrees_with_store_all(kind):
+    compare(kind, Reversible(), 1e-8)
+
+
+@pytest.mark.parametrize("kind", [k for k in ocdl.KINDS if k not in REVERSIBLE_KINDS])
+def test_reversible_rejects_irreversible_steppers(kind):
+    net, theta, Y0, *_ = make(kind, Reversible())
+    with pytest.raises(ValueError, match=r"not.*StoreAll\(\).*Recompute") as info:
+        net.trajectory(theta, Y0)
+    assert type(net.stepper).__name__ in str(info.value)
+
+
+@pytest.mark.parametrize("n_steps", [1, 2, 13])
+def test_single_and_long_chains(n_steps, tmp_path):
+    policies = [("rk4", Recompute(2)), ("resnet", HDF5(path=tmp_path, chunk_steps=4)), ("verlet", Reversible())]
+    for kind, memory in policies:
+        ref_net, theta, Y0, dtheta, dY0, W = make(kind, n_steps=n_steps)
+        net = make(kind, memory, n_steps=n_steps)[0]
+        np.testing.assert_allclose(net.vjp(theta, Y0, W), ref_net.vjp(theta, Y0, W), rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(net.jvp(theta, Y0, dtheta), ref_net.jvp(theta, Y0, dtheta), rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("kind,memory", [("rk4", "recompute"), ("leapfrog", "hdf5"), ("verlet", "reversible")])
+def test_float32(kind, memory, tmp_path):
+    policy = {"recompute": Recompute(2), "hdf5": HDF5(path=tmp_path), "reversible": Reversible()}[memory]
+    compare(kind, policy, 1e-4 if memory == "reversible" else 1e-12, dtype=np.float32)
+    if memory == "hdf5":
+        net, theta, Y0, *_ = make(kind, HDF5(path=tmp_path / "f32.h5"), dtype=np.float32)
+        net.trajectory(theta, Y0).close()
+        with h5py.File(tmp_path / "f32.h5", "r") as f:
+            assert f.attrs["dtype"] == "float32" and f["state_0"].dtype == np.float32
+
+
+@pytest.mark.parametrize("memory", [Recompute(2), HDF5(chunk_steps=2), Reversible()], ids=repr)
+def test_sweeps_interleaved_and_abandoned(memory):
+    net, theta, Y0, dtheta, _, W = make("verlet", memory)
+    ref = make("verlet")[0]
+    want = ref.vjp(theta, Y0, W)
+    with net.trajectory(theta, Y0) as traj:
+        next(iter(traj.steps()))
+        partial = traj.reversed_steps()
+        assert next(partial)[0] == N_STEPS - 1  # abandoned after one step
+        del partial
+        np.testing.assert_allclose(net.vjp(theta, Y0, W, trajectory=traj), want, rtol=1e-8, atol=1e-12)
+        assert [j for j, *_ in traj.reversed_steps()] == list(reversed(range(N_STEPS)))
+        assert [j for j, *_ in traj.steps()] == list(range(N_STEPS))
+        np.testing.assert_allclose(net.vjp(theta, Y0, W, trajectory=traj), want, rtol=1e-8, atol=1e-12)
+
+
+def traced_gradient_peak(kind, memory, n_steps):
+    """tracemalloc peak of one gradient, in units of one state (s = 2000 examples of width 4)."""
+    net = ocdl.network(kind, 4, n_steps, 1.0, memory=memory)
+    theta = net.init_params(0)
+    Y0 = np.random.default_rng(0).standard_normal((2000, 4))
+    tracemalloc.start()
+    try:
+        with net.trajectory(theta, Y0) as traj:
+            net.vjp(theta, Y0, net.stepper.output(traj.final_state), trajectory=traj)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return peak / sum(x.nbytes for x in net.stepper.init(Y0))
+
+
+@pytest.mark.parametrize(
+    "kind,memory",
+    [("verlet", lambda d: Reversible()), ("resnet", lambda d: HDF5(path=d)), ("rk4", lambda d: Recompute(4))],
+    ids=["reversible", "hdf5", "recompute4"],
+)
+def test_memory_independent_of_n_steps(kind, memory, tmp_path):
+    # O(1) states (4 checkpoints for Recompute); the O(N) parameters, gradient, schedule are < 3 states
+    short, long = (traced_gradient_peak(kind, memory(tmp_path), n) for n in (32, 128))
+    assert long < short + 3, (short, long)
+    assert traced_gradient_peak(kind, StoreAll(), 128) > 128  # store-all: one state per step at least
+
+
+# -- the binomial schedule -----------------------------------------------------
+
+
+@cache
+def dp_optimum(length, checkpoints):
+    """Brute-force dynamic programme: fewest forward steps to reverse ``length`` steps."""
+    if length == 1:
+        return 0
+    if checkpoints == 1:
+        return length * (length - 1) // 2
+    return min(m + dp_optimum(length - m, checkpoints - 1) + dp_optimum(m, checkpoints) for m in range(1, length))
+
+
+def search_optimum(length, checkpoints):
+    """Fewest forward steps over *all* schedules (Dijkstra on held checkpoints, working state, next step)."""
+    start = (frozenset([0]), 0, length)  # checkpoints, working position, steps not yet served
+    dist, queue = {start: 0}, [(0, start)]
+    while queue:
+        cost, node = heapq.heappop(queue)
+        if cost > dist[node]:
+            continue
+        held, work, end = node
+        if end == 0:
+            return cost
+        moves = [((held, p, end), 0) for p in held]  # restore
+        if work < end - 1:
+            moves.append(((held, work + 1, end), 1))  # advance
+        if work == end - 1:  # serve, drop checkpoints that are no longer needed
+            moves.append(((frozenset(p for p in held if p < work or p == 0), work, end - 1), 0))
+        if work not in held and len(held) < checkpoints:
+            moves.append(((held | {work}, work, end), 0))  # store
+        moves += [((held - {p}, work, end), 0) for p in held if p != 0]  # free
+        for nxt, step in moves:
+            if cost + step < dist.get(nxt, float("inf")):
+                dist[nxt] = cost + step
+                heapq.heappush(queue, (cost + step, nxt))
+    raise AssertionError("unreachable")
+
+
+def simulate(actions, n_steps):
+    """Execute a schedule on positions; return (advanced steps, served order, most checkpoints held)."""
+    held, work, served, advanced, most = set(), 0, [], 0, 0
+    for action in actions:
+        kind, j = action[0], action[1]
+        if kind == "store":
+            assert j == work and j not in held
+            held.add(j)
+        elif kind == "advance":
+            assert j == work and j < action[2] < n_steps
+            advanced += action[2] - j
+            work = action[2]
+        elif kind == "restore":
+            assert j in held
+            work = j
+        elif kind == "free":
+            assert j in held and j != 0 and served[-1] == j
+            held.remove(j)
+        else:
+            assert kind == "reverse" and j == work
+            served.append(j)
+        most = max(most, len(held))
+    return advanced, served, most
+
+
+@pytest.mark.parametrize("checkpoints", [1, 2, 3, 4, 6])
+def test_binomial_schedule(checkpoints):
+    for n_steps in range(1, 61):
+        advanced, served, most = simulate(binomial_schedule(n_steps, checkpoints), n_steps)
+        assert served == list(reversed(range(n_steps)))
+        assert most <= checkpoints
+        assert advanced == dp_optimum(n_steps, checkpoints) == optimal_recomputations(n_steps, checkpoints)
+
+
+def test_binomial_optimum_against_exhaustive_search():
+    for checkpoints in (1, 2, 3):
+        for n_steps in range(1, 9):
+            assert search_optimum(n_steps, checkpoints) == dp_optimum(n_steps, checkpoints), (n_steps, checkpoints)
+
+
+def test_binomial_closed_form():
+    # t(l, c) = r l - beta(c + 1, r - 1) for beta(c, r - 1) < l <= beta(c, r), beta(c, r) = binom(c + r, c)
+    for c in (2, 3, 5):
+        for r in (1, 2, 3):
+            for length in (comb(c + r - 1, c) + 1, comb(c + r, c)):
+                assert optimal_recomputations(length, c) == r * length - comb(c + r, c + 1) == dp_optimum(length, c)
+    assert optimal_recomputations(1024, 32) == 3 * 1024 - comb(35, 33)
+
+
+def test_binomial_schedule_validates():
+    with pytest.raises(ValueError, match="n_checkpoints"):
+        binomial_schedule(5, 0)
+    with pytest.raises(ValueError, match="n_steps"):
+        binomial_schedule(0, 2)
+    with pytest.raises(ValueError, match="n_checkpoints"):
+        Recompute(0)
+
+
+def test_recompute_step_counts():
+    n_steps, checkpoints = 20, 3
+    net, theta, Y0, dtheta, _, W = make("resnet", Recompute(checkpoints), n_steps=n_steps)
+    calls = []
+    step = net.stepper.step
+
+    def counted(state, theta_j, h):
+        calls.append(1)
+        return step(state, theta_j, h)
+
+    net.stepper.step = counted
+    t = optimal_recomputations(n_steps, checkpoints)
+    traj = net.trajectory(theta, Y0)
+    assert len(calls) == n_steps  # the forward propagation is the schedule's first sweep
+    for expected in (t - (n_steps - 1) + n_steps, t + n_steps):  # first reversal resumes it, later ones replay
+        calls.clear()
+        net.vjp(theta, Y0, W, trajectory=traj)
+        assert len(calls) == expected
+    calls.clear()
+    net.jvp(theta, Y0, dtheta, trajectory=traj)
+    assert len(calls) == n_steps
+
+
+# -- HDF5 ----------------------------------------------------------------------
+
+
+def test_hdf5_file_layout(tmp_path):
+    path = tmp_path / "trajectory.h5"
+    net, theta, Y0, *_ = make("verlet", HDF5(path=path, compression="gzip", chunk_steps=2))
+    ref = make("verlet", StoreAll())[0].trajectory(theta, Y0)
+    with net.trajectory(theta, Y0) as traj:
+        assert traj.path == str(path) and not traj.temporary
+        assert traj.file.attrs["format"] == "ocdl-trajectory"
+    assert path.exists()  # a named file is kept for inspection
+    with h5py.File(path, "r") as f:
+        a = f.attrs
+        assert a["format"] == "ocdl-trajectory" and a["format_version"] == 1
+        assert a["ocdl_version"] == ocdl.__version__
+        assert a["stepper"] == "Verlet" and a["stepper_repr"] == repr(net.stepper)
+        assert a["n_steps"] == N_STEPS and a["h"] == pytest.approx(FINAL_TIME / N_STEPS)
+        assert a["dtype"] == "float64" and a["n_members"] == 2
+        assert json.loads(a["shapes"]) == [[SAMPLES, WIDTH], [SAMPLES, WIDTH]]
+        for k in range(2):
+            ds = f[f"state_{k}"]
+            assert ds.shape == (N_STEPS, SAMPLES, WIDTH) and ds.chunks == (2, SAMPLES, WIDTH)
+            assert ds.compression == "gzip"
+            for j, state, _ in ref.steps():
+                np.testing.assert_array_equal(ds[j], state[k])
+            np.testing.assert_array_equal(f[f"final_state_{k}"][()], ref.final_state[k])
+
+
+def test_hdf5_uncompressed_file_readable(tmp_path):
+    path = tmp_path / "raw.h5"
+    net, theta, Y0, *_ = make("leapfrog", HDF5(path=path, chunk_steps=3))
+    ref = make("leapfrog")[0].trajectory(theta, Y0)
+    net.trajectory(theta, Y0).close()
+    with h5py.File(path, "r") as f:
+        for j, state, _ in ref.steps():
+            for k in range(2):
+                np.testing.assert_array_equal(f[f"state_{k}"][j], state[k])
+
+
+def test_hdf5_temporary_file_removed_on_close(tmp_path):
+    net, theta, Y0, *_ = make("resnet", HDF5(path=tmp_path))
+    traj = net.trajectory(theta, Y0)
+    assert traj.temporary and os.path.exists(traj.path)
+    assert os.path.dirname(os.path.dirname(traj.path)) == str(tmp_path)
+    traj.close()
+    traj.close()  # idempotent
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(RuntimeError, match="closed"):
+        next(traj.reversed_steps())
+
+
+def test_hdf5_default_directory_is_tempdir():
+    traj = make("resnet", HDF5())[0].trajectory(*make("resnet")[1:3])
+    assert traj.path.startswith(tempfile.gettempdir())
+    traj.close()
+    assert not os.path.exists(os.path.dirname(traj.path))
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def test_hdf5_removed_after_exception_in_sweep(tmp_path):
+    net, theta, Y0, _, _, W = make("verlet", HDF5(path=tmp_path))
+    with pytest.raises(Boom), net.trajectory(theta, Y0) as traj:
+        for j, _, _ in traj.reversed_steps():
+            if j == N_STEPS // 2:
+                raise Boom
+    assert os.listdir(tmp_path) == []
+
+    step = net.stepper.step
+
+    def fail_after(n_calls):
+        calls = []
+
+        def failing(state, theta_j, h):
+            calls.append(1)
+            if len(calls) > n_calls:
+                raise Boom
+            return step(state, theta_j, h)
+
+        return failing
+
+    # a trajectory the Network creates itself: the step fails in the middle of the adjoint sweep
+    net.stepper.step = fail_after(N_STEPS + 2)
+    try:
+        net.vjp(theta, Y0, W)
+    except Boom:
+        pass
+    gc.collect()
+    assert os.listdir(tmp_path) == []
+
+    # and in the middle of the forward sweep
+    net.stepper.step = fail_after(3)
+    with pytest.raises(Boom):
+        net.trajectory(theta, Y0)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+def test_hdf5_removed_after_blow_up(tmp_path):
+    net = ocdl.network("resnet", WIDTH, N_STEPS, FINAL_TIME, activation="identity", memory=HDF5(path=tmp_path))
+    theta = np.full(net.n_params, 1e200)
+    with pytest.raises(ocdl.PropagationError):
+        net.trajectory(theta, np.ones((SAMPLES, WIDTH)))
+    assert os.listdir(tmp_path) == []
+
+
+def test_hdf5_validates():
+    with pytest.raises(ValueError, match="compression"):
+        HDF5(compression="zstd")
+    with pytest.raises(ValueError, match="chunk_steps"):
+        HDF5(chunk_steps=0)
+
+
+def test_reprs():
+    assert repr(Recompute(4)) == "Recompute(n_checkpoints=4)"
+    assert repr(Reversible()) == "Reversible()"
+    assert repr(HDF5()) == "HDF5(path=None, compression=None, chunk_steps=1)"
