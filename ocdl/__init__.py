@@ -10,9 +10,11 @@ from .backend import asnumpy, cupy_available, get_array_module, to_device
 from .checks import CheckReport, check_stepper, dot_test, dot_test_operator, taylor_test
 from .factory import KINDS, network
 from .layer import Layer
-from .memory import MemoryPolicy, StoreAll, Trajectory
+from .learning_problem import LearningProblem
+from .memory import HDF5, MemoryPolicy, Recompute, Reversible, StoreAll, Trajectory
 from .network import Network
 from .objectives import LeastSquares, LogisticCrossEntropy, Objective, SoftmaxCrossEntropy
+from .reduction import Reduction
 from .regularizers import Regularizer, SpatialSmoothness, TimeSmoothness, WeightDecay
 from .stability import euler_factor, layer_jacobian_eigenvalues
 from .steppers import RK4, LayerStepper, Leapfrog, ResNet, Stepper, Verlet
@@ -27,10 +29,12 @@ __all__ = [
     "Layer", "Transform", "Dense", "Antisymmetric", "NegativeDefinite", "Conv2d",
     "Activation", "Tanh", "ReLU", "SmoothReLU", "Identity", "get_activation",
     # memory policies
-    "MemoryPolicy", "Trajectory", "StoreAll",
+    "MemoryPolicy", "Trajectory", "StoreAll", "Recompute", "HDF5", "Reversible",
     # objectives and regularizers
     "Objective", "SoftmaxCrossEntropy", "LogisticCrossEntropy", "LeastSquares",
     "Regularizer", "WeightDecay", "TimeSmoothness", "SpatialSmoothness",
+    # the learning problem
+    "LearningProblem", "Reduction",
     # checks and stability
     "taylor_test", "dot_test", "dot_test_operator", "check_stepper", "CheckReport",
     "stability", "layer_jacobian_eigenvalues", "euler_factor", "PropagationError",

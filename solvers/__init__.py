@@ -1,10 +1,14 @@
-"""Optimisation for ocdl: PCG, (Gauss-)Newton-PCG, line search; every solver returns a SolverResult."""
+"""Optimisation for ocdl: PCG, (Gauss-)Newton-PCG, line search, training; every solver returns a SolverResult."""
 
+from .block_coordinate_descent import TrainingState, block_coordinate_descent
+from .first_order import adam, sgd
 from .line_search import LineSearchResult, armijo
+from .multilevel import multilevel, prolongate
 from .newton import gauss_newton_pcg, newton_pcg
 from .pcg import PCGResult, pcg
 from .result import SolverResult
 
 __all__ = [
-    "LineSearchResult", "PCGResult", "SolverResult", "armijo", "gauss_newton_pcg", "newton_pcg", "pcg",
+    "LineSearchResult", "PCGResult", "SolverResult", "TrainingState", "adam", "armijo",
+    "block_coordinate_descent", "gauss_newton_pcg", "multilevel", "newton_pcg", "pcg", "prolongate", "sgd",
 ]

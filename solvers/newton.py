@@ -57,9 +57,12 @@ def newton_pcg(
     -------
     SolverResult with ``x``, ``fun``, ``nit``, ``message`` and per-iteration
     records ``objective, grad_norm, rel_grad_norm, step, cg_iters,
-    cg_rel_residual, negative_curvature, time`` plus the model's ``metrics()``.
-    A failed line search or a non-finite objective stops the solver with a
-    message instead of looping.
+    cg_rel_residual, negative_curvature, gradient_fallback, time`` plus the model's ``metrics()``.
+    When backtracking along the Newton direction fails (near-zero curvature
+    makes the step far too long), one Armijo step along :math:`-g_k` is taken
+    instead (``gradient_fallback`` in the record). A line search that fails
+    along both, or a non-finite objective, stops the solver with a message
+    instead of looping.
     """
     start = time.perf_counter()
     x = x0
@@ -84,6 +87,13 @@ def newton_pcg(
             p = -model.gradient
             slope = -(g_norm**2)
         ls = armijo(problem.value, x, p, model.value, slope)
+        gradient_fallback = not ls.success
+        if gradient_fallback:
+            # Near-zero curvature (saturated logits, e.g. right after a multilevel
+            # prolongation) makes the Newton step too long for backtracking from
+            # t = 1: take a steepest-descent step instead.
+            p = -model.gradient
+            ls = armijo(problem.value, x, p, model.value, -(g_norm**2))
         record = {
             "iteration": k,
             "objective": model.value,
@@ -93,11 +103,12 @@ def newton_pcg(
             "cg_iters": cg.n_iter,
             "cg_rel_residual": cg.rel_residual,
             "negative_curvature": cg.negative_curvature,
+            "gradient_fallback": gradient_fallback,
         }
         if not ls.success:
             record["time"] = time.perf_counter() - start
             history.append(record)
-            message, success = "line search failed: no sufficient decrease along the Newton direction", False
+            message, success = "line search failed along the Newton and the steepest-descent directions", False
             break
         x = x + ls.step * p
         model = problem.model(x)

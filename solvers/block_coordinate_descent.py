@@ -1,0 +1,268 @@
+r"""Block coordinate descent of Haber & Ruthotto (2017), section 2, and the resumable training loop.
+
+Each iteration of :func:`block_coordinate_descent` on the learning problem
+:math:`f(\theta, W, \mu)` (:class:`ocdl.LearningProblem`, eq. 2.4):
+
+1. draws a random batch :math:`B` of ``batch_size`` training examples;
+2. computes the features :math:`Y_N(\theta)` of :math:`B` and takes at most
+   ``classifier_newton_steps`` Newton-PCG steps on the convex problem in
+   :math:`(W, \mu)` with the features fixed (:func:`solvers.newton_pcg`);
+3. takes one Gauss-Newton-PCG step on :math:`\theta` with :math:`(W, \mu)`
+   fixed (:func:`solvers.gauss_newton_pcg`), the gradient on :math:`B` and the
+   Gauss-Newton matrix on a random sub-sample of ``hessian_batch_size``
+   examples of :math:`B` (a step of either block whose Newton direction fails
+   the line search is a steepest-descent step, see :func:`solvers.newton_pcg`);
+4. measures the training and validation accuracy and keeps the parameters of
+   the best validation accuracy.
+
+All loop state (iteration count, random generator, current and best
+parameters, history, elapsed time) lives in one :class:`TrainingState`, which
+the callback sees and which continues a run exactly where it stopped when
+passed back in (``state=``): same random draws, same iterates.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ocdl.learning_problem import LearningProblem
+
+from .newton import gauss_newton_pcg, newton_pcg
+from .result import SolverResult
+
+Array = Any  # a NumPy or CuPy array
+Callback = Callable[[int, "TrainingState"], "bool | None"]
+
+
+@dataclass
+class TrainingState:
+    """Everything a training loop needs to continue exactly where it stopped.
+
+    Attributes
+    ----------
+    iteration : number of completed iterations.
+    theta, W, mu : the current parameters.
+    rng : the random generator (its state is the position in the random draws).
+    best : ``dict(theta=, W=, mu=)`` with the best validation accuracy so far
+        (``None`` before the first iteration).
+    best_accuracy : that accuracy (training accuracy without validation data).
+    best_iteration : the (0-based) iteration that reached it.
+    history : one record per completed iteration.
+    elapsed : seconds spent in the iterations so far (over all runs).
+    buffers : solver-specific arrays (momentum, Adam moments); empty for
+        block coordinate descent.
+    """
+
+    iteration: int
+    theta: Array
+    W: Array
+    mu: Array
+    rng: np.random.Generator
+    best: dict | None = None
+    best_accuracy: float = -np.inf
+    best_iteration: int | None = None
+    history: list[dict] = field(default_factory=list)
+    elapsed: float = 0.0
+    buffers: dict = field(default_factory=dict)
+
+
+def initial_state(
+    problem: LearningProblem,
+    theta0: Array | None,
+    W0: Array | None,
+    mu0: Array | None,
+    rng: int | np.random.Generator | None,
+    state: TrainingState | None,
+) -> TrainingState:
+    """``state`` when continuing a run, else a fresh state at ``(theta0, W0, mu0)`` (zero classifier by default)."""
+    if state is not None:
+        return state
+    if theta0 is None:
+        raise ValueError("theta0 is required unless a state is given to continue from")
+    W_zero, mu_zero = problem.initial_classifier()
+    return TrainingState(
+        iteration=0,
+        theta=theta0,
+        W=W_zero if W0 is None else W0,
+        mu=mu_zero if mu0 is None else mu0,
+        rng=np.random.default_rng(rng),
+    )
+
+
+def run_training(
+    problem: LearningProblem,
+    iterate: Callable[[TrainingState], dict],
+    state: TrainingState,
+    max_iter: int,
+    validation: tuple[Array, Array] | None,
+    callback: Callback | None,
+    progress: bool,
+    desc: str,
+) -> SolverResult:
+    """The loop shared by the training solvers.
+
+    ``iterate(state)`` performs one iteration, updating ``state.theta``,
+    ``state.W``, ``state.mu`` (and ``state.buffers``, ``state.rng``) and
+    returning its history record; this loop adds ``iteration``,
+    ``train_accuracy``, ``val_accuracy`` and ``time``, tracks the best
+    parameters, and calls ``callback(iteration, state)`` (0-based; returning
+    ``True`` stops) until ``state.iteration == max_iter``.
+    """
+    if validation is not None:
+        Y_val, C_val = validation
+        C_val = problem.class_indices(C_val)
+        if C_val.shape[0] != Y_val.shape[0]:
+            raise ValueError(
+                f"validation labels must hold one label per row of Y_val ({Y_val.shape[0]}), got {C_val.shape[0]}"
+            )
+    message = f"completed max_iter = {max_iter} iterations"
+    base, start = state.elapsed, time.perf_counter()
+    with tqdm(total=max_iter, initial=state.iteration, disable=not progress, desc=desc) as bar:
+        while state.iteration < max_iter:
+            k = state.iteration
+            record = {"iteration": k, **iterate(state)}
+            record["train_accuracy"] = problem.accuracy(state.theta, state.W, state.mu)
+            if validation is not None:
+                record["val_accuracy"] = problem.accuracy(state.theta, state.W, state.mu, Y_val, C_val)
+            score = record.get("val_accuracy", record["train_accuracy"])
+            if score >= state.best_accuracy:  # ties: the later (better trained) parameters
+                state.best = dict(theta=state.theta, W=state.W, mu=state.mu)
+                state.best_accuracy, state.best_iteration = score, k
+            state.elapsed = base + time.perf_counter() - start
+            record["time"] = state.elapsed
+            state.history.append(record)
+            state.iteration = k + 1
+            bar.update(1)
+            bar.set_postfix(objective=f"{record['objective']:.3g}", accuracy=f"{score:.3f}")
+            if callback is not None and callback(k, state):
+                message = f"stopped by callback after {state.iteration} iterations"
+                break
+    best = state.best if state.best is not None else dict(theta=state.theta, W=state.W, mu=state.mu)
+    which = "validation" if validation is not None else "training"
+    if state.best_iteration is not None:
+        message += f"; best {which} accuracy {state.best_accuracy:.4f} at iteration {state.best_iteration}"
+    return SolverResult(
+        x=best,
+        fun=problem.value(best["theta"], best["W"], best["mu"]),
+        nit=state.iteration,
+        success=True,
+        message=message,
+        history=state.history,
+    )
+
+
+def block_coordinate_descent(
+    learning_problem: LearningProblem,
+    theta0: Array | None,
+    W0: Array | None = None,
+    mu0: Array | None = None,
+    validation: tuple[Array, Array] | None = None,
+    max_iter: int = 50,
+    batch_size: int | None = None,
+    hessian_batch_size: int | None = None,
+    classifier_newton_steps: int = 2,
+    classifier_cg_maxiter: int = 2,
+    cg_maxiter: int = 20,
+    cg_rtol: float = 1e-2,
+    rng: int | np.random.Generator | None = 0,
+    callback: Callback | None = None,
+    progress: bool = True,
+    state: TrainingState | None = None,
+) -> SolverResult:
+    r"""Train by block coordinate descent: Newton-PCG in :math:`(W, \mu)`, Gauss-Newton-PCG in :math:`\theta`.
+
+    See the module docstring for one iteration.
+
+    Parameters
+    ----------
+    learning_problem : LearningProblem
+        :math:`f(\theta, W, \mu)` on the training examples.
+    theta0 : array
+        Initial network parameters (ignored when ``state`` is given).
+    W0, mu0 : array, optional
+        Initial classifier (default zero).
+    validation : (Y_val, C_val), optional
+        Validation examples and labels (class indices or one-hot). The best
+        parameters are chosen by validation accuracy (training accuracy
+        without it).
+    max_iter : int
+        Total number of iterations (including those of a continued ``state``).
+    batch_size : int, optional
+        Examples per iteration, drawn without replacement (all if ``None``:
+        full batch, no random draw).
+    hessian_batch_size : int, optional
+        Examples of the Gauss-Newton matrix, drawn from the batch (the whole
+        batch if ``None``).
+    classifier_newton_steps, classifier_cg_maxiter : int
+        Newton steps and CG iterations per step in :math:`(W, \mu)`.
+    cg_maxiter, cg_rtol : int, float
+        CG iterations and relative tolerance of the Gauss-Newton step.
+    rng : int or numpy.random.Generator
+        Seed or generator of the batches (ignored when ``state`` is given).
+    callback : callable, optional
+        ``callback(iteration, state)`` after every iteration (0-based; the
+        live :class:`TrainingState`: copy it to keep it); returning ``True``
+        stops.
+    progress : bool
+        Show a tqdm progress bar.
+    state : TrainingState, optional
+        Continue this run (from a callback) exactly where it stopped.
+
+    Returns
+    -------
+    SolverResult
+        ``x = dict(theta=, W=, mu=)``: the parameters with the best validation
+        accuracy; ``fun``: :math:`f` there on all training examples; history
+        records ``iteration, objective`` (:math:`f` on the batch after the
+        step), ``grad_norm, step, cg_iters`` (Gauss-Newton step in
+        :math:`\theta`), ``classifier_grad_norm, classifier_steps,
+        classifier_cg_iters, batch_accuracy, train_accuracy, val_accuracy,
+        time`` and ``gradient_fallback, classifier_gradient_fallback``
+        (whether a block took the steepest-descent fallback). ``success`` is
+        ``True`` once the requested iterations (or the callback's stop) are done.
+    """
+    problem = learning_problem
+    state = initial_state(problem, theta0, W0, mu0, rng, state)
+    s = problem.n_examples
+    batch_size = s if batch_size is None else min(int(batch_size), s)
+    hessian_batch_size = batch_size if hessian_batch_size is None else min(int(hessian_batch_size), batch_size)
+
+    def iterate(state: TrainingState) -> dict:
+        batch = None if batch_size == s else np.sort(state.rng.choice(s, size=batch_size, replace=False))
+        hessian = None
+        if hessian_batch_size < batch_size:
+            rows = state.rng.choice(batch_size, size=hessian_batch_size, replace=False)
+            hessian = np.sort(rows if batch is None else batch[rows])
+        YN = problem.features(state.theta, indices=batch)
+        classifier = newton_pcg(
+            problem.classifier_problem(YN, batch),
+            problem.pack_classifier(state.W, state.mu),
+            max_iter=classifier_newton_steps,
+            cg_maxiter=classifier_cg_maxiter,
+        )
+        state.W, state.mu = problem.unpack_classifier(classifier.x)
+        theta_problem = problem.theta_problem(state.W, state.mu, batch, hessian)
+        gn = gauss_newton_pcg(theta_problem, state.theta, max_iter=1, cg_maxiter=cg_maxiter, cg_rtol=cg_rtol)
+        state.theta = gn.x
+        step = gn.history[0] if gn.history else {}
+        return {
+            "objective": gn.fun,
+            "grad_norm": step.get("grad_norm", np.nan),
+            "step": step.get("step", 0.0),
+            "cg_iters": step.get("cg_iters", 0),
+            "classifier_grad_norm": classifier.history[0]["grad_norm"] if classifier.history else np.nan,
+            "classifier_steps": classifier.nit,
+            "classifier_cg_iters": int(sum(rec["cg_iters"] for rec in classifier.history)),
+            "batch_accuracy": step.get("batch_accuracy", np.nan),
+            "gradient_fallback": step.get("gradient_fallback", False),
+            "classifier_gradient_fallback": any(rec["gradient_fallback"] for rec in classifier.history),
+        }
+
+    desc = f"BCD N={problem.network.n_steps}"
+    return run_training(problem, iterate, state, max_iter, validation, callback, progress, desc)

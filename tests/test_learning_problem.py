@@ -1,0 +1,284 @@
+"""The learning problem (eq. 2.4): gradients, Gauss-Newton and Newton products, validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import ocdl
+from ocdl.backend import cupy_available
+from ocdl.checks import dot_test, inner, taylor_test
+from ocdl.learning_problem import LearningProblem
+from ocdl.reduction import Reduction
+
+OBJECTIVES = {"softmax": ocdl.SoftmaxCrossEntropy, "logistic": ocdl.LogisticCrossEntropy}
+
+
+def make_problem(objective="softmax", kind="verlet", width=3, n_steps=4, s=24, n_classes=3, seed=0, **kw):
+    rng = np.random.default_rng(seed)
+    net = ocdl.network(kind, width, n_steps, 2.0)
+    Y0 = rng.standard_normal((s, width))
+    C = rng.integers(0, n_classes, s)
+    C[:n_classes] = np.arange(n_classes)  # every class present
+    lp = LearningProblem(net, OBJECTIVES[objective](), Y0, C, alpha_theta=0.1, alpha_W=0.05, **kw)
+    theta = net.init_params(rng, scale=1.0) + 0.1 * rng.standard_normal(net.n_params)
+    W = rng.standard_normal((width, lp.n_outputs))
+    mu = rng.standard_normal(lp.n_outputs)
+    return lp, theta, W, mu, rng
+
+
+def scalar(value):
+    return np.array([value])
+
+
+@pytest.mark.parametrize("objective", ["softmax", "logistic"])
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("sub", [False, True], ids=["all", "indices"])
+def test_gradient_taylor(objective, n_classes, sub):
+    lp, theta, W, mu, rng = make_problem(objective, n_classes=n_classes)
+    idx = np.array([1, 4, 5, 9, 17]) if sub else None
+    _, (g_theta, g_W, g_mu) = lp.value_and_gradient(theta, W, mu, idx)
+    v = rng.standard_normal(theta.shape)
+    res = taylor_test(lambda t: scalar(lp.value(t, W, mu, idx)), theta, v, scalar(inner(g_theta, v)))
+    assert res.passed, str(res)
+    x = lp.pack_classifier(W, mu)
+    u = rng.standard_normal(x.shape)
+    res = taylor_test(
+        lambda y: scalar(lp.value(theta, *lp.unpack_classifier(y), idx)),
+        x,
+        u,
+        scalar(inner(lp.pack_classifier(g_W, g_mu), u)),
+    )
+    assert res.passed, str(res)
+
+
+@pytest.mark.parametrize("objective", ["softmax", "logistic"])
+def test_models_agree_with_value_and_gradient(objective):
+    lp, theta, W, mu, _ = make_problem(objective)
+    idx = np.arange(3, 15)
+    value, (g_theta, g_W, g_mu) = lp.value_and_gradient(theta, W, mu, idx)
+    model = lp.theta_problem(W, mu, idx).model(theta)
+    assert model.value == pytest.approx(value, rel=1e-14)
+    assert lp.theta_problem(W, mu, idx).value(theta) == pytest.approx(value, rel=1e-14)
+    np.testing.assert_allclose(model.gradient, g_theta, rtol=1e-13, atol=1e-15)
+    YN = lp.features(theta, indices=idx)
+    cls = lp.classifier_problem(YN, idx)
+    x = lp.pack_classifier(W, mu)
+    reg_theta = lp.alpha_theta * lp.theta_regularizer.value(theta)
+    assert cls.model(x).value + reg_theta == pytest.approx(value, rel=1e-14)
+    assert cls.value(x) == pytest.approx(cls.model(x).value, rel=1e-14)
+    np.testing.assert_allclose(cls.model(x).gradient, lp.pack_classifier(g_W, g_mu), rtol=1e-13, atol=1e-15)
+    assert 0.0 <= model.metrics()["batch_accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize("objective", ["softmax", "logistic"])
+@pytest.mark.parametrize("kind", ["verlet", "resnet"])
+def test_gauss_newton_symmetric_positive_semidefinite(objective, kind):
+    lp, theta, W, mu, rng = make_problem(objective, kind=kind)
+    model = lp.theta_problem(W, mu, hessian_indices=np.arange(0, 24, 2)).model(theta)
+    v, w = rng.standard_normal((2, theta.size))
+    res = dot_test(model.hessian_matvec, model.hessian_matvec, v, w, tol=1e-10)
+    assert res.passed, str(res)
+    for _ in range(5):
+        v = rng.standard_normal(theta.size)
+        assert inner(v, model.hessian_matvec(v)) >= -1e-12 * inner(v, v)
+
+
+@pytest.mark.parametrize("objective", ["softmax", "logistic"])
+def test_gauss_newton_matches_dense_jacobian(objective):
+    lp, theta, W, mu, rng = make_problem(objective, kind="resnet", width=2, n_steps=3, s=5, n_classes=2)
+    hess_idx = np.array([0, 2, 3])
+    model = lp.theta_problem(W, mu, indices=np.array([1, 4]), hessian_indices=hess_idx).model(theta)
+    Y0h, Ch = lp.Y0[hess_idx], lp.C[hess_idx]
+    J = lp.network.jacobian(theta, Y0h).matmat(np.eye(theta.size))  # (s_h * n, P)
+    YN = lp.network.forward(theta, Y0h)
+    H = np.column_stack(
+        [lp.objective.hessian_Y(YN, W, mu, Ch, e.reshape(YN.shape)).ravel() for e in np.eye(YN.size)]
+    )
+    H_R = np.column_stack([lp.theta_regularizer.hessian_matvec(e) for e in np.eye(theta.size)])
+    dense = J.T @ H @ J + lp.alpha_theta * H_R
+    v = rng.standard_normal(theta.size)
+    np.testing.assert_allclose(model.hessian_matvec(v), dense @ v, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("objective", ["softmax", "logistic"])
+def test_classifier_newton_matvec_finite_differences(objective):
+    lp, theta, W, mu, rng = make_problem(objective)
+    idx = np.arange(5, 20)
+    problem = lp.classifier_problem(lp.features(theta, indices=idx), idx)
+    x = lp.pack_classifier(W, mu)
+    v = rng.standard_normal(x.shape)
+    eps = 1e-5
+    fd = (problem.model(x + eps * v).gradient - problem.model(x - eps * v).gradient) / (2 * eps)
+    Hv = problem.model(x).hessian_matvec(v)
+    np.testing.assert_allclose(Hv, fd, rtol=1e-7, atol=1e-9)
+    res = dot_test(problem.model(x).hessian_matvec, problem.model(x).hessian_matvec, v, rng.standard_normal(x.shape))
+    assert res.passed
+
+
+def test_preconditioner_inverts_shifted_regularizer():
+    lp, theta, W, mu, rng = make_problem()
+    model = lp.theta_problem(W, mu, shift=0.3).model(theta)
+    r = rng.standard_normal(theta.size)
+    z = model.precondition(r)
+    back = lp.alpha_theta * lp.theta_regularizer.hessian_matvec(z) + 0.3 * z
+    np.testing.assert_allclose(back, r, rtol=1e-10)
+    with pytest.raises(ValueError, match="shift must be positive"):
+        lp.theta_problem(W, mu, shift=0.0)
+
+
+def test_pack_unpack_classifier_and_defaults():
+    lp, theta, W, mu, _ = make_problem()
+    x = lp.pack_classifier(W, mu)
+    assert x.shape == (W.size + mu.size,)
+    W2, mu2 = lp.unpack_classifier(x)
+    np.testing.assert_array_equal(W2, W)
+    np.testing.assert_array_equal(mu2, mu)
+    assert isinstance(lp.theta_regularizer, ocdl.TimeSmoothness)
+    assert isinstance(lp.W_regularizer, ocdl.WeightDecay)
+    W0, mu0 = lp.initial_classifier()
+    assert W0.shape == W.shape and mu0.shape == mu.shape and not W0.any()
+    with pytest.raises(ValueError, match="x must have"):
+        lp.unpack_classifier(x[:-1])
+    with pytest.raises(ValueError, match="W must have shape"):
+        lp.pack_classifier(W[:, :2], mu)
+
+
+def test_accuracy_and_predict():
+    lp, theta, W, mu, rng = make_problem(objective="logistic", n_classes=2)
+    pred = lp.predict(theta, W, mu)
+    assert pred.shape == (lp.n_examples,)
+    assert lp.accuracy(theta, W, mu) == pytest.approx(np.mean(pred == lp.classes))
+    Y_val = rng.standard_normal((7, 3))
+    C_val = rng.integers(0, 2, 7)
+    acc = lp.accuracy(theta, W, mu, Y_val, C_val)
+    assert acc == pytest.approx(np.mean(lp.predict(theta, W, mu, Y_val) == C_val))
+    assert lp.accuracy(theta, W, mu, Y_val, np.eye(2)[C_val]) == acc  # one-hot labels
+    with pytest.raises(ValueError, match="needs their labels C"):
+        lp.accuracy(theta, W, mu, Y_val)
+
+
+def test_every_data_term_goes_through_the_reduction():
+    class Recording(Reduction):
+        def __init__(self):
+            self.counts, self.sums = [], []
+
+        def mean(self, x, count):
+            self.counts.append(count)
+            return x
+
+        def sum(self, x):
+            self.sums.append(x)
+            return x
+
+    red = Recording()
+    lp, theta, W, mu, rng = make_problem(reduction=red)
+    idx = np.arange(10)
+    lp.value(theta, W, mu, idx)
+    lp.value_and_gradient(theta, W, mu, idx)
+    model = lp.theta_problem(W, mu, idx, hessian_indices=idx[:4]).model(theta)
+    model.gradient, model.hessian_matvec(theta)
+    model.metrics()
+    lp.accuracy(theta, W, mu)
+    assert red.counts == [10] + [10] * 4 + [10, 10, 4, 10]
+    correct = int(np.sum(lp.predict(theta, W, mu) == lp.classes))
+    assert red.sums == [correct, lp.n_examples]
+
+
+def test_regression_targets_and_with_network():
+    rng = np.random.default_rng(3)
+    net = ocdl.network("resnet", 2, 4, 1.0)
+    Y0 = rng.standard_normal((10, 2))
+    targets = rng.standard_normal((10, 3))
+    lp = LearningProblem(net, ocdl.LeastSquares(), Y0, targets, regression=True)
+    assert lp.n_outputs == 3 and lp.C is not targets
+    np.testing.assert_array_equal(lp.classes, targets.argmax(axis=1))
+    fine = lp.with_network(net.with_steps(8))
+    assert fine.theta_regularizer.n_steps == 8 and fine.theta_regularizer.step_size == pytest.approx(0.125)
+    assert lp.theta_regularizer.n_steps == 4
+    with pytest.raises(ValueError, match="Y0 must have the network.s width n = 3"):
+        lp.with_network(ocdl.network("resnet", 3, 4, 1.0))
+
+
+# -- bad input ------------------------------------------------------------------
+
+
+def test_bad_labels():
+    net = ocdl.network("verlet", 2, 4, 1.0)
+    Y0 = np.zeros((4, 2))
+    obj = ocdl.SoftmaxCrossEntropy()
+    with pytest.raises(ValueError, match="C must be integer class indices"):
+        LearningProblem(net, obj, Y0, np.array([0.0, 1.0, 0.5, 1.0]))
+    with pytest.raises(ValueError, match="C rows must each hold exactly one 1"):
+        LearningProblem(net, obj, Y0, np.array([[1, 0], [1, 1], [0, 1], [1, 0]]))
+    with pytest.raises(ValueError, match="C as a 2-D array must have entries 0 or 1"):
+        LearningProblem(net, obj, Y0, np.full((4, 2), 0.5))
+    with pytest.raises(ValueError, match="negative class index"):
+        LearningProblem(net, obj, Y0, np.array([0, -1, 1, 0]))
+    with pytest.raises(ValueError, match="class index 2 >= n_classes = 2"):
+        LearningProblem(net, obj, Y0, np.array([0, 2, 1, 0]), n_classes=2)
+
+
+def test_mismatched_sizes():
+    net = ocdl.network("verlet", 2, 4, 1.0)
+    obj = ocdl.SoftmaxCrossEntropy()
+    with pytest.raises(ValueError, match=r"C must hold one label \(row\) per example.*s = 4"):
+        LearningProblem(net, obj, np.zeros((4, 2)), np.array([0, 1, 1]))
+    with pytest.raises(ValueError, match="Y0 must have the network's width n = 2"):
+        LearningProblem(net, obj, np.zeros((4, 3)), np.array([0, 1, 1, 0]))
+    with pytest.raises(ValueError, match="Y0 must be 2-D"):
+        LearningProblem(net, obj, np.zeros(4), np.array([0, 1, 1, 0]))
+    with pytest.raises(ValueError, match="W_regularizer does not accept an array of shape"):
+        LearningProblem(
+            net, obj, np.zeros((4, 2)), np.array([0, 1, 1, 0]), W_regularizer=ocdl.SpatialSmoothness((3, 3))
+        )
+    with pytest.raises(ValueError, match="theta_regularizer does not accept"):
+        LearningProblem(
+            net, obj, np.zeros((4, 2)), np.array([0, 1, 1, 0]), theta_regularizer=ocdl.TimeSmoothness(5, 7, 0.1)
+        )
+    lp, theta, W, mu, _ = make_problem()
+    with pytest.raises(ValueError, match="indices must lie in 0..23"):
+        lp.value(theta, W, mu, np.array([0, 24]))
+    with pytest.raises(ValueError, match="hessian_indices must be a non-empty 1-D integer array"):
+        lp.theta_problem(W, mu, hessian_indices=np.array([0.5]))
+    with pytest.raises(ValueError, match="W must have shape"):
+        lp.value(theta, W[:2], mu)
+    with pytest.raises(ValueError, match="theta must have n_params"):
+        lp.value(theta[:-1], W, mu)
+    with pytest.raises(ValueError, match="YN must have shape"):
+        lp.classifier_problem(np.zeros((5, 3)), np.arange(4))
+
+
+@pytest.mark.parametrize("name", ["alpha_theta", "alpha_W"])
+@pytest.mark.parametrize("value", [-1e-3, float("nan"), "1"])
+def test_bad_alpha(name, value):
+    net = ocdl.network("verlet", 2, 4, 1.0)
+    with pytest.raises(ValueError, match=f"{name} must be a finite number >= 0"):
+        LearningProblem(net, ocdl.SoftmaxCrossEntropy(), np.zeros((4, 2)), np.array([0, 1, 1, 0]), **{name: value})
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA device")
+def test_cupy_matches_numpy():
+    import cupy
+
+    from solvers import block_coordinate_descent
+
+    lp, theta, W, mu, rng = make_problem()
+    Y0, C = cupy.asarray(lp.Y0), cupy.asarray(lp.classes)
+    gpu = LearningProblem(lp.network, lp.objective, Y0, C, alpha_theta=0.1, alpha_W=0.05)
+    args = (theta, W, mu)
+    gargs = tuple(cupy.asarray(a) for a in args)
+    idx = np.arange(3, 17)
+    value, grads = lp.value_and_gradient(*args, idx)
+    gvalue, ggrads = gpu.value_and_gradient(*gargs, idx)
+    assert gvalue == pytest.approx(value, rel=1e-12)
+    for a, b in zip(ggrads, grads):
+        np.testing.assert_allclose(cupy.asnumpy(a), b, rtol=1e-10, atol=1e-14)
+    v = rng.standard_normal(theta.size)
+    Hv = lp.theta_problem(W, mu, idx, idx[:5]).model(theta).hessian_matvec(v)
+    gHv = gpu.theta_problem(gargs[1], gargs[2], idx, idx[:5]).model(gargs[0]).hessian_matvec(cupy.asarray(v))
+    np.testing.assert_allclose(cupy.asnumpy(gHv), Hv, rtol=1e-10, atol=1e-14)
+    assert gpu.accuracy(*gargs) == lp.accuracy(*args)
+    result = block_coordinate_descent(gpu, gargs[0], max_iter=2, batch_size=12, hessian_batch_size=6, progress=False)
+    assert isinstance(result.x["theta"], cupy.ndarray) and result.nit == 2

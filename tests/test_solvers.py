@@ -1,0 +1,225 @@
+"""Training solvers on the learning problem: Gauss-Newton, block coordinate descent, multilevel, SGD, Adam."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+import ocdl
+import solvers
+from ocdl.learning_problem import LearningProblem
+from solvers import TrainingState, adam, block_coordinate_descent, multilevel, prolongate, sgd
+
+
+def blobs(s=80, seed=0):
+    """Two Gaussian blobs in 2-D, labels 0/1."""
+    rng = np.random.default_rng(seed)
+    C = np.arange(s) % 2
+    Y = rng.standard_normal((s, 2)) * 0.5 + np.where(C[:, None] == 1, 1.0, -1.0)
+    return Y, C
+
+
+def small_problem(kind="verlet", n_steps=4, s=80):
+    Y, C = blobs(s)
+    net = ocdl.network(kind, 2, n_steps, 2.0)
+    lp = LearningProblem(net, ocdl.SoftmaxCrossEntropy(), Y, C, alpha_theta=1e-3, alpha_W=1e-3)
+    Y_val, C_val = blobs(40, seed=1)
+    return lp, net.init_params(0, scale=0.5), (Y_val, C_val)
+
+
+# -- prolongation -----------------------------------------------------------------
+
+
+def test_prolongate_is_piecewise_linear_interpolation_in_time():
+    net = ocdl.network("resnet", 3, 5, 2.0)
+    theta = np.random.default_rng(0).standard_normal(net.n_params)
+    fine_net = net.with_steps(10)
+    fine = fine_net.theta_steps(prolongate(theta, net))
+    coarse = net.theta_steps(theta)
+    t, t_fine = np.arange(5) * net.h, np.arange(10) * fine_net.h
+    # the piecewise linear interpolant at t_j = j h, constant after t_{N-1} (np.interp extrapolates so)
+    expected = np.column_stack([np.interp(t_fine, t, coarse[:, k]) for k in range(coarse.shape[1])])
+    np.testing.assert_allclose(fine, expected, rtol=0, atol=1e-15)
+    # a theta linear in time is reproduced exactly up to t_{N-1}; then constant
+    a, b = np.random.default_rng(1).standard_normal((2, net.stepper.n_params))
+    linear = (a + t[:, None] * b).ravel()
+    fine = fine_net.theta_steps(prolongate(linear, net))
+    np.testing.assert_allclose(fine[:-1], a + t_fine[:-1, None] * b, rtol=1e-14, atol=1e-14)
+    np.testing.assert_array_equal(fine[-1], fine[-2])
+    with pytest.raises(ValueError, match="theta must have n_params"):
+        prolongate(theta[:-1], net)
+
+
+@pytest.mark.parametrize("kind", ["resnet", "verlet"])
+def test_prolongated_network_output_differs_by_order_h(kind):
+    rng = np.random.default_rng(2)
+    Y0 = rng.standard_normal((20, 2))
+    base = ocdl.network(kind, 2, 8, 2.0)
+    A, B = rng.standard_normal((2, base.stepper.n_params))
+    diffs = []
+    for N in (8, 16, 32):
+        net = base.with_steps(N)
+        theta = (A + np.sin(np.arange(N) * net.h)[:, None] * B).ravel()  # smooth in time
+        fine = net.with_steps(2 * N).forward(prolongate(theta, net), Y0)
+        diffs.append(np.linalg.norm(net.forward(theta, Y0) - fine) / np.linalg.norm(fine))
+    ratios = np.array(diffs[:-1]) / np.array(diffs[1:])
+    assert diffs[0] < 0.2
+    np.testing.assert_allclose(ratios, 2.0, rtol=0.1)  # halves when N doubles: O(h)
+
+
+# -- Gauss-Newton on a synthetic inverse problem -------------------------------------
+
+
+def test_gauss_newton_recovers_synthetic_network():
+    rng = np.random.default_rng(0)
+    net = ocdl.network("resnet", 3, 4, 1.0)
+    theta_true = net.init_params(rng)
+    Y0 = rng.standard_normal((100, 3))
+    W, mu = rng.standard_normal((3, 2)), rng.standard_normal(2)
+    targets = net.forward(theta_true, Y0) @ W + mu  # outputs of the known network
+    lp = LearningProblem(net, ocdl.LeastSquares(), Y0, targets, alpha_theta=0.0, alpha_W=0.0, regression=True)
+    theta0 = theta_true + 0.05 * rng.standard_normal(theta_true.size)
+    result = solvers.gauss_newton_pcg(
+        lp.theta_problem(W, mu), theta0, max_iter=8, gtol=1e-6, cg_maxiter=100, cg_rtol=1e-6
+    )
+    assert result.success, result.message
+    assert result.nit <= 6
+    assert result.history[-1]["rel_grad_norm"] > 1e-6  # the last recorded one precedes the stop
+    misfit = np.linalg.norm(net.forward(result.x, Y0) @ W + mu - targets) / np.linalg.norm(targets)
+    assert misfit < 1e-6
+    np.testing.assert_allclose(result.x, theta_true, atol=1e-4)
+    assert result.fun < 1e-12
+
+
+# -- block coordinate descent ---------------------------------------------------------
+
+
+def test_block_coordinate_descent_improves_and_returns_best():
+    lp, theta0, validation = small_problem()
+    result = block_coordinate_descent(
+        lp, theta0, validation=validation, max_iter=8, batch_size=40, hessian_batch_size=20, progress=False
+    )
+    assert isinstance(result, solvers.SolverResult) and result.nit == 8 and result.success
+    keys = {"iteration", "objective", "grad_norm", "step", "cg_iters", "classifier_cg_iters",
+            "train_accuracy", "val_accuracy", "time"}
+    assert keys <= set(result.history[0])
+    val = result.trace("val_accuracy")
+    assert val.max() >= 0.95
+    best = int(np.flatnonzero(val == val.max())[-1])
+    assert lp.accuracy(result.x["theta"], result.x["W"], result.x["mu"], *validation) == val[best]
+    assert result.fun == pytest.approx(lp.value(result.x["theta"], result.x["W"], result.x["mu"]))
+    assert np.all(np.diff(result.trace("time")) > 0)
+    assert "best validation accuracy" in result.message
+
+
+def test_block_coordinate_descent_resumes_exactly():
+    lp, theta0, validation = small_problem()
+    options = dict(validation=validation, max_iter=6, batch_size=30, hessian_batch_size=10, progress=False)
+    full = block_coordinate_descent(lp, theta0, rng=7, **options)
+    saved = []
+
+    def stop_at_3(k, state):
+        assert isinstance(state, TrainingState) and state.iteration == k + 1
+        if k == 2:
+            saved.append(copy.deepcopy(state))
+            return True
+        return None
+
+    first = block_coordinate_descent(lp, theta0, rng=7, callback=stop_at_3, **options)
+    assert first.nit == 3 and "stopped by callback" in first.message
+    resumed = block_coordinate_descent(lp, None, state=saved[0], **options)
+    assert resumed.nit == 6
+    for a, b in zip(full.history, resumed.history):
+        assert {k: v for k, v in a.items() if k != "time"} == {k: v for k, v in b.items() if k != "time"}
+    for key in ("theta", "W", "mu"):
+        np.testing.assert_array_equal(full.x[key], resumed.x[key])
+
+
+def test_block_coordinate_descent_bad_input():
+    lp, theta0, (Y_val, C_val) = small_problem()
+    with pytest.raises(ValueError, match="theta0 is required"):
+        block_coordinate_descent(lp, None, progress=False)
+    with pytest.raises(ValueError, match="validation labels must hold one label per row of Y_val"):
+        block_coordinate_descent(lp, theta0, validation=(Y_val, C_val[:-1]), progress=False)
+    with pytest.raises(ValueError, match="C must be integer class indices"):
+        block_coordinate_descent(lp, theta0, validation=(Y_val, C_val + 0.5), progress=False)
+
+
+# -- multilevel ---------------------------------------------------------------------
+
+
+def test_multilevel_warm_starts_finer_levels():
+    lp, theta0, validation = small_problem(n_steps=2)
+    result = multilevel(
+        lp, theta0, validation=validation, max_layers=8, max_iter=3, batch_size=40, progress=False
+    )
+    assert [rec["n_layers"] for rec in result.history] == [2, 4, 8]
+    assert result.x["network"].n_steps == 8 and result.x["theta"].size == result.x["network"].n_params
+    assert result.nit == 9
+    for rec in result.history:
+        assert {"train_accuracy", "best_val_accuracy", "time_s", "iterations"} <= set(rec)
+    assert result.history[-1]["best_val_accuracy"] >= 0.95
+    # the finer level starts where the coarser one ended (prolongated): its first objective is no worse
+    coarse, fine = result.history[1]["result"], result.history[2]["result"]
+    assert fine.history[0]["objective"] < coarse.history[0]["objective"]
+    with pytest.raises(ValueError, match="max_layers must be an integer >= the network's 2 layers"):
+        multilevel(lp, theta0, max_layers=1)
+
+
+# -- first-order baselines ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("solver", [sgd, adam])
+def test_first_order_baselines_train_and_resume(solver):
+    lp, theta0, validation = small_problem()
+    options = dict(validation=validation, max_epochs=4, batch_size=16, progress=False)
+    result = solver(lp, theta0, **options)
+    assert result.nit == 4 and result.history[0]["n_batches"] == 5
+    obj = result.trace("objective")
+    assert obj[-1] < obj[0]
+    assert result.trace("val_accuracy").max() >= 0.9
+    saved = []
+    solver(lp, theta0, callback=lambda k, state: saved.append(copy.deepcopy(state)) or k == 1, **options)
+    resumed = solver(lp, None, state=saved[-1], **options)
+    np.testing.assert_array_equal(resumed.trace("objective"), obj)
+    np.testing.assert_array_equal(resumed.x["theta"], result.x["theta"])
+
+
+def test_first_order_bad_options():
+    lp, theta0, _ = small_problem()
+    with pytest.raises(ValueError, match="learning_rate must be positive"):
+        sgd(lp, theta0, learning_rate=0.0)
+    with pytest.raises(ValueError, match="momentum must lie in"):
+        sgd(lp, theta0, momentum=1.0)
+    with pytest.raises(ValueError, match="betas must lie in"):
+        adam(lp, theta0, betas=(0.9, 1.0))
+
+
+def test_newton_falls_back_to_steepest_descent_when_the_newton_step_is_too_long():
+    class Flat:
+        """f(x) = sum sqrt(1 + x^2): far out the curvature ~ |x|^-3 makes the Newton step far too long."""
+
+        def value(self, x):
+            return float(np.sqrt(1 + x**2).sum())
+
+        def model(self, x):
+            problem = self
+
+            class Model:
+                value = problem.value(x)
+                gradient = x / np.sqrt(1 + x**2)
+
+                def hessian_matvec(self, v):
+                    return v / (1 + x**2) ** 1.5
+
+            return Model()
+
+    x0 = np.array([1e4, -2e4])
+    result = solvers.newton_pcg(Flat(), x0, max_iter=1)
+    record = result.history[-1]
+    assert record["gradient_fallback"] and record["step"] == 1.0
+    np.testing.assert_allclose(result.x, x0 - Flat().model(x0).gradient)
+    result = solvers.newton_pcg(Flat(), np.array([0.5, -0.2]), max_iter=1)
+    assert not result.history[-1]["gradient_fallback"] and result.history[-1]["step"] > 0
