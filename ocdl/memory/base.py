@@ -44,6 +44,15 @@ class Trajectory:
         self.close()
 
 
+def forward_steps(stepper: Any, theta_steps: Any, h: float, state0: tuple) -> Iterator[tuple[int, tuple, Any]]:
+    """Run the forward sweep from ``state0``: ``(j, state_j, cache_j)`` for ``j = 0, ..., N-1``."""
+    state = state0
+    for j, theta_j in enumerate(theta_steps):
+        state_next, cache = stepper.step(state, theta_j, h)
+        yield j, state, cache
+        state = state_next
+
+
 class MemoryPolicy:
     """Strategy object: runs the forward sweep and returns a :class:`Trajectory`."""
 

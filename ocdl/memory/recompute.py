@@ -40,7 +40,7 @@ from collections.abc import Iterator
 from math import comb
 
 from ..validation import check_positive
-from .base import MemoryPolicy, Trajectory
+from .base import MemoryPolicy, Trajectory, forward_steps
 
 
 def _beta(c: int, r: int) -> int:
@@ -184,11 +184,7 @@ class RecomputedTrajectory(Trajectory):
                 state = self._apply(action, state, checkpoints)
 
     def steps(self):
-        state = self._x0
-        for j in range(self.n_steps):
-            state_next, cache = self._stepper.step(state, self._theta[j], self._h)
-            yield j, state, cache
-            state = state_next
+        return forward_steps(self._stepper, self._theta, self._h, self._x0)
 
     def close(self) -> None:
         self._resume = None

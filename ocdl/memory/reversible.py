@@ -15,7 +15,7 @@ benchmark ``benchmarks/memory.py`` reports the gradient error against
 
 from __future__ import annotations
 
-from .base import MemoryPolicy, Trajectory
+from .base import MemoryPolicy, Trajectory, forward_steps
 
 
 class ReversibleTrajectory(Trajectory):
@@ -41,11 +41,7 @@ class ReversibleTrajectory(Trajectory):
             yield j, state, cache
 
     def steps(self):
-        state = self._x0
-        for j in range(self.n_steps):
-            state_next, cache = self._stepper.step(state, self._theta[j], self._h)
-            yield j, state, cache
-            state = state_next
+        return forward_steps(self._stepper, self._theta, self._h, self._x0)
 
 
 class Reversible(MemoryPolicy):
