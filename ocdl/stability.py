@@ -121,15 +121,24 @@ def layer_jacobian_eigenvalues(network: Network, theta: Any, Y0: Any) -> np.ndar
     """
     layer = _layer(network, square=True)
     steps = network.theta_steps(theta)
-    eigenvalues = []
     with network.trajectory(theta, Y0) as traj:
-        for j, state, _ in traj.steps():
-            theta_K, _ = layer.split(steps[j])
-            K = asnumpy(layer.transform.matrix(theta_K))
-            _, dA = layer.forward(steps[j], network.stepper.output(state))
-            J = asnumpy(dA)[:, :, None] * K.T[None]  # (s, n, n): diag(sigma'_i) K^T
-            eigenvalues.append(np.linalg.eigvals(J))
-    return np.stack(eigenvalues).astype(np.result_type(J.dtype, np.complex64))
+        return np.stack(
+            [layer_eigenvalues(layer, steps[j], network.stepper.output(state)) for j, state, _ in traj.steps()]
+        )
+
+
+def layer_eigenvalues(layer: Any, theta: Any, Y: Any) -> np.ndarray:
+    r"""Eigenvalues of :math:`\operatorname{diag}(\sigma'(y K + b))\, K^T` for each row ``y`` of ``Y``.
+
+    One step of :func:`layer_jacobian_eigenvalues`: ``layer`` has a square
+    transform, ``theta`` is that step's parameters. Returns a complex
+    ``(s, n)`` array on the host.
+    """
+    theta_K, _ = layer.split(theta)
+    K = asnumpy(layer.transform.matrix(theta_K))
+    _, dA = layer.forward(theta, Y)
+    J = asnumpy(dA)[:, :, None] * K.T[None]  # (s, n, n): diag(sigma'_i) K^T
+    return np.linalg.eigvals(J).astype(np.result_type(J.dtype, np.complex64))
 
 
 def euler_factor(eigenvalues: Any, h: float, per_step: bool = False) -> float | np.ndarray:

@@ -18,11 +18,22 @@ Each iteration of :func:`block_coordinate_descent` on the learning problem
 All loop state (iteration count, random generator, current and best
 parameters, history, elapsed time) lives in one :class:`TrainingState`, which
 the callback sees and which continues a run exactly where it stopped when
-passed back in (``state=``): same random draws, same iterates.
+passed back in (``state=``): same random draws, same iterates
+(:mod:`ocdl.checkpoint` writes it to disk).
+
+Failures stop the loop with ``success=False``, a message in the result and a
+warning on the logger ``solvers.block_coordinate_descent``, never an endless
+loop: a non-finite objective, a forward propagation that blows up
+(:class:`~ocdl.PropagationError`) or, in block coordinate descent, a line
+search in :math:`\theta` that fails along both the Gauss-Newton and the
+steepest-descent direction. The result then holds the best parameters of the
+iterations before (the starting parameters if none completed).
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,12 +42,15 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from ocdl.backend import get_array_module
 from ocdl.learning_problem import LearningProblem
+from ocdl.validation import check_array, check_positive
 
 from .newton import gauss_newton_pcg, newton_pcg
 from .result import SolverResult
 
 Array = Any  # a NumPy or CuPy array
+logger = logging.getLogger(__name__)
 Callback = Callable[[int, "TrainingState"], "bool | None"]
 
 
@@ -80,17 +94,46 @@ def initial_state(
     rng: int | np.random.Generator | None,
     state: TrainingState | None,
 ) -> TrainingState:
-    """``state`` when continuing a run, else a fresh state at ``(theta0, W0, mu0)`` (zero classifier by default)."""
+    """``state`` when continuing a run, else a fresh state at ``(theta0, W0, mu0)`` (zero classifier by default).
+
+    Raises
+    ------
+    TypeError
+        If ``problem`` is not a :class:`~ocdl.LearningProblem`, ``state`` not a
+        :class:`TrainingState`, or a parameter not a floating array of the
+        examples' dtype and device.
+    ValueError
+        If ``theta0`` is missing (without ``state``), or a parameter has the
+        wrong shape or NaN/Inf entries.
+    """
+    if not isinstance(problem, LearningProblem):
+        raise TypeError(f"learning_problem must be an ocdl LearningProblem, got {type(problem).__name__}")
     if state is not None:
+        if not isinstance(state, TrainingState):
+            raise TypeError(f"state must be a TrainingState, got {type(state).__name__}")
         return state
     if theta0 is None:
         raise ValueError("theta0 is required unless a state is given to continue from")
     W_zero, mu_zero = problem.initial_classifier()
+    n, m = problem.n_features, problem.n_outputs
+    params = {
+        "theta0": (theta0, (problem.network.n_params,)),
+        "W0": (W_zero if W0 is None else W0, (n, m)),
+        "mu0": (mu_zero if mu0 is None else mu0, (m,)),
+    }
+    xp = get_array_module(problem.Y0)
+    for name, (x, shape) in params.items():
+        check_array(name, x, shape=shape)
+        if get_array_module(x) is not xp or x.dtype != problem.Y0.dtype:
+            raise TypeError(
+                f"{name} must be a {xp.__name__} array of the examples' dtype {problem.Y0.dtype}, "
+                f"got a {get_array_module(x).__name__} array of dtype {x.dtype}"
+            )
     return TrainingState(
         iteration=0,
-        theta=theta0,
-        W=W_zero if W0 is None else W0,
-        mu=mu_zero if mu0 is None else mu0,
+        theta=params["theta0"][0],
+        W=params["W0"][0],
+        mu=params["mu0"][0],
         rng=np.random.default_rng(rng),
     )
 
@@ -113,48 +156,81 @@ def run_training(
     ``train_accuracy``, ``val_accuracy`` and ``time``, tracks the best
     parameters, and calls ``callback(iteration, state)`` (0-based; returning
     ``True`` stops) until ``state.iteration == max_iter``.
+
+    An iteration fails when it or the accuracies after it raise
+    :class:`FloatingPointError` (e.g. :class:`~ocdl.PropagationError`), when
+    its record's ``objective`` is not finite, or when the record says
+    ``line_search_failed``. The loop then appends the record (``failure``:
+    the reason), logs a warning and stops with ``success=False``; the
+    callback is not called for that iteration.
     """
+    max_iter = check_positive("max_iter", max_iter, integer=True)
     if validation is not None:
+        if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+            raise TypeError("validation must be a pair (Y_val, C_val)")
         Y_val, C_val = validation
+        Y_val = problem._check_examples("Y_val", Y_val)
         C_val = problem.class_indices(C_val)
         if C_val.shape[0] != Y_val.shape[0]:
             raise ValueError(
                 f"validation labels must hold one label per row of Y_val ({Y_val.shape[0]}), got {C_val.shape[0]}"
             )
-    message = f"completed max_iter = {max_iter} iterations"
+    message, success = f"completed max_iter = {max_iter} iterations", True
+    start_params = dict(theta=state.theta, W=state.W, mu=state.mu)
     base, start = state.elapsed, time.perf_counter()
     with tqdm(total=max_iter, initial=state.iteration, disable=not progress, desc=desc) as bar:
         while state.iteration < max_iter:
             k = state.iteration
-            record = {"iteration": k, **iterate(state)}
-            record["train_accuracy"] = problem.accuracy(state.theta, state.W, state.mu)
-            if validation is not None:
-                record["val_accuracy"] = problem.accuracy(state.theta, state.W, state.mu, Y_val, C_val)
-            score = record.get("val_accuracy", record["train_accuracy"])
-            if score >= state.best_accuracy:  # ties: the later (better trained) parameters
-                state.best = dict(theta=state.theta, W=state.W, mu=state.mu)
-                state.best_accuracy, state.best_iteration = score, k
+            record = {"iteration": k}
+            try:
+                record.update(iterate(state))
+                failure = _failure(record)
+                if failure is None:
+                    record["train_accuracy"] = problem.accuracy(state.theta, state.W, state.mu)
+                    if validation is not None:
+                        record["val_accuracy"] = problem.accuracy(state.theta, state.W, state.mu, Y_val, C_val)
+            except FloatingPointError as err:
+                failure = str(err)
+            if failure is None:
+                score = record.get("val_accuracy", record["train_accuracy"])
+                if score >= state.best_accuracy:  # ties: the later (better trained) parameters
+                    state.best = dict(theta=state.theta, W=state.W, mu=state.mu)
+                    state.best_accuracy, state.best_iteration = score, k
             state.elapsed = base + time.perf_counter() - start
             record["time"] = state.elapsed
             state.history.append(record)
             state.iteration = k + 1
             bar.update(1)
+            if failure is not None:
+                record["failure"] = failure
+                message, success = f"stopped at iteration {k}: {failure}", False
+                logger.warning("%s: %s", desc, message)
+                break
             bar.set_postfix(objective=f"{record['objective']:.3g}", accuracy=f"{score:.3f}")
             if callback is not None and callback(k, state):
                 message = f"stopped by callback after {state.iteration} iterations"
                 break
-    best = state.best if state.best is not None else dict(theta=state.theta, W=state.W, mu=state.mu)
+    best = state.best if state.best is not None else start_params
     which = "validation" if validation is not None else "training"
     if state.best_iteration is not None:
         message += f"; best {which} accuracy {state.best_accuracy:.4f} at iteration {state.best_iteration}"
-    return SolverResult(
-        x=best,
-        fun=problem.value(best["theta"], best["W"], best["mu"]),
-        nit=state.iteration,
-        success=True,
-        message=message,
-        history=state.history,
-    )
+    try:
+        fun = problem.value(best["theta"], best["W"], best["mu"])
+    except FloatingPointError:  # only when no iteration completed and the start itself blows up
+        fun = math.nan
+    return SolverResult(x=best, fun=fun, nit=state.iteration, success=success, message=message, history=state.history)
+
+
+def _failure(record: dict) -> str | None:
+    """Why the iteration of ``record`` failed, or ``None``."""
+    if record.get("line_search_failed"):
+        return (
+            "the line search in theta failed along the Gauss-Newton and the steepest-descent directions "
+            "(no decrease even for tiny steps: the objective is flat to rounding, or not smooth there)"
+        )
+    if not math.isfinite(record["objective"]):
+        return f"the objective is {record['objective']} (not finite); check the data and the parameters' scale"
+    return None
 
 
 def block_coordinate_descent(
@@ -223,15 +299,33 @@ def block_coordinate_descent(
         step), ``grad_norm, step, cg_iters`` (Gauss-Newton step in
         :math:`\theta`), ``classifier_grad_norm, classifier_steps,
         classifier_cg_iters, batch_accuracy, train_accuracy, val_accuracy,
-        time`` and ``gradient_fallback, classifier_gradient_fallback``
-        (whether a block took the steepest-descent fallback). ``success`` is
-        ``True`` once the requested iterations (or the callback's stop) are done.
+        time``, ``gradient_fallback, classifier_gradient_fallback``
+        (whether a block took the steepest-descent fallback),
+        ``negative_curvature`` (PCG met :math:`p^T H p \le 0` in the
+        Gauss-Newton system, also logged) and ``line_search_failed``.
+        ``success`` is ``True`` once the requested iterations (or the
+        callback's stop) are done, ``False`` after a failure (see the module
+        docstring; ``message`` and the last record's ``failure`` say which).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For malformed parameters, validation data or options (see
+        :func:`initial_state`).
     """
     problem = learning_problem
     state = initial_state(problem, theta0, W0, mu0, rng, state)
+    for name, value in (("classifier_newton_steps", classifier_newton_steps),
+                        ("classifier_cg_maxiter", classifier_cg_maxiter), ("cg_maxiter", cg_maxiter)):
+        check_positive(name, value, integer=True)
+    check_positive("cg_rtol", cg_rtol)
     s = problem.n_examples
-    batch_size = s if batch_size is None else min(int(batch_size), s)
-    hessian_batch_size = batch_size if hessian_batch_size is None else min(int(hessian_batch_size), batch_size)
+    batch_size = s if batch_size is None else min(check_positive("batch_size", batch_size, integer=True), s)
+    hessian_batch_size = (
+        batch_size
+        if hessian_batch_size is None
+        else min(check_positive("hessian_batch_size", hessian_batch_size, integer=True), batch_size)
+    )
 
     def iterate(state: TrainingState) -> dict:
         batch = None if batch_size == s else np.sort(state.rng.choice(s, size=batch_size, replace=False))
@@ -251,6 +345,12 @@ def block_coordinate_descent(
         gn = gauss_newton_pcg(theta_problem, state.theta, max_iter=1, cg_maxiter=cg_maxiter, cg_rtol=cg_rtol)
         state.theta = gn.x
         step = gn.history[0] if gn.history else {}
+        if step.get("negative_curvature"):
+            logger.info(
+                "BCD iteration %d: PCG met negative curvature (p^T H p <= 0) in the Gauss-Newton system after "
+                "%d iterations; the step used %s", state.iteration, step["cg_iters"],
+                "steepest descent" if step["gradient_fallback"] or step["cg_iters"] == 0 else "the last CG iterate",
+            )
         return {
             "objective": gn.fun,
             "grad_norm": step.get("grad_norm", np.nan),
@@ -262,6 +362,8 @@ def block_coordinate_descent(
             "batch_accuracy": step.get("batch_accuracy", np.nan),
             "gradient_fallback": step.get("gradient_fallback", False),
             "classifier_gradient_fallback": any(rec["gradient_fallback"] for rec in classifier.history),
+            "negative_curvature": step.get("negative_curvature", False),
+            "line_search_failed": step.get("step", 1.0) == 0.0,
         }
 
     desc = f"BCD N={problem.network.n_steps}"

@@ -5,8 +5,13 @@ jointly, :math:`x = (\theta, W, \mu)`, with mini-batch gradients
 :math:`g_k = \nabla f_{B_k}(x_k)` (:meth:`ocdl.LearningProblem.value_and_gradient`
 on the batch :math:`B_k`). One iteration is one epoch: a random permutation
 of the training examples cut into batches of ``batch_size``. They share the
-loop, the history and the resumable :class:`~solvers.block_coordinate_descent.TrainingState`
-of :func:`~solvers.block_coordinate_descent.block_coordinate_descent`.
+loop, the failure handling (a learning rate so large that the propagation
+blows up stops the run with ``success=False`` and the best parameters so
+far), the history and the resumable
+:class:`~solvers.block_coordinate_descent.TrainingState` of
+:func:`~solvers.block_coordinate_descent.block_coordinate_descent`; the
+momentum and moments live in ``state.buffers`` (arrays, tuples of arrays and
+numbers), which :mod:`ocdl.checkpoint` writes with the rest of the state.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as np
 from ocdl.backend import get_array_module
 from ocdl.checks import norm
 from ocdl.learning_problem import LearningProblem
+from ocdl.validation import check_positive
 
 from .block_coordinate_descent import Callback, TrainingState, initial_state, run_training
 from .result import SolverResult
@@ -41,7 +47,8 @@ def _epochs(
 ) -> SolverResult:
     """Run epochs of mini-batch ``update(state, gradient) -> new (theta, W, mu)``."""
     s = problem.n_examples
-    batch_size = min(int(batch_size), s)
+    check_positive("max_epochs", max_epochs, integer=True)
+    batch_size = min(check_positive("batch_size", batch_size, integer=True), s)
 
     def iterate(state: TrainingState) -> dict:
         order = state.rng.permutation(s)

@@ -1,0 +1,502 @@
+r"""Training checkpoints: everything needed to continue a multilevel training run exactly, in one HDF5 file.
+
+:func:`solvers.multilevel` writes a checkpoint (``checkpoint=path``) every
+``checkpoint_every`` iterations (counted over all levels), at the end of each
+level, when it starts, and when it is interrupted by Ctrl-C; with
+``resume=True`` it continues from the file, if there is one, so that the final
+parameters are those of an uninterrupted run with the same seed (the same
+random draws, bit for bit). A checkpoint (:class:`Checkpoint`) holds
+
+* the level in progress and its :class:`~solvers.block_coordinate_descent.TrainingState`:
+  iteration count, :math:`\theta, W, \mu`, the best parameters with their
+  accuracy and iteration, the history, the elapsed time and the solver's
+  buffers (SGD's momentum, Adam's moments);
+* the state of the random generator (``rng.bit_generator.state``);
+* every completed level: its history record and its result (best parameters,
+  value, iteration count, message, per-iteration history);
+* ``run``: what must not change between the interrupted and the resumed run
+  (solver, levels, solver options, sizes of the problem), checked on resume;
+* ``settings``: the caller's JSON-able description of the run (the command
+  line's settings), returned unchanged so that a run can be rebuilt from its
+  checkpoint alone.
+
+The file is written by :func:`ocdl.io.write_tree` (kind ``"ocdl-checkpoint"``,
+a format version): a temporary file in the same folder, flushed, fsync'ed and
+renamed over the previous checkpoint, so a write that is interrupted, even
+by SIGKILL, leaves the previous checkpoint intact. Arrays are datasets in
+their own dtype (exact), small values JSON attributes, histories JSON text in
+``uint8`` datasets (no attribute size limit).
+
+Ctrl-C during a run with checkpoints writes the last completed iteration (a
+half-done iteration is discarded, so the resumed run repeats it exactly) and
+raises :class:`TrainingInterrupted`, a :class:`KeyboardInterrupt` that says
+where the checkpoint is.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .backend import to_device
+from .io import OcdlFileError, read_tree, write_tree
+from .validation import check_positive
+
+if TYPE_CHECKING:
+    from solvers.block_coordinate_descent import TrainingState
+
+__all__ = [
+    "CHECKPOINT_KIND", "CHECKPOINT_NAME", "Checkpoint", "CheckpointWriter", "TrainingInterrupted",
+    "load_checkpoint", "save_checkpoint",
+]
+
+CHECKPOINT_KIND = "ocdl-checkpoint"
+"""The ``format`` tag of checkpoint files (see :mod:`ocdl.io`)."""
+
+CHECKPOINT_NAME = "checkpoint.h5"
+"""The checkpoint's file name inside a run's output folder (the command line's convention)."""
+
+_SEQUENCE = "__sequence__"  # marks a group holding a tuple or list of buffers
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a training run with checkpoints; the final checkpoint has been written.
+
+    A :class:`KeyboardInterrupt`, so code that does not know it still stops.
+
+    Attributes
+    ----------
+    checkpoint : pathlib.Path
+        The checkpoint file; continue with ``resume=True`` (``ocdl train --resume DIR``).
+    level : int
+        The level (0-based) the checkpoint continues with.
+    iteration : int
+        Completed iterations of that level saved in the checkpoint.
+    """
+
+    def __init__(self, checkpoint: Path, level: int, iteration: int) -> None:
+        super().__init__(
+            f"training interrupted; {checkpoint} continues at level {level} after {iteration} iterations"
+        )
+        self.checkpoint, self.level, self.iteration = checkpoint, level, iteration
+
+
+@dataclass
+class Checkpoint:
+    """The content of a checkpoint file.
+
+    Attributes
+    ----------
+    level : int
+        The level (0-based) in progress, or the next one to start; equal to
+        the number of levels when the run is finished.
+    state : TrainingState or None
+        The loop state of that level; ``None`` when the level has not
+        completed an iteration (it starts from the previous level's result,
+        or from the caller's initial parameters at level 0).
+    levels : list of dict
+        One record per completed level, as in :func:`solvers.multilevel`'s
+        history (``result`` a :class:`~solvers.result.SolverResult`).
+    rng : numpy.random.Generator
+        The random generator; ``state.rng`` is this same object.
+    run : dict
+        What the resumed run must share with this one: ``layers`` (the
+        numbers of layers of all levels), ``params_per_layer``,
+        ``n_features``, ``n_outputs`` (the shapes of the parameters, checked
+        on load), and whatever else the writer adds (:func:`solvers.multilevel`:
+        solver, options, stepper, final time, examples, dtype).
+    settings : dict
+        The caller's JSON-able settings (``{}`` if none were given).
+    """
+
+    level: int
+    state: TrainingState | None
+    levels: list[dict]
+    rng: np.random.Generator
+    run: dict
+    settings: dict
+
+    @property
+    def finished(self) -> bool:
+        """Whether every level is done."""
+        return self.level >= len(self.run["layers"])
+
+    @property
+    def iteration(self) -> int:
+        """Completed iterations of the level in progress."""
+        return 0 if self.state is None else self.state.iteration
+
+    def check_run(self, run: dict, path: str | os.PathLike) -> None:
+        """Raise ``ValueError`` naming every entry of ``run`` that differs from the checkpoint's."""
+        now = _plain_json(run)
+        keys = sorted(set(now) | set(self.run))
+        changed = [f"{key}: {self.run.get(key)!r} there, {now.get(key)!r} now" for key in keys
+                   if self.run.get(key) != now.get(key)]
+        if changed:
+            raise ValueError(
+                f"{path} was written by a different run ({'; '.join(changed)}); resume with the same "
+                "problem, solver and options, or start a new run without resume"
+            )
+
+
+def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
+    """Write ``checkpoint`` to ``path`` atomically (see the module docstring).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file; its folder is created if needed.
+    checkpoint : Checkpoint
+        What to write; arrays may live on the GPU.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    TypeError
+        If ``settings``, ``run``, a history or a buffer holds a value that is
+        neither an array nor JSON-able.
+    """
+    tree: dict[str, Any] = {
+        "level": int(checkpoint.level),
+        "rng": _plain_json(checkpoint.rng.bit_generator.state),
+        "run": _plain_json(checkpoint.run),
+        "settings": _plain_json(checkpoint.settings),
+        "levels": {str(i): _level_tree(record) for i, record in enumerate(checkpoint.levels)},
+    }
+    if checkpoint.state is not None:
+        tree["state"] = _state_tree(checkpoint.state)
+    return write_tree(path, tree, CHECKPOINT_KIND)
+
+
+def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    device : {"cpu", "gpu"}
+        Where the arrays go.
+
+    Returns
+    -------
+    Checkpoint
+
+    Raises
+    ------
+    OcdlFileError
+        If the file is missing, truncated, not HDF5, not an ocdl file, an
+        ocdl file of another kind, of a newer format, or a checkpoint that
+        lacks or garbles an entry (the message says which).
+    """
+    tree = read_tree(path, CHECKPOINT_KIND)
+    try:
+        rng = _generator(tree["rng"])
+        levels = tree["levels"]
+        checkpoint = Checkpoint(
+            level=_count(tree["level"], "level"),
+            state=None if "state" not in tree else _state_from_tree(tree["state"], rng, device),
+            levels=[_level_from_tree(levels[str(i)], device) for i in range(len(levels))],
+            rng=rng,
+            run=_dict(tree["run"], "run"),
+            settings=_dict(tree["settings"], "settings"),
+        )
+        _check_shapes(checkpoint)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, UnicodeDecodeError) as err:
+        message = f"missing entry {err}" if isinstance(err, KeyError) else str(err)
+        raise OcdlFileError(f"{path}: damaged ocdl checkpoint: {message}") from None
+    return checkpoint
+
+
+class CheckpointWriter:
+    """Writes the checkpoints of one multilevel run (used by :func:`solvers.multilevel`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The checkpoint file.
+    every : int
+        Write after every ``every``-th iteration, counted over all levels.
+    run : dict
+        :attr:`Checkpoint.run` of this run.
+    settings : dict, optional
+        :attr:`Checkpoint.settings` (JSON-able).
+
+    Creating a writer removes temporary files of ``path`` left behind by a
+    write that was killed.
+
+    Raises
+    ------
+    ValueError
+        If ``every`` is not a positive integer or ``path`` is a folder.
+    TypeError
+        If ``settings`` is not a JSON-able dict.
+    """
+
+    def __init__(self, path: str | os.PathLike, every: int, run: dict, settings: dict | None = None) -> None:
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise ValueError(f"checkpoint must be a file, {self.path} is a folder (use {self.path / CHECKPOINT_NAME})")
+        self.every = check_positive("checkpoint_every", every, integer=True)
+        if settings is not None and not isinstance(settings, dict):
+            raise TypeError(f"settings must be a dict, got {type(settings).__name__}")
+        self.run = run
+        self.settings = _plain_json({} if settings is None else settings)
+        self._pending: Checkpoint | None = None  # the newest complete state, if not yet written
+        self._written: Checkpoint | None = None
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+
+    def resume(self, device: str = "cpu") -> Checkpoint | None:
+        """The checkpoint to continue from (``None`` if there is no file), checked against this run.
+
+        Its arrays go to ``device`` (``"cpu"`` or ``"gpu"``).
+
+        Raises
+        ------
+        OcdlFileError
+            If the file exists but is not a readable checkpoint.
+        ValueError
+            If it was written by a different run (see :meth:`Checkpoint.check_run`).
+        """
+        if not self.path.exists():
+            return None
+        saved = load_checkpoint(self.path, device)
+        saved.check_run(self.run, self.path)
+        if not self.settings:
+            self.settings = saved.settings
+        self._written = saved
+        return saved
+
+    def start(self, rng: np.random.Generator) -> None:
+        """Write the start of a fresh run: level 0, no iteration yet."""
+        self._save(Checkpoint(0, None, [], copy.deepcopy(rng), self.run, self.settings))
+
+    def iteration(self, level: int, levels: list[dict], state: TrainingState) -> None:
+        """Record the state after a completed iteration of ``level``; write it every ``every`` iterations."""
+        snapshot = _snapshot(state)
+        self._pending = Checkpoint(level, snapshot, list(levels), snapshot.rng, self.run, self.settings)
+        total = sum(record["iterations"] for record in levels) + state.iteration
+        if total % self.every == 0:
+            self._save(self._pending)
+
+    def level_done(self, levels: list[dict], rng: np.random.Generator) -> None:
+        """Write the end of the level ``len(levels) - 1``: the next level has not started."""
+        self._save(Checkpoint(len(levels), None, list(levels), copy.deepcopy(rng), self.run, self.settings))
+
+    def interrupted(self) -> TrainingInterrupted:
+        """Write the newest complete state if it is not on disk yet; the exception to raise for Ctrl-C."""
+        if self._pending is not None:
+            self._save(self._pending)
+        saved = self._written
+        return TrainingInterrupted(self.path, saved.level, saved.iteration)
+
+    def _save(self, checkpoint: Checkpoint) -> None:
+        save_checkpoint(self.path, checkpoint)
+        self._written, self._pending = checkpoint, None
+
+
+# -- conversion to and from trees ------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """JSON fallback: NumPy/CuPy scalars and 0-d arrays as Python numbers."""
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        return value.item()
+    raise TypeError(f"a checkpoint cannot hold a {type(value).__name__} here (only arrays and JSON-able values)")
+
+
+def _plain_json(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists, NumPy scalars numbers)."""
+    return json.loads(json.dumps(value, default=_plain))
+
+
+def _json_bytes(value: Any) -> np.ndarray:
+    return np.frombuffer(json.dumps(value, default=_plain).encode(), dtype=np.uint8)
+
+
+def _from_json_bytes(data: Any, name: str) -> Any:
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
+        raise TypeError(f"{name} must be JSON text in a uint8 dataset")
+    return json.loads(data.tobytes().decode())
+
+
+def _encode(value: Any) -> Any:
+    """A buffer value as a tree node: arrays as is, sequences as marked groups, scalars as JSON."""
+    if isinstance(value, (tuple, list)):
+        return {_SEQUENCE: type(value).__name__, **{str(i): _encode(v) for i, v in enumerate(value)}}
+    if isinstance(value, dict):
+        return {str(k): _encode(v) for k, v in value.items()}
+    if getattr(value, "ndim", 0) > 0:
+        return value
+    return _plain_json(value)
+
+
+def _decode(node: Any, device: str) -> Any:
+    if isinstance(node, dict):
+        if _SEQUENCE in node:
+            items = [_decode(node[str(i)], device) for i in range(len(node) - 1)]
+            return tuple(items) if node[_SEQUENCE] == "tuple" else items
+        return {k: _decode(v, device) for k, v in node.items()}
+    if isinstance(node, np.ndarray):
+        return to_device(node, device)
+    return node
+
+
+def _params_tree(params: dict) -> dict:
+    return {key: params[key] for key in ("theta", "W", "mu")}
+
+
+def _params(node: dict, name: str, device: str) -> dict:
+    out = {}
+    for key in ("theta", "W", "mu"):
+        x = node[key]
+        if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
+            raise TypeError(f"{name}/{key} must be a floating-point dataset")
+        out[key] = to_device(x, device)
+    return out
+
+
+def _state_tree(state: TrainingState) -> dict:
+    tree = {
+        "iteration": int(state.iteration),
+        "best_accuracy": float(state.best_accuracy),
+        "best_iteration": state.best_iteration,
+        "elapsed": float(state.elapsed),
+        "params": {"theta": state.theta, "W": state.W, "mu": state.mu},
+        "history": _json_bytes(state.history),
+        "buffers": _encode(state.buffers),
+    }
+    if state.best is not None:
+        tree["best"] = _params_tree(state.best)
+    return tree
+
+
+def _state_from_tree(node: dict, rng: np.random.Generator, device: str) -> TrainingState:
+    from solvers.block_coordinate_descent import TrainingState  # the training layer sits above ocdl
+
+    params = _params(node["params"], "state/params", device)
+    best_iteration = node["best_iteration"]
+    if best_iteration is not None:
+        best_iteration = _count(best_iteration, "state/best_iteration")
+    history = _from_json_bytes(node["history"], "state/history")
+    if not isinstance(history, list):
+        raise TypeError("state/history must be a list of records")
+    return TrainingState(
+        iteration=_count(node["iteration"], "state/iteration"),
+        rng=rng,
+        best=_params(node["best"], "state/best", device) if "best" in node else None,
+        best_accuracy=float(node["best_accuracy"]),
+        best_iteration=best_iteration,
+        history=history,
+        elapsed=float(node["elapsed"]),
+        buffers=_decode(_dict(node["buffers"], "state/buffers"), device),
+        **params,
+    )
+
+
+def _level_tree(record: dict) -> dict:
+    result = record["result"]
+    tree = {key: _plain_json(value) for key, value in record.items() if key != "result"}
+    tree["result"] = {
+        "x": _params_tree(result.x),
+        "fun": _plain_json(result.fun),
+        "nit": int(result.nit),
+        "success": bool(result.success),
+        "message": str(result.message),
+        "history": _json_bytes(result.history),
+    }
+    return tree
+
+
+def _level_from_tree(node: dict, device: str) -> dict:
+    from solvers.result import SolverResult
+
+    node = _dict(node, "levels")
+    res = node["result"]
+    result = SolverResult(
+        x=_params(res["x"], "levels/result/x", device),
+        fun=float(res["fun"]),
+        nit=_count(res["nit"], "levels/result/nit"),
+        success=bool(res["success"]),
+        message=str(res["message"]),
+        history=_from_json_bytes(res["history"], "levels/result/history"),
+    )
+    record = {key: value for key, value in node.items() if key != "result"}
+    _count(record["iterations"], "levels/iterations")
+    return record | {"result": result}
+
+
+def _check_shapes(checkpoint: Checkpoint) -> None:
+    """Raise ``ValueError`` unless the levels and the parameters fit ``checkpoint.run``."""
+    run = checkpoint.run
+    layers = run["layers"]
+    if not isinstance(layers, list) or not all(isinstance(n, int) and n > 0 for n in layers):
+        raise ValueError(f"run/layers must be a list of positive integers, got {layers!r}")
+    if checkpoint.level != len(checkpoint.levels) or checkpoint.level > len(layers):
+        raise ValueError(
+            f"level {checkpoint.level} does not follow its {len(checkpoint.levels)} completed levels of {len(layers)}"
+        )
+    p, n, m = (_count(run[key], f"run/{key}") for key in ("params_per_layer", "n_features", "n_outputs"))
+    params = [(f"levels/{i}/result/x", record["result"].x, layers[i]) for i, record in enumerate(checkpoint.levels)]
+    state = checkpoint.state
+    if state is not None:
+        if checkpoint.level == len(layers):
+            raise ValueError("a finished run has no state")
+        params.append(("state/params", dict(theta=state.theta, W=state.W, mu=state.mu), layers[checkpoint.level]))
+        if state.best is not None:
+            params.append(("state/best", state.best, layers[checkpoint.level]))
+    for name, x, n_layers in params:
+        shapes = {key: tuple(x[key].shape) for key in ("theta", "W", "mu")}
+        if shapes != {"theta": (n_layers * p,), "W": (n, m), "mu": (m,)}:
+            raise ValueError(
+                f"{name} has shapes {shapes}, not those of {n_layers} layers of {p} parameters and an "
+                f"{n} x {m} classifier"
+            )
+
+
+def _generator(state: Any) -> np.random.Generator:
+    state = _dict(state, "rng")
+    name = state.get("bit_generator")
+    if name not in ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64"):
+        raise ValueError(f"rng names an unknown bit generator {name!r}")
+    bit_generator = getattr(np.random, name)()
+    bit_generator.state = state
+    return np.random.Generator(bit_generator)
+
+
+def _snapshot(state: TrainingState) -> TrainingState:
+    """A copy of ``state`` that later iterations do not change (arrays copied, generator included)."""
+    return dataclasses.replace(
+        state,
+        theta=state.theta.copy(),
+        W=state.W.copy(),
+        mu=state.mu.copy(),
+        rng=copy.deepcopy(state.rng),
+        best=None if state.best is None else {k: v.copy() for k, v in state.best.items()},
+        history=list(state.history),
+        buffers=copy.deepcopy(state.buffers),
+    )
+
+
+def _count(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    return value
+
+
+def _dict(value: Any, name: str) -> dict:
+    if not isinstance(value, dict):
+        raise TypeError(f"{name} must be a group, got {type(value).__name__}")
+    return value

@@ -1,0 +1,227 @@
+"""Failure modes: blow-ups, failed line searches, negative curvature, NaN objectives and bad input
+give clear messages (in the result, the log or the exception) and never an endless loop."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import numpy as np
+import pytest
+
+import ocdl
+import solvers
+from ocdl.learning_problem import LearningProblem
+from solvers import LineSearchResult, SolverResult, block_coordinate_descent, multilevel, newton_pcg, sgd
+
+bcd_module = importlib.import_module("solvers.block_coordinate_descent")  # the package exports a function of that name
+newton_module = importlib.import_module("solvers.newton")
+
+
+def blobs_problem(kind="verlet", n_steps=2, activation="tanh"):
+    rng = np.random.default_rng(0)
+    C = np.arange(40) % 2
+    Y = rng.standard_normal((40, 2)) * 0.5 + np.where(C[:, None] == 1, 1.0, -1.0)
+    net = ocdl.network(kind, 2, n_steps, 2.0, activation=activation)
+    return LearningProblem(net, ocdl.SoftmaxCrossEntropy(), Y, C), net.init_params(0, scale=0.5)
+
+
+# -- forward propagation that blows up ----------------------------------------------------
+
+
+def test_blow_up_names_the_step_and_its_stability_factor():
+    net = ocdl.network("resnet", 2, 10, 100.0, activation="identity")  # h = 10, K = diag(-3, -2)
+    theta = net.pack([np.diag([-3.0, -2.0])] * 10, [0.0] * 10)
+    with pytest.raises(ocdl.PropagationError) as info:
+        net.forward(theta, np.ones((3, 2)))
+    message = str(info.value)
+    # |1 + h lambda| with lambda = -3, -2: 29 and 19 (paper eq. 3.9), the same as ocdl.stability gives
+    assert ocdl.euler_factor(np.array([-3.0, -2.0]), 10.0) == 29.0
+    assert "step 5 of 10 (ResNet, h = 10)" in message
+    assert "max|1 + h lambda| = 29 " in message and "eq. 3.9" in message and "max Re lambda = -2." in message
+    assert "smaller step" in message and "stable stepper" in message
+
+
+def test_blow_up_of_growing_dynamics_says_a_smaller_step_alone_will_not_help():
+    net = ocdl.network("leapfrog", 2, 40, 400.0, activation="identity")
+    theta = net.pack([50 * np.eye(2)] * 40, [0.0] * 40)
+    with pytest.raises(ocdl.PropagationError, match=r"max Re lambda = 50; .*a smaller step alone will not help"):
+        net.forward(theta, np.ones((3, 2)))
+
+
+class Doubling(ocdl.Stepper):
+    """A user's stepper without a layer: Y_{j+1} = theta_j Y_j."""
+
+    n_params = 1
+
+    def step(self, state, theta, h):
+        return (theta[0] * state[0],), None
+
+
+@pytest.mark.parametrize(
+    "net",
+    [
+        ocdl.Network(Doubling(), 40, 1.0),
+        ocdl.network("verlet", 2, 40, 400.0, activation="identity", hidden_width=3),  # a 2 x 3 transform
+    ],
+    ids=["no layer", "not square"],
+)
+def test_blow_up_without_a_square_layer_skips_the_factor(net):
+    theta = np.full(net.n_params, 10.0)
+    with pytest.raises(ocdl.PropagationError) as info:
+        net.forward(theta, np.ones((3, 2)))
+    message = str(info.value)
+    assert "blew up: step" in message and "smaller step" in message and "lambda" not in message
+
+
+# -- Newton-PCG: NaN, line search, negative curvature ----------------------------------------
+
+
+class Quadratic:
+    """f(x) = 0.5 x^T A x - b^T x, optionally NaN beyond |x| > 1 or at the start."""
+
+    def __init__(self, A, b, nan_outside=np.inf):
+        self.A, self.b, self.nan_outside = A, b, nan_outside
+
+    def value(self, x):
+        return np.nan if np.abs(x).max() > self.nan_outside else float(0.5 * x @ self.A @ x - self.b @ x)
+
+    def model(self, x):
+        problem = self
+
+        class Model:
+            value = problem.value(x)
+            gradient = problem.A @ x - problem.b
+
+            def hessian_matvec(self, v):
+                return problem.A @ v
+
+        return Model()
+
+
+def test_newton_stops_on_a_nan_objective():
+    problem = Quadratic(np.eye(2), np.ones(2), nan_outside=0.5)
+    result = newton_pcg(problem, np.ones(2), max_iter=50)
+    assert not result.success and result.nit == 0 and "NaN" in result.message
+
+
+def test_newton_reports_a_failed_line_search():
+    # the objective is NaN everywhere but at x0: no step is accepted
+    problem = Quadratic(np.eye(2), np.ones(2), nan_outside=0.0)
+    problem.value = lambda x: 0.0 if not x.any() else np.nan
+    result = newton_pcg(problem, np.zeros(2), max_iter=50)
+    assert not result.success and result.nit == 1
+    assert result.message == "line search failed along the Newton and the steepest-descent directions"
+    assert result.history[-1]["step"] == 0.0 and result.history[-1]["gradient_fallback"]
+
+
+def test_newton_reports_negative_curvature_and_still_descends():
+    problem = Quadratic(np.diag([1.0, -1.0]), np.array([1.0, 1.0]))
+    result = newton_pcg(problem, np.zeros(2), max_iter=3)
+    assert result.history[0]["negative_curvature"]
+    assert result.fun < problem.value(np.zeros(2))
+
+
+# -- training loops: stop with a message, never continue silently -----------------------------
+
+
+def test_bcd_stops_when_the_line_search_fails(monkeypatch, caplog):
+    lp, theta0 = blobs_problem()
+    monkeypatch.setattr(newton_module, "armijo", lambda f, x, p, f0, slope: LineSearchResult(0.0, f0, 20, False))
+    with caplog.at_level(logging.WARNING, logger="solvers.block_coordinate_descent"):
+        result = block_coordinate_descent(lp, theta0, max_iter=50, progress=False)
+    assert not result.success and result.nit == 1
+    assert result.message.startswith("stopped at iteration 0: the line search in theta failed")
+    assert result.history[-1]["line_search_failed"] and "failure" in result.history[-1]
+    np.testing.assert_array_equal(result.x["theta"], theta0)  # no iteration completed: the start
+    assert "line search in theta failed" in caplog.text
+
+
+def test_bcd_stops_on_a_nan_objective(monkeypatch):
+    lp, theta0 = blobs_problem()
+    calls = [0]
+    real = bcd_module.gauss_newton_pcg
+
+    def nan_at_third(problem, x0, **options):
+        calls[0] += 1
+        result = real(problem, x0, **options)
+        if calls[0] == 3:
+            return SolverResult(x0 * np.nan, np.nan, 0, False, "objective or gradient is NaN; stopped")
+        return result
+
+    monkeypatch.setattr(bcd_module, "gauss_newton_pcg", nan_at_third)
+    result = block_coordinate_descent(lp, theta0, max_iter=50, progress=False)
+    assert not result.success and result.nit == 3
+    assert "stopped at iteration 2: the objective is nan" in result.message
+    assert result.history[0].get("failure") is None and np.isfinite(result.x["theta"]).all()
+
+
+def test_bcd_logs_negative_curvature(monkeypatch, caplog):
+    lp, theta0 = blobs_problem()
+    real = newton_module.pcg
+
+    def negative(*args, **kwargs):
+        out = real(*args, **kwargs)
+        out.negative_curvature = True
+        return out
+
+    monkeypatch.setattr(newton_module, "pcg", negative)
+    with caplog.at_level(logging.INFO, logger="solvers.block_coordinate_descent"):
+        result = block_coordinate_descent(lp, theta0, max_iter=2, progress=False)
+    assert result.success and all(rec["negative_curvature"] for rec in result.history)
+    assert "PCG met negative curvature" in caplog.text
+
+
+@pytest.mark.parametrize(("activation", "learning_rate", "cause"), [
+    ("identity", 1e4, "stopped at iteration 1: forward propagation blew up: step 0 of 4"),
+    ("tanh", 1e150, "stopped at iteration 2: the objective is inf"),
+])
+def test_sgd_that_diverges_stops_with_the_best_parameters(activation, learning_rate, cause):
+    lp, theta0 = blobs_problem("resnet", n_steps=4, activation=activation)
+    with np.errstate(all="ignore"):
+        result = sgd(lp, theta0, max_epochs=20, batch_size=40, learning_rate=learning_rate, momentum=0.0,
+                     progress=False)
+    assert not result.success and cause in result.message and "failure" in result.history[-1]
+    assert all(np.isfinite(result.x[key]).all() for key in ("theta", "W", "mu")) and np.isfinite(result.fun)
+
+
+def test_multilevel_stops_at_a_failed_level(monkeypatch):
+    lp, theta0 = blobs_problem()
+    monkeypatch.setattr(newton_module, "armijo", lambda f, x, p, f0, slope: LineSearchResult(0.0, f0, 20, False))
+    result = multilevel(lp, theta0, max_layers=8, max_iter=3, progress=False)
+    assert not result.success and len(result.history) == 1
+    assert "level 0 (2 layers) stopped at iteration 0" in result.message
+    assert result.x["network"].n_steps == 2
+
+
+# -- input validation at the solvers' entry points ----------------------------------------------
+
+
+def test_solvers_check_their_input():
+    lp, theta0 = blobs_problem()
+    with pytest.raises(TypeError, match="learning_problem must be an ocdl LearningProblem"):
+        block_coordinate_descent("lp", theta0)
+    with pytest.raises(ValueError, match="theta0 must have shape 10"):
+        block_coordinate_descent(lp, theta0[:-1])
+    with pytest.raises(TypeError, match="theta0 must be a numpy array of the examples' dtype float64"):
+        block_coordinate_descent(lp, theta0.astype(np.float32))
+    with pytest.raises(ValueError, match="W0 contains NaN"):
+        block_coordinate_descent(lp, theta0, W0=np.full((2, 2), np.nan))
+    with pytest.raises(ValueError, match="mu0 must have shape 2"):
+        sgd(lp, theta0, mu0=np.zeros(3))
+    with pytest.raises(ValueError, match="max_iter must be an integer >= 1"):
+        block_coordinate_descent(lp, theta0, max_iter=0)
+    with pytest.raises(ValueError, match="hessian_batch_size must be an integer >= 1"):
+        block_coordinate_descent(lp, theta0, hessian_batch_size=0)
+    with pytest.raises(ValueError, match="cg_rtol must be a finite number > 0"):
+        block_coordinate_descent(lp, theta0, cg_rtol=-1.0)
+    with pytest.raises(TypeError, match="validation must be a pair"):
+        block_coordinate_descent(lp, theta0, validation=np.ones((3, 2)))
+    with pytest.raises(ValueError, match="Y_val must have the network's width"):
+        block_coordinate_descent(lp, theta0, validation=(np.ones((3, 3)), np.zeros(3, int)))
+    with pytest.raises(TypeError, match="state must be a TrainingState"):
+        block_coordinate_descent(lp, None, state={"iteration": 0})
+    with pytest.raises(TypeError, match="solver must be a callable"):
+        multilevel(lp, theta0, solver="bcd")
+    with pytest.raises(TypeError, match="learning_problem must be an ocdl LearningProblem"):
+        solvers.multilevel(None, theta0)
