@@ -7,9 +7,147 @@ linearisation reuses.
 
 from __future__ import annotations
 
+import os
+import threading
 from typing import Any
 
+import numpy as np
+
 from .backend import get_array_module
+
+# -- elementwise work in row blocks, on threads for large NumPy arrays (private) --
+#: Elements per block of a fused chain: its operands stay in the L2 cache.
+_BLOCK_ELEMENTS = 1 << 15
+#: Below this many elements a chain runs on the calling thread alone.
+_THREADED_ELEMENTS = 1 << 17
+_pool_lock = threading.Lock()
+_pool = None
+
+
+def _num_threads() -> int:
+    """Threads for elementwise chains: the BLAS/OpenMP setting, else the usable CPUs."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        try:
+            n = int(os.environ.get(var, ""))
+        except ValueError:
+            continue
+        if n >= 1:
+            return n
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _executor():
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _pool = (ThreadPoolExecutor(_num_threads() - 1, thread_name_prefix="ocdl")
+                     if _num_threads() > 1 else False)
+            if hasattr(os, "register_at_fork"):  # a forked child starts without the threads
+                os.register_at_fork(after_in_child=_reset_executor)
+        return _pool
+
+
+def _reset_executor() -> None:
+    global _pool
+    _pool = None
+
+
+class _Batch:
+    """Items ``0 .. n-1`` of ``task``, each claimed by whichever thread is free.
+
+    Claiming item by item (rather than handing each thread a fixed share)
+    keeps a descheduled thread on a busy machine from holding up the rest:
+    the caller works through the items itself and waits only for those
+    another thread has started.
+    """
+
+    def __init__(self, task, n: int) -> None:
+        self.task, self.n = task, n
+        self.results = [None] * n
+        self.next = 0
+        self.left = n
+        self.lock = threading.Lock()
+        self.finished = threading.Event()
+        self.error = None
+
+    def work(self) -> None:
+        while True:
+            with self.lock:
+                i = self.next
+                self.next += 1
+            if i >= self.n:
+                return
+            try:
+                self.results[i] = self.task(i)
+            except BaseException as exc:  # re-raised by the caller
+                self.error = exc
+            with self.lock:
+                self.left -= 1
+                if self.left == 0:
+                    self.finished.set()
+
+
+def _in_parallel(task, n: int, threaded: bool) -> list:
+    """``[task(i) for i in range(n)]``, the items shared among the threads if ``threaded``."""
+    pool = _executor() if threaded and n > 1 and not _nested.active else False
+    if not pool:
+        return [task(i) for i in range(n)]
+    batch = _Batch(task, n)
+    for _ in range(min(pool._max_workers, n - 1)):
+        pool.submit(_as_worker, batch.work)
+    _nested.active = True  # a task that parallelises again runs inline (no deadlock)
+    try:
+        batch.work()
+    finally:
+        _nested.active = False
+    batch.finished.wait()
+    if batch.error is not None:
+        raise batch.error
+    return batch.results
+
+
+class _Nested(threading.local):
+    active = False
+
+
+_nested = _Nested()
+
+
+def _as_worker(work) -> None:
+    _nested.active = True
+    try:
+        work()
+    finally:
+        _nested.active = False
+
+
+def _elementwise(kernel, *arrays) -> list:
+    """Run ``kernel(*blocks)`` over row blocks of ``arrays`` (equal first dimensions).
+
+    ``kernel`` must be elementwise (each output row depends on the same rows
+    of the inputs). NumPy arrays are cut into blocks of about
+    ``_BLOCK_ELEMENTS`` entries, so that a chain of several passes runs in
+    cache, and large ones are shared among the threads (NumPy's loops release
+    the GIL). Other array modules (CuPy) get one call on the whole arrays.
+    Returns the kernel's return values, one per block.
+    """
+    X = arrays[0]
+    size = X.size
+    if type(X) is not np.ndarray or size <= _BLOCK_ELEMENTS or X.ndim == 0:
+        return [kernel(*arrays)]
+    rows = X.shape[0]
+    step = max(1, (_BLOCK_ELEMENTS * rows) // size)
+
+    def run(k):
+        i = k * step
+        return kernel(*(a[i : i + step] for a in arrays))
+
+    return _in_parallel(run, -(-rows // step), size >= _THREADED_ELEMENTS)
 
 
 class Activation:
@@ -28,6 +166,18 @@ class Activation:
         """:math:`\\sigma'(x)` entry by entry."""
         return self.value_and_derivative(x)[1]
 
+    def _axpy_into(self, z: Any, b: Any, c: float, X: Any, out: Any, d_out: Any) -> None:
+        """``out = X + c sigma(z + b)``, ``d_out = c sigma'(z + b)`` (``z`` left unchanged).
+
+        The kernel of a time step: one call per row block (see
+        :func:`elementwise`); subclasses fuse it into fewer passes.
+        """
+        xp = get_array_module(z)
+        value, deriv = self.value_and_derivative(z + b)
+        xp.multiply(value, c, out=out)
+        xp.add(out, X, out=out)
+        xp.multiply(deriv, c, out=d_out)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -40,7 +190,19 @@ class Tanh(Activation):
     def value_and_derivative(self, x):
         xp = get_array_module(x)
         t = xp.tanh(x)
-        return t, 1 - t * t
+        d = xp.multiply(t, t)
+        xp.subtract(1, d, out=d)
+        return t, d
+
+    def _axpy_into(self, z, b, c, X, out, d_out):
+        # d_out = tanh(z + b); out = c t; d_out = c t^2 -> c (1 - t^2); out = X + c t
+        xp = get_array_module(z)
+        xp.add(z, b, out=d_out)
+        xp.tanh(d_out, out=d_out)
+        xp.multiply(d_out, c, out=out)
+        xp.multiply(out, d_out, out=d_out)
+        xp.subtract(c, d_out, out=d_out)
+        xp.add(out, X, out=out)
 
 
 class ReLU(Activation):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .activations import Activation, get_activation
+from .activations import Activation, _elementwise, get_activation
 from .backend import get_array_module
+from .memory.store_all import trajectory_empty
 from .transforms import Transform
 
 
@@ -72,6 +73,74 @@ class Layer:
         else:
             gY, g_K = T.apply_transpose(theta_K, G), T.vjp(theta_K, Y, G)
         return gY, xp.concatenate([g_K, G.sum().reshape(1)])
+
+    # -- fused kernels of a time step (for the steppers; private) ----------
+    # A step X + c F(V) stores D = c sigma' instead of sigma', which folds the
+    # step size into the cache for free; every derivative below is the one of
+    # jvp / vjp above, scaled by c.
+    def _step(self, theta: Any, V: Any, X: Any, c: float, transpose: bool = False) -> tuple[Any, Any]:
+        """``(X + c F(theta, V), D)`` with ``D = c sigma'(V K + b)``; both new arrays of ``X``'s shape.
+
+        The two are allocated by :func:`~ocdl.memory.store_all.trajectory_empty`
+        (a trajectory keeps them) and filled in one fused, blocked pass.
+        """
+        theta_K, b = theta[:-1], theta[-1:].reshape(())  # a 0-d bias broadcasts fastest
+        T = self.transform
+        Z = T.apply_transpose(theta_K, V) if transpose else T.apply(theta_K, V)
+        out, D = trajectory_empty(X), trajectory_empty(X)
+        axpy = self.activation._axpy_into
+        _elementwise(lambda z, x, o, d: axpy(z, b, c, x, o, d), Z, X, out, D)
+        return out, D
+
+    def _step_jvp(
+        self, theta: Any, V: Any, D: Any, dV: Any, dtheta: Any, dX: Any, transpose: bool = False
+    ) -> Any:
+        """``dX + D * (dV K + V K'[dtheta_K] + db)``: the tangent of :meth:`_step`."""
+        xp = get_array_module(V, dV)
+        T = self.transform
+        theta_K, dtheta_K, db = theta[:-1], dtheta[:-1], dtheta[-1:].reshape(())
+        if transpose:
+            U, W = T.apply_transpose(theta_K, dV), T.transpose_jvp(theta_K, V, dtheta_K)
+        else:
+            U, W = T.apply(theta_K, dV), T.jvp(theta_K, V, dtheta_K)
+        out = xp.empty_like(dX)
+
+        def kernel(u, w, d, x, o):
+            xp.add(u, w, out=o)
+            xp.add(o, db, out=o)
+            xp.multiply(o, d, out=o)
+            xp.add(o, x, out=o)
+
+        _elementwise(kernel, U, W, D, dX, out)
+        return out
+
+    def _step_vjp(
+        self, theta: Any, V: Any, D: Any, W: Any, X: Any, transpose: bool = False
+    ) -> tuple[Any, Any]:
+        """``(X + G K^T, (grad_K <V K, G>, sum G))`` with ``G = D * W``: the transpose of :meth:`_step`.
+
+        With ``transpose`` the products use :math:`K^T` (``X + G K``).
+        """
+        xp = get_array_module(V, W)
+        T = self.transform
+        theta_K, _ = self.split(theta)
+        G = xp.empty_like(W)
+
+        def kernel(d, w, g):  # G and its sum (the bias gradient) in one pass
+            xp.multiply(d, w, out=g)
+            return g.sum()
+
+        g_b = sum(_elementwise(kernel, D, W, G))
+        if transpose:
+            gV, g_K = T.apply(theta_K, G), T.transpose_vjp(theta_K, V, G)
+        else:
+            gV, g_K = T.apply_transpose(theta_K, G), T.vjp(theta_K, V, G)
+        out = xp.empty_like(X)
+        _elementwise(lambda g, x, o: xp.add(g, x, out=o), gV, X, out)
+        gtheta = xp.empty(self.n_params, dtype=g_K.dtype)
+        gtheta[:-1] = g_K
+        gtheta[-1] = g_b
+        return out, gtheta
 
     def __repr__(self) -> str:
         return f"Layer({self.transform!r}, {self.activation!r})"

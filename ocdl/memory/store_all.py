@@ -1,17 +1,94 @@
-"""Keep every state and cache in memory: fastest, memory :math:`O(N s n)`."""
+"""Keep every state and cache in memory: fastest, memory :math:`O(N s n)`.
+
+The arrays of a closed trajectory are handed back to its :class:`StoreAll`,
+whose next forward sweep writes into them again: a training loop then touches
+no fresh memory after its first iteration (fresh pages are zero-filled by the
+operating system at first touch, which costs more than the propagation itself
+for narrow networks). An array is reused only when nothing else refers to it
+any more, so an output held by the caller is never overwritten.
+"""
 
 from __future__ import annotations
 
+import sys
+from contextvars import ContextVar
+
+import numpy as np
+
 from .base import MemoryPolicy, Trajectory
+
+#: The pool of the StoreAll whose forward sweep is running (none outside one).
+_ACTIVE_POOL: ContextVar = ContextVar("ocdl_store_all_pool", default=None)
+
+
+def trajectory_empty(like, shape=None):
+    """An uninitialised array for a state or cache that a trajectory will keep.
+
+    Inside a :class:`StoreAll` forward sweep on NumPy arrays it comes from
+    that policy's pool of released arrays; otherwise it is
+    ``xp.empty(shape, like.dtype)``. Steppers call it for their outputs.
+    """
+    shape = like.shape if shape is None else tuple(shape)
+    if type(like) is not np.ndarray:  # CuPy has its own memory pool
+        from ..backend import get_array_module
+
+        return get_array_module(like).empty(shape, dtype=like.dtype)
+    pool = _ACTIVE_POOL.get()
+    return np.empty(shape, dtype=like.dtype) if pool is None else pool.take(shape, like.dtype)
+
+
+def _unreferenced_refcount() -> int:
+    """What ``sys.getrefcount`` reports, in :meth:`_ArrayPool.take`, for an array nothing else holds."""
+    stack = [np.empty(1)]
+    a = stack.pop()
+    return sys.getrefcount(a)
+
+
+_UNREFERENCED = _unreferenced_refcount()
+
+
+class _ArrayPool:
+    """NumPy arrays of the last closed trajectory, reused while nothing else refers to them."""
+
+    def __init__(self) -> None:
+        self._free: dict = {}
+
+    def take(self, shape, dtype) -> np.ndarray:
+        stack = self._free.get((shape, dtype))
+        while stack:
+            a = stack.pop()
+            if sys.getrefcount(a) <= _UNREFERENCED:  # nothing outside the pool holds it
+                return a
+        return np.empty(shape, dtype=dtype)
+
+    def give(self, records) -> None:
+        """Adopt the NumPy arrays found in ``records`` (nested tuples/lists), replacing what the pool held."""
+        free, seen = {}, set()
+        stack = list(records)
+        while stack:
+            x = stack.pop()
+            if type(x) is np.ndarray:
+                if x.base is None and id(x) not in seen:
+                    seen.add(id(x))
+                    free.setdefault((x.shape, x.dtype), []).append(x)
+            elif isinstance(x, (tuple, list)):
+                stack.extend(x)
+        for arrays in free.values():  # only arrays that can be written in place
+            arrays[:] = [a for a in arrays if a.flags.c_contiguous and a.flags.writeable]
+        self._free = free
+
+    def clear(self) -> None:
+        self._free = {}
 
 
 class StoredTrajectory(Trajectory):
     """All :math:`(x_j, \\text{cache}_j)` held in a list."""
 
-    def __init__(self, records: list, final_state: tuple) -> None:
+    def __init__(self, records: list, final_state: tuple, pool: _ArrayPool | None = None) -> None:
         self._records = records
         self.final_state = final_state
         self.n_steps = len(records)
+        self._pool = pool
 
     def steps(self):
         for j, (state, cache) in enumerate(self._records):
@@ -23,19 +100,39 @@ class StoredTrajectory(Trajectory):
             yield j, state, cache
 
     def close(self) -> None:
-        self._records = []
+        records, self._records = self._records, []
+        if self._pool is not None and records:
+            self._pool.give(records + [self.final_state])
 
 
 class StoreAll(MemoryPolicy):
-    """Store every forward state and its cache (the default for small problems)."""
+    """Store every forward state and its cache (the default for small problems).
+
+    ``reuse`` (default ``True``): closed trajectories hand their arrays back
+    for the next forward sweep (see the module docstring); the policy then
+    holds up to one trajectory's memory between sweeps, which :meth:`release`
+    frees.
+    """
+
+    def __init__(self, reuse: bool = True) -> None:
+        self.reuse = bool(reuse)
+        self._pool = _ArrayPool()
 
     def forward(self, stepper, theta_steps, h, state0):
         records, state = [], state0
-        for theta_j in theta_steps:
-            state_next, cache = stepper.step(state, theta_j, h)
-            records.append((state, cache))
-            state = state_next
-        return StoredTrajectory(records, state)
+        token = _ACTIVE_POOL.set(self._pool if self.reuse else None)
+        try:
+            for theta_j in theta_steps:
+                state_next, cache = stepper.step(state, theta_j, h)
+                records.append((state, cache))
+                state = state_next
+        finally:
+            _ACTIVE_POOL.reset(token)
+        return StoredTrajectory(records, state, self._pool if self.reuse else None)
+
+    def release(self) -> None:
+        """Free the arrays kept for reuse."""
+        self._pool.clear()
 
     def __repr__(self) -> str:
         return "StoreAll()"

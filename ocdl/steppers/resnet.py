@@ -17,16 +17,18 @@ class ResNet(LayerStepper):
     :math:`g_j = h F'_\theta{}^T \lambda_{j+1}`.
     """
 
+    # The cache is D = h sigma'(Y K + b): Layer._step folds h into it, so that
+    # the tangent and adjoint below need no extra pass to scale by h.
     def step(self, state, theta, h):
         (Y,) = state
-        A, dA = self.layer.forward(theta, Y)
-        return (Y + h * A,), dA
+        Y_next, D = self.layer._step(theta, Y, Y, h)
+        return (Y_next,), D
 
     def step_jvp(self, state, theta, h, dstate, dtheta, cache):
         (Y,), (dY,) = state, dstate
-        return (dY + h * self.layer.jvp(theta, Y, cache, dY, dtheta),)
+        return (self.layer._step_jvp(theta, Y, cache, dY, dtheta, dY),)
 
     def step_vjp(self, state, theta, h, lam, cache):
         (Y,), (L,) = state, lam
-        gY, gtheta = self.layer.vjp(theta, Y, cache, L)
-        return (L + h * gY,), h * gtheta
+        L_prev, gtheta = self.layer._step_vjp(theta, Y, cache, L, L)
+        return (L_prev,), gtheta

@@ -33,33 +33,35 @@ class Verlet(LayerStepper):
         xp = get_array_module(Y0)
         return (Y0, xp.zeros((Y0.shape[0], self.layer.transform.n_out), dtype=Y0.dtype))
 
+    # The cache is (Z_{j+1/2}, D1, D2) with D1 = -h sigma'(Y K + b) and
+    # D2 = h sigma'(Z_{j+1/2} K^T + b): Layer._step folds the signed step
+    # size into the derivatives, so that the products need no scaling pass.
     def step(self, state, theta, h):
         Y, Z = state
-        A1, dA1 = self.layer.forward(theta, Y)
-        Z_next = Z - h * A1
-        A2, dA2 = self.layer.forward(theta, Z_next, transpose=True)
-        return (Y + h * A2, Z_next), (Z_next, dA1, dA2)
+        Z_next, D1 = self.layer._step(theta, Y, Z, -h)
+        Y_next, D2 = self.layer._step(theta, Z_next, Y, h, transpose=True)
+        return (Y_next, Z_next), (Z_next, D1, D2)
 
     def step_jvp(self, state, theta, h, dstate, dtheta, cache):
         Y, _ = state
         dY, dZ = dstate
-        Z_next, dA1, dA2 = cache
-        dZ_next = dZ - h * self.layer.jvp(theta, Y, dA1, dY, dtheta)
-        dY_next = dY + h * self.layer.jvp(theta, Z_next, dA2, dZ_next, dtheta, transpose=True)
+        Z_next, D1, D2 = cache
+        dZ_next = self.layer._step_jvp(theta, Y, D1, dY, dtheta, dZ)
+        dY_next = self.layer._step_jvp(theta, Z_next, D2, dZ_next, dtheta, dY, transpose=True)
         return (dY_next, dZ_next)
 
     def step_vjp(self, state, theta, h, lam, cache):
         Y, _ = state
         L_Y, L_Z = lam
-        Z_next, dA1, dA2 = cache
-        gZ, gtheta2 = self.layer.vjp(theta, Z_next, dA2, L_Y, transpose=True)
-        Lam = L_Z + h * gZ
-        gY, gtheta1 = self.layer.vjp(theta, Y, dA1, Lam)
-        return (L_Y - h * gY, Lam), h * (gtheta2 - gtheta1)
+        Z_next, D1, D2 = cache
+        Lam, gtheta2 = self.layer._step_vjp(theta, Z_next, D2, L_Y, L_Z, transpose=True)
+        L_Y_prev, gtheta1 = self.layer._step_vjp(theta, Y, D1, Lam, L_Y)
+        gtheta2 += gtheta1
+        return (L_Y_prev, Lam), gtheta2
 
     def reverse_step(self, state_next, theta, h):
         Y_next, Z_next = state_next
         A2, dA2 = self.layer.forward(theta, Z_next, transpose=True)
         Y = Y_next - h * A2
         A1, dA1 = self.layer.forward(theta, Y)
-        return (Y, Z_next + h * A1), (Z_next, dA1, dA2)
+        return (Y, Z_next + h * A1), (Z_next, -h * dA1, h * dA2)  # step's cache: D1, D2

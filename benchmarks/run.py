@@ -1,0 +1,222 @@
+"""Benchmarks of ocdl side by side with PyTorch (project issue 6).
+
+Usage::
+
+    python benchmarks/run.py                      # all workloads, float64 and float32
+    python benchmarks/run.py --json results.json  # also write the records
+    python benchmarks/run.py --workloads W1,W3 --dtypes float32 --repeats 7
+    python benchmarks/run.py --quick              # tiny sizes: a smoke run of a few seconds
+
+For every workload (see ``workloads.py``), stepper and dtype it times, best of
+``--repeats`` runs after ``--warmup`` runs: the forward propagation, the
+gradient of ``0.5 ||Y_N||^2`` (forward + adjoint) and one Gauss-Newton product
+``J^T J v`` over stored states, in ocdl and (when it imports) in PyTorch, and
+a roofline estimate measured on this machine (``roofline.py``). The BLAS and
+OpenMP thread counts are set from ``--threads`` before NumPy is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import warnings
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--json", metavar="FILE", help="write the list of records to FILE")
+    p.add_argument("--workloads", default="W1,W2,W3", help="comma-separated (default W1,W2,W3)")
+    p.add_argument("--steppers", default="resnet,verlet", help="comma-separated (default resnet,verlet)")
+    p.add_argument("--dtypes", default="float64,float32", help="comma-separated (default float64,float32)")
+    p.add_argument("--libraries", default="ocdl,torch", help="comma-separated (default ocdl,torch)")
+    p.add_argument("--repeats", type=int, default=None, help="timed runs, best reported (default 5; 1 with --quick)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
+    p.add_argument("--threads", type=int, default=2, help="BLAS/OpenMP/torch threads (default 2)")
+    p.add_argument("--quick", action="store_true", help="tiny workloads: a smoke run")
+    p.add_argument(
+        "--omp-wait-policy", default="passive", choices=("passive", "active", "unset"),
+        help="OMP_WAIT_POLICY for PyTorch's OpenMP threads (default passive, unless set in the environment): "
+        "spinning threads make PyTorch 10x slower when other processes share the cores",
+    )
+    p.add_argument("--no-roofline", action="store_true", help="skip the roofline measurements")
+    p.add_argument(
+        "--torch-gn", default="auto", choices=("auto", "best", "double-backward", "func"),
+        help="PyTorch Gauss-Newton method: the faster of both ('best'), one of them, or 'auto' (default): "
+        "'best' for networks of at most 64 steps, else 'double-backward' (tracing torch.func.linearize "
+        "through 1,024 steps takes over a minute and ~9 GB); 'double-backward' with --quick",
+    )
+    args = p.parse_args(argv)
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 5
+    if args.torch_gn == "auto" and args.quick:
+        args.torch_gn = "double-backward"
+    return args
+
+
+def _split(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def main(argv=None) -> list[dict]:
+    args = parse_args(argv)
+    sys.path.insert(0, HERE)
+    from common import limit_threads  # no NumPy import yet
+
+    thread_setup = limit_threads(args.threads)
+    if args.omp_wait_policy != "unset":
+        os.environ.setdefault("OMP_WAIT_POLICY", args.omp_wait_policy.upper())
+    thread_setup["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY")
+
+    import numpy as np  # noqa: E402 - after the thread limits
+    import roofline
+    import torch_reference
+    import workloads
+    from common import best_time, machine_info, versions
+
+    table = workloads.QUICK if args.quick else workloads.WORKLOADS
+    names = _split(args.workloads)
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        raise SystemExit(f"unknown workloads {unknown}; choose from {sorted(table)}")
+    steppers = _split(args.steppers)
+    libraries = _split(args.libraries)
+    dtypes = [np.dtype(d) for d in _split(args.dtypes)]
+
+    have_torch = "torch" in libraries and torch_reference.available()
+    if "torch" in libraries and not have_torch:
+        print("PyTorch is not installed: skipping the PyTorch side (pip install torch to compare).")
+    if have_torch:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    libs = [lib for lib in libraries if lib != "torch" or have_torch]
+
+    machine = machine_info()
+    machine["thread_setup"] = thread_setup
+    vers = versions(("ocdl", "numpy", "scipy") + (("torch",) if have_torch else ()))
+    print(f"# {machine['cpu']}, {machine['logical_cpus']} logical CPUs, {args.threads} threads, "
+          f"load {machine['load_average']}; " + ", ".join(f"{k} {v}" for k, v in vers.items()))
+
+    records = []
+    for name in names:
+        wl = table[name]
+        print(f"# {wl.describe()}", flush=True)
+        for dtype in dtypes:
+            rates = None if args.no_roofline else roofline.measure_rates(wl, dtype, max(3, args.repeats), args.threads)
+            for stepper in steppers:
+                roof = roofline.estimate(wl, stepper, dtype, rates) if rates else None
+                for lib in libs:
+                    rec = _measure(lib, wl, stepper, dtype, args, best_time, torch_reference, workloads)
+                    rec.update(
+                        roofline_s=roof["forward"]["total_s"] if roof else None,
+                        roofline_gradient_s=roof["gradient"]["total_s"] if roof else None,
+                        roofline_gn_matvec_s=roof["gn_matvec"]["total_s"] if roof else None,
+                        roofline=roof,
+                        rates=rates,
+                        threads=args.threads,
+                        repeats=args.repeats,
+                        versions=vers,
+                        machine=machine,
+                    )
+                    records.append(rec)
+                    print(_row(rec), flush=True)
+        gc.collect()
+    print()
+    print(format_table(records))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(records, f, indent=1, default=float)
+        print(f"\nwrote {len(records)} records to {args.json}")
+    return records
+
+
+def _measure(lib, wl, stepper, dtype, args, best_time, torch_reference, workloads) -> dict:
+    rec = {"workload": wl.name, "stepper": stepper, "dtype": dtype.name, "library": lib}
+    if lib == "ocdl":
+        fns = workloads.ocdl_callables(wl, stepper, dtype)
+        gn, gn_method = fns["gn_matvec"], "jvp+vjp on a stored trajectory"
+    else:
+        gn_methods = args.torch_gn
+        if gn_methods == "auto":
+            gn_methods = "best" if wl.n_steps <= 64 else "double-backward"
+        fns = torch_reference.torch_callables(wl, stepper, dtype, threads=args.threads, gn_methods=gn_methods)
+    t = {}
+    t["forward_s"] = best_time(fns["forward"], args.repeats, args.warmup)
+    t["gradient_s"] = best_time(fns["gradient"], args.repeats, args.warmup)
+    if lib == "ocdl":
+        t["gn_matvec_s"] = best_time(gn, args.repeats, args.warmup)
+        fns["close"]()
+    else:
+        methods, errors = {}, {}
+        for name, setup in fns["gn_setups"].items():
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # torch.fx warnings from torch.func.linearize
+                    gn = setup()
+            except Exception as exc:  # torch.func differs between versions: keep the other method
+                errors[name] = f"{type(exc).__name__}: {exc}"
+                continue
+            methods[name] = best_time(gn, args.repeats, args.warmup)
+            del gn
+            gc.collect()  # the graphs of one method go before the next is built
+        gn_method = min(methods, key=methods.get)
+        t["gn_matvec_s"] = methods[gn_method]
+        rec["gn_methods_s"] = methods
+        if errors:
+            rec["gn_errors"] = errors
+    rec.update(t)
+    rec["gn_method"] = gn_method
+    del fns
+    gc.collect()
+    return rec
+
+
+def _row(r: dict) -> str:
+    roof = f"  roofline {1e3 * r['roofline_s']:.2f} ms" if r.get("roofline_s") else ""
+    gn = f" ({r['gn_method']})" if r["library"] == "torch" else ""
+    return (
+        f"{r['workload']} {r['stepper']:6s} {r['dtype']:7s} {r['library']:5s}  fwd {1e3 * r['forward_s']:.2f} ms  "
+        f"grad {1e3 * r['gradient_s']:.2f} ms  gn {1e3 * r['gn_matvec_s']:.2f} ms{gn}{roof}"
+    )
+
+
+def format_table(records: list[dict]) -> str:
+    """One line per workload, stepper and dtype: times in ms and the ratios the issue targets."""
+    by_key = {}
+    for r in records:
+        by_key.setdefault((r["workload"], r["stepper"], r["dtype"]), {})[r["library"]] = r
+    head = (
+        f"{'case (times in ms)':22s} {'ocdl fwd':>9s} {'grad':>9s} {'gn':>9s} | {'torch fwd':>9s} {'grad':>9s} "
+        f"{'gn':>9s} | {'grad o/t':>8s} {'grad/fwd':>8s} {'gn/fwd':>7s} | {'roof fwd':>9s} {'fwd/roof':>8s} "
+        f"{'grad/roof':>9s} {'gn/roof':>7s}"
+    )
+    lines = [head, "-" * len(head)]
+
+    def ms(x):
+        return f"{1e3 * x:9.2f}" if x is not None else " " * 9
+
+    def ratio(a, b, width):
+        return f"{a / b:{width}.2f}" if a is not None and b else " " * width
+
+    for (w, st, dt), libs in by_key.items():
+        o, t = libs.get("ocdl"), libs.get("torch")
+        ofw, ogr, ogn = (o["forward_s"], o["gradient_s"], o["gn_matvec_s"]) if o else (None,) * 3
+        tfw, tgr, tgn = (t["forward_s"], t["gradient_s"], t["gn_matvec_s"]) if t else (None,) * 3
+        roof = (o or {}).get("roofline") or {}
+        rf, rg, rn = (roof.get(q, {}).get("total_s") for q in ("forward", "gradient", "gn_matvec"))
+        lines.append(
+            f"{w + ' ' + st + ' ' + dt:22s} {ms(ofw)} {ms(ogr)} {ms(ogn)} | {ms(tfw)} {ms(tgr)} {ms(tgn)} | "
+            f"{ratio(ogr, tgr, 8)} {ratio(ogr, ofw, 8)} {ratio(ogn, ofw, 7)} | {ms(rf)} {ratio(ofw, rf, 8)} "
+            f"{ratio(ogr, rg, 9)} {ratio(ogn, rn, 7)}"
+        )
+    lines.append("targets: grad o/t <= 1 (aim 0.7), grad/fwd <= 2.5, gn/fwd <= 3.5, fwd/roof <= 2")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""The experiments of Haber & Ruthotto (2017), section 6, as reusable functions.
+
+* :mod:`~ocdl.experiments.settings`: the paper's settings per problem (:func:`paper_settings`);
+* :mod:`~ocdl.experiments.data`, :mod:`~ocdl.experiments.model`: data widened by
+  duplication; networks, objectives and regularizers from the settings;
+* :mod:`~ocdl.experiments.training`: multilevel training (:func:`train`, :class:`Run`);
+* :mod:`~ocdl.experiments.output`: run folders (``results.json``, ``params.h5``,
+  figures), comparisons of steppers and their table;
+* :mod:`~ocdl.experiments.plotting`: Figures 3-7;
+* :mod:`~ocdl.experiments.stability_figures`: Figures 1 and 2.
+
+Example::
+
+    from ocdl.experiments import paper_settings, train, write_run
+    run = train(paper_settings("ellipses", "verlet", max_layers=64))
+    write_run(run, "runs/ellipses-verlet")
+"""
+
+from .data import load_data, widen
+from .model import ChannelSmoothness, build_network, build_problem
+from .output import compare, results_table, write_run
+from .settings import PROBLEMS, STEPPERS, Settings, paper_settings
+from .stability_figures import figure1, figure2, stability_figures
+from .training import Run, iteration_cost, train
+
+__all__ = [
+    "PROBLEMS", "STEPPERS", "ChannelSmoothness", "Run", "Settings", "build_network", "build_problem", "compare",
+    "figure1", "figure2", "load_data", "paper_settings", "results_table", "stability_figures", "iteration_cost",
+    "train", "widen", "write_run",
+]

@@ -1,0 +1,59 @@
+"""The data of an experiment: the problem's data set, widened to the network's width by duplication."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from problems import Dataset, concentric_ellipses, mnist, peaks, swiss_roll
+
+from .settings import MNIST_IMAGE, Settings
+
+
+def load_data(settings: Settings) -> Dataset:
+    """The data set of ``settings.problem``, as the generators or the MNIST files give it.
+
+    The 2-D generators are called with their defaults (the paper's sizes)
+    and ``seed = settings.seed``; MNIST takes the first ``train_size``
+    (default 50,000) training images and the last ``val_size`` (default
+    10,000) for validation, from ``settings.data_dir``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the MNIST folder or one of its files is missing.
+    ValueError
+        If ``train_size`` or ``val_size`` is given for a 2-D problem.
+    """
+    if settings.problem == "mnist":
+        sizes = {"n_train": settings.train_size, "n_val": settings.val_size}
+        return mnist(settings.data_dir, **{k: v for k, v in sizes.items() if v is not None})
+    if settings.train_size is not None or settings.val_size is not None:
+        raise ValueError(f"train_size and val_size are for mnist; the {settings.problem} generator fixes the sizes")
+    generator = {"ellipses": concentric_ellipses, "swiss-roll": swiss_roll, "peaks": peaks}[settings.problem]
+    return generator(seed=settings.seed)
+
+
+def widen(Y: np.ndarray, settings: Settings) -> np.ndarray:
+    """Features of the network's width: ``Y`` duplicated side by side.
+
+    2-D points ``(y1, y2)`` become ``(y1, y2, y1, y2, ...)`` (``settings.width``
+    features); an MNIST image (one channel, rows flattened) becomes
+    ``settings.width`` identical channels, channel-major as
+    :class:`ocdl.Conv2d` reads them.
+
+    Raises
+    ------
+    ValueError
+        If the network's width is not a multiple of the data's features.
+    """
+    copies, remainder = divmod(network_width(settings), Y.shape[1])
+    if remainder or copies < 1:
+        raise ValueError(f"width {settings.width} is not a multiple of the data's {Y.shape[1]} features")
+    return np.tile(Y, (1, copies))
+
+
+def network_width(settings: Settings) -> int:
+    """Features per example seen by the network: ``width`` (2-D) or ``width * 28 * 28`` (MNIST)."""
+    if settings.problem == "mnist":
+        return settings.width * MNIST_IMAGE[0] * MNIST_IMAGE[1]
+    return settings.width

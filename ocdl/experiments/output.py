@@ -1,0 +1,135 @@
+"""Run folders: ``results.json``, ``params.h5`` and the figures of one run or of a comparison of steppers.
+
+A run folder holds
+
+* ``results.json``: :meth:`Run.summary` (problem, stepper, settings, one
+  record per level, best validation accuracy, wall time);
+* ``params.h5``: datasets ``theta``, ``W``, ``mu`` of the finest level
+  (:func:`ocdl.io.save_params`), the settings and ``n_layers`` as attributes;
+* ``accuracy.png``: validation accuracy per level and per iteration;
+* ``features.png`` (2-D problems) or ``images.png`` (MNIST).
+
+A comparison folder holds one run folder per stepper and ``comparison.json``,
+``table.md`` (one table) and ``accuracy.png`` (one figure, all steppers;
+2-D problems also ``features.png`` with one row per stepper).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from matplotlib.figure import Figure
+from tqdm.auto import tqdm
+
+from ..io import save_params
+from .data import load_data
+from .plotting import plot_2d, plot_levels, plot_mnist
+from .settings import paper_settings
+from .training import Run, train
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _figure_2d(runs: Sequence[Run], path: Path) -> Path:
+    return _save(plot_2d(Figure(figsize=(16, 4.8 * len(runs)), layout="constrained"), runs), path)
+
+
+def _figure_levels(summaries: Sequence[dict], path: Path) -> Path:
+    return _save(plot_levels(Figure(figsize=(14, 5), layout="constrained"), summaries), path)
+
+
+def write_run(run: Run, out: str | Path) -> dict[str, Path]:
+    """Write the run folder ``out`` (see the module docstring); return the paths by name."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = run.summary()
+    paths = {"results": out / "results.json", "params": out / "params.h5"}
+    paths["results"].write_text(json.dumps(summary, indent=2) + "\n")
+    params = run.params()
+    save_params(paths["params"], params["theta"], params["W"], params["mu"],
+                settings=dict(summary["settings"], n_layers=run.network.n_steps))
+    paths["accuracy"] = _figure_levels([summary], out / "accuracy.png")
+    if run.settings.problem == "mnist":
+        fig = plot_mnist(Figure(figsize=(11, 13), layout="constrained"), run)
+        paths["images"] = _save(fig, out / "images.png")
+    else:
+        paths["features"] = _figure_2d([run], out / "features.png")
+    return paths
+
+
+def results_table(summaries: Sequence[dict]) -> str:
+    """One Markdown table of several runs on one problem: a row per level, two columns per stepper.
+
+    2-D problems: training accuracy and best validation accuracy (%);
+    MNIST: training and validation error (%), as the paper's Table 1.
+    The last rows give each run's best validation figure and wall time.
+    """
+    error = summaries[0]["problem"] == "mnist"
+
+    def percent(accuracy: float) -> str:
+        return f"{100 * (1 - accuracy if error else accuracy):.2f}"
+
+    names = ("train error", "val error") if error else ("train acc", "best val acc")
+    header = ["layers"] + [f"{s['stepper']} {name} (%)" for s in summaries for name in names]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    by_layers = [{rec["n_layers"]: rec for rec in s["levels"]} for s in summaries]
+    for n_layers in sorted(set().union(*by_layers)):
+        cells = [str(n_layers)]
+        for levels in by_layers:
+            rec = levels.get(n_layers)
+            cells += [percent(rec["train_accuracy"]), percent(rec["best_val_accuracy"])] if rec else ["", ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    best = ["best val" + (" error" if error else "")]
+    times = ["time (s)"]
+    for s in summaries:
+        best += ["", f"{percent(s['best_val_accuracy'])} ({s['best_val_n_layers']} layers)"]
+        times += ["", f"{s['time_s']:.1f}"]
+    lines += ["| " + " | ".join(best) + " |", "| " + " | ".join(times) + " |"]
+    return "\n".join(lines)
+
+
+def compare(problem: str, steppers: Sequence[str], out: str | Path, progress: bool = True,
+            **overrides) -> tuple[list[dict], str]:
+    """Train every stepper on ``problem`` with the paper's settings (and ``overrides``); write the folder ``out``.
+
+    Parameters
+    ----------
+    problem : str
+        One of :data:`~ocdl.experiments.PROBLEMS`.
+    steppers : sequence of str
+        The steppers to compare (distinct).
+    out : path
+        The comparison folder (see the module docstring).
+    progress : bool
+        Progress bars (steppers and levels).
+    **overrides
+        Settings for every run (``None`` values keep the paper's).
+
+    Returns
+    -------
+    (summaries, table) : the runs' ``results.json`` contents and the Markdown table.
+    """
+    if not steppers or len(set(steppers)) != len(steppers):
+        raise ValueError(f"steppers must be distinct and at least one, got {list(steppers)}")
+    all_settings = [paper_settings(problem, stepper, **overrides) for stepper in steppers]  # validate all first
+    data = load_data(all_settings[0])  # the same for every stepper
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for settings in tqdm(all_settings, desc=f"compare on {problem}", disable=not progress):
+        run = train(settings, data, progress=progress)
+        write_run(run, out / settings.stepper)
+        runs.append(run)
+    summaries = [run.summary() for run in runs]
+    table = results_table(summaries)
+    (out / "comparison.json").write_text(json.dumps(summaries, indent=2) + "\n")
+    (out / "table.md").write_text(table + "\n")
+    _figure_levels(summaries, out / "accuracy.png")
+    if problem != "mnist":
+        _figure_2d(runs, out / "features.png")
+    return summaries, table

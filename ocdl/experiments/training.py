@@ -1,0 +1,231 @@
+"""Running an experiment: multilevel block coordinate descent with the settings of the paper."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from problems import Dataset
+from solvers import SolverResult, block_coordinate_descent, multilevel
+
+from ..backend import asnumpy, to_device
+from ..learning_problem import LearningProblem
+from ..network import Network
+from .data import load_data, widen
+from .model import build_problem, initial_parameters
+from .settings import Settings
+
+CHUNK = 2048
+"""Examples per forward propagation in :meth:`Run.features` and :meth:`Run.predict`."""
+
+
+@dataclass
+class Run:
+    """A finished training run.
+
+    Attributes
+    ----------
+    settings : Settings
+    data : problems.Dataset
+        The data set before widening (on the host).
+    problem : LearningProblem
+        The learning problem with the finest level's network.
+    result : solvers.SolverResult
+        :func:`solvers.multilevel`'s result: ``x = dict(theta, W, mu, network)``
+        (the last level's parameters of best validation accuracy) and one
+        history record per level. A level that fails (e.g. its line search)
+        ends the training there: ``result.success`` is then ``False`` and
+        ``result.message`` says why.
+    """
+
+    settings: Settings
+    data: Dataset
+    problem: LearningProblem
+    result: SolverResult
+
+    @property
+    def network(self) -> Network:
+        """The finest level's network."""
+        return self.result.x["network"]
+
+    def params(self) -> dict[str, np.ndarray]:
+        """``theta, W, mu`` of the finest level (best validation accuracy), on the host."""
+        return {key: asnumpy(self.result.x[key]) for key in ("theta", "W", "mu")}
+
+    def levels(self) -> list[dict]:
+        """Per level: ``n_layers, iterations, objective, train_accuracy, best_val_accuracy, time_s, val_accuracy``.
+
+        ``train_accuracy`` is that of the level's parameters of best
+        validation accuracy on all training examples; ``val_accuracy`` lists
+        the validation accuracy after every iteration.
+        """
+        return [
+            {
+                "n_layers": int(rec["n_layers"]),
+                "iterations": int(rec["iterations"]),
+                "objective": float(rec["objective"]),
+                "train_accuracy": float(rec["train_accuracy"]),
+                "best_val_accuracy": float(rec["best_val_accuracy"]),
+                "time_s": float(rec["time_s"]),
+                "val_accuracy": [_finite_or_none(v) for v in rec["result"].trace("val_accuracy")],
+            }
+            for rec in self.result.history
+        ]
+
+    @property
+    def time_s(self) -> float:
+        """Wall time of the training in seconds (the levels', over all sessions of a resumed run)."""
+        return float(sum(rec["time_s"] for rec in self.result.history))
+
+    def summary(self) -> dict:
+        """The content of ``results.json`` (JSON-ready; ``None`` where a failed iteration has no accuracy)."""
+        levels = self.levels()
+        scored = [rec for rec in levels if np.isfinite(rec["best_val_accuracy"])] or levels
+        best = max(scored, key=lambda rec: rec["best_val_accuracy"])
+        return {
+            "problem": self.settings.problem,
+            "stepper": self.settings.stepper,
+            "settings": self.settings.to_dict(),
+            "n_train": int(self.data.Y_train.shape[0]),
+            "n_val": int(self.data.Y_val.shape[0]),
+            "n_features": int(self.problem.n_features),
+            "n_params": int(self.network.n_params),
+            "levels": levels,
+            "best_val_accuracy": best["best_val_accuracy"],
+            "best_val_n_layers": best["n_layers"],
+            "final_val_accuracy": levels[-1]["best_val_accuracy"],
+            "time_s": self.time_s,
+            "success": bool(self.result.success),
+            "message": self.result.message,
+        }
+
+    def features(self, Y: np.ndarray) -> np.ndarray:
+        """Output features :math:`Y_N` of the examples ``Y`` (before widening), on the host."""
+        return self._in_chunks(lambda Y0: self.problem.features(self.result.x["theta"], Y0=Y0), Y)
+
+    def predict(self, Y: np.ndarray) -> np.ndarray:
+        """Predicted classes of the examples ``Y`` (before widening), on the host."""
+        x = self.result.x
+        return self._in_chunks(lambda Y0: self.problem.predict(x["theta"], x["W"], x["mu"], Y0), Y)
+
+    def _in_chunks(self, f, Y: np.ndarray) -> np.ndarray:
+        """``f`` of the widened examples ``Y``, ``CHUNK`` rows at a time (the forward states of all layers are kept)."""
+        parts = []
+        for start in range(0, Y.shape[0], CHUNK):
+            Y0 = to_device(widen(Y[start : start + CHUNK], self.settings), self.settings.device)
+            parts.append(asnumpy(f(Y0)))
+        return np.concatenate(parts)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def _problem_and_validation(settings: Settings, data: Dataset) -> tuple[LearningProblem, tuple]:
+    def device(x):
+        return to_device(x, settings.device)
+
+    problem = build_problem(settings, device(widen(data.Y_train, settings)), device(data.C_train), data.n_classes)
+    return problem, (device(widen(data.Y_val, settings)), device(data.C_val))
+
+
+def _solver_options(settings: Settings) -> dict:
+    return dict(
+        max_iter=settings.max_iter,
+        batch_size=settings.batch_size,
+        hessian_batch_size=settings.hessian_batch_size,
+        classifier_newton_steps=settings.classifier_newton_steps,
+        classifier_cg_maxiter=settings.classifier_cg_maxiter,
+        cg_maxiter=settings.cg_maxiter,
+    )
+
+
+def train(settings: Settings, data: Dataset | None = None, progress: bool = True,
+          checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 10, resume: bool = False) -> Run:
+    """Train by multilevel block coordinate descent (:func:`solvers.multilevel`) with ``settings``.
+
+    Parameters
+    ----------
+    settings : Settings
+    data : problems.Dataset, optional
+        The data (default :func:`load_data` ``(settings)``).
+    progress : bool
+        Show a tqdm progress bar per level.
+    checkpoint : path, optional
+        Checkpoint file (:mod:`ocdl.checkpoint`), written at the start, every
+        ``checkpoint_every`` iterations, after each level and on Ctrl-C, with
+        ``settings`` in it. Default: none.
+    checkpoint_every : int
+        Iterations between checkpoints.
+    resume : bool
+        Continue from ``checkpoint`` if it exists (the same result as an
+        uninterrupted run).
+
+    Returns
+    -------
+    Run
+
+    Raises
+    ------
+    ValueError
+        For settings that do not fit the data, or a checkpoint of another run.
+    FileNotFoundError
+        If the MNIST files are missing.
+    ocdl.checkpoint.TrainingInterrupted
+        On Ctrl-C with a checkpoint (after writing it).
+    """
+    data = load_data(settings) if data is None else data
+    problem, validation = _problem_and_validation(settings, data)
+    theta0 = to_device(initial_parameters(settings, problem.network), settings.device)
+    result = multilevel(
+        problem, theta0, validation=validation, max_layers=settings.max_layers, rng=settings.seed,
+        progress=progress, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
+        settings=settings.to_dict(), **_solver_options(settings),
+    )
+    return Run(settings, data, problem.with_network(result.x["network"]), result)
+
+
+def iteration_cost(settings: Settings, n_layers: int, data: Dataset | None = None, progress: bool = True) -> dict:
+    """Measure one block-coordinate-descent iteration and one Gauss-Newton product with ``n_layers`` layers.
+
+    The iteration is the first one of a level as :func:`train` runs it (the
+    classifier's Newton steps, one Gauss-Newton-PCG step with the gradient on
+    ``batch_size`` and the Gauss-Newton matrix on ``hessian_batch_size``
+    examples, the training and validation accuracies), from the initial
+    weights. The product :math:`H_{GN} v` is timed separately on the
+    Hessian's examples (the second of two, so that the forward states are
+    computed already). Their difference, ``iteration_s - cg_iters *
+    gn_product_s``, is the work that scales with the training set.
+
+    Returns
+    -------
+    dict
+        ``iteration_s, gn_product_s, cg_iters, n_layers, n_train, n_val, n_hessian`` (seconds, counts).
+    """
+    data = load_data(settings) if data is None else data
+    problem, validation = _problem_and_validation(settings, data)
+    problem = problem.with_network(problem.network.with_steps(n_layers))
+    theta0 = to_device(initial_parameters(settings, problem.network), settings.device)
+    options = dict(_solver_options(settings), max_iter=1)
+    result = block_coordinate_descent(problem, theta0, validation=validation, rng=settings.seed, progress=progress,
+                                      **options)
+    n_hessian = min(settings.hessian_batch_size or problem.n_examples, problem.n_examples)
+    x = result.x
+    model = problem.theta_problem(x["W"], x["mu"], hessian_indices=np.arange(n_hessian)).model(x["theta"])
+    v = model.gradient
+    model.hessian_matvec(v)
+    start = time.perf_counter()
+    model.hessian_matvec(v)
+    return {
+        "iteration_s": float(result.history[0]["time"]),
+        "gn_product_s": time.perf_counter() - start,
+        "cg_iters": int(result.history[0]["cg_iters"]),
+        "n_layers": n_layers,
+        "n_train": problem.n_examples,
+        "n_val": int(data.Y_val.shape[0]),
+        "n_hessian": n_hessian,
+    }

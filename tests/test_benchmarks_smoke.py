@@ -1,0 +1,106 @@
+"""Smoke test of ``benchmarks/run.py`` and an independent check of ocdl's derivatives against PyTorch.
+
+PyTorch is optional: the comparison is skipped when it does not import.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "benchmarks")
+
+REQUIRED = {
+    "workload": str,
+    "stepper": str,
+    "dtype": str,
+    "library": str,
+    "forward_s": float,
+    "gradient_s": float,
+    "gn_matvec_s": float,
+    "roofline_s": float,
+    "threads": int,
+    "versions": dict,
+    "machine": dict,
+}
+
+
+def _load(name: str):
+    """A benchmarks module by path, under a name that cannot clash with other modules."""
+    full = f"_ocdl_bench_{name}"
+    if full in sys.modules:
+        return sys.modules[full]
+    spec = importlib.util.spec_from_file_location(full, os.path.join(BENCH, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[full] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _torch_importable() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def test_quick_run_writes_the_records(tmp_path):
+    out = tmp_path / "quick.json"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(BENCH, "run.py"), "--quick", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "grad o/t" in proc.stdout  # the table was printed
+    records = json.loads(out.read_text())
+    assert isinstance(records, list) and records
+    for rec in records:
+        for key, kind in REQUIRED.items():
+            assert key in rec, (key, rec)
+            assert isinstance(rec[key], kind), (key, rec[key])
+        assert rec["library"] in ("ocdl", "torch")
+        assert rec["dtype"] in ("float64", "float32")
+        assert rec["threads"] == 2
+        for key in ("forward_s", "gradient_s", "gn_matvec_s", "roofline_s"):
+            assert rec[key] > 0
+    cases = {(r["workload"], r["stepper"], r["dtype"]) for r in records if r["library"] == "ocdl"}
+    expected = {
+        (w, s, d) for w in ("W1", "W2", "W3") for s in ("resnet", "verlet") for d in ("float64", "float32")
+    }
+    assert cases == expected
+    libraries = {r["library"] for r in records}
+    if _torch_importable():
+        assert libraries == {"ocdl", "torch"}
+    else:
+        assert libraries == {"ocdl"}
+        assert "PyTorch is not installed" in proc.stdout
+
+
+@pytest.mark.parametrize("workload", ["W1", "W2", "W3"])
+@pytest.mark.parametrize("stepper", ["resnet", "verlet"])
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 2e-5)])
+def test_gradient_and_gauss_newton_equal_pytorch(workload, stepper, dtype, rtol):
+    """ocdl's adjoint gradient and J^T J v agree with PyTorch autograd on the same numbers."""
+    pytest.importorskip("torch")
+    workloads = _load("workloads")
+    torch_reference = _load("torch_reference")
+    wl = workloads.QUICK[workload]
+    ours = workloads.ocdl_callables(wl, stepper, np.dtype(dtype))
+    theirs = torch_reference.torch_callables(wl, stepper, np.dtype(dtype), threads=1, gn_methods="double-backward")
+    try:
+        pairs = {
+            "forward": (ours["forward"](), theirs["forward"]().numpy()),
+            "gradient": (ours["gradient_value"](), theirs["gradient_value"]()),
+            "gn_matvec": (ours["gn_matvec"](), theirs["gn_value"]()),
+        }
+    finally:
+        ours["close"]()
+    for name, (a, b) in pairs.items():
+        assert a.dtype == np.dtype(dtype), name
+        assert a.shape == b.shape, name
+        err = np.max(np.abs(a - b)) / np.max(np.abs(b))
+        assert err <= rtol, (name, err)

@@ -1,0 +1,137 @@
+"""The ``ocdl`` command line on tiny budgets, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import h5py
+import pytest
+
+from ocdl.backend import cupy_available
+from ocdl.cli import main
+from ocdl.io import load_params
+
+TINY = ["--max-layers", "8", "--iterations", "2", "--no-progress"]
+
+
+def test_train_writes_a_run_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--problem", "ellipses", "--stepper", "resnet", "--out", str(out), *TINY]) == 0
+    printed = capsys.readouterr().out
+    assert "| layers | resnet train acc (%)" in printed and f"wrote {out / 'params.h5'}" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert {"problem", "stepper", "settings", "levels", "best_val_accuracy", "time_s"} <= set(results)
+    assert (results["problem"], results["stepper"]) == ("ellipses", "resnet")
+    assert [rec["n_layers"] for rec in results["levels"]] == [4, 8]
+    assert {"n_layers", "train_accuracy", "best_val_accuracy", "time_s"} <= set(results["levels"][0])
+    assert results["settings"]["max_iter"] == 2 and results["settings"]["alpha_theta"] == 1e-3
+    with h5py.File(out / "params.h5", "r") as f:
+        assert f["theta"].shape == (8 * 5,) and f["W"].shape == (2, 1) and f["mu"].shape == (1,)
+    assert load_params(out / "params.h5")["settings"]["problem"] == "ellipses"
+    assert (out / "accuracy.png").is_file() and (out / "features.png").is_file()
+
+
+def test_compare_and_options(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    argv = ["compare", "--problem", "peaks", "--steppers", "resnet,verlet", "--out", str(out), "--final-time", "2",
+            "--max-layers", "4", "--iterations", "1", "--alpha", "1e-4", "--width", "2", "--no-progress"]
+    assert main(argv) == 0
+    assert "| layers | resnet train acc (%) | resnet best val acc (%) | verlet" in capsys.readouterr().out
+    results = json.loads((out / "resnet" / "results.json").read_text())
+    assert (results["settings"]["final_time"], results["settings"]["alpha_theta"]) == (2.0, 1e-4)
+    assert results["settings"]["width"] == 2
+    for name in ("table.md", "comparison.json", "accuracy.png", "features.png", "verlet/params.h5"):
+        assert (out / name).is_file()
+
+
+def test_phase_plane_and_quick_demo(tmp_path, capsys):
+    assert main(["phase-plane", "--out", str(tmp_path / "stab")]) == 0
+    assert (tmp_path / "stab" / "figure1.png").is_file() and (tmp_path / "stab" / "figure2.png").is_file()
+    assert main(["demo", "--quick", "--out", str(tmp_path / "demo"), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "antisymmetric best val acc (%)" in printed and "demo took" in printed
+    assert (tmp_path / "demo" / "verlet" / "results.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "argv, status, message",
+    [
+        (["train", "--problem", "circles", "--stepper", "resnet"], 2, "invalid choice: 'circles'"),
+        (["train", "--problem", "ellipses", "--stepper", "resnet", "--max-layers", "abc"], 2, "invalid int value"),
+        (["train", "--problem", "ellipses", "--stepper", "resnet", "--max-layers", "0"], 1,
+         "max_layers must be a positive integer"),
+        (["train", "--problem", "ellipses", "--stepper", "resnet", "--final-time", "-1"], 1,
+         "final_time must be a finite number > 0"),
+        (["train", "--problem", "ellipses", "--stepper", "resnet", "--gamma", "0.1"], 1, "gamma is only used"),
+        (["train", "--problem", "mnist", "--stepper", "resnet", "--data-dir", "/no/such/folder"], 1,
+         "MNIST data folder /no/such/folder does not exist"),
+        (["compare", "--problem", "peaks", "--steppers", "resnet,euler"], 2, "steppers must be a comma-separated"),
+        (["train", "--problem", "ellipses"], 2, "--problem and --stepper are required (or --resume DIR)"),
+        (["train", "--resume", "/no/such/run"], 1, "/no/such/run/checkpoint.h5: no such file"),
+        (["train", "--resume", "/no/such/run", "--seed", "3"], 2, "--resume takes the settings"),
+        ([], 2, "the following arguments are required: COMMAND"),
+    ],
+)
+def test_bad_input_is_one_line_without_traceback(argv, status, message, capsys, tmp_path):
+    out = ["--out", str(tmp_path / "x")] if argv and argv[0] == "train" and "--resume" not in argv else []
+    assert main([*argv, *out]) == status
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_interrupted_training_resumes_exactly(tmp_path, capsys, monkeypatch):
+    import ocdl.experiments.training as training
+
+    argv = ["train", "--problem", "ellipses", "--stepper", "verlet", "--max-layers", "8", "--iterations", "3",
+            "--checkpoint-every", "1", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
+    multilevel = training.multilevel
+
+    def interrupt_at_level_1(*args, **kwargs):
+        def callback(k, state):
+            if k == 1 and state.theta.size == 8 * 5:  # the second iteration of the 8-layer level
+                raise KeyboardInterrupt
+
+        return multilevel(*args, callback=callback, **kwargs)
+
+    monkeypatch.setattr(training, "multilevel", interrupt_at_level_1)
+    assert main([*argv, "--out", str(tmp_path / "cut")]) == 130
+    err = capsys.readouterr().err
+    assert "training interrupted" in err and f"ocdl train --resume {tmp_path / 'cut'}" in err
+    assert not (tmp_path / "cut" / "results.json").exists()
+    monkeypatch.setattr(training, "multilevel", multilevel)
+    assert main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
+    whole, cut = (load_params(tmp_path / name / "params.h5") for name in ("whole", "cut"))
+    assert (whole["theta"] == cut["theta"]).all() and (whole["W"] == cut["W"]).all()
+    levels = [json.loads((tmp_path / name / "results.json").read_text())["levels"] for name in ("whole", "cut")]
+    assert [rec["val_accuracy"] for rec in levels[0]] == [rec["val_accuracy"] for rec in levels[1]]
+
+
+def test_unwritable_out_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    argv = ["train", "--problem", "ellipses", "--stepper", "resnet", "--out", str(blocker / "run"),
+            "--max-layers", "4", "--iterations", "1", "--no-progress"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ocdl: error:") and len(err.strip().splitlines()) == 1
+
+
+def test_python_dash_m_ocdl_reports_errors_in_one_line():
+    proc = subprocess.run([sys.executable, "-m", "ocdl", "train", "--problem", "ellipses", "--stepper", "resnet",
+                           "--iterations", "-3"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "ocdl: error: max_iter must be a positive integer, got -3"
+
+
+@pytest.mark.skipif(cupy_available(), reason="CuPy and a GPU are present: --device gpu is valid here")
+def test_gpu_without_cupy_is_one_line(capsys, tmp_path):
+    argv = ["compare", "--problem", "ellipses", "--device", "gpu", "--out", str(tmp_path / "x"), "--no-progress"]
+    assert main(argv) == 1 and not (tmp_path / "x").exists()
+    assert capsys.readouterr().err.strip() == (
+        "ocdl: error: device 'gpu' needs CuPy and a CUDA device (pip install ocdl[gpu]); use device 'cpu'"
+    )

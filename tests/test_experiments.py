@@ -1,0 +1,191 @@
+"""The paper's experiments as functions: settings, data, models, training runs, run folders, tables."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+import ocdl
+from ocdl.experiments import (
+    ChannelSmoothness,
+    Run,
+    build_network,
+    compare,
+    iteration_cost,
+    load_data,
+    paper_settings,
+    results_table,
+    train,
+    widen,
+    write_run,
+)
+from ocdl.io import load_params
+from problems import write_idx
+
+TINY = dict(max_layers=8, max_iter=2)
+
+
+# -- settings -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "problem, final_time, alpha, width, max_layers",
+    [("ellipses", 20, 1e-3, 2, 1024), ("swiss-roll", 20, 5e-3, 4, 1024), ("peaks", 5, 5e-6, 8, 1024),
+     ("mnist", 6, 5e-3, 6, 16)],
+)
+def test_paper_settings_per_problem(problem, final_time, alpha, width, max_layers):
+    s = paper_settings(problem, "resnet")
+    assert (s.final_time, s.alpha_theta, s.width, s.max_layers) == (final_time, alpha, width, max_layers)
+    assert (s.classifier_newton_steps, s.classifier_cg_maxiter, s.cg_maxiter) == (2, 2, 20)
+    assert paper_settings(problem, "verlet").width == (6 if problem == "mnist" else 2)  # Verlet is not widened
+    assert s.levels[0] == 4 and s.levels[-1] == max_layers
+    assert paper_settings("mnist", "resnet").hessian_batch_size == 5000
+    assert paper_settings(problem, "resnet", width=None).width == width  # None keeps the paper's value
+
+
+def test_settings_reject_bad_values():
+    for bad, match in [
+        (dict(max_layers=0), "max_layers must be a positive integer"),
+        (dict(max_layers=2), r"max_layers \(2\) must be at least first_layers \(4\)"),
+        (dict(final_time=-1.0), "final_time must be a finite number > 0"),
+        (dict(alpha_theta=float("nan")), "alpha_theta must be a finite number >= 0"),
+        (dict(width=3), "width must be a multiple of 2"),
+        (dict(gamma=0.1), "gamma is only used by the antisymmetric stepper"),
+        (dict(device="tpu"), "device must be one of cpu, gpu"),
+        (dict(train_size=100), "train_size and val_size are for mnist"),
+        (dict(colour="red"), "unknown settings: colour"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            load_data(paper_settings("ellipses", "resnet", **bad))
+    with pytest.raises(ValueError, match="problem must be one of"):
+        paper_settings("circles", "resnet")
+    with pytest.raises(ValueError, match="stepper must be one of"):
+        paper_settings("ellipses", "euler")
+
+
+# -- data and models ------------------------------------------------------------------
+
+
+def test_widen_duplicates_points_and_images():
+    Y = np.arange(6.0).reshape(3, 2)
+    np.testing.assert_array_equal(widen(Y, paper_settings("peaks", "resnet")), np.tile(Y, (1, 4)))
+    images = np.random.default_rng(0).random((2, 784))
+    lifted = widen(images, paper_settings("mnist", "resnet", width=3)).reshape(2, 3, 784)
+    for c in range(3):
+        np.testing.assert_array_equal(lifted[:, c], images)
+    with pytest.raises(ValueError, match="not a multiple"):
+        widen(np.ones((2, 3)), paper_settings("ellipses", "resnet"))
+
+
+@pytest.mark.parametrize("stepper", ["resnet", "antisymmetric", "verlet", "leapfrog", "rk4"])
+def test_mnist_networks_are_convolutional(stepper):
+    net = build_network(paper_settings("mnist", stepper, width=2), 3)
+    transform = net.stepper.layer.transform
+    assert net.n_steps == 3 and net.final_time == 6.0 and net.stepper.n_features == 2 * 784
+    base = transform.base if stepper == "antisymmetric" else transform
+    assert isinstance(base, ocdl.Conv2d) and base.param_shape == (2, 2, 3, 3)
+    Y = np.random.default_rng(0).random((2, 2 * 784))
+    assert net.forward(net.init_params(0), Y).shape == Y.shape
+
+
+def test_channel_smoothness_is_spatial_smoothness_per_channel(rng):
+    reg = ChannelSmoothness(3, (5, 4))
+    image = ocdl.SpatialSmoothness((5, 4))
+    W = rng.standard_normal((3 * 20, 2))
+    per_image = W.reshape(3, 20, 2)
+    assert reg.value(W) == pytest.approx(sum(image.value(per_image[c]) for c in range(3)))
+    HW = reg.hessian_matvec(W).reshape(3, 20, 2)
+    for c in range(3):
+        np.testing.assert_allclose(HW[c], image.hessian_matvec(per_image[c]))
+    z = reg.precondition(W, 0.5)
+    np.testing.assert_allclose(reg.hessian_matvec(z) + 0.5 * z, W, atol=1e-10)
+    assert reg.value(W[:, 0]) == pytest.approx(image.value(per_image[:, :, 0].T))
+    with pytest.raises(ValueError, match="n = channels \\* pixels = 60"):
+        reg.value(np.ones((59, 2)))
+
+
+# -- training runs and run folders -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ellipses_run() -> Run:
+    return train(paper_settings("ellipses", "verlet", **TINY), progress=False)
+
+
+def test_train_runs_the_levels(ellipses_run):
+    summary = ellipses_run.summary()
+    assert summary["problem"] == "ellipses" and summary["stepper"] == "verlet"
+    assert [rec["n_layers"] for rec in summary["levels"]] == [4, 8]
+    for rec in summary["levels"]:
+        assert set(rec) >= {"n_layers", "train_accuracy", "best_val_accuracy", "time_s"}
+        assert len(rec["val_accuracy"]) == rec["iterations"] == 2
+        assert rec["best_val_accuracy"] == max(rec["val_accuracy"])
+    assert summary["best_val_accuracy"] == max(rec["best_val_accuracy"] for rec in summary["levels"])
+    assert summary["settings"]["final_time"] == 20.0 and summary["time_s"] > 0
+    assert ellipses_run.network.n_steps == 8
+    json.dumps(summary)  # JSON-ready
+    grid = np.zeros((5, 2))
+    assert ellipses_run.predict(grid).shape == (5,) and ellipses_run.features(grid).shape == (5, 2)
+
+
+def test_write_run_folder(ellipses_run, tmp_path):
+    paths = write_run(ellipses_run, tmp_path / "run")
+    assert json.loads(paths["results"].read_text())["levels"][-1]["n_layers"] == 8
+    with h5py.File(paths["params"], "r") as f:
+        assert {"theta", "W", "mu"} <= set(f)
+        assert f["theta"].shape == (ellipses_run.network.n_params,)
+    params = load_params(paths["params"])
+    assert params["settings"]["stepper"] == "verlet" and params["settings"]["n_layers"] == 8
+    np.testing.assert_array_equal(params["theta"], ellipses_run.params()["theta"])
+    for name in ("accuracy", "features"):
+        assert paths[name].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_results_table_rows_per_level(ellipses_run):
+    summary = ellipses_run.summary()
+    table = results_table([summary, dict(summary, stepper="other")]).splitlines()
+    assert table[0].startswith("| layers | verlet train acc (%) | verlet best val acc (%) | other train acc")
+    assert [line.split("|")[1].strip() for line in table[2:]] == ["4", "8", "best val", "time (s)"]
+    mnist = results_table([dict(summary, problem="mnist")])
+    assert "val error (%)" in mnist and f"{100 * (1 - summary['levels'][0]['best_val_accuracy']):.2f}" in mnist
+
+
+def test_compare_writes_one_table_and_figure(tmp_path):
+    summaries, table = compare("swiss-roll", ["resnet", "verlet"], tmp_path, progress=False, max_layers=4,
+                               max_iter=1)
+    assert [s["stepper"] for s in summaries] == ["resnet", "verlet"]
+    assert [s["settings"]["width"] for s in summaries] == [4, 2]
+    assert (tmp_path / "table.md").read_text().strip() == table
+    assert len(json.loads((tmp_path / "comparison.json").read_text())) == 2
+    for name in ("accuracy.png", "features.png", "resnet/results.json", "verlet/params.h5"):
+        assert (tmp_path / name).is_file()
+    with pytest.raises(ValueError, match="distinct"):
+        compare("swiss-roll", ["resnet", "resnet"], tmp_path)
+
+
+def fake_mnist(folder, n_train=24, n_test=6, seed=0):
+    """Random 28 x 28 'digits' in the four IDX files of MNIST."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir()
+    for split, count in (("train", n_train), ("t10k", n_test)):
+        write_idx(folder / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (count, 28, 28), dtype=np.uint8))
+        write_idx(folder / f"{split}-labels-idx1-ubyte", (np.arange(count) % 10).astype(np.uint8))
+    return folder
+
+
+def test_mnist_run_and_figure(tmp_path):
+    settings = paper_settings("mnist", "antisymmetric", width=2, max_layers=4, max_iter=1, train_size=16,
+                              val_size=8, data_dir=str(fake_mnist(tmp_path / "mnist")))
+    run = train(settings, progress=False)
+    assert run.problem.n_features == 2 * 784 and isinstance(run.problem.W_regularizer, ChannelSmoothness)
+    assert run.summary()["n_train"] == 16
+    paths = write_run(run, tmp_path / "run")
+    assert paths["images"].read_bytes()[:4] == b"\x89PNG"
+    cost = iteration_cost(settings.replace(hessian_batch_size=8), n_layers=2, progress=False)
+    assert (cost["n_layers"], cost["n_train"], cost["n_val"], cost["n_hessian"]) == (2, 16, 8, 8)
+    assert 0 < cost["gn_product_s"] < cost["iteration_s"] and 0 <= cost["cg_iters"] <= 20
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_data(settings.replace(data_dir=str(tmp_path / "nowhere")))
