@@ -298,7 +298,7 @@ class LearningProblem:
         """
         return ThetaProblem(self, W, mu, indices, hessian_indices, shift)
 
-    def classifier_problem(self, YN: Array, indices: Array | None = None) -> ClassifierProblem:
+    def classifier_problem(self, YN: Array, indices: Array | None = None, shift: float = 1e-2) -> ClassifierProblem:
         r"""The problem in the flat :math:`x = (W, \mu)` with the features fixed, for :func:`solvers.newton_pcg`.
 
         Parameters
@@ -308,8 +308,12 @@ class LearningProblem:
             ``None``), in that order (see :meth:`features`).
         indices : array of int, optional
             Which training examples (their targets).
+        shift : float
+            :math:`\sigma > 0` of the preconditioner
+            :math:`(\alpha_W H_{R_W} + \sigma I)^{-1}` (the regularizer's fast solve,
+            e.g. the DCT-diagonalised Laplacian of :class:`~ocdl.SpatialSmoothness`).
         """
-        return ClassifierProblem(self, YN, indices)
+        return ClassifierProblem(self, YN, indices, shift)
 
     # -- prediction --------------------------------------------------------
     def class_indices(self, C: Array) -> Array:
@@ -458,8 +462,10 @@ class ClassifierProblem:
     r"""Minimise :math:`x = (W, \mu) \mapsto f` for fixed features (see
     :meth:`LearningProblem.classifier_problem`); convex, so Newton's method applies."""
 
-    def __init__(self, problem: LearningProblem, YN: Array, indices: Array | None) -> None:
-        self.problem = problem
+    def __init__(self, problem: LearningProblem, YN: Array, indices: Array | None, shift: float = 1e-2) -> None:
+        if not shift > 0:
+            raise ValueError(f"shift must be > 0, got {shift}")
+        self.problem, self.shift = problem, float(shift)
         _, self.C, self.count = problem._rows("indices", indices)
         self.YN = check_array("YN", YN, shape=(self.count, problem.n_features))
 
@@ -498,6 +504,15 @@ class ClassifierModel:
         return lp.pack_classifier(
             mean(HdW, owner.count) + lp.alpha_W * lp.W_regularizer.hessian_matvec(dW), mean(Hdmu, owner.count)
         )
+
+    def precondition(self, r: Array) -> Array:
+        r""":math:`(\alpha_W H_{R_W} + \sigma I)^{-1}` on the :math:`W` block and :math:`1/\sigma` on
+        :math:`\mu`: the regularizer's fast solve (paper section 6.4)."""
+        lp, shift = self.owner.problem, self.owner.shift
+        rW, rmu = lp.unpack_classifier(r)
+        if lp.alpha_W == 0.0:
+            return r / shift
+        return lp.pack_classifier(lp.W_regularizer.precondition(rW, shift / lp.alpha_W) / lp.alpha_W, rmu / shift)
 
     def metrics(self) -> dict:
         """``batch_accuracy`` of the classifier on the fixed features."""
