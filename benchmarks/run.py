@@ -39,11 +39,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="BLAS/OpenMP/torch threads (default 2)")
     p.add_argument("--quick", action="store_true", help="tiny workloads: a smoke run")
     p.add_argument(
-        "--omp-wait-policy", default="passive", choices=("passive", "active", "unset"),
-        help="OMP_WAIT_POLICY for PyTorch's OpenMP threads (default passive, unless set in the environment): "
-        "spinning threads make PyTorch 10x slower when other processes share the cores",
+        "--omp-wait-policy", default="unset", choices=("unset", "passive", "active"),
+        help="OMP_WAIT_POLICY for PyTorch's OpenMP threads (default: PyTorch's own). On a machine shared with "
+        "other jobs use 'passive': spinning threads then make PyTorch up to 10x slower; on a quiet machine "
+        "'passive' costs PyTorch up to 2x on W1 (a sleeping thread wakes for each of its many small products)",
     )
     p.add_argument("--no-roofline", action="store_true", help="skip the roofline measurements")
+    p.add_argument(
+        "--merge", nargs="+", metavar="JSON",
+        help="measure nothing: combine earlier --json files (best time of each entry; on a shared machine "
+        "runs at different times catch different quiet moments) and print the table",
+    )
     p.add_argument(
         "--torch-gn", default="auto", choices=("auto", "best", "double-backward", "func"),
         help="PyTorch Gauss-Newton method: the faster of both ('best'), one of them, or 'auto' (default): "
@@ -65,6 +71,8 @@ def _split(text: str) -> list[str]:
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
     sys.path.insert(0, HERE)
+    if args.merge:
+        return merge(args.merge, args.json)
     from common import limit_threads  # no NumPy import yet
 
     thread_setup = limit_threads(args.threads)
@@ -132,6 +140,45 @@ def main(argv=None) -> list[dict]:
         with open(args.json, "w") as f:
             json.dump(records, f, indent=1, default=float)
         print(f"\nwrote {len(records)} records to {args.json}")
+    return records
+
+
+TIMES = ("forward_s", "gradient_s", "gn_matvec_s")
+ROOFLINES = ("roofline_s", "roofline_gradient_s", "roofline_gn_matvec_s")
+
+
+def merge(paths: list[str], out: str | None = None) -> list[dict]:
+    """Records of several runs combined: per case and library the best of each time.
+
+    The roofline entries are the smallest estimates (the best measured
+    rates); ``merged_from`` lists each run's file, load average and times.
+    """
+    combined: dict = {}
+    for path in paths:
+        with open(path) as f:
+            for rec in json.load(f):
+                key = (rec["workload"], rec["stepper"], rec["dtype"], rec["library"])
+                run = {"file": path, "load_average": rec["machine"].get("load_average")}
+                run.update({k: rec.get(k) for k in TIMES})
+                if key not in combined:
+                    combined[key] = dict(rec, merged_from=[run])
+                    continue
+                best = combined[key]
+                best["merged_from"].append(run)
+                for k in TIMES:
+                    best[k] = min(best[k], rec[k])
+                if rec.get("roofline_s") is not None and (
+                    best.get("roofline_s") is None or rec["roofline_s"] < best["roofline_s"]
+                ):
+                    for k in ROOFLINES + ("roofline", "rates"):
+                        best[k] = rec.get(k)
+    records = list(combined.values())
+    print(f"# best of {len(paths)} runs: " + ", ".join(paths))
+    print(format_table(records))
+    if out:
+        with open(out, "w") as f:
+            json.dump(records, f, indent=1, default=float)
+        print(f"\nwrote {len(records)} records to {out}")
     return records
 
 

@@ -79,6 +79,19 @@ def test_quick_run_writes_the_records(tmp_path):
         assert libraries == {"ocdl"}
         assert "PyTorch is not installed" in proc.stdout
 
+    # --merge: the best of several runs (here one run twice) keeps the schema and the times
+    merged = tmp_path / "merged.json"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(BENCH, "run.py"), "--merge", str(out), str(out), "--json", str(merged)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    again = json.loads(merged.read_text())
+    assert len(again) == len(records)
+    for a, b in zip(again, records):
+        assert {k: a[k] for k in REQUIRED} == {k: b[k] for k in REQUIRED}
+        assert len(a["merged_from"]) == 2
+
 
 @pytest.mark.parametrize("workload", ["W1", "W2", "W3"])
 @pytest.mark.parametrize("stepper", ["resnet", "verlet"])
