@@ -95,9 +95,12 @@ def multilevel(
     ``learning_problem.with_network(network.with_steps(N_l))`` (the default
     time-smoothness regularizer is rebuilt for :math:`N_\ell, h_\ell`) by
     ``solver`` from the previous level's best parameters, :math:`\theta`
-    prolongated by :func:`prolongate`. A level that fails (see
-    :mod:`solvers.block_coordinate_descent`: non-finite objective, blow-up,
-    failed line search) ends the run with ``success=False``.
+    prolongated by :func:`prolongate`. A level whose line search fails
+    (no decrease even for tiny steps: the objective is flat to rounding at
+    this level) ends that level only, and the next level starts from its
+    best parameters. A level that fails otherwise (see
+    :mod:`solvers.block_coordinate_descent`: non-finite objective, blow-up)
+    ends the run with ``success=False``.
 
     Parameters
     ----------
@@ -239,7 +242,7 @@ def multilevel(
                     "result": result,
                 }
             )
-            if result.history and "failure" in result.history[-1]:
+            if _failed(result):
                 break
             if writer is not None:
                 writer.level_done(history, rng)
@@ -250,16 +253,29 @@ def multilevel(
     result = history[-1]["result"]
     x = dict(result.x, network=problem.network)
     message = f"{len(history)} levels, {history[0]['n_layers']} to {history[-1]['n_layers']} layers"
-    if result.history and "failure" in result.history[-1]:
+    stalled = [rec["n_layers"] for rec in history if _stalled(rec["result"])]
+    if stalled:
+        message += f"; the line search stalled (level ended early) at {', '.join(map(str, stalled))} layers"
+    if _failed(result):
         message += f"; level {len(history) - 1} ({history[-1]['n_layers']} layers) {result.message}"
     return SolverResult(
         x=x,
         fun=result.fun,
         nit=sum(rec["iterations"] for rec in history),
-        success=all(rec["result"].success for rec in history),
+        success=not _failed(result) and len(history) == len(layers),
         message=message,
         history=history,
     )
+
+
+def _stalled(result: SolverResult) -> bool:
+    """Whether a level ended because its line search found no decrease (the objective is flat)."""
+    return bool(result.history) and bool(result.history[-1].get("line_search_failed"))
+
+
+def _failed(result: SolverResult) -> bool:
+    """Whether a level ended by a failure that ends the run (anything but a stalled line search)."""
+    return bool(result.history) and "failure" in result.history[-1] and not _stalled(result)
 
 
 def _level_callback(

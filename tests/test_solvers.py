@@ -168,6 +168,36 @@ def test_multilevel_warm_starts_finer_levels():
         multilevel(lp, theta0, max_layers=1)
 
 
+def _level_ending_with(record):
+    """A solver that runs block coordinate descent, then reports ``record`` as its last iteration."""
+
+    def solver(problem, theta, W, mu, **options):
+        result = block_coordinate_descent(problem, theta, W, mu, **options)
+        result.history.append(dict(result.history[-1], **record))
+        result.success = False
+        return result
+
+    return solver
+
+
+def test_multilevel_goes_on_after_a_stalled_line_search_and_stops_after_a_failure():
+    lp, theta0, validation = small_problem(n_steps=2)
+    stalled = _level_ending_with({"line_search_failed": True, "failure": "the line search in theta failed"})
+    result = multilevel(lp, theta0, validation=validation, max_layers=8, max_iter=2, solver=stalled, progress=False)
+    assert [rec["n_layers"] for rec in result.history] == [2, 4, 8]
+    assert result.success and "stalled (level ended early) at 2, 4, 8 layers" in result.message
+    # each level starts from the previous level's best parameters, prolongated
+    best2 = result.history[0]["result"].x["theta"]
+    first4 = result.history[1]["result"].history[0]
+    assert first4["objective"] <= lp.with_network(lp.network.with_steps(4)).value(
+        prolongate(best2, lp.network), result.history[0]["result"].x["W"], result.history[0]["result"].x["mu"]
+    ) + 1e-12
+    blown_up = _level_ending_with({"failure": "the propagation blew up"})
+    result = multilevel(lp, theta0, validation=validation, max_layers=8, max_iter=2, solver=blown_up, progress=False)
+    assert [rec["n_layers"] for rec in result.history] == [2]
+    assert not result.success and "level 0 (2 layers)" in result.message
+
+
 # -- first-order baselines ----------------------------------------------------------------
 
 
