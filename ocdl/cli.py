@@ -24,6 +24,8 @@ from pathlib import Path
 
 from .checkpoint import CHECKPOINT_NAME, TrainingInterrupted, load_checkpoint
 from .experiments import (
+    DTYPES,
+    MEMORY,
     PROBLEMS,
     STEPPERS,
     Run,
@@ -82,6 +84,9 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     add("--init-scale", type=float, metavar="X", help="scale of the random initial weights (1)")
     add("--seed", type=int, metavar="I", help="seed of the weights, batches and 2-D data (0)")
     add("--device", choices=("cpu", "gpu"), help="cpu (NumPy) or gpu (CuPy)")
+    add("--dtype", choices=DTYPES, help="floating type of data and parameters (float64)")
+    add("--memory", choices=MEMORY, help="forward states: all stored, recomputed from checkpoints, rebuilt backward "
+        "(leapfrog, verlet), or auto: stored when they fit in half the memory (auto)")
     add("--data-dir", metavar="DIR", help="MNIST: folder of the IDX files ($OCDL_MNIST_DIR, shared/data/mnist)")
     add("--train-size", type=int, metavar="S", help="MNIST: training images (50000)")
     add("--val-size", type=int, metavar="S", help="MNIST: validation images (10000)")
@@ -89,7 +94,7 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
 
 _SETTING_NAMES = ("max_layers", "first_layers", "width", "final_time", "alpha_theta", "alpha_W", "max_iter",
                   "batch_size", "hessian_batch_size", "cg_maxiter", "gamma", "init_scale", "seed", "device",
-                  "data_dir", "train_size", "val_size")
+                  "dtype", "memory", "data_dir", "train_size", "val_size")
 
 
 def _overrides(args: argparse.Namespace) -> dict:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import h5py
+import numpy as np
 import pytest
 
 from ocdl.backend import cupy_available
@@ -36,12 +37,16 @@ def test_train_writes_a_run_folder(tmp_path, capsys):
 def test_compare_and_options(tmp_path, capsys):
     out = tmp_path / "cmp"
     argv = ["compare", "--problem", "peaks", "--steppers", "resnet,verlet", "--out", str(out), "--final-time", "2",
-            "--max-layers", "4", "--iterations", "1", "--alpha", "1e-4", "--width", "2", "--no-progress"]
+            "--max-layers", "4", "--iterations", "1", "--alpha", "1e-4", "--width", "2", "--dtype", "float32", "--memory", "recompute",
+            "--no-progress"]
     assert main(argv) == 0
     assert "| layers | resnet train acc (%) | resnet best val acc (%) | verlet" in capsys.readouterr().out
     results = json.loads((out / "resnet" / "results.json").read_text())
     assert (results["settings"]["final_time"], results["settings"]["alpha_theta"]) == (2.0, 1e-4)
     assert results["settings"]["width"] == 2
+    assert (results["settings"]["dtype"], results["settings"]["memory"]) == ("float32", "recompute")
+    with h5py.File(out / "resnet" / "params.h5", "r") as f:
+        assert f["theta"].dtype == np.float32
     for name in ("table.md", "comparison.json", "accuracy.png", "features.png", "verlet/params.h5"):
         assert (out / name).is_file()
 
@@ -65,6 +70,8 @@ def test_phase_plane_and_quick_demo(tmp_path, capsys):
         (["train", "--problem", "ellipses", "--stepper", "resnet", "--final-time", "-1"], 1,
          "final_time must be a finite number > 0"),
         (["train", "--problem", "ellipses", "--stepper", "resnet", "--gamma", "0.1"], 1, "gamma is only used"),
+        (["train", "--problem", "ellipses", "--stepper", "resnet", "--memory", "reversible"], 1,
+         "memory 'reversible' needs a reversible stepper"),
         (["train", "--problem", "mnist", "--stepper", "resnet", "--data-dir", "/no/such/folder"], 1,
          "MNIST data folder /no/such/folder does not exist"),
         (["compare", "--problem", "peaks", "--steppers", "resnet,euler"], 2, "steppers must be a comma-separated"),

@@ -16,6 +16,7 @@ from ocdl.experiments import (
     compare,
     iteration_cost,
     load_data,
+    memory_policy,
     paper_settings,
     results_table,
     train,
@@ -55,6 +56,9 @@ def test_settings_reject_bad_values():
         (dict(width=3), "width must be a multiple of 2"),
         (dict(gamma=0.1), "gamma is only used by the antisymmetric stepper"),
         (dict(device="tpu"), "device must be one of cpu, gpu"),
+        (dict(dtype="float16"), "dtype must be one of float64, float32"),
+        (dict(memory="disk"), "memory must be one of auto, store-all, recompute, reversible"),
+        (dict(memory="reversible"), "memory 'reversible' needs a reversible stepper"),
         (dict(train_size=100), "train_size and val_size are for mnist"),
         (dict(colour="red"), "unknown settings: colour"),
     ]:
@@ -67,6 +71,51 @@ def test_settings_reject_bad_values():
 
 
 # -- data and models ------------------------------------------------------------------
+
+
+def test_memory_policy_stores_what_fits_and_recomputes_or_reverses_the_rest():
+    resnet, verlet = paper_settings("mnist", "resnet"), paper_settings("mnist", "verlet")
+    # the finest level's stored sweep: 4 arrays per step, 17 states, s = 1000 examples of 6 * 784 float64 numbers
+    stored = 4 * 17 * 1000 * 6 * 784 * 8
+    assert isinstance(memory_policy(resnet, 1000, budget=stored), ocdl.memory.StoreAll)
+    recompute = memory_policy(resnet, 1000, budget=stored - 1)
+    assert isinstance(recompute, ocdl.memory.Recompute) and recompute.n_checkpoints == 4  # ceil(sqrt(16))
+    assert isinstance(memory_policy(verlet, 1000, budget=stored - 1), ocdl.memory.Reversible)
+    # float32 halves the estimate
+    assert isinstance(memory_policy(resnet.replace(dtype="float32"), 1000, budget=stored // 2), ocdl.memory.StoreAll)
+    assert isinstance(memory_policy(resnet.replace(memory="recompute", max_layers=8), 10), ocdl.memory.Recompute)
+    assert memory_policy(resnet.replace(memory="recompute", max_layers=8), 10).n_checkpoints == 3  # ceil(sqrt(8))
+    assert isinstance(memory_policy(verlet.replace(memory="store-all"), 10**9, budget=0), ocdl.memory.StoreAll)
+
+
+def test_training_with_recomputed_states_gives_the_same_run():
+    settings = paper_settings("ellipses", "resnet", **TINY)
+    stored = train(settings.replace(memory="store-all"), progress=False)
+    recomputed = train(settings.replace(memory="recompute"), progress=False)
+    assert isinstance(recomputed.problem.network.memory, ocdl.memory.Recompute)
+    for name in ("theta", "W", "mu"):  # the same operations on the same numbers
+        np.testing.assert_array_equal(recomputed.result.x[name], stored.result.x[name])
+
+
+def test_training_with_reversed_states_has_store_all_derivatives():
+    # Rounding differences of 1e-15 change the CG iterates of an ill-conditioned Gauss-Newton system, so the
+    # runs differ; the derivatives at the trained parameters must agree.
+    run = train(paper_settings("ellipses", "verlet", memory="reversible", **TINY), progress=False)
+    network = run.problem.network
+    assert isinstance(network.memory, ocdl.memory.Reversible)
+    stored = ocdl.Network(network.stepper, network.n_steps, network.final_time, ocdl.memory.StoreAll())
+    theta, Y0 = run.result.x["theta"], run.problem.Y0
+    W = np.random.default_rng(0).standard_normal(Y0.shape)
+    for reversed_, reference in zip(network.vjp(theta, Y0, W), stored.vjp(theta, Y0, W)):
+        np.testing.assert_allclose(reversed_, reference, rtol=1e-10, atol=1e-12 * np.abs(reference).max())
+
+
+def test_training_in_float32():
+    run = train(paper_settings("ellipses", "resnet", dtype="float32", **TINY), progress=False)
+    assert all(run.result.x[name].dtype == np.float32 for name in ("theta", "W", "mu"))
+    assert run.problem.Y0.dtype == np.float32
+    run64 = train(paper_settings("ellipses", "resnet", **TINY), progress=False)
+    assert abs(run.result.history[-1]["best_val_accuracy"] - run64.result.history[-1]["best_val_accuracy"]) <= 0.05
 
 
 def test_widen_duplicates_points_and_images():

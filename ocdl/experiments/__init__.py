@@ -17,14 +17,14 @@ Example::
 """
 
 from .data import load_data, widen
-from .model import ChannelSmoothness, build_network, build_problem
+from .model import ChannelSmoothness, build_network, build_problem, memory_policy
 from .output import compare, results_table, write_run
-from .settings import PROBLEMS, STEPPERS, Settings, paper_settings
+from .settings import DTYPES, MEMORY, PROBLEMS, STEPPERS, Settings, paper_settings
 from .stability_figures import figure1, figure2, stability_figures
 from .training import Run, iteration_cost, train
 
 __all__ = [
-    "PROBLEMS", "STEPPERS", "ChannelSmoothness", "Run", "Settings", "build_network", "build_problem", "compare",
-    "figure1", "figure2", "load_data", "paper_settings", "results_table", "stability_figures", "iteration_cost",
-    "train", "widen", "write_run",
+    "DTYPES", "MEMORY", "PROBLEMS", "STEPPERS", "ChannelSmoothness", "Run", "Settings", "build_network",
+    "build_problem", "compare", "figure1", "figure2", "load_data", "paper_settings", "results_table",
+    "stability_figures", "iteration_cost", "memory_policy", "train", "widen", "write_run",
 ]

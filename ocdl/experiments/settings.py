@@ -44,6 +44,11 @@ STEPPERS = KINDS
 
 DEVICES = ("cpu", "gpu")
 
+DTYPES = ("float64", "float32")
+
+MEMORY = ("auto", "store-all", "recompute", "reversible")
+"""Memory policies of the forward states (see :func:`ocdl.experiments.model.memory_policy`)."""
+
 #: Per problem: final time, alpha_theta, alpha_W, width (Verlet's width), maximum layers, iterations per level.
 PAPER = {
     "ellipses": dict(final_time=20.0, alpha_theta=1e-3, alpha_W=1e-3, width=2, verlet_width=2, max_layers=1024,
@@ -98,6 +103,15 @@ class Settings:
         Seed of the initial weights and of the batches (and of the 2-D data).
     device : str
         ``"cpu"`` or ``"gpu"`` (CuPy; needs a CUDA device).
+    dtype : str
+        ``"float64"`` or ``"float32"``: the floating type of data and parameters.
+    memory : str
+        How the forward states are kept for the derivative sweeps, one of
+        :data:`MEMORY`: ``"store-all"`` (fastest), ``"recompute"``
+        (:math:`\\lceil\\sqrt{N}\\,\\rceil` checkpoints), ``"reversible"``
+        (Leapfrog and Verlet only) or ``"auto"``: store-all when the states
+        fit in half the memory, else reversible or recompute (see
+        :func:`ocdl.experiments.model.memory_policy`).
     train_size, val_size : int or None
         MNIST: training and validation examples (paper: 50,000 and 10,000).
         Not used by the 2-D problems, whose generators fix the sizes.
@@ -123,6 +137,8 @@ class Settings:
     init_scale: float = 1.0
     seed: int = 0
     device: str = "cpu"
+    dtype: str = "float64"
+    memory: str = "auto"
     train_size: int | None = None
     val_size: int | None = None
     data_dir: str | None = None
@@ -134,6 +150,12 @@ class Settings:
             raise ValueError(f"stepper must be one of {', '.join(STEPPERS)}; got {self.stepper!r}")
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}; got {self.device!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
+        if self.memory not in MEMORY:
+            raise ValueError(f"memory must be one of {', '.join(MEMORY)}; got {self.memory!r}")
+        if self.memory == "reversible" and self.stepper not in ("leapfrog", "verlet"):
+            raise ValueError(f"memory 'reversible' needs a reversible stepper (leapfrog, verlet), not {self.stepper!r}")
         if self.device == "gpu" and not cupy_available():
             raise ValueError("device 'gpu' needs CuPy and a CUDA device (pip install ocdl[gpu]); use device 'cpu'")
         for name in ("width", "first_layers", "max_layers", "max_iter", "classifier_newton_steps",
