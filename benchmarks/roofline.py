@@ -5,7 +5,8 @@ For every quantity (forward, gradient, Gauss-Newton product) the estimate is
 .. math::
 
    t_{\rm roof} = \sum_{\text{matrix products}} \frac{\text{FLOPs}}{\text{GEMM rate of that shape}}
-                + \frac{\text{elementwise bytes}}{\text{elementwise bandwidth}},
+                + \max\Big(\frac{\text{elementwise bytes}}{\text{elementwise bandwidth}},
+                           \frac{\text{activations}}{\text{activation rate}}\Big),
 
 with both rates **measured here**, in the benchmark's dtype and thread count:
 
@@ -18,7 +19,15 @@ with both rates **measured here**, in the benchmark's dtype and thread count:
   operands in cache (the image's reads and writes are counted as bytes);
 * elementwise bandwidth: the best ``np.add(a, b, out=c)`` on arrays of the
   size of one state (``s x n``), bytes = 3 arrays, on one thread or split
-  over the benchmark's threads.
+  over the benchmark's threads;
+* activation rate: the best ``np.tanh(a, out=b)`` on the same arrays,
+  evaluations per second. ``tanh`` costs several times an addition (about
+  1.5 ns against 0.2 ns per float64 number on one core of the reference
+  machine), so a forward sweep, one ``tanh`` per feature per layer
+  application, is bound by it rather than by memory on small states; the
+  fused kernel can go neither faster than its memory traffic nor faster than
+  its ``tanh`` evaluations, hence the maximum. The derivative sweeps reuse
+  the stored :math:`\sigma'` and evaluate no activation.
 
 Elementwise bytes assume each chain of elementwise operations between two
 matrix products is one fused kernel that reads its inputs and writes its
@@ -46,9 +55,9 @@ from common import best_time
 
 # (matrix products, elementwise arrays E) per layer application
 _SWEEPS = {
-    "forward": {"apply": 1, "transpose": 0, "grad": 0, "elementwise": 4},
-    "adjoint": {"apply": 0, "transpose": 1, "grad": 1, "elementwise": 6},
-    "tangent": {"apply": 2, "transpose": 0, "grad": 0, "elementwise": 5},
+    "forward": {"apply": 1, "transpose": 0, "grad": 0, "elementwise": 4, "activations": 1},
+    "adjoint": {"apply": 0, "transpose": 1, "grad": 1, "elementwise": 6, "activations": 0},
+    "tangent": {"apply": 2, "transpose": 0, "grad": 0, "elementwise": 5, "activations": 0},
 }
 _QUANTITIES = {"forward": ("forward",), "gradient": ("forward", "adjoint"), "gn_matvec": ("tangent", "adjoint")}
 
@@ -117,8 +126,21 @@ def _bandwidth(n_elements: int, dtype, repeats: int, threads: int = 1) -> float:
     return 3.0 * a.nbytes * inner / t
 
 
+def _activation_rate(n_elements: int, dtype, repeats: int, threads: int = 1) -> float:
+    """Evaluations/s of ``np.tanh(a, out=b)`` on arrays of ``n_elements``, best of 1 or ``threads`` threads."""
+    a = np.linspace(-3.0, 3.0, n_elements).astype(dtype)
+    b = np.empty_like(a)
+    inner = max(1, 2_000_000 // n_elements)
+
+    def make_calls(parts):
+        return [lambda r=r: [np.tanh(a[r], out=b[r]) for _ in range(inner)] for r in _split_rows(n_elements, parts)]
+
+    t = _best_of_serial_and_threaded(make_calls, repeats, threads)
+    return n_elements * inner / t
+
+
 def measure_rates(workload, dtype, repeats: int = 5, threads: int = 1) -> dict:
-    """GEMM FLOP/s of the workload's shapes and the elementwise bandwidth, measured now."""
+    """GEMM FLOP/s of the workload's shapes, the elementwise bandwidth and the tanh rate, measured now."""
     w = workload
     s = w.n_examples
     kw = dict(repeats=repeats, threads=threads)
@@ -140,6 +162,7 @@ def measure_rates(workload, dtype, repeats: int = 5, threads: int = 1) -> dict:
     return {
         "gemm_flops_per_s": rates,
         "bandwidth_bytes_per_s": _bandwidth(s * w.n_features, dtype, repeats, threads),
+        "activations_per_s": _activation_rate(s * w.n_features, dtype, repeats, threads),
     }
 
 
@@ -156,22 +179,23 @@ def estimate(workload, stepper: str, dtype, rates: dict) -> dict:
     E = w.n_examples * w.n_features * np.dtype(dtype).itemsize
     layers = w.n_steps * (2 if stepper == "verlet" else 1)
     flops = _layer_flops(w)
-    gemm, bw = rates["gemm_flops_per_s"], rates["bandwidth_bytes_per_s"]
+    gemm, bw, act = rates["gemm_flops_per_s"], rates["bandwidth_bytes_per_s"], rates["activations_per_s"]
     sweeps = {}
     for name, counts in _SWEEPS.items():
         t_mm = sum(counts[kind] * flops / gemm[kind] for kind in ("apply", "transpose", "grad"))
         n_products = counts["apply"] + counts["transpose"] + counts["grad"]
         arrays = counts["elementwise"] + (2 * n_products if w.is_conv else 0)
+        activations = layers * counts["activations"] * w.n_examples * w.n_features
         sweeps[name] = {
             "matmul_s": layers * t_mm,
-            "elementwise_s": layers * arrays * E / bw,
+            "elementwise_s": max(layers * arrays * E / bw, activations / act),
             "flops": layers * n_products * flops,
             "bytes": layers * arrays * E,
+            "activations": activations,
         }
     out = {}
+    keys = ("matmul_s", "elementwise_s", "flops", "bytes", "activations")
     for q, parts in _QUANTITIES.items():
-        out[q] = {
-            key: sum(sweeps[p][key] for p in parts) for key in ("matmul_s", "elementwise_s", "flops", "bytes")
-        }
+        out[q] = {key: sum(sweeps[p][key] for p in parts) for key in keys}
         out[q]["total_s"] = out[q]["matmul_s"] + out[q]["elementwise_s"]
     return out

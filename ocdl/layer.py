@@ -6,7 +6,7 @@ from typing import Any
 
 from .activations import Activation, _elementwise, get_activation
 from .backend import get_array_module
-from .memory.store_all import trajectory_empty
+from .memory.store_all import temporary_empty, trajectory_empty
 from .transforms import Transform
 
 
@@ -103,7 +103,7 @@ class Layer:
             U, W = T.apply_transpose(theta_K, dV), T.transpose_jvp(theta_K, V, dtheta_K)
         else:
             U, W = T.apply(theta_K, dV), T.jvp(theta_K, V, dtheta_K)
-        out = xp.empty_like(dX)
+        out = temporary_empty(dX.shape, dX.dtype, dX)
 
         def kernel(u, w, d, x, o):
             xp.add(u, w, out=o)
@@ -124,7 +124,7 @@ class Layer:
         xp = get_array_module(V, W)
         T = self.transform
         theta_K, _ = self.split(theta)
-        G = xp.empty_like(W)
+        G = temporary_empty(W.shape, W.dtype, W)
 
         def kernel(d, w, g):  # G and its sum (the bias gradient) in one pass
             xp.multiply(d, w, out=g)
@@ -135,7 +135,7 @@ class Layer:
             gV, g_K = T.apply(theta_K, G), T.transpose_vjp(theta_K, V, G)
         else:
             gV, g_K = T.apply_transpose(theta_K, G), T.vjp(theta_K, V, G)
-        out = xp.empty_like(X)
+        out = temporary_empty(X.shape, X.dtype, X)
         _elementwise(lambda g, x, o: xp.add(g, x, out=o), gV, X, out)
         gtheta = xp.empty(self.n_params, dtype=g_K.dtype)
         gtheta[:-1] = g_K

@@ -35,6 +35,8 @@ REQUIRED = {
 def _load(name: str):
     """A benchmarks module by path, under a name that cannot clash with other modules."""
     full = f"_ocdl_bench_{name}"
+    if BENCH not in sys.path:  # the scripts import each other by plain name (``from common import ...``)
+        sys.path.append(BENCH)
     if full in sys.modules:
         return sys.modules[full]
     spec = importlib.util.spec_from_file_location(full, os.path.join(BENCH, f"{name}.py"))
@@ -117,3 +119,27 @@ def test_gradient_and_gauss_newton_equal_pytorch(workload, stepper, dtype, rtol)
         assert a.shape == b.shape, name
         err = np.max(np.abs(a - b)) / np.max(np.abs(b))
         assert err <= rtol, (name, err)
+
+
+@pytest.mark.parametrize("stepper, applications", [("resnet", 1), ("verlet", 2)])
+def test_roofline_counts_products_bytes_and_activations(stepper, applications):
+    """The estimate on a hand-counted dense workload, each term isolated by making the other rates infinite."""
+    workloads, roofline = _load("workloads"), _load("roofline")
+    wl = workloads.Workload("T", "test", n_examples=100, n_steps=10, final_time=1.0, width=4)
+    layers, E = 10 * applications, 100 * 4 * 8  # layer applications; bytes of one float64 state
+    gemm = {"apply": 1e9, "transpose": 2e9, "grad": 4e9}
+    flops = 2 * 100 * 4 * 4  # one s x n times n x n product
+    fast = {"gemm_flops_per_s": gemm, "bandwidth_bytes_per_s": np.inf, "activations_per_s": np.inf}
+    est = roofline.estimate(wl, stepper, np.float64, fast)
+    assert est["forward"]["total_s"] == pytest.approx(layers * flops / 1e9)
+    assert est["gradient"]["total_s"] == pytest.approx(layers * flops * (1 / 1e9 + 1 / 2e9 + 1 / 4e9))
+    assert est["gn_matvec"]["total_s"] == pytest.approx(layers * flops * (2 / 1e9 + 1 / 2e9 + 1 / 4e9))
+    no_gemm = {"apply": np.inf, "transpose": np.inf, "grad": np.inf}
+    memory_bound = roofline.estimate(wl, stepper, np.float64, dict(fast, gemm_flops_per_s=no_gemm,
+                                                                    bandwidth_bytes_per_s=1e6))
+    assert memory_bound["forward"]["total_s"] == pytest.approx(layers * 4 * E / 1e6)  # 4 arrays per application
+    assert memory_bound["gradient"]["total_s"] == pytest.approx(layers * (4 + 6) * E / 1e6)
+    tanh_bound = roofline.estimate(wl, stepper, np.float64, dict(fast, gemm_flops_per_s=no_gemm,
+                                                                  activations_per_s=1e6))
+    assert tanh_bound["forward"]["total_s"] == pytest.approx(layers * 100 * 4 / 1e6)  # one tanh per feature
+    assert tanh_bound["gn_matvec"]["total_s"] == 0.0  # the derivative sweeps reuse the stored sigma'

@@ -37,8 +37,8 @@ def test_train_writes_a_run_folder(tmp_path, capsys):
 def test_compare_and_options(tmp_path, capsys):
     out = tmp_path / "cmp"
     argv = ["compare", "--problem", "peaks", "--steppers", "resnet,verlet", "--out", str(out), "--final-time", "2",
-            "--max-layers", "4", "--iterations", "1", "--alpha", "1e-4", "--width", "2", "--dtype", "float32", "--memory", "recompute",
-            "--no-progress"]
+            "--max-layers", "4", "--iterations", "1", "--alpha", "1e-4", "--width", "2", "--dtype", "float32",
+            "--memory", "recompute", "--no-progress"]
     assert main(argv) == 0
     assert "| layers | resnet train acc (%) | resnet best val acc (%) | verlet" in capsys.readouterr().out
     results = json.loads((out / "resnet" / "results.json").read_text())

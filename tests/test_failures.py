@@ -185,13 +185,14 @@ def test_sgd_that_diverges_stops_with_the_best_parameters(activation, learning_r
     assert all(np.isfinite(result.x[key]).all() for key in ("theta", "W", "mu")) and np.isfinite(result.fun)
 
 
-def test_multilevel_stops_at_a_failed_level(monkeypatch):
+def test_multilevel_goes_on_past_levels_whose_line_search_stalls(monkeypatch):
     lp, theta0 = blobs_problem()
     monkeypatch.setattr(newton_module, "armijo", lambda f, x, p, f0, slope: LineSearchResult(0.0, f0, 20, False))
     result = multilevel(lp, theta0, max_layers=8, max_iter=3, progress=False)
-    assert not result.success and len(result.history) == 1
-    assert "level 0 (2 layers) stopped at iteration 0" in result.message
-    assert result.x["network"].n_steps == 2
+    assert [rec["iterations"] for rec in result.history] == [1, 1, 1]  # each level ends at its first iteration
+    assert all("line search in theta failed" in rec["result"].message for rec in result.history)
+    assert result.success and "stalled (level ended early) at 2, 4, 8 layers" in result.message
+    assert result.x["network"].n_steps == 8
 
 
 # -- input validation at the solvers' entry points ----------------------------------------------

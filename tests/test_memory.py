@@ -404,3 +404,37 @@ def test_reprs():
     assert repr(Recompute(4)) == "Recompute(n_checkpoints=4)"
     assert repr(Reversible()) == "Reversible()"
     assert repr(HDF5()) == "HDF5(path=None, compression=None, chunk_steps=1)"
+
+
+# -- reused temporaries of the sweeps ----------------------------------------------
+
+
+def test_temporaries_are_reused_only_once_nothing_refers_to_them():
+    from ocdl.memory.store_all import clear_temporaries, temporary_empty
+
+    clear_temporaries()
+    shape = (512, 512)  # 2 MiB in float64: cached
+    a = temporary_empty(shape, np.float64, np.empty(0))
+    b = temporary_empty(shape, np.float64, np.empty(0))
+    assert a is not b  # a is still held
+    a_id = id(a)
+    view = b[:3]
+    del a, b
+    c = temporary_empty(shape, np.float64, np.empty(0))
+    assert id(c) == a_id  # a was free again; b is still referenced by its view
+    d = temporary_empty(shape, np.float64, np.empty(0))
+    assert d is not c and d is not view.base
+    clear_temporaries()
+
+
+def test_a_product_kept_by_the_caller_is_never_overwritten():
+    rng = np.random.default_rng(0)
+    K = ocdl.Dense(256)
+    Y = rng.standard_normal((2048, 256))
+    theta1, theta2 = rng.standard_normal((2, K.n_params))
+    first = K.apply(theta1, Y)
+    expected = Y @ theta1.reshape(256, 256)
+    for _ in range(3):  # later products of the same shape take other buffers
+        K.apply(theta2, Y)
+        K.apply_transpose(theta2, Y)
+    np.testing.assert_array_equal(first, expected)

@@ -10,7 +10,9 @@ any more, so an output held by the caller is never overwritten.
 
 from __future__ import annotations
 
+import math
 import sys
+import threading
 from contextvars import ContextVar
 
 import numpy as np
@@ -45,6 +47,83 @@ def _unreferenced_refcount() -> int:
 
 
 _UNREFERENCED = _unreferenced_refcount()
+
+
+# -- temporaries of the derivative sweeps ----------------------------------
+#: Bytes of temporaries kept for reuse, per thread.
+_TEMP_BYTES = 1 << 28
+#: Arrays of one shape kept for reuse (a step has a handful alive at once).
+_TEMP_PER_SHAPE = 8
+#: Smaller temporaries come from the C library directly, which recycles them without page faults.
+_TEMP_MIN_BYTES = 1 << 20
+
+
+class _TemporaryCache(threading.local):
+    """Per thread: the last temporaries handed out, reused once nothing else refers to them.
+
+    The sweeps allocate a few arrays of the same shapes at every step; reusing
+    them avoids the page faults of fresh memory when the C library hands freed
+    megabytes back to the operating system between steps.
+    """
+
+    def __init__(self) -> None:
+        self.arrays: dict = {}  # (shape, dtype) -> arrays handed out
+        self.nbytes = 0
+
+    def empty(self, shape, dtype) -> np.ndarray:
+        key = (shape, dtype)
+        arrays = self.arrays.get(key)
+        if arrays is None:
+            arrays = self.arrays[key] = []
+        for a in arrays:
+            if sys.getrefcount(a) <= _UNREFERENCED_IN_LOOP:
+                return a
+        a = np.empty(shape, dtype=dtype)
+        if len(arrays) < _TEMP_PER_SHAPE:
+            if self.nbytes + a.nbytes > _TEMP_BYTES:  # start over rather than grow
+                self.clear()
+                arrays = self.arrays[key] = []
+            arrays.append(a)
+            self.nbytes += a.nbytes
+        return a
+
+    def clear(self) -> None:
+        self.arrays = {}
+        self.nbytes = 0
+
+
+def _unreferenced_in_loop() -> int:
+    """``sys.getrefcount`` in :meth:`_TemporaryCache.empty`'s loop for an array only the cache holds."""
+    arrays = [np.empty(1)]
+    for a in arrays:
+        return sys.getrefcount(a)
+
+
+_UNREFERENCED_IN_LOOP = _unreferenced_in_loop()
+_temporaries = _TemporaryCache()
+
+
+def temporary_empty(shape, dtype, like):
+    """An uninitialised array for a temporary of a time step (NumPy: reused between steps).
+
+    Arrays handed out stay in a small per-thread cache and are handed out
+    again once nothing outside the cache refers to them, so a result kept by
+    the caller is never overwritten. On the array module of ``like`` other
+    than NumPy (CuPy, with its own memory pool) it is ``xp.empty``.
+    """
+    if type(like) is not np.ndarray:
+        from ..backend import get_array_module
+
+        return get_array_module(like).empty(shape, dtype=dtype)
+    dtype = np.dtype(dtype)
+    if math.prod(shape) * dtype.itemsize < _TEMP_MIN_BYTES:
+        return np.empty(shape, dtype=dtype)
+    return _temporaries.empty(tuple(shape), dtype)
+
+
+def clear_temporaries() -> None:
+    """Free the temporaries this thread keeps for reuse."""
+    _temporaries.clear()
 
 
 class _ArrayPool:
@@ -131,8 +210,9 @@ class StoreAll(MemoryPolicy):
         return StoredTrajectory(records, state, self._pool if self.reuse else None)
 
     def release(self) -> None:
-        """Free the arrays kept for reuse."""
+        """Free the arrays kept for reuse (and this thread's cached step temporaries)."""
         self._pool.clear()
+        clear_temporaries()
 
     def __repr__(self) -> str:
         return "StoreAll()"

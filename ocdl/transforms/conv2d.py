@@ -8,6 +8,7 @@ import numpy as np
 
 from ..activations import _THREADED_ELEMENTS, _in_parallel
 from ..backend import get_array_module
+from ..memory.store_all import temporary_empty
 from .base import Transform
 
 #: Bytes of the im2col stack of one block of images (about the L2 cache).
@@ -101,7 +102,7 @@ class Conv2d(Transform):
         Lp, Lq = (H + 2 * r) * Wp, H * Wp
         s = X.shape[0]
         images = X.reshape(s, c_from, H, W)
-        out = xp.empty((s, c_to, H, W), dtype=X.dtype)
+        out = temporary_empty((s, c_to, H, W), X.dtype, X)
         B = self._images_per_block(c_from, X.dtype.itemsize, s, xp)
 
         def run(block):

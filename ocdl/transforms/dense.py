@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from ..memory.store_all import _TEMP_MIN_BYTES, temporary_empty
 from .base import Transform
 
 #: Matrices with at most this many entries are copied transposed for ``Z K^T``.
 _SMALL = 4096
+
+
+def _product(A, B):
+    """``A @ B``; large NumPy products go into a reusable temporary (:func:`~ocdl.memory.store_all.temporary_empty`)."""
+    if (
+        type(A) is np.ndarray and type(B) is np.ndarray and A.ndim == 2 and B.ndim == 2
+        and A.shape[0] * B.shape[1] * A.itemsize >= _TEMP_MIN_BYTES
+    ):
+        out = temporary_empty((A.shape[0], B.shape[1]), np.result_type(A, B), A)
+        return np.matmul(A, B, out=out)
+    return A @ B
 
 
 class Dense(Transform):
@@ -27,15 +41,14 @@ class Dense(Transform):
         return theta.reshape(self.n_in, self.n_out)
 
     def apply(self, theta, Y):
-        return Y @ self._K(theta)
+        return _product(Y, self._K(theta))
 
     def apply_transpose(self, theta, Z):
         K = self._K(theta)
         if K.size <= _SMALL and Z.shape[0] > K.shape[0]:
             # BLAS multiplies by a small transposed matrix slowly (3x for 8 x 8): copy it
-            K = K.T.copy()
-            return Z @ K
-        return Z @ K.T
+            return _product(Z, K.T.copy())
+        return _product(Z, K.T)
 
     def vjp(self, theta, Y, W):
         return (Y.T @ W).ravel()
