@@ -29,7 +29,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ocdl.experiments import compare, iteration_cost, paper_settings
+from ocdl.experiments import DTYPES, MEMORY, compare, iteration_cost, paper_settings
 
 DEFAULT_OUT = Path("runs") / "paper_mnist"
 STEPPERS = ("resnet", "antisymmetric", "verlet")
@@ -64,13 +64,18 @@ def main(argv: list[str] | None = None) -> list[dict] | dict:
     parser.add_argument("--max-layers", type=int, help="finest level (paper: 16)")
     parser.add_argument("--iterations", type=int, help="iterations per level")
     parser.add_argument("--data-dir", help="folder of the MNIST files")
+    parser.add_argument("--memory", choices=MEMORY,
+                        help="forward states: auto (stored when they fit in half the memory), store-all, recompute, "
+                             "reversible (Verlet)")
+    parser.add_argument("--dtype", choices=DTYPES, help="float64 (default) or float32")
     parser.add_argument("--cost", action="store_true", help="measure one iteration and extrapolate to full size")
     parser.add_argument("--cost-layers", type=int, default=4, help="layers of the --cost measurement (4)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="comparison folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     overrides = dict(train_size=args.train_size, val_size=args.val_size, hessian_batch_size=args.hessian_batch_size,
-                     max_layers=args.max_layers, max_iter=args.iterations, data_dir=args.data_dir)
+                     max_layers=args.max_layers, max_iter=args.iterations, data_dir=args.data_dir,
+                     memory=args.memory, dtype=args.dtype)
 
     if args.cost:
         cost = iteration_cost(paper_settings("mnist", "resnet", **overrides), args.cost_layers,

@@ -17,6 +17,7 @@ from ocdl.experiments import (
     iteration_cost,
     load_data,
     memory_policy,
+    numbers_per_step,
     paper_settings,
     results_table,
     train,
@@ -75,12 +76,15 @@ def test_settings_reject_bad_values():
 
 def test_memory_policy_stores_what_fits_and_recomputes_or_reverses_the_rest():
     resnet, verlet = paper_settings("mnist", "resnet"), paper_settings("mnist", "verlet")
-    # the finest level's stored sweep: 4 arrays per step, 17 states, s = 1000 examples of 6 * 784 float64 numbers
-    stored = 4 * 17 * 1000 * 6 * 784 * 8
+    n = 6 * 784
+    assert numbers_per_step(resnet) == 2 * n  # the state and sigma'
+    assert numbers_per_step(verlet) == 4 * n  # (Y, Z) and the two half-steps' sigma' (Z is shared)
+    # the finest level's stored sweep: 17 states and caches of s = 1000 examples in float64
+    stored = 17 * 1000 * 2 * n * 8
     assert isinstance(memory_policy(resnet, 1000, budget=stored), ocdl.memory.StoreAll)
     recompute = memory_policy(resnet, 1000, budget=stored - 1)
     assert isinstance(recompute, ocdl.memory.Recompute) and recompute.n_checkpoints == 4  # ceil(sqrt(16))
-    assert isinstance(memory_policy(verlet, 1000, budget=stored - 1), ocdl.memory.Reversible)
+    assert isinstance(memory_policy(verlet, 1000, budget=17 * 1000 * 4 * n * 8 - 1), ocdl.memory.Reversible)
     # float32 halves the estimate
     assert isinstance(memory_policy(resnet.replace(dtype="float32"), 1000, budget=stored // 2), ocdl.memory.StoreAll)
     assert isinstance(memory_policy(resnet.replace(memory="recompute", max_layers=8), 10), ocdl.memory.Recompute)

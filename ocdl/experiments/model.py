@@ -89,15 +89,12 @@ class ChannelSmoothness(Regularizer):
         return f"ChannelSmoothness(channels={self.channels}, image_shape={self.image.grid_shape})"
 
 
-#: Arrays of ``s x n`` numbers stored per step under store-all (state and cache; Verlet's two states), an upper bound.
-_ARRAYS_PER_STEP = 4
-
-
 def memory_policy(settings: Settings, n_examples: int, budget: int | None = None) -> MemoryPolicy:
     r"""The memory policy of ``settings.memory`` for ``n_examples`` examples, up to ``settings.max_layers`` layers.
 
     ``"auto"`` estimates the stored forward sweep of the finest level,
-    :math:`4 (N_{max} + 1)\, s\, n` numbers (states and caches), and keeps
+    :math:`(N_{max} + 1)\, s\, m` numbers, :math:`m` the numbers per example
+    of one step's state and cache (:func:`numbers_per_step`), and keeps
     everything (:class:`~ocdl.memory.StoreAll`) when that fits in ``budget``
     bytes; otherwise it rebuilds the states backward
     (:class:`~ocdl.memory.Reversible`, Leapfrog and Verlet: about 1.4x the
@@ -116,10 +113,8 @@ def memory_policy(settings: Settings, n_examples: int, budget: int | None = None
     """
     choice = settings.memory
     if choice == "auto":
-        from .data import network_width
-
         itemsize = np.dtype(settings.dtype).itemsize
-        stored = _ARRAYS_PER_STEP * (settings.max_layers + 1) * n_examples * network_width(settings) * itemsize
+        stored = (settings.max_layers + 1) * n_examples * numbers_per_step(settings) * itemsize
         if stored <= (_half_the_memory(settings.device) if budget is None else budget):
             choice = "store-all"
         else:
@@ -129,6 +124,35 @@ def memory_policy(settings: Settings, n_examples: int, budget: int | None = None
     if choice == "reversible":
         return Reversible()
     return Recompute(math.isqrt(settings.max_layers - 1) + 1)
+
+
+def numbers_per_step(settings: Settings) -> int:
+    r"""Numbers per example that store-all keeps for one step: its state and its cache, counted on one example.
+
+    Measured by one step of the stepper on a zero example (ResNet: the state
+    and :math:`\sigma'`, two ``n``-vectors; Verlet: two states and the
+    two half-steps' derivatives), so that a user's stepper is counted as it is. Arrays
+    shared between the state and the cache are counted once.
+    """
+    from .data import network_width
+
+    net = build_network(settings, 1)
+    stepper = net.stepper
+    state, cache = stepper.step(stepper.init(np.zeros((1, network_width(settings)))), np.zeros(stepper.n_params), net.h)
+    arrays = {}
+
+    def collect(obj) -> None:
+        if hasattr(obj, "shape") and hasattr(obj, "size"):
+            arrays[id(obj)] = obj.size
+        elif isinstance(obj, (tuple, list)):
+            for item in obj:
+                collect(item)
+        elif isinstance(obj, dict):
+            for item in obj.values():
+                collect(item)
+
+    collect((state, cache))
+    return sum(arrays.values())
 
 
 def _half_the_memory(device: str) -> int:
