@@ -34,7 +34,7 @@ def load_data(settings: Settings) -> Dataset:
 
 
 def widen(Y: np.ndarray, settings: Settings) -> np.ndarray:
-    """Features of the network's width: ``Y`` duplicated side by side.
+    """Features of the network's width: ``Y`` duplicated side by side, in ``settings.dtype``.
 
     2-D points ``(y1, y2)`` become ``(y1, y2, y1, y2, ...)`` (``settings.width``
     features); an MNIST image (one channel, rows flattened) becomes
@@ -49,7 +49,7 @@ def widen(Y: np.ndarray, settings: Settings) -> np.ndarray:
     copies, remainder = divmod(network_width(settings), Y.shape[1])
     if remainder or copies < 1:
         raise ValueError(f"width {settings.width} is not a multiple of the data's {Y.shape[1]} features")
-    return np.tile(Y, (1, copies))
+    return np.tile(Y, (1, copies)).astype(settings.dtype, copy=False)
 
 
 def network_width(settings: Settings) -> int:

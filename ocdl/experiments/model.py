@@ -25,7 +25,7 @@ from ..regularizers import Regularizer, SpatialSmoothness, WeightDecay
 from ..regularizers.base import Array
 from ..steppers import RK4, Leapfrog, ResNet, Verlet
 from ..transforms import Antisymmetric, Conv2d
-from .settings import MNIST_IMAGE, Settings
+from .settings import MNIST_IMAGE, REVERSIBLE_STEPPERS, Settings
 
 ACTIVATION = "tanh"
 
@@ -118,7 +118,7 @@ def memory_policy(settings: Settings, n_examples: int, budget: int | None = None
         if stored <= (_half_the_memory(settings.device) if budget is None else budget):
             choice = "store-all"
         else:
-            choice = "reversible" if settings.stepper in ("leapfrog", "verlet") else "recompute"
+            choice = "reversible" if settings.stepper in REVERSIBLE_STEPPERS else "recompute"
     if choice == "store-all":
         return StoreAll()
     if choice == "reversible":

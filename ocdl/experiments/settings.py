@@ -46,6 +46,9 @@ DEVICES = ("cpu", "gpu")
 
 DTYPES = ("float64", "float32")
 
+REVERSIBLE_STEPPERS = ("leapfrog", "verlet")
+"""The steppers with an exact ``reverse_step`` (memory ``"reversible"``)."""
+
 MEMORY = ("auto", "store-all", "recompute", "reversible")
 """Memory policies of the forward states (see :func:`ocdl.experiments.model.memory_policy`)."""
 
@@ -154,8 +157,9 @@ class Settings:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
         if self.memory not in MEMORY:
             raise ValueError(f"memory must be one of {', '.join(MEMORY)}; got {self.memory!r}")
-        if self.memory == "reversible" and self.stepper not in ("leapfrog", "verlet"):
-            raise ValueError(f"memory 'reversible' needs a reversible stepper (leapfrog, verlet), not {self.stepper!r}")
+        if self.memory == "reversible" and self.stepper not in REVERSIBLE_STEPPERS:
+            raise ValueError(f"memory 'reversible' needs a reversible stepper ({', '.join(REVERSIBLE_STEPPERS)}), "
+                             f"not {self.stepper!r}")
         if self.device == "gpu" and not cupy_available():
             raise ValueError("device 'gpu' needs CuPy and a CUDA device (pip install ocdl[gpu]); use device 'cpu'")
         for name in ("width", "first_layers", "max_layers", "max_iter", "classifier_newton_steps",

@@ -116,8 +116,7 @@ class Run:
         """``f`` of the widened examples ``Y``, ``CHUNK`` rows at a time (the forward states of all layers are kept)."""
         parts = []
         for start in range(0, Y.shape[0], CHUNK):
-            Y0 = widen(Y[start : start + CHUNK], self.settings).astype(self.settings.dtype, copy=False)
-            Y0 = to_device(Y0, self.settings.device)
+            Y0 = to_device(widen(Y[start : start + CHUNK], self.settings), self.settings.device)
             parts.append(asnumpy(f(Y0)))
         return np.concatenate(parts)
 
@@ -130,11 +129,8 @@ def _problem_and_validation(settings: Settings, data: Dataset) -> tuple[Learning
     def device(x):
         return to_device(x, settings.device)
 
-    def examples(Y):
-        return device(widen(Y, settings).astype(settings.dtype, copy=False))
-
-    problem = build_problem(settings, examples(data.Y_train), device(data.C_train), data.n_classes)
-    return problem, (examples(data.Y_val), device(data.C_val))
+    problem = build_problem(settings, device(widen(data.Y_train, settings)), device(data.C_train), data.n_classes)
+    return problem, (device(widen(data.Y_val, settings)), device(data.C_val))
 
 
 def _solver_options(settings: Settings) -> dict:

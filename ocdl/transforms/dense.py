@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..memory.store_all import _TEMP_MIN_BYTES, temporary_empty
+from ..memory.store_all import temporary_empty
 from .base import Transform
 
 #: Matrices with at most this many entries are copied transposed for ``Z K^T``.
@@ -13,10 +13,7 @@ _SMALL = 4096
 
 def _product(A, B):
     """``A @ B``; large NumPy products go into a reusable temporary (:func:`~ocdl.memory.store_all.temporary_empty`)."""
-    if (
-        type(A) is np.ndarray and type(B) is np.ndarray and A.ndim == 2 and B.ndim == 2
-        and A.shape[0] * B.shape[1] * A.itemsize >= _TEMP_MIN_BYTES
-    ):
+    if type(A) is np.ndarray and type(B) is np.ndarray and A.ndim == 2 and B.ndim == 2:
         out = temporary_empty((A.shape[0], B.shape[1]), np.result_type(A, B), A)
         return np.matmul(A, B, out=out)
     return A @ B
