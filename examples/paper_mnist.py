@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> list[dict] | dict:
     parser.add_argument("--train-size", type=int, help="training images (paper: 50000)")
     parser.add_argument("--val-size", type=int, help="validation images (paper: 10000)")
     parser.add_argument("--hessian-batch-size", type=int, help="examples of the Gauss-Newton matrix (paper: 5000)")
+    parser.add_argument("--chunk-size", type=int, help="examples propagated at once (5000)")
     parser.add_argument("--max-layers", type=int, help="finest level (paper: 16)")
     parser.add_argument("--iterations", type=int, help="iterations per level")
     parser.add_argument("--data-dir", help="folder of the MNIST files")
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> list[dict] | dict:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     overrides = dict(train_size=args.train_size, val_size=args.val_size, hessian_batch_size=args.hessian_batch_size,
+                     chunk_size=args.chunk_size,
                      max_layers=args.max_layers, max_iter=args.iterations, data_dir=args.data_dir,
                      memory=args.memory, dtype=args.dtype)
 

@@ -79,6 +79,8 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     add("--iterations", type=int, dest="max_iter", metavar="K", help="block coordinate descent iterations per level")
     add("--batch-size", type=int, metavar="S", help="examples of the gradient per iteration (all)")
     add("--hessian-batch-size", type=int, metavar="S", help="Gauss-Newton matrix's examples (2-D: all, MNIST: 5000)")
+    add("--chunk-size", type=int, metavar="S", help="examples propagated at once, bounds the memory (2-D: all, "
+        "MNIST: 5000)")
     add("--cg-maxiter", type=int, metavar="K", help="CG iterations of the Gauss-Newton step (20)")
     add("--gamma", type=float, metavar="G", help="gamma of the antisymmetric ResNet (0)")
     add("--init-scale", type=float, metavar="X", help="scale of the random initial weights (1)")
@@ -93,8 +95,8 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
 
 
 _SETTING_NAMES = ("max_layers", "first_layers", "width", "final_time", "alpha_theta", "alpha_W", "max_iter",
-                  "batch_size", "hessian_batch_size", "cg_maxiter", "gamma", "init_scale", "seed", "device",
-                  "dtype", "memory", "data_dir", "train_size", "val_size")
+                  "batch_size", "hessian_batch_size", "chunk_size", "cg_maxiter", "gamma", "init_scale", "seed",
+                  "device", "dtype", "memory", "data_dir", "train_size", "val_size")
 
 
 def _overrides(args: argparse.Namespace) -> dict:

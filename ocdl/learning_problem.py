@@ -40,6 +40,24 @@ and for every Hessian-vector product of PCG.
 Every data term may be evaluated on a sub-sample of the examples (``indices``;
 the paper evaluates the Hessian on a further sub-sample, ``hessian_indices``),
 and every cross-example reduction goes through one :class:`ocdl.reduction.Reduction`.
+
+Since :math:`S` is a mean over examples, every data term is a weighted sum
+over any partition of the examples into chunks :math:`B_c`:
+
+.. math::
+
+   S = \sum_c \frac{|B_c|}{s} S_{B_c}, \qquad
+   J^T \frac{\partial S}{\partial Y_N} = \sum_c \frac{|B_c|}{s}
+       J_{B_c}^T \frac{\partial S_{B_c}}{\partial Y_{N, B_c}},
+
+and likewise for the Gauss-Newton products. With ``chunk_size`` the sweeps
+propagate at most that many examples at once, so the memory of the forward
+states (and of the working arrays of a step) is that of one chunk, whatever
+the number of examples; the results agree with the unchunked ones up to
+rounding. The output features of the training examples at the last
+:math:`\theta` are kept (one entry, keyed by a copy of :math:`\theta` and the
+indices), so that the line search's last trial, the next model and the
+training accuracy share one forward sweep.
 """
 
 from __future__ import annotations
@@ -50,12 +68,12 @@ from typing import Any
 
 import numpy as np
 
-from .backend import get_array_module
+from .backend import asnumpy, get_array_module
 from .network import Network
 from .objectives import Objective, one_hot
 from .reduction import Reduction
 from .regularizers import Regularizer, TimeSmoothness, WeightDecay
-from .validation import check_array
+from .validation import check_array, check_positive
 
 Array = Any  # a NumPy or CuPy array
 
@@ -103,6 +121,12 @@ class LearningProblem:
         accuracy, are then the ``argmax`` over its columns.
     reduction : Reduction, optional
         Completes every sum over examples (default: local).
+    chunk_size : int, optional
+        Examples propagated at once (all if ``None``): every sweep runs over
+        chunks of at most ``chunk_size`` rows and sums their contributions
+        (see the module docstring), which bounds the memory by one chunk's.
+        The training examples ``Y0`` must not be changed in place afterwards
+        (their output features are cached).
 
     Raises
     ------
@@ -126,6 +150,7 @@ class LearningProblem:
         n_classes: int | None = None,
         regression: bool = False,
         reduction: Reduction | None = None,
+        chunk_size: int | None = None,
     ) -> None:
         if not isinstance(network, Network):
             raise TypeError(f"network must be an ocdl Network, got {type(network).__name__}")
@@ -139,6 +164,8 @@ class LearningProblem:
         self.alpha_W = _check_alpha("alpha_W", alpha_W)
         self.regression = bool(regression)
         self.reduction = Reduction() if reduction is None else reduction
+        self.chunk_size = None if chunk_size is None else check_positive("chunk_size", chunk_size, integer=True)
+        self._last_features = _LastFeatures()
         self.C, self.n_classes = self._targets(C, n_classes)
         self.classes = objective.classes_of_targets(self.C)
         self.n_outputs = self.C.shape[1]
@@ -207,6 +234,30 @@ class LearningProblem:
         idx = get_array_module(self.Y0).asarray(idx)
         return self.Y0[idx], self.C[idx], int(idx.size)
 
+    def _chunks(self, count: int) -> list[slice]:
+        """Slices of at most ``chunk_size`` consecutive rows covering ``0..count``."""
+        size = max(count, 1) if self.chunk_size is None else self.chunk_size
+        return [slice(start, min(start + size, count)) for start in range(0, max(count, 1), size)]
+
+    def _propagate(self, theta: Array, Y0: Array) -> Array:
+        r""":math:`Y_N(\theta)` of the rows ``Y0``, one chunk at a time."""
+        parts = [self.network.forward(theta, Y0[rows]) for rows in self._chunks(Y0.shape[0])]
+        return parts[0] if len(parts) == 1 else get_array_module(Y0).concatenate(parts)
+
+    def _pieces(self, theta: Array, Y0: Array, C: Array, close: bool = True):
+        r"""Per chunk :math:`B_c` of the rows: ``(weight, Y0_c, C_c, trajectory, Y_N,c)``, weight :math:`|B_c|/s`.
+
+        A generator of forward sweeps; with ``close`` each chunk's trajectory
+        is closed (its memory released) when the next one is asked for,
+        otherwise it is kept for repeated products."""
+        count = Y0.shape[0]
+        for rows in self._chunks(count):
+            traj = self.network.trajectory(theta, Y0[rows])
+            yield (rows.stop - rows.start) / count, Y0[rows], C[rows], traj, self.network.stepper.output(
+                traj.final_state)
+            if close:
+                traj.close()
+
     # -- the classifier as one flat vector ------------------------------------
     def pack_classifier(self, W: Array, mu: Array) -> Array:
         r"""The flat vector :math:`x = (\operatorname{vec}_\text{row}(W), \mu)` of ``n m + m`` entries."""
@@ -236,18 +287,20 @@ class LearningProblem:
     def features(self, theta: Array, indices: Array | None = None, Y0: Array | None = None) -> Array:
         r"""Output features :math:`Y_N(\theta)` of the training examples ``indices`` (all if ``None``),
         or of the examples ``Y0`` when given (then ``indices`` must be ``None``)."""
-        if Y0 is None:
-            Y0, _, _ = self._rows("indices", indices)
-        elif indices is not None:
-            raise ValueError("give either indices (training examples) or Y0 (other examples), not both")
-        else:
-            Y0 = self._check_examples("Y0", Y0)
-        return self.network.forward(theta, Y0)
+        if Y0 is not None:
+            if indices is not None:
+                raise ValueError("give either indices (training examples) or Y0 (other examples), not both")
+            return self._propagate(theta, self._check_examples("Y0", Y0))
+        YN = self._last_features.get(theta, indices)
+        if YN is None:
+            YN = self._propagate(theta, self._rows("indices", indices)[0])
+            self._last_features.put(theta, indices, YN)
+        return YN
 
     def value(self, theta: Array, W: Array, mu: Array, indices: Array | None = None) -> float:
         r""":math:`f(\theta, W, \mu)` with :math:`S` averaged over the examples ``indices`` (all if ``None``)."""
-        Y0, C, count = self._rows("indices", indices)
-        S = self.objective.value(self.network.forward(theta, Y0), W, mu, C)
+        _, C, count = self._rows("indices", indices)
+        S = self.objective.value(self.features(theta, indices), W, mu, C)
         return self.reduction.mean(S, count) + self._regularization(theta, W)
 
     def value_and_gradient(
@@ -255,14 +308,16 @@ class LearningProblem:
     ) -> tuple[float, tuple[Array, Array, Array]]:
         r""":math:`f` and :math:`(\nabla_\theta f, \nabla_W f, \nabla_\mu f)` on the examples ``indices``.
 
-        One forward sweep and one adjoint sweep:
+        One forward sweep and one adjoint sweep (per chunk):
         :math:`\nabla_\theta f = J^T \partial S/\partial Y_N + \alpha_\theta H_R\theta`.
         """
         Y0, C, count = self._rows("indices", indices)
-        with self.network.trajectory(theta, Y0) as traj:
-            YN = self.network.stepper.output(traj.final_state)
-            S, (dYN, dW, dmu) = self.objective.value_and_gradient(YN, W, mu, C)
-            g_theta = self.network.vjp(theta, Y0, dYN, trajectory=traj)
+        S, g_theta, dW, dmu = 0.0, 0.0, 0.0, 0.0
+        for weight, Y0_c, C_c, traj, YN in self._pieces(theta, Y0, C):
+            S_c, (dYN, dW_c, dmu_c) = self.objective.value_and_gradient(YN, W, mu, C_c)
+            g_c = self.network.vjp(theta, Y0_c, dYN, trajectory=traj)
+            S, g_theta = S + weight * S_c, g_theta + weight * g_c
+            dW, dmu = dW + weight * dW_c, dmu + weight * dmu_c
         mean = self.reduction.mean
         return mean(S, count) + self._regularization(theta, W), (
             mean(g_theta, count) + self.alpha_theta * self.theta_regularizer.gradient(theta),
@@ -352,6 +407,7 @@ class LearningProblem:
         """
         new = copy.copy(self)
         new.network = network
+        new._last_features = _LastFeatures()
         if isinstance(self.theta_regularizer, TimeSmoothness):
             new.theta_regularizer = TimeSmoothness(network.n_steps, network.stepper.n_params, network.h)
         new._check_examples("Y0", self.Y0)
@@ -400,46 +456,53 @@ class ThetaProblem:
 class ThetaModel:
     r"""Value, gradient and Gauss-Newton products of :math:`f` in :math:`\theta` at one point.
 
-    The forward states of the examples are computed once, here; the gradient
-    (one adjoint sweep, computed when first read) and every Gauss-Newton
-    product :math:`H_{GN} v` (one sensitivity and one adjoint sweep) reuse
-    them. With ``hessian_indices``, the forward states of that sub-sample
-    are computed once, at the first product.
+    The value comes from the output features of the examples (shared with
+    :meth:`LearningProblem.features`: no sweep when they are at hand). The
+    gradient (computed when first read) takes one forward and one adjoint
+    sweep per chunk of examples. Every Gauss-Newton product :math:`H_{GN} v`
+    (one sensitivity and one adjoint sweep per chunk) reads the forward
+    states of the Hessian's examples, computed once, at the first product
+    (or by the gradient, when the Hessian's examples are the gradient's),
+    and kept for all products.
     """
 
     def __init__(self, owner: ThetaProblem, theta: Array) -> None:
         lp = owner.problem
         self.owner, self.theta = owner, theta
-        Y0, C, count = owner.rows
-        self._trajectory = lp.network.trajectory(theta, Y0)
-        self._YN = lp.network.stepper.output(self._trajectory.final_state)
-        S, (self._dYN, _, _) = lp.objective.value_and_gradient(self._YN, owner.W, owner.mu, C)
+        _, C, count = owner.rows
+        self._YN = lp.features(theta, owner.indices)
+        S = lp.objective.value(self._YN, owner.W, owner.mu, C)
         self.value = lp.reduction.mean(S, count) + lp._regularization(theta, owner.W)
 
     @cached_property
     def gradient(self) -> Array:
-        r""":math:`\nabla_\theta f = J^T \partial S / \partial Y_N + \alpha_\theta H_R \theta`."""
-        lp, (Y0, _, count) = self.owner.problem, self.owner.rows
-        g = lp.network.vjp(self.theta, Y0, self._dYN, trajectory=self._trajectory)
+        r""":math:`\nabla_\theta f = \sum_c \frac{|B_c|}{s} J_{B_c}^T \partial S_{B_c} / \partial Y_N
+        + \alpha_\theta H_R \theta`."""
+        lp, owner = self.owner.problem, self.owner
+        Y0, C, count = owner.rows
+        pieces = self._hessian_pieces if owner.hessian_rows is None else lp._pieces(self.theta, Y0, C)
+        g = 0.0
+        for weight, Y0_c, C_c, traj, YN in pieces:
+            _, (dYN, _, _) = lp.objective.value_and_gradient(YN, owner.W, owner.mu, C_c)
+            g = g + weight * lp.network.vjp(self.theta, Y0_c, dYN, trajectory=traj)
         return lp.reduction.mean(g, count) + lp.alpha_theta * lp.theta_regularizer.gradient(self.theta)
 
     @cached_property
-    def _hessian_data(self) -> tuple[Array, Array, int, Any, Array]:
-        """``(Y0, C, count, trajectory, Y_N)`` of the Hessian's examples."""
-        if self.owner.hessian_rows is None:
-            Y0, C, count = self.owner.rows
-            return Y0, C, count, self._trajectory, self._YN
-        Y0, C, count = self.owner.hessian_rows
-        traj = self.owner.problem.network.trajectory(self.theta, Y0)
-        return Y0, C, count, traj, self.owner.problem.network.stepper.output(traj.final_state)
+    def _hessian_pieces(self) -> list[tuple]:
+        """``(weight, Y0_c, C_c, trajectory, Y_N,c)`` per chunk of the Hessian's examples, kept."""
+        Y0, C, _ = self.owner.rows if self.owner.hessian_rows is None else self.owner.hessian_rows
+        return list(self.owner.problem._pieces(self.theta, Y0, C, close=False))
 
     def hessian_matvec(self, v: Array) -> Array:
-        r"""Gauss-Newton product :math:`J^T \frac{\partial^2 S}{\partial Y_N^2} J v + \alpha_\theta H_R v`."""
-        lp = self.owner.problem
-        Y0, C, count, traj, YN = self._hessian_data
-        dY = lp.network.jvp(self.theta, Y0, v, trajectory=traj)
-        HdY = lp.objective.hessian_Y(YN, self.owner.W, self.owner.mu, C, dY)
-        JtHJv = lp.network.vjp(self.theta, Y0, HdY, trajectory=traj)
+        r"""Gauss-Newton product :math:`J^T \frac{\partial^2 S}{\partial Y_N^2} J v + \alpha_\theta H_R v`
+        (summed over the chunks of the Hessian's examples)."""
+        lp, owner = self.owner.problem, self.owner
+        count = (owner.rows if owner.hessian_rows is None else owner.hessian_rows)[2]
+        JtHJv = 0.0
+        for weight, Y0_c, C_c, traj, YN in self._hessian_pieces:
+            dY = lp.network.jvp(self.theta, Y0_c, v, trajectory=traj)
+            HdY = lp.objective.hessian_Y(YN, owner.W, owner.mu, C_c, dY)
+            JtHJv = JtHJv + weight * lp.network.vjp(self.theta, Y0_c, HdY, trajectory=traj)
         return lp.reduction.mean(JtHJv, count) + lp.alpha_theta * lp.theta_regularizer.hessian_matvec(v)
 
     def precondition(self, r: Array) -> Array:
@@ -519,3 +582,33 @@ class ClassifierModel:
         lp, owner = self.owner.problem, self.owner
         acc = lp.objective.accuracy(owner.YN, self.W, self.mu, owner.C)
         return {"batch_accuracy": float(lp.reduction.mean(acc, owner.count))}
+
+
+class _LastFeatures:
+    r"""The output features :math:`Y_N(\theta)` of the last training rows propagated, keyed by
+    a copy of :math:`\theta` and of the row indices (one entry)."""
+
+    def __init__(self) -> None:
+        self._key: tuple[Array, Array | None] | None = None
+        self._YN: Array | None = None
+
+    def get(self, theta: Array, indices: Array | None) -> Array | None:
+        """The kept features if ``(theta, indices)`` equal the key, else ``None``."""
+        if self._key is None:
+            return None
+        key_theta, key_indices = self._key
+        xp = get_array_module(theta)
+        if key_theta.shape != theta.shape or key_theta.dtype != theta.dtype or not bool(xp.all(key_theta == theta)):
+            return None
+        if (key_indices is None) != (indices is None):
+            return None
+        if indices is not None:
+            indices = asnumpy(indices)
+            if key_indices.shape != indices.shape or not np.array_equal(key_indices, indices):
+                return None
+        return self._YN
+
+    def put(self, theta: Array, indices: Array | None, YN: Array) -> None:
+        """Keep ``YN`` as the features at ``(theta, indices)`` (copies of the key)."""
+        self._key = (theta.copy(), None if indices is None else np.array(asnumpy(indices)))
+        self._YN = YN

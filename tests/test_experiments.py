@@ -14,6 +14,7 @@ from ocdl.experiments import (
     Run,
     build_network,
     compare,
+    examples_kept,
     iteration_cost,
     load_data,
     memory_policy,
@@ -90,6 +91,20 @@ def test_memory_policy_stores_what_fits_and_recomputes_or_reverses_the_rest():
     assert isinstance(memory_policy(resnet.replace(memory="recompute", max_layers=8), 10), ocdl.memory.Recompute)
     assert memory_policy(resnet.replace(memory="recompute", max_layers=8), 10).n_checkpoints == 3  # ceil(sqrt(8))
     assert isinstance(memory_policy(verlet.replace(memory="store-all"), 10**9, budget=0), ocdl.memory.StoreAll)
+
+
+def test_examples_kept_are_the_hessian_sample_and_one_chunk():
+    mnist = paper_settings("mnist", "resnet")  # Gauss-Newton on 5,000 examples, chunks of 5,000
+    assert examples_kept(mnist, 50000) == 5000 + 5000
+    assert examples_kept(mnist.replace(chunk_size=1000), 50000) == 5000 + 1000
+    assert examples_kept(mnist, 3000) == 3000  # the Gauss-Newton matrix on all: their states serve the gradient
+    assert examples_kept(paper_settings("peaks", "resnet"), 4000) == 4000
+    assert examples_kept(mnist.replace(batch_size=2000, hessian_batch_size=None), 50000) == 2000
+    # the full-size ResNet run keeps 17 states and caches of 10,000 examples: 6.4 GB in float32
+    n = 6 * 784
+    stored = 17 * 10000 * 2 * n * 4
+    assert isinstance(memory_policy(mnist.replace(dtype="float32"), 50000, budget=stored), ocdl.memory.StoreAll)
+    assert isinstance(memory_policy(mnist.replace(dtype="float32"), 50000, budget=stored - 1), ocdl.memory.Recompute)
 
 
 def test_training_with_recomputed_states_gives_the_same_run():

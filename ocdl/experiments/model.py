@@ -89,11 +89,24 @@ class ChannelSmoothness(Regularizer):
         return f"ChannelSmoothness(channels={self.channels}, image_shape={self.image.grid_shape})"
 
 
-def memory_policy(settings: Settings, n_examples: int, budget: int | None = None) -> MemoryPolicy:
-    r"""The memory policy of ``settings.memory`` for ``n_examples`` examples, up to ``settings.max_layers`` layers.
+def examples_kept(settings: Settings, n_examples: int) -> int:
+    r"""Examples whose forward states a training iteration on ``n_examples`` examples keeps at once.
 
-    ``"auto"`` estimates the stored forward sweep of the finest level,
-    :math:`(N_{max} + 1)\, s\, m` numbers, :math:`m` the numbers per example
+    The Gauss-Newton matrix's examples (kept for all products of PCG) and,
+    when they are a separate sub-sample, one chunk of the gradient's sweep
+    (``settings.chunk_size``; :class:`ocdl.LearningProblem`)."""
+    batch = min(settings.batch_size or n_examples, n_examples)
+    hessian = min(settings.hessian_batch_size or batch, batch)
+    return hessian + (min(settings.chunk_size or batch, batch) if hessian < batch else 0)
+
+
+def memory_policy(settings: Settings, n_examples: int, budget: int | None = None) -> MemoryPolicy:
+    r"""The memory policy of ``settings.memory`` for training on ``n_examples`` examples, up to
+    ``settings.max_layers`` layers.
+
+    ``"auto"`` estimates the stored forward sweeps of the finest level,
+    :math:`(N_{max} + 1)\, s\, m` numbers, :math:`s` the examples kept at once
+    (:func:`examples_kept`), :math:`m` the numbers per example
     of one step's state and cache (:func:`numbers_per_step`), and keeps
     everything (:class:`~ocdl.memory.StoreAll`) when that fits in ``budget``
     bytes; otherwise it rebuilds the states backward
@@ -106,7 +119,7 @@ def memory_policy(settings: Settings, n_examples: int, budget: int | None = None
     ----------
     settings : Settings
     n_examples : int
-        Examples propagated at once (the training set).
+        Training examples.
     budget : int, optional
         Bytes the stored sweep may take (default: half the machine's memory,
         or of the GPU's with ``device="gpu"``).
@@ -114,7 +127,7 @@ def memory_policy(settings: Settings, n_examples: int, budget: int | None = None
     choice = settings.memory
     if choice == "auto":
         itemsize = np.dtype(settings.dtype).itemsize
-        stored = (settings.max_layers + 1) * n_examples * numbers_per_step(settings) * itemsize
+        stored = (settings.max_layers + 1) * examples_kept(settings, n_examples) * numbers_per_step(settings) * itemsize
         if stored <= (_half_the_memory(settings.device) if budget is None else budget):
             choice = "store-all"
         else:
@@ -202,6 +215,7 @@ def build_problem(settings: Settings, Y: Array, C: Array, n_classes: int) -> Lea
         alpha_W=settings.alpha_W,
         W_regularizer=classifier_regularizer(settings),
         n_classes=n_classes,
+        chunk_size=settings.chunk_size,
     )
 
 

@@ -17,7 +17,7 @@ and block coordinate descent: at most two Newton-PCG steps (two CG iterations
 each) for the classifier, then one Gauss-Newton-PCG step (at most 20 CG
 iterations, preconditioned by the regularizer) for the network per iteration.
 MNIST takes the full gradient and a 5,000-example sub-sample for the
-Gauss-Newton matrix.
+Gauss-Newton matrix, and propagates 5,000 examples at a time (``chunk_size``).
 
 Choices the paper leaves open, fixed here (override any of them):
 ``max_iter`` block-coordinate-descent iterations per level (2-D: 20, MNIST:
@@ -61,7 +61,7 @@ PAPER = {
     "peaks": dict(final_time=5.0, alpha_theta=5e-6, alpha_W=1e-3, width=8, verlet_width=2, max_layers=1024,
                   max_iter=20),
     "mnist": dict(final_time=6.0, alpha_theta=5e-3, alpha_W=1e-2, width=6, verlet_width=6, max_layers=16,
-                  max_iter=10, hessian_batch_size=5000),
+                  max_iter=10, hessian_batch_size=5000, chunk_size=5000),
 }
 
 MNIST_IMAGE = (28, 28)
@@ -95,6 +95,10 @@ class Settings:
     batch_size, hessian_batch_size : int or None
         Examples of the gradient and of the Gauss-Newton matrix per iteration
         (``None``: all training examples).
+    chunk_size : int or None
+        Examples propagated at once (``None``: all; MNIST: 5,000): the
+        sweeps run over chunks and sum their contributions, which bounds the
+        memory (see :class:`ocdl.LearningProblem`).
     classifier_newton_steps, classifier_cg_maxiter, cg_maxiter : int
         Newton steps and CG iterations for the classifier; CG iterations of
         the Gauss-Newton step.
@@ -133,6 +137,7 @@ class Settings:
     max_iter: int = 20
     batch_size: int | None = None
     hessian_batch_size: int | None = None
+    chunk_size: int | None = None
     classifier_newton_steps: int = 2
     classifier_cg_maxiter: int = 2
     cg_maxiter: int = 20
@@ -165,7 +170,7 @@ class Settings:
         for name in ("width", "first_layers", "max_layers", "max_iter", "classifier_newton_steps",
                      "classifier_cg_maxiter", "cg_maxiter"):
             _check_int(name, getattr(self, name), optional=False)
-        for name in ("batch_size", "hessian_batch_size", "train_size", "val_size"):
+        for name in ("batch_size", "hessian_batch_size", "chunk_size", "train_size", "val_size"):
             _check_int(name, getattr(self, name), optional=True)
         if not _is_int(self.seed) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
