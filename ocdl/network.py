@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .backend import asnumpy, get_array_module
-from .memory import MemoryPolicy, StoreAll, Trajectory
+from .memory import MemoryPolicy, StoreAll, Trajectory, propagate
 from .steppers import Stepper
 from .validation import PropagationError, check_array, check_positive
 
@@ -134,16 +134,21 @@ class Network:
         n = self.stepper.n_features
         return check_array("Y0", Y0, shape=(None, n) if n is not None else None, ndim=2)
 
+    def _checked(self, theta: Any, Y0: Any) -> tuple[Any, Any]:
+        """``(theta's (N, p) view, Y0)``, validated, of one dtype."""
+        steps = self.theta_steps(theta)
+        Y0 = self._check_features(Y0)
+        if theta.dtype != Y0.dtype:
+            raise TypeError(f"theta ({theta.dtype}) and Y0 ({Y0.dtype}) must have the same dtype")
+        return steps, Y0
+
     def trajectory(self, theta: Any, Y0: Any) -> Trajectory:
         """Forward sweep under the memory policy; reuse the result for many products.
 
         Raises :class:`~ocdl.validation.PropagationError` naming the first
         step whose output is not finite.
         """
-        steps = self.theta_steps(theta)
-        Y0 = self._check_features(Y0)
-        if theta.dtype != Y0.dtype:
-            raise TypeError(f"theta ({theta.dtype}) and Y0 ({Y0.dtype}) must have the same dtype")
+        steps, Y0 = self._checked(theta, Y0)
         traj = self.memory.forward(self.stepper, steps, self.h, self.stepper.init(Y0))
         limit = self._growth_limit(Y0)
         if not self._bounded(self.stepper.output(traj.final_state), limit):
@@ -211,9 +216,17 @@ class Network:
         )
 
     def forward(self, theta: Any, Y0: Any) -> Any:
-        """The output features :math:`Y_N` (``s x n``)."""
-        with self.trajectory(theta, Y0) as traj:
-            return self.stepper.output(traj.final_state)
+        """The output features :math:`Y_N` (``s x n``), by a sweep that keeps no state (whatever the
+        memory policy, :func:`~ocdl.memory.propagate`).
+
+        Raises :class:`~ocdl.validation.PropagationError` as :meth:`trajectory` does.
+        """
+        steps, Y0 = self._checked(theta, Y0)
+        YN = self.stepper.output(propagate(self.stepper, steps, self.h, self.stepper.init(Y0)))
+        limit = self._growth_limit(Y0)
+        if not self._bounded(YN, limit):
+            raise self._blow_up_error(steps, Y0, limit)
+        return YN
 
     def jvp(self, theta: Any, Y0: Any, dtheta: Any, dY0: Any = None, trajectory: Trajectory | None = None) -> Any:
         """Sensitivity :math:`dY_N = J_\\theta\\, d\\theta + J_{Y_0} dY_0` by forward substitution."""

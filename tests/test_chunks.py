@@ -69,10 +69,17 @@ def test_chunk_size_is_checked():
 class CountingNetwork(ocdl.Network):
     """Counts the examples propagated by forward sweeps, and the largest sweep."""
 
-    def trajectory(self, theta, Y0):
+    def _count(self, Y0):
         self.rows_propagated = getattr(self, "rows_propagated", 0) + Y0.shape[0]
         self.largest_sweep = max(getattr(self, "largest_sweep", 0), Y0.shape[0])
+
+    def trajectory(self, theta, Y0):
+        self._count(Y0)
         return super().trajectory(theta, Y0)
+
+    def forward(self, theta, Y0):
+        self._count(Y0)
+        return super().forward(theta, Y0)
 
 
 def counting_problem(chunk_size=None):

@@ -438,3 +438,45 @@ def test_a_product_kept_by_the_caller_is_never_overwritten():
         K.apply(theta2, Y)
         K.apply_transpose(theta2, Y)
     np.testing.assert_array_equal(first, expected)
+
+
+# -- the forward sweep alone keeps no state ------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["resnet", "antisymmetric", "leapfrog", "verlet", "rk4"])
+@pytest.mark.parametrize("memory", [None, lambda: Recompute(3)], ids=["store-all", "recompute"])
+def test_forward_equals_the_trajectory_output_and_never_overwrites_what_the_caller_holds(kind, memory):
+    net = ocdl.network(kind, WIDTH, N_STEPS, FINAL_TIME, memory=None if memory is None else memory())
+    rng = np.random.default_rng(3)
+    theta, other = net.init_params(rng), net.init_params(rng)
+    Y0 = rng.standard_normal((SAMPLES, WIDTH))
+    Y0_before = Y0.copy()
+    with net.trajectory(theta, Y0) as traj:
+        expected = net.stepper.output(traj.final_state).copy()
+    YN = net.forward(theta, Y0)
+    np.testing.assert_array_equal(YN, expected)  # the same steps, bit for bit
+    first = YN.copy()
+    net.forward(other, Y0)
+    net.forward(other, Y0)
+    np.testing.assert_array_equal(YN, first)  # a later sweep reuses none of the caller's arrays
+    np.testing.assert_array_equal(Y0, Y0_before)
+
+
+@pytest.mark.parametrize("kind", ["resnet", "verlet"])
+def test_forward_memory_is_independent_of_n_steps(kind):
+    """A forward sweep holds a few states (store-all would hold N), however deep the network."""
+    def peak(n_steps):
+        net = ocdl.network(kind, 4, n_steps, 1.0)
+        theta = net.init_params(0)
+        Y0 = np.random.default_rng(0).standard_normal((2000, 4))
+        net.forward(theta, Y0)  # warm the step temporaries
+        tracemalloc.start()
+        try:
+            net.forward(theta, Y0)
+            return tracemalloc.get_traced_memory()[1] / Y0.nbytes
+        finally:
+            tracemalloc.stop()
+
+    short, long = peak(16), peak(128)
+    assert long < 12, long
+    assert long < short + 1, (short, long)

@@ -18,7 +18,7 @@ from .recompute import (
     repetition_number,
 )
 from .reversible import Reversible, ReversibleTrajectory
-from .store_all import StoreAll, StoredTrajectory
+from .store_all import StoreAll, StoredTrajectory, propagate
 
 __all__ = [
     "HDF5",
@@ -33,5 +33,6 @@ __all__ = [
     "Trajectory",
     "binomial_schedule",
     "optimal_recomputations",
+    "propagate",
     "repetition_number",
 ]

@@ -160,6 +160,29 @@ class _ArrayPool:
         self._free = {}
 
 
+def propagate(stepper, theta_steps, h, state0) -> tuple:
+    r"""The final state :math:`x_N` of the forward sweep from ``state0``, keeping no other state.
+
+    For the output alone (prediction, a line search's trial): whatever the
+    memory policy, no state or cache outlives the step after it. On NumPy the
+    arrays of step :math:`j` are recycled for step :math:`j + 2` (once
+    nothing refers to them), so a sweep touches the memory of two steps and
+    no fresh pages after its first steps.
+    """
+    pool = _ArrayPool()
+    token = _ACTIVE_POOL.set(pool)
+    try:
+        state = state0
+        for theta_j in theta_steps:
+            state_next, cache = stepper.step(state, theta_j, h)
+            pool.give([state, cache])
+            state = state_next
+            del cache
+    finally:
+        _ACTIVE_POOL.reset(token)
+    return state
+
+
 class StoredTrajectory(Trajectory):
     """All :math:`(x_j, \\text{cache}_j)` held in a list."""
 
