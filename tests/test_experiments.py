@@ -93,6 +93,14 @@ def test_memory_policy_stores_what_fits_and_recomputes_or_reverses_the_rest():
     assert isinstance(memory_policy(verlet.replace(memory="store-all"), 10**9, budget=0), ocdl.memory.StoreAll)
 
 
+def test_chunk_size_setting():
+    assert paper_settings("mnist", "resnet").chunk_size == 5000
+    assert paper_settings("peaks", "resnet").chunk_size is None
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(ValueError, match="chunk_size"):
+            paper_settings("mnist", "resnet", chunk_size=bad)
+
+
 def test_examples_kept_are_the_hessian_sample_and_one_chunk():
     mnist = paper_settings("mnist", "resnet")  # Gauss-Newton on 5,000 examples, chunks of 5,000
     assert examples_kept(mnist, 50000) == 5000 + 5000
