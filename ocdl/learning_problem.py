@@ -258,6 +258,17 @@ class LearningProblem:
             if close:
                 traj.close()
 
+    def _data_gradient(self, theta: Array, W: Array, mu: Array, pieces) -> tuple[Any, Array, Array, Array]:
+        r""":math:`S` and its gradients :math:`(J^T \partial S/\partial Y_N, \partial S/\partial W,
+        \partial S/\partial\mu)`, summed over ``pieces`` (from :meth:`_pieces`) with their weights."""
+        S, g_theta, dW, dmu = 0.0, 0.0, 0.0, 0.0
+        for weight, Y0_c, C_c, traj, YN in pieces:
+            S_c, (dYN, dW_c, dmu_c) = self.objective.value_and_gradient(YN, W, mu, C_c)
+            g_c = self.network.vjp(theta, Y0_c, dYN, trajectory=traj)
+            S, g_theta = S + weight * S_c, g_theta + weight * g_c
+            dW, dmu = dW + weight * dW_c, dmu + weight * dmu_c
+        return S, g_theta, dW, dmu
+
     # -- the classifier as one flat vector ------------------------------------
     def pack_classifier(self, W: Array, mu: Array) -> Array:
         r"""The flat vector :math:`x = (\operatorname{vec}_\text{row}(W), \mu)` of ``n m + m`` entries."""
@@ -312,12 +323,7 @@ class LearningProblem:
         :math:`\nabla_\theta f = J^T \partial S/\partial Y_N + \alpha_\theta H_R\theta`.
         """
         Y0, C, count = self._rows("indices", indices)
-        S, g_theta, dW, dmu = 0.0, 0.0, 0.0, 0.0
-        for weight, Y0_c, C_c, traj, YN in self._pieces(theta, Y0, C):
-            S_c, (dYN, dW_c, dmu_c) = self.objective.value_and_gradient(YN, W, mu, C_c)
-            g_c = self.network.vjp(theta, Y0_c, dYN, trajectory=traj)
-            S, g_theta = S + weight * S_c, g_theta + weight * g_c
-            dW, dmu = dW + weight * dW_c, dmu + weight * dmu_c
+        S, g_theta, dW, dmu = self._data_gradient(theta, W, mu, self._pieces(theta, Y0, C))
         mean = self.reduction.mean
         return mean(S, count) + self._regularization(theta, W), (
             mean(g_theta, count) + self.alpha_theta * self.theta_regularizer.gradient(theta),
@@ -442,7 +448,9 @@ class ThetaProblem:
         self.hessian_indices = hessian_indices
         self.shift = float(shift)
         self.rows = problem._rows("indices", indices)
-        self.hessian_rows = None if hessian_indices is None else problem._rows("hessian_indices", hessian_indices)
+        self.hessian_rows = (
+            self.rows if hessian_indices is None else problem._rows("hessian_indices", hessian_indices)
+        )
 
     def value(self, theta: Array) -> float:
         """:math:`f(\\theta, W, \\mu)` on the examples ``indices`` (the line search)."""
@@ -480,24 +488,21 @@ class ThetaModel:
         + \alpha_\theta H_R \theta`."""
         lp, owner = self.owner.problem, self.owner
         Y0, C, count = owner.rows
-        pieces = self._hessian_pieces if owner.hessian_rows is None else lp._pieces(self.theta, Y0, C)
-        g = 0.0
-        for weight, Y0_c, C_c, traj, YN in pieces:
-            _, (dYN, _, _) = lp.objective.value_and_gradient(YN, owner.W, owner.mu, C_c)
-            g = g + weight * lp.network.vjp(self.theta, Y0_c, dYN, trajectory=traj)
+        pieces = self._hessian_pieces if owner.hessian_rows is owner.rows else lp._pieces(self.theta, Y0, C)
+        _, g, _, _ = lp._data_gradient(self.theta, owner.W, owner.mu, pieces)
         return lp.reduction.mean(g, count) + lp.alpha_theta * lp.theta_regularizer.gradient(self.theta)
 
     @cached_property
     def _hessian_pieces(self) -> list[tuple]:
         """``(weight, Y0_c, C_c, trajectory, Y_N,c)`` per chunk of the Hessian's examples, kept."""
-        Y0, C, _ = self.owner.rows if self.owner.hessian_rows is None else self.owner.hessian_rows
+        Y0, C, _ = self.owner.hessian_rows
         return list(self.owner.problem._pieces(self.theta, Y0, C, close=False))
 
     def hessian_matvec(self, v: Array) -> Array:
         r"""Gauss-Newton product :math:`J^T \frac{\partial^2 S}{\partial Y_N^2} J v + \alpha_\theta H_R v`
         (summed over the chunks of the Hessian's examples)."""
         lp, owner = self.owner.problem, self.owner
-        count = (owner.rows if owner.hessian_rows is None else owner.hessian_rows)[2]
+        count = owner.hessian_rows[2]
         JtHJv = 0.0
         for weight, Y0_c, C_c, traj, YN in self._hessian_pieces:
             dY = lp.network.jvp(self.theta, Y0_c, v, trajectory=traj)

@@ -150,11 +150,16 @@ class Network:
         """
         steps, Y0 = self._checked(theta, Y0)
         traj = self.memory.forward(self.stepper, steps, self.h, self.stepper.init(Y0))
-        limit = self._growth_limit(Y0)
-        if not self._bounded(self.stepper.output(traj.final_state), limit):
+        error = self._unbounded(steps, Y0, self.stepper.output(traj.final_state))
+        if error is not None:
             traj.close()
-            raise self._blow_up_error(steps, Y0, limit)
+            raise error
         return traj
+
+    def _unbounded(self, steps: Any, Y0: Any, YN: Any) -> PropagationError | None:
+        """The blow-up error when the output ``YN`` of ``Y0`` is not finite or exceeds the growth limit."""
+        limit = self._growth_limit(Y0)
+        return None if self._bounded(YN, limit) else self._blow_up_error(steps, Y0, limit)
 
     def _growth_limit(self, Y0: Any) -> float:
         if self.blow_up is None:
@@ -223,9 +228,9 @@ class Network:
         """
         steps, Y0 = self._checked(theta, Y0)
         YN = self.stepper.output(propagate(self.stepper, steps, self.h, self.stepper.init(Y0)))
-        limit = self._growth_limit(Y0)
-        if not self._bounded(YN, limit):
-            raise self._blow_up_error(steps, Y0, limit)
+        error = self._unbounded(steps, Y0, YN)
+        if error is not None:
+            raise error
         return YN
 
     def jvp(self, theta: Any, Y0: Any, dtheta: Any, dY0: Any = None, trajectory: Trajectory | None = None) -> Any:

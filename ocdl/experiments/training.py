@@ -113,7 +113,7 @@ class Run:
         return self._in_chunks(lambda Y0: self.problem.predict(x["theta"], x["W"], x["mu"], Y0), Y)
 
     def _in_chunks(self, f, Y: np.ndarray) -> np.ndarray:
-        """``f`` of the widened examples ``Y``, ``CHUNK`` rows at a time (the forward states of all layers are kept)."""
+        """``f`` of the widened examples ``Y``, ``CHUNK`` rows at a time (the widened copy is made per chunk)."""
         parts = []
         for start in range(0, Y.shape[0], CHUNK):
             Y0 = to_device(widen(Y[start : start + CHUNK], self.settings), self.settings.device)
