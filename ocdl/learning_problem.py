@@ -165,7 +165,7 @@ class LearningProblem:
         self.regression = bool(regression)
         self.reduction = Reduction() if reduction is None else reduction
         self.chunk_size = None if chunk_size is None else check_positive("chunk_size", chunk_size, integer=True)
-        self._last_features = _LastFeatures()
+        self.release()
         self.C, self.n_classes = self._targets(C, n_classes)
         self.classes = objective.classes_of_targets(self.C)
         self.n_outputs = self.C.shape[1]
@@ -220,8 +220,15 @@ class LearningProblem:
 
     def _rows(self, name: str, indices: Array | None) -> tuple[Array, Array, int]:
         """``(Y0, C, count)`` of the training examples ``indices`` (all if ``None``)."""
-        if indices is None:
+        idx = self._indices(name, indices)
+        if idx is None:
             return self.Y0, self.C, self.n_examples
+        return self.Y0[idx], self.C[idx], int(idx.size)
+
+    def _indices(self, name: str, indices: Array | None) -> Array | None:
+        """``indices`` validated as row indices of the training examples, on their device."""
+        if indices is None:
+            return None
         idx = get_array_module(indices).asarray(indices)
         if idx.ndim != 1 or idx.size == 0 or not np.issubdtype(idx.dtype, np.integer):
             raise ValueError(
@@ -231,8 +238,7 @@ class LearningProblem:
         low, high = int(idx.min()), int(idx.max())
         if low < 0 or high >= self.n_examples:
             raise ValueError(f"{name} must lie in 0..{self.n_examples - 1}, got values in {low}..{high}")
-        idx = get_array_module(self.Y0).asarray(idx)
-        return self.Y0[idx], self.C[idx], int(idx.size)
+        return get_array_module(self.Y0).asarray(idx)
 
     def _chunks(self, count: int) -> list[slice]:
         """Slices of at most ``chunk_size`` consecutive rows covering ``0..count``."""
@@ -308,9 +314,15 @@ class LearningProblem:
             self._last_features.put(theta, indices, YN)
         return YN
 
+    def release(self) -> None:
+        r"""Drop the kept output features :math:`Y_N(\theta)` of the last sweep (their memory,
+        ``s x n`` entries); the next call that needs them propagates again."""
+        self._last_features = _LastFeatures()
+
     def value(self, theta: Array, W: Array, mu: Array, indices: Array | None = None) -> float:
         r""":math:`f(\theta, W, \mu)` with :math:`S` averaged over the examples ``indices`` (all if ``None``)."""
-        _, C, count = self._rows("indices", indices)
+        idx = self._indices("indices", indices)
+        C, count = (self.C, self.n_examples) if idx is None else (self.C[idx], int(idx.size))
         S = self.objective.value(self.features(theta, indices), W, mu, C)
         return self.reduction.mean(S, count) + self._regularization(theta, W)
 
@@ -413,7 +425,7 @@ class LearningProblem:
         """
         new = copy.copy(self)
         new.network = network
-        new._last_features = _LastFeatures()
+        new.release()
         if isinstance(self.theta_regularizer, TimeSmoothness):
             new.theta_regularizer = TimeSmoothness(network.n_steps, network.stepper.n_params, network.h)
         new._check_examples("Y0", self.Y0)

@@ -11,7 +11,14 @@ Each iteration of :func:`block_coordinate_descent` on the learning problem
    fixed (:func:`solvers.gauss_newton_pcg`), the gradient on :math:`B` and the
    Gauss-Newton matrix on a random sub-sample of ``hessian_batch_size``
    examples of :math:`B` (a step of either block whose Newton direction fails
-   the line search is a steepest-descent step, see :func:`solvers.newton_pcg`);
+   the line search is a steepest-descent step, see :func:`solvers.newton_pcg`).
+   The backtracking starts from :math:`t_0 = \min(1, 2 t_\text{prev})`, twice
+   the previous iteration's accepted Gauss-Newton step (1 in the first
+   iteration and after a steepest-descent step): where the Gauss-Newton model
+   keeps overshooting (e.g. :math:`t = 2^{-5}` in every iteration), each trial
+   is a forward sweep over :math:`B`, and this saves all but one or two of
+   them, while a model that has become good is back at :math:`t = 1` after
+   a few iterations;
 4. measures the training and validation accuracy and keeps the parameters of
    the best validation accuracy.
 
@@ -342,7 +349,10 @@ def block_coordinate_descent(
         )
         state.W, state.mu = problem.unpack_classifier(classifier.x)
         theta_problem = problem.theta_problem(state.W, state.mu, batch, hessian)
-        gn = gauss_newton_pcg(theta_problem, state.theta, max_iter=1, cg_maxiter=cg_maxiter, cg_rtol=cg_rtol)
+        last = state.history[-1] if state.history else {}
+        step0 = 1.0 if last.get("gradient_fallback", True) or not last["step"] > 0 else min(1.0, 2 * last["step"])
+        gn = gauss_newton_pcg(theta_problem, state.theta, max_iter=1, cg_maxiter=cg_maxiter, cg_rtol=cg_rtol,
+                              step0=step0)
         state.theta = gn.x
         step = gn.history[0] if gn.history else {}
         if step.get("negative_curvature"):

@@ -242,6 +242,7 @@ def multilevel(
                     "result": result,
                 }
             )
+            problem.release()  # its kept output features: no later level reads them
             if _failed(result):
                 break
             if writer is not None:

@@ -40,6 +40,7 @@ def newton_pcg(
     cg_maxiter: int = 20,
     cg_rtol: float = 1e-2,
     callback: Callable[[int, Any, dict], bool | None] | None = None,
+    step0: float = 1.0,
 ) -> SolverResult:
     """Minimise ``problem`` from ``x0`` by Newton-PCG with Armijo backtracking.
 
@@ -52,6 +53,8 @@ def newton_pcg(
     cg_maxiter, cg_rtol : PCG's iteration cap and relative tolerance.
     callback : called as ``callback(k, x_k, record)`` after every iteration;
         returning ``True`` stops the solver.
+    step0 : first trial step of the first line search along the Newton direction,
+        in ``(0, 1]`` (later iterations start from 1, the Newton step).
 
     Returns
     -------
@@ -69,6 +72,8 @@ def newton_pcg(
     history: list[dict] = []
     g0_norm = None
     message, success = f"reached max_iter = {max_iter}", False
+    if not 0.0 < step0 <= 1.0:
+        raise ValueError(f"step0 must lie in (0, 1], got {step0!r}")
     model = problem.model(x)
     for k in range(max_iter):
         g_norm = norm(model.gradient)
@@ -86,7 +91,7 @@ def newton_pcg(
         if not slope < 0:  # no descent from CG (negative curvature at once): steepest descent
             p = -model.gradient
             slope = -(g_norm**2)
-        ls = armijo(problem.value, x, p, model.value, slope)
+        ls = armijo(problem.value, x, p, model.value, slope, t0=step0 if k == 0 else 1.0)
         gradient_fallback = not ls.success
         if gradient_fallback:
             # Near-zero curvature (saturated logits, e.g. right after a multilevel

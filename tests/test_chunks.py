@@ -12,7 +12,7 @@ import pytest
 
 import ocdl
 from ocdl.learning_problem import LearningProblem
-from solvers import block_coordinate_descent
+from solvers import block_coordinate_descent, multilevel
 
 OBJECTIVES = {"softmax": ocdl.SoftmaxCrossEntropy, "logistic": ocdl.LogisticCrossEntropy}
 
@@ -117,9 +117,12 @@ def test_one_block_coordinate_descent_iteration_propagates_each_point_once():
     and the line search's trials; the next classifier, model and training accuracy reuse the last trial."""
     lp, net, theta = counting_problem()
     result = block_coordinate_descent(lp, theta, max_iter=3, progress=False)
-    # Armijo halves the step from 1: a step 2^-k took k + 1 trials
-    trials = [1 + round(-np.log2(rec["step"])) for rec in result.history]
+    # Armijo halves the step from t0 = min(1, 2 t_prev) (1 at first): a step t took log2(t0 / t) + 1 trials
     assert not any(rec["gradient_fallback"] for rec in result.history)
+    steps = [rec["step"] for rec in result.history]
+    assert min(steps) < 1.0  # the warm start t0 = 2 t_prev is exercised
+    starts = [1.0] + [min(1.0, 2 * t) for t in steps[:-1]]
+    trials = [1 + round(np.log2(t0 / t)) for t0, t in zip(starts, steps)]
     # the best parameters (training accuracy, ties: the later) need a sweep for result.fun unless they are the last
     accuracy = [rec["train_accuracy"] for rec in result.history]
     best_is_last = accuracy[-1] == max(accuracy)
@@ -139,3 +142,16 @@ def test_chunks_bound_the_largest_sweep():
         assert [rec[key] for rec in result.history] == [rec[key] for rec in expected.history]
     a, b = result.x["theta"], expected.x["theta"]
     assert np.linalg.norm(a - b) <= 1e-4 * np.linalg.norm(b)
+
+
+def test_release_drops_the_kept_features_and_multilevel_releases_each_level():
+    lp, net, theta = counting_problem()
+    YN = lp.features(theta)
+    lp.release()
+    np.testing.assert_array_equal(lp.features(theta), YN)
+    assert net.rows_propagated == 80  # propagated again
+    result = multilevel(lp, theta, max_layers=8, max_iter=1, progress=False)
+    assert len(result.history) == 2
+    before = net.rows_propagated
+    lp.features(result.history[0]["result"].x["theta"])  # the first level's best: released, propagated again
+    assert net.rows_propagated == before + 40

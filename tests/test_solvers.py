@@ -253,3 +253,38 @@ def test_newton_falls_back_to_steepest_descent_when_the_newton_step_is_too_long(
     np.testing.assert_allclose(result.x, x0 - Flat().model(x0).gradient)
     result = solvers.newton_pcg(Flat(), np.array([0.5, -0.2]), max_iter=1)
     assert not result.history[-1]["gradient_fallback"] and result.history[-1]["step"] > 0
+
+
+class Quadratic:
+    """f(x) = 0.5 x^T A x - c^T x: the Newton step from any x lands on A^{-1} c."""
+
+    A = np.diag([1.0, 4.0, 9.0])
+    c = np.array([1.0, -2.0, 3.0])
+
+    def value(self, x):
+        return float(0.5 * x @ self.A @ x - self.c @ x)
+
+    def model(self, x):
+        problem = self
+
+        class Model:
+            value = problem.value(x)
+            gradient = problem.A @ x - problem.c
+
+            def hessian_matvec(self, v):
+                return problem.A @ v
+
+        return Model()
+
+
+def test_newton_first_line_search_starts_from_step0():
+    q, x0 = Quadratic(), np.zeros(3)
+    minimum = np.linalg.solve(Quadratic.A, Quadratic.c)
+    result = solvers.newton_pcg(q, x0, max_iter=2, cg_rtol=1e-12, step0=0.25)
+    # Armijo accepts the first trial on a quadratic for t <= 1: a quarter step, then the full Newton step
+    assert [rec["step"] for rec in result.history] == [0.25, 1.0]
+    np.testing.assert_allclose(result.x, minimum, rtol=1e-12)
+    for bad in (0.0, 1.5, -1.0):
+        with pytest.raises(ValueError, match="step0"):
+            solvers.newton_pcg(q, x0, step0=bad)
+
