@@ -16,7 +16,7 @@ from .network import Network
 from .objectives import LeastSquares, LogisticCrossEntropy, Objective, SoftmaxCrossEntropy
 from .reduction import Reduction
 from .regularizers import Regularizer, SpatialSmoothness, TimeSmoothness, WeightDecay
-from .stability import euler_factor, layer_jacobian_eigenvalues
+from .stability import euler_factor, input_sensitivity, layer_jacobian_eigenvalues
 from .steppers import RK4, LayerStepper, Leapfrog, ResNet, Stepper, Verlet
 from .transforms import Antisymmetric, Conv2d, Dense, NegativeDefinite, Transform
 from .validation import PropagationError
@@ -37,7 +37,7 @@ __all__ = [
     "LearningProblem", "Reduction",
     # checks and stability
     "taylor_test", "dot_test", "dot_test_operator", "check_stepper", "CheckReport",
-    "stability", "layer_jacobian_eigenvalues", "euler_factor", "PropagationError",
+    "stability", "layer_jacobian_eigenvalues", "euler_factor", "input_sensitivity", "PropagationError",
     # arrays
     "get_array_module", "to_device", "asnumpy", "cupy_available",
 ]

@@ -67,3 +67,24 @@ def test_paper_mnist_cost_extrapolates_linearly_in_examples_and_layers(fake_mnis
     rest = cost["iteration_s"] - cost["cg_iters"] * cost["gn_product_s"]
     expected = (20 * cost["gn_product_s"] * 5000 / 8 + rest * 50000 / 16) * 16 / 2
     assert cost["full_size_iteration_s"] == pytest.approx(expected)
+
+
+def test_prolongation_stability_measures_every_level_and_its_prolongations(tmp_path, capsys):
+    from ocdl import input_sensitivity
+    from ocdl.checkpoint import load_checkpoint
+    from ocdl.cli import main
+    from ocdl.experiments import Settings, build_network, load_data, widen
+
+    out = tmp_path / "anti"
+    assert main(["train", "--problem", "swiss-roll", "--stepper", "antisymmetric", "--max-layers", "8",
+                 "--iterations", "1", "--out", str(out), "--no-progress"]) == 0
+    records = load_example("prolongation_stability").main([str(out), "--examples", "5"])
+    assert [(r["trained_layers"], r["n_layers"]) for r in records] == [(4, 4), (4, 8), (8, 8)]
+    assert [r["h"] for r in records] == [5.0, 2.5, 2.5]  # T = 20
+    # the trained 8-layer network, measured directly on the first 5 validation examples
+    checkpoint = load_checkpoint(out / "checkpoint.h5")
+    settings = Settings(**checkpoint.settings)
+    Y0 = widen(load_data(settings).Y_val[:5], settings)
+    direct = input_sensitivity(build_network(settings, 8), checkpoint.levels[1]["result"].x["theta"], Y0)
+    assert records[2]["sensitivity"] == pytest.approx(direct, rel=1e-8)
+    assert "| 4 layers | " in capsys.readouterr().out

@@ -130,3 +130,34 @@ def test_example_scripts_write_a_png(name, tmp_path, capsys):
     assert load_example(name).main(["--out", str(out)]) == out
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "wrote" in capsys.readouterr().out
+
+
+def test_input_sensitivity_of_euler_on_a_rotation_is_the_closed_form():
+    # linear ResNet: Y_N = Y_0 (I + h K)^N; K = K_ZERO^T is normal with eigenvalues +-i, so
+    # || dY_N/dY_0 ||_2 = |1 + i h|^N = (1 + h^2)^(N/2) (forward Euler grows on imaginary eigenvalues)
+    n_steps, final_time = 8, 4.0
+    net = ocdl.network("resnet", 2, n_steps, final_time, activation="identity")
+    theta = net.pack([K_ZERO.T] * n_steps, [0.0] * n_steps)
+    h = final_time / n_steps
+    sensitivity = ocdl.input_sensitivity(net, theta, FEATURES)
+    assert sensitivity == pytest.approx((1 + h**2) ** (n_steps / 2), rel=1e-10)
+
+
+def test_input_sensitivity_matches_the_norm_of_a_finite_difference_jacobian():
+    net = ocdl.network("verlet", 3, 6, 2.0)
+    theta = net.init_params(rng=1)
+    Y0 = np.random.default_rng(2).standard_normal((4, 3))
+    eps, columns = 1e-6, []
+    for k in range(Y0.size):
+        E = np.zeros(Y0.size)
+        E[k] = eps
+        E = E.reshape(Y0.shape)
+        columns.append(((net.forward(theta, Y0 + E) - net.forward(theta, Y0 - E)) / (2 * eps)).ravel())
+    expected = np.linalg.norm(np.stack(columns, axis=1), 2)
+    assert ocdl.input_sensitivity(net, theta, Y0) == pytest.approx(expected, rel=1e-7)
+
+
+def test_input_sensitivity_needs_two_entries():
+    net = ocdl.network("resnet", 1, 2, 1.0)
+    with pytest.raises(ValueError, match="Y0 needs at least 2 entries"):
+        ocdl.input_sensitivity(net, net.init_params(rng=0), np.ones((1, 1)))
