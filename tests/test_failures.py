@@ -8,6 +8,7 @@ import logging
 
 import numpy as np
 import pytest
+from quadratic import Quadratic
 
 import ocdl
 import solvers
@@ -75,28 +76,6 @@ def test_blow_up_without_a_square_layer_skips_the_factor(net):
 
 
 # -- Newton-PCG: NaN, line search, negative curvature ----------------------------------------
-
-
-class Quadratic:
-    """f(x) = 0.5 x^T A x - b^T x, optionally NaN beyond |x| > 1 or at the start."""
-
-    def __init__(self, A, b, nan_outside=np.inf):
-        self.A, self.b, self.nan_outside = A, b, nan_outside
-
-    def value(self, x):
-        return np.nan if np.abs(x).max() > self.nan_outside else float(0.5 * x @ self.A @ x - self.b @ x)
-
-    def model(self, x):
-        problem = self
-
-        class Model:
-            value = problem.value(x)
-            gradient = problem.A @ x - problem.b
-
-            def hessian_matvec(self, v):
-                return problem.A @ v
-
-        return Model()
 
 
 def test_newton_stops_on_a_nan_objective():

@@ -6,6 +6,7 @@ import copy
 
 import numpy as np
 import pytest
+from quadratic import Quadratic
 
 import ocdl
 import solvers
@@ -255,31 +256,9 @@ def test_newton_falls_back_to_steepest_descent_when_the_newton_step_is_too_long(
     assert not result.history[-1]["gradient_fallback"] and result.history[-1]["step"] > 0
 
 
-class Quadratic:
-    """f(x) = 0.5 x^T A x - c^T x: the Newton step from any x lands on A^{-1} c."""
-
-    A = np.diag([1.0, 4.0, 9.0])
-    c = np.array([1.0, -2.0, 3.0])
-
-    def value(self, x):
-        return float(0.5 * x @ self.A @ x - self.c @ x)
-
-    def model(self, x):
-        problem = self
-
-        class Model:
-            value = problem.value(x)
-            gradient = problem.A @ x - problem.c
-
-            def hessian_matvec(self, v):
-                return problem.A @ v
-
-        return Model()
-
-
 def test_newton_first_line_search_starts_from_step0():
-    q, x0 = Quadratic(), np.zeros(3)
-    minimum = np.linalg.solve(Quadratic.A, Quadratic.c)
+    q, x0 = Quadratic(np.diag([1.0, 4.0, 9.0]), np.array([1.0, -2.0, 3.0])), np.zeros(3)
+    minimum = np.linalg.solve(q.A, q.b)
     result = solvers.newton_pcg(q, x0, max_iter=2, cg_rtol=1e-12, step0=0.25)
     # Armijo accepts the first trial on a quadratic for t <= 1: a quarter step, then the full Newton step
     assert [rec["step"] for rec in result.history] == [0.25, 1.0]
