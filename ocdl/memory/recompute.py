@@ -153,7 +153,7 @@ class RecomputedTrajectory(Trajectory):
         state = state0
         for action in self._schedule[:first_reverse]:
             state = self._apply(action, state, checkpoints)
-        self.final_state, _ = stepper.step(state, theta_steps[-1], h)
+        self.final_state = stepper.advance(state, theta_steps[-1], h)
         self._resume: tuple | None = (first_reverse, state, checkpoints)
 
     def _apply(self, action: tuple, state: tuple, checkpoints: dict) -> tuple:
@@ -161,7 +161,7 @@ class RecomputedTrajectory(Trajectory):
         kind, j = action[0], action[1]
         if kind == "advance":
             for i in range(j, action[2]):
-                state, _ = self._stepper.step(state, self._theta[i], self._h)
+                state = self._stepper.advance(state, self._theta[i], self._h)
         elif kind == "store":
             checkpoints[j] = state
         elif kind == "restore":

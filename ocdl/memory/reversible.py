@@ -31,7 +31,7 @@ class ReversibleTrajectory(Trajectory):
         self._x0 = state0
         state = state0
         for theta_j in theta_steps:
-            state, _ = stepper.step(state, theta_j, h)
+            state = stepper.advance(state, theta_j, h)
         self.final_state = state
 
     def reversed_steps(self):

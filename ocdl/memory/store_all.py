@@ -164,7 +164,8 @@ def propagate(stepper, theta_steps, h, state0) -> tuple:
     r"""The final state :math:`x_N` of the forward sweep from ``state0``, keeping no other state.
 
     For the output alone (prediction, a line search's trial): whatever the
-    memory policy, no state or cache outlives the step after it. On NumPy the
+    memory policy, no state outlives the step after it, and no cache is
+    computed (:meth:`~ocdl.steppers.Stepper.advance`). On NumPy the
     arrays of step :math:`j` are recycled for step :math:`j + 2` (once
     nothing refers to them), so a sweep touches the memory of two steps and
     no fresh pages after its first steps.
@@ -174,10 +175,9 @@ def propagate(stepper, theta_steps, h, state0) -> tuple:
     try:
         state = state0
         for theta_j in theta_steps:
-            state_next, cache = stepper.step(state, theta_j, h)
-            pool.give([state, cache])
+            state_next = stepper.advance(state, theta_j, h)
+            pool.give([state])
             state = state_next
-            del cache
     finally:
         _ACTIVE_POOL.reset(token)
     return state

@@ -13,6 +13,9 @@ for any dynamics:
 * ``step(state, theta, h)`` :math:`\to (x_{j+1}, \text{cache})`; the cache
   holds intermediates (pre-activations, :math:`\sigma'`) that ``step_jvp`` and
   ``step_vjp`` reuse; return ``None`` if there is nothing to reuse;
+* ``advance(state, theta, h)`` :math:`\to x_{j+1}` alone, for sweeps that keep
+  no cache (prediction, recomputation between checkpoints); the default is
+  ``step(...)[0]``; override it when the cache costs extra work;
 * ``step_jvp(state, theta, h, dstate, dtheta, cache)``
   :math:`= \partial_x\Phi\, dx + \partial_\theta\Phi\, d\theta`;
 * ``step_vjp(state, theta, h, lam_next, cache)``
@@ -52,6 +55,13 @@ class Stepper:
 
     def step(self, state: State, theta: Any, h: float) -> tuple[State, Any]:
         raise NotImplementedError
+
+    def advance(self, state: State, theta: Any, h: float) -> State:
+        """:math:`x_{j+1}` without the cache: ``step(state, theta, h)[0]`` unless overridden.
+
+        :func:`ocdl.check_stepper` verifies that an override agrees with :meth:`step`.
+        """
+        return self.step(state, theta, h)[0]
 
     def step_jvp(self, state: State, theta: Any, h: float, dstate: State, dtheta: Any, cache: Any) -> State:
         raise NotImplementedError

@@ -24,6 +24,10 @@ class ResNet(LayerStepper):
         Y_next, D = self.layer._step(theta, Y, Y, h)
         return (Y_next,), D
 
+    def advance(self, state, theta, h):
+        (Y,) = state
+        return (self.layer._step(theta, Y, Y, h, derivative=False)[0],)
+
     def step_jvp(self, state, theta, h, dstate, dtheta, cache):
         (Y,), (dY,) = state, dstate
         return (self.layer._step_jvp(theta, Y, cache, dY, dtheta, dY),)

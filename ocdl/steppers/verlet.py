@@ -42,6 +42,11 @@ class Verlet(LayerStepper):
         Y_next, D2 = self.layer._step(theta, Z_next, Y, h, transpose=True)
         return (Y_next, Z_next), (Z_next, D1, D2)
 
+    def advance(self, state, theta, h):
+        Y, Z = state
+        Z_next = self.layer._step(theta, Y, Z, -h, derivative=False)[0]
+        return (self.layer._step(theta, Z_next, Y, h, transpose=True, derivative=False)[0], Z_next)
+
     def step_jvp(self, state, theta, h, dstate, dtheta, cache):
         Y, _ = state
         dY, dZ = dstate
