@@ -37,14 +37,16 @@ per layer application (ResNet: one per step, Verlet: two):
 ==============  ======================  ==================================================
 sweep           matrix products         fused elementwise traffic
 ==============  ======================  ==================================================
-forward         :math:`V K`             read :math:`VK`, base; write new state, :math:`\sigma'`: 4E
+forward         :math:`V K`             read :math:`VK`, base; write the new state: 3E
+trajectory      :math:`V K`             the forward's, and write :math:`\sigma'` for the sweeps below: 4E
 adjoint (vjp)   :math:`G K^T`, grad     :math:`G = \sigma'\odot\lambda` (3E); :math:`\lambda + hGK^T` (3E)
 tangent (jvp)   :math:`dV K`, :math:`V dK`   read both products, :math:`\sigma'`, base; write: 5E
 ==============  ======================  ==================================================
 
 plus, for a convolution, the transform's own input read and output write
-(2E per product). ``gradient = forward + adjoint``, ``gn_matvec = tangent +
-adjoint``. The estimate ignores Python overhead and page faults: it is the
+(2E per product). ``forward`` is the prediction sweep, which keeps no state
+(``Stepper.advance``); ``gradient = trajectory + adjoint``, ``gn_matvec =
+tangent + adjoint``. The estimate ignores Python overhead and page faults: it is the
 time of this algorithm at this machine's measured GEMM and memory speeds.
 """
 
@@ -55,11 +57,12 @@ from common import best_time
 
 # (matrix products, elementwise arrays E) per layer application
 _SWEEPS = {
-    "forward": {"apply": 1, "transpose": 0, "grad": 0, "elementwise": 4, "activations": 1},
+    "forward": {"apply": 1, "transpose": 0, "grad": 0, "elementwise": 3, "activations": 1},
+    "trajectory": {"apply": 1, "transpose": 0, "grad": 0, "elementwise": 4, "activations": 1},
     "adjoint": {"apply": 0, "transpose": 1, "grad": 1, "elementwise": 6, "activations": 0},
     "tangent": {"apply": 2, "transpose": 0, "grad": 0, "elementwise": 5, "activations": 0},
 }
-_QUANTITIES = {"forward": ("forward",), "gradient": ("forward", "adjoint"), "gn_matvec": ("tangent", "adjoint")}
+_QUANTITIES = {"forward": ("forward",), "gradient": ("trajectory", "adjoint"), "gn_matvec": ("tangent", "adjoint")}
 
 
 def _split_rows(n_rows: int, parts: int) -> list[slice]:

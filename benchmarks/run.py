@@ -240,7 +240,7 @@ def format_table(records: list[dict]) -> str:
     head = (
         f"{'case (times in ms)':22s} {'ocdl fwd':>9s} {'grad':>9s} {'gn':>9s} | {'torch fwd':>9s} {'grad':>9s} "
         f"{'gn':>9s} | {'grad o/t':>8s} {'grad/fwd':>8s} {'gn/fwd':>7s} | {'roof fwd':>9s} {'fwd/roof':>8s} "
-        f"{'grad/roof':>9s} {'gn/roof':>7s}"
+        f"{'grad/roof':>9s} {'gn/roof':>7s} | {'roof g/f':>8s} {'roof n/f':>8s}"
     )
     lines = [head, "-" * len(head)]
 
@@ -259,9 +259,10 @@ def format_table(records: list[dict]) -> str:
         lines.append(
             f"{w + ' ' + st + ' ' + dt:22s} {ms(ofw)} {ms(ogr)} {ms(ogn)} | {ms(tfw)} {ms(tgr)} {ms(tgn)} | "
             f"{ratio(ogr, tgr, 8)} {ratio(ogr, ofw, 8)} {ratio(ogn, ofw, 7)} | {ms(rf)} {ratio(ofw, rf, 8)} "
-            f"{ratio(ogr, rg, 9)} {ratio(ogn, rn, 7)}"
+            f"{ratio(ogr, rg, 9)} {ratio(ogn, rn, 7)} | {ratio(rg, rf, 8)} {ratio(rn, rf, 8)}"
         )
     lines.append("targets: grad o/t <= 1 (aim 0.7), grad/fwd <= 2.5, gn/fwd <= 3.5, fwd/roof <= 2")
+    lines.append("roof g/f, roof n/f: gradient/forward and Gauss-Newton/forward at the roofline (their least)")
     return "\n".join(lines)
 
 

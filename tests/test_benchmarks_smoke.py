@@ -137,7 +137,7 @@ def test_roofline_counts_products_bytes_and_activations(stepper, applications):
     no_gemm = {"apply": np.inf, "transpose": np.inf, "grad": np.inf}
     memory_bound = roofline.estimate(wl, stepper, np.float64, dict(fast, gemm_flops_per_s=no_gemm,
                                                                     bandwidth_bytes_per_s=1e6))
-    assert memory_bound["forward"]["total_s"] == pytest.approx(layers * 4 * E / 1e6)  # 4 arrays per application
+    assert memory_bound["forward"]["total_s"] == pytest.approx(layers * 3 * E / 1e6)  # 3 arrays per application
     assert memory_bound["gradient"]["total_s"] == pytest.approx(layers * (4 + 6) * E / 1e6)
     tanh_bound = roofline.estimate(wl, stepper, np.float64, dict(fast, gemm_flops_per_s=no_gemm,
                                                                   activations_per_s=1e6))
