@@ -20,8 +20,11 @@ from .backend import get_array_module
 #: pass is long enough that two threads seldom wait for the GIL between passes
 #: (2^15 gains 1.15x on two threads, 2^17 1.9x for float64 tanh chains).
 _BLOCK_ELEMENTS = 1 << 17
-#: Below this many elements (two blocks) a chain runs on the calling thread alone.
-_THREADED_ELEMENTS = 1 << 18
+#: Below this many elements a chain runs on whole arrays on the calling thread.
+#: Measured between the GEMMs of whole sweeps (2 cores, AMD EPYC, 2026-12-02):
+#: on the benchmarks' W2 states (2^19 entries) whole arrays were 0-20% faster
+#: than threaded blocks, on W3's (2.4 x 2^20) threaded blocks 10-45% faster.
+_THREADED_ELEMENTS = 1 << 20
 _pool_lock = threading.Lock()
 _pool = None
 
@@ -132,15 +135,16 @@ def _elementwise(kernel, *arrays) -> list:
     """Run ``kernel(*blocks)`` over row blocks of ``arrays`` (equal first dimensions).
 
     ``kernel`` must be elementwise (each output row depends on the same rows
-    of the inputs). NumPy arrays are cut into blocks of about
-    ``_BLOCK_ELEMENTS`` entries, so that a chain of several passes runs in
-    cache, and large ones are shared among the threads (NumPy's loops release
-    the GIL). Other array modules (CuPy) get one call on the whole arrays.
-    Returns the kernel's return values, one per block.
+    of the inputs). NumPy arrays of at least ``_THREADED_ELEMENTS`` entries
+    are cut into blocks of about ``_BLOCK_ELEMENTS`` entries, so that a chain
+    of several passes runs in cache, and the blocks are shared among the
+    threads (NumPy's loops release the GIL). Smaller arrays and other array
+    modules (CuPy) get one call on the whole arrays. Returns the kernel's
+    return values, one per block.
     """
     X = arrays[0]
     size = X.size
-    if type(X) is not np.ndarray or size <= _BLOCK_ELEMENTS or X.ndim == 0:
+    if type(X) is not np.ndarray or size < _THREADED_ELEMENTS or X.ndim == 0:
         return [kernel(*arrays)]
     rows = X.shape[0]
     step = max(1, (_BLOCK_ELEMENTS * rows) // size)
@@ -149,7 +153,7 @@ def _elementwise(kernel, *arrays) -> list:
         i = k * step
         return kernel(*(a[i : i + step] for a in arrays))
 
-    return _in_parallel(run, -(-rows // step), size >= _THREADED_ELEMENTS)
+    return _in_parallel(run, -(-rows // step), True)
 
 
 class Activation:

@@ -189,7 +189,7 @@ class Network:
         xp = get_array_module(Y0)
         state = self.stepper.init(Y0)
         for j, theta_j in enumerate(steps):  # noqa: B007 - j names the step in the message
-            new_state, _ = self.stepper.step(state, theta_j, self.h)
+            new_state = self.stepper.advance(state, theta_j, self.h)
             with np.errstate(invalid="ignore", over="ignore"):
                 bad = ~(xp.abs(self.stepper.output(new_state)) <= limit).all(axis=1)
             if bool(bad.any()) or not all(self._bounded(x, limit) for x in new_state):
