@@ -95,6 +95,23 @@ def test_quick_run_writes_the_records(tmp_path):
         assert len(a["merged_from"]) == 2
 
 
+def test_rounds_keep_each_librarys_best(tmp_path):
+    out = tmp_path / "rounds.json"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(BENCH, "run.py"), "--quick", "--workloads", "W1", "--dtypes", "float64",
+         "--rounds", "3", "--no-roofline", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    records = json.loads(out.read_text())
+    assert {(r["stepper"], r["library"]) for r in records if r["library"] == "ocdl"} == {
+        ("resnet", "ocdl"), ("verlet", "ocdl")}
+    for rec in records:
+        assert rec["rounds"] == 3 and len(rec["rounds_s"]) == 3
+        for key in ("forward_s", "gradient_s", "gn_matvec_s"):
+            assert rec[key] == min(r[key] for r in rec["rounds_s"])
+
+
 @pytest.mark.parametrize("workload", ["W1", "W2", "W3"])
 @pytest.mark.parametrize("stepper", ["resnet", "verlet"])
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 2e-5)])
