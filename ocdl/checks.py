@@ -161,11 +161,9 @@ def taylor_test(
 
 
 @dataclass
-class DotResult:
-    """Outcome of :func:`dot_test`: ``<w, A v>``, ``<A^T w, v>`` and their relative gap."""
+class AgreementResult:
+    """Two computations of the same quantity: their relative difference and the tolerance."""
 
-    forward: float
-    adjoint: float
     rel_error: float
     tol: float
     passed: bool = field(init=False)
@@ -175,10 +173,18 @@ class DotResult:
 
     def __str__(self) -> str:
         verdict = "passed" if self.passed else "FAILED"
-        return (
-            f"<w, A v> = {self.forward:.16e}\n<A^T w, v> = {self.adjoint:.16e}\n"
-            f"relative error {self.rel_error:.3e} (tol {self.tol:.0e}) -> {verdict}"
-        )
+        return f"relative difference {self.rel_error:.3e} (tol {self.tol:.0e}) -> {verdict}"
+
+
+@dataclass
+class DotResult(AgreementResult):
+    """Outcome of :func:`dot_test`: ``<w, A v>``, ``<A^T w, v>`` and their relative gap."""
+
+    forward: float
+    adjoint: float
+
+    def __str__(self) -> str:
+        return f"<w, A v> = {self.forward:.16e}\n<A^T w, v> = {self.adjoint:.16e}\n" + super().__str__()
 
 
 def dot_test(
@@ -208,22 +214,6 @@ def dot_test_operator(op: Any, rng: np.random.Generator | None = None, tol: floa
     return dot_test(lambda u: asnumpy(op.matvec(u)), lambda u: asnumpy(op.rmatvec(u)), v, w, tol)
 
 
-@dataclass
-class AgreementResult:
-    """Two computations of the same quantity: their relative difference and the tolerance."""
-
-    rel_error: float
-    tol: float
-    passed: bool = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.passed = bool(self.rel_error <= self.tol)
-
-    def __str__(self) -> str:
-        verdict = "passed" if self.passed else "FAILED"
-        return f"relative difference {self.rel_error:.3e} (tol {self.tol:.0e}) -> {verdict}"
-
-
 def agreement(a: Arrays, b: Arrays, tol: float) -> AgreementResult:
     r""":math:`\|a - b\| / \max(\|a\|, \|b\|)` (arrays or tuples of arrays) against ``tol``."""
     scale = max(norm(a), norm(b), np.finfo(float).tiny)
@@ -246,10 +236,9 @@ class CheckReport:
         for name, r in self.results.items():
             if isinstance(r, TaylorResult):
                 lines.append(f"  {name:<28} Taylor rate {r.rate1:6.3f}  {'ok' if r.passed else 'FAILED'}")
-            elif isinstance(r, AgreementResult):
-                lines.append(f"  {name:<28} difference {r.rel_error:9.2e}  {'ok' if r.passed else 'FAILED'}")
             else:
-                lines.append(f"  {name:<28} dot test {r.rel_error:9.2e}  {'ok' if r.passed else 'FAILED'}")
+                kind = "dot test" if isinstance(r, DotResult) else "difference"
+                lines.append(f"  {name:<28} {kind} {r.rel_error:9.2e}  {'ok' if r.passed else 'FAILED'}")
         return "\n".join(lines)
 
     def raise_if_failed(self) -> CheckReport:
