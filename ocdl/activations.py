@@ -203,19 +203,15 @@ class Tanh(Activation):
         return t, d
 
     def _axpy_into(self, z, b, c, X, out, d_out=None):
+        # t = tanh(z + b) (in d_out, else in out); out = c t; [d_out = c t^2 -> c (1 - t^2)]; out = X + c t
         xp = get_array_module(z)
-        if d_out is None:  # out = tanh(z + b); out = X + c out: four passes
-            xp.add(z, b, out=out)
-            xp.tanh(out, out=out)
-            xp.multiply(out, c, out=out)
-            xp.add(out, X, out=out)
-            return
-        # d_out = tanh(z + b); out = c t; d_out = c t^2 -> c (1 - t^2); out = X + c t
-        xp.add(z, b, out=d_out)
-        xp.tanh(d_out, out=d_out)
-        xp.multiply(d_out, c, out=out)
-        xp.multiply(out, d_out, out=d_out)
-        xp.subtract(c, d_out, out=d_out)
+        t = out if d_out is None else d_out
+        xp.add(z, b, out=t)
+        xp.tanh(t, out=t)
+        xp.multiply(t, c, out=out)
+        if d_out is not None:
+            xp.multiply(out, d_out, out=d_out)
+            xp.subtract(c, d_out, out=d_out)
         xp.add(out, X, out=out)
 
 

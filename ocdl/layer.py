@@ -93,11 +93,9 @@ class Layer:
         Z = T.apply_transpose(theta_K, V) if transpose else T.apply(theta_K, V)
         axpy = self.activation._axpy_into
         out = trajectory_empty(X)
-        if not derivative:
-            _elementwise(lambda z, x, o: axpy(z, b, c, x, o), Z, X, out)
-            return out, None
-        D = trajectory_empty(X)
-        _elementwise(lambda z, x, o, d: axpy(z, b, c, x, o, d), Z, X, out, D)
+        D = trajectory_empty(X) if derivative else None
+        arrays = (Z, X, out) if D is None else (Z, X, out, D)
+        _elementwise(lambda z, x, o, d=None: axpy(z, b, c, x, o, d), *arrays)
         return out, D
 
     def _step_jvp(
