@@ -121,6 +121,10 @@ def main(argv=None) -> list[dict]:
         print(f"# {wl.describe()}", flush=True)
         for dtype in dtypes:
             rates = None if args.no_roofline else roofline.measure_rates(wl, dtype, max(3, args.repeats), args.threads)
+            if rates and have_torch:
+                rates["torch_gemm_flops_per_s"] = torch_reference.gemm_rates(wl, dtype, max(3, args.repeats))
+            if rates:
+                print(_gemm_line(dtype.name, rates), flush=True)
             for stepper in steppers:
                 roof = roofline.estimate(wl, stepper, dtype, rates) if rates else None
                 best = {}
@@ -248,6 +252,18 @@ def _measure(lib, wl, stepper, dtype, args, best_time, torch_reference, workload
     del fns
     gc.collect()
     return rec
+
+
+def _gemm_line(dtype: str, rates: dict) -> str:
+    """The GEMM rates of the workload's products: NumPy's BLAS and, if measured, PyTorch's."""
+
+    def gflops(r):
+        return "/".join(f"{r[k] / 1e9:.3g}" for k in ("apply", "transpose", "grad"))
+
+    line = f"# {dtype} GEMM GFLOP/s (Y K / G K^T / grad): NumPy {gflops(rates['gemm_flops_per_s'])}"
+    if rates.get("torch_gemm_flops_per_s"):
+        line += f", PyTorch {gflops(rates['torch_gemm_flops_per_s'])}"
+    return line
 
 
 def _row(r: dict) -> str:

@@ -53,6 +53,35 @@ def torch_dtype(dtype):
     return {np.dtype(np.float64): torch.float64, np.dtype(np.float32): torch.float32}[np.dtype(dtype)]
 
 
+def gemm_rates(workload, dtype, repeats: int = 5) -> dict | None:
+    """FLOP/s of PyTorch's ``torch.mm`` on a dense workload's products, keyed as in ``roofline.measure_rates``.
+
+    ``apply`` is :math:`Y K`, ``transpose`` :math:`G K^T`, ``grad``
+    :math:`Y^T G` (``s x n`` states, ``n x n`` weights), each the best of
+    ``repeats`` calls into a preallocated output: the BLAS PyTorch links
+    against the one NumPy links against, on the same shapes. ``None`` for a
+    convolution (PyTorch convolves without these products).
+    """
+    import torch
+    from common import best_time
+
+    if workload.is_conv:
+        return None
+    s, n = workload.n_examples, workload.width
+    gen = torch.Generator().manual_seed(0)
+    td = torch_dtype(dtype)
+    Y, G = (torch.randn(s, n, generator=gen, dtype=td) for _ in range(2))
+    K = torch.randn(n, n, generator=gen, dtype=td)
+    out_sn, out_nn = torch.empty(s, n, dtype=td), torch.empty(n, n, dtype=td)
+    products = {
+        "apply": lambda: torch.mm(Y, K, out=out_sn),
+        "transpose": lambda: torch.mm(G, K.T, out=out_sn),
+        "grad": lambda: torch.mm(Y.T, G, out=out_nn),
+    }
+    flops = 2.0 * s * n * n
+    return {kind: flops / best_time(fn, repeats) for kind, fn in products.items()}
+
+
 class TorchNetwork:
     """A workload's ResNet or Verlet network in PyTorch, parameters from a flat ocdl ``theta``."""
 

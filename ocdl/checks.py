@@ -247,6 +247,10 @@ class CheckReport:
         return self
 
 
+def _two_halves(n: int) -> tuple[slice, slice]:
+    return slice(None, n // 2), slice(n // 2, None)
+
+
 def check_stepper(
     stepper: Any,
     Y0: Any,
@@ -263,6 +267,9 @@ def check_stepper(
     Runs, at a random state reached from ``Y0`` and random step parameters:
 
     * ``advance`` against ``step`` (the same next state, within 100 eps);
+    * each example (row) stepping alone: ``advance`` on two halves of the
+      rows against ``step`` on all of them (large states are stepped in row
+      blocks on several threads, :mod:`ocdl.parallel`);
     * Taylor tests of ``step`` against ``step_jvp`` in the state and in
       ``theta``;
     * the dot test of ``step_jvp`` against ``step_vjp`` (state and
@@ -288,6 +295,10 @@ def check_stepper(
     state_next, cache = stepper.step(state, theta, h)
     # advance (the step without its cache) is the same map; 100 eps allows for reordered arithmetic
     results["advance = step"] = agreement(stepper.advance(state, theta, h), state_next, 100 * np.finfo(Y0.dtype).eps)
+    if Y0.shape[0] >= 2:
+        halves = [stepper.advance(tuple(x[rows] for x in state), theta, h) for rows in _two_halves(Y0.shape[0])]
+        joined = tuple(xp.concatenate(parts) for parts in zip(*halves))
+        results["rows step alone"] = agreement(joined, state_next, 100 * np.finfo(Y0.dtype).eps)
     dstate, dtheta = random_like(state, rng), random_like(theta, rng)
     zero_state = tuple(xp.zeros_like(x) for x in state)
     zero_theta = xp.zeros_like(theta)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .activations import Activation, _elementwise, get_activation
+from .activations import Activation, get_activation
 from .backend import get_array_module
 from .memory.store_all import temporary_empty, trajectory_empty
+from .parallel import row_blocks
 from .transforms import Transform
 
 
@@ -77,25 +78,31 @@ class Layer:
     # -- fused kernels of a time step (for the steppers; private) ----------
     # A step X + c F(V) stores D = c sigma' instead of sigma', which folds the
     # step size into the cache for free; every derivative below is the one of
-    # jvp / vjp above, scaled by c.
+    # jvp / vjp above, scaled by c. Each kernel runs the whole step, products
+    # and elementwise passes, on one row block at a time (ocdl.parallel.row_blocks).
+    def _products(self, transpose: bool):
+        """``(Y -> Y K, Z -> Z K^T, theta-gradient of <Y K, W>)``, with ``K^T`` for ``K`` if ``transpose``."""
+        T = self.transform
+        if transpose:
+            return T.apply_transpose, T.apply, T.transpose_vjp
+        return T.apply, T.apply_transpose, T.vjp
+
     def _step(
         self, theta: Any, V: Any, X: Any, c: float, transpose: bool = False, derivative: bool = True
     ) -> tuple[Any, Any]:
         """``(X + c F(theta, V), D)`` with ``D = c sigma'(V K + b)``; both new arrays of ``X``'s shape.
 
         The two are allocated by :func:`~ocdl.memory.store_all.trajectory_empty`
-        (a trajectory keeps them) and filled in one fused, blocked pass.
-        With ``derivative=False`` ``D`` is ``None`` and its passes are skipped
+        (a trajectory keeps them) and filled block by block. With
+        ``derivative=False`` ``D`` is ``None`` and its passes are skipped
         (a step whose cache nobody keeps, :meth:`ocdl.steppers.Stepper.advance`).
         """
         theta_K, b = theta[:-1], theta[-1:].reshape(())  # a 0-d bias broadcasts fastest
-        T = self.transform
-        Z = T.apply_transpose(theta_K, V) if transpose else T.apply(theta_K, V)
+        product = self._products(transpose)[0]
         axpy = self.activation._axpy_into
         out = trajectory_empty(X)
         D = trajectory_empty(X) if derivative else None
-        arrays = (Z, X, out) if D is None else (Z, X, out, D)
-        _elementwise(lambda z, x, o, d=None: axpy(z, b, c, x, o, d), *arrays)
+        row_blocks(lambda v, x, o, d: axpy(product(theta_K, v), b, c, x, o, d), V, X, out, D)
         return out, D
 
     def _step_jvp(
@@ -105,19 +112,17 @@ class Layer:
         xp = get_array_module(V, dV)
         T = self.transform
         theta_K, dtheta_K, db = theta[:-1], dtheta[:-1], dtheta[-1:].reshape(())
-        if transpose:
-            U, W = T.apply_transpose(theta_K, dV), T.transpose_jvp(theta_K, V, dtheta_K)
-        else:
-            U, W = T.apply(theta_K, dV), T.jvp(theta_K, V, dtheta_K)
+        product = self._products(transpose)[0]
+        tangent = T.transpose_jvp if transpose else T.jvp
         out = temporary_empty(dX.shape, dX.dtype, dX)
 
-        def kernel(u, w, d, x, o):
-            xp.add(u, w, out=o)
+        def kernel(v, dv, d, x, o):
+            xp.add(product(theta_K, dv), tangent(theta_K, v, dtheta_K), out=o)
             xp.add(o, db, out=o)
             xp.multiply(o, d, out=o)
             xp.add(o, x, out=o)
 
-        _elementwise(kernel, U, W, D, dX, out)
+        row_blocks(kernel, V, dV, D, dX, out)
         return out
 
     def _step_vjp(
@@ -125,27 +130,24 @@ class Layer:
     ) -> tuple[Any, Any]:
         """``(X + G K^T, (grad_K <V K, G>, sum G))`` with ``G = D * W``: the transpose of :meth:`_step`.
 
-        With ``transpose`` the products use :math:`K^T` (``X + G K``).
+        With ``transpose`` the products use :math:`K^T` (``X + G K``). The
+        parameter gradient is a sum over rows: each block adds its share.
         """
         xp = get_array_module(V, W)
-        T = self.transform
-        theta_K, _ = self.split(theta)
-        G = temporary_empty(W.shape, W.dtype, W)
-
-        def kernel(d, w, g):  # G and its sum (the bias gradient) in one pass
-            xp.multiply(d, w, out=g)
-            return g.sum()
-
-        g_b = sum(_elementwise(kernel, D, W, G))
-        if transpose:
-            gV, g_K = T.apply(theta_K, G), T.transpose_vjp(theta_K, V, G)
-        else:
-            gV, g_K = T.apply_transpose(theta_K, G), T.vjp(theta_K, V, G)
+        theta_K = theta[:-1]
+        _, transposed, gradient = self._products(transpose)
         out = temporary_empty(X.shape, X.dtype, X)
-        _elementwise(lambda g, x, o: xp.add(g, x, out=o), gV, X, out)
-        gtheta = xp.empty(self.n_params, dtype=g_K.dtype)
-        gtheta[:-1] = g_K
-        gtheta[-1] = g_b
+
+        def kernel(v, d, w, x, o):
+            G = temporary_empty(w.shape, w.dtype, w)
+            xp.multiply(d, w, out=G)
+            xp.add(transposed(theta_K, G), x, out=o)
+            return gradient(theta_K, v, G), G.sum()
+
+        shares = row_blocks(kernel, V, D, W, X, out)
+        gtheta = xp.empty(self.n_params, dtype=shares[0][0].dtype)
+        gtheta[:-1] = sum(g_K for g_K, _ in shares)
+        gtheta[-1] = sum(g_b for _, g_b in shares)
         return out, gtheta
 
     def __repr__(self) -> str:

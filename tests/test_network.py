@@ -74,6 +74,20 @@ def test_check_stepper_detects_an_advance_that_disagrees_with_step(rng):
     assert ocdl.check_stepper(ocdl.ResNet(ocdl.Layer(ocdl.Dense(3))), Y0).results["advance = step"].rel_error < 1e-14
 
 
+def test_check_stepper_detects_a_transform_that_mixes_examples(rng):
+    class Centred(ocdl.Dense):  # Y K minus its mean over the examples: rows no longer step alone
+        def apply(self, theta, Y):
+            Z = super().apply(theta, Y)
+            return Z - Z.mean(axis=0)
+
+    Y0 = rng.standard_normal((6, 3))
+    report = ocdl.check_stepper(ocdl.ResNet(ocdl.Layer(Centred(3))), Y0)
+    assert not report.results["rows step alone"].passed
+    assert "rows step alone" in str(report)
+    fine = ocdl.check_stepper(ocdl.ResNet(ocdl.Layer(ocdl.Dense(3))), Y0).results["rows step alone"]
+    assert fine.passed and fine.rel_error < 1e-14
+
+
 @pytest.mark.parametrize("kind", ocdl.KINDS)
 def test_network_forward_equals_trajectory_output(kind, rng):
     # forward advances without caches; trajectory steps with them: the same outputs

@@ -23,8 +23,11 @@ for any dynamics:
 * ``output(state)`` the features (default ``state[0]``), linear in the state,
   with ``output_vjp``.
 
-``n_params`` is the length of one step's parameter vector. Verify a subclass
-with :func:`ocdl.check_stepper`.
+``n_params`` is the length of one step's parameter vector. Every example
+steps alone (row ``i`` of :math:`x_{j+1}` depends on row ``i`` of
+:math:`x_j` only), as in the paper, where the examples are independent
+initial conditions of the same ODE. Verify a subclass with
+:func:`ocdl.check_stepper`.
 """
 
 from __future__ import annotations

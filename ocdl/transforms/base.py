@@ -16,6 +16,12 @@ Since :math:`\langle Z K^T, W\rangle = \langle W K, Z\rangle`, the default
 ``transpose_vjp`` is ``vjp`` with the two arguments exchanged. A subclass
 linear in :math:`\theta` implements ``apply``, ``apply_transpose`` and
 ``vjp``; a nonlinear one overrides the ``jvp`` methods too.
+
+Each example is transformed alone: row ``i`` of ``apply(theta, Y)`` depends
+only on row ``i`` of ``Y``, so ``apply(theta, Y[rows]) == apply(theta,
+Y)[rows]``, and ``vjp`` is a sum over the rows. The step kernels rely on it
+to run large states in row blocks on several threads (:mod:`ocdl.parallel`);
+:func:`ocdl.check_stepper` checks it ("rows step alone").
 """
 
 from __future__ import annotations

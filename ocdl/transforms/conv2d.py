@@ -6,9 +6,9 @@ import threading
 
 import numpy as np
 
-from ..activations import _in_parallel
 from ..backend import get_array_module
 from ..memory.store_all import temporary_empty
+from ..parallel import in_parallel
 from .base import Transform
 
 #: Bytes of the im2col stack of one block of images (about the L2 cache).
@@ -125,7 +125,7 @@ class Conv2d(Transform):
                 R[:nb] += T[:nb]
             out[i0 : i0 + nb] = R[:nb].reshape(nb, c_to, H, Wp)[:, :, :, r : r + W]
 
-        _in_parallel(run, -(-s // B), xp is np and X.size >= _THREADED_ELEMENTS)
+        in_parallel(run, -(-s // B), xp is np and X.size >= _THREADED_ELEMENTS)
         return out.reshape(s, c_to * H * W)
 
     def apply(self, theta, Y):
@@ -164,7 +164,7 @@ class Conv2d(Transform):
                 xp.sum(xp.matmul(Wq[:nb], window.transpose(0, 2, 1)), axis=0, out=grad[a])
             return grad
 
-        grad = sum(_in_parallel(run, -(-s // B), xp is np and Y.size >= _THREADED_ELEMENTS))
+        grad = sum(in_parallel(run, -(-s // B), xp is np and Y.size >= _THREADED_ELEMENTS))
         # grad[a, o, b c_in + i] -> theta layout (o, i, a, b)
         return grad.reshape(k, c_out, k, c_in).transpose(1, 3, 0, 2).reshape(-1).copy()
 
