@@ -22,6 +22,7 @@ import gc
 import json
 import os
 import sys
+import time
 import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -122,6 +123,7 @@ def main(argv=None) -> list[dict]:
         for dtype in dtypes:
             rates = None if args.no_roofline else roofline.measure_rates(wl, dtype, max(3, args.repeats), args.threads)
             if rates and have_torch:
+                time.sleep(0.5)  # OpenBLAS's threads spin for a while after NumPy's calls: let them sleep first
                 rates["torch_gemm_flops_per_s"] = torch_reference.gemm_rates(wl, dtype, max(3, args.repeats))
             if rates:
                 print(_gemm_line(dtype.name, rates), flush=True)
