@@ -81,11 +81,14 @@ class Layer:
     # jvp / vjp above, scaled by c. Each kernel runs the whole step, products
     # and elementwise passes, on one row block at a time (ocdl.parallel.row_blocks).
     def _products(self, transpose: bool):
-        """``(Y -> Y K, Z -> Z K^T, theta-gradient of <Y K, W>)``, with ``K^T`` for ``K`` if ``transpose``."""
+        """``(Y -> Y K, Z -> Z K^T, theta-gradient of <Y K, W>, (Y, dtheta) -> Y K'[dtheta])``.
+
+        With ``transpose`` every map uses ``K^T`` in place of ``K``.
+        """
         T = self.transform
         if transpose:
-            return T.apply_transpose, T.apply, T.transpose_vjp
-        return T.apply, T.apply_transpose, T.vjp
+            return T.apply_transpose, T.apply, T.transpose_vjp, T.transpose_jvp
+        return T.apply, T.apply_transpose, T.vjp, T.jvp
 
     def _step(
         self, theta: Any, V: Any, X: Any, c: float, transpose: bool = False, derivative: bool = True
@@ -110,10 +113,8 @@ class Layer:
     ) -> Any:
         """``dX + D * (dV K + V K'[dtheta_K] + db)``: the tangent of :meth:`_step`."""
         xp = get_array_module(V, dV)
-        T = self.transform
         theta_K, dtheta_K, db = theta[:-1], dtheta[:-1], dtheta[-1:].reshape(())
-        product = self._products(transpose)[0]
-        tangent = T.transpose_jvp if transpose else T.jvp
+        product, _, _, tangent = self._products(transpose)
         out = temporary_empty(dX.shape, dX.dtype, dX)
 
         def kernel(v, dv, d, x, o):
@@ -135,7 +136,7 @@ class Layer:
         """
         xp = get_array_module(V, W)
         theta_K = theta[:-1]
-        _, transposed, gradient = self._products(transpose)
+        _, transposed, gradient, _ = self._products(transpose)
         out = temporary_empty(X.shape, X.dtype, X)
 
         def kernel(v, d, w, x, o):

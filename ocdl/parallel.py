@@ -2,9 +2,9 @@
 
 A time step acts on each example, each row of ``Y``, alone. The step kernels
 (:meth:`ocdl.Layer._step` and its derivatives) therefore cut the rows into
-blocks of about ``_BLOCK_ELEMENTS`` entries and run the *whole* step on each
-block: the product with ``K`` and the activation's elementwise passes, in
-cache, one block per thread (NumPy's loops and BLAS release the GIL).
+blocks and run the *whole* step on each block: the product with ``K`` and the
+activation's elementwise passes, the blocks shared among the threads
+(NumPy's loops and BLAS release the GIL).
 
 While the blocks run, BLAS is held to one thread per block. OpenBLAS's own
 worker threads keep spinning for a while after each call, and on two cores
@@ -25,20 +25,21 @@ from contextlib import contextmanager
 
 import numpy as np
 
-#: Most entries per row block, about: the blocks' operands stay near the
-#: cache, and each block is long enough that the threads seldom wait for the
-#: GIL between passes. The blocks are as many as a multiple of the threads.
+#: Most entries per row block, about; the blocks are as many as a multiple of
+#: the threads. Large blocks keep the fixed cost per call small (Conv2d's:
+#: blocks of 2^17 entries made the convolutional benchmark 5-10% slower),
+#: and W2's states (2^19 entries) get one block per thread.
 _BLOCK_ELEMENTS = 1 << 20
-#: From this many entries of the first array a step's blocks are shared among
-#: threads (two blocks or more); below it one call on the whole arrays costs
-#: less than the hand-off (narrow networks: 3x slower threaded).
+#: From this many entries blocks of GEMM work are shared among threads (the
+#: step kernels' rows, Conv2d's images); below it one call on the whole arrays
+#: costs less than the hand-off (narrow networks: 3x slower threaded).
 _THREADED_ELEMENTS = 1 << 18
 
 _pool_lock = threading.Lock()
 _pool = None
 
 
-def num_threads() -> int:
+def _num_threads() -> int:
     """Threads for CPU work: the OpenMP/BLAS setting, else the usable CPUs."""
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         try:
@@ -59,7 +60,7 @@ def _executor():
         if _pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
-            n = num_threads()
+            n = _num_threads()
             _pool = ThreadPoolExecutor(n - 1, thread_name_prefix="ocdl") if n > 1 else False
             if hasattr(os, "register_at_fork"):  # a forked child starts without the threads
                 os.register_at_fork(after_in_child=_reset_executor)
@@ -89,24 +90,21 @@ def _loaded_openblas_controls() -> list:
             paths = sorted({line.split()[-1] for line in maps if "blas" in line.rsplit("/", 1)[-1].lower()})
     except OSError:
         return []
+    names = [(f"{p}openblas_set_num_threads{s}", f"{p}openblas_get_num_threads{s}")
+             for p in _OPENBLAS_PREFIXES for s in _OPENBLAS_SUFFIXES]
     controls = []
     for path in paths:
         try:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for prefix in _OPENBLAS_PREFIXES:
-            for suffix in _OPENBLAS_SUFFIXES:
-                setter = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
-                getter = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
-                if setter is not None and getter is not None:
-                    setter.argtypes, setter.restype = [ctypes.c_int], None
-                    getter.argtypes, getter.restype = [], ctypes.c_int
-                    controls.append((setter, getter))
-                    break
-            else:
-                continue
-            break
+        found = next(((getattr(lib, a), getattr(lib, b)) for a, b in names
+                      if hasattr(lib, a) and hasattr(lib, b)), None)
+        if found is not None:
+            setter, getter = found
+            setter.argtypes, setter.restype = [ctypes.c_int], None
+            getter.argtypes, getter.restype = [], ctypes.c_int
+            controls.append(found)
     return controls
 
 
@@ -234,7 +232,8 @@ def row_blocks(kernel, *arrays) -> list:
     size = X.size
     if type(X) is not np.ndarray or X.ndim == 0 or size < _THREADED_ELEMENTS or not blas_threads_settable():
         return [kernel(*arrays)]
-    rows, threads = X.shape[0], num_threads()
+    pool = _executor()
+    rows, threads = X.shape[0], pool._max_workers + 1 if pool else 1
     step = -(-rows // (threads * -(-size // (threads * _BLOCK_ELEMENTS))))
 
     def run(k):

@@ -8,14 +8,11 @@ import numpy as np
 
 from ..backend import get_array_module
 from ..memory.store_all import temporary_empty
-from ..parallel import in_parallel
+from ..parallel import _THREADED_ELEMENTS, in_parallel
 from .base import Transform
 
 #: Bytes of the im2col stack of one block of images (about the L2 cache).
 _BLOCK_BYTES = 1 << 21
-#: From this many entries of the input the blocks are shared among threads (each block
-#: is GEMM work, which pays for the hand-off at smaller sizes than elementwise chains).
-_THREADED_ELEMENTS = 1 << 18
 _local = threading.local()
 
 
