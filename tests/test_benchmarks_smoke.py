@@ -160,3 +160,24 @@ def test_roofline_counts_products_bytes_and_activations(stepper, applications):
                                                                   activations_per_s=1e6))
     assert tanh_bound["forward"]["total_s"] == pytest.approx(layers * 100 * 4 / 1e6)  # one tanh per feature
     assert tanh_bound["gn_matvec"]["total_s"] == 0.0  # the derivative sweeps reuse the stored sigma'
+
+
+def test_table_ratios_from_the_records():
+    """The table's ratio columns, recomputed from made-up records (each time a different power of 2)."""
+    run = _load("run")
+    roof = {q: {"total_s": t} for q, t in (("forward", 0.25), ("gradient", 1.0), ("gn_matvec", 2.0))}
+    ocdl = {"workload": "W9", "stepper": "resnet", "dtype": "float64", "library": "ocdl",
+            "forward_s": 0.5, "gradient_s": 4.0, "gn_matvec_s": 8.0, "roofline": roof}
+    torch = dict(ocdl, library="torch", forward_s=0.125, gradient_s=16.0, gn_matvec_s=32.0)
+    del torch["roofline"]
+    table = run.format_table([ocdl, torch]).splitlines()
+    names = ["fwd", "grad", "gn", "torch fwd", "torch grad", "torch gn", "grad o/t", "roof/t", "grad/fwd",
+             "gn/fwd", "roof fwd", "fwd/roof", "grad/roof", "gn/roof", "roof g/f", "roof n/f"]
+    assert "roof/t" in table[0]
+    row = dict(zip(names, [v for v in table[2].split() if v != "|"][3:], strict=True))
+    assert row["fwd"] == "500.00" and row["torch grad"] == "16000.00"  # times in ms
+    assert row["grad o/t"] == "0.25"  # ocdl gradient / torch gradient
+    assert row["roof/t"] == "0.06"  # gradient roofline 1 s / torch gradient 16 s
+    assert row["grad/fwd"] == "8.00" and row["gn/fwd"] == "16.00"
+    assert row["fwd/roof"] == "2.00" and row["grad/roof"] == "4.00" and row["gn/roof"] == "4.00"
+    assert row["roof g/f"] == "4.00" and row["roof n/f"] == "8.00"
