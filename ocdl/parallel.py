@@ -82,8 +82,10 @@ _blas_state = {"controls": None, "depth": 0, "saved": []}
 def _loaded_openblas_controls() -> list:
     """``(set_num_threads, get_num_threads)`` of every OpenBLAS loaded in this process.
 
-    Found among the shared libraries in ``/proc/self/maps`` (Linux); an empty
-    list elsewhere or when no loaded library exports OpenBLAS's functions.
+    Found among the shared libraries in ``/proc/self/maps`` (Linux), once per
+    OpenBLAS: SciPy's wrapper modules also resolve its functions, and they
+    are kept once, by address. An empty list elsewhere or when no loaded
+    library exports OpenBLAS's functions.
     """
     try:
         with open("/proc/self/maps") as maps:
@@ -92,7 +94,7 @@ def _loaded_openblas_controls() -> list:
         return []
     names = [(f"{p}openblas_set_num_threads{s}", f"{p}openblas_get_num_threads{s}")
              for p in _OPENBLAS_PREFIXES for s in _OPENBLAS_SUFFIXES]
-    controls = []
+    controls, seen = [], set()
     for path in paths:
         try:
             lib = ctypes.CDLL(path)
@@ -100,7 +102,8 @@ def _loaded_openblas_controls() -> list:
             continue
         found = next(((getattr(lib, a), getattr(lib, b)) for a, b in names
                       if hasattr(lib, a) and hasattr(lib, b)), None)
-        if found is not None:
+        if found is not None and ctypes.cast(found[0], ctypes.c_void_p).value not in seen:
+            seen.add(ctypes.cast(found[0], ctypes.c_void_p).value)
             setter, getter = found
             setter.argtypes, setter.restype = [ctypes.c_int], None
             getter.argtypes, getter.restype = [], ctypes.c_int

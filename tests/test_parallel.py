@@ -58,6 +58,19 @@ def test_single_threaded_blas_holds_one_thread_and_restores():
     assert [get() for _, get in controls] == before
 
 
+def test_each_loaded_openblas_is_controlled_once():
+    """SciPy's wrapper modules resolve its OpenBLAS's functions too: one control per library, not per module."""
+    import ctypes
+
+    import scipy.linalg.blas  # noqa: F401 - loads SciPy's OpenBLAS and the modules that link it
+
+    controls = parallel._loaded_openblas_controls()
+    if not controls:
+        pytest.skip("no OpenBLAS found in this process")
+    addresses = [ctypes.cast(set_threads, ctypes.c_void_p).value for set_threads, _ in controls]
+    assert len(set(addresses)) == len(addresses)
+
+
 def test_threaded_blocks_see_one_blas_thread():
     if not blas_threads_settable():
         pytest.skip("no OpenBLAS whose thread count can be set in this process")
