@@ -102,8 +102,11 @@ def _loaded_openblas_controls() -> list:
             continue
         found = next(((getattr(lib, a), getattr(lib, b)) for a, b in names
                       if hasattr(lib, a) and hasattr(lib, b)), None)
-        if found is not None and ctypes.cast(found[0], ctypes.c_void_p).value not in seen:
-            seen.add(ctypes.cast(found[0], ctypes.c_void_p).value)
+        if found is None:
+            continue
+        address = ctypes.cast(found[0], ctypes.c_void_p).value
+        if address not in seen:
+            seen.add(address)
             setter, getter = found
             setter.argtypes, setter.restype = [ctypes.c_int], None
             getter.argtypes, getter.restype = [], ctypes.c_int
@@ -188,7 +191,8 @@ class _Nested(threading.local):
 _nested = _Nested()
 
 
-def _as_worker(work) -> None:
+def _nested_run(work) -> None:
+    """``work()`` with this thread marked as running items: nested parallel calls run inline."""
     _nested.active = True
     try:
         work()
@@ -208,12 +212,8 @@ def in_parallel(task, n: int, threaded: bool) -> list:
     batch = _Batch(task, n)
     with single_threaded_blas():
         for _ in range(min(pool._max_workers, n - 1)):
-            pool.submit(_as_worker, batch.work)
-        _nested.active = True
-        try:
-            batch.work()
-        finally:
-            _nested.active = False
+            pool.submit(_nested_run, batch.work)
+        _nested_run(batch.work)
         batch.finished.wait()
     if batch.error is not None:
         raise batch.error
