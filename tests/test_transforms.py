@@ -85,6 +85,39 @@ def test_conv2d_against_direct_loops(rng):
     np.testing.assert_allclose(Kt, K.T, atol=1e-14)
 
 
+@pytest.mark.parametrize(
+    "c_in, c_out, H, W, k, s",
+    [
+        (2, 3, 4, 5, 1, 3),
+        (2, 3, 4, 5, 5, 3),
+        (1, 2, 3, 1, 3, 2),  # one pixel across: every horizontal neighbour is padding
+        (2, 1, 2, 2, 5, 2),  # stencil wider than the image
+        (2, 2, 28, 28, 3, 200),  # several blocks of images, a partial last one, on threads
+    ],
+)
+def test_conv2d_against_scipy(c_in, c_out, H, W, k, s, rng):
+    """apply = sum over input channels of scipy's zero-padded 2-D correlation; transpose and
+    parameter gradient are the adjoints of apply on the same (multi-block) batch."""
+    from scipy.signal import correlate
+
+    conv = ocdl.Conv2d(c_in, c_out, H, W, kernel_size=k)
+    kernel = rng.standard_normal((c_out, c_in, k, k))
+    Y = rng.standard_normal((s, c_in * H * W))
+    Z = rng.standard_normal((s, c_out * H * W))
+    images = Y.reshape(s, c_in, H, W)
+    expected = np.array([
+        [sum(correlate(images[n, i], kernel[o, i], mode="same", method="direct") for i in range(c_in))
+         for o in range(c_out)]
+        for n in range(s)
+    ])
+    np.testing.assert_allclose(conv.apply(kernel.ravel(), Y), expected.reshape(s, -1), rtol=1e-12, atol=1e-12)
+    r = dot_test(lambda v: conv.apply(kernel.ravel(), v), lambda w: conv.apply_transpose(kernel.ravel(), w), Y, Z)
+    assert r.rel_error <= 1e-10, r
+    # the map is linear in theta: gradient entry j is <Z, apply(e_j, Y)>
+    gradient = [np.vdot(Z, conv.apply(e, Y)) for e in np.eye(conv.n_params)]
+    np.testing.assert_allclose(conv.vjp(kernel.ravel(), Y, Z), gradient, rtol=1e-11, atol=1e-10)
+
+
 @pytest.mark.parametrize("name", sorted(ocdl.activations.ACTIVATIONS))
 def test_activation_derivatives(name, rng):
     act = ocdl.get_activation(name)
