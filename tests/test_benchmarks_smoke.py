@@ -181,3 +181,23 @@ def test_table_ratios_from_the_records():
     assert row["grad/fwd"] == "8.00" and row["gn/fwd"] == "16.00"
     assert row["fwd/roof"] == "2.00" and row["grad/roof"] == "4.00" and row["gn/roof"] == "4.00"
     assert row["roof g/f"] == "4.00" and row["roof n/f"] == "8.00"
+
+
+def test_convolution_methods_agree(tmp_path):
+    """benchmarks/convolution.py --quick: every method (im2col, shifted matmuls, FFT, PyTorch when
+    installed) gives Conv2d's product, which checks Conv2d against three independent algorithms."""
+    out = tmp_path / "conv.json"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(BENCH, "convolution.py"), "--quick", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    records = json.loads(out.read_text())
+    expected = {"ocdl", "im2col", "shifts", "fft"} | ({"torch"} if _torch_importable() else set())
+    for dtype, tol in (("float64", 1e-13), ("float32", 1e-5)):
+        found = {r["method"]: r for r in records if r["dtype"] == dtype}
+        assert set(found) == expected
+        for r in found.values():
+            assert r["seconds"] > 0 and r["gflops"] > 0 and r["threads"] == 2
+            assert r["max_rel_diff"] <= tol, r
+    assert "/ ocdl" in proc.stdout  # the table was printed
