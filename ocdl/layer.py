@@ -54,25 +54,16 @@ class Layer:
 
     def jvp(self, theta: Any, Y: Any, dA: Any, dY: Any, dtheta: Any, transpose: bool = False) -> Any:
         """:math:`\\sigma' \\odot (dY K + Y K'[d\\theta_K] + db)`; ``dA`` is ``sigma'`` from :meth:`forward`."""
-        T = self.transform
         theta_K, _ = self.split(theta)
         dtheta_K, db = self.split(dtheta)
-        if transpose:
-            lin = T.apply_transpose(theta_K, dY) + T.transpose_jvp(theta_K, Y, dtheta_K)
-        else:
-            lin = T.apply(theta_K, dY) + T.jvp(theta_K, Y, dtheta_K)
-        return dA * (lin + db)
+        return dA * (self.transform.tangent(theta_K, Y, dY, dtheta_K, transpose) + db)
 
     def vjp(self, theta: Any, Y: Any, dA: Any, W: Any, transpose: bool = False) -> tuple[Any, Any]:
         """Adjoint of :meth:`jvp`: ``(gY, gtheta)`` with ``gtheta = (gtheta_K, gb)``."""
         xp = get_array_module(Y, W)
-        T = self.transform
         theta_K, _ = self.split(theta)
         G = dA * W
-        if transpose:
-            gY, g_K = T.apply(theta_K, G), T.transpose_vjp(theta_K, Y, G)
-        else:
-            gY, g_K = T.apply_transpose(theta_K, G), T.vjp(theta_K, Y, G)
+        gY, g_K = self.transform.cotangent(theta_K, Y, G, transpose)
         return gY, xp.concatenate([g_K, G.sum().reshape(1)])
 
     # -- fused kernels of a time step (for the steppers; private) ----------
@@ -80,16 +71,6 @@ class Layer:
     # step size into the cache for free; every derivative below is the one of
     # jvp / vjp above, scaled by c. Each kernel runs the whole step, products
     # and elementwise passes, on one row block at a time (ocdl.parallel.row_blocks).
-    def _products(self, transpose: bool):
-        """``(Y -> Y K, Z -> Z K^T, theta-gradient of <Y K, W>, (Y, dtheta) -> Y K'[dtheta])``.
-
-        With ``transpose`` every map uses ``K^T`` in place of ``K``.
-        """
-        T = self.transform
-        if transpose:
-            return T.apply_transpose, T.apply, T.transpose_vjp, T.transpose_jvp
-        return T.apply, T.apply_transpose, T.vjp, T.jvp
-
     def _step(
         self, theta: Any, V: Any, X: Any, c: float, transpose: bool = False, derivative: bool = True
     ) -> tuple[Any, Any]:
@@ -101,7 +82,7 @@ class Layer:
         (a step whose cache nobody keeps, :meth:`ocdl.steppers.Stepper.advance`).
         """
         theta_K, b = theta[:-1], theta[-1:].reshape(())  # a 0-d bias broadcasts fastest
-        product = self._products(transpose)[0]
+        product = self.transform.apply_transpose if transpose else self.transform.apply
         axpy = self.activation._axpy_into
         out = trajectory_empty(X)
         D = trajectory_empty(X) if derivative else None
@@ -114,11 +95,11 @@ class Layer:
         """``dX + D * (dV K + V K'[dtheta_K] + db)``: the tangent of :meth:`_step`."""
         xp = get_array_module(V, dV)
         theta_K, dtheta_K, db = theta[:-1], dtheta[:-1], dtheta[-1:].reshape(())
-        product, _, _, tangent = self._products(transpose)
+        tangent = self.transform.tangent
         out = temporary_empty(dX.shape, dX.dtype, dX)
 
         def kernel(v, dv, d, x, o):
-            xp.add(product(theta_K, dv), tangent(theta_K, v, dtheta_K), out=o)
+            tangent(theta_K, v, dv, dtheta_K, transpose, out=o)
             xp.add(o, db, out=o)
             xp.multiply(o, d, out=o)
             xp.add(o, x, out=o)
@@ -136,14 +117,15 @@ class Layer:
         """
         xp = get_array_module(V, W)
         theta_K = theta[:-1]
-        _, transposed, gradient, _ = self._products(transpose)
+        cotangent = self.transform.cotangent
         out = temporary_empty(X.shape, X.dtype, X)
 
         def kernel(v, d, w, x, o):
             G = temporary_empty(w.shape, w.dtype, w)
             xp.multiply(d, w, out=G)
-            xp.add(transposed(theta_K, G), x, out=o)
-            return gradient(theta_K, v, G), G.sum()
+            gV, g_K = cotangent(theta_K, v, G, transpose)
+            xp.add(gV, x, out=o)
+            return g_K, G.sum()
 
         shares = row_blocks(kernel, V, D, W, X, out)
         gtheta = xp.empty(self.n_params, dtype=shares[0][0].dtype)

@@ -52,6 +52,42 @@ def test_parameter_derivatives(transform, rng):
     assert r.rel_error <= 1e-10, r
 
 
+@pytest.mark.parametrize("transpose", [False, True])
+def test_tangent_and_cotangent(transform, transpose, rng):
+    """tangent is the derivative of (theta, Y) -> Y K(theta) (or Y K(theta)^T); cotangent its adjoint."""
+    theta = transform.init_params(rng)
+    n_from, n_to = (transform.n_out, transform.n_in) if transpose else (transform.n_in, transform.n_out)
+    Y = rng.standard_normal((3, n_from))
+    dtheta, dY = random_like(theta, rng), rng.standard_normal(Y.shape)
+    product = transform.apply_transpose if transpose else transform.apply
+    r = taylor_test(lambda x: product(x[0], x[1]), (theta, Y), (dtheta, dY),
+                    transform.tangent(theta, Y, dY, dtheta, transpose))
+    assert r.passed, r
+    W = rng.standard_normal((3, n_to))
+    r = dot_test(lambda v: transform.tangent(theta, Y, v[1], v[0], transpose),
+                 lambda w: transform.cotangent(theta, Y, w, transpose)[::-1], (dtheta, dY), W)
+    assert r.rel_error <= 1e-10, r
+
+
+@pytest.mark.parametrize("c_in, c_out", [(2, 2), (2, 3), (3, 1)])
+@pytest.mark.parametrize("transpose", [False, True])
+def test_conv2d_fused_products_equal_the_separate_ones(c_in, c_out, transpose, rng):
+    """Conv2d's one-stack tangent and cotangent equal the sums and pairs of apply, jvp and vjp
+    (the Transform defaults), on a batch of several blocks of images run on threads."""
+    conv = ocdl.Conv2d(c_in, c_out, 28, 28)
+    theta, dtheta = conv.init_params(rng), rng.standard_normal(conv.n_params)
+    n_from, n_to = (conv.n_out, conv.n_in) if transpose else (conv.n_in, conv.n_out)
+    Y, dY, W = (rng.standard_normal((200, n)) for n in (n_from, n_from, n_to))
+    np.testing.assert_allclose(conv.tangent(theta, Y, dY, dtheta, transpose),
+                               ocdl.Transform.tangent(conv, theta, Y, dY, dtheta, transpose), rtol=1e-12, atol=1e-12)
+    out = np.zeros((2 * Y.shape[0], n_to))[::2]  # a strided target is filled too
+    assert conv.tangent(theta, Y, dY, dtheta, transpose, out=out) is out
+    np.testing.assert_allclose(out, conv.tangent(theta, Y, dY, dtheta, transpose), rtol=1e-15, atol=0)
+    for fused, separate in zip(conv.cotangent(theta, Y, W, transpose),
+                               ocdl.Transform.cotangent(conv, theta, Y, W, transpose), strict=True):
+        np.testing.assert_allclose(fused, separate, rtol=1e-12, atol=1e-10)
+
+
 def test_dense_family_matrices(rng):
     B = rng.standard_normal((4, 4))
     Y = rng.standard_normal((5, 4))

@@ -8,14 +8,23 @@ A transform maps features ``Y`` (``s x n_in``, one example per row) to
 * ``jvp(theta, Y, dtheta)`` :math:`= Y\, K'(\theta)[d\theta]`,
 * ``vjp(theta, Y, W)`` :math:`= \nabla_\theta \langle Y K(\theta), W\rangle`,
 * ``transpose_jvp(theta, Z, dtheta)`` :math:`= Z\, K'(\theta)[d\theta]^T`,
-* ``transpose_vjp(theta, Z, W)`` :math:`= \nabla_\theta \langle Z K(\theta)^T, W\rangle`.
+* ``transpose_vjp(theta, Z, W)`` :math:`= \nabla_\theta \langle Z K(\theta)^T, W\rangle`,
+* ``tangent(theta, Y, dY, dtheta)`` :math:`= dY\, K(\theta) + Y\, K'(\theta)[d\theta]`,
+  the linearisation of :math:`(\theta, Y) \mapsto Y K(\theta)`,
+* ``cotangent(theta, Y, W)`` :math:`= \big(W K(\theta)^T,\ \nabla_\theta \langle Y K(\theta), W\rangle\big)`,
+  its adjoint,
+
+the last two with ``transpose=True`` for the map :math:`(\theta, Z) \mapsto Z K(\theta)^T`.
 
 For a transform linear in its parameters, :math:`K'(\theta)[d\theta] =
 K(d\theta)`, so the defaults below derive the ``jvp`` methods from ``apply``.
 Since :math:`\langle Z K^T, W\rangle = \langle W K, Z\rangle`, the default
 ``transpose_vjp`` is ``vjp`` with the two arguments exchanged. A subclass
 linear in :math:`\theta` implements ``apply``, ``apply_transpose`` and
-``vjp``; a nonlinear one overrides the ``jvp`` methods too.
+``vjp``; a nonlinear one overrides the ``jvp`` methods too. ``tangent`` and
+``cotangent`` default to sums and pairs of the others; a transform overrides
+them where doing both at once is cheaper (``Conv2d``: one im2col stack
+instead of two).
 
 Each example is transformed alone: row ``i`` of ``apply(theta, Y)`` depends
 only on row ``i`` of ``Y``, so ``apply(theta, Y[rows]) == apply(theta,
@@ -59,6 +68,20 @@ class Transform:
 
     def transpose_vjp(self, theta: Any, Z: Any, W: Any) -> Any:
         return self.vjp(theta, W, Z)
+
+    def tangent(self, theta: Any, Y: Any, dY: Any, dtheta: Any, transpose: bool = False, out: Any = None) -> Any:
+        """``dY K + Y K'[dtheta]``; with ``transpose``, ``dY K^T + Y K'[dtheta]^T``; into ``out`` if given."""
+        xp = get_array_module(Y, dY)
+        if transpose:
+            return xp.add(self.apply_transpose(theta, dY), self.transpose_jvp(theta, Y, dtheta), out=out)
+        return xp.add(self.apply(theta, dY), self.jvp(theta, Y, dtheta), out=out)
+
+    def cotangent(self, theta: Any, Y: Any, W: Any, transpose: bool = False) -> tuple[Any, Any]:
+        """The adjoint of :meth:`tangent`: ``(W K^T, vjp(theta, Y, W))``; with ``transpose``,
+        ``(W K, transpose_vjp(theta, Y, W))``."""
+        if transpose:
+            return self.apply(theta, W), self.transpose_vjp(theta, Y, W)
+        return self.apply_transpose(theta, W), self.vjp(theta, Y, W)
 
     def matrix(self, theta: Any) -> Any:
         """The ``n_in x n_out`` matrix :math:`K(\\theta)` (``I K``; for small transforms)."""
