@@ -82,11 +82,18 @@ class Layer:
         (a step whose cache nobody keeps, :meth:`ocdl.steppers.Stepper.advance`).
         """
         theta_K, b = theta[:-1], theta[-1:].reshape(())  # a 0-d bias broadcasts fastest
-        product = self.transform.apply_transpose if transpose else self.transform.apply
+        product_blocks = self.transform._apply_blocks
         axpy = self.activation._axpy_into
         out = trajectory_empty(X)
         D = trajectory_empty(X) if derivative else None
-        row_blocks(lambda v, x, o, d: axpy(product(theta_K, v), b, c, x, o, d), V, X, out, D)
+
+        def kernel(v, x, o, d):
+            def consume(rows, z):
+                axpy(z, b, c, x[rows], o[rows], None if d is None else d[rows])
+
+            product_blocks(theta_K, v, consume, transpose)
+
+        row_blocks(kernel, V, X, out, D)
         return out, D
 
     def _step_jvp(

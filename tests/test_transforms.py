@@ -80,6 +80,9 @@ def test_conv2d_fused_products_equal_the_separate_ones(c_in, c_out, transpose, r
     Y, dY, W = (rng.standard_normal((200, n)) for n in (n_from, n_from, n_to))
     np.testing.assert_allclose(conv.tangent(theta, Y, dY, dtheta, transpose),
                                ocdl.Transform.tangent(conv, theta, Y, dY, dtheta, transpose), rtol=1e-12, atol=1e-12)
+    if c_in == c_out and not transpose:  # a ResNet step: its product streamed block by block into tanh
+        (Y1,) = ocdl.ResNet(ocdl.Layer(conv, "tanh")).advance((Y,), np.append(theta, 0.3), 0.1)
+        np.testing.assert_allclose(Y1, Y + 0.1 * np.tanh(conv.apply(theta, Y) + 0.3), rtol=1e-13, atol=1e-13)
     out = np.zeros((2 * Y.shape[0], n_to))[::2]  # a strided target is filled too
     assert conv.tangent(theta, Y, dY, dtheta, transpose, out=out) is out
     np.testing.assert_allclose(out, conv.tangent(theta, Y, dY, dtheta, transpose), rtol=1e-15, atol=0)

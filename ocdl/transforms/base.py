@@ -83,6 +83,15 @@ class Transform:
             return self.apply(theta, W), self.transpose_vjp(theta, Y, W)
         return self.apply_transpose(theta, W), self.vjp(theta, Y, W)
 
+    def _apply_blocks(self, theta: Any, Y: Any, consume, transpose: bool = False) -> None:
+        """``consume(rows, Z[rows])`` over row blocks covering ``Z = Y K`` (``Y K^T`` with ``transpose``).
+
+        For the layer's step kernel: a transform that computes its product in
+        blocks (``Conv2d``) hands each on while it is in cache; by default
+        one block, all rows.
+        """
+        consume(slice(None), (self.apply_transpose if transpose else self.apply)(theta, Y))
+
     def matrix(self, theta: Any) -> Any:
         """The ``n_in x n_out`` matrix :math:`K(\\theta)` (``I K``; for small transforms)."""
         xp = get_array_module(theta)

