@@ -153,8 +153,9 @@ class Conv2d(Transform):
 
         ``inputs``: ``s x c_j H W`` arrays correlated as one image of their
         stacked channels. With ``stacks`` (``(k c_to, k c_from)``, from
-        :meth:`_stacks`) the correlation, into ``out`` or a new ``s x c_to H W`` array
-        (or, with ``consume``, handed block by block to ``consume(rows, Z_rows)``); with
+        :meth:`_stacks`) the correlation, into ``out`` (C-contiguous) or a new
+        ``s x c_to H W`` array (or, with ``consume``, handed block by block to
+        ``consume(rows, Z_rows)``); with
         ``weights`` (``s x c_w H W``) the sums over images and pixels
         ``G[a, w, b c_from + i] = sum weights[w, p] X[i, p + (a - r) W + (b - r)]``
         (``X`` the stacked input, zero outside the image), ``(k, c_w, k c_from)``.
@@ -167,13 +168,10 @@ class Conv2d(Transform):
         s, dtype = X.shape[0], X.dtype
         images = [Xj.reshape(s, -1, HW) for Xj in inputs]
         c_from = sum(i.shape[1] for i in images)
-        given = out
         if stacks is not None:
             c_to = stacks.shape[0] // k
             if consume is None:
-                if out is None or not out.flags.c_contiguous:
-                    out = temporary_empty((s, c_to, HW), dtype, X)
-                out = out.reshape(s, c_to, HW)
+                out = (temporary_empty((s, c_to, HW), dtype, X) if out is None else out).reshape(s, c_to, HW)
         if weights is not None:
             weights = weights.reshape(s, -1, HW)
         B = self._images_per_block(c_from, dtype.itemsize, s, xp)
@@ -207,12 +205,7 @@ class Conv2d(Transform):
 
         shares = in_parallel(run, -(-s // B), xp is np and X.size >= _THREADED_ELEMENTS)
         G = sum(shares) if weights is not None else None
-        if out is None:
-            return None, G
-        if given is not None and not given.flags.c_contiguous:
-            given[...] = out.reshape(given.shape)
-            return given, G
-        return out.reshape(s, -1), G
+        return (None if out is None else out.reshape(s, -1)), G
 
     def _theta_layout(self, G, flipped: bool):
         """``G`` of :meth:`_sweep` as a parameter vector ``(o, i, a, b)``.
@@ -248,6 +241,9 @@ class Conv2d(Transform):
         stacked along the input channels (one stack, one GEMM per image)."""
         xp = get_array_module(theta, dtheta)
         kernel = xp.concatenate([self._kernel(theta, transpose), self._kernel(dtheta, transpose)], axis=1)
+        if out is not None and not out.flags.c_contiguous:  # the blocks are written in place
+            out[...] = self._sweep([dY, Y], stacks=self._stacks(kernel))[0]
+            return out
         return self._sweep([dY, Y], stacks=self._stacks(kernel), out=out)[0]
 
     def cotangent(self, theta, Y, W, transpose=False):
