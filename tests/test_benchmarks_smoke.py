@@ -201,3 +201,25 @@ def test_convolution_methods_agree(tmp_path):
             assert r["seconds"] > 0 and r["gflops"] > 0 and r["threads"] == 2
             assert r["max_rel_diff"] <= tol, r
     assert "/ ocdl" in proc.stdout  # the table was printed
+
+
+def test_threads_benchmark_runs(tmp_path):
+    """benchmarks/threads.py --quick: the hand-off's two row blocks together equal one product,
+    and both threads of the GIL loop computed ``x * x``."""
+    out = tmp_path / "threads.json"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(BENCH, "threads.py"), "--quick", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    records = json.loads(out.read_text())
+    (hand,) = [r for r in records if r["measure"] == "handoff"]
+    assert hand["max_rel_diff"] <= 1e-13 and hand["noop_us"] > 0
+    assert 0 <= hand["timed_calls"] <= hand["calls"]
+    if hand["timed_calls"]:
+        assert 0 < hand["main_start_us"] and hand["overhead_us"] > 0
+    gils = [r for r in records if r["measure"] == "gil"]
+    assert len(gils) == 2
+    for r in gils:
+        assert r["exact"] and r["us_per_call_1"] > 0 and r["us_per_call_2"] > 0 and r["speedup"] > 0
+    assert "speedup" in proc.stdout  # the table was printed
