@@ -1,0 +1,336 @@
+"""The array-module switch without a GPU: the same code on a stand-in module whose arrays are not NumPy's.
+
+CI has no CuPy, so the branches taken for non-NumPy arrays would run only on
+a GPU machine: one block instead of threaded row blocks
+(:func:`ocdl.parallel.row_blocks`), fresh temporaries instead of NumPy's
+reuse caches (:mod:`ocdl.memory.store_all`), and ``Conv2d``'s single block
+of images with zeroed buffers. Here ``ocdl.backend`` is handed a module
+whose ``ndarray`` is a NumPy subclass and whose functions return it, so that
+:func:`ocdl.get_array_module` picks the stand-in and every one of those
+branches runs on the CPU. Its results must equal NumPy's (which take the
+threaded, cached paths for the same data), stay stand-in arrays throughout
+(no silent fall-back to NumPy), and pass the derivative checks.
+
+Like CuPy's, the stand-in arrays refuse to mix with NumPy arrays in one
+operation, and reductions return 0-d arrays. Not caught here, and left to
+``tests/test_gpu.py`` on a GPU machine: an implicit conversion
+(``np.asarray`` of a CuPy array raises; of a NumPy subclass it does not),
+and CuPy functions that NumPy has and CuPy lacks.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import types
+
+import numpy as np
+import pytest
+import scipy.fft
+
+import ocdl
+import ocdl.backend
+from ocdl.parallel import _THREADED_ELEMENTS
+
+
+class StandInArray(np.ndarray):
+    """An array that ``type(x) is np.ndarray`` does not recognise and that, like CuPy's, will not
+    mix with NumPy arrays: an operation on both raises ``TypeError`` instead of quietly computing
+    on the CPU (0-d results and scalars mix, as in CuPy)."""
+
+    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
+        _refuse_mixing(ufunc.__name__, inputs + (out or ()))
+        plain = tuple(a.view(np.ndarray) if isinstance(a, StandInArray) else a for a in inputs)
+        if out is not None:
+            kwargs["out"] = tuple(o.view(np.ndarray) for o in out)
+        result = getattr(ufunc, method)(*plain, **kwargs)
+        if out is not None:
+            return out[0] if len(out) == 1 else out
+        if isinstance(result, np.generic):  # CuPy's reductions return 0-d arrays, not scalars
+            result = np.asarray(result)
+        return _cast(result)
+
+    def __array_function__(self, func, types, args, kwargs):
+        _refuse_mixing(func.__name__, _leaves((args, kwargs)))
+        return _cast(func(*_plain(args), **_plain(kwargs)))
+
+
+def _leaves(x):
+    if isinstance(x, (tuple, list)):
+        return tuple(leaf for item in x for leaf in _leaves(item))
+    if isinstance(x, dict):
+        return _leaves(tuple(x.values()))
+    return (x,)
+
+
+def _plain(x):
+    """``x`` with every stand-in array (also inside tuples, lists, dicts) viewed as a NumPy array."""
+    if isinstance(x, StandInArray):
+        return x.view(np.ndarray)
+    if isinstance(x, (tuple, list)):
+        return type(x)(_plain(item) for item in x)
+    if isinstance(x, dict):
+        return {key: _plain(value) for key, value in x.items()}
+    return x
+
+
+def _refuse_mixing(name, arrays):
+    """CuPy's rule: NumPy arrays (other than 0-d) may be handed over alone, never mixed with device arrays."""
+    if any(isinstance(a, StandInArray) for a in arrays) and any(type(a) is np.ndarray and a.ndim > 0 for a in arrays):
+        raise TypeError(f"{name}: a stand-in array mixed with a NumPy array")
+
+
+def _cast(result):
+    if type(result) is np.ndarray:
+        return result.view(StandInArray)
+    if isinstance(result, tuple):
+        return tuple(_cast(r) for r in result)
+    return result
+
+
+class StandInModule(types.ModuleType):
+    """The functions of ``source`` (NumPy by default), returning :class:`StandInArray`; ufuncs and
+    types as they are. With ``source=scipy.fft`` it stands in for ``cupyx.scipy.fft``."""
+
+    ndarray = StandInArray
+
+    def __init__(self, name: str = "standin", source: types.ModuleType = np) -> None:
+        super().__init__(name)
+        self._source = source
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        attr = getattr(self._source, name)
+        if isinstance(attr, (type, np.ufunc)) or not callable(attr):
+            return attr  # ufuncs keep the subclass of their inputs
+
+        @functools.wraps(attr)
+        def wrapped(*args, **kwargs):
+            _refuse_mixing(name, _leaves((args, kwargs)))
+            return _cast(attr(*args, **kwargs))
+
+        return wrapped
+
+    @staticmethod
+    def asnumpy(x):
+        return np.asarray(x)
+
+
+@pytest.fixture
+def standin(monkeypatch):
+    """The stand-in as ``ocdl.backend``'s CuPy (with one "device", so ``to_device(x, "gpu")`` moves
+    arrays onto it), and ``cupyx.scipy.fft`` as SciPy's FFTs on it."""
+    module = StandInModule()
+    module.cuda = types.SimpleNamespace(  # one "device" of 16 GiB: device="gpu" runs on the stand-in
+        runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),
+        Device=lambda: types.SimpleNamespace(mem_info=(1 << 34, 1 << 34)),
+    )
+    monkeypatch.setattr(ocdl.backend, "_cupy", module)
+    monkeypatch.setitem(sys.modules, "cupy", module)
+    cupyx, cupyx_scipy = types.ModuleType("cupyx"), types.ModuleType("cupyx.scipy")
+    cupyx_scipy.fft = StandInModule("cupyx.scipy.fft", scipy.fft)
+    cupyx.scipy = cupyx_scipy
+    for name, mod in (("cupyx", cupyx), ("cupyx.scipy", cupyx_scipy), ("cupyx.scipy.fft", cupyx_scipy.fft)):
+        monkeypatch.setitem(sys.modules, name, mod)
+    return module
+
+
+def _on(module, *arrays):
+    return tuple(a.view(StandInArray) for a in arrays) if module is not None else arrays
+
+
+# Batches large enough that NumPy shares the work among threads in blocks
+# (at least _THREADED_ELEMENTS entries): the stand-in runs one block.
+CASES = [
+    ("resnet", lambda: ocdl.ResNet(ocdl.Layer(ocdl.Dense(64), "tanh")), 64),
+    ("antisymmetric", lambda: ocdl.ResNet(ocdl.Layer(ocdl.Antisymmetric(ocdl.Dense(64)), "tanh")), 64),
+    ("leapfrog", lambda: ocdl.Leapfrog(ocdl.Layer(ocdl.Dense(64), "tanh")), 64),
+    ("verlet", lambda: ocdl.Verlet(ocdl.Layer(ocdl.Dense(64, 48), "tanh")), 64),
+    ("rk4", lambda: ocdl.RK4(ocdl.Layer(ocdl.Dense(64), "smoothrelu")), 64),
+    ("conv-resnet", lambda: ocdl.ResNet(ocdl.Layer(ocdl.Conv2d(2, 2, 16, 12), "tanh")), 384),
+    ("conv-verlet", lambda: ocdl.Verlet(ocdl.Layer(ocdl.Conv2d(2, 3, 8, 8, 5), "tanh")), 128),
+]
+
+
+@pytest.mark.parametrize("name,make,width", CASES, ids=[c[0] for c in CASES])
+def test_standin_arrays_agree_with_numpy(standin, name, make, width):
+    stepper = make()
+    net = ocdl.Network(stepper, 3, 1.0)
+    rng = np.random.default_rng(0)
+    s = -(-_THREADED_ELEMENTS // width) + 7  # the NumPy path threads its row blocks
+    theta = net.init_params(rng)
+    Y0 = rng.standard_normal((s, stepper.n_features))
+    v = rng.standard_normal(theta.shape)
+    for dtype, rtol in ((np.float64, 1e-12), (np.float32, 1e-5)):
+        t, Y, d = (a.astype(dtype) for a in (theta, Y0, v))
+        YN = net.forward(t, Y)
+        with net.trajectory(t, Y) as traj:
+            JtY = net.vjp(t, Y, YN, trajectory=traj)
+            Jv = net.jvp(t, Y, d, trajectory=traj)
+        ts, Ys, ds = _on(standin, t, Y, d)
+        assert ocdl.get_array_module(Ys) is standin
+        YNs = net.forward(ts, Ys)
+        with net.trajectory(ts, Ys) as traj:
+            JtYs = net.vjp(ts, Ys, YNs, trajectory=traj)
+            Jvs = net.jvp(ts, Ys, ds, trajectory=traj)
+        for ours, numpys in ((YNs, YN), (JtYs, JtY), (Jvs, Jv)):
+            assert type(ours) is StandInArray and ours.dtype == dtype  # the switch held throughout
+            np.testing.assert_allclose(np.asarray(ours), numpys, rtol=rtol, atol=rtol * np.abs(numpys).max())
+
+
+@pytest.mark.parametrize("name,make,width", CASES[::3], ids=[c[0] for c in CASES[::3]])
+def test_check_stepper_on_standin_arrays(standin, name, make, width):
+    stepper = make()
+    rng = np.random.default_rng(1)
+    (Y0,) = _on(standin, rng.standard_normal((5, stepper.n_features)))
+    report = ocdl.check_stepper(stepper, Y0, rng=rng)
+    assert report.passed, str(report)
+
+
+@pytest.mark.parametrize(
+    "kind,memory", [("verlet", None), ("resnet", "recompute"), ("verlet", "reversible"), ("leapfrog", "hdf5")]
+)
+def test_training_on_standin_arrays_follows_numpy(standin, tmp_path, kind, memory):
+    """Two iterations of block coordinate descent (Newton-PCG in the classifier, Gauss-Newton-PCG with a
+    line search in theta, time-smoothness and weight-decay regularizers, sub-sampled Hessians), on the
+    stand-in module and on NumPy, under several memory policies: the same iterates."""
+    from solvers import block_coordinate_descent
+
+    memories = {None: None, "recompute": ocdl.Recompute(2), "reversible": ocdl.Reversible(),
+                "hdf5": ocdl.HDF5(tmp_path / "states.h5")}
+    rng = np.random.default_rng(2)
+    s = 120
+    C = np.arange(s) % 3
+    Y = rng.standard_normal((s, 4)) * 0.5 + C[:, None]
+    results = []
+    for module in (None, standin):
+        net = ocdl.network(kind, 4, 4, 2.0)
+        if memories[memory] is not None:
+            net = ocdl.Network(net.stepper, net.n_steps, net.final_time, memory=memories[memory])
+        Y0, theta0 = _on(module, Y, net.init_params(0, scale=0.5))
+        labels = C.view(StandInArray) if module is not None else C
+        lp = ocdl.LearningProblem(net, ocdl.SoftmaxCrossEntropy(), Y0, labels, alpha_theta=1e-3, alpha_W=1e-3)
+        results.append(block_coordinate_descent(
+            lp, theta0, max_iter=2, hessian_batch_size=60, rng=0, progress=False,
+        ))
+    numpys, ours = results
+    assert ours.nit == numpys.nit == 2
+    np.testing.assert_allclose(ours.trace("objective"), numpys.trace("objective"), rtol=1e-10)
+    for key in ("theta", "W", "mu"):
+        assert type(ours.x[key]) is StandInArray, key
+        np.testing.assert_allclose(np.asarray(ours.x[key]), numpys.x[key], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "regularizer,shape",
+    [
+        (ocdl.WeightDecay(), (12, 3)),
+        (ocdl.TimeSmoothness(6, 5, 0.5), (30,)),
+        (ocdl.SpatialSmoothness((4, 5)), (20, 3)),
+        (ocdl.SpatialSmoothness((2, 3, 4), operator="gradient"), (24, 2)),
+    ],
+    ids=["weight-decay", "time-smoothness", "spatial-laplacian", "spatial-gradient"],
+)
+def test_regularizers_on_standin_arrays(standin, regularizer, shape):
+    rng = np.random.default_rng(3)
+    x, v = rng.standard_normal(shape), rng.standard_normal(shape)
+    xs, vs = _on(standin, x, v)
+    assert np.isclose(float(regularizer.value(xs)), float(regularizer.value(x)), rtol=1e-13)
+    for ours, numpys in (
+        (regularizer.gradient(xs), regularizer.gradient(x)),
+        (regularizer.hessian_matvec(vs), regularizer.hessian_matvec(v)),
+        (regularizer.precondition(vs, 0.1), regularizer.precondition(v, 0.1)),
+    ):
+        assert type(ours) is StandInArray
+        np.testing.assert_allclose(np.asarray(ours), numpys, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize(
+    "objective", [ocdl.SoftmaxCrossEntropy(), ocdl.LogisticCrossEntropy(), ocdl.LeastSquares()],
+    ids=lambda o: type(o).__name__,
+)
+def test_objectives_on_standin_arrays(standin, objective):
+    rng = np.random.default_rng(4)
+    s, n, k = 30, 4, 3
+    classes = np.arange(s) % k
+    m = objective.n_outputs(k)
+    YN, W, mu = rng.standard_normal((s, n)), rng.standard_normal((n, m)), rng.standard_normal(m)
+    dY, dW, dmu = rng.standard_normal((s, n)), rng.standard_normal((n, m)), rng.standard_normal(m)
+    C = objective.prepare_labels(classes, k)
+    Cs = objective.prepare_labels(classes.view(StandInArray), k)
+    assert type(Cs) is StandInArray
+    ours = _on(standin, YN, W, mu, dY, dW, dmu)
+    YNs, Ws, mus, dYs, dWs, dmus = ours
+    assert np.isclose(float(objective.value(YNs, Ws, mus, Cs)), float(objective.value(YN, W, mu, C)), rtol=1e-13)
+    pairs = list(zip(objective.gradient(YNs, Ws, mus, Cs), objective.gradient(YN, W, mu, C), strict=True))
+    pairs.append((objective.hessian_Y(YNs, Ws, mus, Cs, dYs), objective.hessian_Y(YN, W, mu, C, dY)))
+    pairs += zip(objective.hessian_W(YNs, Ws, mus, Cs, dWs, dmus), objective.hessian_W(YN, W, mu, C, dW, dmu),
+                 strict=True)
+    for a, b in pairs:
+        assert type(a) is StandInArray
+        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-12, atol=1e-14)
+    assert float(objective.accuracy(YNs, Ws, mus, Cs)) == float(objective.accuracy(YN, W, mu, C))
+
+
+def test_interrupted_training_resumes_on_standin_arrays(standin, tmp_path):
+    """Multilevel Adam on the stand-in "device", interrupted, resumed from its HDF5 checkpoint: the
+    checkpoint is read back onto the device (``load_checkpoint(device="gpu")``) and the result equals
+    the uninterrupted run's."""
+    from ocdl.backend import device_of, to_device
+    from ocdl.checkpoint import TrainingInterrupted
+    from solvers import adam, multilevel
+
+    assert ocdl.cupy_available() and type(to_device(np.ones(2), "gpu")) is StandInArray
+    rng = np.random.default_rng(5)
+    C = np.arange(60) % 2
+    Y = rng.standard_normal((60, 2)) * 0.5 + np.where(C[:, None] == 1, 1.0, -1.0)
+    net = ocdl.network("verlet", 2, 2, 2.0)
+    lp = ocdl.LearningProblem(net, ocdl.SoftmaxCrossEntropy(), to_device(Y, "gpu"), to_device(C, "gpu"))
+    theta0 = to_device(net.init_params(0, scale=0.5), "gpu")
+    options = dict(solver=adam, max_epochs=3, batch_size=16, max_layers=4, progress=False,
+                   validation=to_device((Y[:20], C[:20]), "gpu"))
+    reference = multilevel(lp, theta0, **options)
+    calls = [0]
+
+    def interrupt(k, state):
+        calls[0] += 1
+        if calls[0] == 4:
+            raise KeyboardInterrupt
+
+    path = tmp_path / "c.h5"
+    with pytest.raises(TrainingInterrupted):
+        multilevel(lp, theta0, checkpoint=path, callback=interrupt, **options)
+    resumed = multilevel(lp, None, checkpoint=path, resume=True, **options)
+    for key in ("theta", "W", "mu"):
+        assert device_of(resumed.x[key]) == "gpu" and type(resumed.x[key]) is StandInArray
+        np.testing.assert_array_equal(np.asarray(resumed.x[key]), np.asarray(reference.x[key]))
+
+
+@pytest.mark.parametrize("problem", ["ellipses", "mnist"])
+def test_experiment_on_the_standin_device(standin, tmp_path, problem):
+    """``paper_settings(..., device="gpu")``: a short training run of the paper's experiments (the MNIST one
+    convolutional, with channel smoothness) on the stand-in device, its run folder written, equal to the
+    CPU run."""
+    from ocdl.experiments import paper_settings, train, write_run
+
+    options = dict(max_layers=4, max_iter=1)
+    if problem == "mnist":
+        from problems import write_idx
+
+        folder = tmp_path / "mnist"  # random 28 x 28 "digits" in MNIST's four IDX files
+        folder.mkdir()
+        pixels = np.random.default_rng(0).integers(0, 256, size=(30, 28, 28), dtype=np.uint8)
+        for split, count in (("train", 24), ("t10k", 6)):
+            write_idx(folder / f"{split}-images-idx3-ubyte", pixels[:count])
+            write_idx(folder / f"{split}-labels-idx1-ubyte", (np.arange(count) % 10).astype(np.uint8))
+        options.update(width=2, train_size=16, val_size=8, data_dir=str(folder))
+    settings = paper_settings(problem, "antisymmetric" if problem == "mnist" else "verlet", **options)
+    cpu = train(settings, progress=False)
+    gpu = train(settings.replace(device="gpu"), progress=False)
+    assert type(gpu.problem.Y0) is StandInArray
+    for key in ("theta", "W", "mu"):
+        assert type(gpu.result.x[key]) is StandInArray
+        np.testing.assert_allclose(np.asarray(gpu.result.x[key]), cpu.result.x[key], rtol=1e-9, atol=1e-12)
+    paths = write_run(gpu, tmp_path / "run")
+    assert all(p.exists() for p in paths.values())
