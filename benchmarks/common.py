@@ -7,6 +7,7 @@ already sized.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sys
@@ -123,3 +124,12 @@ def versions(names=("ocdl", "numpy", "scipy", "torch")) -> dict:
             continue
         out[name] = getattr(module, "__version__", "unknown")
     return out
+
+
+def write_records(records: list, path: str) -> None:
+    """Write ``records`` to ``path`` as a JSON list (a temporary file renamed into place) and say so."""
+    partial = f"{path}.partial"
+    with open(partial, "w") as f:
+        json.dump(records, f, indent=1, default=float)
+    os.replace(partial, path)
+    print(f"wrote {len(records)} records to {path}")

@@ -31,12 +31,11 @@ count, :math:`2 s H W c^2 k^2`, over the time, for every method.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import best_time, limit_threads, machine_info, versions  # noqa: E402
+from common import best_time, limit_threads, machine_info, versions, write_records  # noqa: E402
 
 #: W3's convolution, and a tiny one for smoke tests.
 SHAPES = {"full": dict(s=512, c=6, H=28, W=28, k=3), "quick": dict(s=8, c=2, H=6, W=5, k=3)}
@@ -152,9 +151,7 @@ def main(argv=None) -> None:
           f"{shape['H']}x{shape['W']}, k={shape['k']}")
     print(table(recs))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(recs, f, indent=1)
-        print(f"wrote {len(recs)} records to {args.json}")
+        write_records(recs, args.json)
 
 
 if __name__ == "__main__":

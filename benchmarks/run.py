@@ -90,7 +90,7 @@ def main(argv=None) -> list[dict]:
     import roofline
     import torch_reference
     import workloads
-    from common import best_time, machine_info, versions
+    from common import best_time, machine_info, versions, write_records
 
     table = workloads.QUICK if args.quick else workloads.WORKLOADS
     names = _split(args.workloads)
@@ -154,9 +154,8 @@ def main(argv=None) -> list[dict]:
     print()
     print(format_table(records))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(records, f, indent=1, default=float)
-        print(f"\nwrote {len(records)} records to {args.json}")
+        print()
+        write_records(records, args.json)
     return records
 
 
@@ -209,9 +208,10 @@ def merge(paths: list[str], out: str | None = None) -> list[dict]:
     print(f"# best of {len(paths)} runs: " + ", ".join(paths))
     print(format_table(records))
     if out:
-        with open(out, "w") as f:
-            json.dump(records, f, indent=1, default=float)
-        print(f"\nwrote {len(records)} records to {out}")
+        from common import write_records
+
+        print()
+        write_records(records, out)
     return records
 
 

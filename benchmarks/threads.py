@@ -27,14 +27,13 @@ threading can gain:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import limit_threads, machine_info, versions  # noqa: E402
+from common import limit_threads, machine_info, versions, write_records  # noqa: E402
 
 SIZES = (256, 2048, 16384, 131072)
 
@@ -142,9 +141,7 @@ def main(argv=None) -> None:
     print(f"# {machine['cpu']}, 2 threads, Python {machine['python']}")
     print(table(recs))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(recs, f, indent=1)
-        print(f"wrote {len(recs)} records to {args.json}")
+        write_records(recs, args.json)
 
 
 if __name__ == "__main__":

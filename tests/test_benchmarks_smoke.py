@@ -46,19 +46,24 @@ def _load(name: str):
     return module
 
 
+def _run(script: str, *args: str, json_path, timeout: int = 120) -> tuple[str, list]:
+    """Run ``benchmarks/<script> args --json json_path``: what it printed, and the records it wrote."""
+    proc = subprocess.run(
+        [sys.executable, os.path.join(BENCH, script), *args, "--json", str(json_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout, json.loads(json_path.read_text())
+
+
 def _torch_importable() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
 def test_quick_run_writes_the_records(tmp_path):
     out = tmp_path / "quick.json"
-    proc = subprocess.run(
-        [sys.executable, os.path.join(BENCH, "run.py"), "--quick", "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "grad o/t" in proc.stdout  # the table was printed
-    records = json.loads(out.read_text())
+    printed, records = _run("run.py", "--quick", json_path=out)
+    assert "grad o/t" in printed  # the table was printed
     assert isinstance(records, list) and records
     for rec in records:
         for key, kind in REQUIRED.items():
@@ -79,16 +84,10 @@ def test_quick_run_writes_the_records(tmp_path):
         assert libraries == {"ocdl", "torch"}
     else:
         assert libraries == {"ocdl"}
-        assert "PyTorch is not installed" in proc.stdout
+        assert "PyTorch is not installed" in printed
 
     # --merge: the best of several runs (here one run twice) keeps the schema and the times
-    merged = tmp_path / "merged.json"
-    proc = subprocess.run(
-        [sys.executable, os.path.join(BENCH, "run.py"), "--merge", str(out), str(out), "--json", str(merged)],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    again = json.loads(merged.read_text())
+    printed, again = _run("run.py", "--merge", str(out), str(out), json_path=tmp_path / "merged.json", timeout=60)
     assert len(again) == len(records)
     for a, b in zip(again, records):
         assert {k: a[k] for k in REQUIRED} == {k: b[k] for k in REQUIRED}
@@ -96,14 +95,8 @@ def test_quick_run_writes_the_records(tmp_path):
 
 
 def test_rounds_keep_each_librarys_best(tmp_path):
-    out = tmp_path / "rounds.json"
-    proc = subprocess.run(
-        [sys.executable, os.path.join(BENCH, "run.py"), "--quick", "--workloads", "W1", "--dtypes", "float64",
-         "--rounds", "3", "--no-roofline", "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    records = json.loads(out.read_text())
+    printed, records = _run("run.py", "--quick", "--workloads", "W1", "--dtypes", "float64", "--rounds", "3",
+                            "--no-roofline", json_path=tmp_path / "rounds.json")
     assert {(r["stepper"], r["library"]) for r in records if r["library"] == "ocdl"} == {
         ("resnet", "ocdl"), ("verlet", "ocdl")}
     for rec in records:
@@ -186,13 +179,7 @@ def test_table_ratios_from_the_records():
 def test_convolution_methods_agree(tmp_path):
     """benchmarks/convolution.py --quick: every method (im2col, shifted matmuls, FFT, PyTorch when
     installed) gives Conv2d's product, which checks Conv2d against three independent algorithms."""
-    out = tmp_path / "conv.json"
-    proc = subprocess.run(
-        [sys.executable, os.path.join(BENCH, "convolution.py"), "--quick", "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    records = json.loads(out.read_text())
+    printed, records = _run("convolution.py", "--quick", json_path=tmp_path / "conv.json")
     expected = {"ocdl", "im2col", "shifts", "fft"} | ({"torch"} if _torch_importable() else set())
     for dtype, tol in (("float64", 1e-13), ("float32", 1e-5)):
         found = {r["method"]: r for r in records if r["dtype"] == dtype}
@@ -200,19 +187,13 @@ def test_convolution_methods_agree(tmp_path):
         for r in found.values():
             assert r["seconds"] > 0 and r["gflops"] > 0 and r["threads"] == 2
             assert r["max_rel_diff"] <= tol, r
-    assert "/ ocdl" in proc.stdout  # the table was printed
+    assert "/ ocdl" in printed  # the table was printed
 
 
 def test_threads_benchmark_runs(tmp_path):
     """benchmarks/threads.py --quick: the hand-off's two row blocks together equal one product,
     and both threads of the GIL loop computed ``x * x``."""
-    out = tmp_path / "threads.json"
-    proc = subprocess.run(
-        [sys.executable, os.path.join(BENCH, "threads.py"), "--quick", "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    records = json.loads(out.read_text())
+    printed, records = _run("threads.py", "--quick", json_path=tmp_path / "threads.json")
     (hand,) = [r for r in records if r["measure"] == "handoff"]
     assert hand["max_rel_diff"] <= 1e-13 and hand["noop_us"] > 0
     assert 0 <= hand["timed_calls"] <= hand["calls"]
@@ -222,4 +203,4 @@ def test_threads_benchmark_runs(tmp_path):
     assert len(gils) == 2
     for r in gils:
         assert r["exact"] and r["us_per_call_1"] > 0 and r["us_per_call_2"] > 0 and r["speedup"] > 0
-    assert "speedup" in proc.stdout  # the table was printed
+    assert "speedup" in printed  # the table was printed
