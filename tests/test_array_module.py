@@ -1,139 +1,37 @@
-"""The array-module switch without a GPU: the same code on a stand-in module whose arrays are not NumPy's.
+"""The array-module switch without a GPU: the same code on a stand-in for CuPy (``standin_cupy.py``).
 
 CI has no CuPy, so the branches taken for non-NumPy arrays would run only on
 a GPU machine: one block instead of threaded row blocks
 (:func:`ocdl.parallel.row_blocks`), fresh temporaries instead of NumPy's
 reuse caches (:mod:`ocdl.memory.store_all`), and ``Conv2d``'s single block
-of images with zeroed buffers. Here ``ocdl.backend`` is handed a module
-whose ``ndarray`` is a NumPy subclass and whose functions return it, so that
-:func:`ocdl.get_array_module` picks the stand-in and every one of those
-branches runs on the CPU. Its results must equal NumPy's (which take the
-threaded, cached paths for the same data), stay stand-in arrays throughout
-(no silent fall-back to NumPy), and pass the derivative checks.
-
-Like CuPy's, the stand-in arrays refuse to mix with NumPy arrays in one
-operation, and reductions return 0-d arrays. Not caught here, and left to
-``tests/test_gpu.py`` on a GPU machine: an implicit conversion
-(``np.asarray`` of a CuPy array raises; of a NumPy subclass it does not),
-and CuPy functions that NumPy has and CuPy lacks.
+of images with zeroed buffers. With the stand-in as ocdl's CuPy,
+:func:`ocdl.get_array_module` picks it and every one of those branches runs
+on the CPU. The results must equal NumPy's (which take the threaded, cached
+paths for the same data), stay stand-in arrays throughout (no silent
+fall-back to NumPy; the stand-in refuses to mix with NumPy arrays, as CuPy
+does), and pass the derivative checks. The suite's own GPU tests run on the
+stand-in too (the last test).
 """
 
 from __future__ import annotations
 
-import functools
+import os
+import re
+import subprocess
 import sys
-import types
 
 import numpy as np
 import pytest
-import scipy.fft
+from standin_cupy import StandInArray, install
 
 import ocdl
-import ocdl.backend
 from ocdl.parallel import _THREADED_ELEMENTS
-
-
-class StandInArray(np.ndarray):
-    """An array that ``type(x) is np.ndarray`` does not recognise and that, like CuPy's, will not
-    mix with NumPy arrays: an operation on both raises ``TypeError`` instead of quietly computing
-    on the CPU (0-d results and scalars mix, as in CuPy)."""
-
-    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
-        _refuse_mixing(ufunc.__name__, inputs + (out or ()))
-        plain = tuple(a.view(np.ndarray) if isinstance(a, StandInArray) else a for a in inputs)
-        if out is not None:
-            kwargs["out"] = tuple(o.view(np.ndarray) for o in out)
-        result = getattr(ufunc, method)(*plain, **kwargs)
-        if out is not None:
-            return out[0] if len(out) == 1 else out
-        if isinstance(result, np.generic):  # CuPy's reductions return 0-d arrays, not scalars
-            result = np.asarray(result)
-        return _cast(result)
-
-    def __array_function__(self, func, types, args, kwargs):
-        _refuse_mixing(func.__name__, _leaves((args, kwargs)))
-        return _cast(func(*_plain(args), **_plain(kwargs)))
-
-
-def _leaves(x):
-    if isinstance(x, (tuple, list)):
-        return tuple(leaf for item in x for leaf in _leaves(item))
-    if isinstance(x, dict):
-        return _leaves(tuple(x.values()))
-    return (x,)
-
-
-def _plain(x):
-    """``x`` with every stand-in array (also inside tuples, lists, dicts) viewed as a NumPy array."""
-    if isinstance(x, StandInArray):
-        return x.view(np.ndarray)
-    if isinstance(x, (tuple, list)):
-        return type(x)(_plain(item) for item in x)
-    if isinstance(x, dict):
-        return {key: _plain(value) for key, value in x.items()}
-    return x
-
-
-def _refuse_mixing(name, arrays):
-    """CuPy's rule: NumPy arrays (other than 0-d) may be handed over alone, never mixed with device arrays."""
-    if any(isinstance(a, StandInArray) for a in arrays) and any(type(a) is np.ndarray and a.ndim > 0 for a in arrays):
-        raise TypeError(f"{name}: a stand-in array mixed with a NumPy array")
-
-
-def _cast(result):
-    if type(result) is np.ndarray:
-        return result.view(StandInArray)
-    if isinstance(result, tuple):
-        return tuple(_cast(r) for r in result)
-    return result
-
-
-class StandInModule(types.ModuleType):
-    """The functions of ``source`` (NumPy by default), returning :class:`StandInArray`; ufuncs and
-    types as they are. With ``source=scipy.fft`` it stands in for ``cupyx.scipy.fft``."""
-
-    ndarray = StandInArray
-
-    def __init__(self, name: str = "standin", source: types.ModuleType = np) -> None:
-        super().__init__(name)
-        self._source = source
-
-    def __getattr__(self, name):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        attr = getattr(self._source, name)
-        if isinstance(attr, (type, np.ufunc)) or not callable(attr):
-            return attr  # ufuncs keep the subclass of their inputs
-
-        @functools.wraps(attr)
-        def wrapped(*args, **kwargs):
-            _refuse_mixing(name, _leaves((args, kwargs)))
-            return _cast(attr(*args, **kwargs))
-
-        return wrapped
-
-    @staticmethod
-    def asnumpy(x):
-        return np.asarray(x)
 
 
 @pytest.fixture
 def standin(monkeypatch):
-    """The stand-in as ``ocdl.backend``'s CuPy (with one "device", so ``to_device(x, "gpu")`` moves
-    arrays onto it), and ``cupyx.scipy.fft`` as SciPy's FFTs on it."""
-    module = StandInModule()
-    module.cuda = types.SimpleNamespace(  # one "device" of 16 GiB: device="gpu" runs on the stand-in
-        runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),
-        Device=lambda: types.SimpleNamespace(mem_info=(1 << 34, 1 << 34)),
-    )
-    monkeypatch.setattr(ocdl.backend, "_cupy", module)
-    monkeypatch.setitem(sys.modules, "cupy", module)
-    cupyx, cupyx_scipy = types.ModuleType("cupyx"), types.ModuleType("cupyx.scipy")
-    cupyx_scipy.fft = StandInModule("cupyx.scipy.fft", scipy.fft)
-    cupyx.scipy = cupyx_scipy
-    for name, mod in (("cupyx", cupyx), ("cupyx.scipy", cupyx_scipy), ("cupyx.scipy.fft", cupyx_scipy.fft)):
-        monkeypatch.setitem(sys.modules, name, mod)
-    return module
+    """The stand-in as ``ocdl.backend``'s CuPy for one test (:func:`standin_cupy.install`)."""
+    return install(monkeypatch)
 
 
 def _on(module, *arrays):
@@ -334,3 +232,16 @@ def test_experiment_on_the_standin_device(standin, tmp_path, problem):
         np.testing.assert_allclose(np.asarray(gpu.result.x[key]), cpu.result.x[key], rtol=1e-9, atol=1e-12)
     paths = write_run(gpu, tmp_path / "run")
     assert all(p.exists() for p in paths.values())
+
+
+def test_the_gpu_tests_pass_on_the_standin():
+    """The suite's GPU tests (marked ``gpu``, skipped without CuPy), run on the stand-in device."""
+    tests = os.path.dirname(os.path.abspath(__file__))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", tests],
+        env=dict(os.environ, OCDL_STANDIN_CUPY="1"), capture_output=True, text=True, timeout=300,
+    )
+    summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    passed = re.search(r"(\d+) passed", summary)
+    assert passed and int(passed.group(1)) >= 20 and "skipped" not in summary, summary

@@ -1,0 +1,132 @@
+"""A stand-in for CuPy on the CPU: arrays that are not NumPy's and, like CuPy's, will not mix with them.
+
+``StandInArray`` is a NumPy subclass, so ``type(x) is np.ndarray`` fails for
+it and ocdl's code takes the branches meant for CuPy arrays; an operation
+that mixes it with a NumPy array (other than 0-d) raises ``TypeError``, as
+CuPy does, and reductions return 0-d arrays. ``StandInModule`` wraps NumPy's
+functions (or ``scipy.fft``'s, for ``cupyx.scipy.fft``) to return stand-in
+arrays. :func:`install` hands the stand-in to ``ocdl.backend`` as its CuPy,
+with one 16 GiB "device" (``to_device(x, "gpu")``, ``device="gpu"``), and
+registers it as ``cupy`` and ``cupyx.scipy.fft`` for code that imports them.
+
+``tests/test_array_module.py`` uses it per test; ``OCDL_STANDIN_CUPY=1
+pytest -m gpu`` (``conftest.py``) runs the suite's GPU tests on it.
+Not emulated: an implicit conversion (``np.asarray`` of a CuPy array raises;
+of a NumPy subclass it does not), and NumPy functions that CuPy lacks.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import types
+
+import numpy as np
+import scipy.fft
+
+import ocdl.backend
+
+
+class StandInArray(np.ndarray):
+    """An array that ``type(x) is np.ndarray`` does not recognise and that, like CuPy's, will not
+    mix with NumPy arrays: an operation on both raises ``TypeError`` instead of quietly computing
+    on the CPU (0-d results and scalars mix, as in CuPy)."""
+
+    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
+        _refuse_mixing(ufunc.__name__, inputs + (out or ()))
+        plain = tuple(a.view(np.ndarray) if isinstance(a, StandInArray) else a for a in inputs)
+        if out is not None:
+            kwargs["out"] = tuple(o.view(np.ndarray) for o in out)
+        result = getattr(ufunc, method)(*plain, **kwargs)
+        if out is not None:
+            return out[0] if len(out) == 1 else out
+        if isinstance(result, np.generic):  # CuPy's reductions return 0-d arrays, not scalars
+            result = np.asarray(result)
+        return _cast(result)
+
+    def __array_function__(self, func, types, args, kwargs):
+        _refuse_mixing(func.__name__, _leaves((args, kwargs)))
+        return _cast(func(*_plain(args), **_plain(kwargs)))
+
+
+def _leaves(x):
+    if isinstance(x, (tuple, list)):
+        return tuple(leaf for item in x for leaf in _leaves(item))
+    if isinstance(x, dict):
+        return _leaves(tuple(x.values()))
+    return (x,)
+
+
+def _plain(x):
+    """``x`` with every stand-in array (also inside tuples, lists, dicts) viewed as a NumPy array."""
+    if isinstance(x, StandInArray):
+        return x.view(np.ndarray)
+    if isinstance(x, (tuple, list)):
+        return type(x)(_plain(item) for item in x)
+    if isinstance(x, dict):
+        return {key: _plain(value) for key, value in x.items()}
+    return x
+
+
+def _refuse_mixing(name, arrays):
+    """CuPy's rule: NumPy arrays (other than 0-d) may be handed over alone, never mixed with device arrays."""
+    if any(isinstance(a, StandInArray) for a in arrays) and any(type(a) is np.ndarray and a.ndim > 0 for a in arrays):
+        raise TypeError(f"{name}: a stand-in array mixed with a NumPy array")
+
+
+def _cast(result):
+    if type(result) is np.ndarray:
+        return result.view(StandInArray)
+    if isinstance(result, tuple):
+        return tuple(_cast(r) for r in result)
+    return result
+
+
+class StandInModule(types.ModuleType):
+    """The functions of ``source`` (NumPy by default), returning :class:`StandInArray`; ufuncs and
+    types as they are. With ``source=scipy.fft`` it stands in for ``cupyx.scipy.fft``."""
+
+    ndarray = StandInArray
+
+    def __init__(self, name: str = "standin", source: types.ModuleType = np) -> None:
+        super().__init__(name)
+        self._source = source
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        attr = getattr(self._source, name)
+        if isinstance(attr, (type, np.ufunc)) or not callable(attr):
+            return attr  # ufuncs keep the subclass of their inputs
+
+        @functools.wraps(attr)
+        def wrapped(*args, **kwargs):
+            _refuse_mixing(name, _leaves((args, kwargs)))
+            return _cast(attr(*args, **kwargs))
+
+        return wrapped
+
+    @staticmethod
+    def asnumpy(x):
+        return np.asarray(x)
+
+
+def install(monkeypatch=None) -> StandInModule:
+    """Make the stand-in ocdl's CuPy (through ``monkeypatch`` if given, undone after the test) and return it."""
+    module = StandInModule()
+    module.cuda = types.SimpleNamespace(  # one "device" of 16 GiB: device="gpu" runs on the stand-in
+        runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),
+        Device=lambda: types.SimpleNamespace(mem_info=(1 << 34, 1 << 34)),
+    )
+    cupyx, cupyx_scipy = types.ModuleType("cupyx"), types.ModuleType("cupyx.scipy")
+    cupyx_scipy.fft = StandInModule("cupyx.scipy.fft", scipy.fft)
+    cupyx.scipy = cupyx_scipy
+    setattr_ = setattr if monkeypatch is None else monkeypatch.setattr
+    setattr_(ocdl.backend, "_cupy", module)
+    modules = {"cupy": module, "cupyx": cupyx, "cupyx.scipy": cupyx_scipy, "cupyx.scipy.fft": cupyx_scipy.fft}
+    for name, mod in modules.items():
+        if monkeypatch is None:
+            sys.modules[name] = mod
+        else:
+            monkeypatch.setitem(sys.modules, name, mod)
+    return module
