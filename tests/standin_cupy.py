@@ -8,6 +8,8 @@ functions (or ``scipy.fft``'s, for ``cupyx.scipy.fft``) to return stand-in
 arrays. :func:`install` hands the stand-in to ``ocdl.backend`` as its CuPy,
 with one 16 GiB "device" (``to_device(x, "gpu")``, ``device="gpu"``), and
 registers it as ``cupy`` and ``cupyx.scipy.fft`` for code that imports them.
+Copies to the host (``asnumpy``, ``float``, ``bool``, ``item``, ...) are
+recorded in ``TRANSFERS``, by their number of entries.
 
 ``tests/test_array_module.py`` uses it per test; ``OCDL_STANDIN_CUPY=1
 pytest -m gpu`` (``conftest.py``) runs the suite's GPU tests on it.
@@ -47,6 +49,38 @@ class StandInArray(np.ndarray):
     def __array_function__(self, func, types, args, kwargs):
         _refuse_mixing(func.__name__, _leaves((args, kwargs)))
         return _cast(func(*_plain(args), **_plain(kwargs)))
+
+    def __setitem__(self, key, value):
+        # a device value is copied on the device (NumPy would take a 0-d one through float())
+        super().__setitem__(key, value.view(np.ndarray) if isinstance(value, StandInArray) else value)
+
+    # Copies to the host, as CuPy makes them (each a synchronisation), recorded in TRANSFERS.
+    def __float__(self):
+        return float(_to_host(self))
+
+    def __int__(self):
+        return int(_to_host(self))
+
+    def __index__(self):
+        return _to_host(self).__index__()
+
+    def __bool__(self):
+        return bool(_to_host(self))
+
+    def item(self, *args):
+        return _to_host(self).item(*args)
+
+    def tolist(self):
+        return _to_host(self).tolist()
+
+
+#: The number of entries of every copy from the stand-in "device" to the host, in order.
+TRANSFERS: list[int] = []
+
+
+def _to_host(x) -> np.ndarray:
+    TRANSFERS.append(int(x.size))
+    return x.view(np.ndarray)
 
 
 def _leaves(x):
@@ -108,7 +142,7 @@ class StandInModule(types.ModuleType):
 
     @staticmethod
     def asnumpy(x):
-        return np.asarray(x)
+        return _to_host(x).copy() if isinstance(x, StandInArray) else np.asarray(x)
 
 
 def install(monkeypatch=None) -> StandInModule:

@@ -10,7 +10,9 @@ on the CPU. The results must equal NumPy's (which take the threaded, cached
 paths for the same data), stay stand-in arrays throughout (no silent
 fall-back to NumPy; the stand-in refuses to mix with NumPy arrays, as CuPy
 does), and pass the derivative checks. The suite's own GPU tests run on the
-stand-in too (the last test).
+stand-in too. The stand-in also records every copy to the host: the sweeps
+synchronise as often at 32 layers as at 4, and training iterations copy
+nothing but scalars.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import sys
 
 import numpy as np
 import pytest
-from standin_cupy import StandInArray, install
+from standin_cupy import TRANSFERS, StandInArray, install
 
 import ocdl
 from ocdl.parallel import _THREADED_ELEMENTS
@@ -245,3 +247,43 @@ def test_the_gpu_tests_pass_on_the_standin():
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     passed = re.search(r"(\d+) passed", summary)
     assert passed and int(passed.group(1)) >= 20 and "skipped" not in summary, summary
+
+
+@pytest.mark.parametrize("kind", ["resnet", "verlet", "rk4"])
+def test_sweeps_synchronise_the_same_few_times_at_any_depth(standin, kind):
+    """A forward sweep, a gradient (trajectory and adjoint) and a Gauss-Newton product copy only scalars
+    to the host (input checks, the blow-up test), and as many at 32 layers as at 4: no step synchronises."""
+    rng = np.random.default_rng(6)
+    counts = {}
+    for n_steps in (4, 32):
+        net = ocdl.network(kind, 5, n_steps, 1.0)
+        theta, Y0, v = _on(standin, net.init_params(rng), rng.standard_normal((40, 5)),
+                           rng.standard_normal(net.n_params))
+        TRANSFERS.clear()
+        YN = net.forward(theta, Y0)
+        with net.trajectory(theta, Y0) as traj:
+            net.vjp(theta, Y0, net.jvp(theta, Y0, v, trajectory=traj), trajectory=traj)
+            net.vjp(theta, Y0, YN, trajectory=traj)
+        assert TRANSFERS and set(TRANSFERS) == {1}, TRANSFERS  # scalars only
+        counts[n_steps] = len(TRANSFERS)
+    assert counts[4] == counts[32], counts
+
+
+def test_training_iterations_copy_only_scalars_to_the_host(standin):
+    """Block coordinate descent on the stand-in device (sub-sampled Gauss-Newton-PCG, Newton-PCG, line
+    searches, validation accuracy): from its first iteration on, nothing but scalars goes to the host."""
+    from solvers import block_coordinate_descent
+
+    rng = np.random.default_rng(7)
+    C = np.arange(150) % 3
+    Y = rng.standard_normal((150, 4)) * 0.5 + C[:, None]
+    net = ocdl.network("verlet", 4, 8, 2.0)
+    Y0, theta0, Yv = _on(standin, Y, net.init_params(0, scale=0.5), Y[:40])
+    lp = ocdl.LearningProblem(net, ocdl.SoftmaxCrossEntropy(), Y0, C.view(StandInArray), alpha_theta=1e-3,
+                              alpha_W=1e-3)
+    marks = []
+    block_coordinate_descent(lp, theta0, max_iter=3, batch_size=75, hessian_batch_size=30, rng=0, progress=False,
+                             validation=(Yv, C[:40].view(StandInArray)),
+                             callback=lambda k, state: marks.append(len(TRANSFERS)))
+    during = TRANSFERS[marks[0]:]
+    assert len(marks) == 3 and during and set(during) == {1}, sorted(set(during))
