@@ -77,12 +77,13 @@ class Network:
         return Network(self.stepper, n_steps, self.final_time, self.memory, self.blow_up)
 
     # -- parameters -------------------------------------------------------
-    def theta_steps(self, theta: Any) -> Any:
-        """The ``(n_steps, p)`` view of ``theta`` (validated)."""
-        check_array("theta", theta, ndim=1)
+    def theta_steps(self, theta: Any, name: str = "theta", finite: bool = True) -> Any:
+        """The ``(n_steps, p)`` view of ``theta``, validated (its entries finite unless ``finite=False``);
+        errors call it ``name``."""
+        check_array(name, theta, ndim=1, finite=finite)
         if theta.shape[0] != self.n_params:
             raise ValueError(
-                f"theta must have n_params = {self.n_steps} steps x {self.stepper.n_params} "
+                f"{name} must have n_params = {self.n_steps} steps x {self.stepper.n_params} "
                 f"= {self.n_params} entries, got {theta.shape[0]}"
             )
         return theta.reshape(self.n_steps, self.stepper.n_params)
@@ -234,14 +235,18 @@ class Network:
         return YN
 
     def jvp(self, theta: Any, Y0: Any, dtheta: Any, dY0: Any = None, trajectory: Trajectory | None = None) -> Any:
-        """Sensitivity :math:`dY_N = J_\\theta\\, d\\theta + J_{Y_0} dY_0` by forward substitution."""
-        xp = get_array_module(theta, Y0)
-        dsteps = self.theta_steps(dtheta)
-        dY0 = xp.zeros_like(Y0) if dY0 is None else check_array("dY0", dY0, shape=Y0.shape)
+        """Sensitivity :math:`dY_N = J_\\theta\\, d\\theta + J_{Y_0} dY_0` by forward substitution.
+
+        With a ``trajectory`` (of this ``theta``) the entries of ``theta`` are not checked again: they
+        were when the trajectory was computed (on a GPU each check is a synchronisation).
+        """
         if trajectory is None:
             with self.trajectory(theta, Y0) as traj:
                 return self.jvp(theta, Y0, dtheta, dY0, trajectory=traj)
-        steps = self.theta_steps(theta)
+        xp = get_array_module(theta, Y0)
+        dsteps = self.theta_steps(dtheta, "dtheta")
+        dY0 = xp.zeros_like(Y0) if dY0 is None else check_array("dY0", dY0, shape=Y0.shape)
+        steps = self.theta_steps(theta, finite=False)
         dstate = self.stepper.init(dY0)
         for j, state, cache in trajectory.steps():
             dstate = self.stepper.step_jvp(state, steps[j], self.h, dstate, dsteps[j], cache)
@@ -250,12 +255,15 @@ class Network:
     def vjp(
         self, theta: Any, Y0: Any, W: Any, trajectory: Trajectory | None = None, return_dY0: bool = False
     ) -> Any:
-        """Adjoint :math:`J_\\theta^T W` (and :math:`J_{Y_0}^T W` if ``return_dY0``) by backward substitution."""
+        """Adjoint :math:`J_\\theta^T W` (and :math:`J_{Y_0}^T W` if ``return_dY0``) by backward substitution.
+
+        With a ``trajectory``, ``theta`` is checked as in :meth:`jvp`.
+        """
         if trajectory is None:
             with self.trajectory(theta, Y0) as traj:
                 return self.vjp(theta, Y0, W, trajectory=traj, return_dY0=return_dY0)
         xp = get_array_module(theta, Y0)
-        steps = self.theta_steps(theta)
+        steps = self.theta_steps(theta, finite=False)
         YN = self.stepper.output(trajectory.final_state)
         check_array("W", W, shape=YN.shape)
         lam = self.stepper.output_vjp(trajectory.final_state, W)

@@ -133,6 +133,15 @@ def test_bad_input(rng):
         net.forward(theta, np.ones((5, 3), dtype=int))
     with pytest.raises(ValueError, match="W must have shape"):
         net.vjp(theta, Y0, rng.standard_normal((4, 3)))
+    with pytest.raises(ValueError, match="dtheta must have n_params = 4 steps x 10 = 40"):
+        net.jvp(theta, Y0, theta[:-1])
+    nan_theta = theta.copy()
+    nan_theta[7] = np.nan
+    with pytest.raises(ValueError, match="dtheta contains NaN"):
+        net.jvp(theta, Y0, nan_theta)
+    for call in (lambda: net.jvp(nan_theta, Y0, theta), lambda: net.vjp(nan_theta, Y0, Y0)):
+        with pytest.raises(ValueError, match="^theta contains NaN"):  # checked by the forward sweep
+            call()
     with pytest.raises(ValueError, match="n_steps must be an integer >= 1"):
         ocdl.network("resnet", 3, 0, 1.0)
     with pytest.raises(ValueError, match="final_time must be a finite number > 0"):
