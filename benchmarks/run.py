@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/run.py                      # all workloads, float64 and float32
     python benchmarks/run.py --json results.json  # also write the records
+    python benchmarks/run.py --merge a.json b.json --plot fig.png  # the best of two runs, drawn
     python benchmarks/run.py --workloads W1,W3 --dtypes float32 --repeats 7
     python benchmarks/run.py --quick              # tiny sizes: a smoke run of a few seconds
 
@@ -31,6 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--json", metavar="FILE", help="write the list of records to FILE")
+    p.add_argument("--plot", metavar="FILE", help="draw the times as multiples of the roofline into FILE (figure.py)")
     p.add_argument("--workloads", default="W1,W2,W3", help="comma-separated (default W1,W2,W3)")
     p.add_argument("--steppers", default="resnet,verlet", help="comma-separated (default resnet,verlet)")
     p.add_argument("--dtypes", default="float64,float32", help="comma-separated (default float64,float32)")
@@ -78,7 +80,7 @@ def main(argv=None) -> list[dict]:
     args = parse_args(argv)
     sys.path.insert(0, HERE)
     if args.merge:
-        return merge(args.merge, args.json)
+        return merge(args.merge, args.json, args.plot)
     from common import limit_threads  # no NumPy import yet
 
     thread_setup = limit_threads(args.threads)
@@ -90,7 +92,7 @@ def main(argv=None) -> list[dict]:
     import roofline
     import torch_reference
     import workloads
-    from common import best_time, machine_info, versions, write_records
+    from common import best_time, machine_info, versions
 
     table = workloads.QUICK if args.quick else workloads.WORKLOADS
     names = _split(args.workloads)
@@ -153,10 +155,22 @@ def main(argv=None) -> list[dict]:
         gc.collect()
     print()
     print(format_table(records))
-    if args.json:
-        print()
-        write_records(records, args.json)
+    _write(records, args.json, args.plot)
     return records
+
+
+def _write(records: list[dict], json_path: str | None, plot_path: str | None) -> None:
+    """The records to ``json_path`` and their figure to ``plot_path``, where given."""
+    if json_path:
+        from common import write_records
+
+        print()
+        write_records(records, json_path)
+    if plot_path:
+        from figure import plot_records
+
+        plot_records(records, plot_path)
+        print(f"drew {plot_path}")
 
 
 TIMES = ("forward_s", "gradient_s", "gn_matvec_s")
@@ -179,7 +193,7 @@ def _best_of(best: dict, rec: dict) -> dict:
     return best
 
 
-def merge(paths: list[str], out: str | None = None) -> list[dict]:
+def merge(paths: list[str], out: str | None = None, plot: str | None = None) -> list[dict]:
     """Records of several runs combined: per case and library the best of each time.
 
     The roofline entries are the smallest estimates (the best measured
@@ -207,11 +221,7 @@ def merge(paths: list[str], out: str | None = None) -> list[dict]:
     records = list(combined.values())
     print(f"# best of {len(paths)} runs: " + ", ".join(paths))
     print(format_table(records))
-    if out:
-        from common import write_records
-
-        print()
-        write_records(records, out)
+    _write(records, out, plot)
     return records
 
 

@@ -62,8 +62,10 @@ def _torch_importable() -> bool:
 
 def test_quick_run_writes_the_records(tmp_path):
     out = tmp_path / "quick.json"
-    printed, records = _run("run.py", "--quick", json_path=out)
+    figure = tmp_path / "quick.png"
+    printed, records = _run("run.py", "--quick", "--plot", str(figure), json_path=out)
     assert "grad o/t" in printed  # the table was printed
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # and the figure drawn
     assert isinstance(records, list) and records
     for rec in records:
         for key, kind in REQUIRED.items():
@@ -95,8 +97,10 @@ def test_quick_run_writes_the_records(tmp_path):
 
 
 def test_rounds_keep_each_librarys_best(tmp_path):
+    figure = tmp_path / "rounds.png"  # without a roofline: drawn in milliseconds
     printed, records = _run("run.py", "--quick", "--workloads", "W1", "--dtypes", "float64", "--rounds", "3",
-                            "--no-roofline", json_path=tmp_path / "rounds.json")
+                            "--no-roofline", "--plot", str(figure), json_path=tmp_path / "rounds.json")
+    assert figure.read_bytes()[:4] == b"\x89PNG"
     assert {(r["stepper"], r["library"]) for r in records if r["library"] == "ocdl"} == {
         ("resnet", "ocdl"), ("verlet", "ocdl")}
     for rec in records:
