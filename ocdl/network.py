@@ -240,12 +240,12 @@ class Network:
         With a ``trajectory`` (of this ``theta``) the entries of ``theta`` are not checked again: they
         were when the trajectory was computed (on a GPU each check is a synchronisation).
         """
+        xp = get_array_module(theta, Y0)
+        dsteps = self.theta_steps(dtheta, "dtheta")  # before the forward sweep: bad input fails at once
+        dY0 = xp.zeros_like(Y0) if dY0 is None else check_array("dY0", dY0, shape=Y0.shape)
         if trajectory is None:
             with self.trajectory(theta, Y0) as traj:
                 return self.jvp(theta, Y0, dtheta, dY0, trajectory=traj)
-        xp = get_array_module(theta, Y0)
-        dsteps = self.theta_steps(dtheta, "dtheta")
-        dY0 = xp.zeros_like(Y0) if dY0 is None else check_array("dY0", dY0, shape=Y0.shape)
         steps = self.theta_steps(theta, finite=False)
         dstate = self.stepper.init(dY0)
         for j, state, cache in trajectory.steps():
