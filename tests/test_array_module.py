@@ -9,8 +9,10 @@ of images with zeroed buffers. With the stand-in as ocdl's CuPy,
 on the CPU. The results must equal NumPy's (which take the threaded, cached
 paths for the same data), stay stand-in arrays throughout (no silent
 fall-back to NumPy; the stand-in refuses to mix with NumPy arrays, as CuPy
-does), and pass the derivative checks. The suite's own GPU tests run on the
-stand-in too. The stand-in also records every copy to the host: the sweeps
+does). The suite's own GPU tests (derivative checks of the steppers,
+objectives, regularizers, PCG, the learning problem, a resumed checkpoint)
+run on the stand-in too, in a subprocess, and are not repeated here. The
+stand-in also records every copy to the host: the sweeps
 synchronise as often at 32 layers as at 4, and training iterations copy
 nothing but scalars.
 """
@@ -79,15 +81,6 @@ def test_standin_arrays_agree_with_numpy(standin, name, make, width):
             np.testing.assert_allclose(np.asarray(ours), numpys, rtol=rtol, atol=rtol * np.abs(numpys).max())
 
 
-@pytest.mark.parametrize("name,make,width", CASES[::3], ids=[c[0] for c in CASES[::3]])
-def test_check_stepper_on_standin_arrays(standin, name, make, width):
-    stepper = make()
-    rng = np.random.default_rng(1)
-    (Y0,) = _on(standin, rng.standard_normal((5, stepper.n_features)))
-    report = ocdl.check_stepper(stepper, Y0, rng=rng)
-    assert report.passed, str(report)
-
-
 @pytest.mark.parametrize(
     "kind,memory", [("verlet", None), ("resnet", "recompute"), ("verlet", "reversible"), ("leapfrog", "hdf5")]
 )
@@ -122,91 +115,6 @@ def test_training_on_standin_arrays_follows_numpy(standin, tmp_path, kind, memor
         np.testing.assert_allclose(np.asarray(ours.x[key]), numpys.x[key], rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize(
-    "regularizer,shape",
-    [
-        (ocdl.WeightDecay(), (12, 3)),
-        (ocdl.TimeSmoothness(6, 5, 0.5), (30,)),
-        (ocdl.SpatialSmoothness((4, 5)), (20, 3)),
-        (ocdl.SpatialSmoothness((2, 3, 4), operator="gradient"), (24, 2)),
-    ],
-    ids=["weight-decay", "time-smoothness", "spatial-laplacian", "spatial-gradient"],
-)
-def test_regularizers_on_standin_arrays(standin, regularizer, shape):
-    rng = np.random.default_rng(3)
-    x, v = rng.standard_normal(shape), rng.standard_normal(shape)
-    xs, vs = _on(standin, x, v)
-    assert np.isclose(float(regularizer.value(xs)), float(regularizer.value(x)), rtol=1e-13)
-    for ours, numpys in (
-        (regularizer.gradient(xs), regularizer.gradient(x)),
-        (regularizer.hessian_matvec(vs), regularizer.hessian_matvec(v)),
-        (regularizer.precondition(vs, 0.1), regularizer.precondition(v, 0.1)),
-    ):
-        assert type(ours) is StandInArray
-        np.testing.assert_allclose(np.asarray(ours), numpys, rtol=1e-12, atol=1e-13)
-
-
-@pytest.mark.parametrize(
-    "objective", [ocdl.SoftmaxCrossEntropy(), ocdl.LogisticCrossEntropy(), ocdl.LeastSquares()],
-    ids=lambda o: type(o).__name__,
-)
-def test_objectives_on_standin_arrays(standin, objective):
-    rng = np.random.default_rng(4)
-    s, n, k = 30, 4, 3
-    classes = np.arange(s) % k
-    m = objective.n_outputs(k)
-    YN, W, mu = rng.standard_normal((s, n)), rng.standard_normal((n, m)), rng.standard_normal(m)
-    dY, dW, dmu = rng.standard_normal((s, n)), rng.standard_normal((n, m)), rng.standard_normal(m)
-    C = objective.prepare_labels(classes, k)
-    Cs = objective.prepare_labels(classes.view(StandInArray), k)
-    assert type(Cs) is StandInArray
-    ours = _on(standin, YN, W, mu, dY, dW, dmu)
-    YNs, Ws, mus, dYs, dWs, dmus = ours
-    assert np.isclose(float(objective.value(YNs, Ws, mus, Cs)), float(objective.value(YN, W, mu, C)), rtol=1e-13)
-    pairs = list(zip(objective.gradient(YNs, Ws, mus, Cs), objective.gradient(YN, W, mu, C), strict=True))
-    pairs.append((objective.hessian_Y(YNs, Ws, mus, Cs, dYs), objective.hessian_Y(YN, W, mu, C, dY)))
-    pairs += zip(objective.hessian_W(YNs, Ws, mus, Cs, dWs, dmus), objective.hessian_W(YN, W, mu, C, dW, dmu),
-                 strict=True)
-    for a, b in pairs:
-        assert type(a) is StandInArray
-        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-12, atol=1e-14)
-    assert float(objective.accuracy(YNs, Ws, mus, Cs)) == float(objective.accuracy(YN, W, mu, C))
-
-
-def test_interrupted_training_resumes_on_standin_arrays(standin, tmp_path):
-    """Multilevel Adam on the stand-in "device", interrupted, resumed from its HDF5 checkpoint: the
-    checkpoint is read back onto the device (``load_checkpoint(device="gpu")``) and the result equals
-    the uninterrupted run's."""
-    from ocdl.backend import device_of, to_device
-    from ocdl.checkpoint import TrainingInterrupted
-    from solvers import adam, multilevel
-
-    assert ocdl.cupy_available() and type(to_device(np.ones(2), "gpu")) is StandInArray
-    rng = np.random.default_rng(5)
-    C = np.arange(60) % 2
-    Y = rng.standard_normal((60, 2)) * 0.5 + np.where(C[:, None] == 1, 1.0, -1.0)
-    net = ocdl.network("verlet", 2, 2, 2.0)
-    lp = ocdl.LearningProblem(net, ocdl.SoftmaxCrossEntropy(), to_device(Y, "gpu"), to_device(C, "gpu"))
-    theta0 = to_device(net.init_params(0, scale=0.5), "gpu")
-    options = dict(solver=adam, max_epochs=3, batch_size=16, max_layers=4, progress=False,
-                   validation=to_device((Y[:20], C[:20]), "gpu"))
-    reference = multilevel(lp, theta0, **options)
-    calls = [0]
-
-    def interrupt(k, state):
-        calls[0] += 1
-        if calls[0] == 4:
-            raise KeyboardInterrupt
-
-    path = tmp_path / "c.h5"
-    with pytest.raises(TrainingInterrupted):
-        multilevel(lp, theta0, checkpoint=path, callback=interrupt, **options)
-    resumed = multilevel(lp, None, checkpoint=path, resume=True, **options)
-    for key in ("theta", "W", "mu"):
-        assert device_of(resumed.x[key]) == "gpu" and type(resumed.x[key]) is StandInArray
-        np.testing.assert_array_equal(np.asarray(resumed.x[key]), np.asarray(reference.x[key]))
-
-
 @pytest.mark.parametrize("problem", ["ellipses", "mnist"])
 def test_experiment_on_the_standin_device(standin, tmp_path, problem):
     """``paper_settings(..., device="gpu")``: a short training run of the paper's experiments (the MNIST one
@@ -216,15 +124,10 @@ def test_experiment_on_the_standin_device(standin, tmp_path, problem):
 
     options = dict(max_layers=4, max_iter=1)
     if problem == "mnist":
-        from problems import write_idx
+        from test_experiments import fake_mnist
 
-        folder = tmp_path / "mnist"  # random 28 x 28 "digits" in MNIST's four IDX files
-        folder.mkdir()
-        pixels = np.random.default_rng(0).integers(0, 256, size=(30, 28, 28), dtype=np.uint8)
-        for split, count in (("train", 24), ("t10k", 6)):
-            write_idx(folder / f"{split}-images-idx3-ubyte", pixels[:count])
-            write_idx(folder / f"{split}-labels-idx1-ubyte", (np.arange(count) % 10).astype(np.uint8))
-        options.update(width=2, train_size=16, val_size=8, data_dir=str(folder))
+        data_dir = fake_mnist(tmp_path / "mnist")
+        options.update(width=2, train_size=16, val_size=8, data_dir=str(data_dir))
     settings = paper_settings(problem, "antisymmetric" if problem == "mnist" else "verlet", **options)
     cpu = train(settings, progress=False)
     gpu = train(settings.replace(device="gpu"), progress=False)

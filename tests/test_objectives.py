@@ -235,6 +235,10 @@ def test_cupy_matches_numpy(obj, n_classes):
     np.testing.assert_allclose(
         cupy.asnumpy(obj.hessian_Y(*gpu, gpu[0])), obj.hessian_Y(*args, args[0]), rtol=1e-10, atol=1e-14
     )
+    dW, dmu = gpu[1] + 0.5, gpu[2] - 0.25
+    for a, b in zip(obj.hessian_W(*gpu, dW, dmu), obj.hessian_W(*args, cupy.asnumpy(dW), cupy.asnumpy(dmu)),
+                    strict=True):
+        np.testing.assert_allclose(cupy.asnumpy(a), b, rtol=1e-10, atol=1e-14)
     assert obj.accuracy(*gpu) == obj.accuracy(*args)
     labels = cupy.asarray(np.random.default_rng(0).integers(0, n_classes, 5))
     assert isinstance(obj.prepare_labels(labels, n_classes), cupy.ndarray)
