@@ -7,7 +7,17 @@ sensitivities and adjoints come from each stepper's one-step linearisation.
 from . import stability
 from .activations import Activation, Identity, ReLU, SmoothReLU, Tanh, get_activation
 from .backend import asnumpy, cupy_available, get_array_module, to_device
-from .checks import CheckReport, check_stepper, dot_test, dot_test_operator, taylor_test
+from .checks import (
+    CheckReport,
+    check_activation,
+    check_objective,
+    check_regularizer,
+    check_stepper,
+    check_transform,
+    dot_test,
+    dot_test_operator,
+    taylor_test,
+)
 from .factory import KINDS, network
 from .layer import Layer
 from .learning_problem import LearningProblem
@@ -36,7 +46,8 @@ __all__ = [
     # the learning problem
     "LearningProblem", "Reduction",
     # checks and stability
-    "taylor_test", "dot_test", "dot_test_operator", "check_stepper", "CheckReport",
+    "taylor_test", "dot_test", "dot_test_operator", "CheckReport",
+    "check_stepper", "check_transform", "check_activation", "check_objective", "check_regularizer",
     "stability", "layer_jacobian_eigenvalues", "euler_factor", "input_sensitivity", "PropagationError",
     # arrays
     "get_array_module", "to_device", "asnumpy", "cupy_available",

@@ -16,10 +16,12 @@ class Activation:
     """Base class: subclasses implement :meth:`value_and_derivative`."""
 
     name = "activation"
+    #: Whether :math:`\sigma` is differentiable everywhere (the Taylor tests assume it).
+    smooth = True
 
     def value_and_derivative(self, x: Any) -> tuple[Any, Any]:
         """Return :math:`(\\sigma(x), \\sigma'(x))` entry by entry."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement value_and_derivative(x) -> (sigma, sigma')")
 
     def __call__(self, x: Any) -> Any:
         return self.value_and_derivative(x)[0]
@@ -80,6 +82,7 @@ class ReLU(Activation):
     """
 
     name = "relu"
+    smooth = False
 
     def value_and_derivative(self, x):
         xp = get_array_module(x)

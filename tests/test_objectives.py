@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import ocdl
 from ocdl.backend import cupy_available
-from ocdl.checks import dot_test, inner, random_like, taylor_test
 from ocdl.objectives import LeastSquares, LogisticCrossEntropy, SoftmaxCrossEntropy
 
 OBJECTIVES = [SoftmaxCrossEntropy(), LogisticCrossEntropy(), LeastSquares()]
@@ -30,62 +30,11 @@ def case(request):
     return (obj, *problem(obj, n_classes))
 
 
-def test_gradient_in_Y(case):
+def test_check_objective(case):
+    """Gradients and Hessians in Y_N and (W, mu), their symmetry, value_and_gradient (ocdl.check_objective)."""
     obj, YN, W, mu, C = case
-    v = random_like(YN, np.random.default_rng(1))
-    dY, _, _ = obj.gradient(YN, W, mu, C)
-    result = taylor_test(lambda Y: np.asarray(obj.value(Y, W, mu, C)), YN, v, np.asarray(inner(dY, v)))
-    assert result.rate1 >= 1.9, str(result)
-
-
-def test_gradient_in_W_mu(case):
-    obj, YN, W, mu, C = case
-    v = random_like((W, mu), np.random.default_rng(2))
-    _, dW, dmu = obj.gradient(YN, W, mu, C)
-    result = taylor_test(
-        lambda x: np.asarray(obj.value(YN, x[0], x[1], C)), (W, mu), v, np.asarray(inner((dW, dmu), v))
-    )
-    assert result.rate1 >= 1.9, str(result)
-
-
-def test_hessian_in_Y(case):
-    obj, YN, W, mu, C = case
-    v = random_like(YN, np.random.default_rng(3))
-    result = taylor_test(
-        lambda Y: obj.gradient(Y, W, mu, C)[0], YN, v, obj.hessian_Y(YN, W, mu, C, v)
-    )
-    assert result.rate1 >= 1.9, str(result)
-
-
-def test_hessian_in_W_mu(case):
-    obj, YN, W, mu, C = case
-    v = random_like((W, mu), np.random.default_rng(4))
-    result = taylor_test(
-        lambda x: obj.gradient(YN, x[0], x[1], C)[1:], (W, mu), v, obj.hessian_W(YN, W, mu, C, *v)
-    )
-    assert result.rate1 >= 1.9, str(result)
-
-
-def test_hessians_symmetric(case):
-    obj, YN, W, mu, C = case
-    rng = np.random.default_rng(5)
-
-    def HY(d):
-        return obj.hessian_Y(YN, W, mu, C, d)
-
-    def HW(d):
-        return obj.hessian_W(YN, W, mu, C, *d)
-
-    assert dot_test(HY, HY, random_like(YN, rng), random_like(YN, rng), tol=1e-10).passed
-    assert dot_test(HW, HW, random_like((W, mu), rng), random_like((W, mu), rng), tol=1e-10).passed
-
-
-def test_value_and_gradient_agree(case):
-    obj, YN, W, mu, C = case
-    val, grads = obj.value_and_gradient(YN, W, mu, C)
-    assert val == pytest.approx(obj.value(YN, W, mu, C), rel=1e-14)
-    for a, b in zip(grads, obj.gradient(YN, W, mu, C), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-14)
+    report = ocdl.check_objective(obj, YN, W, mu, C)
+    assert report.passed, str(report)
 
 
 def test_softmax_matches_naive_formula():
@@ -183,12 +132,56 @@ def test_prepare_labels_forms():
         (np.array([[np.nan, 1.0]]), None, r"C contains NaN"),
         (np.zeros((2, 2, 2), dtype=int), None, r"C must be .* got a 3-D array"),
         (np.array([[0, 1]]), 3, r"must have n_classes = 3 columns"),
-        (np.array([0, 1]), 0, r"n_classes must be a positive integer"),
+        (np.array([0, 1]), 0, r"n_classes must be an integer >= 2"),
     ],
 )
 def test_label_validation(C, n_classes, match):
     with pytest.raises(ValueError, match=match):
         SoftmaxCrossEntropy().prepare_labels(C, n_classes)
+
+
+@pytest.mark.parametrize("obj", OBJECTIVES, ids=IDS)
+def test_fewer_than_two_classes_are_rejected(obj):
+    """One class: logistic's single column would read "class 1" for labels 0; softmax would learn nothing."""
+    with pytest.raises(ValueError, match=r"C holds a single class .* n_classes >= 2"):
+        obj.prepare_labels(np.zeros(5, dtype=int))
+    with pytest.raises(ValueError, match=r"n_classes must be an integer >= 2 .*got 1"):
+        obj.prepare_labels(np.zeros(5, dtype=int), 1)
+    with pytest.raises(ValueError, match=r"C as a one-hot matrix must have n_classes >= 2 columns"):
+        obj.prepare_labels(np.ones((5, 1), dtype=int))
+    with pytest.raises(ValueError, match=r"n_classes must be an integer >= 2"):
+        obj.n_outputs(1)
+
+
+def test_softmax_rejects_a_single_column():
+    YN = np.ones((4, 3))
+    with pytest.raises(ValueError, match=r"W must have at least 2 columns .*SoftmaxCrossEntropy"):
+        SoftmaxCrossEntropy().value_and_gradient(YN, np.ones((3, 1)), np.zeros(1), np.ones((4, 1)))
+    LeastSquares().value(YN, np.ones((3, 1)), np.zeros(1), np.ones((4, 1)))  # m = 1 is regression: fine
+
+
+@pytest.mark.parametrize("obj", OBJECTIVES, ids=IDS)
+def test_inferred_classes_must_all_have_an_example(obj):
+    with pytest.raises(ValueError, match=r"n_classes = max\(C\) \+ 1 = 3 inferred, but class 0 has no example"):
+        obj.prepare_labels(np.array([1, 2, 2, 1]))  # 1-based
+    with pytest.raises(ValueError, match=r"class 1 has no example.*pass n_classes="):
+        obj.prepare_labels(np.array([0, 2, 2, 0, 3]))
+    # a class genuinely absent from a sample: pass n_classes
+    assert obj.prepare_labels(np.array([1, 2, 2, 1]), 3).shape == (4, obj.n_outputs(3))
+    assert obj.prepare_labels(np.array([0, 1, 1]), 4).shape == (3, obj.n_outputs(4))
+
+
+def test_a_stray_huge_label_is_a_label_error_not_a_huge_allocation():
+    C = np.r_[np.arange(9) % 2, 10**9]
+    with pytest.raises(ValueError, match=r"inferred n_classes = max\(C\) \+ 1 = 1000000001 exceeds the number "
+                                         r"of examples \(10\)"):
+        SoftmaxCrossEntropy().prepare_labels(C)
+
+
+def test_empty_features_are_rejected():
+    obj = SoftmaxCrossEntropy()
+    with pytest.raises(ValueError, match=r"YN must hold at least one example \(row\), got shape \(0, 3\)"):
+        obj.value(np.zeros((0, 3)), np.ones((3, 2)), np.zeros(2), np.zeros((0, 2)))
 
 
 def test_shape_validation():

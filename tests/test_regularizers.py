@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import ocdl
 from ocdl.backend import cupy_available
-from ocdl.checks import dot_test, inner, random_like, taylor_test
 from ocdl.regularizers import SpatialSmoothness, TimeSmoothness, WeightDecay
 
 
@@ -62,29 +62,11 @@ def case(request):
     return CASES[request.param]
 
 
-def test_gradient_taylor(case):
+def test_check_regularizer(case):
+    """Gradient, Hessian, symmetry and the shifted solve (ocdl.check_regularizer)."""
     reg, shape, _ = case
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal(shape)
-    v = random_like(x, rng)
-    result = taylor_test(lambda y: np.asarray(reg.value(y)), x, v, np.asarray(inner(reg.gradient(x), v)))
-    assert result.rate1 >= 1.9, str(result)
-
-
-def test_hessian_taylor(case):
-    reg, shape, _ = case
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal(shape)
-    v = random_like(x, rng)
-    result = taylor_test(reg.gradient, x, v, reg.hessian_matvec(v))
-    assert result.passed, str(result)
-
-
-def test_hessian_symmetric(case):
-    reg, shape, _ = case
-    rng = np.random.default_rng(2)
-    v, w = rng.standard_normal(shape), rng.standard_normal(shape)
-    assert dot_test(reg.hessian_matvec, reg.hessian_matvec, v, w, tol=1e-10).passed
+    report = ocdl.check_regularizer(reg, np.random.default_rng(0).standard_normal(shape))
+    assert report.passed, str(report)
 
 
 def test_matches_dense(case):
@@ -134,7 +116,7 @@ def test_float32_keeps_dtype(case):
 def test_validation():
     with pytest.raises(ValueError, match=r"x must have n_steps \* n_params_per_step = 3 \* 2 = 6"):
         TimeSmoothness(3, 2, 1.0).value(np.ones(5))
-    with pytest.raises(ValueError, match=r"step_size must be positive"):
+    with pytest.raises(ValueError, match=r"step_size must be a finite number > 0"):
         TimeSmoothness(3, 2, 0.0)
     with pytest.raises(ValueError, match=r"W must have shape \(n, m\) or \(n,\) with n = .* = 12"):
         SpatialSmoothness((3, 4)).value(np.ones((11, 2)))
@@ -144,6 +126,67 @@ def test_validation():
         SpatialSmoothness((3, 4)).precondition(np.ones(12), 0.0)
     with pytest.raises(ValueError, match=r"shift must be > -1"):
         WeightDecay().precondition(np.ones(3), -1.0)
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        ((2.5, 3, 0.1), r"n_steps must be an integer >= 1, got 2.5"),
+        (("4", 3, 0.1), r"n_steps must be an integer >= 1, got '4'"),
+        ((4, 0, 0.1), r"n_params_per_step must be an integer >= 1, got 0"),
+        ((4, True, 0.1), r"n_params_per_step must be an integer >= 1, got True"),
+        ((4, 3, np.inf), r"step_size must be a finite number > 0, got inf"),
+        ((4, 3, np.nan), r"step_size must be a finite number > 0, got nan"),
+        ((4, 3, -0.1), r"step_size must be a finite number > 0, got -0.1"),
+    ],
+)
+def test_time_smoothness_arguments(args, match):
+    with pytest.raises(ValueError, match=match):
+        TimeSmoothness(*args)
+
+
+def test_time_smoothness_accepts_numpy_integers():
+    reg = TimeSmoothness(np.int64(4), np.int32(3), np.float32(0.5))
+    assert (reg.n_steps, reg.n_params_per_step, reg.step_size) == (4, 3, 0.5)
+    assert type(reg.n_steps) is int
+
+
+@pytest.mark.parametrize(
+    ("grid_shape", "error", "match"),
+    [
+        ((2.5, 2), ValueError, r"grid_shape must be a non-empty tuple of positive ints .*got \(2.5, 2\)"),
+        ((0, 3), ValueError, r"grid_shape must be a non-empty tuple of positive ints"),
+        ((), ValueError, r"grid_shape must be a non-empty tuple of positive ints"),
+        (("4", 2), ValueError, r"grid_shape must be a non-empty tuple of positive ints"),
+        (4, TypeError, r"grid_shape must be a non-empty tuple of positive ints, e.g. \(28, 28\), got 4"),
+        ("44", TypeError, r"grid_shape must be a non-empty tuple"),
+    ],
+)
+def test_spatial_smoothness_grid_shape(grid_shape, error, match):
+    with pytest.raises(error, match=match):
+        SpatialSmoothness(grid_shape)
+
+
+def test_spatial_smoothness_accepts_numpy_integers():
+    assert SpatialSmoothness(np.array([3, 4])).grid_shape == (3, 4)
+    assert SpatialSmoothness([np.int64(3), 4]).grid_shape == (3, 4)
+
+
+@pytest.mark.parametrize(
+    ("reg", "good"),
+    [(TimeSmoothness(4, 3, 0.1), np.ones(12)), (SpatialSmoothness((3, 4)), np.ones(12))],
+    ids=["time", "spatial"],
+)
+def test_arguments_must_be_float_arrays(reg, good):
+    name = "x" if isinstance(reg, TimeSmoothness) else "W"
+    with pytest.raises(TypeError, match=rf"{name} must be a NumPy or CuPy array, got list"):
+        reg.value(good.tolist())
+    with pytest.raises(TypeError, match=r"v must be a floating-point array \(float32 or float64\), got dtype int64"):
+        reg.hessian_matvec(good.astype(np.int64))
+    with pytest.raises(TypeError, match=r"r must be a floating-point array .*got dtype complex128"):
+        reg.precondition(good.astype(complex), 1.0)
+    with pytest.raises(TypeError, match=r"v must be a floating-point array .*got dtype float16"):
+        reg.gradient(good.astype(np.float16))
 
 
 @pytest.mark.gpu

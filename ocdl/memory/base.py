@@ -28,11 +28,11 @@ class Trajectory:
 
     def steps(self) -> Iterator[tuple[int, tuple, Any]]:
         """``(j, state_j, cache_j)`` for ``j = 0, ..., N-1``."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement steps()")
 
     def reversed_steps(self) -> Iterator[tuple[int, tuple, Any]]:
         """``(j, state_j, cache_j)`` for ``j = N-1, ..., 0``."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement reversed_steps()")
 
     def close(self) -> None:
         """Release what the trajectory holds (files, buffers)."""
@@ -58,4 +58,6 @@ class MemoryPolicy:
 
     def forward(self, stepper: Any, theta_steps: Any, h: float, state0: tuple) -> Trajectory:
         """Propagate ``state0`` through ``len(theta_steps)`` steps of ``stepper``."""
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement forward(stepper, theta_steps, h, state0) -> Trajectory"
+        )

@@ -57,7 +57,8 @@ class Stepper:
         return lam[0]
 
     def step(self, state: State, theta: Any, h: float) -> tuple[State, Any]:
-        raise NotImplementedError
+        """``(state_next, cache)``: one step of size ``h`` with this step's parameters."""
+        raise NotImplementedError(_missing(self, "step(state, theta, h) -> (state_next, cache)"))
 
     def advance(self, state: State, theta: Any, h: float) -> State:
         """:math:`x_{j+1}` without the cache: ``step(state, theta, h)[0]`` unless overridden.
@@ -67,10 +68,12 @@ class Stepper:
         return self.step(state, theta, h)[0]
 
     def step_jvp(self, state: State, theta: Any, h: float, dstate: State, dtheta: Any, cache: Any) -> State:
-        raise NotImplementedError
+        """The linearised step :math:`\\partial_x\\Phi\\, dx + \\partial_\\theta\\Phi\\, d\\theta` (a state)."""
+        raise NotImplementedError(_missing(self, "step_jvp(state, theta, h, dstate, dtheta, cache) -> dstate_next"))
 
     def step_vjp(self, state: State, theta: Any, h: float, lam: State, cache: Any) -> tuple[State, Any]:
-        raise NotImplementedError
+        """The transposed step :math:`(\\partial_x\\Phi^T \\lambda, \\partial_\\theta\\Phi^T \\lambda)`."""
+        raise NotImplementedError(_missing(self, "step_vjp(state, theta, h, lam, cache) -> (lam_prev, gtheta)"))
 
     def reverse_step(self, state_next: State, theta: Any, h: float) -> tuple[State, Any]:
         """``(state_j, cache_j)`` from ``state_{j+1}`` (only for ``reversible`` steppers).
@@ -79,6 +82,8 @@ class Stepper:
         the inverse step computes it anyway, so the adjoint sweep of
         :class:`~ocdl.memory.Reversible` needs no second forward step.
         """
+        if self.reversible:
+            raise NotImplementedError(_missing(self, "reverse_step(state_next, theta, h) -> (state, cache)"))
         raise NotImplementedError(f"{type(self).__name__} is not time-reversible")
 
     def output(self, state: State) -> Any:
@@ -92,10 +97,15 @@ class Stepper:
 
     def init_params(self, rng: Any, scale: float = 1.0, dtype: Any = None) -> Any:
         """Random parameters for one step (used by :meth:`ocdl.Network.init_params`)."""
-        raise NotImplementedError
+        raise NotImplementedError(_missing(self, "init_params(rng, scale=1.0, dtype=None) -> theta of one step"))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def _missing(obj: Any, signature: str) -> str:
+    """The message for a method a subclass must implement but did not."""
+    return f"{type(obj).__name__} must implement {signature}"
 
 
 class LayerStepper(Stepper):

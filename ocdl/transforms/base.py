@@ -52,13 +52,16 @@ class Transform:
     linear_in_params = True
 
     def apply(self, theta: Any, Y: Any) -> Any:
-        raise NotImplementedError
+        """:math:`Y K(\\theta)`, ``s x n_out``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement apply(theta, Y) -> Y K")
 
     def apply_transpose(self, theta: Any, Z: Any) -> Any:
-        raise NotImplementedError
+        """:math:`Z K(\\theta)^T`, ``s x n_in``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement apply_transpose(theta, Z) -> Z K^T")
 
     def vjp(self, theta: Any, Y: Any, W: Any) -> Any:
-        raise NotImplementedError
+        """:math:`\\nabla_\\theta \\langle Y K(\\theta), W\\rangle`, ``n_params`` entries."""
+        raise NotImplementedError(f"{type(self).__name__} must implement vjp(theta, Y, W) -> grad_theta <Y K, W>")
 
     def jvp(self, theta: Any, Y: Any, dtheta: Any) -> Any:
         return self.apply(dtheta, Y)

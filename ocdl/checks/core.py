@@ -1,4 +1,4 @@
-r"""Derivative checks, public so that users run them on their own dynamics.
+r"""The two derivative tests and what they report (:mod:`ocdl.checks` re-exports them).
 
 * :func:`taylor_test` verifies a directional derivative :math:`J v` of a map
   :math:`f` by the two Taylor residuals
@@ -14,8 +14,15 @@ r"""Derivative checks, public so that users run them on their own dynamics.
 * :func:`dot_test` verifies that a map :math:`A^T` is the adjoint of a linear
   map :math:`A`: :math:`\langle w, A v\rangle = \langle A^T w, v\rangle`.
 
-Arguments and values may be arrays or tuples of arrays (a stepper's state);
-inner products and norms run over all entries of all members.
+Arguments and values may be arrays, tuples of arrays (a stepper's state) or
+scalars (an objective's value); inner products and norms run over all entries
+of all members, in float64. A residual or product that is NaN or Inf fails.
+
+Both tests need float64 to say much: float32 resolves the Taylor residuals
+only down to about :math:`10^{-4}` of the values, so a derivative wrong by a
+fraction of a percent can still show the second order. The ``check_*``
+functions therefore run their derivative tests in float64 and compare the
+float32 computations with the float64 ones.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import asnumpy, get_array_module
+from ..backend import asnumpy, get_array_module
 
 Arrays = Any  # an array or a tuple of arrays
 
@@ -47,6 +54,19 @@ def inner(a: Arrays, b: Arrays) -> float:
         xp = get_array_module(u, v)
         total += float(xp.vdot(xp.ravel(u).astype(xp.float64), xp.ravel(v).astype(xp.float64)))
     return total
+
+
+def dtype_of(x: Arrays) -> np.dtype:
+    """The lowest-precision floating dtype among the members of ``x`` (float64 for scalars)."""
+    dtypes = [np.dtype(getattr(m, "dtype", np.float64)) for m in _members(x) if m is not None]
+    floating = [d for d in dtypes if np.issubdtype(d, np.floating)]
+    return min(floating, key=lambda d: d.itemsize) if floating else np.dtype(np.float64)
+
+
+def default_tol(dtype: Any) -> float:
+    """Dot-test tolerance: ``1e-10`` in float64, ``1e3`` machine epsilons in a lower precision."""
+    dtype = np.dtype(dtype)
+    return 1e-10 if dtype.itemsize >= 8 else 1e3 * float(np.finfo(dtype).eps)
 
 
 def norm(a: Arrays) -> float:
@@ -81,7 +101,8 @@ class TaylorResult:
         round-off floor, i.e. at the smallest resolved steps; ``inf``
         for ``rate1`` when :math:`E_1` is at round-off everywhere, i.e. the
         map is linear and its derivative exact).
-    passed : ``rate1 >= min_rate``.
+    finite : whether :math:`f(x)`, :math:`J v` and every residual are finite.
+    passed : ``finite and rate1 >= min_rate``.
     """
 
     eps: np.ndarray
@@ -90,15 +111,18 @@ class TaylorResult:
     rate0: float
     rate1: float
     min_rate: float
+    finite: bool = True
     passed: bool = field(init=False)
 
     def __post_init__(self) -> None:
-        self.passed = bool(self.rate1 >= self.min_rate)
+        self.passed = bool(self.finite and self.rate1 >= self.min_rate)
 
     def __str__(self) -> str:
         rows = ["      eps          E0 (O(eps))     E1 (O(eps^2))"]
         rows += [f"  {a:10.3e}   {b:14.6e}   {c:14.6e}" for a, b, c in zip(self.eps, self.e0, self.e1)]
         verdict = "passed" if self.passed else "FAILED"
+        if not self.finite:
+            verdict += " (NaN or Inf in f(x), J v or a residual)"
         rows.append(f"  observed rates: E0 {self.rate0:.3f}, E1 {self.rate1:.3f} -> {verdict}")
         return "\n".join(rows)
 
@@ -135,21 +159,22 @@ def taylor_test(
     eps0, n_eps, factor : step lengths ``eps0 / factor**k``, ``k < n_eps``.
     min_rate : the order :math:`E_1` must show for ``passed``.
 
-    Residuals below a round-off floor (``1e3`` machine epsilons times
-    :math:`\\|f(x)\\| + \\|J v\\|`) are not used for the rate.
+    Residuals below a round-off floor (``1e3`` machine epsilons of ``f(x)``'s
+    dtype times :math:`\\|f(x)\\| + \\|J v\\|`) are not used for the rate; in
+    float32 that floor is about :math:`10^{-4}` of the values, so run the test
+    in float64 where it matters. ``f`` may return a scalar (an objective).
     """
     fx = f(x)
     eps = eps0 / factor ** np.arange(n_eps)
     e0 = np.empty(n_eps)
     e1 = np.empty(n_eps)
-    for k, ek in enumerate(eps):
+    for k, ek in enumerate(eps.tolist()):  # Python floats keep float32 arguments float32
         fk = f(axpy(ek, v, x))
         d = axpy(-1.0, fx, fk)
         e0[k] = norm(d)
         e1[k] = norm(axpy(-ek, Jv, d))
-    dtype = _members(fx)[0].dtype
-    unit = float(np.finfo(dtype).eps) if np.issubdtype(dtype, np.floating) else 1e-16
-    floor = 1e3 * unit * (norm(fx) + norm(Jv))
+    scale = norm(fx) + norm(Jv)
+    floor = 1e3 * float(np.finfo(dtype_of(fx)).eps) * scale
     return TaylorResult(
         eps=eps,
         e0=e0,
@@ -157,6 +182,7 @@ def taylor_test(
         rate0=_observed_rate(e0, factor, floor),
         rate1=_observed_rate(e1, factor, floor),
         min_rate=min_rate,
+        finite=bool(np.isfinite(scale) and np.isfinite(e0).all() and np.isfinite(e1).all()),
     )
 
 
@@ -171,9 +197,13 @@ class AgreementResult:
     def __post_init__(self) -> None:
         self.passed = bool(self.rel_error <= self.tol)
 
+    def detail(self) -> str:
+        """What else decided ``passed`` (empty here; subclasses add to it)."""
+        return ""
+
     def __str__(self) -> str:
         verdict = "passed" if self.passed else "FAILED"
-        return f"relative difference {self.rel_error:.3e} (tol {self.tol:.0e}) -> {verdict}"
+        return f"relative difference {self.rel_error:.3e} (tol {self.tol:.0e}){self.detail()} -> {verdict}"
 
 
 @dataclass
@@ -192,25 +222,28 @@ def dot_test(
     AT: Callable[[Arrays], Arrays],
     v: Arrays,
     w: Arrays,
-    tol: float = 1e-10,
+    tol: float | None = None,
 ) -> DotResult:
     """Dot-product (adjoint) test :math:`\\langle w, A v\\rangle = \\langle A^T w, v\\rangle`.
 
     ``v`` lives in the domain of ``A`` and ``w`` in its range; both may be
     arrays or tuples of arrays. The relative error is
-    :math:`|a - b| / \\max(|a|, |b|)`.
+    :math:`|a - b| / \\max(|a|, |b|)`; ``tol`` defaults to
+    :func:`default_tol` of the lowest precision among ``v`` and ``w``
+    (``1e-10`` in float64).
     """
+    tol = default_tol(min(dtype_of(v), dtype_of(w), key=lambda d: d.itemsize)) if tol is None else tol
     a = inner(w, A(v))
     b = inner(AT(w), v)
     scale = max(abs(a), abs(b), np.finfo(float).tiny)
     return DotResult(forward=a, adjoint=b, rel_error=abs(a - b) / scale, tol=tol)
 
 
-def dot_test_operator(op: Any, rng: np.random.Generator | None = None, tol: float = 1e-10) -> DotResult:
+def dot_test_operator(op: Any, rng: np.random.Generator | None = None, tol: float | None = None) -> DotResult:
     """:func:`dot_test` for a ``scipy.sparse.linalg.LinearOperator`` (``matvec``/``rmatvec``)."""
     rng = np.random.default_rng(0) if rng is None else rng
-    v = rng.standard_normal(op.shape[1])
-    w = rng.standard_normal(op.shape[0])
+    v = rng.standard_normal(op.shape[1]).astype(op.dtype)
+    w = rng.standard_normal(op.shape[0]).astype(op.dtype)
     return dot_test(lambda u: asnumpy(op.matvec(u)), lambda u: asnumpy(op.rmatvec(u)), v, w, tol)
 
 
@@ -222,10 +255,15 @@ def agreement(a: Arrays, b: Arrays, tol: float) -> AgreementResult:
 
 @dataclass
 class CheckReport:
-    """A named collection of Taylor and dot-test results; ``passed`` if all passed."""
+    """A named collection of Taylor and dot-test results; ``passed`` if all passed.
+
+    ``notes`` are printed under the results: how the checks were run and what
+    a failure may mean.
+    """
 
     title: str
     results: dict
+    notes: list = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -238,110 +276,11 @@ class CheckReport:
                 lines.append(f"  {name:<28} Taylor rate {r.rate1:6.3f}  {'ok' if r.passed else 'FAILED'}")
             else:
                 kind = "dot test" if isinstance(r, DotResult) else "difference"
-                lines.append(f"  {name:<28} {kind} {r.rel_error:9.2e}  {'ok' if r.passed else 'FAILED'}")
+                lines.append(f"  {name:<28} {kind} {r.rel_error:9.2e}{r.detail()}  {'ok' if r.passed else 'FAILED'}")
+        lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
     def raise_if_failed(self) -> CheckReport:
         if not self.passed:
             raise AssertionError(str(self))
         return self
-
-
-def check_stepper(
-    stepper: Any,
-    Y0: Any,
-    theta: Any = None,
-    h: float = 0.1,
-    n_steps: int = 3,
-    rng: np.random.Generator | int | None = 0,
-    eps0: float = 1e-1,
-    min_rate: float = 1.9,
-    tol: float = 1e-10,
-) -> CheckReport:
-    """Check a stepper's linearisation, one step and through a short network.
-
-    Runs, at a random state reached from ``Y0`` and random step parameters:
-
-    * ``advance`` against ``step`` (the same next state, within 100 eps);
-    * each example (row) stepping alone: ``advance`` on two halves of the
-      rows against ``step`` on all of them (large states are stepped in row
-      blocks on several threads, :mod:`ocdl.parallel`);
-    * Taylor tests of ``step`` against ``step_jvp`` in the state and in
-      ``theta``;
-    * the dot test of ``step_jvp`` against ``step_vjp`` (state and
-      parameters jointly);
-    * the same two for the whole propagation over ``n_steps`` steps
-      (:meth:`ocdl.Network.jvp` / :meth:`~ocdl.Network.vjp`), including the
-      derivative with respect to ``Y0``.
-
-    ``theta`` (one step's parameters) defaults to ``stepper.init_params``.
-    Returns a :class:`CheckReport`; call ``raise_if_failed()`` in a test.
-    """
-    from .network import Network
-
-    rng = np.random.default_rng(rng)
-    xp = get_array_module(Y0)
-    if theta is None:
-        theta = xp.asarray(stepper.init_params(rng, dtype=Y0.dtype))
-    kw = dict(eps0=eps0, min_rate=min_rate)
-    results: dict = {}
-
-    # a generic state: one step away from init(Y0), so that all members are non-trivial
-    state = stepper.step(stepper.init(Y0), theta, h)[0]
-    state_next, cache = stepper.step(state, theta, h)
-    # advance (the step without its cache) is the same map; 100 eps allows for reordered arithmetic
-    results["advance = step"] = agreement(stepper.advance(state, theta, h), state_next, 100 * np.finfo(Y0.dtype).eps)
-    if Y0.shape[0] >= 2:
-        k = Y0.shape[0] // 2
-        halves = [stepper.advance(tuple(x[rows] for x in state), theta, h) for rows in (slice(k), slice(k, None))]
-        joined = tuple(xp.concatenate(parts) for parts in zip(*halves))
-        results["rows step alone"] = agreement(joined, state_next, 100 * np.finfo(Y0.dtype).eps)
-    dstate, dtheta = random_like(state, rng), random_like(theta, rng)
-    zero_state = tuple(xp.zeros_like(x) for x in state)
-    zero_theta = xp.zeros_like(theta)
-
-    def step_of_state(x):
-        return stepper.step(tuple(x), theta, h)[0]
-
-    def step_of_theta(t):
-        return stepper.step(state, t, h)[0]
-
-    results["step: state"] = taylor_test(
-        step_of_state, state, dstate, stepper.step_jvp(state, theta, h, dstate, zero_theta, cache), **kw
-    )
-    results["step: theta"] = taylor_test(
-        step_of_theta, theta, dtheta, stepper.step_jvp(state, theta, h, zero_state, dtheta, cache), **kw
-    )
-    lam = random_like(state, rng)
-    results["step: jvp/vjp adjoint"] = dot_test(
-        lambda v: stepper.step_jvp(state, theta, h, v[0], v[1], cache),
-        lambda w: stepper.step_vjp(state, theta, h, w, cache),
-        (dstate, dtheta),
-        lam,
-        tol,
-    )
-
-    net = Network(stepper, n_steps, h * n_steps)
-    theta_all = xp.concatenate([theta + 0.1 * random_like(theta, rng) for _ in range(n_steps)])
-    dtheta_all, dY0 = random_like(theta_all, rng), random_like(Y0, rng)
-    traj = net.trajectory(theta_all, Y0)
-    results["network: theta"] = taylor_test(
-        lambda t: net.forward(t, Y0), theta_all, dtheta_all, net.jvp(theta_all, Y0, dtheta_all, trajectory=traj), **kw
-    )
-    results["network: Y0"] = taylor_test(
-        lambda y: net.forward(theta_all, y),
-        Y0,
-        dY0,
-        net.jvp(theta_all, Y0, xp.zeros_like(theta_all), dY0=dY0, trajectory=traj),
-        **kw,
-    )
-    W = random_like(net.stepper.output(traj.final_state), rng)
-    results["network: jvp/vjp adjoint"] = dot_test(
-        lambda v: net.jvp(theta_all, Y0, v[0], dY0=v[1], trajectory=traj),
-        lambda w: net.vjp(theta_all, Y0, w, trajectory=traj, return_dY0=True),
-        (dtheta_all, dY0),
-        W,
-        tol,
-    )
-    traj.close()
-    return CheckReport(f"check_stepper({stepper!r})", results)

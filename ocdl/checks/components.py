@@ -1,0 +1,237 @@
+r"""Checks of the pieces a network and its learning problem are built from.
+
+Each runs every derivative of one piece through :func:`~ocdl.checks.taylor_test`
+and every adjoint or symmetric pair through :func:`~ocdl.checks.dot_test`, in
+float64, and returns a :class:`~ocdl.checks.CheckReport`. Data handed in a
+lower precision are promoted for the derivative tests, and the report adds
+rows comparing the lower-precision results with float64 ones
+(:func:`~ocdl.checks.precision.compare_precision`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..backend import get_array_module
+from .core import CheckReport, agreement, dot_test, inner, random_like, taylor_test
+from .precision import as_dtype, compare_precision, float64_notes
+
+#: Shifts :math:`\sigma` at which :func:`check_regularizer` solves :math:`(H + \sigma I) z = r`.
+PRECONDITION_SHIFTS = (1e-2, 1.0, 1e2)
+
+
+def _precision_rows(results: dict, dtype: Any, maps: dict, args: tuple) -> list[str]:
+    """Add a ``"<dtype>: <name>"`` row per map when ``dtype`` is not float64; return the notes."""
+    dtype = np.dtype(dtype)
+    if dtype != np.float64:
+        for name, f in maps.items():
+            results[f"{dtype.name}: {name}"] = compare_precision(f, args, dtype)
+    return float64_notes(dtype)
+
+
+def check_transform(
+    transform: Any,
+    Y: Any = None,
+    theta: Any = None,
+    n_examples: int = 3,
+    rng: np.random.Generator | int | None = 0,
+    tol: float = 1e-10,
+) -> CheckReport:
+    r"""Check a :class:`~ocdl.transforms.Transform`: :math:`Y K(\theta)` and its derivatives.
+
+    At ``Y`` (default: ``n_examples`` random rows) and ``theta`` (default
+    ``transform.init_params``):
+
+    * the dot tests of ``apply`` against ``apply_transpose``, of ``jvp``
+      against ``vjp`` and of ``transpose_jvp`` against ``transpose_vjp``;
+    * Taylor tests of ``apply`` and ``apply_transpose`` in :math:`\theta`
+      against ``jvp`` and ``transpose_jvp``;
+    * Taylor tests of ``tangent`` (both orientations) as the derivative of
+      :math:`(\theta, Y) \mapsto Y K(\theta)` and the dot tests of
+      ``tangent`` against ``cotangent``;
+    * each row transformed alone: ``apply`` on two halves of the rows.
+    """
+    rng = np.random.default_rng(rng)
+    xp = get_array_module(Y, theta)
+    dtype = np.float64 if Y is None else Y.dtype
+    Y = xp.asarray(rng.standard_normal((n_examples, transform.n_in))) if Y is None else as_dtype(Y, np.float64)
+    theta = xp.asarray(transform.init_params(rng, dtype=np.float64)) if theta is None else as_dtype(theta, np.float64)
+    Z = random_like(xp.zeros((Y.shape[0], transform.n_out)), rng)
+    dtheta = random_like(theta, rng)
+    results: dict = {
+        "apply/apply_transpose": dot_test(
+            lambda v: transform.apply(theta, v), lambda w: transform.apply_transpose(theta, w), Y, Z, tol
+        ),
+        "apply: theta": taylor_test(lambda t: transform.apply(t, Y), theta, dtheta, transform.jvp(theta, Y, dtheta)),
+        "apply_transpose: theta": taylor_test(
+            lambda t: transform.apply_transpose(t, Z), theta, dtheta, transform.transpose_jvp(theta, Z, dtheta)
+        ),
+        "jvp/vjp": dot_test(
+            lambda v: transform.jvp(theta, Y, v), lambda w: transform.vjp(theta, Y, w), dtheta, random_like(Z, rng), tol
+        ),
+        "transpose_jvp/transpose_vjp": dot_test(
+            lambda v: transform.transpose_jvp(theta, Z, v),
+            lambda w: transform.transpose_vjp(theta, Z, w),
+            dtheta,
+            random_like(Y, rng),
+            tol,
+        ),
+    }
+    for transpose, (V, U) in ((False, (Y, Z)), (True, (Z, Y))):
+        label = "transpose " if transpose else ""
+        product = transform.apply_transpose if transpose else transform.apply
+        dV = random_like(V, rng)
+        results[f"{label}tangent"] = taylor_test(
+            lambda x, product=product: product(x[0], x[1]),
+            (theta, V),
+            (dtheta, dV),
+            transform.tangent(theta, V, dV, dtheta, transpose),
+        )
+        results[f"{label}tangent/cotangent"] = dot_test(
+            lambda v, V=V, transpose=transpose: transform.tangent(theta, V, v[1], v[0], transpose),
+            lambda w, V=V, transpose=transpose: transform.cotangent(theta, V, w, transpose)[::-1],
+            (dtheta, dV),
+            random_like(U, rng),
+            tol,
+        )
+    if Y.shape[0] >= 2:
+        k = Y.shape[0] // 2
+        joined = xp.concatenate([transform.apply(theta, Y[:k]), transform.apply(theta, Y[k:])])
+        results["rows transformed alone"] = agreement(joined, transform.apply(theta, Y), 100 * np.finfo(float).eps)
+    maps = {
+        "apply": lambda t, y, z, dt: transform.apply(t, y),
+        "jvp": lambda t, y, z, dt: transform.jvp(t, y, dt),
+        "vjp": lambda t, y, z, dt: transform.vjp(t, y, z),
+    }
+    notes = _precision_rows(results, dtype, maps, (theta, Y, Z, dtheta))
+    return CheckReport(f"check_transform({transform!r})", results, notes)
+
+
+def check_activation(
+    activation: Any, x: Any = None, rng: np.random.Generator | int | None = 0, eps0: float = 1e-2
+) -> CheckReport:
+    r"""Check an :class:`~ocdl.activations.Activation`: :math:`\sigma'` against :math:`\sigma`.
+
+    At ``x`` (default: 64 standard normal numbers):
+
+    * the Taylor test of :math:`\sigma` along a random direction against
+      :math:`\sigma'(x) \odot v` (entry by entry, so ``eps0`` is small);
+    * ``value_and_derivative`` against ``__call__`` and ``derivative``;
+    * the fused step kernel :math:`X + c\,\sigma(z + b)`, :math:`c\,\sigma'(z + b)`
+      (``_axpy_into``, which the layers' steps use) against the formula.
+    """
+    rng = np.random.default_rng(rng)
+    dtype = np.float64 if x is None else x.dtype
+    x = rng.standard_normal(64) if x is None else as_dtype(x, np.float64)
+    xp = get_array_module(x)
+    v = random_like(x, rng)
+    value, derivative = activation.value_and_derivative(x)
+    results: dict = {
+        "derivative": taylor_test(activation, x, v, derivative * v, eps0=eps0),
+        "value_and_derivative": agreement(
+            (value, derivative), (activation(x), activation.derivative(x)), 100 * np.finfo(float).eps
+        ),
+    }
+    b, c, X = 0.3, -0.7, random_like(x, rng)
+    out, d_out = xp.empty_like(x), xp.empty_like(x)
+    activation._axpy_into(x, b, c, X, out, d_out)
+    shifted = activation.value_and_derivative(x + b)
+    results["fused step"] = agreement((out, d_out), (X + c * shifted[0], c * shifted[1]), 100 * np.finfo(float).eps)
+    notes = _precision_rows(results, dtype, {"value_and_derivative": activation.value_and_derivative}, (x,))
+    if not getattr(activation, "smooth", True):
+        notes.append(f"{activation!r} has kinks: the Taylor test fails where x + eps v crosses one")
+    return CheckReport(f"check_activation({activation!r})", results, notes)
+
+
+def check_objective(
+    objective: Any, YN: Any, W: Any, mu: Any, C: Any, rng: np.random.Generator | int | None = 0, tol: float = 1e-10
+) -> CheckReport:
+    r"""Check an :class:`~ocdl.objectives.Objective` at :math:`(Y_N, W, \mu)` with targets ``C``.
+
+    ``C`` is the ``(s, m)`` target matrix or the class labels
+    (:meth:`~ocdl.objectives.Objective.prepare_labels` encodes them, with as
+    many classes as ``W``'s columns encode). Runs:
+
+    * Taylor tests of ``value`` against ``gradient``, in :math:`Y_N` and in
+      :math:`(W, \mu)`;
+    * Taylor tests of ``gradient`` against ``hessian_Y`` and ``hessian_W``;
+    * the dot tests of both Hessians against themselves (symmetry);
+    * ``value_and_gradient`` against ``value`` and ``gradient``.
+    """
+    rng = np.random.default_rng(rng)
+    dtype = YN.dtype
+    if C.ndim == 1:  # labels: as many classes as W's m columns encode
+        m = W.shape[1]
+        n_classes = next((n for n in range(2, m + 2) if objective.n_outputs(n) == m), None)
+        if n_classes is None:
+            raise ValueError(f"C: {objective!r} encodes no number of classes in m = {m} columns; pass the "
+                             "(s, m) target matrix")
+        C = objective.prepare_labels(C, n_classes, dtype=np.float64)
+    YN, W, mu, C = as_dtype((YN, W, mu, C), np.float64)
+    dY, dW, dmu = objective.gradient(YN, W, mu, C)
+    vY, vWmu = random_like(YN, rng), random_like((W, mu), rng)
+
+    def HY(d):
+        return objective.hessian_Y(YN, W, mu, C, d)
+
+    def HW(d):
+        return objective.hessian_W(YN, W, mu, C, *d)
+
+    value, gradient = objective.value_and_gradient(YN, W, mu, C)
+    results: dict = {
+        "gradient: YN": taylor_test(lambda y: objective.value(y, W, mu, C), YN, vY, inner(dY, vY)),
+        "gradient: W, mu": taylor_test(
+            lambda x: objective.value(YN, x[0], x[1], C), (W, mu), vWmu, inner((dW, dmu), vWmu)
+        ),
+        "hessian_Y": taylor_test(lambda y: objective.gradient(y, W, mu, C)[0], YN, vY, HY(vY)),
+        "hessian_W": taylor_test(lambda x: objective.gradient(YN, x[0], x[1], C)[1:], (W, mu), vWmu, HW(vWmu)),
+        "hessian_Y symmetric": dot_test(HY, HY, random_like(YN, rng), random_like(YN, rng), tol),
+        "hessian_W symmetric": dot_test(HW, HW, random_like((W, mu), rng), random_like((W, mu), rng), tol),
+        "value_and_gradient": agreement(
+            (value, *gradient), (objective.value(YN, W, mu, C), dY, dW, dmu),
+            100 * np.finfo(float).eps,
+        ),
+    }
+    maps = {
+        "value": objective.value,
+        "gradient": objective.gradient,
+    }
+    notes = _precision_rows(results, dtype, maps, (YN, W, mu, C))
+    return CheckReport(f"check_objective({objective!r})", results, notes)
+
+
+def check_regularizer(
+    regularizer: Any, x: Any, rng: np.random.Generator | int | None = 0, tol: float = 1e-10
+) -> CheckReport:
+    r"""Check a :class:`~ocdl.regularizers.Regularizer` :math:`R(x) = \frac12 x^T H x` at ``x``.
+
+    * Taylor tests of ``value`` against ``gradient`` and of ``gradient``
+      against ``hessian_matvec``;
+    * the dot test of ``hessian_matvec`` against itself (symmetry);
+    * ``precondition`` solves :math:`(H + \sigma I) z = r` for the shifts
+      :data:`PRECONDITION_SHIFTS` (relative residual at most ``1e-8``).
+    """
+    rng = np.random.default_rng(rng)
+    dtype = x.dtype
+    x = as_dtype(x, np.float64)
+    v = random_like(x, rng)
+    results: dict = {
+        "gradient": taylor_test(regularizer.value, x, v, inner(regularizer.gradient(x), v)),
+        "hessian_matvec": taylor_test(regularizer.gradient, x, v, regularizer.hessian_matvec(v)),
+        "hessian symmetric": dot_test(
+            regularizer.hessian_matvec, regularizer.hessian_matvec, random_like(x, rng), random_like(x, rng), tol
+        ),
+    }
+    r = random_like(x, rng)
+    for shift in PRECONDITION_SHIFTS:
+        z = regularizer.precondition(r, shift)
+        results[f"precondition, shift {shift:g}"] = agreement(regularizer.hessian_matvec(z) + shift * z, r, 1e-8)
+    maps = {
+        "value": regularizer.value,
+        "gradient": regularizer.gradient,
+        "precondition": lambda y: regularizer.precondition(y, 1.0),
+    }
+    notes = _precision_rows(results, dtype, maps, (x,))
+    return CheckReport(f"check_regularizer({regularizer!r})", results, notes)

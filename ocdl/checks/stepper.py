@@ -1,0 +1,182 @@
+""":func:`check_stepper`: a stepper's linearisation, one step and through a short network."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..backend import get_array_module
+from .core import CheckReport, agreement, dot_test, random_like, taylor_test
+from .precision import as_dtype, compare_precision, float64_notes
+
+
+def check_stepper(
+    stepper: Any,
+    Y0: Any,
+    theta: Any = None,
+    h: float = 0.1,
+    n_steps: int = 3,
+    rng: np.random.Generator | int | None = 0,
+    eps0: float = 1e-1,
+    min_rate: float = 1.9,
+    tol: float = 1e-10,
+) -> CheckReport:
+    """Check a stepper's linearisation, one step and through a short network.
+
+    Runs, at a random state reached from ``Y0`` and random step parameters:
+
+    * ``advance`` against ``step`` (the same next state, within 100 eps);
+    * each example (row) stepping alone: ``advance`` on two halves of the
+      rows against ``step`` on all of them (large states are stepped in row
+      blocks on several threads, :mod:`ocdl.parallel`);
+    * Taylor tests of ``step`` against ``step_jvp`` in the state and in
+      ``theta``;
+    * the dot test of ``step_jvp`` against ``step_vjp`` (state and
+      parameters jointly), and those of ``init`` and ``output`` against
+      ``init_vjp`` and ``output_vjp``;
+    * for a ``reversible`` stepper, ``reverse_step`` against ``step``: it
+      rebuilds the state and the cache (within :math:`\\sqrt{\\epsilon}`), and
+      the gradient under :class:`~ocdl.memory.Reversible` memory equals the
+      one from stored states;
+    * the Taylor and dot tests for the whole propagation over ``n_steps``
+      steps (:meth:`ocdl.Network.jvp` / :meth:`~ocdl.Network.vjp`),
+      including the derivative with respect to ``Y0``.
+
+    The derivative tests run in float64 (``Y0`` and ``theta`` are promoted
+    on their device). For a float32 ``Y0`` the report adds ``float32: ...``
+    rows: ``step``, ``step_jvp`` and ``step_vjp`` computed in float32 keep
+    float32 and agree with float64 within ``1e3`` float32 epsilons.
+
+    Parameters
+    ----------
+    stepper : the :class:`~ocdl.steppers.Stepper` to check.
+    Y0 : input features, ``s x n`` (a few rows suffice); its dtype decides
+        whether the lower-precision rows are added.
+    theta : one step's parameters; default ``stepper.init_params(rng)``.
+    h : the step size.
+    n_steps : steps of the short network.
+    rng : seed or generator of the random states, directions and parameters.
+    eps0, min_rate : the Taylor tests' first step length and required order
+        (:func:`taylor_test`); for a piecewise linear activation keep ``eps0``
+        below the distance to its kinks.
+    tol : the dot tests' tolerance (float64).
+
+    Returns
+    -------
+    CheckReport
+        One row per test; call ``raise_if_failed()`` in a unit test.
+    """
+    from ..memory import Reversible
+    from ..network import Network
+
+    rng = np.random.default_rng(rng)
+    xp = get_array_module(Y0)
+    dtype = Y0.dtype
+    if theta is None:
+        try:
+            theta = xp.asarray(stepper.init_params(rng, dtype=np.float64))
+        except NotImplementedError as error:
+            raise TypeError(f"{error}; or pass check_stepper one step's parameters as theta=") from None
+    Y0, theta = as_dtype(Y0, np.float64), as_dtype(theta, np.float64)
+    eps = float(np.finfo(np.float64).eps)
+    kw = dict(eps0=eps0, min_rate=min_rate)
+    results: dict = {}
+
+    # a generic state: one step away from init(Y0), so that all members are non-trivial
+    state = stepper.step(stepper.init(Y0), theta, h)[0]
+    state_next, cache = stepper.step(state, theta, h)
+    # advance (the step without its cache) is the same map; 100 eps allows for reordered arithmetic
+    results["advance = step"] = agreement(stepper.advance(state, theta, h), state_next, 100 * eps)
+    if Y0.shape[0] >= 2:
+        k = Y0.shape[0] // 2
+        halves = [stepper.advance(tuple(x[rows] for x in state), theta, h) for rows in (slice(k), slice(k, None))]
+        joined = tuple(xp.concatenate(parts) for parts in zip(*halves))
+        results["rows step alone"] = agreement(joined, state_next, 100 * eps)
+    dstate, dtheta = random_like(state, rng), random_like(theta, rng)
+    zero_state = tuple(xp.zeros_like(x) for x in state)
+    zero_theta = xp.zeros_like(theta)
+
+    def step_of_state(x):
+        return stepper.step(tuple(x), theta, h)[0]
+
+    def step_of_theta(t):
+        return stepper.step(state, t, h)[0]
+
+    results["step: state"] = taylor_test(
+        step_of_state, state, dstate, stepper.step_jvp(state, theta, h, dstate, zero_theta, cache), **kw
+    )
+    results["step: theta"] = taylor_test(
+        step_of_theta, theta, dtheta, stepper.step_jvp(state, theta, h, zero_state, dtheta, cache), **kw
+    )
+    lam = random_like(state, rng)
+    results["step: jvp/vjp adjoint"] = dot_test(
+        lambda v: stepper.step_jvp(state, theta, h, v[0], v[1], cache),
+        lambda w: stepper.step_vjp(state, theta, h, w, cache),
+        (dstate, dtheta),
+        lam,
+        tol,
+    )
+    results["init/init_vjp"] = dot_test(
+        stepper.init, stepper.init_vjp, random_like(Y0, rng), random_like(state, rng), tol
+    )
+    results["output/output_vjp"] = dot_test(
+        stepper.output, lambda w: stepper.output_vjp(state, w), random_like(state, rng),
+        random_like(stepper.output(state), rng), tol,
+    )
+    if stepper.reversible:
+        state_back, cache_back = stepper.reverse_step(state_next, theta, h)
+        results["reverse_step: state"] = agreement(state_back, state, np.sqrt(eps))
+        results["reverse_step: cache"] = agreement(cache_back, cache, np.sqrt(eps))
+
+    net = Network(stepper, n_steps, h * n_steps)
+    theta_all = xp.concatenate([theta + 0.1 * random_like(theta, rng) for _ in range(n_steps)])
+    dtheta_all, dY0 = random_like(theta_all, rng), random_like(Y0, rng)
+    traj = net.trajectory(theta_all, Y0)
+    results["network: theta"] = taylor_test(
+        lambda t: net.forward(t, Y0), theta_all, dtheta_all, net.jvp(theta_all, Y0, dtheta_all, trajectory=traj), **kw
+    )
+    results["network: Y0"] = taylor_test(
+        lambda y: net.forward(theta_all, y),
+        Y0,
+        dY0,
+        net.jvp(theta_all, Y0, xp.zeros_like(theta_all), dY0=dY0, trajectory=traj),
+        **kw,
+    )
+    W = random_like(net.stepper.output(traj.final_state), rng)
+    results["network: jvp/vjp adjoint"] = dot_test(
+        lambda v: net.jvp(theta_all, Y0, v[0], dY0=v[1], trajectory=traj),
+        lambda w: net.vjp(theta_all, Y0, w, trajectory=traj, return_dY0=True),
+        (dtheta_all, dY0),
+        W,
+        tol,
+    )
+    stored = net.vjp(theta_all, Y0, W, trajectory=traj, return_dY0=True)
+    traj.close()
+    if stepper.reversible:
+        reversed_net = Network(stepper, n_steps, h * n_steps, memory=Reversible())
+        results["network: Reversible = stored"] = agreement(
+            reversed_net.vjp(theta_all, Y0, W, return_dY0=True), stored, np.sqrt(eps)
+        )
+
+    if np.dtype(dtype) != np.float64:
+        low = np.dtype(dtype)
+
+        def jvp(s, t, ds, dt):
+            return stepper.step_jvp(s, t, h, ds, dt, stepper.step(s, t, h)[1])
+
+        def vjp(s, t, w):
+            return stepper.step_vjp(s, t, h, w, stepper.step(s, t, h)[1])
+
+        results[f"{low.name}: step"] = compare_precision(lambda s, t: stepper.step(s, t, h)[0], (state, theta), low)
+        results[f"{low.name}: step_jvp"] = compare_precision(jvp, (state, theta, dstate, dtheta), low)
+        results[f"{low.name}: step_vjp"] = compare_precision(vjp, (state, theta, lam), low)
+    notes = float64_notes(dtype)
+    activation = getattr(getattr(stepper, "layer", None), "activation", None)
+    if activation is not None and not getattr(activation, "smooth", True):
+        notes.append(
+            f"{activation!r} is not differentiable everywhere: Taylor rates near 1 can mean that a "
+            "perturbation moved a pre-activation across a kink; check the derivatives with a smooth "
+            "activation (SmoothReLU)"
+        )
+    return CheckReport(f"check_stepper({stepper!r})", results, notes)

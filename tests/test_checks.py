@@ -1,0 +1,265 @@
+"""The public derivative checks: they pass on correct pieces and fail on planted bugs, in float64 and float32."""
+
+import numpy as np
+import pytest
+
+import ocdl
+from ocdl.checks import dot_test, taylor_test
+
+# -- taylor_test and dot_test ------------------------------------------------------------------------
+
+
+def test_taylor_test_fails_on_nan_and_inf():
+    x, v = np.array([0.3, -0.2]), np.array([1.0, 2.0])
+    assert taylor_test(np.sin, x, v, np.cos(x) * v).passed
+    for bad in (np.nan, np.inf):
+        result = taylor_test(np.sin, x, v, np.full(2, bad))
+        assert not result.passed and not result.finite
+        assert "NaN or Inf" in str(result)
+    with np.errstate(all="ignore"):
+        result = taylor_test(lambda y: np.sin(y) / (y - y), x, v, np.cos(x) * v)  # f itself is NaN
+    assert not result.passed
+
+
+def test_taylor_test_of_a_scalar_function():
+    """An objective's value is a Python float: E1 of 0.5 |x|^2 is 0.5 eps^2 |v|^2 exactly."""
+    x, v = np.array([1.0, -2.0, 0.5]), np.array([0.3, 0.1, -1.0])
+    result = taylor_test(lambda y: 0.5 * float(y @ y), x, v, float(x @ v))
+    assert result.passed
+    np.testing.assert_allclose(result.e1, 0.5 * result.eps**2 * (v @ v), rtol=1e-6)
+    wrong = taylor_test(lambda y: 0.5 * float(y @ y), x, v, 1.1 * float(x @ v))
+    assert not wrong.passed and wrong.rate1 == pytest.approx(1.0, abs=0.05)
+
+
+def test_taylor_test_keeps_float32_arguments():
+    seen = []
+
+    def f(y):
+        seen.append(y.dtype)
+        return np.sin(y)
+
+    x = np.linspace(-1, 1, 5, dtype=np.float32)
+    taylor_test(f, x, np.ones_like(x), np.cos(x))
+    assert set(seen) == {np.dtype(np.float32)}
+
+
+def test_dot_test_tolerance_follows_the_precision():
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((30, 20))
+    v, w = rng.standard_normal(20), rng.standard_normal(30)
+    assert dot_test(lambda u: A @ u, lambda u: A.T @ u, v, w).tol == 1e-10
+    A32, v32, w32 = A.astype(np.float32), v.astype(np.float32), w.astype(np.float32)
+    result = dot_test(lambda u: A32 @ u, lambda u: A32.T @ u, v32, w32)
+    assert result.passed and 1e-5 < result.tol < 1e-3  # float32 round-off (~1e-7) passes ...
+    assert not dot_test(lambda u: A32 @ u, lambda u: 1.01 * (A32.T @ u), v32, w32).passed  # ... 1% does not
+
+
+# -- check_stepper -------------------------------------------------------------------------------------
+
+
+class ForgetfulReverse(ocdl.Leapfrog):
+    """Leapfrog whose reverse step drops the force: Y_{j-1} = 2 Y_j - Y_{j+1}."""
+
+    def reverse_step(self, state_next, theta, h):
+        Y_next, Y = state_next
+        A, dA = self.layer.forward(theta, Y)
+        return (Y, 2 * Y - Y_next), dA
+
+
+def test_check_stepper_checks_reverse_step():
+    Y0 = np.random.default_rng(1).standard_normal((4, 3))
+    good = ocdl.check_stepper(ocdl.Leapfrog(ocdl.Layer(ocdl.Dense(3))), Y0)
+    assert good.passed, str(good)
+    assert {"reverse_step: state", "reverse_step: cache", "network: Reversible = stored"} <= set(good.results)
+    bad = ocdl.check_stepper(ForgetfulReverse(ocdl.Layer(ocdl.Dense(3))), Y0)
+    assert not bad.results["reverse_step: state"].passed
+    assert not bad.results["network: Reversible = stored"].passed
+    assert bad.results["step: jvp/vjp adjoint"].passed  # the derivatives themselves are right
+
+
+@pytest.mark.parametrize("kind", ["resnet", "verlet"])
+def test_check_stepper_in_float32(kind):
+    net = ocdl.network(kind, 3, 1, 1.0)
+    Y0 = np.random.default_rng(2).standard_normal((4, 3)).astype(np.float32)
+    report = ocdl.check_stepper(net.stepper, Y0)
+    assert report.passed, str(report)
+    assert {"float32: step", "float32: step_jvp", "float32: step_vjp"} <= set(report.results)
+    assert "ran in float64" in str(report)
+
+
+class Float64Step(ocdl.ResNet):
+    """Computes its step in float64 whatever the input's dtype."""
+
+    def step(self, state, theta, h):
+        (Y,) = state
+        A, dA = self.layer.forward(theta.astype(np.float64), Y.astype(np.float64))
+        return (Y + h * A,), h * dA
+
+
+def test_check_stepper_float32_rows_catch_a_dtype_change():
+    Y0 = np.random.default_rng(3).standard_normal((4, 3)).astype(np.float32)
+    report = ocdl.check_stepper(Float64Step(ocdl.Layer(ocdl.Dense(3))), Y0)
+    row = report.results["float32: step"]
+    assert not row.passed and row.rel_error < 1e-5  # right values, wrong dtype
+    assert "returned float64, not float32" in str(report)
+
+
+def test_check_stepper_notes_the_relu_kink():
+    Y0 = np.random.default_rng(4).standard_normal((4, 3))
+    report = ocdl.check_stepper(ocdl.ResNet(ocdl.Layer(ocdl.Dense(3), "relu")), Y0, eps0=1e-4)
+    assert "kink" in str(report)
+    assert "kink" not in str(ocdl.check_stepper(ocdl.ResNet(ocdl.Layer(ocdl.Dense(3))), Y0))
+
+
+def test_check_stepper_without_init_params_asks_for_theta():
+    class Bare(ocdl.Stepper):
+        n_params = 1
+
+        def step(self, state, theta, h):
+            return (state[0] * (1 + h * theta[0]),), None
+
+    with pytest.raises(TypeError, match="theta="):
+        ocdl.check_stepper(Bare(), np.ones((2, 2)))
+
+
+# -- transforms, activations, objectives, regularizers ------------------------------------------------
+
+
+class WrongVjp(ocdl.Dense):
+    def vjp(self, theta, Y, W):
+        return -super().vjp(theta, Y, W)
+
+
+class WrongTranspose(ocdl.Dense):
+    def apply_transpose(self, theta, Z):
+        return 1.001 * super().apply_transpose(theta, Z)
+
+
+def test_check_transform_catches_planted_bugs():
+    assert ocdl.check_transform(ocdl.Dense(3, 2)).passed
+    bad = ocdl.check_transform(WrongVjp(3, 2))
+    assert not bad.results["jvp/vjp"].passed and bad.results["apply: theta"].passed
+    bad = ocdl.check_transform(WrongTranspose(3, 2))
+    assert not bad.results["apply/apply_transpose"].passed
+
+
+class NotAlone(ocdl.Dense):
+    """Mixes the examples: each row gets the mean of all rows added."""
+
+    def apply(self, theta, Y):
+        Z = super().apply(theta, Y)
+        return Z + Z.mean(axis=0)
+
+
+def test_check_transform_catches_rows_that_do_not_transform_alone():
+    assert not ocdl.check_transform(NotAlone(3)).results["rows transformed alone"].passed
+
+
+class WrongSlope(ocdl.Tanh):
+    def value_and_derivative(self, x):
+        t, d = super().value_and_derivative(x)
+        return t, 1.05 * d
+
+
+def test_check_activation():
+    for name in sorted(ocdl.activations.ACTIVATIONS):
+        x = np.random.default_rng(5).standard_normal(64)
+        x[np.abs(x) < 0.1] += 0.3  # away from relu's kink
+        assert ocdl.check_activation(ocdl.get_activation(name), x).passed, name
+    bad = ocdl.check_activation(WrongSlope())
+    assert not bad.results["derivative"].passed
+    assert not bad.results["fused step"].passed  # Tanh's fused kernel is right, the override is not
+    report = ocdl.check_activation(ocdl.SmoothReLU(), np.linspace(-2, 2, 9, dtype=np.float32))
+    assert report.passed and "float32: value_and_derivative" in report.results
+
+
+class HalfHessian(ocdl.SoftmaxCrossEntropy):
+    def hessian_z(self, Z, C, dZ):
+        return 0.5 * super().hessian_z(Z, C, dZ)
+
+
+class Asymmetric(ocdl.LeastSquares):
+    def hessian_z(self, Z, C, dZ):
+        return dZ + 0.1 * np.roll(dZ, 1, axis=1)  # a cyclic shift is not symmetric
+
+
+def _classifier_data(m, dtype=np.float64):
+    rng = np.random.default_rng(6)
+    return (rng.standard_normal((9, 4)).astype(dtype), rng.standard_normal((4, m)).astype(dtype),
+            rng.standard_normal(m).astype(dtype), rng.integers(0, 3, 9))
+
+
+@pytest.mark.parametrize("objective", [ocdl.SoftmaxCrossEntropy(), ocdl.LeastSquares()], ids=repr)
+def test_check_objective_passes(objective):
+    assert ocdl.check_objective(objective, *_classifier_data(3)).passed
+    report = ocdl.check_objective(objective, *_classifier_data(3, np.float32))
+    assert report.passed and "float32: gradient" in report.results, str(report)
+
+
+def test_check_objective_catches_planted_bugs():
+    bad = ocdl.check_objective(HalfHessian(), *_classifier_data(3))
+    assert not bad.results["hessian_Y"].passed and not bad.results["hessian_W"].passed
+    assert bad.results["gradient: YN"].passed
+    bad = ocdl.check_objective(Asymmetric(), *_classifier_data(3))
+    assert not bad.results["hessian_Y symmetric"].passed
+
+
+class LooseShift(ocdl.WeightDecay):
+    def precondition(self, r, shift):
+        return r / (1.0 + 2 * shift)  # the shift counted twice
+
+
+class NonSymmetric(ocdl.TimeSmoothness):
+    def hessian_matvec(self, v):
+        return super().hessian_matvec(v) + 0.1 * np.roll(v, 1)
+
+
+def test_check_regularizer():
+    x = np.random.default_rng(7).standard_normal(12)
+    assert ocdl.check_regularizer(ocdl.TimeSmoothness(4, 3, 0.5), x).passed
+    assert ocdl.check_regularizer(ocdl.SpatialSmoothness((3, 4)), x.astype(np.float32)).passed
+    bad = ocdl.check_regularizer(LooseShift(), x)
+    assert bad.results["gradient"].passed
+    assert not any(r.passed for name, r in bad.results.items() if name.startswith("precondition"))
+    bad = ocdl.check_regularizer(NonSymmetric(4, 3, 0.5), x)
+    assert not bad.results["hessian symmetric"].passed
+
+
+def test_a_missing_method_is_named():
+    class Half(ocdl.Stepper):
+        n_params = 1
+
+        def step(self, state, theta, h):
+            return (state[0] * (1 + h * theta[0]),), None
+
+    with pytest.raises(NotImplementedError, match=r"Half must implement step_jvp\(state, theta, h"):
+        ocdl.check_stepper(Half(), np.ones((2, 2)), theta=np.ones(1))
+
+    class Reversible(Half):
+        reversible = True
+
+    with pytest.raises(NotImplementedError, match=r"Reversible must implement reverse_step"):
+        Reversible().reverse_step((np.ones((2, 2)),), np.ones(1), 0.1)
+
+    class NoProduct(ocdl.Transform):
+        n_in = n_out = n_params = 2
+
+    with pytest.raises(NotImplementedError, match=r"NoProduct must implement apply\(theta, Y\)"):
+        NoProduct().apply(np.ones(2), np.ones((1, 2)))
+
+
+def test_check_objective_takes_labels_missing_a_class():
+    """Labels are encoded with the classes W's columns encode, also when a sample lacks one."""
+    YN, W, mu, _ = _classifier_data(3)
+    assert ocdl.check_objective(ocdl.SoftmaxCrossEntropy(), YN, W, mu, np.array([0, 2] * 4 + [0])).passed
+    assert ocdl.check_objective(ocdl.LogisticCrossEntropy(), YN, W[:, :1], mu[:1], np.arange(9) % 2).passed
+
+
+def test_check_stepper_names_an_output_without_its_transpose():
+    class Doubled(ocdl.ResNet):
+        def output(self, state):
+            return 2 * state[0]  # output_vjp left as the default: W, not 2 W
+
+    report = ocdl.check_stepper(Doubled(ocdl.Layer(ocdl.Dense(3))), np.random.default_rng(8).standard_normal((4, 3)))
+    assert not report.results["output/output_vjp"].passed
+    assert report.results["init/init_vjp"].passed and report.results["step: jvp/vjp adjoint"].passed
