@@ -29,7 +29,7 @@ import numpy as np
 from .backend import asnumpy, get_array_module
 from .memory import MemoryPolicy, StoreAll, Trajectory, propagate
 from .steppers import Stepper
-from .validation import PropagationError, check_array, check_positive
+from .validation import PropagationError, check_array, check_nonnegative, check_positive
 
 
 class Network:
@@ -38,7 +38,7 @@ class Network:
     Parameters
     ----------
     stepper : the one-step dynamics (any :class:`~ocdl.steppers.Stepper`).
-    n_steps : :math:`N \\ge 1`.
+    n_steps : :math:`N \ge 1`.
     final_time : :math:`T > 0`.
     memory : memory policy for the forward states (default :class:`~ocdl.memory.StoreAll`).
     blow_up : the forward propagation raises :class:`~ocdl.validation.PropagationError`
@@ -63,6 +63,11 @@ class Network:
         self.stepper = stepper
         self.n_steps = check_positive("n_steps", n_steps, integer=True)
         self.final_time = check_positive("final_time", final_time)
+        if memory is not None and not isinstance(memory, MemoryPolicy):
+            raise TypeError(
+                "memory must be an ocdl memory policy (StoreAll(), Recompute(n), HDF5(path), Reversible()), "
+                f"got {memory!r}"
+            )
         self.memory = StoreAll() if memory is None else memory
         self.blow_up = None if blow_up is None else check_positive("blow_up", blow_up)
         self.n_params = self.n_steps * stepper.n_params
@@ -102,9 +107,10 @@ class Network:
         rows = []
         for j, (K, b) in enumerate(zip(Ks, bs)):
             K = xp.asarray(K)
-            if K.size != transform.n_params:
+            if K.shape != tuple(transform.param_shape) or xp.asarray(bs[j]).size != 1:
                 raise ValueError(
-                    f"Ks[{j}] must have shape {transform.param_shape}, got {tuple(K.shape)}"
+                    f"Ks[{j}] must have shape {tuple(transform.param_shape)} and bs[{j}] be a scalar, "
+                    f"got shapes {tuple(K.shape)} and {getattr(bs[j], 'shape', ())}"
                 )
             rows.append(xp.concatenate([K.ravel(), xp.asarray([b], dtype=K.dtype).ravel()]))
         return xp.concatenate(rows)
@@ -128,6 +134,7 @@ class Network:
     ) -> np.ndarray:
         """Random ``theta`` from the stepper's ``init_params`` (NumPy; move it with ``to_device``)."""
         rng = np.random.default_rng(rng)
+        scale = check_nonnegative("scale", scale)
         return np.concatenate([self.stepper.init_params(rng, scale, dtype) for _ in range(self.n_steps)])
 
     # -- propagation ------------------------------------------------------
@@ -177,15 +184,19 @@ class Network:
     def _blow_up_error(self, steps: Any, Y0: Any, limit: float) -> PropagationError:
         r"""The error naming the first step whose state is unbounded, with that step's stability factor.
 
-        For a layer stepper with a square transform of at most 256 features,
-        the message gives the forward Euler factor :math:`\max|1 + h\lambda|`
-        (paper eq. 3.9, :func:`ocdl.stability.euler_factor`) and
-        :math:`\max \operatorname{Re}\lambda` of the layer Jacobians
-        :math:`\operatorname{diag}(\sigma'(y K_j + b_j)) K_j^T` (eq. 3.7) at the
-        input of that step, over (at most 64 of) the examples that blew up;
-        otherwise the factor is left out.
+        For a ResNet, RK4 or leapfrog network (:math:`\dot Y = F(Y)` or
+        :math:`\ddot Y = F(Y)`) with a square transform of at most 256
+        features, the message gives :math:`\max \operatorname{Re}\lambda` of the
+        layer Jacobians :math:`\operatorname{diag}(\sigma'(y K_j + b_j)) K_j^T`
+        (eq. 3.7) at the input of that step, over (at most 64 of) the examples
+        that blew up (positive: the ODE itself grows), and for a ResNet also the
+        forward Euler factor :math:`\max|1 + h\lambda|` (paper eq. 3.9,
+        :func:`ocdl.stability.euler_factor`) and the advice to take a stable
+        stepper. Other steppers get neither: their stability regions differ.
         """
         from .stability import euler_factor, layer_eigenvalues  # ocdl.stability imports this module
+        from .steppers import RK4, Leapfrog, ResNet
+        from .transforms import Antisymmetric
 
         xp = get_array_module(Y0)
         state = self.stepper.init(Y0)
@@ -197,19 +208,26 @@ class Network:
                 break
             state = new_state
         factor = ""
+        euler = isinstance(self.stepper, ResNet)
+        stable = "verlet" if isinstance(getattr(getattr(self.stepper, "layer", None), "transform", None),
+                                        Antisymmetric) else "antisymmetric, verlet"
         layer = getattr(self.stepper, "layer", None)
         transform = getattr(layer, "transform", None)
-        if transform is not None and transform.n_in == transform.n_out <= 256:
+        # Y' = F(Y) or Y'' = F(Y): the layer Jacobian's eigenvalues with Re > 0 make the ODE itself grow
+        if (isinstance(self.stepper, (ResNet, RK4, Leapfrog)) and transform is not None
+                and transform.n_in == transform.n_out <= 256):
             rows = xp.flatnonzero(bad)[:64] if bool(bad.any()) else xp.arange(min(64, Y0.shape[0]))
             Y = self.stepper.output(state)[rows]
             if Y.size and bool(xp.isfinite(Y).all()):
                 with np.errstate(all="ignore"):
                     eigenvalues = layer_eigenvalues(layer, theta_j, Y)
-                amplification = euler_factor(eigenvalues, self.h)
                 growth = float(eigenvalues.real.max())
+                euler_part = (
+                    f"max|1 + h lambda| = {euler_factor(eigenvalues, self.h):.3g} (forward Euler is stable when "
+                    "<= 1, paper eq. 3.9) and " if euler else ""
+                )
                 factor = (
-                    f" Its layer Jacobian diag(sigma') K^T at the step's input has max|1 + h lambda| = "
-                    f"{amplification:.3g} (forward Euler is stable when <= 1, paper eq. 3.9) and max Re lambda = "
+                    f" Its layer Jacobian diag(sigma') K^T at the step's input has {euler_part}max Re lambda = "
                     f"{growth:.3g}"
                     + ("; with Re lambda > 0 the layer itself grows, a smaller step alone will not help."
                        if growth > 0 else ".")
@@ -218,7 +236,8 @@ class Network:
             f"forward propagation blew up: step {j} of {self.n_steps} ({type(self.stepper).__name__}, "
             f"h = {self.h:.3g}) produced NaN, Inf or values above {limit:.3g} "
             f"(blow_up = {self.blow_up} times max(1, max|Y0|)).{factor} Use a smaller step (more steps or a "
-            "smaller final_time), smaller weights, or a stable stepper (antisymmetric, verlet)."
+            "smaller final_time), smaller weights"
+            + (f", or a stable stepper ({stable})." if euler else ".")
         )
 
     def forward(self, theta: Any, Y0: Any) -> Any:
@@ -242,7 +261,11 @@ class Network:
         """
         xp = get_array_module(theta, Y0)
         dsteps = self.theta_steps(dtheta, "dtheta")  # before the forward sweep: bad input fails at once
-        dY0 = xp.zeros_like(Y0) if dY0 is None else check_array("dY0", dY0, shape=Y0.shape)
+        _same_dtype("dtheta", dtheta, theta)
+        if dY0 is None:
+            dY0 = xp.zeros_like(Y0)
+        else:
+            _same_dtype("dY0", check_array("dY0", dY0, shape=Y0.shape), Y0)
         if trajectory is None:
             with self.trajectory(theta, Y0) as traj:
                 return self.jvp(theta, Y0, dtheta, dY0, trajectory=traj)
@@ -265,7 +288,7 @@ class Network:
         xp = get_array_module(theta, Y0)
         steps = self.theta_steps(theta, finite=False)
         YN = self.stepper.output(trajectory.final_state)
-        check_array("W", W, shape=YN.shape)
+        _same_dtype("W", check_array("W", W, shape=YN.shape), YN)
         lam = self.stepper.output_vjp(trajectory.final_state, W)
         grad = xp.empty_like(steps)
         for j, state, cache in trajectory.reversed_steps():
@@ -299,6 +322,12 @@ class Network:
             f"Network({self.stepper!r}, n_steps={self.n_steps}, final_time={self.final_time}, "
             f"memory={self.memory!r})"
         )
+
+
+def _same_dtype(name: str, x: Any, like: Any) -> None:
+    """A direction or cotangent must have the dtype of what it perturbs (no silent loss of precision)."""
+    if x.dtype != like.dtype:
+        raise TypeError(f"{name} must have the dtype of the network's data ({like.dtype}), got {x.dtype}")
 
 
 def _linear_operator_class(xp):

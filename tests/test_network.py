@@ -158,3 +158,51 @@ def test_blow_up_names_the_step(rng):
     theta = net.pack([K] * 40, [0.0] * 40)
     with pytest.raises(ocdl.PropagationError, match=r"step \d+ of 40 .*smaller step"):
         net.forward(theta, np.ones((3, 2)))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_blow_up_message_gives_the_euler_factor_for_resnet_only():
+    """Leapfrog and RK4 get max Re lambda, not forward Euler's factor; Verlet gets neither."""
+    Y0 = np.ones((3, 2))
+    cases = {"resnet": (True, True), "rk4": (False, True), "leapfrog": (False, True), "verlet": (False, False)}
+    for kind, (euler, eigen) in cases.items():
+        net = ocdl.network(kind, 2, 40, 400.0, activation="identity")
+        theta = net.pack([50 * np.eye(2)] * 40, [0.0] * 40)
+        with pytest.raises(ocdl.PropagationError) as info:
+            net.forward(theta, Y0)
+        message = str(info.value)
+        assert ("max|1 + h lambda|" in message) == euler and ("stable stepper" in message) == euler, kind
+        assert ("max Re lambda = 50" in message) == eigen, kind
+
+
+def test_directions_must_have_the_data_dtype(rng):
+    net = ocdl.network("resnet", 2, 3, 1.0)
+    theta, Y0 = net.init_params(rng), rng.standard_normal((4, 2))
+    with pytest.raises(TypeError, match="dY0 must have the dtype .*float64.*got float32"):
+        net.jvp(theta, Y0, theta, dY0=Y0.astype(np.float32))
+    with pytest.raises(TypeError, match="dtheta must have the dtype"):
+        net.jvp(theta, Y0, theta.astype(np.float32))
+    with pytest.raises(TypeError, match="W must have the dtype"):
+        net.vjp(theta, Y0, Y0.astype(np.float32))
+
+
+def test_memory_and_pack_arguments_are_checked(rng):
+    with pytest.raises(TypeError, match="memory must be an ocdl memory policy"):
+        ocdl.Network(ocdl.ResNet(ocdl.Layer(ocdl.Dense(2))), 3, 1.0, memory="storeall")
+    net = ocdl.network("resnet", 2, 2, 1.0)
+    with pytest.raises(ValueError, match=r"Ks\[0\] must have shape \(2, 2\) and bs\[0\] be a scalar"):
+        net.pack([np.eye(2)] * 2, [np.zeros(2)] * 2)
+    with pytest.raises(ValueError, match=r"Ks\[1\] must have shape \(2, 2\)"):
+        net.pack([np.eye(2), np.ones(4)], [0.0, 0.0])
+
+
+def test_hdf5_file_policy_serves_trajectories_held_at_once(rng, tmp_path):
+    """A named HDF5 file keeps the first open trajectory; the others go to temporary files beside it."""
+    path = tmp_path / "states.h5"
+    net = ocdl.Network(ocdl.Leapfrog(ocdl.Layer(ocdl.Dense(3))), 4, 1.0, memory=ocdl.HDF5(path))
+    theta, Y0, W = net.init_params(rng), rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
+    stored = ocdl.Network(net.stepper, 4, 1.0).vjp(theta, Y0, W)
+    J = net.jacobian(theta, Y0)  # holds states.h5 open
+    np.testing.assert_array_equal(net.vjp(theta, Y0, W), stored)
+    np.testing.assert_array_equal(J.rmatvec(W.ravel()), stored)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["states.h5"]  # the temporary one is gone

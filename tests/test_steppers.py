@@ -119,3 +119,30 @@ def test_float32_runs_and_agrees(kind, rng):
     assert net.jvp(t32, Y32, t32).dtype == np.float32
     np.testing.assert_allclose(YN32, YN64, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(g32, g64, rtol=1e-3, atol=1e-4)
+
+
+def test_convergence_orders_in_h():
+    """Against solve_ivp at T = 1: forward Euler order 1, RK4 order 4, and leapfrog and Verlet order 1.
+
+    Leapfrog and Verlet are second order inside, but the paper's start values (Y_{-1} = Y_0 and
+    Z_{-1/2} = 0) are O(h^2) off in the first step, an O(h) error in the velocity.
+    """
+    from scipy.integrate import solve_ivp
+
+    rng = np.random.default_rng(0)
+    n, b, T = 2, 0.2, 1.0
+    K, Y0 = rng.standard_normal((n, n)), rng.standard_normal((1, n))
+    second_order = lambda t, u: np.concatenate([u[n:], np.tanh(u[:n] @ K + b)])  # noqa: E731
+    hamiltonian = lambda t, u: np.concatenate([np.tanh(u[n:] @ K.T + b), -np.tanh(u[:n] @ K + b)])  # noqa: E731
+    first_order = lambda t, u: np.tanh(u @ K + b)  # noqa: E731
+    at_rest = np.concatenate([Y0[0], np.zeros(n)])
+    odes = {"resnet": (first_order, Y0[0], 1), "rk4": (first_order, Y0[0], 4),
+            "leapfrog": (second_order, at_rest, 1), "verlet": (hamiltonian, at_rest, 1)}
+    for kind, (f, u0, order) in odes.items():
+        exact = solve_ivp(f, (0, T), u0, rtol=1e-13, atol=1e-13).y[:n, -1]
+        errors = []
+        for N in (16, 32, 64):
+            net = ocdl.network(kind, n, N, T)
+            errors.append(np.abs(net.forward(net.pack([K] * N, [b] * N), Y0)[0] - exact).max())
+        rates = np.log2(np.array(errors[:-1]) / errors[1:])
+        np.testing.assert_allclose(rates, order, atol=0.1, err_msg=kind)

@@ -166,6 +166,11 @@ class HDF5Trajectory(Trajectory):
     def steps(self):
         return self._served(descending=False)
 
+    @property
+    def is_open(self) -> bool:
+        """Whether the file is still open (:meth:`close` not yet called)."""
+        return self._finalizer.alive
+
     def close(self) -> None:
         self._finalizer()
 
@@ -179,9 +184,11 @@ class HDF5(MemoryPolicy):
         :func:`tempfile.gettempdir`; an existing directory: a temporary file
         under it (see :meth:`file_name`); any other path: that file,
         overwritten by each forward sweep and kept after
-        :meth:`HDF5Trajectory.close` for inspection (then only one trajectory
-        of the policy may be open at a time). Temporary files are deleted by
-        ``close``.
+        :meth:`HDF5Trajectory.close` for inspection. While a trajectory holds
+        that file, the policy's further trajectories (a
+        :meth:`~ocdl.Network.jacobian` kept open, the chunks of a
+        :class:`~ocdl.LearningProblem`) go to temporary files beside it.
+        Temporary files are deleted by ``close``.
     compression : ``None``, ``"gzip"`` or ``"lzf"`` (HDF5 filters, per chunk).
     chunk_steps : steps per HDF5 chunk, and per read and write; the memory
         held during a sweep is ``chunk_steps`` states.
@@ -200,20 +207,28 @@ class HDF5(MemoryPolicy):
         self.path = None if path is None else os.fspath(path)
         self.compression = compression
         self.chunk_steps = check_positive("chunk_steps", chunk_steps, integer=True)
+        self._holders = weakref.WeakSet()  # open trajectories in the file named by path
 
     def file_name(self) -> tuple[str, bool]:
         """``(name, temporary)`` of the file for the next trajectory.
 
         A temporary file is ``trajectory.h5`` in a new private directory
         ``ocdl-trajectory-*`` (created here) under ``path`` or
-        :func:`tempfile.gettempdir`.
+        :func:`tempfile.gettempdir`, or, when ``path`` names a file that an
+        open trajectory holds, beside that file.
         """
+        directory = self.path
         if self.path is not None and not os.path.isdir(self.path):
-            return self.path, False
-        return os.path.join(tempfile.mkdtemp(prefix="ocdl-trajectory-", dir=self.path), "trajectory.h5"), True
+            if not any(t.is_open for t in self._holders):
+                return self.path, False
+            directory = os.path.dirname(os.path.abspath(self.path))
+        return os.path.join(tempfile.mkdtemp(prefix="ocdl-trajectory-", dir=directory), "trajectory.h5"), True
 
     def forward(self, stepper, theta_steps, h, state0):
-        return HDF5Trajectory(stepper, theta_steps.copy(), h, state0, self)
+        trajectory = HDF5Trajectory(stepper, theta_steps.copy(), h, state0, self)
+        if not trajectory.temporary:
+            self._holders.add(trajectory)
+        return trajectory
 
     def __repr__(self) -> str:
         return f"HDF5(path={self.path!r}, compression={self.compression!r}, chunk_steps={self.chunk_steps})"

@@ -81,7 +81,7 @@ def dct_solve(r: Array, diagonal: Array, axes: Sequence[int]) -> Array:
 
 def check_shift(shift: float) -> None:
     """The Neumann Laplacians are singular (constants); only ``shift > 0`` is solvable."""
-    if not shift > 0:
+    if not 0 < shift < np.inf:
         raise ValueError(
             f"shift must be positive: the Hessian is singular (constants lie in its "
             f"null space), got shift = {shift}"

@@ -17,7 +17,10 @@ class Verlet(LayerStepper):
        Z_{j+1/2} = Z_{j-1/2} - h\,\sigma(Y_j K_j + b_j), \qquad
        Y_{j+1} = Y_j + h\,\sigma(Z_{j+1/2} K_j^T + b_j),
 
-    from :math:`Z_{-1/2} = 0`; the state is :math:`x_j = (Y_j, Z_{j-1/2})` and
+    from :math:`Z_{-1/2} = 0` (the paper's reading; for :math:`Z(0) = 0` the exact
+    :math:`Z(-h/2)` is :math:`\tfrac h2 \sigma(Y_0 K_0 + b_0) + O(h^2)`, so the
+    network is first-order accurate in :math:`h`, measured order 1.00,
+    although each interior step is second order); the state is :math:`x_j = (Y_j, Z_{j-1/2})` and
     the output :math:`Y_N`. Each half-step is a shear, so the step is exactly
     invertible (:meth:`reverse_step`).
 

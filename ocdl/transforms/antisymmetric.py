@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..validation import check_nonnegative
 from .base import Transform
 
 
@@ -26,9 +27,7 @@ class Antisymmetric(Transform):
             raise ValueError(
                 f"Antisymmetric needs a square base transform, got {base.n_in} x {base.n_out}"
             )
-        if gamma < 0:
-            raise ValueError(f"gamma must be >= 0, got {gamma}")
-        self.base, self.gamma = base, float(gamma)
+        self.base, self.gamma = base, check_nonnegative("gamma", gamma)
         self.n_in = self.n_out = base.n_in
         self.n_params, self.param_shape = base.n_params, base.param_shape
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..memory.store_all import temporary_empty
+from ..validation import check_positive
 from .base import Transform
 
 #: Matrices with at most this many entries are copied transposed for ``Z K^T``.
@@ -28,9 +29,7 @@ class Dense(Transform):
 
     def __init__(self, n_in: int, n_out: int | None = None) -> None:
         n_out = n_in if n_out is None else n_out
-        if int(n_in) < 1 or int(n_out) < 1:
-            raise ValueError(f"Dense needs n_in, n_out >= 1, got {n_in}, {n_out}")
-        self.n_in, self.n_out = int(n_in), int(n_out)
+        self.n_in, self.n_out = check_positive("n_in", n_in, integer=True), check_positive("n_out", n_out, integer=True)
         self.param_shape = (self.n_in, self.n_out)
         self.n_params = self.n_in * self.n_out
 

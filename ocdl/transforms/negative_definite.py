@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..validation import check_nonnegative
 from .base import Transform
 
 
@@ -25,9 +26,7 @@ class NegativeDefinite(Transform):
     linear_in_params = False
 
     def __init__(self, base: Transform, gamma: float = 0.0) -> None:
-        if gamma < 0:
-            raise ValueError(f"gamma must be >= 0, got {gamma}")
-        self.base, self.gamma = base, float(gamma)
+        self.base, self.gamma = base, check_nonnegative("gamma", gamma)
         self.n_in = self.n_out = base.n_out
         self.n_params, self.param_shape = base.n_params, base.param_shape
 
