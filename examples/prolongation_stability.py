@@ -29,6 +29,7 @@ import numpy as np
 from ocdl import input_sensitivity
 from ocdl.checkpoint import load_checkpoint
 from ocdl.experiments import Settings, build_network, load_data, widen
+from ocdl.io import OcdlFileError
 from solvers.multilevel import prolongate
 
 
@@ -67,7 +68,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("run_dir", help="a run folder of `ocdl train` (holds checkpoint.h5)")
     parser.add_argument("--examples", type=int, default=64, help="validation examples to linearise at")
     args = parser.parse_args(argv)
-    records = sensitivities(args.run_dir, args.examples)
+    try:
+        records = sensitivities(args.run_dir, args.examples)
+    except OcdlFileError as error:  # no checkpoint (not a folder of `ocdl train`), or a damaged one
+        parser.exit(2, f"prolongation_stability.py: {error}\n")
     for rec in records:
         print(json.dumps(rec))
     print(table(records))

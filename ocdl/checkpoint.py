@@ -21,11 +21,12 @@ random draws, bit for bit). A checkpoint (:class:`Checkpoint`) holds
   checkpoint alone.
 
 The file is written by :func:`ocdl.io.write_tree` (kind ``"ocdl-checkpoint"``,
-a format version): a temporary file in the same folder, flushed, fsync'ed and
-renamed over the previous checkpoint, so a write that is interrupted, even
-by SIGKILL, leaves the previous checkpoint intact. Arrays are datasets in
-their own dtype (exact), small values JSON attributes, histories JSON text in
-``uint8`` datasets (no attribute size limit).
+a format version, checksums): a temporary file in the same folder, flushed,
+fsync'ed and renamed over the previous checkpoint, so a write that is
+interrupted, even by SIGKILL, leaves the previous checkpoint intact, and a
+checkpoint damaged afterwards is refused, not resumed from. Arrays are
+datasets in their own dtype (exact), small values JSON attributes, histories
+JSON text in ``uint8`` datasets (no attribute size limit).
 
 Ctrl-C during a run with checkpoints writes the last completed iteration (a
 half-done iteration is discarded, so the resumed run repeats it exactly) and
@@ -46,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .backend import to_device
-from .io import OcdlFileError, read_tree, write_tree
+from .io import OcdlFileError, leftover_temporaries, read_tree, write_tree
 from .validation import check_positive
 
 if TYPE_CHECKING:
@@ -134,16 +135,45 @@ class Checkpoint:
         return 0 if self.state is None else self.state.iteration
 
     def check_run(self, run: dict, path: str | os.PathLike) -> None:
-        """Raise ``ValueError`` naming every entry of ``run`` that differs from the checkpoint's."""
+        """Raise ``ValueError`` naming every entry of ``run`` that differs from the checkpoint's.
+
+        The entry ``"problem"`` (a :meth:`~ocdl.LearningProblem.fingerprint`)
+        is compared entry by entry, and only in the entries the checkpoint
+        records: a checkpoint written before an entry was recorded is checked
+        for the rest.
+        """
         now = _plain_json(run)
-        keys = sorted(set(now) | set(self.run))
-        changed = [f"{key}: {self.run.get(key)!r} there, {now.get(key)!r} now" for key in keys
-                   if self.run.get(key) != now.get(key)]
+        problem_now, problem_was = now.pop("problem", None), self.run.get("problem")
+        was = {key: value for key, value in self.run.items() if key != "problem"}
+        changed = [f"{key}: {was.get(key)!r} there, {now.get(key)!r} now" for key in sorted(set(now) | set(was))
+                   if was.get(key) != now.get(key)]
         if changed:
             raise ValueError(
                 f"{path} was written by a different run ({'; '.join(changed)}); resume with the same "
                 "problem, solver and options, or start a new run without resume"
             )
+        if isinstance(problem_now, dict) and isinstance(problem_was, dict):
+            changed = [_problem_change(key, problem_was[key], value) for key, value in problem_now.items()
+                       if key in problem_was and problem_was[key] != value]
+            if changed:
+                raise ValueError(
+                    f"{path} was written for a different learning problem ({'; '.join(changed)}); resume "
+                    "with the same problem, or start a new run without resume"
+                )
+
+
+_DATA = {"Y0": "training data Y0", "C": "training labels C", "validation": "validation data"}
+"""The fingerprint's data entries (digests) and how a message names them."""
+
+
+def _problem_change(key: str, was: Any, now: Any) -> str:
+    """How a message names the change of the fingerprint's entry ``key`` (checkpoint ``was``, now ``now``)."""
+    if key not in _DATA:
+        return f"{key}: checkpoint {was}, now {now}"
+    if was is None or now is None:
+        given = {True: "none", False: "given"}
+        return f"{_DATA[key]}: checkpoint {given[was is None]}, now {given[now is None]}"
+    return f"{_DATA[key]} differs"
 
 
 def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
@@ -196,9 +226,10 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Checkpoint:
     Raises
     ------
     OcdlFileError
-        If the file is missing, truncated, not HDF5, not an ocdl file, an
-        ocdl file of another kind, of a newer format, or a checkpoint that
-        lacks or garbles an entry (the message says which).
+        If the file is missing, truncated, corrupt (its checksum does not
+        match), not HDF5, not an ocdl file, an ocdl file of another kind, of
+        a newer format, or a checkpoint that lacks or garbles an entry (the
+        message says which).
     """
     tree = read_tree(path, CHECKPOINT_KIND)
     try:
@@ -255,7 +286,7 @@ class CheckpointWriter:
         self.settings = _plain_json({} if settings is None else settings)
         self._pending: Checkpoint | None = None  # the newest complete state, if not yet written
         self._written: Checkpoint | None = None
-        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+        for stale in leftover_temporaries(self.path):
             stale.unlink(missing_ok=True)
 
     def resume(self, device: str = "cpu") -> Checkpoint | None:

@@ -17,6 +17,7 @@ one-line message on stderr and exit status 2 (usage) or 1 (values, files).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from collections.abc import Sequence
@@ -38,7 +39,7 @@ from .experiments import (
     train,
     write_run,
 )
-from .io import OcdlFileError
+from .io import OcdlFileError, leftover_temporaries
 from .validation import PropagationError
 
 DEMO_STEPPERS = ("resnet", "antisymmetric", "verlet")
@@ -84,7 +85,7 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     add("--cg-maxiter", type=int, metavar="K", help="CG iterations of the Gauss-Newton step (20)")
     add("--gamma", type=float, metavar="G", help="gamma of the antisymmetric ResNet (0)")
     add("--init-scale", type=float, metavar="X", help="scale of the random initial weights (1)")
-    add("--seed", type=int, metavar="I", help="seed of the weights, batches and 2-D data (0)")
+    add("--seed", type=int, metavar="I", help="seed of weights, batches, row order and ellipses/peaks points (0)")
     add("--device", choices=("cpu", "gpu"), help="cpu (NumPy) or gpu (CuPy)")
     add("--dtype", choices=DTYPES, help="floating type of data and parameters (float64)")
     add("--memory", choices=MEMORY, help="forward states: all stored, recomputed from checkpoints, rebuilt backward "
@@ -109,6 +110,25 @@ def _report_run(run: Run, paths: dict) -> None:
         print(f"wrote {path}")
 
 
+def _resume_settings(path: Path) -> Settings:
+    """The settings stored in the checkpoint ``path`` of ``ocdl train``; a one-line error if it cannot resume here."""
+    leftovers = [] if path.exists() else leftover_temporaries(path)
+    if leftovers:
+        raise OcdlFileError(
+            f"{path.parent}: no checkpoint was completed in this folder (only {leftovers[0].name}, left by a write "
+            "that was killed); start the run again without --resume"
+        )
+    settings = load_checkpoint(path).settings
+    names = {field.name for field in dataclasses.fields(Settings)}
+    if set(settings) != names:
+        found = "no command-line settings" if not settings else f"settings {sorted(settings)}, not those of ocdl train"
+        raise OcdlFileError(
+            f"{path}: a checkpoint of the Python API with {found}; resume it from Python with "
+            f"solvers.multilevel(..., checkpoint={str(path)!r}, resume=True) and the same problem and options"
+        )
+    return Settings(**settings)
+
+
 def _train(args: argparse.Namespace) -> int:
     if args.resume:
         given = sorted(name for name in ("problem", "stepper", *_SETTING_NAMES) if getattr(args, name) is not None)
@@ -116,7 +136,7 @@ def _train(args: argparse.Namespace) -> int:
             raise UsageError(f"ocdl train: --resume takes the settings and the folder from the checkpoint; "
                              f"drop {', '.join('--' + name.replace('_', '-') for name in given) or '--out'}")
         out = Path(args.resume)
-        settings = Settings(**load_checkpoint(out / CHECKPOINT_NAME).settings)
+        settings = _resume_settings(out / CHECKPOINT_NAME)
     else:
         if args.problem is None or args.stepper is None:
             raise UsageError("ocdl train: --problem and --stepper are required (or --resume DIR)")
@@ -134,7 +154,8 @@ def _compare(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("runs") / f"{args.problem}-compare")
     _, table = compare(args.problem, args.steppers, out, progress=not args.no_progress, **_overrides(args))
     print(table)
-    print(f"wrote {out}/ (table.md, comparison.json, accuracy.png, one folder per stepper)")
+    print(f"wrote {out}/ (table.md, comparison.json, accuracy.png, features.png for 2-D problems, "
+          "one folder per stepper)")
     return 0
 
 

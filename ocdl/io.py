@@ -1,4 +1,4 @@
-"""HDF5 files of ocdl: parameters and training checkpoints, written atomically.
+"""HDF5 files of ocdl: parameters and training checkpoints, checksummed and written atomically.
 
 A file holds a tree: a nested dict whose arrays become datasets, whose dicts
 become groups, and whose other values (numbers, strings, lists, ``None``)
@@ -6,28 +6,48 @@ become JSON attributes. The root carries ``format`` (the kind of file, e.g.
 ``"ocdl-params"``) and ``format_version``, so that :func:`read_tree` can say
 what is wrong with a file that is not ours.
 
-Writes are atomic: the tree goes to a temporary file in the target folder,
+Integrity (format version 2): the file's first 512 bytes are an HDF5 user
+block, which HDF5 skips, holding the SHA-256 of the rest of the file;
+:func:`read_tree` checks it before HDF5 parses anything, so a file changed by
+a single bit after it was written is rejected (and cannot crash the HDF5
+library). Every dataset is also written with HDF5's Fletcher-32 checksum
+filter, so that h5py alone refuses a damaged dataset. Files of version 1 have
+no checksums and are read unchecked, as are the temporary files of writes
+that were killed (their user block is still blank; they are never renamed
+into place).
+
+Writes are atomic: the file goes to a temporary file in the target folder,
 which is flushed, fsync'ed and renamed over the target (``os.replace``). An
-interrupted write leaves the previous file intact.
+interrupted write leaves the previous file intact, and a killed one a
+temporary file (:func:`leftover_temporaries`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import tempfile
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .backend import asnumpy
+from .validation import check_array
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Version 2 added the checksums; version 1 files are still read."""
+
+_RESERVED = ("format", "format_version")  # attributes of the root, not part of the tree
+_USER_BLOCK = 512  # bytes before the HDF5 data: the checksum header
+_MAGIC = b"ocdl sha256 "
 
 
 class OcdlFileError(ValueError):
-    """A file that is missing, truncated, not HDF5, or not an ocdl file of the expected kind."""
+    """A file that is missing, truncated, corrupt, not HDF5, or not an ocdl file of the expected kind."""
 
 
 def _h5py():
@@ -36,58 +56,156 @@ def _h5py():
     return h5py
 
 
-def _write_group(group: Any, tree: dict, compression: str | None) -> None:
-    for key, value in tree.items():
-        if not isinstance(key, str) or "/" in key:
-            raise ValueError(f"tree keys must be strings without '/', got {key!r}")
-        if isinstance(value, dict):
-            _write_group(group.create_group(key), value, compression)
-        elif hasattr(value, "shape") and hasattr(value, "dtype") and getattr(value, "ndim", 0) > 0:
-            data = asnumpy(value)
-            group.create_dataset(key, data=data, compression=compression if data.size > 1024 else None)
-        else:
-            if isinstance(value, (np.generic,)):
-                value = value.item()
-            group.attrs[key] = json.dumps(value)
-
-
-def write_tree(path: str | os.PathLike, tree: dict, kind: str, compression: str | None = None) -> Path:
-    """Write ``tree`` to the HDF5 file ``path`` atomically, tagged as ``kind``."""
-    h5py = _h5py()
-    path = Path(path)
+@contextmanager
+def _atomic(path: Path) -> Iterator[Path]:
+    """Yield a new temporary file beside ``path``; once the block succeeds, fsync it and rename it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the usual permissions (umask)
     try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = kind
-            f.attrs["format_version"] = FORMAT_VERSION
-            _write_group(f, tree, compression)
-            f.flush()
+        yield tmp
         with open(tmp, "rb+") as raw:
             os.fsync(raw.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def leftover_temporaries(path: str | os.PathLike) -> list[Path]:
+    """The temporary files of ``path`` left by writes that were killed before their rename (e.g. by SIGKILL)."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{path.name}.*.tmp"))
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically: a reader sees the old file or the new one, never a part."""
+    path = Path(path)
+    with _atomic(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path
+
+
+def _write_group(group: Any, tree: dict, compression: str | None) -> None:
+    for key, value in tree.items():
+        if not isinstance(key, str) or "/" in key:
+            raise ValueError(f"tree keys must be strings without '/', got {key!r} in {group.name}")
+        if isinstance(value, dict):
+            _write_group(group.create_group(key), value, compression)
+        elif hasattr(value, "dtype") and getattr(value, "ndim", 0) > 0:
+            data = asnumpy(value)
+            group.create_dataset(key, data=data, fletcher32=True,
+                                 compression=compression if data.size > 1024 else None)
+        else:
+            if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+                value = value.item()  # NumPy and CuPy scalars and 0-d arrays
+            try:
+                group.attrs[key] = json.dumps(value)
+            except TypeError:
+                raise TypeError(
+                    f"tree entry {_entry(group, key)} is a {type(value).__name__}: neither an array nor JSON-able"
+                ) from None
+
+
+def write_tree(path: str | os.PathLike, tree: dict, kind: str, compression: str | None = None) -> Path:
+    """Write ``tree`` to the HDF5 file ``path`` atomically, tagged as ``kind``, with checksums.
+
+    Raises ``ValueError`` for a key that is not a string, holds ``'/'``, or
+    is one of the root's own attributes (``format``, ``format_version``),
+    and ``TypeError`` for a value that is neither an array nor JSON-able.
+    """
+    h5py = _h5py()
+    path = Path(path)
+    reserved = [key for key in tree if key in _RESERVED]
+    if reserved:
+        raise ValueError(f"tree keys {reserved} are reserved for the file's own attributes {_RESERVED}")
+    with _atomic(path) as tmp:
+        with h5py.File(tmp, "w", userblock_size=_USER_BLOCK) as f:
+            f.attrs["format"] = kind
+            f.attrs["format_version"] = FORMAT_VERSION
+            _write_group(f, tree, compression)
+        with open(tmp, "rb+") as raw:
+            raw.seek(_USER_BLOCK)
+            header = _header(raw)
+            raw.seek(0)
+            raw.write(header)
+    return path
+
+
+def _header(raw: Any) -> bytes:
+    """The user block that certifies the rest of the file: ``_MAGIC``, the SHA-256 of ``raw`` from its position."""
+    digest = hashlib.sha256()
+    while block := raw.read(1 << 20):
+        digest.update(block)
+    return (_MAGIC + digest.hexdigest().encode() + b"\n").ljust(_USER_BLOCK, b"\0")
+
+
+def _checksum_state(path: Path) -> str:
+    """``"verified"`` (the header matches), ``"blank"`` (zeros: a write killed before its end) or ``"absent"``.
+
+    Raises :class:`OcdlFileError` if ``path`` has a checksum header that does not match the rest of the file.
+    """
+    with open(path, "rb") as raw:
+        head = raw.read(_USER_BLOCK)
+        if head.startswith(_MAGIC):
+            if head != _header(raw):
+                raise OcdlFileError(
+                    f"{path}: corrupt ocdl file (damaged or truncated): its bytes do not match the checksum "
+                    "written with it"
+                )
+            return "verified"
+    return "blank" if head == bytes(_USER_BLOCK) else "absent"
+
+
+def _entry(group: Any, key: str) -> str:
+    """The path of ``key`` in ``group`` in messages: ``levels/0/W``."""
+    return f"{group.name}/{key}".lstrip("/")
 
 
 def _read_group(group: Any) -> dict:
     h5py = _h5py()
-    reserved = ("format", "format_version")
-    out: dict = {key: json.loads(value) for key, value in group.attrs.items() if key not in reserved}
-    for key, item in group.items():
-        out[key] = _read_group(item) if isinstance(item, h5py.Group) else item[()]
+    out: dict = {}
+    for key, text in group.attrs.items():
+        if group.name != "/" or key not in _RESERVED:
+            if not isinstance(text, str):
+                raise TypeError(f"attribute {_entry(group, key)} is a {type(text).__name__}, not JSON text")
+            out[key] = json.loads(text)
+    for key in group:
+        item = group.get(key)
+        if isinstance(item, h5py.Group):
+            out[key] = _read_group(item)
+        elif isinstance(item, h5py.Dataset):
+            out[key] = item[()]
+        else:
+            raise ValueError(f"{_entry(group, key)} is a broken link")
     return out
 
 
-def read_tree(path: str | os.PathLike, kind: str) -> dict:
-    """Read a tree written by :func:`write_tree` with the same ``kind``.
+def _version(f: Any, path: Path, kind: str) -> int:
+    """The format version of the open file ``f``, after checking that it is an ocdl file of ``kind`` we can read."""
+    found = f.attrs.get("format")
+    if found is None:
+        raise OcdlFileError(f"{path}: an HDF5 file, but not written by ocdl (no 'format' attribute)")
+    found = found.decode() if isinstance(found, bytes) else str(found)
+    if found != kind:
+        raise OcdlFileError(f"{path}: an ocdl file of kind {found!r}, expected {kind!r}")
+    version = f.attrs.get("format_version")
+    if isinstance(version, (bool, np.bool_)) or not isinstance(version, (int, np.integer)) or version < 1:
+        raise OcdlFileError(f"{path}: corrupt ocdl file: format_version must be an integer >= 1, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise OcdlFileError(
+            f"{path}: format version {version} is newer than this ocdl ({FORMAT_VERSION}); upgrade ocdl"
+        )
+    return int(version)
 
-    Raises :class:`OcdlFileError` saying whether the file is missing, not
-    HDF5 (or truncated), not an ocdl file, of another kind, or of a newer
-    format version.
+
+def read_tree(path: str | os.PathLike, kind: str) -> dict:
+    """Read a tree written by :func:`write_tree` with the same ``kind``, verifying its checksum.
+
+    Raises :class:`OcdlFileError` naming the file and saying whether it is
+    missing, not HDF5 (or truncated), not an ocdl file, of another kind, of a
+    newer format version, or corrupt (its checksum does not match, or h5py
+    cannot read a part of it).
     """
     h5py = _h5py()
     path = Path(path)
@@ -96,39 +214,77 @@ def read_tree(path: str | os.PathLike, kind: str) -> dict:
     if not path.is_file():
         raise OcdlFileError(f"{path}: not a file")
     try:
+        checksum = _checksum_state(path)
         f = h5py.File(path, "r")
-    except OSError as err:
+    except OcdlFileError:
+        raise
+    except (OSError, RuntimeError, ValueError) as err:
         raise OcdlFileError(f"{path}: not a readable HDF5 file (truncated or another format): {err}") from None
-    with f:
-        found = f.attrs.get("format")
-        if found is None:
-            raise OcdlFileError(f"{path}: an HDF5 file, but not written by ocdl (no 'format' attribute)")
-        found = found.decode() if isinstance(found, bytes) else str(found)
-        if found != kind:
-            raise OcdlFileError(f"{path}: an ocdl file of kind {found!r}, expected {kind!r}")
-        version = int(f.attrs.get("format_version", -1))
-        if version > FORMAT_VERSION:
-            raise OcdlFileError(
-                f"{path}: format version {version} is newer than this ocdl ({FORMAT_VERSION}); upgrade ocdl"
-            )
-        try:
+    try:
+        with f:
+            version = _version(f, path, kind)
+            if version >= 2 and checksum == "absent":
+                raise OcdlFileError(f"{path}: corrupt ocdl file: its checksum header (format {version}) is damaged")
             return _read_group(f)
-        except (OSError, KeyError, json.JSONDecodeError) as err:
-            raise OcdlFileError(f"{path}: damaged ocdl file: {err}") from None
+    except OcdlFileError:
+        raise
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError) as err:
+        raise OcdlFileError(f"{path}: corrupt or not an ocdl file: {' '.join(str(err).split())}") from None
+
+
+_PARAMS = {"theta": 1, "W": 2, "mu": 1}  # the datasets of a params file and their dimensions
 
 
 def save_params(path: str | os.PathLike, theta: Any, W: Any, mu: Any, settings: dict | None = None) -> Path:
-    """Write trained parameters: datasets ``theta``, ``W``, ``mu`` and the ``settings`` as attributes."""
+    """Write trained parameters: datasets ``theta``, ``W``, ``mu`` and the ``settings`` as attributes.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file (kind ``"ocdl-params"``), written atomically.
+    theta : array, shape (p,)
+        The network's parameters; NumPy or CuPy, float32 or float64 (as ``W`` and ``mu``).
+    W : array, shape (n, m)
+        The classifier's weights.
+    mu : array, shape (m,)
+        The classifier's biases.
+    settings : dict, optional
+        JSON-able values, stored as attributes ``setting_<name>``.
+
+    Raises
+    ------
+    TypeError
+        If a parameter is not a floating-point array or ``settings`` not a dict.
+    ValueError
+        If a parameter has the wrong dimensions or ``mu`` does not fit ``W``.
+    """
+    check_array("theta", theta, shape=(None,), finite=False)
+    check_array("W", W, shape=(None, None), finite=False)
+    check_array("mu", mu, shape=(W.shape[1],), finite=False)
+    if settings is not None and not isinstance(settings, dict):
+        raise TypeError(f"settings must be a dict, got {type(settings).__name__}")
     tree = {"theta": theta, "W": W, "mu": mu}
     tree.update({f"setting_{k}": v for k, v in (settings or {}).items()})
     return write_tree(path, tree, "ocdl-params")
 
 
 def load_params(path: str | os.PathLike) -> dict:
-    """Read a file written by :func:`save_params`: ``theta``, ``W``, ``mu`` and ``settings``."""
+    """Read a file written by :func:`save_params`: ``theta``, ``W``, ``mu`` (NumPy arrays) and ``settings``.
+
+    Raises :class:`OcdlFileError` naming the file for anything :func:`read_tree`
+    rejects, and for a missing parameter or one that is not a floating-point
+    dataset of its dimensions (``mu`` one entry per column of ``W``).
+    """
     tree = read_tree(path, "ocdl-params")
-    missing = [k for k in ("theta", "W", "mu") if k not in tree]
+    missing = [k for k in _PARAMS if k not in tree]
     if missing:
         raise OcdlFileError(f"{path}: ocdl params file lacks {', '.join(missing)}")
+    for name, ndim in _PARAMS.items():
+        x = tree[name]
+        if not isinstance(x, np.ndarray) or x.dtype.kind != "f" or x.ndim != ndim:
+            found = f"dtype {x.dtype}, shape {x.shape}" if isinstance(x, np.ndarray) else f"a {type(x).__name__}"
+            raise OcdlFileError(f"{path}: {name} must be a {ndim}-D floating-point dataset, found {found}")
+    if tree["mu"].shape[0] != tree["W"].shape[1]:
+        raise OcdlFileError(f"{path}: mu has {tree['mu'].shape[0]} entries, W {tree['W'].shape[1]} columns")
     settings = {k[len("setting_"):]: tree.pop(k) for k in list(tree) if k.startswith("setting_")}
-    return {"theta": tree["theta"], "W": tree["W"], "mu": np.atleast_1d(tree["mu"]), "settings": settings}
+    return {"theta": tree["theta"], "W": tree["W"], "mu": tree["mu"], "settings": settings}

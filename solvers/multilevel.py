@@ -135,7 +135,8 @@ def multilevel(
         not): level, iteration, parameters, best parameters, solver buffers,
         history and random generator are restored, so the result equals that
         of an uninterrupted run. A finished checkpoint returns its result
-        without training.
+        without training. A checkpoint of another run, or of another problem
+        (its :meth:`~ocdl.LearningProblem.fingerprint`), is refused (see Raises).
     settings : dict, optional
         JSON-able description of the run stored in the checkpoint
         (:attr:`ocdl.checkpoint.Checkpoint.settings`), e.g. the command
@@ -158,7 +159,11 @@ def multilevel(
     ------
     TypeError, ValueError
         For malformed arguments; ``ValueError`` also when resuming from a
-        checkpoint written by a run with another solver, options or problem.
+        checkpoint written by a run with another solver, options or problem
+        (sizes, or an entry of :meth:`~ocdl.LearningProblem.fingerprint`:
+        objective, :math:`\alpha_\theta`, :math:`\alpha_W`, regularizers,
+        training or validation data), naming what changed. A checkpoint
+        written before fingerprints were recorded is checked for the rest.
     ocdl.io.OcdlFileError
         When resuming from a file that is not a readable checkpoint.
     ocdl.checkpoint.TrainingInterrupted
@@ -200,6 +205,7 @@ def multilevel(
             "stepper": repr(network.stepper),
             "final_time": network.final_time,
             "dtype": str(learning_problem.Y0.dtype),
+            "problem": learning_problem.fingerprint(validation),
         }
         writer = CheckpointWriter(checkpoint, checkpoint_every, run, settings)
         saved = writer.resume(device_of(learning_problem.Y0)) if resume else None

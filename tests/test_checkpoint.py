@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import h5py
 import numpy as np
 import pytest
+from test_io import flip_data_byte
 
 import ocdl
 from ocdl.backend import asnumpy, cupy_available, device_of, to_device
@@ -15,7 +19,7 @@ from ocdl.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from ocdl.io import OcdlFileError, save_params, write_tree
+from ocdl.io import OcdlFileError, read_tree, save_params, write_tree
 from ocdl.learning_problem import LearningProblem
 from solvers import TrainingState, adam, multilevel, sgd
 from solvers.result import SolverResult
@@ -219,3 +223,45 @@ def test_resume_on_the_gpu(tmp_path):
     assert device_of(resumed.x["theta"]) == "gpu"
     for key in ("theta", "W", "mu"):
         np.testing.assert_allclose(asnumpy(resumed.x[key]), asnumpy(reference.x[key]), rtol=1e-12, atol=0)
+
+
+def test_a_corrupt_checkpoint_is_not_resumed_from(tmp_path):
+    lp, theta0, _ = small_problem()
+    path = tmp_path / "c.h5"
+    with pytest.raises(TrainingInterrupted):
+        multilevel(lp, theta0, max_layers=4, max_iter=3, progress=False, checkpoint=path,
+                   callback=interrupt_after(2))
+    flip_data_byte(path, "state/params/theta")
+    with pytest.raises(OcdlFileError, match=f"^{re.escape(str(path))}: corrupt ocdl file"):
+        load_checkpoint(path)
+    with pytest.raises(OcdlFileError, match="corrupt ocdl file"):
+        multilevel(lp, theta0, max_layers=4, max_iter=3, progress=False, checkpoint=path, resume=True)
+
+
+def write_as_version_1(path, tree):
+    """``tree`` as a checkpoint of format version 1: no checksums, contiguous datasets, JSON attributes."""
+
+    def put(group, node):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                put(group.create_group(key), value)
+            elif isinstance(value, np.ndarray):
+                group[key] = value
+            else:
+                group.attrs[key] = json.dumps(value)
+
+    with h5py.File(path, "w") as f:
+        f.attrs["format"], f.attrs["format_version"] = CHECKPOINT_KIND, 1
+        put(f, tree)
+
+
+def test_checkpoints_of_format_version_1_still_load(tmp_path):
+    lp, theta0, _ = small_problem()
+    with pytest.raises(TrainingInterrupted):
+        multilevel(lp, theta0, max_layers=4, max_iter=3, progress=False, checkpoint=tmp_path / "new.h5",
+                   callback=interrupt_after(4))
+    write_as_version_1(tmp_path / "old.h5", read_tree(tmp_path / "new.h5", CHECKPOINT_KIND))
+    new, old = load_checkpoint(tmp_path / "new.h5"), load_checkpoint(tmp_path / "old.h5")
+    assert (old.level, old.iteration, old.run, old.settings) == (new.level, new.iteration, new.run, new.settings)
+    np.testing.assert_array_equal(old.state.theta, new.state.theta)
+    np.testing.assert_array_equal(old.levels[0]["result"].x["W"], new.levels[0]["result"].x["W"])

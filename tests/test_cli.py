@@ -9,10 +9,14 @@ import sys
 import h5py
 import numpy as np
 import pytest
+from test_io import flip_data_byte
 
+import ocdl
 from ocdl.backend import cupy_available
 from ocdl.cli import main
 from ocdl.io import load_params
+from ocdl.learning_problem import LearningProblem
+from solvers import multilevel
 
 TINY = ["--max-layers", "8", "--iterations", "2", "--no-progress"]
 
@@ -32,6 +36,7 @@ def test_train_writes_a_run_folder(tmp_path, capsys):
         assert f["theta"].shape == (8 * 5,) and f["W"].shape == (2, 1) and f["mu"].shape == (1,)
     assert load_params(out / "params.h5")["settings"]["problem"] == "ellipses"
     assert (out / "accuracy.png").is_file() and (out / "features.png").is_file()
+    assert not list(out.glob(".*.tmp"))  # results.json, params.h5, checkpoint.h5 written by renames
 
 
 def test_compare_and_options(tmp_path, capsys):
@@ -143,3 +148,36 @@ def test_gpu_without_cupy_is_one_line(capsys, tmp_path):
     assert capsys.readouterr().err.strip() == (
         "ocdl: error: device 'gpu' needs CuPy and a CUDA device (pip install ocdl[gpu]); use device 'cpu'"
     )
+
+
+def resume_error(folder, capsys) -> str:
+    """The one line ``ocdl train --resume folder`` prints when it fails (exit status 1)."""
+    assert main(["train", "--resume", str(folder), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ocdl: error:") and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    return err
+
+
+def test_resume_from_a_corrupt_checkpoint_is_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--problem", "ellipses", "--stepper", "resnet", "--out", str(out), *TINY]) == 0
+    flip_data_byte(out / "checkpoint.h5", "levels/0/result/x/theta")
+    assert f"{out / 'checkpoint.h5'}: corrupt ocdl file" in resume_error(out, capsys)
+
+
+def test_resume_after_a_first_checkpoint_write_was_killed(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".checkpoint.h5.0a1b2c3d.tmp").write_bytes(b"\0" * 512)  # all that a SIGKILL left
+    err = resume_error(out, capsys)
+    assert f"{out}: no checkpoint was completed in this folder (only .checkpoint.h5.0a1b2c3d.tmp" in err
+
+
+def test_resume_from_a_checkpoint_of_the_python_api_is_one_line(tmp_path, capsys):
+    net = ocdl.network("resnet", 2, 2, 1.0)
+    problem = LearningProblem(net, ocdl.SoftmaxCrossEntropy(), np.ones((4, 2)), np.array([0, 1, 0, 1]))
+    out = tmp_path / "api"
+    multilevel(problem, net.init_params(0), max_layers=4, max_iter=1, progress=False,
+               checkpoint=out / "checkpoint.h5")
+    err = resume_error(out, capsys)
+    assert "a checkpoint of the Python API with no command-line settings; resume it from Python" in err

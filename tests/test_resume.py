@@ -1,9 +1,12 @@
 """Crash tests: a training process killed (SIGKILL), killed while writing a checkpoint, or
 interrupted (SIGINT) resumes to the parameters of an uninterrupted run with the same seed.
 
-Each test runs ``resume_worker.py`` (multilevel BCD on a small ellipses problem,
+Each crash test runs ``resume_worker.py`` (multilevel BCD on a small ellipses problem,
 3 levels of 5 iterations) in a subprocess; the reference is the same run,
-uninterrupted, in this process.
+uninterrupted, in this process. The last tests, in this process: resuming with
+another learning problem (objective, weights, regularizers, data) is refused,
+naming what changed, while the same problem, rebuilt, and a checkpoint written
+before the problem's fingerprint was recorded resume exactly.
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ import numpy as np
 import pytest
 import resume_worker
 
-from ocdl.checkpoint import load_checkpoint
+import ocdl
+from ocdl.backend import cupy_available, to_device
+from ocdl.checkpoint import TrainingInterrupted, load_checkpoint, save_checkpoint
 from ocdl.io import OcdlFileError, load_params
+from ocdl.learning_problem import LearningProblem
 from solvers import multilevel
 
 WORKER = Path(resume_worker.__file__)
@@ -119,3 +125,134 @@ def test_ctrl_c_writes_a_final_checkpoint_and_exits_cleanly(tmp_path, reference)
     code, _, err = run(tmp_path, "--resume", "--every", "100")
     assert code == 0, err
     assert_same(tmp_path / "out.h5", reference)
+
+
+# -- resuming with another problem ------------------------------------------------------
+
+SMALL = dict(max_layers=4, max_iter=3, batch_size=30, hessian_batch_size=15, rng=2, progress=False)
+
+
+def small_problem(**changes):
+    """``(problem, theta0, validation)``: two noisy blobs, Verlet with 2 layers; ``changes`` replace
+    arguments of the problem (``Y0``, ``C``, ``objective``, ...) or the validation data."""
+    rng = np.random.default_rng(0)
+    C = np.arange(60) % 2
+    Y = rng.standard_normal((60, 2)) * 0.5 + np.where(C[:, None] == 1, 1.0, -1.0)
+    net = ocdl.network("verlet", 2, 2, 2.0)
+    args = dict(objective=ocdl.SoftmaxCrossEntropy(), Y0=Y, C=C)
+    validation = changes.pop("validation", (Y[:20], C[:20]))
+    args.update(changes)
+    return LearningProblem(net, **args), net.init_params(0, scale=0.5), validation
+
+
+def interrupted_checkpoint(path):
+    """A checkpoint of :func:`small_problem`'s run, interrupted after 4 iterations (in level 1)."""
+    problem, theta0, validation = small_problem()
+    calls = []
+
+    def interrupt(k, state):
+        calls.append(k)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted):
+        multilevel(problem, theta0, validation=validation, checkpoint=path, callback=interrupt, **SMALL)
+    assert load_checkpoint(path).level == 1
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_reference():
+    problem, theta0, validation = small_problem()
+    return multilevel(problem, theta0, validation=validation, **SMALL)
+
+
+def resume_small(path, **changes):
+    problem, theta0, validation = small_problem(**changes)
+    return multilevel(problem, theta0, validation=validation, checkpoint=path, resume=True, **SMALL)
+
+
+Y, C = small_problem()[0].Y0, np.arange(60) % 2
+CHANGES = {
+    "alpha_theta": (dict(alpha_theta=1.0), r"alpha_theta: checkpoint 0\.001, now 1\.0"),
+    "alpha_W": (dict(alpha_W=0.0), r"alpha_W: checkpoint 0\.001, now 0\.0"),
+    # same number of outputs (2): not caught by the sizes
+    "objective": (dict(objective=ocdl.LeastSquares()),
+                  r"objective: checkpoint SoftmaxCrossEntropy\(\), now LeastSquares\(\)"),
+    "theta_regularizer": (dict(theta_regularizer=ocdl.WeightDecay()),
+                          r"theta_regularizer: checkpoint TimeSmoothness\(n_params_per_step=5, n_steps=2, "
+                          r"step_size=1\.0\), now WeightDecay\(\)"),
+    "W_regularizer": (dict(W_regularizer=ocdl.SpatialSmoothness((2,))),
+                      r"W_regularizer: checkpoint WeightDecay\(\), now SpatialSmoothness\(grid_shape=\(2,\), "
+                      r"n=2, operator='laplacian'\)"),
+    "Y0": (dict(Y0=Y[::-1].copy()), "training data Y0 differs"),
+    "one entry of Y0": (dict(Y0=np.where(np.arange(120).reshape(60, 2) == 77, 0.0, Y)), "training data Y0 differs"),
+    "C": (dict(C=1 - C), "training labels C differs"),
+    "validation": (dict(validation=(Y[20:40], C[20:40])), "validation data differs"),
+    "no validation": (dict(validation=None), "validation data: checkpoint given, now none"),
+}
+
+
+@pytest.mark.parametrize("name", CHANGES)
+def test_resuming_with_another_problem_names_the_change(tmp_path, name):
+    path = interrupted_checkpoint(tmp_path / "c.h5")
+    before = path.read_bytes()
+    changes, message = CHANGES[name]
+    with pytest.raises(ValueError, match=r"c\.h5 was written for a different learning problem \(" + message):
+        resume_small(path, **changes)
+    assert path.read_bytes() == before  # the refused run wrote nothing
+
+
+def test_several_changes_are_all_named(tmp_path):
+    path = interrupted_checkpoint(tmp_path / "c.h5")
+    with pytest.raises(ValueError, match=r"\(alpha_theta: checkpoint 0\.001, now 0\.5; training labels C differs\)"):
+        resume_small(path, alpha_theta=0.5, C=1 - C)
+
+
+def test_the_same_problem_rebuilt_resumes_exactly(tmp_path, small_reference):
+    path = interrupted_checkpoint(tmp_path / "c.h5")
+    # new arrays of the same content, labels as a one-hot matrix: the same problem
+    resumed = resume_small(path, Y0=Y.copy(), C=np.eye(2)[C], validation=(Y[:20].copy(), C[:20].copy()))
+    for key in ("theta", "W", "mu"):
+        np.testing.assert_array_equal(resumed.x[key], small_reference.x[key])
+    assert resumed.nit == small_reference.nit
+
+
+@pytest.mark.parametrize("dropped", ["all", "alpha_theta"])
+def test_a_checkpoint_without_the_fingerprint_resumes(tmp_path, small_reference, dropped):
+    """Checkpoints written before the problem's fingerprint was recorded (or with fewer entries)
+    resume; what they lack is not checked, and the checkpoints written on resume record it all."""
+    path = interrupted_checkpoint(tmp_path / "c.h5")
+    saved = load_checkpoint(path)
+    fingerprint = saved.run["problem"]
+    assert fingerprint == small_problem()[0].fingerprint(small_problem()[2])
+    if dropped == "all":
+        del saved.run["problem"]
+    else:
+        del fingerprint[dropped]
+    save_checkpoint(path, saved)
+    resumed = resume_small(path)
+    for key in ("theta", "W", "mu"):
+        np.testing.assert_array_equal(resumed.x[key], small_reference.x[key])
+    assert load_checkpoint(path).run["problem"] == small_problem()[0].fingerprint(small_problem()[2])
+    with pytest.raises(ValueError, match="training labels C differs"):  # recorded now
+        resume_small(path, C=1 - C)
+
+
+def test_an_old_checkpoint_is_still_checked_for_the_rest(tmp_path):
+    path = interrupted_checkpoint(tmp_path / "c.h5")
+    saved = load_checkpoint(path)
+    del saved.run["problem"]
+    save_checkpoint(path, saved)
+    problem, theta0, validation = small_problem()
+    with pytest.raises(ValueError, match=r"written by a different run \(layers: \[2, 4\] there, \[2, 4, 8\] now"):
+        multilevel(problem, theta0, validation=validation, checkpoint=path, resume=True, **dict(SMALL, max_layers=8))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA device")
+def test_the_fingerprint_does_not_depend_on_the_device():
+    problem, _, (Y_val, C_val) = small_problem()
+    on_gpu = LearningProblem(problem.network, ocdl.SoftmaxCrossEntropy(), to_device(problem.Y0, "gpu"),
+                             to_device(C, "gpu"))
+    assert on_gpu.fingerprint(to_device((Y_val, C_val), "gpu")) == problem.fingerprint((Y_val, C_val))

@@ -12,6 +12,10 @@ A run folder holds
 A comparison folder holds one run folder per stepper and ``comparison.json``,
 ``table.md`` (one table) and ``accuracy.png`` (one figure, all steppers;
 2-D problems also ``features.png`` with one row per stepper).
+
+The JSON and Markdown files and ``params.h5`` are written atomically (a
+temporary file renamed over the target, :mod:`ocdl.io`): a run killed while
+writing leaves the previous file or none, never a part of one.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from ..io import save_params
+from ..io import save_params, write_text
 from .data import load_data
 from .plotting import plot_2d, plot_levels, plot_mnist
 from .settings import paper_settings
@@ -49,7 +53,7 @@ def write_run(run: Run, out: str | Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     summary = run.summary()
     paths = {"results": out / "results.json", "params": out / "params.h5"}
-    paths["results"].write_text(json.dumps(summary, indent=2) + "\n")
+    write_text(paths["results"], json.dumps(summary, indent=2) + "\n")
     params = run.params()
     save_params(paths["params"], params["theta"], params["W"], params["mu"],
                 settings=dict(summary["settings"], n_layers=run.network.n_steps))
@@ -127,8 +131,8 @@ def compare(problem: str, steppers: Sequence[str], out: str | Path, progress: bo
         runs.append(run)
     summaries = [run.summary() for run in runs]
     table = results_table(summaries)
-    (out / "comparison.json").write_text(json.dumps(summaries, indent=2) + "\n")
-    (out / "table.md").write_text(table + "\n")
+    write_text(out / "comparison.json", json.dumps(summaries, indent=2) + "\n")
+    write_text(out / "table.md", table + "\n")
     _figure_levels(summaries, out / "accuracy.png")
     if problem != "mnist":
         _figure_2d(runs, out / "features.png")
