@@ -8,6 +8,7 @@ from .memory import MemoryPolicy
 from .network import Network
 from .steppers import RK4, Leapfrog, ResNet, Verlet
 from .transforms import Antisymmetric, Dense
+from .validation import check_nonnegative, check_positive
 
 KINDS = ("resnet", "antisymmetric", "leapfrog", "verlet", "rk4")
 
@@ -37,9 +38,18 @@ def network(
     ``hidden_width`` is ``m`` for Verlet (default ``n``); ``gamma`` is used by
     ``"antisymmetric"`` only. For other transforms (convolutions, negative
     definite) build ``Network(Stepper(Layer(transform, activation)), ...)``.
+
+    ``width`` and ``hidden_width`` must be integers >= 1 (Python or NumPy ints;
+    not floats or strings), ``gamma`` a finite number >= 0; ``n_steps`` and
+    ``final_time`` are checked by :class:`~ocdl.Network`. Each raises
+    ``ValueError`` naming the argument.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
+    width = check_positive("width", width, integer=True)
+    if hidden_width is not None:
+        hidden_width = check_positive("hidden_width", hidden_width, integer=True)
+    gamma = check_nonnegative("gamma", gamma)
     if hidden_width is not None and kind != "verlet":
         raise ValueError(f"hidden_width is only used by kind='verlet', got kind={kind!r}")
     if gamma and kind != "antisymmetric":

@@ -20,16 +20,18 @@ def check_array(
     shape: tuple | None = None,
     finite: bool = True,
 ) -> Any:
-    """Check that ``x`` is a floating-point array of the expected form.
+    """Check that ``x`` is a float32 or float64 array of the expected form.
 
     ``shape`` may hold ``None`` for free dimensions. Raises ``TypeError`` for
-    non-arrays and integer arrays, ``ValueError`` for wrong dimension or shape
-    and for NaN/Inf entries (when ``finite``).
+    non-arrays and for any dtype but float32 and float64 (integers, complex,
+    and float16, whose range overflows in the propagation, or extended
+    precision, which CuPy and BLAS lack); ``ValueError`` for wrong dimension or
+    shape and for NaN/Inf entries (when ``finite``).
     """
     xp = get_array_module(x)
     if not isinstance(x, xp.ndarray):
         raise TypeError(f"{name} must be a NumPy or CuPy array, got {type(x).__name__}")
-    if not np.issubdtype(x.dtype, np.floating):
+    if x.dtype.kind != "f" or x.dtype.itemsize not in (4, 8):  # float32, float64 (either byte order)
         raise TypeError(f"{name} must be a floating-point array (float32 or float64), got dtype {x.dtype}")
     expected_ndim = len(shape) if shape is not None else ndim
     if expected_ndim is not None and x.ndim != expected_ndim:
@@ -48,12 +50,35 @@ def check_array(
 
 
 def check_positive(name: str, value: Any, integer: bool = False) -> Any:
-    """Check a positive scalar (``integer=True``: a positive int)."""
+    """Check a positive scalar (``integer=True``: a positive int).
+
+    Integers are Python or NumPy integers, not bools, floats (even ``2.0``) or
+    strings; numbers are finite real ints or floats. Raises ``ValueError``
+    naming ``name`` otherwise; returns ``int`` or ``float``.
+    """
     if integer:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        if not _is_integer(value) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         return int(value)
-    is_number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
-    if not is_number or not np.isfinite(value) or value <= 0:
+    if not _is_real(value) or not np.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
+
+
+def check_nonnegative(name: str, value: Any, integer: bool = False) -> Any:
+    """Check a scalar ``>= 0`` (``integer=True``: a non-negative int); as :func:`check_positive`."""
+    if integer:
+        if not _is_integer(value) or value < 0:
+            raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        return int(value)
+    if not _is_real(value) or not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))

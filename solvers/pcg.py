@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ocdl.backend import get_array_module
+from ocdl.validation import check_nonnegative
 
 Array = Any  # a NumPy or CuPy array
 
@@ -56,6 +57,16 @@ def _as_operator(A: Any) -> Callable[[Array], Array]:
     return A if callable(A) else (lambda v: A @ v)
 
 
+def _check_real(name: str, x: Any, xp: Any) -> None:
+    """TypeError naming ``name`` unless ``x`` is a real (not complex) NumPy or CuPy array."""
+    if not isinstance(x, xp.ndarray):
+        raise TypeError(f"{name} must be a real NumPy or CuPy array, got {type(x).__name__}")
+    if xp.iscomplexobj(x):
+        raise TypeError(
+            f"{name} must be a real array (pcg solves real symmetric systems), got dtype {x.dtype}"
+        )
+
+
 def pcg(
     A: Any,
     b: Array,
@@ -84,22 +95,47 @@ def pcg(
     x0 : array, optional
         Initial guess (default zero).
     rtol : float, optional
-        Relative residual tolerance.
+        Relative residual tolerance, a finite number ``>= 0``.
     maxiter : int, optional
-        Maximum number of iterations.
+        Maximum number of iterations, an integer ``>= 0``.
     callback : callable, optional
         Called as ``callback(x)`` after every update.
 
     Returns
     -------
     PCGResult
+
+    Raises
+    ------
+    ValueError
+        If ``rtol`` or ``maxiter`` is not of the form above, or ``x0`` does not
+        have the shape of ``b``.
+    TypeError
+        If ``b`` or ``x0`` is not a real NumPy or CuPy array (complex systems
+        are not supported: the inner products here are real), or ``A`` or
+        ``M`` returns complex values.
     """
+    rtol = check_nonnegative("rtol", rtol)
+    maxiter = check_nonnegative("maxiter", maxiter, integer=True)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
     xp = get_array_module(b)
+    _check_real("b", b, xp)
+    if x0 is not None:
+        _check_real("x0", x0, xp)
+        if x0.shape != b.shape:
+            raise ValueError(f"x0 must have the shape of b, {b.shape}, got {x0.shape}")
     apply_A = _as_operator(A)
     apply_M = (lambda r: r) if M is None else _as_operator(M)
 
     def dot(u: Array, v: Array) -> float:
-        return float(xp.vdot(u, v))
+        value = xp.vdot(u, v)
+        if xp.iscomplexobj(value):
+            raise TypeError(
+                "pcg solves real systems: A or M returned complex values (an inner product "
+                f"came out {value.dtype})"
+            )
+        return float(value)
 
     b_norm = dot(b, b) ** 0.5
     if b_norm == 0.0:

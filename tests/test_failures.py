@@ -174,6 +174,43 @@ def test_multilevel_goes_on_past_levels_whose_line_search_stalls(monkeypatch):
     assert result.x["network"].n_steps == 8
 
 
+# -- bad numbers at the constructors: errors, never silent truncation ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"width": 2.5}, r"width must be an integer >= 1, got 2.5"),
+        ({"width": "2"}, r"width must be an integer >= 1, got '2'"),
+        ({"width": 0}, r"width must be an integer >= 1, got 0"),
+        ({"kind": "verlet", "hidden_width": 3.0}, r"hidden_width must be an integer >= 1, got 3.0"),
+        ({"kind": "antisymmetric", "gamma": float("nan")}, r"gamma must be a finite number >= 0, got nan"),
+        ({"kind": "antisymmetric", "gamma": -1.0}, r"gamma must be a finite number >= 0, got -1.0"),
+        ({"kind": "antisymmetric", "gamma": float("inf")}, r"gamma must be a finite number >= 0, got inf"),
+    ],
+)
+def test_network_factory_rejects_bad_numbers(options, match):
+    arguments = {"kind": "resnet", "width": 2, "n_steps": 4, "final_time": 1.0, **options}
+    with pytest.raises(ValueError, match=match):
+        ocdl.network(**arguments)
+
+
+def test_network_factory_accepts_numpy_integers():
+    net = ocdl.network("verlet", np.int64(3), np.int32(4), 1.0, hidden_width=np.int16(5))
+    assert net.n_steps == 4 and "Dense(n_in=3, n_out=5)" in repr(net)
+    assert ocdl.network("antisymmetric", 2, 4, 1.0, gamma=np.float32(0.5)).n_steps == 4
+
+
+def test_float16_is_rejected_before_it_overflows():
+    net = ocdl.network("resnet", 2, 4, 1.0)
+    theta = net.init_params(0)
+    expected = r"must be a floating-point array \(float32 or float64\), got dtype float16"
+    with pytest.raises(TypeError, match="Y0 " + expected):
+        net.forward(theta, np.ones((3, 2), dtype=np.float16))
+    with pytest.raises(TypeError, match="theta " + expected):
+        net.forward(theta.astype(np.float16), np.ones((3, 2), dtype=np.float16))
+
+
 # -- input validation at the solvers' entry points ----------------------------------------------
 
 

@@ -219,6 +219,45 @@ def test_bad_labels():
         LearningProblem(net, obj, Y0, np.array([0, 2, 1, 0]), n_classes=2)
 
 
+@pytest.mark.parametrize("objective", [ocdl.SoftmaxCrossEntropy(), ocdl.LogisticCrossEntropy()], ids=repr)
+def test_labels_must_name_two_classes_or_more_numbered_from_0(objective):
+    net = ocdl.network("verlet", 2, 4, 1.0)
+    Y0 = np.random.default_rng(0).standard_normal((6, 2))
+    with pytest.raises(ValueError, match=r"C holds a single class .*n_classes >= 2"):
+        LearningProblem(net, objective, Y0, np.zeros(6, dtype=int))
+    with pytest.raises(ValueError, match=r"n_classes must be an integer >= 2"):
+        LearningProblem(net, objective, Y0, np.zeros(6, dtype=int), n_classes=1)
+    labels = np.array([1, 2, 1, 2, 1, 2])  # 1-based: no phantom class 0
+    with pytest.raises(ValueError, match=r"class 0 has no example .*pass n_classes="):
+        LearningProblem(net, objective, Y0, labels)
+    with pytest.raises(ValueError, match=r"n_classes = max\(C\) \+ 1 = 1000000001 exceeds the number of examples"):
+        LearningProblem(net, objective, Y0, np.r_[labels[:-1], 10**9])
+    lp = LearningProblem(net, objective, Y0, labels - 1)
+    assert lp.n_classes == 2 and lp.n_outputs == objective.n_outputs(2)
+    # a sub-sample without class 1 of three: n_classes given explicitly
+    assert LearningProblem(net, objective, Y0, labels * 2 - 2, n_classes=3).n_classes == 3
+
+
+def test_no_examples_are_rejected():
+    net = ocdl.network("verlet", 2, 4, 1.0)
+    obj = ocdl.SoftmaxCrossEntropy()
+    with pytest.raises(ValueError, match=r"Y0 must hold at least one example .*got shape \(0, 2\)"):
+        LearningProblem(net, obj, np.zeros((0, 2)), np.zeros(0, dtype=int), n_classes=2)
+    lp, theta, W, mu, _ = make_problem()
+    with pytest.raises(ValueError, match=r"Y0 must hold at least one example"):  # an empty validation set
+        lp.accuracy(theta, W, mu, Y0=np.zeros((0, 3)), C=np.zeros(0, dtype=int))
+    with pytest.raises(ValueError, match=r"Y0 must hold at least one example"):
+        lp.features(theta, Y0=np.zeros((0, 3)))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.longdouble, np.complex128])
+def test_examples_must_be_float32_or_float64(dtype):
+    net = ocdl.network("verlet", 2, 4, 1.0)
+    with pytest.raises(TypeError, match=rf"Y0 must be a floating-point array \(float32 or float64\), got dtype "
+                                        rf"{np.dtype(dtype)}"):
+        LearningProblem(net, ocdl.SoftmaxCrossEntropy(), np.ones((4, 2), dtype=dtype), np.array([0, 1, 1, 0]))
+
+
 def test_mismatched_sizes():
     net = ocdl.network("verlet", 2, 4, 1.0)
     obj = ocdl.SoftmaxCrossEntropy()

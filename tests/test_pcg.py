@@ -115,6 +115,41 @@ def test_float32():
     assert np.linalg.norm(result.x - x_direct) <= 1e-2 * np.linalg.norm(x_direct)
 
 
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"maxiter": -1}, r"maxiter must be an integer >= 0, got -1"),
+        ({"maxiter": 2.5}, r"maxiter must be an integer >= 0, got 2.5"),
+        ({"maxiter": "20"}, r"maxiter must be an integer >= 0, got '20'"),
+        ({"rtol": float("nan")}, r"rtol must be a finite number >= 0, got nan"),
+        ({"rtol": -1e-3}, r"rtol must be a finite number >= 0, got -0.001"),
+        ({"rtol": float("inf")}, r"rtol must be a finite number >= 0, got inf"),
+        ({"x0": np.zeros(4)}, r"x0 must have the shape of b, \(3,\), got \(4,\)"),
+    ],
+)
+def test_bad_options_are_rejected(options, match):
+    with pytest.raises(ValueError, match=match):
+        pcg(2 * np.eye(3), np.ones(3), **options)
+
+
+def test_zero_maxiter_and_rtol_are_allowed():
+    assert pcg(2 * np.eye(3), np.ones(3), maxiter=np.int64(0)).n_iter == 0
+    result = pcg(2 * np.eye(3), np.ones(3), rtol=0.0)
+    assert result.n_iter == 1 and result.rel_residual == 0.0 and result.converged
+
+
+def test_complex_systems_are_rejected():
+    A = 2 * np.eye(3)
+    with pytest.raises(TypeError, match=r"b must be a real array .*got dtype complex128"):
+        pcg(A, np.ones(3) * (1 + 1j))
+    with pytest.raises(TypeError, match=r"x0 must be a real array"):
+        pcg(A, np.ones(3), x0=np.ones(3) * 1j)
+    with pytest.raises(TypeError, match=r"A or M returned complex values"):
+        pcg(A * 1j, np.ones(3))
+    with pytest.raises(TypeError, match=r"b must be a real NumPy or CuPy array, got list"):
+        pcg(A, [1.0, 2.0, 3.0])
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA device")
 def test_cupy_matches_numpy():

@@ -31,7 +31,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from ..backend import get_array_module
-from .labels import one_hot
+from .labels import check_n_classes, one_hot
 
 Array = Any  # a NumPy or CuPy array
 
@@ -43,8 +43,12 @@ class Objective(ABC):
     of the inputs. Shapes: ``YN`` is ``(s, n)``, ``W`` is ``(n, m)``, ``mu`` is
     ``(m,)`` and the target matrix ``C`` is ``(s, m)`` (as returned by
     :meth:`prepare_labels`); mismatches raise :class:`ValueError` naming the
-    argument.
+    argument; so do empty feature matrices (``s = 0``: the mean over no example is
+    undefined).
     """
+
+    #: Fewest classifier columns ``m`` for which the loss is meaningful.
+    min_outputs: int = 1
 
     # -- the loss as a function of the logits Z (supplied by subclasses) -------
 
@@ -115,14 +119,19 @@ class Objective(ABC):
         Parameters
         ----------
         n_classes : int
-            Number of classes.
+            Number of classes, at least 2.
 
         Returns
         -------
         int
             ``n_classes`` unless a subclass encodes the classes more compactly.
+
+        Raises
+        ------
+        ValueError
+            If ``n_classes`` is not an integer >= 2.
         """
-        return n_classes
+        return check_n_classes(n_classes, required=True)
 
     def prepare_labels(
         self, C: Array, n_classes: int | None = None, dtype: DTypeLike = np.float64
@@ -135,7 +144,8 @@ class Objective(ABC):
             Integer class indices, shape ``(s,)``, or a one-hot matrix, shape
             ``(s, n_classes)`` (see :mod:`ocdl.objectives.labels`).
         n_classes : int, optional
-            Number of classes; inferred from ``C`` when not given.
+            Number of classes, at least 2; inferred from ``C`` when not given
+            (then every class ``0..max(C)`` must have an example).
         dtype : dtype, optional
             Floating dtype of the result (default float64).
 
@@ -147,7 +157,8 @@ class Objective(ABC):
         Raises
         ------
         ValueError
-            If ``C`` is not one of the two forms (message names ``C``).
+            If ``C`` is not one of the two forms (message names ``C``), or if
+            ``n_classes`` (given or inferred) is below 2.
         """
         return one_hot(C, n_classes, dtype)
 
@@ -309,6 +320,11 @@ class Objective(ABC):
     def _logits(self, YN: Array, W: Array, mu: Array, C: Array | None = None) -> tuple[Array, Array]:
         """Validate shapes; return ``Z = YN W + e mu^T`` and ``C`` in the dtype of ``Z``."""
         _check_shapes(YN, W, mu, C)
+        if np.shape(W)[1] < self.min_outputs:
+            raise ValueError(
+                f"W must have at least {self.min_outputs} columns (classes) for "
+                f"{type(self).__name__}, got shape {np.shape(W)}"
+            )
         Z = YN @ W + mu
         if C is not None:
             C = get_array_module(Z).asarray(C, dtype=Z.dtype)
@@ -321,6 +337,8 @@ def _check_shapes(YN: Array, W: Array, mu: Array, C: Array | None = None) -> Non
     if len(shape_Y) != 2:
         raise ValueError(f"YN must be 2-D (s x n, one example per row), got shape {shape_Y}")
     s, n = shape_Y
+    if s == 0:
+        raise ValueError(f"YN must hold at least one example (row), got shape {shape_Y}")
     if len(shape_W) != 2 or shape_W[0] != n:
         raise ValueError(f"W must have shape (n, m) with n = {n} (columns of YN), got {shape_W}")
     m = shape_W[1]

@@ -67,7 +67,8 @@ class LogisticCrossEntropy(Objective):
         return super().classes_of_targets(C)
 
     def n_outputs(self, n_classes: int) -> int:
-        """``1`` for two classes (one Bernoulli label), ``n_classes`` otherwise."""
+        """``1`` for two classes (one Bernoulli label), ``n_classes`` otherwise (at least 2)."""
+        n_classes = super().n_outputs(n_classes)
         return 1 if n_classes == 2 else n_classes
 
     def prepare_labels(
@@ -75,7 +76,9 @@ class LogisticCrossEntropy(Objective):
     ) -> Array:
         """One-hot targets, reduced to the single column ``c = label`` for two classes.
 
-        Accepts the same forms as :meth:`Objective.prepare_labels`; returns shape
+        Accepts the same forms as :meth:`Objective.prepare_labels` (at least two
+        classes: with one class the single column would be all ones, "class 1",
+        and mean the opposite of the labels); returns shape
         ``(s, n_outputs(n_classes))``.
         """
         T = one_hot(C, n_classes, dtype)

@@ -37,7 +37,11 @@ class SoftmaxCrossEntropy(Objective):
        \big(\operatorname{diag}(p_i) - p_i p_i^T\big).
 
     Evaluated through :func:`log_softmax`, so huge logits do not overflow.
+    At least two columns are required: with ``m = 1`` the softmax is identically 1
+    and the loss and its derivatives vanish (nothing would be learned).
     """
+
+    min_outputs = 2
 
     def value_z(self, Z: Array, C: Array) -> Array:
         return -(C * log_softmax(Z)).sum() / Z.shape[0]

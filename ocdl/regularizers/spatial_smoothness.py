@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
+
+from ..validation import check_array
 from .base import Array, Regularizer
 from .neumann import check_shift, dct_solve, eigenvalues, laplacian, squared_differences
 
@@ -49,20 +52,31 @@ class SpatialSmoothness(Regularizer):
     Parameters
     ----------
     grid_shape : sequence of int
-        Shape of one column of ``W`` as a grid, e.g. ``(28, 28)`` or ``(1, 28, 28)``.
+        Shape of one column of ``W`` as a grid, e.g. ``(28, 28)`` or ``(1, 28, 28)``;
+        positive integers (a float such as ``2.5`` is an error, not truncated).
     operator : {"laplacian", "gradient"}
         Which :math:`L`.
 
     Notes
     -----
-    Arguments are ``W`` of shape ``(n, m)`` (columns regularized independently)
-    or a single column of shape ``(n,)``.
+    Arguments are float32 or float64 NumPy or CuPy arrays ``W`` of shape
+    ``(n, m)`` (columns regularized independently) or a single column of shape
+    ``(n,)``; other inputs (lists, integer arrays) raise ``TypeError``.
     """
 
     def __init__(self, grid_shape: Sequence[int], operator: str = "laplacian") -> None:
+        if isinstance(grid_shape, (str, bytes)) or not isinstance(grid_shape, (Sequence, np.ndarray)):
+            raise TypeError(
+                f"grid_shape must be a non-empty tuple of positive ints, e.g. (28, 28), got {grid_shape!r}"
+            )
+        grid_shape = tuple(grid_shape)
+        for k in grid_shape or (0,):
+            if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 1:
+                raise ValueError(
+                    f"grid_shape must be a non-empty tuple of positive ints (integers, not floats), "
+                    f"got {grid_shape!r}"
+                )
         grid_shape = tuple(int(k) for k in grid_shape)
-        if not grid_shape or min(grid_shape) < 1:
-            raise ValueError(f"grid_shape must be a non-empty tuple of positive ints, got {grid_shape}")
         if operator not in OPERATORS:
             raise ValueError(f"operator must be one of {OPERATORS}, got {operator!r}")
         self.grid_shape = grid_shape
@@ -78,7 +92,7 @@ class SpatialSmoothness(Regularizer):
         return 0.5 * float((LV * LV).sum())
 
     def hessian_matvec(self, v: Array) -> Array:
-        HV = laplacian(self._grid(v), self._axes)
+        HV = laplacian(self._grid(v, "v"), self._axes)
         if self.operator == "laplacian":
             HV = laplacian(HV, self._axes)
         return HV.reshape(v.shape)
@@ -89,16 +103,18 @@ class SpatialSmoothness(Regularizer):
         ``shift`` :math:`\sigma` must be positive (:math:`L^T L` annihilates constants).
         """
         check_shift(shift)
-        R = self._grid(r)
+        R = self._grid(r, "r")
         lam = eigenvalues(R.shape, self._axes, R)
         if self.operator == "laplacian":
             lam = lam * lam
         return dct_solve(R, lam + shift, self._axes).reshape(r.shape)
 
-    def _grid(self, W: Array) -> Array:
+    def _grid(self, W: Array, name: str = "W") -> Array:
+        """``W`` (a float32/float64 array, else an error naming ``name``) as grids, columns last."""
+        check_array(name, W, finite=False)
         if W.ndim not in (1, 2) or W.shape[0] != self.n:
             raise ValueError(
-                f"W must have shape (n, m) or (n,) with n = prod(grid_shape) = {self.n}, "
+                f"{name} must have shape (n, m) or (n,) with n = prod(grid_shape) = {self.n}, "
                 f"got {W.shape}"
             )
         return W.reshape(self.grid_shape + W.shape[1:])

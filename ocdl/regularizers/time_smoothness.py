@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..validation import check_array, check_positive
 from .base import Array, Regularizer
 from .neumann import check_shift, dct_solve, eigenvalues, laplacian, squared_differences
 
@@ -24,36 +25,30 @@ class TimeSmoothness(Regularizer):
     Parameters
     ----------
     n_steps : int
-        Number :math:`N` of time steps (layers).
+        Number :math:`N \ge 1` of time steps (layers); an integer, not a float.
     n_params_per_step : int
-        Number :math:`p` of parameters per time step.
+        Number :math:`p \ge 1` of parameters per time step; an integer.
     step_size : float
-        Time step :math:`h > 0`.
+        Time step :math:`h > 0`, finite.
 
     Notes
     -----
-    ``x`` is the flat parameter vector :math:`\theta` of ``N * p`` entries (any
-    shape with that size is accepted and kept) whose row-major ``(N, p)`` view
-    has one row per time step.
+    ``x`` is the flat parameter vector :math:`\theta` of ``N * p`` entries, a
+    float32 or float64 NumPy or CuPy array (any shape with that size is
+    accepted and kept; other inputs raise ``TypeError``) whose row-major
+    ``(N, p)`` view has one row per time step.
     """
 
     def __init__(self, n_steps: int, n_params_per_step: int, step_size: float) -> None:
-        if n_steps < 1 or n_params_per_step < 1:
-            raise ValueError(
-                f"n_steps and n_params_per_step must be positive, got {n_steps} and "
-                f"{n_params_per_step}"
-            )
-        if not step_size > 0:
-            raise ValueError(f"step_size must be positive, got {step_size}")
-        self.n_steps = int(n_steps)
-        self.n_params_per_step = int(n_params_per_step)
-        self.step_size = float(step_size)
+        self.n_steps = check_positive("n_steps", n_steps, integer=True)
+        self.n_params_per_step = check_positive("n_params_per_step", n_params_per_step, integer=True)
+        self.step_size = check_positive("step_size", step_size)
 
     def value(self, x: Array) -> float:
         return squared_differences(self._steps(x), (0,)) / (2.0 * self.step_size)
 
     def hessian_matvec(self, v: Array) -> Array:
-        return (laplacian(self._steps(v), (0,)) / self.step_size).reshape(v.shape)
+        return (laplacian(self._steps(v, "v"), (0,)) / self.step_size).reshape(v.shape)
 
     def precondition(self, r: Array, shift: float) -> Array:
         r"""Solve :math:`(\frac1h (D^T D) \otimes I_p + \sigma I) z = r` by a DCT-II in time.
@@ -61,15 +56,17 @@ class TimeSmoothness(Regularizer):
         ``shift`` :math:`\sigma` must be positive (:math:`D^T D` is singular).
         """
         check_shift(shift)
-        R = self._steps(r)
+        R = self._steps(r, "r")
         diagonal = eigenvalues(R.shape, (0,), R) / self.step_size + shift
         return dct_solve(R, diagonal, (0,)).reshape(r.shape)
 
-    def _steps(self, x: Array) -> Array:
+    def _steps(self, x: Array, name: str = "x") -> Array:
+        """The ``(N, p)`` view of ``x``, a float32/float64 array of ``N p`` entries (else an error naming ``name``)."""
+        check_array(name, x, finite=False)
         N, p = self.n_steps, self.n_params_per_step
         if x.size != N * p:
             raise ValueError(
-                f"x must have n_steps * n_params_per_step = {N} * {p} = {N * p} entries, "
+                f"{name} must have n_steps * n_params_per_step = {N} * {p} = {N * p} entries, "
                 f"got shape {x.shape}"
             )
         return x.reshape(N, p)
