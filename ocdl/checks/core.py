@@ -1,18 +1,8 @@
 r"""The two derivative tests and what they report (:mod:`ocdl.checks` re-exports them).
 
-* :func:`taylor_test` verifies a directional derivative :math:`J v` of a map
-  :math:`f` by the two Taylor residuals
-
-  .. math::
-
-     E_0(\varepsilon) = \|f(x + \varepsilon v) - f(x)\| = O(\varepsilon), \qquad
-     E_1(\varepsilon) = \|f(x + \varepsilon v) - f(x) - \varepsilon J v\|
-                      = O(\varepsilon^2),
-
-  for :math:`\varepsilon = \varepsilon_0, \varepsilon_0/2, \dots`, and reports
-  the observed convergence rates :math:`\log_2 E(\varepsilon)/E(\varepsilon/2)`.
-* :func:`dot_test` verifies that a map :math:`A^T` is the adjoint of a linear
-  map :math:`A`: :math:`\langle w, A v\rangle = \langle A^T w, v\rangle`.
+:func:`taylor_test` (the residuals :math:`E_0 = O(\varepsilon)` and
+:math:`E_1 = O(\varepsilon^2)`) and :func:`dot_test` (:math:`\langle w, A v\rangle
+= \langle A^T w, v\rangle`), stated in :mod:`ocdl.checks`.
 
 Arguments and values may be arrays, tuples of arrays (a stepper's state) or
 scalars (an objective's value); inner products and norms run over all entries
