@@ -61,7 +61,8 @@ def test_settings_reject_bad_values():
         (dict(dtype="float16"), "dtype must be one of float64, float32"),
         (dict(memory="disk"), "memory must be one of auto, store-all, recompute, reversible"),
         (dict(memory="reversible"), "memory 'reversible' needs a reversible stepper"),
-        (dict(train_size=100), "train_size and val_size are for mnist"),
+        (dict(train_size=100), "train_size, val_size and data_dir are for mnist"),
+        (dict(data_dir="data/mnist"), "train_size, val_size and data_dir are for mnist"),
         (dict(colour="red"), "unknown settings: colour"),
     ]:
         with pytest.raises(ValueError, match=match):

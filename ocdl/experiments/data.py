@@ -22,13 +22,15 @@ def load_data(settings: Settings) -> Dataset:
     FileNotFoundError
         If the MNIST folder or one of its files is missing.
     ValueError
-        If ``train_size`` or ``val_size`` is given for a 2-D problem.
+        If ``train_size``, ``val_size`` or ``data_dir`` is given for a 2-D problem.
     """
     if settings.problem == "mnist":
         sizes = {"n_train": settings.train_size, "n_val": settings.val_size}
         return mnist(settings.data_dir, **{k: v for k, v in sizes.items() if v is not None})
-    if settings.train_size is not None or settings.val_size is not None:
-        raise ValueError(f"train_size and val_size are for mnist; the {settings.problem} generator fixes the sizes")
+    if settings.train_size is not None or settings.val_size is not None or settings.data_dir is not None:
+        raise ValueError(
+            f"train_size, val_size and data_dir are for mnist; the {settings.problem} generator makes its data"
+        )
     generator = {"ellipses": concentric_ellipses, "swiss-roll": swiss_roll, "peaks": peaks}[settings.problem]
     return generator(seed=settings.seed)
 
