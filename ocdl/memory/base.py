@@ -5,7 +5,10 @@ The sensitivity (``jvp``) sweep needs :math:`(x_j, \text{cache}_j)` for
 A policy runs the forward propagation once and returns a :class:`Trajectory`
 that serves both sweeps, however it keeps the states (all in memory,
 checkpoints and recomputation, HDF5 on disk, reversible reconstruction).
-The generic solvers never know which policy is in use.
+The generic solvers never know which policy is in use. The policies that
+recompute states (``Recompute``, ``HDF5``, ``Reversible``) keep a copy of the
+:math:`N p` parameters, so that changing ``theta`` in place afterwards does not
+change the trajectory; their memory bounds count states, not parameters.
 """
 
 from __future__ import annotations

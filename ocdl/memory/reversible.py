@@ -8,9 +8,14 @@ Verlet) the step can be undone exactly in exact arithmetic,
 so the adjoint sweep needs no stored states: it runs ``reverse_step`` from
 :math:`x_N`, which returns each state with its cache. In floating point
 the rebuilt states differ from the forward ones by round-off that the
-reversed recursion propagates (and, for unstable dynamics, amplifies); the
-benchmark ``benchmarks/memory.py`` reports the gradient error against
-:class:`~ocdl.memory.StoreAll` for growing :math:`N`.
+reversed recursion propagates (and, for unstable dynamics, amplifies).
+Measured against :class:`~ocdl.memory.StoreAll` at :math:`N = 4096`
+(2026-12-03, tanh): Verlet's rebuilt states are off by
+:math:`2\cdot10^{-16}` (:math:`T = 4`) and :math:`5\cdot10^{-13}` (:math:`T = 409.6`);
+leapfrog's by :math:`9\cdot10^{-13}` and, on dynamics that grow to
+:math:`\max|Y_N| \approx 2.7\cdot10^3`, by :math:`10^{-4}` (gradient
+:math:`10^{-5}` relative). ``benchmarks/memory.py`` reports Verlet's gradient
+error for growing :math:`N`.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from .base import MemoryPolicy, Trajectory, forward_steps
 
 
 class ReversibleTrajectory(Trajectory):
-    r"""Holds :math:`x_0`, :math:`x_N` and the parameters: memory :math:`O(s n)`, independent of :math:`N`.
+    r"""Holds :math:`x_0`, :math:`x_N` and the parameters: states :math:`O(s n)`, independent of :math:`N`.
 
     ``reversed_steps`` costs one ``reverse_step`` per step,
     ``steps`` one ``step`` per step (the forward propagation from :math:`x_0`).
@@ -48,7 +53,8 @@ class Reversible(MemoryPolicy):
     r"""Rebuild the states backward with ``stepper.reverse_step`` (reversible steppers only).
 
     Memory: :math:`x_0`, :math:`x_N` and :math:`O(1)` working states,
-    independent of :math:`N`. Cost of a reversal: :math:`N` reverse steps.
+    independent of :math:`N`, plus a copy of the :math:`N p` parameters (as
+    every policy keeps). Cost of a reversal: :math:`N` reverse steps.
     The gradient agrees with :class:`~ocdl.memory.StoreAll` up to the
     round-off of the reconstruction.
 
