@@ -142,3 +142,18 @@ def test_transform_errors():
         ocdl.Conv2d(1, 1, 4, 4, kernel_size=2)
     with pytest.raises(ValueError, match="n_in must be an integer >= 1"):
         ocdl.Dense(0, 3)
+
+
+def test_conv2d_is_pure_across_geometries(rng):
+    """Two geometries whose padded work arrays have one shape (4 x 6 and 7 x 4 images, 3 x 3
+    stencils: 38 numbers) must not share them: one's pixels would sit in the other's zero pads."""
+    A, B = ocdl.Conv2d(1, 1, 4, 6), ocdl.Conv2d(1, 1, 7, 4)
+    theta_A, theta_B = A.init_params(rng), B.init_params(rng)
+    Y_A, Y_B = rng.standard_normal((2, A.n_in)), rng.standard_normal((2, B.n_in))
+    before = A.apply(theta_A, Y_A)
+    B.apply(theta_B, 100 * Y_B)
+    np.testing.assert_array_equal(A.apply(theta_A, Y_A), before)
+    Z_B = rng.standard_normal((2, B.n_out))
+    before = B.apply_transpose(theta_B, Z_B)
+    A.apply_transpose(theta_A, 100 * rng.standard_normal((2, A.n_out)))
+    np.testing.assert_array_equal(B.apply_transpose(theta_B, Z_B), before)

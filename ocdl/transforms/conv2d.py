@@ -3,6 +3,7 @@ r"""Same-size 2-D convolution, fully connected across channels, on flattened ima
 from __future__ import annotations
 
 import threading
+from collections.abc import Hashable
 
 import numpy as np
 
@@ -16,8 +17,13 @@ _BLOCK_BYTES = 1 << 21
 _local = threading.local()
 
 
-def _buffer(xp, name: str, shape: tuple, dtype, zero: bool = False):
-    """This thread's work array ``name`` (NumPy; kept between calls, so zeroed pads stay zero)."""
+def _buffer(xp, name: Hashable, shape: tuple, dtype, zero: bool = False):
+    """This thread's work array ``name`` (NumPy; kept between calls, so zeroed pads stay zero).
+
+    Arrays are kept by ``(name, shape, dtype)``: a caller whose zeros sit in
+    different places for the same shape (another image geometry) names them
+    apart.
+    """
     if xp is not np:
         return (xp.zeros if zero else xp.empty)(shape, dtype=dtype)
     cache = getattr(_local, "buffers", None)
@@ -130,7 +136,7 @@ class Conv2d(Transform):
         dtype = inputs[0].dtype
         # r zero rows above and below the image and r zeros at either end
         # (written once: the buffer is kept and only the image is rewritten)
-        P = _buffer(xp, "P", (B, c_from, L + 2 * r), dtype, zero=True)
+        P = _buffer(xp, ("P", H, W, r), (B, c_from, L + 2 * r), dtype, zero=True)  # the pads' places: H, W, r
         cols = _buffer(xp, "cols", (B, k * c_from, L), dtype)
         nb = min(B, inputs[0].shape[0] - i0)
         channel = 0
