@@ -165,7 +165,8 @@ def mnist(
         If the folder or a file is missing.
     ValueError
         For invalid arguments or inconsistent files (label count differs from
-        image count, labels outside 0..9, checksum mismatch).
+        image count, test images of another size than the training images,
+        labels outside 0..9, checksum mismatch).
     """
     n_train = positive_int("n_train", n_train)
     n_val = positive_int("n_val", n_val)
@@ -187,6 +188,11 @@ def mnist(
             f"n_train + n_val = {n_train + n_val} exceeds the {n_total} training images"
         )
     test_images, test_labels = _load_pair(data_dir, "test", verify)
+    if test_images.shape[1:] != train_images.shape[1:]:
+        raise ValueError(
+            f"{data_dir}: the test images are {test_images.shape[1]} x {test_images.shape[2]}, "
+            f"the training images {train_images.shape[1]} x {train_images.shape[2]}"
+        )
 
     def rows(images: np.ndarray) -> np.ndarray:
         images = images[:limit]

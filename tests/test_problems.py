@@ -338,6 +338,13 @@ def test_mnist_reports_bad_folders_and_files(tmp_path):
         mnist(tmp_path, n_train=5, n_val=5)
 
 
+def test_mnist_rejects_test_images_of_another_size(tmp_path):
+    make_fake_mnist(tmp_path)
+    write_idx(tmp_path / (FILES["test_images"] + ".gz"), np.zeros((5, 3, 4), dtype=np.uint8), compress=True)
+    with pytest.raises(ValueError, match="test images are 3 x 4, the training images 4 x 4"):
+        mnist(tmp_path, n_train=5, n_val=5)
+
+
 @pytest.mark.parametrize(
     ("labels", "match"),
     [
