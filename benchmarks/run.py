@@ -131,11 +131,13 @@ def main(argv=None) -> list[dict]:
                 print(_gemm_line(dtype.name, rates), flush=True)
             for stepper in steppers:
                 roof = roofline.estimate(wl, stepper, dtype, rates) if rates else None
-                best = {}
+                best, gradients = {}, {}
                 for _ in range(max(1, args.rounds)):  # the libraries take turns
                     for lib in libs:
                         rec = _measure(lib, wl, stepper, dtype, args, best_time, torch_reference, workloads)
+                        gradients.setdefault(lib, rec.pop("gradient"))
                         best[lib] = _best_of(best[lib], rec) if lib in best else dict(rec, rounds_s=[_times(rec)])
+                agreement = _agreement(gradients, dtype)
                 for lib in libs:
                     rec = best[lib]
                     rec.update(
@@ -147,6 +149,7 @@ def main(argv=None) -> list[dict]:
                         threads=args.threads,
                         repeats=args.repeats,
                         rounds=max(1, args.rounds),
+                        gradient_rel_diff=agreement,
                         versions=vers,
                         machine=machine,
                     )
@@ -225,7 +228,27 @@ def merge(paths: list[str], out: str | None = None, plot: str | None = None) -> 
     return records
 
 
+def _agreement(gradients: dict, dtype) -> float | None:
+    """``||g_ocdl - g_torch|| / ||g_torch||`` of the two libraries' gradients (``None`` with one library).
+
+    The timings compare like with like only if both compute the same gradient:
+    a difference above ``1e-10`` (float64) or ``1e-4`` (float32) is printed
+    as a warning.
+    """
+    import numpy as np  # after the thread limits (main)
+
+    if "ocdl" not in gradients or "torch" not in gradients:
+        return None
+    ours, theirs = gradients["ocdl"], gradients["torch"]
+    diff = float(np.linalg.norm(ours - theirs) / max(np.linalg.norm(theirs), np.finfo(float).tiny))
+    if not diff <= (1e-10 if dtype == np.float64 else 1e-4):
+        print(f"WARNING: ocdl's and PyTorch's gradients differ by {diff:.2e} (relative)", flush=True)
+    return diff
+
+
 def _measure(lib, wl, stepper, dtype, args, best_time, torch_reference, workloads) -> dict:
+    import numpy as np  # after the thread limits (main)
+
     rec = {"workload": wl.name, "stepper": stepper, "dtype": dtype.name, "library": lib}
     if lib == "ocdl":
         fns = workloads.ocdl_callables(wl, stepper, dtype)
@@ -238,6 +261,7 @@ def _measure(lib, wl, stepper, dtype, args, best_time, torch_reference, workload
     t = {}
     t["forward_s"] = best_time(fns["forward"], args.repeats, args.warmup)
     t["gradient_s"] = best_time(fns["gradient"], args.repeats, args.warmup)
+    rec["gradient"] = np.asarray(fns["gradient_value"](), dtype=np.float64)  # compared, not stored
     if lib == "ocdl":
         t["gn_matvec_s"] = best_time(gn, args.repeats, args.warmup)
         fns["close"]()

@@ -84,6 +84,8 @@ def test_quick_run_writes_the_records(tmp_path):
     libraries = {r["library"] for r in records}
     if _torch_importable():
         assert libraries == {"ocdl", "torch"}
+        for rec in records:  # the two libraries' gradients, compared in the run itself
+            assert rec["gradient_rel_diff"] <= (1e-10 if rec["dtype"] == "float64" else 1e-4), rec
     else:
         assert libraries == {"ocdl"}
         assert "PyTorch is not installed" in printed
