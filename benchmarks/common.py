@@ -127,9 +127,8 @@ def versions(names=("ocdl", "numpy", "scipy", "torch")) -> dict:
 
 
 def write_records(records: list, path: str) -> None:
-    """Write ``records`` to ``path`` as a JSON list (a temporary file renamed into place) and say so."""
-    partial = f"{path}.partial"
-    with open(partial, "w") as f:
-        json.dump(records, f, indent=1, default=float)
-    os.replace(partial, path)
+    """Write ``records`` to ``path`` as a JSON list, atomically (:func:`ocdl.io.write_text`), and say so."""
+    from ocdl.io import write_text
+
+    write_text(path, json.dumps(records, indent=1, default=float))
     print(f"wrote {len(records)} records to {path}")

@@ -232,18 +232,17 @@ def _agreement(gradients: dict, dtype) -> float | None:
     """``||g_ocdl - g_torch|| / ||g_torch||`` of the two libraries' gradients (``None`` with one library).
 
     The timings compare like with like only if both compute the same gradient:
-    a difference above ``1e-10`` (float64) or ``1e-4`` (float32) is printed
-    as a warning.
+    a difference above :func:`ocdl.checks.default_tol` of the dtype (``1e-10``
+    in float64) is printed as a warning.
     """
-    import numpy as np  # after the thread limits (main)
+    from ocdl.checks import agreement, default_tol
 
     if "ocdl" not in gradients or "torch" not in gradients:
         return None
-    ours, theirs = gradients["ocdl"], gradients["torch"]
-    diff = float(np.linalg.norm(ours - theirs) / max(np.linalg.norm(theirs), np.finfo(float).tiny))
-    if not diff <= (1e-10 if dtype == np.float64 else 1e-4):
-        print(f"WARNING: ocdl's and PyTorch's gradients differ by {diff:.2e} (relative)", flush=True)
-    return diff
+    result = agreement(gradients["ocdl"], gradients["torch"], default_tol(dtype))
+    if not result.passed:
+        print(f"WARNING: ocdl's and PyTorch's gradients differ by {result.rel_error:.2e} (relative)", flush=True)
+    return result.rel_error
 
 
 def _measure(lib, wl, stepper, dtype, args, best_time, torch_reference, workloads) -> dict:

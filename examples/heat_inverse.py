@@ -19,7 +19,8 @@ solved by Gauss-Newton-PCG (preconditioned by the regulariser), with
 \approx 1.1\,\delta`. The data come from 8 times finer time steps (no
 inverse crime in time). Then steepest descent on the same problem, and a
 table comparing the explicit and implicit steppers (accuracy, stability,
-cost): forward Euler blows up above :math:`h = \Delta x^2 / (2\kappa)`.
+cost): forward Euler blows up above :math:`h = 2 / (\kappa |\mu_{\max}|)`,
+slightly above :math:`\Delta x^2 / (2\kappa)`.
 
 Run ``python examples/heat_inverse.py [--out DIR]`` (about 12 s); writes
 ``DIR/heat_inverse.png``.

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .backend import get_array_module
+from .validation import check_positive, missing_method
 
 
 class Activation:
@@ -21,7 +22,7 @@ class Activation:
 
     def value_and_derivative(self, x: Any) -> tuple[Any, Any]:
         """Return :math:`(\\sigma(x), \\sigma'(x))` entry by entry."""
-        raise NotImplementedError(f"{type(self).__name__} must implement value_and_derivative(x) -> (sigma, sigma')")
+        raise NotImplementedError(missing_method(self, "value_and_derivative(x) -> (sigma, sigma')"))
 
     def __call__(self, x: Any) -> Any:
         return self.value_and_derivative(x)[0]
@@ -106,9 +107,7 @@ class SmoothReLU(Activation):
     name = "smoothrelu"
 
     def __init__(self, eta: float = 0.1) -> None:
-        if not eta > 0:
-            raise ValueError(f"eta must be positive, got {eta}")
-        self.eta = float(eta)
+        self.eta = check_positive("eta", eta)
 
     def value_and_derivative(self, x):
         xp = get_array_module(x)

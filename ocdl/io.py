@@ -281,9 +281,9 @@ def load_params(path: str | os.PathLike) -> dict:
         raise OcdlFileError(f"{path}: ocdl params file lacks {', '.join(missing)}")
     for name, ndim in _PARAMS.items():
         x = tree[name]
-        if not isinstance(x, np.ndarray) or x.dtype.kind != "f" or x.ndim != ndim:
+        if not isinstance(x, np.ndarray) or x.dtype not in (np.float32, np.float64) or x.ndim != ndim:
             found = f"dtype {x.dtype}, shape {x.shape}" if isinstance(x, np.ndarray) else f"a {type(x).__name__}"
-            raise OcdlFileError(f"{path}: {name} must be a {ndim}-D floating-point dataset, found {found}")
+            raise OcdlFileError(f"{path}: {name} must be a {ndim}-D float32 or float64 dataset, found {found}")
     if tree["mu"].shape[0] != tree["W"].shape[1]:
         raise OcdlFileError(f"{path}: mu has {tree['mu'].shape[0]} entries, W {tree['W'].shape[1]} columns")
     settings = {k[len("setting_"):]: tree.pop(k) for k in list(tree) if k.startswith("setting_")}

@@ -40,9 +40,6 @@ class Layer:
         """``(theta_K, b)`` with ``b`` a length-1 array (it stays on the device)."""
         return theta[:-1], theta[-1:]
 
-    def width_in(self, transpose: bool = False) -> int:
-        return self.transform.n_out if transpose else self.transform.n_in
-
     def forward(self, theta: Any, Y: Any, transpose: bool = False) -> tuple[Any, Any]:
         """Return ``(sigma(Y K + b), sigma'(Y K + b))``."""
         theta_K, b = self.split(theta)

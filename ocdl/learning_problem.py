@@ -73,16 +73,9 @@ from .network import Network
 from .objectives import Objective, one_hot
 from .reduction import Reduction
 from .regularizers import Regularizer, TimeSmoothness, WeightDecay
-from .validation import check_array, check_positive
+from .validation import check_array, check_nonnegative, check_positive
 
 Array = Any  # a NumPy or CuPy array
-
-
-def _check_alpha(name: str, value: Any) -> float:
-    is_number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
-    if not is_number or not np.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
 
 
 class LearningProblem:
@@ -163,8 +156,8 @@ class LearningProblem:
         self.objective = objective
         self.Y0 = self._check_examples("Y0", Y0)
         self.n_examples, self.n_features = self.Y0.shape
-        self.alpha_theta = _check_alpha("alpha_theta", alpha_theta)
-        self.alpha_W = _check_alpha("alpha_W", alpha_W)
+        self.alpha_theta = check_nonnegative("alpha_theta", alpha_theta)
+        self.alpha_W = check_nonnegative("alpha_W", alpha_W)
         self.regression = bool(regression)
         self.reduction = Reduction() if reduction is None else reduction
         self.chunk_size = None if chunk_size is None else check_positive("chunk_size", chunk_size, integer=True)
@@ -528,8 +521,7 @@ class ThetaProblem:
         hessian_indices: Array | None,
         shift: float,
     ) -> None:
-        if not shift > 0:
-            raise ValueError(f"shift must be positive, got {shift!r}")
+        shift = check_positive("shift", shift)
         self.problem = problem
         self.W, self.mu = W, mu
         self.indices = indices

@@ -164,6 +164,8 @@ def euler_factor(eigenvalues: Any, h: float, per_step: bool = False) -> float | 
     """
     h = check_positive("h", h)
     amplification = np.abs(1 + h * np.asarray(eigenvalues))
+    if amplification.size == 0:
+        raise ValueError("eigenvalues must hold at least one eigenvalue, got an empty array")
     if per_step:
         return amplification.reshape(amplification.shape[0], -1).max(axis=1)
     return float(amplification.max())

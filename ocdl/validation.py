@@ -82,3 +82,8 @@ def _is_integer(value: Any) -> bool:
 
 def _is_real(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def missing_method(obj: Any, signature: str) -> str:
+    """The message for a method that a subclass of ``obj``'s base must implement but did not."""
+    return f"{type(obj).__name__} must implement {signature}"

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ocdl.validation import check_positive
+
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Dataset:
@@ -48,8 +50,7 @@ class Dataset:
     image_shape: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        if self.n_classes < 1:
-            raise ValueError(f"n_classes must be positive, got {self.n_classes}")
+        check_positive("n_classes", self.n_classes, integer=True)
         if (self.Y_test is None) != (self.C_test is None):
             raise ValueError("Y_test and C_test must be given together")
         for split, Y, C in self._splits():
@@ -83,28 +84,6 @@ class Dataset:
         """Number of features ``n`` per example."""
         return self.Y_train.shape[1]
 
-    def one_hot(self, C: np.ndarray) -> np.ndarray:
-        """Return the one-hot matrix of labels ``C``.
-
-        Parameters
-        ----------
-        C : array_like of int, shape (s,)
-            Class indices in ``0, ..., n_classes - 1``.
-
-        Returns
-        -------
-        numpy.ndarray, shape (s, n_classes)
-            ``E[i, C[i]] = 1`` and zero elsewhere (float64).
-        """
-        C = np.asarray(C)
-        if C.ndim != 1 or not np.issubdtype(C.dtype, np.integer):
-            raise ValueError(f"C must be a 1-D integer array, got shape {C.shape}, dtype {C.dtype}")
-        if C.size and (C.min() < 0 or C.max() >= self.n_classes):
-            raise ValueError(f"C has labels outside 0..{self.n_classes - 1}")
-        E = np.zeros((C.size, self.n_classes))
-        E[np.arange(C.size), C] = 1.0
-        return E
-
     def summary(self) -> str:
         """Return a multi-line description: shapes, dtypes, feature ranges, class counts."""
         lines = [repr(self)]
@@ -124,13 +103,5 @@ class Dataset:
 
 
 def positive_int(name: str, value: object) -> int:
-    """Return ``value`` as an ``int`` after checking it is a positive integer.
-
-    Raises
-    ------
-    ValueError
-        Naming the argument ``name`` if ``value`` is not an integer ``>= 1``.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    """``value`` as an ``int`` after checking it is an integer ``>= 1`` (:func:`ocdl.validation.check_positive`)."""
+    return check_positive(name, value, integer=True)

@@ -19,7 +19,9 @@ right-hand side, all driven by the same source):
 
 * :class:`ExplicitHeat`, forward Euler,
   :math:`u_{j+1} = u_j + h(\kappa L u_j + f_j)`, stable for
-  :math:`h \le \Delta x^2 / (2\kappa)` only;
+  :math:`h \le 2 / (\kappa |\mu_{\max}|) \approx \Delta x^2 / (2\kappa)` only
+  (:math:`\mu_{\max}` the Laplacian's largest eigenvalue in modulus;
+  :meth:`ExplicitHeat.max_stable_step`);
 * :class:`ImplicitHeat`, backward Euler or Crank-Nicolson, one sparse LU
   solve per step, unconditionally stable.
 
@@ -38,6 +40,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
 import ocdl
+from ocdl.validation import check_positive
 
 
 def grid(n: int) -> np.ndarray:
@@ -100,8 +103,7 @@ class _HeatStepper(ocdl.Stepper):
         profiles = np.atleast_2d(np.asarray(profiles, dtype=np.float64))
         if profiles.shape[1] != n:
             raise ValueError(f"profiles must be p x n = p x {n}, got shape {profiles.shape}")
-        if not kappa > 0:
-            raise ValueError(f"kappa must be positive, got {kappa}")
+        kappa = check_positive("kappa", kappa)
         self.n_features = int(n)
         self.kappa = float(kappa)
         self.G = profiles

@@ -1,4 +1,4 @@
-"""Optimisation for ocdl: PCG, (Gauss-)Newton-PCG, line search, training; every solver returns a SolverResult."""
+"""Optimisation for ocdl: PCG (a PCGResult), (Gauss-)Newton-PCG, line search, training (each a SolverResult)."""
 
 from .block_coordinate_descent import TrainingState, block_coordinate_descent
 from .first_order import adam, sgd

@@ -24,7 +24,7 @@ import numpy as np
 from ocdl.backend import get_array_module
 from ocdl.checks import norm
 from ocdl.learning_problem import LearningProblem
-from ocdl.validation import check_positive
+from ocdl.validation import check_nonnegative, check_positive
 
 from .block_coordinate_descent import Callback, TrainingState, initial_state, run_training
 from .result import SolverResult
@@ -113,9 +113,8 @@ def sgd(
         over the batches), ``grad_norm`` (mean), ``step`` (:math:`\eta`),
         ``cg_iters`` (0), ``n_batches``, ``train_accuracy``, ``val_accuracy``, ``time``.
     """
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be positive, got {learning_rate!r}")
-    if not 0 <= momentum < 1:
+    learning_rate = check_positive("learning_rate", learning_rate)
+    if not check_nonnegative("momentum", momentum) < 1:
         raise ValueError(f"momentum must lie in [0, 1), got {momentum!r}")
     state = initial_state(learning_problem, theta0, W0, mu0, rng, state)
 
@@ -176,13 +175,12 @@ def adam(
     SolverResult
         As for :func:`sgd`.
     """
-    beta1, beta2 = betas
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be positive, got {learning_rate!r}")
-    if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
+    learning_rate, eps = check_positive("learning_rate", learning_rate), check_positive("eps", eps)
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+    beta1, beta2 = check_nonnegative("betas[0]", betas[0]), check_nonnegative("betas[1]", betas[1])
+    if not (beta1 < 1 and beta2 < 1):
         raise ValueError(f"betas must lie in [0, 1), got {betas!r}")
-    if not eps > 0:
-        raise ValueError(f"eps must be positive, got {eps!r}")
     state = initial_state(learning_problem, theta0, W0, mu0, rng, state)
 
     def update(state: TrainingState, gradient: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ocdl.backend import get_array_module
-from ocdl.validation import check_nonnegative
+from ocdl.validation import check_array, check_nonnegative
 
 Array = Any  # a NumPy or CuPy array
 
@@ -55,16 +55,6 @@ class PCGResult:
 def _as_operator(A: Any) -> Callable[[Array], Array]:
     """A callable (function, LinearOperator) as is; a matrix (dense, sparse) as ``v -> A @ v``."""
     return A if callable(A) else (lambda v: A @ v)
-
-
-def _check_real(name: str, x: Any, xp: Any) -> None:
-    """TypeError naming ``name`` unless ``x`` is a real (not complex) NumPy or CuPy array."""
-    if not isinstance(x, xp.ndarray):
-        raise TypeError(f"{name} must be a real NumPy or CuPy array, got {type(x).__name__}")
-    if xp.iscomplexobj(x):
-        raise TypeError(
-            f"{name} must be a real array (pcg solves real symmetric systems), got dtype {x.dtype}"
-        )
 
 
 def pcg(
@@ -111,18 +101,18 @@ def pcg(
         If ``rtol`` or ``maxiter`` is not of the form above, or ``x0`` does not
         have the shape of ``b``.
     TypeError
-        If ``b`` or ``x0`` is not a real NumPy or CuPy array (complex systems
-        are not supported: the inner products here are real), or ``A`` or
-        ``M`` returns complex values.
+        If ``b`` or ``x0`` is not a float32 or float64 NumPy or CuPy array
+        (complex systems are not supported: the inner products here are
+        real), or ``A`` or ``M`` returns complex values.
     """
     rtol = check_nonnegative("rtol", rtol)
     maxiter = check_nonnegative("maxiter", maxiter, integer=True)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
     xp = get_array_module(b)
-    _check_real("b", b, xp)
+    check_array("b", b, finite=False)  # real float32 or float64: the inner products here are real
     if x0 is not None:
-        _check_real("x0", x0, xp)
+        check_array("x0", x0, finite=False)
         if x0.shape != b.shape:
             raise ValueError(f"x0 must have the shape of b, {b.shape}, got {x0.shape}")
     apply_A = _as_operator(A)

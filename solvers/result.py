@@ -1,4 +1,5 @@
-"""The one result type every ocdl solver returns (as :class:`scipy.optimize.OptimizeResult`)."""
+"""The result every ocdl optimizer returns (as :class:`scipy.optimize.OptimizeResult`); the linear solver
+:func:`~solvers.pcg.pcg` returns its own :class:`~solvers.pcg.PCGResult`."""
 
 from __future__ import annotations
 

@@ -201,9 +201,9 @@ def test_save_params_checks_the_parameters(tmp_path, theta, W, mu, error, messag
 
 
 @pytest.mark.parametrize("theta, message", [
-    ([0.1, 0.2], "theta must be a 1-D floating-point dataset, found a list"),
-    (np.array([b"a", b"b"]), r"theta must be a 1-D floating-point dataset, found dtype \|S1"),
-    (np.ones((2, 2)), r"theta must be a 1-D floating-point dataset, found dtype float64, shape \(2, 2\)"),
+    ([0.1, 0.2], "theta must be a 1-D float32 or float64 dataset, found a list"),
+    (np.array([b"a", b"b"]), r"theta must be a 1-D float32 or float64 dataset, found dtype \|S1"),
+    (np.ones((2, 2)), r"theta must be a 1-D float32 or float64 dataset, found dtype float64, shape \(2, 2\)"),
 ])
 def test_load_params_checks_the_datasets(tmp_path, theta, message):
     path = write_tree(tmp_path / "p.h5", {"theta": theta, "W": np.ones((2, 1)), "mu": np.ones(1)}, "ocdl-params")

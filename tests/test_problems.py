@@ -187,18 +187,16 @@ def test_peaks_rejects_bad_arguments(kwargs, match):
 # ---------------------------------------------------------------- Dataset
 
 
-def test_dataset_one_hot_and_summary():
+def test_dataset_summary():
     data = swiss_roll(n_per_class=5)
-    E = data.one_hot(np.array([1, 0, 1]))
-    np.testing.assert_array_equal(E, [[0, 1], [1, 0], [0, 1]])
-    with pytest.raises(ValueError, match="labels outside"):
-        data.one_hot(np.array([2]))
     assert "swiss_roll" in repr(data) and "train=6" in repr(data) and "val=4" in repr(data)
     assert "class counts [3, 3]" in data.summary()
 
 
 def test_dataset_checks_consistency():
     Y, C = np.zeros((4, 2)), np.array([0, 1, 0, 1])
+    with pytest.raises(ValueError, match="n_classes must be an integer >= 1, got 2.5"):
+        Dataset(Y, C, Y, C, n_classes=2.5, name="bad")
     with pytest.raises(ValueError, match="C_val"):
         Dataset(Y, C, Y, C[:3], n_classes=2, name="bad")
     with pytest.raises(ValueError, match="integers"):

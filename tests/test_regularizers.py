@@ -122,7 +122,7 @@ def test_validation():
         SpatialSmoothness((3, 4)).value(np.ones((11, 2)))
     with pytest.raises(ValueError, match=r"operator must be one of"):
         SpatialSmoothness((3, 4), "curl")
-    with pytest.raises(ValueError, match=r"shift must be positive"):
+    with pytest.raises(ValueError, match=r"shift must be (a finite number > 0|positive)"):
         SpatialSmoothness((3, 4)).precondition(np.ones(12), 0.0)
     with pytest.raises(ValueError, match=r"shift must be > -1"):
         WeightDecay().precondition(np.ones(3), -1.0)

@@ -220,7 +220,7 @@ def test_first_order_baselines_train_and_resume(solver):
 
 def test_first_order_bad_options():
     lp, theta0, _ = small_problem()
-    with pytest.raises(ValueError, match="learning_rate must be positive"):
+    with pytest.raises(ValueError, match="learning_rate must be a finite number > 0"):
         sgd(lp, theta0, learning_rate=0.0)
     with pytest.raises(ValueError, match="momentum must lie in"):
         sgd(lp, theta0, momentum=1.0)

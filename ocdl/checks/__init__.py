@@ -27,18 +27,21 @@ from .core import (
     TaylorResult,
     agreement,
     axpy,
+    default_tol,
     dot_test,
     dot_test_operator,
     inner,
     norm,
     random_like,
+    rows_alone,
     taylor_test,
 )
-from .precision import PrecisionResult
+from .precision import PrecisionResult, compare_precision
 from .stepper import check_stepper
 
 __all__ = [
     "AgreementResult", "CheckReport", "DotResult", "PrecisionResult", "TaylorResult",
-    "agreement", "axpy", "dot_test", "dot_test_operator", "inner", "norm", "random_like", "taylor_test",
+    "agreement", "axpy", "default_tol", "dot_test", "dot_test_operator", "inner", "norm", "random_like",
+    "rows_alone", "taylor_test", "compare_precision",
     "check_stepper", "check_transform", "check_activation", "check_objective", "check_regularizer",
 ]

@@ -15,20 +15,11 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_array_module
-from .core import CheckReport, agreement, dot_test, inner, random_like, taylor_test
-from .precision import as_dtype, compare_precision, float64_notes
+from .core import CheckReport, agreement, dot_test, inner, random_like, rows_alone, taylor_test
+from .precision import as_dtype, precision_rows
 
 #: Shifts :math:`\sigma` at which :func:`check_regularizer` solves :math:`(H + \sigma I) z = r`.
 PRECONDITION_SHIFTS = (1e-2, 1.0, 1e2)
-
-
-def _precision_rows(results: dict, dtype: Any, maps: dict, args: tuple) -> list[str]:
-    """Add a ``"<dtype>: <name>"`` row per map when ``dtype`` is not float64; return the notes."""
-    dtype = np.dtype(dtype)
-    if dtype != np.float64:
-        for name, f in maps.items():
-            results[f"{dtype.name}: {name}"] = compare_precision(f, args, dtype)
-    return float64_notes(dtype)
 
 
 def check_transform(
@@ -97,15 +88,15 @@ def check_transform(
             tol,
         )
     if Y.shape[0] >= 2:
-        k = Y.shape[0] // 2
-        joined = xp.concatenate([transform.apply(theta, Y[:k]), transform.apply(theta, Y[k:])])
-        results["rows transformed alone"] = agreement(joined, transform.apply(theta, Y), 100 * np.finfo(float).eps)
+        results["rows transformed alone"] = rows_alone(
+            lambda y: transform.apply(theta, y), Y, transform.apply(theta, Y), 100 * np.finfo(float).eps
+        )
     maps = {
         "apply": lambda t, y, z, dt: transform.apply(t, y),
         "jvp": lambda t, y, z, dt: transform.jvp(t, y, dt),
         "vjp": lambda t, y, z, dt: transform.vjp(t, y, z),
     }
-    notes = _precision_rows(results, dtype, maps, (theta, Y, Z, dtheta))
+    notes = precision_rows(results, dtype, maps, (theta, Y, Z, dtheta))
     return CheckReport(f"check_transform({transform!r})", results, notes)
 
 
@@ -139,7 +130,7 @@ def check_activation(
     activation._axpy_into(x, b, c, X, out, d_out)
     shifted = activation.value_and_derivative(x + b)
     results["fused step"] = agreement((out, d_out), (X + c * shifted[0], c * shifted[1]), 100 * np.finfo(float).eps)
-    notes = _precision_rows(results, dtype, {"value_and_derivative": activation.value_and_derivative}, (x,))
+    notes = precision_rows(results, dtype, {"value_and_derivative": activation.value_and_derivative}, (x,))
     if not getattr(activation, "smooth", True):
         notes.append(f"{activation!r} has kinks: the Taylor test fails where x + eps v crosses one")
     return CheckReport(f"check_activation({activation!r})", results, notes)
@@ -198,7 +189,7 @@ def check_objective(
         "value": objective.value,
         "gradient": objective.gradient,
     }
-    notes = _precision_rows(results, dtype, maps, (YN, W, mu, C))
+    notes = precision_rows(results, dtype, maps, (YN, W, mu, C))
     return CheckReport(f"check_objective({objective!r})", results, notes)
 
 
@@ -233,5 +224,5 @@ def check_regularizer(
         "gradient": regularizer.gradient,
         "precondition": lambda y: regularizer.precondition(y, 1.0),
     }
-    notes = _precision_rows(results, dtype, maps, (x,))
+    notes = precision_rows(results, dtype, maps, (x,))
     return CheckReport(f"check_regularizer({regularizer!r})", results, notes)

@@ -274,3 +274,17 @@ class CheckReport:
         if not self.passed:
             raise AssertionError(str(self))
         return self
+
+
+def rows_alone(f: Callable[[Arrays], Arrays], x: Arrays, reference: Arrays, tol: float) -> AgreementResult:
+    """``f`` on the first and on the second half of the rows of ``x`` (an array or a tuple), joined,
+    against ``reference = f(x)``: each example (row) must map alone."""
+    k = _members(x)[0].shape[0] // 2
+
+    def half(rows):
+        return f(tuple(m[rows] for m in x) if isinstance(x, tuple) else x[rows])
+
+    parts = [half(slice(k)), half(slice(k, None))]
+    xp = get_array_module(*_members(reference))
+    joined = tuple(xp.concatenate(p) for p in zip(*parts)) if isinstance(reference, tuple) else xp.concatenate(parts)
+    return agreement(joined, reference, tol)

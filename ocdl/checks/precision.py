@@ -52,10 +52,14 @@ def compare_precision(f: Callable, args: tuple, dtype: Any, tol: float | None = 
     return PrecisionResult(rel_error=diff.rel_error, tol=tol, dtype=dtype.name, returned=returned)
 
 
-def float64_notes(dtype: Any) -> list[str]:
-    """The report's note when a check was handed data in a lower precision than float64."""
-    if np.dtype(dtype) == np.float64:
+def precision_rows(results: dict, dtype: Any, maps: dict, args: tuple) -> list[str]:
+    """Add a ``"<dtype>: <name>"`` row per map (:func:`compare_precision` at ``args``) when
+    ``dtype`` is not float64; return the report's notes saying how the checks ran."""
+    dtype = np.dtype(dtype)
+    if dtype == np.float64:
         return []
+    for name, f in maps.items():
+        results[f"{dtype.name}: {name}"] = compare_precision(f, args, dtype)
     return [
         f"the derivative tests ran in float64 (the data were {np.dtype(dtype).name}, which resolves "
         f"Taylor residuals only to about 1e-4); the {np.dtype(dtype).name} rows compare "

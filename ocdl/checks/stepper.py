@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_array_module
-from .core import CheckReport, agreement, dot_test, random_like, taylor_test
-from .precision import as_dtype, compare_precision, float64_notes
+from .core import CheckReport, agreement, dot_test, random_like, rows_alone, taylor_test
+from .precision import as_dtype, precision_rows
 
 
 def check_stepper(
@@ -89,10 +89,7 @@ def check_stepper(
     # advance (the step without its cache) is the same map; 100 eps allows for reordered arithmetic
     results["advance = step"] = agreement(stepper.advance(state, theta, h), state_next, 100 * eps)
     if Y0.shape[0] >= 2:
-        k = Y0.shape[0] // 2
-        halves = [stepper.advance(tuple(x[rows] for x in state), theta, h) for rows in (slice(k), slice(k, None))]
-        joined = tuple(xp.concatenate(parts) for parts in zip(*halves))
-        results["rows step alone"] = agreement(joined, state_next, 100 * eps)
+        results["rows step alone"] = rows_alone(lambda x: stepper.advance(x, theta, h), state, state_next, 100 * eps)
     dstate, dtheta = random_like(state, rng), random_like(theta, rng)
     zero_state = tuple(xp.zeros_like(x) for x in state)
     zero_theta = xp.zeros_like(theta)
@@ -159,19 +156,12 @@ def check_stepper(
             reversed_net.vjp(theta_all, Y0, W, return_dY0=True), stored, np.sqrt(eps)
         )
 
-    if np.dtype(dtype) != np.float64:
-        low = np.dtype(dtype)
-
-        def jvp(s, t, ds, dt):
-            return stepper.step_jvp(s, t, h, ds, dt, stepper.step(s, t, h)[1])
-
-        def vjp(s, t, w):
-            return stepper.step_vjp(s, t, h, w, stepper.step(s, t, h)[1])
-
-        results[f"{low.name}: step"] = compare_precision(lambda s, t: stepper.step(s, t, h)[0], (state, theta), low)
-        results[f"{low.name}: step_jvp"] = compare_precision(jvp, (state, theta, dstate, dtheta), low)
-        results[f"{low.name}: step_vjp"] = compare_precision(vjp, (state, theta, lam), low)
-    notes = float64_notes(dtype)
+    maps = {
+        "step": lambda s, t, ds, dt, w: stepper.step(s, t, h)[0],
+        "step_jvp": lambda s, t, ds, dt, w: stepper.step_jvp(s, t, h, ds, dt, stepper.step(s, t, h)[1]),
+        "step_vjp": lambda s, t, ds, dt, w: stepper.step_vjp(s, t, h, w, stepper.step(s, t, h)[1]),
+    }
+    notes = precision_rows(results, dtype, maps, (state, theta, dstate, dtheta, lam))
     activation = getattr(getattr(stepper, "layer", None), "activation", None)
     if activation is not None and not getattr(activation, "smooth", True):
         notes.append(

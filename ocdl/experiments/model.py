@@ -25,6 +25,7 @@ from ..regularizers import Regularizer, SpatialSmoothness, WeightDecay
 from ..regularizers.base import Array
 from ..steppers import RK4, Leapfrog, ResNet, Verlet
 from ..transforms import Antisymmetric, Conv2d
+from ..validation import check_positive
 from .settings import MNIST_IMAGE, REVERSIBLE_STEPPERS, Settings
 
 ACTIVATION = "tanh"
@@ -56,9 +57,7 @@ class ChannelSmoothness(Regularizer):
     """
 
     def __init__(self, channels: int, image_shape: tuple[int, int], operator: str = "laplacian") -> None:
-        if channels < 1:
-            raise ValueError(f"channels must be positive, got {channels}")
-        self.channels = int(channels)
+        self.channels = check_positive("channels", channels, integer=True)
         self.image = SpatialSmoothness(image_shape, operator)
 
     def _images(self, W: Array) -> Array:

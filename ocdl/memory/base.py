@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from ..validation import missing_method
+
 
 class Trajectory:
     """The forward states of one propagation, served to the derivative sweeps.
@@ -31,11 +33,11 @@ class Trajectory:
 
     def steps(self) -> Iterator[tuple[int, tuple, Any]]:
         """``(j, state_j, cache_j)`` for ``j = 0, ..., N-1``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement steps()")
+        raise NotImplementedError(missing_method(self, "steps()"))
 
     def reversed_steps(self) -> Iterator[tuple[int, tuple, Any]]:
         """``(j, state_j, cache_j)`` for ``j = N-1, ..., 0``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement reversed_steps()")
+        raise NotImplementedError(missing_method(self, "reversed_steps()"))
 
     def close(self) -> None:
         """Release what the trajectory holds (files, buffers)."""
@@ -61,6 +63,4 @@ class MemoryPolicy:
 
     def forward(self, stepper: Any, theta_steps: Any, h: float, state0: tuple) -> Trajectory:
         """Propagate ``state0`` through ``len(theta_steps)`` steps of ``stepper``."""
-        raise NotImplementedError(
-            f"{type(self).__name__} must implement forward(stepper, theta_steps, h, state0) -> Trajectory"
-        )
+        raise NotImplementedError(missing_method(self, "forward(stepper, theta_steps, h, state0) -> Trajectory"))

@@ -25,6 +25,7 @@ import numpy as np
 import scipy.fft
 
 from ..backend import get_array_module
+from ..validation import check_positive
 from .base import Array
 
 
@@ -81,8 +82,10 @@ def dct_solve(r: Array, diagonal: Array, axes: Sequence[int]) -> Array:
 
 def check_shift(shift: float) -> None:
     """The Neumann Laplacians are singular (constants); only ``shift > 0`` is solvable."""
-    if not 0 < shift < np.inf:
+    try:
+        check_positive("shift", shift)
+    except ValueError:
         raise ValueError(
-            f"shift must be positive: the Hessian is singular (constants lie in its "
-            f"null space), got shift = {shift}"
-        )
+            f"shift must be positive and finite: the Hessian is singular (constants lie in its "
+            f"null space), got shift = {shift!r}"
+        ) from None

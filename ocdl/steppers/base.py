@@ -35,6 +35,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..backend import get_array_module
+from ..validation import missing_method
 
 State = tuple
 
@@ -58,7 +59,7 @@ class Stepper:
 
     def step(self, state: State, theta: Any, h: float) -> tuple[State, Any]:
         """``(state_next, cache)``: one step of size ``h`` with this step's parameters."""
-        raise NotImplementedError(_missing(self, "step(state, theta, h) -> (state_next, cache)"))
+        raise NotImplementedError(missing_method(self, "step(state, theta, h) -> (state_next, cache)"))
 
     def advance(self, state: State, theta: Any, h: float) -> State:
         """:math:`x_{j+1}` without the cache: ``step(state, theta, h)[0]`` unless overridden.
@@ -69,11 +70,11 @@ class Stepper:
 
     def step_jvp(self, state: State, theta: Any, h: float, dstate: State, dtheta: Any, cache: Any) -> State:
         """The linearised step :math:`\\partial_x\\Phi\\, dx + \\partial_\\theta\\Phi\\, d\\theta` (a state)."""
-        raise NotImplementedError(_missing(self, "step_jvp(state, theta, h, dstate, dtheta, cache) -> dstate_next"))
+        raise NotImplementedError(missing_method(self, "step_jvp(state, theta, h, dstate, dtheta, cache) -> dstate"))
 
     def step_vjp(self, state: State, theta: Any, h: float, lam: State, cache: Any) -> tuple[State, Any]:
         """The transposed step :math:`(\\partial_x\\Phi^T \\lambda, \\partial_\\theta\\Phi^T \\lambda)`."""
-        raise NotImplementedError(_missing(self, "step_vjp(state, theta, h, lam, cache) -> (lam_prev, gtheta)"))
+        raise NotImplementedError(missing_method(self, "step_vjp(state, theta, h, lam, cache) -> (lam_prev, gtheta)"))
 
     def reverse_step(self, state_next: State, theta: Any, h: float) -> tuple[State, Any]:
         """``(state_j, cache_j)`` from ``state_{j+1}`` (only for ``reversible`` steppers).
@@ -83,7 +84,7 @@ class Stepper:
         :class:`~ocdl.memory.Reversible` needs no second forward step.
         """
         if self.reversible:
-            raise NotImplementedError(_missing(self, "reverse_step(state_next, theta, h) -> (state, cache)"))
+            raise NotImplementedError(missing_method(self, "reverse_step(state_next, theta, h) -> (state, cache)"))
         raise NotImplementedError(f"{type(self).__name__} is not time-reversible")
 
     def output(self, state: State) -> Any:
@@ -97,15 +98,10 @@ class Stepper:
 
     def init_params(self, rng: Any, scale: float = 1.0, dtype: Any = None) -> Any:
         """Random parameters for one step (used by :meth:`ocdl.Network.init_params`)."""
-        raise NotImplementedError(_missing(self, "init_params(rng, scale=1.0, dtype=None) -> theta of one step"))
+        raise NotImplementedError(missing_method(self, "init_params(rng, scale=1.0, dtype=None) -> theta of one step"))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
-
-
-def _missing(obj: Any, signature: str) -> str:
-    """The message for a method a subclass must implement but did not."""
-    return f"{type(obj).__name__} must implement {signature}"
 
 
 class LayerStepper(Stepper):

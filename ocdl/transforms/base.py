@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_array_module
+from ..validation import missing_method
 
 
 class Transform:
@@ -53,15 +54,15 @@ class Transform:
 
     def apply(self, theta: Any, Y: Any) -> Any:
         """:math:`Y K(\\theta)`, ``s x n_out``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement apply(theta, Y) -> Y K")
+        raise NotImplementedError(missing_method(self, "apply(theta, Y) -> Y K"))
 
     def apply_transpose(self, theta: Any, Z: Any) -> Any:
         """:math:`Z K(\\theta)^T`, ``s x n_in``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement apply_transpose(theta, Z) -> Z K^T")
+        raise NotImplementedError(missing_method(self, "apply_transpose(theta, Z) -> Z K^T"))
 
     def vjp(self, theta: Any, Y: Any, W: Any) -> Any:
         """:math:`\\nabla_\\theta \\langle Y K(\\theta), W\\rangle`, ``n_params`` entries."""
-        raise NotImplementedError(f"{type(self).__name__} must implement vjp(theta, Y, W) -> grad_theta <Y K, W>")
+        raise NotImplementedError(missing_method(self, "vjp(theta, Y, W) -> grad_theta <Y K, W>"))
 
     def jvp(self, theta: Any, Y: Any, dtheta: Any) -> Any:
         return self.apply(dtheta, Y)
