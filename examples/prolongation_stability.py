@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from ocdl import input_sensitivity
-from ocdl.checkpoint import load_checkpoint
 from ocdl.experiments import Settings, build_network, load_data, widen
 from ocdl.io import OcdlFileError
+from solvers.checkpoint import load_checkpoint
 from solvers.multilevel import prolongate
 
 

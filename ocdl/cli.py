@@ -23,7 +23,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .checkpoint import CHECKPOINT_NAME, TrainingInterrupted, load_checkpoint
+from solvers.checkpoint import CHECKPOINT_NAME, TrainingInterrupted, load_checkpoint
+
 from .experiments import (
     DTYPES,
     MEMORY,

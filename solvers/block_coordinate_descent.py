@@ -26,7 +26,7 @@ All loop state (iteration count, random generator, current and best
 parameters, history, elapsed time) lives in one :class:`TrainingState`, which
 the callback sees and which continues a run exactly where it stopped when
 passed back in (``state=``): same random draws, same iterates
-(:mod:`ocdl.checkpoint` writes it to disk).
+(:mod:`solvers.checkpoint` writes it to disk).
 
 Failures stop the loop with ``success=False``, a message in the result and a
 warning on the logger ``solvers.block_coordinate_descent``, never an endless

@@ -11,7 +11,7 @@ far), the history and the resumable
 :class:`~solvers.block_coordinate_descent.TrainingState` of
 :func:`~solvers.block_coordinate_descent.block_coordinate_descent`; the
 momentum and moments live in ``state.buffers`` (arrays, tuples of arrays and
-numbers), which :mod:`ocdl.checkpoint` writes with the rest of the state.
+numbers), which :mod:`solvers.checkpoint` writes with the rest of the state.
 """
 
 from __future__ import annotations

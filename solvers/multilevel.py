@@ -7,7 +7,7 @@ prolongation in time, a good initial guess for :math:`2N` layers
 trains with :math:`2N_0`, ... up to ``max_layers``, each level warm-started
 from the last (:math:`\theta` prolongated, :math:`W, \mu` kept).
 
-With ``checkpoint=path`` the run is resumable: :mod:`ocdl.checkpoint` writes
+With ``checkpoint=path`` the run is resumable: :mod:`solvers.checkpoint` writes
 its full state every ``checkpoint_every`` iterations, at each level's end and
 on Ctrl-C, and ``resume=True`` continues from the file exactly, so that the
 final parameters equal those of an uninterrupted run with the same seed.
@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 
 from ocdl.backend import device_of, get_array_module
-from ocdl.checkpoint import CheckpointWriter
 from ocdl.learning_problem import LearningProblem
 from ocdl.network import Network
 
 from .block_coordinate_descent import block_coordinate_descent
+from .checkpoint import CheckpointWriter
 from .result import SolverResult
 
 Array = Any  # a NumPy or CuPy array
@@ -123,8 +123,8 @@ def multilevel(
     progress : bool
         Progress bars of the levels.
     checkpoint : str or os.PathLike, optional
-        Checkpoint file (:mod:`ocdl.checkpoint`; the command line uses
-        ``DIR / ocdl.checkpoint.CHECKPOINT_NAME``). Written at the start
+        Checkpoint file (:mod:`solvers.checkpoint`; the command line uses
+        ``DIR / solvers.checkpoint.CHECKPOINT_NAME``). Written at the start
         (replacing an existing file unless ``resume``), every
         ``checkpoint_every`` iterations, at the end of each level and on
         Ctrl-C. Default: no checkpoints.
@@ -139,7 +139,7 @@ def multilevel(
         (its :meth:`~ocdl.LearningProblem.fingerprint`), is refused (see Raises).
     settings : dict, optional
         JSON-able description of the run stored in the checkpoint
-        (:attr:`ocdl.checkpoint.Checkpoint.settings`), e.g. the command
+        (:attr:`solvers.checkpoint.Checkpoint.settings`), e.g. the command
         line's settings. When resuming without it, the checkpoint's are kept.
     **options
         Passed to ``solver`` at every level (e.g. ``max_iter``, ``batch_size``,
@@ -166,7 +166,7 @@ def multilevel(
         written before fingerprints were recorded is checked for the rest.
     ocdl.io.OcdlFileError
         When resuming from a file that is not a readable checkpoint.
-    ocdl.checkpoint.TrainingInterrupted
+    solvers.checkpoint.TrainingInterrupted
         On Ctrl-C with ``checkpoint`` (a ``KeyboardInterrupt``), after the
         last completed iteration is written. Without ``checkpoint`` Ctrl-C
         raises the plain ``KeyboardInterrupt``.

@@ -25,10 +25,10 @@ import time
 
 import ocdl
 import ocdl.io
-from ocdl.checkpoint import TrainingInterrupted
 from ocdl.learning_problem import LearningProblem
 from problems import concentric_ellipses
 from solvers import multilevel
+from solvers.checkpoint import TrainingInterrupted
 
 OPTIONS = dict(max_layers=8, max_iter=5, batch_size=60, hessian_batch_size=30, rng=3)
 

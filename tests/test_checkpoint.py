@@ -12,16 +12,16 @@ from test_io import flip_data_byte
 
 import ocdl
 from ocdl.backend import asnumpy, cupy_available, device_of, to_device
-from ocdl.checkpoint import (
+from ocdl.io import OcdlFileError, read_tree, save_params, write_tree
+from ocdl.learning_problem import LearningProblem
+from solvers import TrainingState, adam, multilevel, sgd
+from solvers.checkpoint import (
     CHECKPOINT_KIND,
     Checkpoint,
     TrainingInterrupted,
     load_checkpoint,
     save_checkpoint,
 )
-from ocdl.io import OcdlFileError, read_tree, save_params, write_tree
-from ocdl.learning_problem import LearningProblem
-from solvers import TrainingState, adam, multilevel, sgd
 from solvers.result import SolverResult
 
 

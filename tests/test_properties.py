@@ -19,9 +19,9 @@ from hypothesis.extra import numpy as hnp
 
 import ocdl
 import solvers
-from ocdl.checkpoint import TrainingInterrupted, load_checkpoint
 from ocdl.io import OcdlFileError, read_tree, write_tree
 from problems.idx import IDXFormatError, read_idx, write_idx
+from solvers.checkpoint import TrainingInterrupted, load_checkpoint
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -24,10 +24,10 @@ import resume_worker
 
 import ocdl
 from ocdl.backend import cupy_available, to_device
-from ocdl.checkpoint import TrainingInterrupted, load_checkpoint, save_checkpoint
 from ocdl.io import OcdlFileError, load_params
 from ocdl.learning_problem import LearningProblem
 from solvers import multilevel
+from solvers.checkpoint import TrainingInterrupted, load_checkpoint, save_checkpoint
 
 WORKER = Path(resume_worker.__file__)
 TIMEOUT = 60

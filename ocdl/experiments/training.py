@@ -156,7 +156,7 @@ def train(settings: Settings, data: Dataset | None = None, progress: bool = True
     progress : bool
         Show a tqdm progress bar per level.
     checkpoint : path, optional
-        Checkpoint file (:mod:`ocdl.checkpoint`), written at the start, every
+        Checkpoint file (:mod:`solvers.checkpoint`), written at the start, every
         ``checkpoint_every`` iterations, after each level and on Ctrl-C, with
         ``settings`` in it. Default: none.
     checkpoint_every : int
@@ -175,7 +175,7 @@ def train(settings: Settings, data: Dataset | None = None, progress: bool = True
         For settings that do not fit the data, or a checkpoint of another run.
     FileNotFoundError
         If the MNIST files are missing.
-    ocdl.checkpoint.TrainingInterrupted
+    solvers.checkpoint.TrainingInterrupted
         On Ctrl-C with a checkpoint (after writing it).
     """
     data = load_data(settings) if data is None else data

@@ -46,9 +46,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .backend import to_device
-from .io import OcdlFileError, leftover_temporaries, read_tree, write_tree
-from .validation import check_positive
+from ocdl.backend import to_device
+from ocdl.io import OcdlFileError, leftover_temporaries, read_tree, write_tree
+from ocdl.validation import check_positive
 
 if TYPE_CHECKING:
     from solvers.block_coordinate_descent import TrainingState
@@ -415,7 +415,7 @@ def _state_tree(state: TrainingState) -> dict:
 
 
 def _state_from_tree(node: dict, rng: np.random.Generator, device: str) -> TrainingState:
-    from solvers.block_coordinate_descent import TrainingState  # the training layer sits above ocdl
+    from solvers.block_coordinate_descent import TrainingState  # imported late: that module imports this one
 
     params = _params(node["params"], "state/params", device)
     best_iteration = node["best_iteration"]
