@@ -69,6 +69,7 @@ from typing import Any
 import numpy as np
 
 from .backend import asnumpy, get_array_module
+from .fingerprint import describe, digest
 from .network import Network
 from .objectives import Objective, one_hot
 from .reduction import Reduction
@@ -469,33 +470,8 @@ class LearningProblem:
         to the host: about a second per GB (MNIST's training set in float64:
         0.4 GB), paid once per run with checkpoints.
         """
-        import hashlib  # only this method needs it
-
-        def digest(*arrays: Array) -> str:
-            sha = hashlib.sha256()
-            for array in arrays:
-                host = np.ascontiguousarray(asnumpy(array))
-                sha.update(f"{host.dtype.str}{host.shape};".encode())
-                sha.update(host.reshape(-1).view(np.uint8))
-            return sha.hexdigest()
-
-        def describe(part: Any, depth: int = 0) -> str:
-            if getattr(part, "ndim", 0) > 0:  # an array: by content
-                return f"<{part.dtype} array {part.shape} sha256 {digest(part)[:16]}>"
-            kind = type(part)
-            if kind.__repr__ is not object.__repr__:
-                return repr(part)
-            if depth > 2:  # an object nested this deep: its class only (no cycles)
-                return kind.__qualname__
-            params = ", ".join(
-                f"{name}={describe(value, depth + 1)}"
-                for name, value in sorted(getattr(part, "__dict__", {}).items())
-                if not name.startswith("_")
-            )
-            return f"{kind.__qualname__}({params})"
-
         if validation is not None and (not isinstance(validation, (tuple, list)) or len(validation) != 2):
-            raise TypeError("validation must be a pair (Y_val, C_val)")
+            raise TypeError(f"validation must be a pair (Y_val, C_val), got {type(validation).__name__}")
         return {
             "objective": describe(self.objective),
             "alpha_theta": self.alpha_theta,
