@@ -49,30 +49,43 @@ def check_array(
     return x
 
 
+class ArgumentTypeError(TypeError, ValueError):
+    """An argument of the wrong type (a string or a float where a number or an integer belongs).
+
+    A ``TypeError``, as Python has it, and a ``ValueError`` too, so that code
+    catching ``ValueError`` for a bad setting catches it as well.
+    """
+
+
 def check_positive(name: str, value: Any, integer: bool = False) -> Any:
-    """Check a positive scalar (``integer=True``: a positive int).
+    """Check a positive scalar (``integer=True``: a positive int); returns ``int`` or ``float``.
 
     Integers are Python or NumPy integers, not bools, floats (even ``2.0``) or
-    strings; numbers are finite real ints or floats. Raises ``ValueError``
-    naming ``name`` otherwise; returns ``int`` or ``float``.
+    strings; numbers are real ints or floats. Raises
+    :class:`ArgumentTypeError` for another type and ``ValueError`` for a value
+    out of range (numbers: also NaN and Inf), naming ``name``.
     """
-    if integer:
-        if not _is_integer(value) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        return int(value)
-    if not _is_real(value) or not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
+    return _check_scalar(name, value, integer, positive=True)
 
 
 def check_nonnegative(name: str, value: Any, integer: bool = False) -> Any:
     """Check a scalar ``>= 0`` (``integer=True``: a non-negative int); as :func:`check_positive`."""
+    return _check_scalar(name, value, integer, positive=False)
+
+
+def _check_scalar(name: str, value: Any, integer: bool, positive: bool) -> Any:
+    bound = "> 0" if positive else ">= 0"
     if integer:
-        if not _is_integer(value) or value < 0:
-            raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        bound = ">= 1" if positive else ">= 0"
+        if not _is_integer(value):
+            raise ArgumentTypeError(f"{name} must be an integer {bound}, got {value!r}")
+        if value < (1 if positive else 0):
+            raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
         return int(value)
-    if not _is_real(value) or not np.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    if not _is_real(value):
+        raise ArgumentTypeError(f"{name} must be a finite number {bound}, got {value!r}")
+    if not np.isfinite(value) or value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
     return float(value)
 
 

@@ -242,3 +242,20 @@ def test_solvers_check_their_input():
         multilevel(lp, theta0, solver="bcd")
     with pytest.raises(TypeError, match="learning_problem must be an ocdl LearningProblem"):
         solvers.multilevel(None, theta0)
+
+
+def test_wrong_types_are_type_errors_and_wrong_values_value_errors():
+    """A string or a float where an integer belongs is an ArgumentTypeError (a TypeError and a ValueError);
+    a number out of range is a ValueError only."""
+    from ocdl.validation import ArgumentTypeError
+
+    for bad in ("3", 2.5, True, None):
+        with pytest.raises(ArgumentTypeError, match=r"n_steps must be an integer >= 1") as info:
+            ocdl.Network(ocdl.ResNet(ocdl.Layer(ocdl.Dense(2))), bad, 1.0)
+        assert isinstance(info.value, TypeError) and isinstance(info.value, ValueError)
+    with pytest.raises(ArgumentTypeError, match="final_time must be a finite number > 0, got '1'"):
+        ocdl.Network(ocdl.ResNet(ocdl.Layer(ocdl.Dense(2))), 2, "1")
+    for bad_steps, bad_time in ((0, 1.0), (2, 0.0), (2, float("nan")), (2, -1.0)):
+        with pytest.raises(ValueError) as info:
+            ocdl.Network(ocdl.ResNet(ocdl.Layer(ocdl.Dense(2))), bad_steps, bad_time)
+        assert not isinstance(info.value, TypeError)
