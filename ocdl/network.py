@@ -182,21 +182,9 @@ class Network:
         return bool(xp.abs(Y).max() <= limit) if Y.size else True
 
     def _blow_up_error(self, steps: Any, Y0: Any, limit: float) -> PropagationError:
-        r"""The error naming the first step whose state is unbounded, with that step's stability factor.
-
-        For a ResNet, RK4 or leapfrog network (:math:`\dot Y = F(Y)` or
-        :math:`\ddot Y = F(Y)`) with a square transform of at most 256
-        features, the message gives :math:`\max \operatorname{Re}\lambda` of the
-        layer Jacobians :math:`\operatorname{diag}(\sigma'(y K_j + b_j)) K_j^T`
-        (eq. 3.7) at the input of that step, over (at most 64 of) the examples
-        that blew up (positive: the ODE itself grows), and for a ResNet also the
-        forward Euler factor :math:`\max|1 + h\lambda|` (paper eq. 3.9,
-        :func:`ocdl.stability.euler_factor`) and the advice to take a stable
-        stepper. Other steppers get neither: their stability regions differ.
-        """
-        from .stability import euler_factor, layer_eigenvalues  # ocdl.stability imports this module
-        from .steppers import RK4, Leapfrog, ResNet
-        from .transforms import Antisymmetric
+        """The error naming the first step whose state is unbounded, with the stepper's diagnosis
+        (:func:`ocdl.stability.blow_up_diagnosis`) of that step."""
+        from .stability import blow_up_diagnosis  # ocdl.stability imports this module
 
         xp = get_array_module(Y0)
         state = self.stepper.init(Y0)
@@ -207,37 +195,13 @@ class Network:
             if bool(bad.any()) or not all(self._bounded(x, limit) for x in new_state):
                 break
             state = new_state
-        factor = ""
-        euler = isinstance(self.stepper, ResNet)
-        stable = "verlet" if isinstance(getattr(getattr(self.stepper, "layer", None), "transform", None),
-                                        Antisymmetric) else "antisymmetric, verlet"
-        layer = getattr(self.stepper, "layer", None)
-        transform = getattr(layer, "transform", None)
-        # Y' = F(Y) or Y'' = F(Y): the layer Jacobian's eigenvalues with Re > 0 make the ODE itself grow
-        if (isinstance(self.stepper, (ResNet, RK4, Leapfrog)) and transform is not None
-                and transform.n_in == transform.n_out <= 256):
-            rows = xp.flatnonzero(bad)[:64] if bool(bad.any()) else xp.arange(min(64, Y0.shape[0]))
-            Y = self.stepper.output(state)[rows]
-            if Y.size and bool(xp.isfinite(Y).all()):
-                with np.errstate(all="ignore"):
-                    eigenvalues = layer_eigenvalues(layer, theta_j, Y)
-                growth = float(eigenvalues.real.max())
-                euler_part = (
-                    f"max|1 + h lambda| = {euler_factor(eigenvalues, self.h):.3g} (forward Euler is stable when "
-                    "<= 1, paper eq. 3.9) and " if euler else ""
-                )
-                factor = (
-                    f" Its layer Jacobian diag(sigma') K^T at the step's input has {euler_part}max Re lambda = "
-                    f"{growth:.3g}"
-                    + ("; with Re lambda > 0 the layer itself grows, a smaller step alone will not help."
-                       if growth > 0 else ".")
-                )
+        rows = xp.flatnonzero(bad)[:64] if bool(bad.any()) else xp.arange(min(64, Y0.shape[0]))
+        diagnosis, advice = blow_up_diagnosis(self.stepper, theta_j, self.stepper.output(state)[rows], self.h)
         return PropagationError(
             f"forward propagation blew up: step {j} of {self.n_steps} ({type(self.stepper).__name__}, "
             f"h = {self.h:.3g}) produced NaN, Inf or values above {limit:.3g} "
-            f"(blow_up = {self.blow_up} times max(1, max|Y0|)).{factor} Use a smaller step (more steps or a "
-            "smaller final_time), smaller weights"
-            + (f", or a stable stepper ({stable})." if euler else ".")
+            f"(blow_up = {self.blow_up} times max(1, max|Y0|)).{diagnosis} Use a smaller step (more steps or a "
+            f"smaller final_time), smaller weights{advice}."
         )
 
     def forward(self, theta: Any, Y0: Any) -> Any:

@@ -42,7 +42,7 @@ from .validation import check_positive
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-__all__ = ["euler_factor", "feature_trajectory", "input_sensitivity", "layer_jacobian_eigenvalues",
+__all__ = ["blow_up_diagnosis", "euler_factor", "feature_trajectory", "input_sensitivity", "layer_jacobian_eigenvalues",
            "phase_plane", "plot_eigenvalues"]
 
 
@@ -169,6 +169,44 @@ def euler_factor(eigenvalues: Any, h: float, per_step: bool = False) -> float | 
     if per_step:
         return amplification.reshape(amplification.shape[0], -1).max(axis=1)
     return float(amplification.max())
+
+
+def blow_up_diagnosis(stepper: Any, theta: Any, Y: Any, h: float) -> tuple[str, str]:
+    r"""``(diagnosis, advice)`` for the message of a forward propagation that blew up at a step.
+
+    ``Y`` holds the step's input features (some of the examples that blew
+    up), ``theta`` its parameters. For a ResNet, RK4 or leapfrog network
+    (:math:`\dot Y = F(Y)` or :math:`\ddot Y = F(Y)`) with a square transform
+    of at most 256 features, the diagnosis gives :math:`\max \operatorname{Re}\lambda`
+    of the layer Jacobians (eq. 3.7, :func:`layer_eigenvalues`; positive: the
+    ODE itself grows), and for a ResNet also the forward Euler factor
+    :math:`\max|1 + h\lambda|` (eq. 3.9, :func:`euler_factor`); the advice for
+    a ResNet is a stable stepper. Other steppers get neither (their
+    stability regions differ): two empty strings.
+    """
+    from .steppers import RK4, Leapfrog, ResNet
+    from .transforms import Antisymmetric
+
+    layer = getattr(stepper, "layer", None)
+    transform = getattr(layer, "transform", None)
+    euler = isinstance(stepper, ResNet)
+    advice = ""
+    if euler:
+        advice = ", or a stable stepper (" + ("verlet" if isinstance(transform, Antisymmetric) else
+                                              "antisymmetric, verlet") + ")"
+    xp = get_array_module(Y)
+    if not (isinstance(stepper, (ResNet, RK4, Leapfrog)) and transform is not None
+            and transform.n_in == transform.n_out <= 256 and Y.size and bool(xp.isfinite(Y).all())):
+        return "", advice
+    with np.errstate(all="ignore"):
+        eigenvalues = layer_eigenvalues(layer, theta, Y)
+    growth = float(eigenvalues.real.max())
+    euler_part = (f"max|1 + h lambda| = {euler_factor(eigenvalues, h):.3g} (forward Euler is stable when <= 1, "
+                  "paper eq. 3.9) and " if euler else "")
+    diagnosis = (f" Its layer Jacobian diag(sigma') K^T at the step's input has {euler_part}max Re lambda = "
+                 f"{growth:.3g}" + ("; with Re lambda > 0 the layer itself grows, a smaller step alone will not help."
+                                    if growth > 0 else "."))
+    return diagnosis, advice
 
 
 def input_sensitivity(network: Network, theta: Any, Y0: Any, tol: float = 1e-6) -> float:
