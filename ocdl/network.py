@@ -224,7 +224,9 @@ class Network:
         were when the trajectory was computed (on a GPU each check is a synchronisation).
         """
         xp = get_array_module(theta, Y0)
-        dsteps = self.theta_steps(dtheta, "dtheta")  # before the forward sweep: bad input fails at once
+        # the forms before the forward sweep, so that bad input fails at once (theta's entries: in the sweep)
+        steps = self.theta_steps(theta, finite=False)
+        dsteps = self.theta_steps(dtheta, "dtheta")
         _same_dtype("dtheta", dtheta, theta)
         if dY0 is None:
             dY0 = xp.zeros_like(Y0)
@@ -233,7 +235,6 @@ class Network:
         if trajectory is None:
             with self.trajectory(theta, Y0) as traj:
                 return self.jvp(theta, Y0, dtheta, dY0, trajectory=traj)
-        steps = self.theta_steps(theta, finite=False)
         dstate = self.stepper.init(dY0)
         for j, state, cache in trajectory.steps():
             dstate = self.stepper.step_jvp(state, steps[j], self.h, dstate, dsteps[j], cache)

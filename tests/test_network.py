@@ -184,6 +184,8 @@ def test_directions_must_have_the_data_dtype(rng):
         net.jvp(theta, Y0, theta.astype(np.float32))
     with pytest.raises(TypeError, match="W must have the dtype"):
         net.vjp(theta, Y0, Y0.astype(np.float32))
+    with pytest.raises(TypeError, match="theta must be a NumPy or CuPy array, got list"):
+        net.jvp(list(theta), Y0, theta)
 
 
 def test_memory_and_pack_arguments_are_checked(rng):
