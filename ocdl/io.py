@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from .backend import asnumpy
-from .validation import check_array
+from .validation import check_array, is_integer
 
 FORMAT_VERSION = 2
 """Version 2 added the checksums; version 1 files are still read."""
@@ -190,7 +190,7 @@ def _version(f: Any, path: Path, kind: str) -> int:
     if found != kind:
         raise OcdlFileError(f"{path}: an ocdl file of kind {found!r}, expected {kind!r}")
     version = f.attrs.get("format_version")
-    if isinstance(version, (bool, np.bool_)) or not isinstance(version, (int, np.integer)) or version < 1:
+    if not is_integer(version) or version < 1:
         raise OcdlFileError(f"{path}: corrupt ocdl file: format_version must be an integer >= 1, got {version!r}")
     if version > FORMAT_VERSION:
         raise OcdlFileError(

@@ -77,7 +77,7 @@ def _check_scalar(name: str, value: Any, integer: bool, positive: bool) -> Any:
     bound = "> 0" if positive else ">= 0"
     if integer:
         bound = ">= 1" if positive else ">= 0"
-        if not _is_integer(value):
+        if not is_integer(value):
             raise ArgumentTypeError(f"{name} must be an integer {bound}, got {value!r}")
         if value < (1 if positive else 0):
             raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
@@ -89,7 +89,8 @@ def _check_scalar(name: str, value: Any, integer: bool, positive: bool) -> Any:
     return float(value)
 
 
-def _is_integer(value: Any) -> bool:
+def is_integer(value: Any) -> bool:
+    """Whether ``value`` is a Python or NumPy integer (not a bool, a float such as ``2.0``, or a string)."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from ocdl.backend import device_of, get_array_module
 from ocdl.learning_problem import LearningProblem
 from ocdl.network import Network
+from ocdl.validation import is_integer
 
 from .block_coordinate_descent import block_coordinate_descent
 from .checkpoint import CheckpointWriter
@@ -174,7 +175,7 @@ def multilevel(
     if not isinstance(learning_problem, LearningProblem):
         raise TypeError(f"learning_problem must be an ocdl LearningProblem, got {type(learning_problem).__name__}")
     network = learning_problem.network
-    if isinstance(max_layers, bool) or not isinstance(max_layers, (int, np.integer)) or max_layers < network.n_steps:
+    if not is_integer(max_layers) or max_layers < network.n_steps:
         raise ValueError(f"max_layers must be an integer >= the network's {network.n_steps} layers, got {max_layers!r}")
     if not callable(solver):
         raise TypeError(f"solver must be a callable such as block_coordinate_descent, got {solver!r}")

@@ -22,6 +22,17 @@ from .precision import as_dtype, precision_rows
 PRECONDITION_SHIFTS = (1e-2, 1.0, 1e2)
 
 
+def kink_notes(activation: Any) -> list[str]:
+    """The report's note for an activation that is not differentiable everywhere (``smooth = False``)."""
+    if activation is None or getattr(activation, "smooth", True):
+        return []
+    return [
+        f"{activation!r} is not differentiable everywhere: Taylor rates near 1 can mean that a "
+        "perturbation moved a pre-activation across a kink; check the derivatives with a smooth "
+        "activation (SmoothReLU)"
+    ]
+
+
 def check_transform(
     transform: Any,
     Y: Any = None,
@@ -131,9 +142,7 @@ def check_activation(
     shifted = activation.value_and_derivative(x + b)
     results["fused step"] = agreement((out, d_out), (X + c * shifted[0], c * shifted[1]), 100 * np.finfo(float).eps)
     notes = precision_rows(results, dtype, {"value_and_derivative": activation.value_and_derivative}, (x,))
-    if not getattr(activation, "smooth", True):
-        notes.append(f"{activation!r} has kinks: the Taylor test fails where x + eps v crosses one")
-    return CheckReport(f"check_activation({activation!r})", results, notes)
+    return CheckReport(f"check_activation({activation!r})", results, notes + kink_notes(activation))
 
 
 def check_objective(

@@ -61,7 +61,6 @@ def precision_rows(results: dict, dtype: Any, maps: dict, args: tuple) -> list[s
     for name, f in maps.items():
         results[f"{dtype.name}: {name}"] = compare_precision(f, args, dtype)
     return [
-        f"the derivative tests ran in float64 (the data were {np.dtype(dtype).name}, which resolves "
-        f"Taylor residuals only to about 1e-4); the {np.dtype(dtype).name} rows compare "
-        f"{np.dtype(dtype).name} results with float64 ones"
+        f"the derivative tests ran in float64 (the data were {dtype.name}, which resolves Taylor "
+        f"residuals only to about 1e-4); the {dtype.name} rows compare {dtype.name} results with float64 ones"
     ]

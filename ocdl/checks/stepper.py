@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_array_module
+from .components import kink_notes
 from .core import CheckReport, agreement, dot_test, random_like, rows_alone, taylor_test
 from .precision import as_dtype, precision_rows
 
@@ -163,10 +164,4 @@ def check_stepper(
     }
     notes = precision_rows(results, dtype, maps, (state, theta, dstate, dtheta, lam))
     activation = getattr(getattr(stepper, "layer", None), "activation", None)
-    if activation is not None and not getattr(activation, "smooth", True):
-        notes.append(
-            f"{activation!r} is not differentiable everywhere: Taylor rates near 1 can mean that a "
-            "perturbation moved a pre-activation across a kink; check the derivatives with a smooth "
-            "activation (SmoothReLU)"
-        )
-    return CheckReport(f"check_stepper({stepper!r})", results, notes)
+    return CheckReport(f"check_stepper({stepper!r})", results, notes + kink_notes(activation))

@@ -35,6 +35,7 @@ import numpy as np
 
 from ..backend import cupy_available
 from ..factory import KINDS
+from ..validation import is_integer
 
 PROBLEMS = ("ellipses", "swiss-roll", "peaks", "mnist")
 """The paper's four problems, by the names the command line uses."""
@@ -172,7 +173,7 @@ class Settings:
             _check_int(name, getattr(self, name), optional=False)
         for name in ("batch_size", "hessian_batch_size", "chunk_size", "train_size", "val_size"):
             _check_int(name, getattr(self, name), optional=True)
-        if not _is_int(self.seed) or self.seed < 0:
+        if not is_integer(self.seed) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
         for name, positive in (("final_time", True), ("init_scale", True), ("alpha_theta", False),
                                ("alpha_W", False), ("gamma", False)):
@@ -238,10 +239,6 @@ def paper_settings(problem: str, stepper: str, **overrides) -> Settings:
     return settings.replace(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
 def _is_number(value) -> bool:
     return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
 
@@ -249,5 +246,5 @@ def _is_number(value) -> bool:
 def _check_int(name: str, value, optional: bool) -> None:
     if optional and value is None:
         return
-    if not _is_int(value) or value < 1:
+    if not is_integer(value) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from ..backend import get_array_module
+from ..validation import is_integer
 
 Array = Any  # a NumPy or CuPy array
 
@@ -79,7 +80,7 @@ def check_n_classes(n_classes: Any, required: bool = False) -> int | None:
     """
     if n_classes is None and not required:
         return None
-    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)):
+    if not is_integer(n_classes):
         raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r}")
     if n_classes < 2:
         raise ValueError(

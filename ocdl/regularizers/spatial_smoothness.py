@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..validation import check_array
+from ..validation import check_array, is_integer
 from .base import Array, Regularizer
 from .neumann import check_shift, dct_solve, eigenvalues, laplacian, squared_differences
 
@@ -71,7 +71,7 @@ class SpatialSmoothness(Regularizer):
             )
         grid_shape = tuple(grid_shape)
         for k in grid_shape or (0,):
-            if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 1:
+            if not is_integer(k) or k < 1:
                 raise ValueError(
                     f"grid_shape must be a non-empty tuple of positive ints (integers, not floats), "
                     f"got {grid_shape!r}"
