@@ -7,7 +7,7 @@ The temperature on :math:`(0, 1)`, zero at both ends and at :math:`t = 0`, obeys
 with known Gaussian profiles :math:`g_k` at :math:`x = 0.3, 0.7` and unknown
 intensities :math:`q_k(t)`. Four sensors (:math:`x = 0.2, 0.4, 0.6, 0.8`)
 read :math:`u` at every time step with 1% noise. The dynamics are the
-steppers of :mod:`problems.heat` (``ocdl.Stepper`` subclasses: forward Euler,
+steppers of :mod:`ocdl.problems.heat` (``ocdl.Stepper`` subclasses: forward Euler,
 backward Euler, Crank-Nicolson, :math:`n = 63` nodes); the control
 :math:`\theta_j = q(t_{j+1/2})` of :math:`N = 100` Crank-Nicolson steps is
 recovered by Tikhonov regularisation with time smoothness,
@@ -34,10 +34,10 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from ocdl.problems.heat_inverse import HeatSource, Tikhonov
+from ocdl.solvers import discrepancy_principle, gauss_newton_pcg, steepest_descent
 
 import ocdl
-from problems.heat_inverse import HeatSource, Tikhonov, discrepancy_principle, steepest_descent
-from solvers import gauss_newton_pcg
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "figures"
 TAU = 1.1

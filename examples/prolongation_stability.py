@@ -6,7 +6,7 @@ this prints the input sensitivity
 :math:`\| \partial Y_N / \partial Y_0 \|_2` (:func:`ocdl.input_sensitivity`)
 on ``--examples`` validation examples, for the trained network and for the
 same :math:`\theta` prolongated to :math:`2N, 4N, \dots` layers up to the
-run's finest level (:func:`solvers.multilevel.prolongate`, the multilevel
+run's finest level (:func:`ocdl.solvers.multilevel.prolongate`, the multilevel
 initial guess). Prolongation halves :math:`h` and keeps :math:`\theta(t)`:
 where the discretisation resolves the dynamics, the sensitivity hardly
 changes; where it does not (forward Euler on the imaginary eigenvalues of an
@@ -25,12 +25,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+from ocdl.solvers.checkpoint import load_checkpoint
+from ocdl.solvers.multilevel import prolongate
 
 from ocdl import input_sensitivity
 from ocdl.experiments import Settings, build_network, load_data, widen
 from ocdl.io import OcdlFileError
-from solvers.checkpoint import load_checkpoint
-from solvers.multilevel import prolongate
 
 
 def sensitivities(run_dir: str | Path, n_examples: int = 64) -> list[dict]:

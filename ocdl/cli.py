@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from solvers.checkpoint import CHECKPOINT_NAME, TrainingInterrupted, load_checkpoint
+from ocdl.solvers.checkpoint import CHECKPOINT_NAME, TrainingInterrupted, load_checkpoint
 
 from .experiments import (
     DTYPES,
@@ -125,7 +125,7 @@ def _resume_settings(path: Path) -> Settings:
         found = "no command-line settings" if not settings else f"settings {sorted(settings)}, not those of ocdl train"
         raise OcdlFileError(
             f"{path}: a checkpoint of the Python API with {found}; resume it from Python with "
-            f"solvers.multilevel(..., checkpoint={str(path)!r}, resume=True) and the same problem and options"
+            f"ocdl.solvers.multilevel(..., checkpoint={str(path)!r}, resume=True) and the same problem and options"
         )
     return Settings(**settings)
 

@@ -32,8 +32,8 @@ and the exact Hessian in :math:`(W, \mu)`,
 :math:`\nabla^2_{(W,\mu)} S + \alpha_W \operatorname{diag}(H_{R_W}, 0)`.
 
 :meth:`LearningProblem.theta_problem` and :meth:`LearningProblem.classifier_problem`
-wrap these for :func:`solvers.gauss_newton_pcg` and :func:`solvers.newton_pcg`
-(the protocol of :mod:`solvers.newton`): a model is built once per outer
+wrap these for :func:`ocdl.solvers.gauss_newton_pcg` and :func:`ocdl.solvers.newton_pcg`
+(the protocol of :mod:`ocdl.solvers.newton`): a model is built once per outer
 iteration, computes the forward states once and reuses them for the gradient
 and for every Hessian-vector product of PCG.
 
@@ -356,7 +356,7 @@ class LearningProblem:
         hessian_indices: Array | None = None,
         shift: float = 1e-2,
     ) -> ThetaProblem:
-        r"""The problem in :math:`\theta` with :math:`(W, \mu)` fixed, for :func:`solvers.gauss_newton_pcg`.
+        r"""The problem in :math:`\theta` with :math:`(W, \mu)` fixed, for :func:`ocdl.solvers.gauss_newton_pcg`.
 
         Parameters
         ----------
@@ -373,7 +373,7 @@ class LearningProblem:
         return ThetaProblem(self, W, mu, indices, hessian_indices, shift)
 
     def classifier_problem(self, YN: Array, indices: Array | None = None, shift: float = 1e-2) -> ClassifierProblem:
-        r"""The problem in the flat :math:`x = (W, \mu)` with the features fixed, for :func:`solvers.newton_pcg`.
+        r"""The problem in the flat :math:`x = (W, \mu)` with the features fixed, for :func:`ocdl.solvers.newton_pcg`.
 
         Parameters
         ----------

@@ -5,12 +5,12 @@ row (``s x n``, float) and integer class labels ``C`` (``s``), split into
 training, validation and, for MNIST, test sets, reproducibly for a given seed.
 """
 
-from problems.dataset import Dataset
-from problems.ellipses import concentric_ellipses
-from problems.idx import IDXFormatError, IDXHeader, read_idx, read_idx_header, write_idx
-from problems.mnist import mnist
-from problems.peaks import peaks, peaks_function
-from problems.swiss_roll import swiss_roll
+from ocdl.problems.dataset import Dataset
+from ocdl.problems.ellipses import concentric_ellipses
+from ocdl.problems.idx import IDXFormatError, IDXHeader, read_idx, read_idx_header, write_idx
+from ocdl.problems.mnist import mnist
+from ocdl.problems.peaks import peaks, peaks_function
+from ocdl.problems.swiss_roll import swiss_roll
 
 __all__ = [
     "Dataset",

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-
-from problems.dataset import Dataset, positive_int
+from ocdl.problems.dataset import Dataset, positive_int
 
 ASPECT = 0.4
 """Ratio of the minor to the major semi-axis of the ellipses."""

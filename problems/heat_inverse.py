@@ -1,6 +1,6 @@
 r"""Recovering a time-dependent heat source from sensor readings (Tikhonov, Gauss-Newton-PCG).
 
-The forward problem is :mod:`problems.heat`; the unknown is the control
+The forward problem is :mod:`ocdl.problems.heat`; the unknown is the control
 :math:`\theta = (\theta_0, \dots, \theta_{N-1})`, :math:`\theta_j \in \mathbb{R}^p`
 the intensities of the :math:`p` source profiles on step :math:`j`, and the
 data are noisy readings :math:`d = F(\theta_{\rm true}) + e` of
@@ -11,25 +11,22 @@ data are noisy readings :math:`d = F(\theta_{\rm true}) + e` of
    \min_\theta\ \Phi_\alpha(\theta) = \tfrac12 \|F(\theta) - d\|^2 + \alpha R(\theta),
    \qquad R(\theta) = \frac{1}{2h} \sum_{j=1}^{N-1} \|\theta_j - \theta_{j-1}\|^2
 
-(:class:`ocdl.TimeSmoothness`) is solved by :func:`solvers.gauss_newton_pcg`
+(:class:`ocdl.TimeSmoothness`) is solved by :func:`ocdl.solvers.gauss_newton_pcg`
 with the Gauss-Newton matrix :math:`F'^T F' + \alpha \nabla^2 R` and the
 preconditioner :math:`(\alpha \nabla^2 R + \sigma I)^{-1}` (a DCT in time),
 :math:`\sigma` the mean diagonal of :math:`F'^T F'`; :math:`\alpha` is chosen by
 the discrepancy principle :math:`\|F(\theta_\alpha) - d\| = \tau\delta`
-(:func:`discrepancy_principle`). :func:`steepest_descent` solves the same
-problem for comparison.
+(:func:`ocdl.solvers.discrepancy_principle`). :func:`ocdl.solvers.steepest_descent`
+solves the same problem for comparison. This module builds the problem and knows
+nothing of the solvers.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import numpy as np
-
-import ocdl
-from problems.heat import (
+from ocdl.problems.heat import (
     ExplicitHeat,
     ImplicitHeat,
     ObservedTrajectory,
@@ -37,7 +34,8 @@ from problems.heat import (
     grid,
     sensor_matrix,
 )
-from solvers import SolverResult, armijo, gauss_newton_pcg
+
+import ocdl
 
 
 def true_intensities(t: np.ndarray) -> np.ndarray:
@@ -56,7 +54,7 @@ class HeatSource:
     n : interior grid nodes (:math:`\Delta x = 1/(n+1)`).
     n_steps, final_time : :math:`N` and :math:`T` (:math:`h = T/N`).
     kappa : diffusivity :math:`\kappa`.
-    centres, width : the Gaussian source profiles (:func:`problems.heat.gaussian_profiles`).
+    centres, width : the Gaussian source profiles (:func:`ocdl.problems.heat.gaussian_profiles`).
     sensors : sensor positions in :math:`[0, 1]`.
     scheme : ``"forward-euler"``, ``"backward-euler"`` or ``"crank-nicolson"``.
 
@@ -128,7 +126,7 @@ class HeatSource:
 class Tikhonov:
     r"""The Tikhonov functional :math:`\Phi_\alpha(\theta) = \frac12 \|F(\theta) - d\|^2 + \alpha R(\theta)`.
 
-    In the problem protocol of :mod:`solvers.newton`, ``model(theta)`` runs
+    In the problem protocol of :mod:`ocdl.solvers.newton`, ``model(theta)`` runs
     the forward problem once and returns the value, the gradient
     :math:`F'^T r + \alpha \nabla R`, the Gauss-Newton product
     :math:`v \mapsto F'^T F' v + \alpha \nabla^2 R\, v` (a tangent and an
@@ -191,102 +189,3 @@ class Tikhonov:
             precondition=lambda res: R.precondition(res, self.sigma / alpha) / alpha,
             metrics=lambda: {"misfit": misfit, "n_solves": self.n_solves},
         )
-
-
-def steepest_descent(problem, x0: np.ndarray, max_iter: int = 1000, gtol: float = 1e-6) -> SolverResult:
-    r"""Steepest descent with Armijo backtracking, the first-order baseline:
-
-    .. math::  x_{k+1} = x_k - t_k \nabla\Phi(x_k),
-
-    :math:`t_k` backtracked from :math:`2 t_{k-1}` (from :math:`1/\|\nabla\Phi(x_0)\|`
-    at first). Stops, like :func:`solvers.newton_pcg`, when
-    :math:`\|\nabla\Phi(x_k)\| \le \text{gtol}\, \|\nabla\Phi(x_0)\|`; the
-    history records ``objective``, ``grad_norm``, ``rel_grad_norm``, ``step``
-    and the model's ``metrics()`` at :math:`x_{k+1}`.
-    """
-    start = time.perf_counter()
-    x, model = x0, problem.model(x0)
-    g0_norm = float(np.linalg.norm(model.gradient))
-    step = 1.0 / g0_norm
-    history: list[dict] = []
-    message, success = f"reached max_iter = {max_iter}", False
-    for k in range(max_iter):
-        g_norm = float(np.linalg.norm(model.gradient))
-        if g_norm <= gtol * g0_norm:
-            message, success = f"gradient norm reduced by {gtol:g}", True
-            break
-        ls = armijo(problem.value, x, -model.gradient, model.value, -(g_norm**2), t0=2.0 * step, max_evals=60)
-        record = {"iteration": k, "objective": model.value, "grad_norm": g_norm,
-                  "rel_grad_norm": g_norm / g0_norm, "step": ls.step}
-        if not ls.success:
-            message = "line search failed"
-            break
-        step = ls.step
-        x = x - step * model.gradient
-        model = problem.model(x)
-        record.update(model.metrics())
-        record["time"] = time.perf_counter() - start
-        history.append(record)
-    return SolverResult(x=x, fun=model.value, nit=len(history), success=success, message=message, history=history)
-
-
-@dataclass
-class DiscrepancyResult:
-    r"""The discrepancy-principle choice: the largest tried :math:`\alpha` with misfit :math:`\le \tau\delta`.
-
-    ``target`` is :math:`\tau\delta`; ``path`` lists ``(alpha, misfit, theta)`` for every
-    :math:`\alpha` solved, in order.
-    """
-
-    alpha: float
-    theta: np.ndarray
-    misfit: float
-    target: float
-    path: list[tuple[float, float, np.ndarray]] = field(default_factory=list)
-
-
-def discrepancy_principle(
-    problem: Tikhonov,
-    delta: float,
-    tau: float = 1.1,
-    alpha0: float | None = None,
-    factor: float = 10.0,
-    n_bisect: int = 4,
-    **gn_options,
-) -> DiscrepancyResult:
-    r"""Choose :math:`\alpha` with :math:`\|F(\theta_\alpha) - d\| \approx \tau\delta` (Morozov).
-
-    The misfit grows with :math:`\alpha`. From ``alpha0`` (default the shift
-    :math:`\sigma`, where the regulariser outweighs the data) divide by
-    ``factor`` until the misfit is at most :math:`\tau\delta`, then bisect
-    :math:`\log\alpha` ``n_bisect`` times in the last bracket; each solve is
-    :func:`solvers.gauss_newton_pcg` warm-started from the previous one.
-    Returns the largest :math:`\alpha` found with misfit :math:`\le \tau\delta`.
-    """
-    target = tau * delta
-    options = {"max_iter": 10, "gtol": 1e-6, "cg_maxiter": 200, "cg_rtol": 1e-7} | gn_options
-    path = []
-
-    def solve(alpha: float, x0: np.ndarray) -> tuple[float, np.ndarray]:
-        result = gauss_newton_pcg(problem.with_alpha(alpha), x0, **options)
-        path.append((alpha, problem.misfit(result.x), result.x))
-        return path[-1][1], result.x
-
-    alpha = problem.sigma if alpha0 is None else alpha0
-    misfit, x = solve(alpha, np.zeros(problem.setup.n_params))
-    while misfit > target:
-        if alpha < 1e-12 * problem.sigma:
-            raise RuntimeError(f"misfit {misfit:.3g} stays above tau * delta = {target:.3g}: delta too small?")
-        alpha /= factor
-        misfit, x = solve(alpha, x)
-    good, good_misfit, good_x = alpha, misfit, x  # misfit <= tau delta
-    if len(path) > 1:  # bisect log(alpha) in [good, good * factor]
-        bad = good * factor
-        for _ in range(n_bisect):
-            mid = np.sqrt(good * bad)
-            misfit, x = solve(mid, good_x)
-            if misfit <= target:
-                good, good_misfit, good_x = mid, misfit, x
-            else:
-                bad = mid
-    return DiscrepancyResult(good, good_x, good_misfit, target, path)

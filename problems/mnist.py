@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import DTypeLike
-
-from problems.dataset import Dataset, positive_int
-from problems.idx import read_idx
+from ocdl.problems.dataset import Dataset, positive_int
+from ocdl.problems.idx import read_idx
 
 ENV_VAR = "OCDL_MNIST_DIR"
 """Environment variable naming the folder that holds the MNIST files."""

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike
-
-from problems.dataset import Dataset, positive_int
+from ocdl.problems.dataset import Dataset, positive_int
 
 DOMAIN = (-3.0, 3.0)
 """Interval of both coordinates of the grid."""

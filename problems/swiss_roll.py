@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-
-from problems.dataset import Dataset, positive_int
+from ocdl.problems.dataset import Dataset, positive_int
 
 GAP = 0.2
 """Radial offset of the class-1 spiral from the class-0 spiral."""

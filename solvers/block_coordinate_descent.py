@@ -6,12 +6,12 @@ Each iteration of :func:`block_coordinate_descent` on the learning problem
 1. draws a random batch :math:`B` of ``batch_size`` training examples;
 2. computes the features :math:`Y_N(\theta)` of :math:`B` and takes at most
    ``classifier_newton_steps`` Newton-PCG steps on the convex problem in
-   :math:`(W, \mu)` with the features fixed (:func:`solvers.newton_pcg`);
+   :math:`(W, \mu)` with the features fixed (:func:`ocdl.solvers.newton_pcg`);
 3. takes one Gauss-Newton-PCG step on :math:`\theta` with :math:`(W, \mu)`
-   fixed (:func:`solvers.gauss_newton_pcg`), the gradient on :math:`B` and the
+   fixed (:func:`ocdl.solvers.gauss_newton_pcg`), the gradient on :math:`B` and the
    Gauss-Newton matrix on a random sub-sample of ``hessian_batch_size``
    examples of :math:`B` (a step of either block whose Newton direction fails
-   the line search is a steepest-descent step, see :func:`solvers.newton_pcg`).
+   the line search is a steepest-descent step, see :func:`ocdl.solvers.newton_pcg`).
    The backtracking starts from :math:`t_0 = \min(1, 2 t_\text{prev})`, twice
    the previous iteration's accepted Gauss-Newton step (1 in the first
    iteration and after a steepest-descent step): where the Gauss-Newton model
@@ -26,10 +26,10 @@ All loop state (iteration count, random generator, current and best
 parameters, history, elapsed time) lives in one :class:`TrainingState`, which
 the callback sees and which continues a run exactly where it stopped when
 passed back in (``state=``): same random draws, same iterates
-(:mod:`solvers.checkpoint` writes it to disk).
+(:mod:`ocdl.solvers.checkpoint` writes it to disk).
 
 Failures stop the loop with ``success=False``, a message in the result and a
-warning on the logger ``solvers.block_coordinate_descent``, never an endless
+warning on the logger ``ocdl.solvers.block_coordinate_descent``, never an endless
 loop: a non-finite objective, a forward propagation that blows up
 (:class:`~ocdl.PropagationError`) or, in block coordinate descent, a line
 search in :math:`\theta` that fails along both the Gauss-Newton and the

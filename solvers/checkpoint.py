@@ -1,13 +1,13 @@
 r"""Training checkpoints: everything needed to continue a multilevel training run exactly, in one HDF5 file.
 
-:func:`solvers.multilevel` writes a checkpoint (``checkpoint=path``) every
+:func:`ocdl.solvers.multilevel` writes a checkpoint (``checkpoint=path``) every
 ``checkpoint_every`` iterations (counted over all levels), at the end of each
 level, when it starts, and when it is interrupted by Ctrl-C; with
 ``resume=True`` it continues from the file, if there is one, so that the final
 parameters are those of an uninterrupted run with the same seed (the same
 random draws, bit for bit). A checkpoint (:class:`Checkpoint`) holds
 
-* the level in progress and its :class:`~solvers.block_coordinate_descent.TrainingState`:
+* the level in progress and its :class:`~ocdl.solvers.block_coordinate_descent.TrainingState`:
   iteration count, :math:`\theta, W, \mu`, the best parameters with their
   accuracy and iteration, the history, the elapsed time and the solver's
   buffers (SGD's momentum, Adam's moments);
@@ -51,7 +51,7 @@ from ocdl.io import OcdlFileError, leftover_temporaries, read_tree, write_tree
 from ocdl.validation import check_positive
 
 if TYPE_CHECKING:
-    from solvers.block_coordinate_descent import TrainingState
+    from ocdl.solvers.block_coordinate_descent import TrainingState
 
 __all__ = [
     "CHECKPOINT_KIND", "CHECKPOINT_NAME", "Checkpoint", "CheckpointWriter", "TrainingInterrupted",
@@ -103,15 +103,15 @@ class Checkpoint:
         completed an iteration (it starts from the previous level's result,
         or from the caller's initial parameters at level 0).
     levels : list of dict
-        One record per completed level, as in :func:`solvers.multilevel`'s
-        history (``result`` a :class:`~solvers.result.SolverResult`).
+        One record per completed level, as in :func:`ocdl.solvers.multilevel`'s
+        history (``result`` a :class:`~ocdl.solvers.result.SolverResult`).
     rng : numpy.random.Generator
         The random generator; ``state.rng`` is this same object.
     run : dict
         What the resumed run must share with this one: ``layers`` (the
         numbers of layers of all levels), ``params_per_layer``,
         ``n_features``, ``n_outputs`` (the shapes of the parameters, checked
-        on load), and whatever else the writer adds (:func:`solvers.multilevel`:
+        on load), and whatever else the writer adds (:func:`ocdl.solvers.multilevel`:
         solver, options, stepper, final time, examples, dtype).
     settings : dict
         The caller's JSON-able settings (``{}`` if none were given).
@@ -251,7 +251,7 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Checkpoint:
 
 
 class CheckpointWriter:
-    """Writes the checkpoints of one multilevel run (used by :func:`solvers.multilevel`).
+    """Writes the checkpoints of one multilevel run (used by :func:`ocdl.solvers.multilevel`).
 
     Parameters
     ----------
@@ -415,7 +415,7 @@ def _state_tree(state: TrainingState) -> dict:
 
 
 def _state_from_tree(node: dict, rng: np.random.Generator, device: str) -> TrainingState:
-    from solvers.block_coordinate_descent import TrainingState  # imported late: that module imports this one
+    from ocdl.solvers.block_coordinate_descent import TrainingState  # imported late: that module imports this one
 
     params = _params(node["params"], "state/params", device)
     best_iteration = node["best_iteration"]
@@ -452,7 +452,7 @@ def _level_tree(record: dict) -> dict:
 
 
 def _level_from_tree(node: dict, device: str) -> dict:
-    from solvers.result import SolverResult
+    from ocdl.solvers.result import SolverResult
 
     node = _dict(node, "levels")
     res = node["result"]

@@ -8,10 +8,10 @@ of the training examples cut into batches of ``batch_size``. They share the
 loop, the failure handling (a learning rate so large that the propagation
 blows up stops the run with ``success=False`` and the best parameters so
 far), the history and the resumable
-:class:`~solvers.block_coordinate_descent.TrainingState` of
-:func:`~solvers.block_coordinate_descent.block_coordinate_descent`; the
+:class:`~ocdl.solvers.block_coordinate_descent.TrainingState` of
+:func:`~ocdl.solvers.block_coordinate_descent.block_coordinate_descent`; the
 momentum and moments live in ``state.buffers`` (arrays, tuples of arrays and
-numbers), which :mod:`solvers.checkpoint` writes with the rest of the state.
+numbers), which :mod:`ocdl.solvers.checkpoint` writes with the rest of the state.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def sgd(
     Parameters
     ----------
     learning_problem, theta0, W0, mu0, validation, rng, callback, progress, state
-        As for :func:`~solvers.block_coordinate_descent.block_coordinate_descent`.
+        As for :func:`~ocdl.solvers.block_coordinate_descent.block_coordinate_descent`.
     max_epochs : int
         Total number of epochs (the iterations of the history).
     batch_size : int
@@ -160,7 +160,7 @@ def adam(
     Parameters
     ----------
     learning_problem, theta0, W0, mu0, validation, rng, callback, progress, state
-        As for :func:`~solvers.block_coordinate_descent.block_coordinate_descent`.
+        As for :func:`~ocdl.solvers.block_coordinate_descent.block_coordinate_descent`.
     max_epochs, batch_size : int
         As for :func:`sgd`.
     learning_rate : float

@@ -7,7 +7,7 @@ prolongation in time, a good initial guess for :math:`2N` layers
 trains with :math:`2N_0`, ... up to ``max_layers``, each level warm-started
 from the last (:math:`\theta` prolongated, :math:`W, \mu` kept).
 
-With ``checkpoint=path`` the run is resumable: :mod:`solvers.checkpoint` writes
+With ``checkpoint=path`` the run is resumable: :mod:`ocdl.solvers.checkpoint` writes
 its full state every ``checkpoint_every`` iterations, at each level's end and
 on Ctrl-C, and ``resume=True`` continues from the file exactly, so that the
 final parameters equal those of an uninterrupted run with the same seed.
@@ -100,7 +100,7 @@ def multilevel(
     (no decrease even for tiny steps: the objective is flat to rounding at
     this level) ends that level only, and the next level starts from its
     best parameters. A level that fails otherwise (see
-    :mod:`solvers.block_coordinate_descent`: non-finite objective, blow-up)
+    :mod:`ocdl.solvers.block_coordinate_descent`: non-finite objective, blow-up)
     ends the run with ``success=False``.
 
     Parameters
@@ -115,8 +115,8 @@ def multilevel(
     max_layers : int
         Largest number of layers, ``>= N_0``.
     solver : callable
-        :func:`~solvers.block_coordinate_descent.block_coordinate_descent`,
-        :func:`~solvers.first_order.sgd` or :func:`~solvers.first_order.adam`
+        :func:`~ocdl.solvers.block_coordinate_descent.block_coordinate_descent`,
+        :func:`~ocdl.solvers.first_order.sgd` or :func:`~ocdl.solvers.first_order.adam`
         (with checkpoints, any solver taking ``callback=`` and ``state=`` as they do).
     rng : int or numpy.random.Generator
         One generator, continued through all levels (when resuming, the
@@ -124,8 +124,8 @@ def multilevel(
     progress : bool
         Progress bars of the levels.
     checkpoint : str or os.PathLike, optional
-        Checkpoint file (:mod:`solvers.checkpoint`; the command line uses
-        ``DIR / solvers.checkpoint.CHECKPOINT_NAME``). Written at the start
+        Checkpoint file (:mod:`ocdl.solvers.checkpoint`; the command line uses
+        ``DIR / ocdl.solvers.checkpoint.CHECKPOINT_NAME``). Written at the start
         (replacing an existing file unless ``resume``), every
         ``checkpoint_every`` iterations, at the end of each level and on
         Ctrl-C. Default: no checkpoints.
@@ -140,7 +140,7 @@ def multilevel(
         (its :meth:`~ocdl.LearningProblem.fingerprint`), is refused (see Raises).
     settings : dict, optional
         JSON-able description of the run stored in the checkpoint
-        (:attr:`solvers.checkpoint.Checkpoint.settings`), e.g. the command
+        (:attr:`ocdl.solvers.checkpoint.Checkpoint.settings`), e.g. the command
         line's settings. When resuming without it, the checkpoint's are kept.
     **options
         Passed to ``solver`` at every level (e.g. ``max_iter``, ``batch_size``,
@@ -167,7 +167,7 @@ def multilevel(
         written before fingerprints were recorded is checked for the rest.
     ocdl.io.OcdlFileError
         When resuming from a file that is not a readable checkpoint.
-    solvers.checkpoint.TrainingInterrupted
+    ocdl.solvers.checkpoint.TrainingInterrupted
         On Ctrl-C with ``checkpoint`` (a ``KeyboardInterrupt``), after the
         last completed iteration is written. Without ``checkpoint`` Ctrl-C
         raises the plain ``KeyboardInterrupt``.

@@ -1,5 +1,5 @@
 """The result every ocdl optimizer returns (as :class:`scipy.optimize.OptimizeResult`); the linear solver
-:func:`~solvers.pcg.pcg` returns its own :class:`~solvers.pcg.PCGResult`."""
+:func:`~ocdl.solvers.pcg.pcg` returns its own :class:`~ocdl.solvers.pcg.PCGResult`."""
 
 from __future__ import annotations
 

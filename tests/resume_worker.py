@@ -23,12 +23,13 @@ import signal
 import sys
 import time
 
+from ocdl.problems import concentric_ellipses
+from ocdl.solvers import multilevel
+from ocdl.solvers.checkpoint import TrainingInterrupted
+
 import ocdl
 import ocdl.io
 from ocdl.learning_problem import LearningProblem
-from problems import concentric_ellipses
-from solvers import multilevel
-from solvers.checkpoint import TrainingInterrupted
 
 OPTIONS = dict(max_layers=8, max_iter=5, batch_size=60, hessian_batch_size=30, rng=3)
 

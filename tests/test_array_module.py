@@ -88,7 +88,7 @@ def test_training_on_standin_arrays_follows_numpy(standin, tmp_path, kind, memor
     """Two iterations of block coordinate descent (Newton-PCG in the classifier, Gauss-Newton-PCG with a
     line search in theta, time-smoothness and weight-decay regularizers, sub-sampled Hessians), on the
     stand-in module and on NumPy, under several memory policies: the same iterates."""
-    from solvers import block_coordinate_descent
+    from ocdl.solvers import block_coordinate_descent
 
     memories = {None: None, "recompute": ocdl.Recompute(2), "reversible": ocdl.Reversible(),
                 "hdf5": ocdl.HDF5(tmp_path / "states.h5")}
@@ -175,7 +175,7 @@ def test_sweeps_synchronise_the_same_few_times_at_any_depth(standin, kind):
 def test_training_iterations_copy_only_scalars_to_the_host(standin):
     """Block coordinate descent on the stand-in device (sub-sampled Gauss-Newton-PCG, Newton-PCG, line
     searches, validation accuracy): from its first iteration on, nothing but scalars goes to the host."""
-    from solvers import block_coordinate_descent
+    from ocdl.solvers import block_coordinate_descent
 
     rng = np.random.default_rng(7)
     C = np.arange(150) % 3

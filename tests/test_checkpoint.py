@@ -8,21 +8,21 @@ import re
 import h5py
 import numpy as np
 import pytest
-from test_io import flip_data_byte
-
-import ocdl
-from ocdl.backend import asnumpy, cupy_available, device_of, to_device
-from ocdl.io import OcdlFileError, read_tree, save_params, write_tree
-from ocdl.learning_problem import LearningProblem
-from solvers import TrainingState, adam, multilevel, sgd
-from solvers.checkpoint import (
+from ocdl.solvers import TrainingState, adam, multilevel, sgd
+from ocdl.solvers.checkpoint import (
     CHECKPOINT_KIND,
     Checkpoint,
     TrainingInterrupted,
     load_checkpoint,
     save_checkpoint,
 )
-from solvers.result import SolverResult
+from ocdl.solvers.result import SolverResult
+from test_io import flip_data_byte
+
+import ocdl
+from ocdl.backend import asnumpy, cupy_available, device_of, to_device
+from ocdl.io import OcdlFileError, read_tree, save_params, write_tree
+from ocdl.learning_problem import LearningProblem
 
 
 def small_problem(dtype=np.float64):

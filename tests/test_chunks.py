@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from ocdl.solvers import block_coordinate_descent, multilevel
 
 import ocdl
 from ocdl.learning_problem import LearningProblem
-from solvers import block_coordinate_descent, multilevel
 
 OBJECTIVES = {"softmax": ocdl.SoftmaxCrossEntropy, "logistic": ocdl.LogisticCrossEntropy}
 

@@ -9,6 +9,7 @@ import sys
 import h5py
 import numpy as np
 import pytest
+from ocdl.solvers import multilevel
 from test_io import flip_data_byte
 
 import ocdl
@@ -16,7 +17,6 @@ from ocdl.backend import cupy_available
 from ocdl.cli import main
 from ocdl.io import load_params
 from ocdl.learning_problem import LearningProblem
-from solvers import multilevel
 
 TINY = ["--max-layers", "8", "--iterations", "2", "--no-progress"]
 

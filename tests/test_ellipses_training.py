@@ -25,11 +25,11 @@ import time
 
 import numpy as np
 import pytest
+from ocdl.problems import concentric_ellipses
+from ocdl.solvers import block_coordinate_descent
 
 import ocdl
 from ocdl.learning_problem import LearningProblem
-from problems import concentric_ellipses
-from solvers import block_coordinate_descent
 
 SETTINGS = dict(width=2, n_steps=16, final_time=20.0, alpha_theta=1e-3, alpha_W=1e-3, max_iter=60, seed=0)
 

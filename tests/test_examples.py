@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from problems import write_idx
+from ocdl.problems import write_idx
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -70,10 +69,11 @@ def test_paper_mnist_cost_extrapolates_linearly_in_examples_and_layers(fake_mnis
 
 
 def test_prolongation_stability_measures_every_level_and_its_prolongations(tmp_path, capsys):
+    from ocdl.solvers.checkpoint import load_checkpoint
+
     from ocdl import input_sensitivity
     from ocdl.cli import main
     from ocdl.experiments import Settings, build_network, load_data, widen
-    from solvers.checkpoint import load_checkpoint
 
     out = tmp_path / "anti"
     assert main(["train", "--problem", "swiss-roll", "--stepper", "antisymmetric", "--max-layers", "8",

@@ -7,6 +7,7 @@ import json
 import h5py
 import numpy as np
 import pytest
+from ocdl.problems import write_idx
 
 import ocdl
 from ocdl.experiments import (
@@ -26,7 +27,6 @@ from ocdl.experiments import (
     write_run,
 )
 from ocdl.io import load_params
-from problems import write_idx
 
 TINY = dict(max_layers=8, max_iter=2)
 

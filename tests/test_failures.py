@@ -7,16 +7,17 @@ import importlib
 import logging
 
 import numpy as np
+import ocdl.solvers
 import pytest
+from ocdl.solvers import LineSearchResult, SolverResult, block_coordinate_descent, multilevel, newton_pcg, sgd
 from quadratic import Quadratic
 
 import ocdl
-import solvers
 from ocdl.learning_problem import LearningProblem
-from solvers import LineSearchResult, SolverResult, block_coordinate_descent, multilevel, newton_pcg, sgd
 
-bcd_module = importlib.import_module("solvers.block_coordinate_descent")  # the package exports a function of that name
-newton_module = importlib.import_module("solvers.newton")
+# the package exports a function of that name
+bcd_module = importlib.import_module("ocdl.solvers.block_coordinate_descent")
+newton_module = importlib.import_module("ocdl.solvers.newton")
 
 
 def blobs_problem(kind="verlet", n_steps=2, activation="tanh"):
@@ -107,7 +108,7 @@ def test_newton_reports_negative_curvature_and_still_descends():
 def test_bcd_stops_when_the_line_search_fails(monkeypatch, caplog):
     lp, theta0 = blobs_problem()
     monkeypatch.setattr(newton_module, "armijo", lambda f, x, p, f0, slope, **_: LineSearchResult(0.0, f0, 20, False))
-    with caplog.at_level(logging.WARNING, logger="solvers.block_coordinate_descent"):
+    with caplog.at_level(logging.WARNING, logger="ocdl.solvers.block_coordinate_descent"):
         result = block_coordinate_descent(lp, theta0, max_iter=50, progress=False)
     assert not result.success and result.nit == 1
     assert result.message.startswith("stopped at iteration 0: the line search in theta failed")
@@ -145,7 +146,7 @@ def test_bcd_logs_negative_curvature(monkeypatch, caplog):
         return out
 
     monkeypatch.setattr(newton_module, "pcg", negative)
-    with caplog.at_level(logging.INFO, logger="solvers.block_coordinate_descent"):
+    with caplog.at_level(logging.INFO, logger="ocdl.solvers.block_coordinate_descent"):
         result = block_coordinate_descent(lp, theta0, max_iter=2, progress=False)
     assert result.success and all(rec["negative_curvature"] for rec in result.history)
     assert "PCG met negative curvature" in caplog.text
@@ -241,7 +242,7 @@ def test_solvers_check_their_input():
     with pytest.raises(TypeError, match="solver must be a callable"):
         multilevel(lp, theta0, solver="bcd")
     with pytest.raises(TypeError, match="learning_problem must be an ocdl LearningProblem"):
-        solvers.multilevel(None, theta0)
+        ocdl.solvers.multilevel(None, theta0)
 
 
 def test_wrong_types_are_type_errors_and_wrong_values_value_errors():

@@ -2,9 +2,7 @@
 
 import numpy as np
 import pytest
-
-import ocdl
-from problems.heat import (
+from ocdl.problems.heat import (
     ExplicitHeat,
     ImplicitHeat,
     ObservedTrajectory,
@@ -14,8 +12,10 @@ from problems.heat import (
     laplacian_eigenvalue,
     sensor_matrix,
 )
-from problems.heat_inverse import HeatSource, Tikhonov, discrepancy_principle, steepest_descent
-from solvers import gauss_newton_pcg
+from ocdl.problems.heat_inverse import HeatSource, Tikhonov
+from ocdl.solvers import discrepancy_principle, gauss_newton_pcg, steepest_descent
+
+import ocdl
 
 SCHEMES = ["forward-euler", "backward-euler", "crank-nicolson"]
 

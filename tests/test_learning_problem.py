@@ -300,8 +300,7 @@ def test_bad_alpha(name, value):
 @pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA device")
 def test_cupy_matches_numpy():
     import cupy
-
-    from solvers import block_coordinate_descent
+    from ocdl.solvers import block_coordinate_descent
 
     lp, theta, W, mu, rng = make_problem()
     Y0, C = cupy.asarray(lp.Y0), cupy.asarray(lp.classes)

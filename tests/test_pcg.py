@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from ocdl.solvers.pcg import PCGResult, pcg
 from scipy.sparse.linalg import LinearOperator, aslinearoperator, cg
 
 from ocdl.backend import cupy_available
-from solvers.pcg import PCGResult, pcg
 
 
 def spd_matrix(n, cond, seed=0):

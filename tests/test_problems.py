@@ -6,8 +6,7 @@ import gzip
 
 import numpy as np
 import pytest
-
-from problems import (
+from ocdl.problems import (
     Dataset,
     IDXFormatError,
     concentric_ellipses,
@@ -19,7 +18,7 @@ from problems import (
     swiss_roll,
     write_idx,
 )
-from problems.mnist import ENV_VAR, FILES, default_data_dir, find_file
+from ocdl.problems.mnist import ENV_VAR, FILES, default_data_dir, find_file
 
 
 def assert_same(a: Dataset, b: Dataset) -> None:

@@ -12,16 +12,16 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import ocdl.solvers
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from ocdl.problems.idx import IDXFormatError, read_idx, write_idx
+from ocdl.solvers.checkpoint import TrainingInterrupted, load_checkpoint
 
 import ocdl
-import solvers
 from ocdl.io import OcdlFileError, read_tree, write_tree
-from problems.idx import IDXFormatError, read_idx, write_idx
-from solvers.checkpoint import TrainingInterrupted, load_checkpoint
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -189,8 +189,8 @@ def test_solvers_reject_malformed_parameters(theta, W, mu):
         x is None or (x.dtype == np.float64 and x.shape == expected[name] and np.isfinite(x).all())
         for name, x in given_.items()
     )
-    for solver, one_iteration in ((solvers.block_coordinate_descent, {"max_iter": 1}),
-                                  (solvers.sgd, {"max_epochs": 1})):
+    for solver, one_iteration in ((ocdl.solvers.block_coordinate_descent, {"max_iter": 1}),
+                                  (ocdl.solvers.sgd, {"max_epochs": 1})):
         if ok:
             result = solver(LP, theta, W, mu, progress=False, **one_iteration)
             assert result.nit == 1 and np.isfinite(result.x["theta"]).all()
@@ -207,9 +207,9 @@ def test_solvers_reject_malformed_parameters(theta, W, mu):
 )
 def test_solver_options_are_checked(max_iter, batch_size):
     with pytest.raises((ValueError, TypeError), match="max_iter|batch_size"):
-        solvers.block_coordinate_descent(LP, THETA_LP, max_iter=max_iter, batch_size=batch_size, progress=False)
+        ocdl.solvers.block_coordinate_descent(LP, THETA_LP, max_iter=max_iter, batch_size=batch_size, progress=False)
     with pytest.raises((ValueError, TypeError), match="max_epochs|batch_size"):
-        solvers.adam(LP, THETA_LP, max_epochs=max_iter, batch_size=batch_size, progress=False)
+        ocdl.solvers.adam(LP, THETA_LP, max_epochs=max_iter, batch_size=batch_size, progress=False)
 
 
 @SETTINGS
@@ -237,7 +237,7 @@ def _checkpoint_bytes() -> bytes:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "c.h5"
         with pytest.raises(TrainingInterrupted):
-            solvers.multilevel(LP, THETA_LP, max_layers=4, solver=solvers.adam, max_epochs=2, batch_size=2,
+            ocdl.solvers.multilevel(LP, THETA_LP, max_layers=4, solver=ocdl.solvers.adam, max_epochs=2, batch_size=2,
                                progress=False, checkpoint=path, checkpoint_every=5, callback=interrupt)
         return path.read_bytes()
 

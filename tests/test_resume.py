@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import resume_worker
+from ocdl.solvers import multilevel
+from ocdl.solvers.checkpoint import TrainingInterrupted, load_checkpoint, save_checkpoint
 
 import ocdl
 from ocdl.backend import cupy_available, to_device
 from ocdl.io import OcdlFileError, load_params
 from ocdl.learning_problem import LearningProblem
-from solvers import multilevel
-from solvers.checkpoint import TrainingInterrupted, load_checkpoint, save_checkpoint
 
 WORKER = Path(resume_worker.__file__)
 TIMEOUT = 60

@@ -5,13 +5,13 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import ocdl.solvers
 import pytest
+from ocdl.solvers import TrainingState, adam, block_coordinate_descent, multilevel, prolongate, sgd
 from quadratic import Quadratic
 
 import ocdl
-import solvers
 from ocdl.learning_problem import LearningProblem
-from solvers import TrainingState, adam, block_coordinate_descent, multilevel, prolongate, sgd
 
 
 def blobs(s=80, seed=0):
@@ -82,7 +82,7 @@ def test_gauss_newton_recovers_synthetic_network():
     targets = net.forward(theta_true, Y0) @ W + mu  # outputs of the known network
     lp = LearningProblem(net, ocdl.LeastSquares(), Y0, targets, alpha_theta=0.0, alpha_W=0.0, regression=True)
     theta0 = theta_true + 0.05 * rng.standard_normal(theta_true.size)
-    result = solvers.gauss_newton_pcg(
+    result = ocdl.solvers.gauss_newton_pcg(
         lp.theta_problem(W, mu), theta0, max_iter=8, gtol=1e-6, cg_maxiter=100, cg_rtol=1e-6
     )
     assert result.success, result.message
@@ -102,7 +102,7 @@ def test_block_coordinate_descent_improves_and_returns_best():
     result = block_coordinate_descent(
         lp, theta0, validation=validation, max_iter=8, batch_size=40, hessian_batch_size=20, progress=False
     )
-    assert isinstance(result, solvers.SolverResult) and result.nit == 8 and result.success
+    assert isinstance(result, ocdl.solvers.SolverResult) and result.nit == 8 and result.success
     keys = {"iteration", "objective", "grad_norm", "step", "cg_iters", "classifier_cg_iters",
             "train_accuracy", "val_accuracy", "time"}
     assert keys <= set(result.history[0])
@@ -248,22 +248,22 @@ def test_newton_falls_back_to_steepest_descent_when_the_newton_step_is_too_long(
             return Model()
 
     x0 = np.array([1e4, -2e4])
-    result = solvers.newton_pcg(Flat(), x0, max_iter=1)
+    result = ocdl.solvers.newton_pcg(Flat(), x0, max_iter=1)
     record = result.history[-1]
     assert record["gradient_fallback"] and record["step"] == 1.0
     np.testing.assert_allclose(result.x, x0 - Flat().model(x0).gradient)
-    result = solvers.newton_pcg(Flat(), np.array([0.5, -0.2]), max_iter=1)
+    result = ocdl.solvers.newton_pcg(Flat(), np.array([0.5, -0.2]), max_iter=1)
     assert not result.history[-1]["gradient_fallback"] and result.history[-1]["step"] > 0
 
 
 def test_newton_first_line_search_starts_from_step0():
     q, x0 = Quadratic(np.diag([1.0, 4.0, 9.0]), np.array([1.0, -2.0, 3.0])), np.zeros(3)
     minimum = np.linalg.solve(q.A, q.b)
-    result = solvers.newton_pcg(q, x0, max_iter=2, cg_rtol=1e-12, step0=0.25)
+    result = ocdl.solvers.newton_pcg(q, x0, max_iter=2, cg_rtol=1e-12, step0=0.25)
     # Armijo accepts the first trial on a quadratic for t <= 1: a quarter step, then the full Newton step
     assert [rec["step"] for rec in result.history] == [0.25, 1.0]
     np.testing.assert_allclose(result.x, minimum, rtol=1e-12)
     for bad in (0.0, 1.5, -1.0):
         with pytest.raises(ValueError, match="step0"):
-            solvers.newton_pcg(q, x0, step0=bad)
+            ocdl.solvers.newton_pcg(q, x0, step0=bad)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from problems import Dataset, concentric_ellipses, mnist, peaks, swiss_roll
+from ocdl.problems import Dataset, concentric_ellipses, mnist, peaks, swiss_roll
 
 from .settings import MNIST_IMAGE, Settings
 

@@ -124,7 +124,7 @@ class Settings:
         MNIST: training and validation examples (paper: 50,000 and 10,000).
         Not used by the 2-D problems, whose generators fix the sizes.
     data_dir : str or None
-        MNIST: folder of the four IDX files (default: ``problems.mnist.default_data_dir``).
+        MNIST: folder of the four IDX files (default: ``ocdl.problems.mnist.default_data_dir``).
     """
 
     problem: str

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from problems import Dataset
-from solvers import SolverResult, block_coordinate_descent, multilevel
+from ocdl.problems import Dataset
+from ocdl.solvers import SolverResult, block_coordinate_descent, multilevel
 
 from ..backend import asnumpy, to_device
 from ..learning_problem import LearningProblem
@@ -30,12 +30,12 @@ class Run:
     Attributes
     ----------
     settings : Settings
-    data : problems.Dataset
+    data : ocdl.problems.Dataset
         The data set before widening (on the host).
     problem : LearningProblem
         The learning problem with the finest level's network.
-    result : solvers.SolverResult
-        :func:`solvers.multilevel`'s result: ``x = dict(theta, W, mu, network)``
+    result : ocdl.solvers.SolverResult
+        :func:`ocdl.solvers.multilevel`'s result: ``x = dict(theta, W, mu, network)``
         (the last level's parameters of best validation accuracy) and one
         history record per level. A level that fails (e.g. its line search)
         ends the training there: ``result.success`` is then ``False`` and
@@ -146,17 +146,17 @@ def _solver_options(settings: Settings) -> dict:
 
 def train(settings: Settings, data: Dataset | None = None, progress: bool = True,
           checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 10, resume: bool = False) -> Run:
-    """Train by multilevel block coordinate descent (:func:`solvers.multilevel`) with ``settings``.
+    """Train by multilevel block coordinate descent (:func:`ocdl.solvers.multilevel`) with ``settings``.
 
     Parameters
     ----------
     settings : Settings
-    data : problems.Dataset, optional
+    data : ocdl.problems.Dataset, optional
         The data (default :func:`load_data` ``(settings)``).
     progress : bool
         Show a tqdm progress bar per level.
     checkpoint : path, optional
-        Checkpoint file (:mod:`solvers.checkpoint`), written at the start, every
+        Checkpoint file (:mod:`ocdl.solvers.checkpoint`), written at the start, every
         ``checkpoint_every`` iterations, after each level and on Ctrl-C, with
         ``settings`` in it. Default: none.
     checkpoint_every : int
@@ -175,7 +175,7 @@ def train(settings: Settings, data: Dataset | None = None, progress: bool = True
         For settings that do not fit the data, or a checkpoint of another run.
     FileNotFoundError
         If the MNIST files are missing.
-    solvers.checkpoint.TrainingInterrupted
+    ocdl.solvers.checkpoint.TrainingInterrupted
         On Ctrl-C with a checkpoint (after writing it).
     """
     data = load_data(settings) if data is None else data

@@ -1,0 +1,47 @@
+"""Steepest descent with Armijo backtracking: the first-order baseline for the Newton-type solvers."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .line_search import armijo
+from .result import SolverResult
+
+
+def steepest_descent(problem, x0: np.ndarray, max_iter: int = 1000, gtol: float = 1e-6) -> SolverResult:
+    r"""Steepest descent with Armijo backtracking, the first-order baseline:
+
+    .. math::  x_{k+1} = x_k - t_k \nabla\Phi(x_k),
+
+    :math:`t_k` backtracked from :math:`2 t_{k-1}` (from :math:`1/\|\nabla\Phi(x_0)\|`
+    at first). Stops, like :func:`ocdl.solvers.newton_pcg`, when
+    :math:`\|\nabla\Phi(x_k)\| \le \text{gtol}\, \|\nabla\Phi(x_0)\|`; the
+    history records ``objective``, ``grad_norm``, ``rel_grad_norm``, ``step``
+    and the model's ``metrics()`` at :math:`x_{k+1}`.
+    """
+    start = time.perf_counter()
+    x, model = x0, problem.model(x0)
+    g0_norm = float(np.linalg.norm(model.gradient))
+    step = 1.0 / g0_norm
+    history: list[dict] = []
+    message, success = f"reached max_iter = {max_iter}", False
+    for k in range(max_iter):
+        g_norm = float(np.linalg.norm(model.gradient))
+        if g_norm <= gtol * g0_norm:
+            message, success = f"gradient norm reduced by {gtol:g}", True
+            break
+        ls = armijo(problem.value, x, -model.gradient, model.value, -(g_norm**2), t0=2.0 * step, max_evals=60)
+        record = {"iteration": k, "objective": model.value, "grad_norm": g_norm,
+                  "rel_grad_norm": g_norm / g0_norm, "step": ls.step}
+        if not ls.success:
+            message = "line search failed"
+            break
+        step = ls.step
+        x = x - step * model.gradient
+        model = problem.model(x)
+        record.update(model.metrics())
+        record["time"] = time.perf_counter() - start
+        history.append(record)
+    return SolverResult(x=x, fun=model.value, nit=len(history), success=success, message=message, history=history)
