@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._workspace import step_empty
 from .activations import Activation, get_activation
 from .backend import get_array_module
-from .memory.store_all import temporary_empty, trajectory_empty
 from .parallel import row_blocks
 from .transforms import Transform
 
@@ -73,16 +73,16 @@ class Layer:
     ) -> tuple[Any, Any]:
         """``(X + c F(theta, V), D)`` with ``D = c sigma'(V K + b)``; both new arrays of ``X``'s shape.
 
-        The two are allocated by :func:`~ocdl.memory.store_all.trajectory_empty`
-        (a trajectory keeps them) and filled block by block. With
+        The two are allocated by :func:`~ocdl._workspace.step_empty` (owned by
+        the sweep running the step, if any) and filled block by block. With
         ``derivative=False`` ``D`` is ``None`` and its passes are skipped
         (a step whose cache nobody keeps, :meth:`ocdl.steppers.Stepper.advance`).
         """
         theta_K, b = theta[:-1], theta[-1:].reshape(())  # a 0-d bias broadcasts fastest
         product_blocks = self.transform._apply_blocks
         axpy = self.activation._axpy_into
-        out = trajectory_empty(X)
-        D = trajectory_empty(X) if derivative else None
+        out = step_empty(X)
+        D = step_empty(X) if derivative else None
 
         def kernel(v, x, o, d):
             def consume(rows, z):
@@ -100,7 +100,7 @@ class Layer:
         xp = get_array_module(V, dV)
         theta_K, dtheta_K, db = theta[:-1], dtheta[:-1], dtheta[-1:].reshape(())
         tangent = self.transform.tangent
-        out = temporary_empty(dX.shape, dX.dtype, dX)
+        out = step_empty(dX)
 
         def kernel(v, dv, d, x, o):
             tangent(theta_K, v, dv, dtheta_K, transpose, out=o)
@@ -122,10 +122,10 @@ class Layer:
         xp = get_array_module(V, W)
         theta_K = theta[:-1]
         cotangent = self.transform.cotangent
-        out = temporary_empty(X.shape, X.dtype, X)
+        out = step_empty(X)
 
         def kernel(v, d, w, x, o):
-            G = temporary_empty(w.shape, w.dtype, w)
+            G = step_empty(w)
             xp.multiply(d, w, out=G)
             gV, g_K = cotangent(theta_K, v, G, transpose)
             xp.add(gV, x, out=o)

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ._workspace import Workspace, temporaries
 from .backend import asnumpy, get_array_module
 from .memory import MemoryPolicy, StoreAll, Trajectory, propagate
 from .steppers import Stepper
@@ -236,9 +237,11 @@ class Network:
             with self.trajectory(theta, Y0) as traj:
                 return self.jvp(theta, Y0, dtheta, dY0, trajectory=traj)
         dstate = self.stepper.init(dY0)
-        for j, state, cache in trajectory.steps():
-            dstate = self.stepper.step_jvp(state, steps[j], self.h, dstate, dsteps[j], cache)
-        return self.stepper.output(dstate)
+        with Workspace(temporaries) as sweep:  # owns the tangent carried from step to step
+            for j, state, cache in trajectory.steps():
+                dstate = sweep.run(self.stepper.step_jvp, state, steps[j], self.h, dstate, dsteps[j], cache)
+                sweep.keep_only(dstate)
+            return sweep.hand_over(self.stepper.output(dstate))
 
     def vjp(
         self, theta: Any, Y0: Any, W: Any, trajectory: Trajectory | None = None, return_dY0: bool = False
@@ -256,10 +259,12 @@ class Network:
         _same_dtype("W", check_array("W", W, shape=YN.shape), YN)
         lam = self.stepper.output_vjp(trajectory.final_state, W)
         grad = xp.empty_like(steps)
-        for j, state, cache in trajectory.reversed_steps():
-            lam, grad[j] = self.stepper.step_vjp(state, steps[j], self.h, lam, cache)
-        grad = grad.ravel()
-        return (grad, self.stepper.init_vjp(lam)) if return_dY0 else grad
+        with Workspace(temporaries) as sweep:  # owns the adjoint carried from step to step
+            for j, state, cache in trajectory.reversed_steps():
+                lam, grad[j] = sweep.run(self.stepper.step_vjp, state, steps[j], self.h, lam, cache)
+                sweep.keep_only(lam)
+            grad = grad.ravel()
+            return (grad, sweep.hand_over(self.stepper.init_vjp(lam))) if return_dY0 else grad
 
     def jacobian(self, theta: Any, Y0: Any, trajectory: Trajectory | None = None) -> Any:
         """:math:`J_\\theta` as a ``LinearOperator`` of shape ``(s*n, n_params)``.

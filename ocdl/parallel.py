@@ -18,6 +18,7 @@ the whole arrays, BLAS threading the products as before.
 
 from __future__ import annotations
 
+import contextvars
 import ctypes
 import os
 import threading
@@ -203,8 +204,10 @@ def _nested_run(work) -> None:
 def in_parallel(task, n: int, threaded: bool) -> list:
     """``[task(i) for i in range(n)]``, the items shared among the threads if ``threaded``.
 
-    Threaded items run under :func:`single_threaded_blas`; a task that
-    parallelises again runs its items inline (no deadlock, no oversubscription).
+    Threaded items run under :func:`single_threaded_blas`, each thread in a
+    copy of the caller's context (the workspace of the running step,
+    :mod:`ocdl._workspace`); a task that parallelises again runs its items
+    inline (no deadlock, no oversubscription).
     """
     pool = _executor() if threaded and n > 1 and not _nested.active else False
     if not pool:
@@ -212,7 +215,7 @@ def in_parallel(task, n: int, threaded: bool) -> list:
     batch = _Batch(task, n)
     with single_threaded_blas():
         for _ in range(min(pool._max_workers, n - 1)):
-            pool.submit(_nested_run, batch.work)
+            pool.submit(contextvars.copy_context().run, _nested_run, batch.work)
         _nested_run(batch.work)
         batch.finished.wait()
     if batch.error is not None:

@@ -8,7 +8,7 @@
   backward by ``stepper.reverse_step`` (Leapfrog, Verlet).
 """
 
-from .base import MemoryPolicy, Trajectory
+from .base import MemoryPolicy, Trajectory, propagate
 from .hdf5 import HDF5, HDF5Trajectory
 from .recompute import (
     Recompute,
@@ -18,7 +18,7 @@ from .recompute import (
     repetition_number,
 )
 from .reversible import Reversible, ReversibleTrajectory
-from .store_all import StoreAll, StoredTrajectory, propagate
+from .store_all import StoreAll, StoredTrajectory
 
 __all__ = [
     "HDF5",

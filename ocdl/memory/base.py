@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from .._workspace import BufferPool, Workspace, run_step
 from ..validation import missing_method
 
 
@@ -32,7 +33,11 @@ class Trajectory:
     n_steps: int
 
     def steps(self) -> Iterator[tuple[int, tuple, Any]]:
-        """``(j, state_j, cache_j)`` for ``j = 0, ..., N-1``."""
+        """``(j, state_j, cache_j)`` for ``j = 0, ..., N-1``.
+
+        The arrays served are the trajectory's: valid until :meth:`close`
+        (copy what is kept longer); ``final_state`` stays the caller's.
+        """
         raise NotImplementedError(missing_method(self, "steps()"))
 
     def reversed_steps(self) -> Iterator[tuple[int, tuple, Any]]:
@@ -40,7 +45,7 @@ class Trajectory:
         raise NotImplementedError(missing_method(self, "reversed_steps()"))
 
     def close(self) -> None:
-        """Release what the trajectory holds (files, buffers)."""
+        """Release what the trajectory holds (files, buffers); idempotent, and what ``with`` calls on exit."""
 
     def __enter__(self) -> Trajectory:
         return self
@@ -53,9 +58,29 @@ def forward_steps(stepper: Any, theta_steps: Any, h: float, state0: tuple) -> It
     """Run the forward sweep from ``state0``: ``(j, state_j, cache_j)`` for ``j = 0, ..., N-1``."""
     state = state0
     for j, theta_j in enumerate(theta_steps):
-        state_next, cache = stepper.step(state, theta_j, h)
+        state_next, cache = run_step(stepper.step, state, theta_j, h)
         yield j, state, cache
         state = state_next
+
+
+def propagate(stepper: Any, theta_steps: Any, h: float, state0: tuple) -> tuple:
+    r"""The final state :math:`x_N` of the forward sweep from ``state0``, keeping no other state.
+
+    For the output alone (prediction, a line search's trial): whatever the
+    memory policy, no state outlives the step after it, and no cache is
+    computed (:meth:`~ocdl.steppers.Stepper.advance`). On NumPy the sweep
+    owns the arrays of its current state (a :class:`~ocdl._workspace.Workspace`)
+    and gives those of step :math:`j` back once step :math:`j + 1` is
+    computed, so step :math:`j + 2` writes into them: a sweep touches the
+    memory of two steps and no fresh pages after its first steps. The final
+    state is the caller's.
+    """
+    with Workspace(BufferPool()) as sweep:
+        state = state0
+        for theta_j in theta_steps:
+            state = sweep.run(stepper.advance, state, theta_j, h)
+            sweep.keep_only(state)
+        return sweep.hand_over(state)
 
 
 class MemoryPolicy:

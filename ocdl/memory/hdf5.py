@@ -25,6 +25,7 @@ import weakref
 
 import numpy as np
 
+from .._workspace import run_step
 from ..backend import asnumpy, get_array_module
 from ..validation import check_positive
 from .base import MemoryPolicy, Trajectory
@@ -120,7 +121,7 @@ class HDF5Trajectory(Trajectory):
             if j % k == k - 1 or j == N - 1:
                 for ds, buf in zip(self._datasets, buffers):
                     self._write_chunk(ds, j - j % k, j + 1, buf)
-            state = stepper.advance(state, self._theta[j], self._h)
+            state = run_step(stepper.advance, state, self._theta[j], self._h)
         for i, x in enumerate(state):
             self.file.create_dataset(f"final_state_{i}", data=asnumpy(x))
         self.file.flush()
@@ -157,7 +158,7 @@ class HDF5Trajectory(Trajectory):
 
     def _served(self, descending: bool):
         for j, state in self._states(descending):
-            _, cache = self._stepper.step(state, self._theta[j], self._h)
+            _, cache = run_step(self._stepper.step, state, self._theta[j], self._h)
             yield j, state, cache
 
     def reversed_steps(self):

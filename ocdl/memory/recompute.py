@@ -39,6 +39,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from math import comb
 
+from .._workspace import run_step
 from ..validation import check_positive
 from .base import MemoryPolicy, Trajectory, forward_steps
 
@@ -153,7 +154,7 @@ class RecomputedTrajectory(Trajectory):
         state = state0
         for action in self._schedule[:first_reverse]:
             state = self._apply(action, state, checkpoints)
-        self.final_state = stepper.advance(state, theta_steps[-1], h)
+        self.final_state = run_step(stepper.advance, state, theta_steps[-1], h)
         self._resume: tuple | None = (first_reverse, state, checkpoints)
 
     def _apply(self, action: tuple, state: tuple, checkpoints: dict) -> tuple:
@@ -161,7 +162,7 @@ class RecomputedTrajectory(Trajectory):
         kind, j = action[0], action[1]
         if kind == "advance":
             for i in range(j, action[2]):
-                state = self._stepper.advance(state, self._theta[i], self._h)
+                state = run_step(self._stepper.advance, state, self._theta[i], self._h)
         elif kind == "store":
             checkpoints[j] = state
         elif kind == "restore":
@@ -178,7 +179,7 @@ class RecomputedTrajectory(Trajectory):
         for action in self._schedule[start:]:
             if action[0] == "reverse":
                 j = action[1]
-                _, cache = self._stepper.step(state, self._theta[j], self._h)
+                _, cache = run_step(self._stepper.step, state, self._theta[j], self._h)
                 yield j, state, cache
             else:
                 state = self._apply(action, state, checkpoints)

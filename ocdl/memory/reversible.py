@@ -20,6 +20,7 @@ error for growing :math:`N`.
 
 from __future__ import annotations
 
+from .._workspace import run_step
 from .base import MemoryPolicy, Trajectory, forward_steps
 
 
@@ -36,13 +37,13 @@ class ReversibleTrajectory(Trajectory):
         self._x0 = state0
         state = state0
         for theta_j in theta_steps:
-            state = stepper.advance(state, theta_j, h)
+            state = run_step(stepper.advance, state, theta_j, h)
         self.final_state = state
 
     def reversed_steps(self):
         state = self.final_state
         for j in reversed(range(self.n_steps)):
-            state, cache = self._stepper.reverse_step(state, self._theta[j], self._h)
+            state, cache = run_step(self._stepper.reverse_step, state, self._theta[j], self._h)
             yield j, state, cache
 
     def steps(self):

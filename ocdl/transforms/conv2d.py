@@ -7,8 +7,8 @@ from collections.abc import Hashable
 
 import numpy as np
 
+from .._workspace import step_empty
 from ..backend import get_array_module
-from ..memory.store_all import temporary_empty
 from ..parallel import _THREADED_ELEMENTS, in_parallel
 from .base import Transform
 
@@ -177,7 +177,7 @@ class Conv2d(Transform):
         if stacks is not None:
             c_to = stacks.shape[0] // k
             if consume is None:
-                out = (temporary_empty((s, c_to, HW), dtype, X) if out is None else out).reshape(s, c_to, HW)
+                out = (step_empty(X, (s, c_to, HW), dtype) if out is None else out).reshape(s, c_to, HW)
         if weights is not None:
             weights = weights.reshape(s, -1, HW)
         B = self._images_per_block(c_from, dtype.itemsize, s, xp)

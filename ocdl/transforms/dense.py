@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..memory.store_all import temporary_empty
+from .._workspace import step_empty
 from ..validation import check_positive
 from .base import Transform
 
@@ -13,9 +13,9 @@ _SMALL = 4096
 
 
 def _product(A, B):
-    """``A @ B``; large NumPy products go into a reusable temporary (:func:`~ocdl.memory.store_all.temporary_empty`)."""
+    """``A @ B``; NumPy products go into a buffer of the running step (:func:`~ocdl._workspace.step_empty`)."""
     if type(A) is np.ndarray and type(B) is np.ndarray and A.ndim == 2 and B.ndim == 2:
-        out = temporary_empty((A.shape[0], B.shape[1]), np.result_type(A, B), A)
+        out = step_empty(A, (A.shape[0], B.shape[1]), np.result_type(A, B))
         return np.matmul(A, B, out=out)
     return A @ B
 
