@@ -406,25 +406,178 @@ def test_reprs():
     assert repr(HDF5()) == "HDF5(path=None, compression=None, chunk_steps=1)"
 
 
-# -- reused temporaries of the sweeps ----------------------------------------------
+# -- reused buffers: every one has an owner (ocdl._workspace) ---------------------------
+# Sizes of at least 1 MiB per array, so that the derivative sweeps' temporaries are pooled too.
+WIDE, ROWS = 128, 1024
 
 
-def test_temporaries_are_reused_only_once_nothing_refers_to_them():
-    from ocdl.memory.store_all import clear_temporaries, temporary_empty
+def wide(kind, memory=None, n_steps=4):
+    net = ocdl.network(kind, WIDE, n_steps, 1.0, memory=memory)
+    rng = np.random.default_rng(11)
+    thetas = [net.init_params(rng, scale=2.0) for _ in range(3)]
+    Y0 = rng.standard_normal((ROWS, WIDE))
+    return net, thetas, Y0
 
-    clear_temporaries()
-    shape = (512, 512)  # 2 MiB in float64: cached
-    a = temporary_empty(shape, np.float64, np.empty(0))
-    b = temporary_empty(shape, np.float64, np.empty(0))
-    assert a is not b  # a is still held
-    a_id = id(a)
-    view = b[:3]
-    del a, b
-    c = temporary_empty(shape, np.float64, np.empty(0))
-    assert id(c) == a_id  # a was free again; b is still referenced by its view
-    d = temporary_empty(shape, np.float64, np.empty(0))
-    assert d is not c and d is not view.base
-    clear_temporaries()
+
+def arrays_of(traj):
+    """Every array of a trajectory's states, caches and final state."""
+    out = list(traj.final_state)
+    for _, state, kept in traj.steps():
+        out += list(state) + [c for c in (kept if isinstance(kept, tuple) else (kept,)) if c is not None]
+    return out
+
+
+def snapshot(traj):
+    return [a.copy() for a in arrays_of(traj)]
+
+
+@pytest.mark.parametrize("kind", ["resnet", "verlet", "rk4"])
+def test_trajectories_open_at_once_share_no_buffer(kind):
+    net, (t1, t2, t3), Y0 = wide(kind)
+    ref = ocdl.Network(net.stepper, net.n_steps, net.final_time, StoreAll(reuse=False))
+    net.trajectory(t3, Y0).close()  # the policy's pool now holds a trajectory's arrays
+    first = net.trajectory(t1, Y0)
+    second = net.trajectory(t2, Y0)
+    for a in arrays_of(first):
+        for b in arrays_of(second):
+            assert a is Y0 or not np.shares_memory(a, b)
+    with ref.trajectory(t1, Y0) as expected:  # the first is intact after the second's sweep
+        for a, b in zip(arrays_of(first), arrays_of(expected)):
+            np.testing.assert_array_equal(a, b)
+    first.close(), second.close()
+
+
+@pytest.mark.parametrize("kind", ["resnet", "verlet"])
+def test_close_gives_the_buffers_back_to_the_next_sweep(kind):
+    net, (t1, t2, _), Y0 = wide(kind)
+    first = net.trajectory(t1, Y0)
+    initial = {id(x) for x in next(first.steps())[1]}  # Y0 (and Verlet's zeros): not the trajectory's
+    final = {id(x) for x in first.final_state}
+    held = {id(a): a for a in arrays_of(first) if id(a) not in initial | final}  # references held here do not matter
+    with net.trajectory(t2, Y0) as other:  # first still open: nothing of it is reused
+        assert not {id(a) for a in arrays_of(other)} & held.keys()
+    first.close()
+    with net.trajectory(t2, Y0) as second:
+        assert held.keys() <= {id(a) for a in arrays_of(second)}  # every array given back is used again
+        assert not {id(a) for a in arrays_of(second)} & final  # the final state was the caller's
+
+
+@pytest.mark.parametrize("kind", ["resnet", "verlet"])
+def test_results_handed_to_the_caller_are_never_overwritten(kind):
+    """Final states, features, products and gradients stay what they were, whatever runs later."""
+    net, (t1, t2, t3), Y0 = wide(kind)
+    rng = np.random.default_rng(0)
+    dtheta, W = rng.standard_normal(net.n_params), rng.standard_normal(Y0.shape)
+    with net.trajectory(t1, Y0) as traj:
+        final = traj.final_state
+        YN = net.stepper.output(final)
+        dY = net.jvp(t1, Y0, dtheta, trajectory=traj)
+        g, gY0 = net.vjp(t1, Y0, W, trajectory=traj, return_dY0=True)
+    forward = net.forward(t1, Y0)
+    kept = [x.copy() for x in (*final, YN, dY, g, gY0, forward)]
+    for theta in (t2, t3, t2):  # sweeps of the same shapes take every buffer given back
+        with net.trajectory(theta, Y0) as traj:
+            net.jvp(theta, Y0, dtheta, trajectory=traj)
+            net.vjp(theta, Y0, W, trajectory=traj, return_dY0=True)
+        net.forward(theta, Y0)
+    for before, now in zip(kept, (*final, YN, dY, g, gY0, forward)):
+        np.testing.assert_array_equal(now, before)
+
+
+class KeepsProducts(ocdl.Stepper):
+    """A user's stepper whose states and caches are the transform's own results (buffers of the step).
+
+    ``Y_{j+1} = Y_j K`` (a linear network); the cache is ``{"KY": Y K}`` or an
+    object holding it, a form the workspace cannot see into.
+    """
+
+    def __init__(self, n, opaque):
+        self.K, self.n_params, self.n_features, self.opaque = ocdl.Dense(n), n * n, n, opaque
+
+    def _cache(self, KY):
+        if self.opaque:
+            cache = type("Cache", (), {})()
+            cache.KY = KY
+            return cache
+        return {"KY": [KY]}
+
+    def _KY(self, cache):
+        return cache.KY if self.opaque else cache["KY"][0]
+
+    def step(self, state, theta, h):
+        KY = self.K.apply(theta, state[0])  # a step buffer, kept as the next state and in the cache
+        return (KY,), self._cache(KY)
+
+    def step_jvp(self, state, theta, h, dstate, dtheta, cache):
+        return (self.K.apply(theta, dstate[0]) + self.K.apply(dtheta, state[0]),)
+
+    def step_vjp(self, state, theta, h, lam, cache):
+        assert np.array_equal(self._KY(cache), state[0] @ theta.reshape(self.n_features, -1))  # intact
+        return (self.K.apply_transpose(theta, lam[0]),), self.K.vjp(theta, state[0], lam[0])
+
+    def init_params(self, rng, scale=1.0, dtype=None):
+        return np.eye(self.n_features).ravel() + 0.1 * rng.standard_normal(self.n_params)
+
+
+@pytest.mark.parametrize("opaque", [False, True], ids=["dict-cache", "opaque-cache"])
+@pytest.mark.parametrize("memory", [StoreAll, lambda: Recompute(2)], ids=["store-all", "recompute"])
+def test_buffers_a_users_stepper_keeps_are_never_reused(opaque, memory):
+    stepper = KeepsProducts(WIDE, opaque)
+    net = ocdl.Network(stepper, 5, 1.0, memory=memory())
+    rng = np.random.default_rng(5)
+    theta, dtheta = net.init_params(rng), 0.1 * rng.standard_normal(net.n_params)
+    Y0, W = rng.standard_normal((ROWS, WIDE)), rng.standard_normal((ROWS, WIDE))
+    Ks = theta.reshape(5, WIDE, WIDE)
+    YN = Y0 @ Ks[0] @ Ks[1] @ Ks[2] @ Ks[3] @ Ks[4]
+    for _ in range(2):
+        with net.trajectory(theta, Y0) as traj:
+            np.testing.assert_allclose(net.stepper.output(traj.final_state), YN, rtol=1e-12)
+            g = net.vjp(theta, Y0, W, trajectory=traj)
+            dY = net.jvp(theta, Y0, dtheta, trajectory=traj)
+        np.testing.assert_allclose(net.forward(theta, Y0), YN, rtol=1e-12)
+    # the adjoint by hand: lam_5 = W, g_j = Y_j^T lam_{j+1}, lam_j = lam_{j+1} K_j^T
+    Ys = [Y0]
+    for K in Ks:
+        Ys.append(Ys[-1] @ K)
+    lam, expected = W, []
+    for j in reversed(range(5)):
+        expected.append((Ys[j].T @ lam).ravel())
+        lam = lam @ Ks[j].T
+    np.testing.assert_allclose(g, np.concatenate(expected[::-1]), rtol=1e-10)
+    dYs = np.zeros_like(Y0)
+    for j, K in enumerate(Ks):
+        dYs = dYs @ K + Ys[j] @ dtheta.reshape(5, WIDE, WIDE)[j]
+    np.testing.assert_allclose(dY, dYs, rtol=1e-10)
+
+
+def test_store_all_memory_stays_one_trajectory_between_sweeps():
+    """A training loop touches no fresh memory for its states after the first iteration, and the
+    policy's pool never holds more than one trajectory's arrays."""
+    from ocdl._workspace import temporaries
+
+    def gradient_peak(net, theta, Y0):
+        tracemalloc.start()
+        try:
+            with net.trajectory(theta, Y0) as traj:
+                net.vjp(theta, Y0, net.stepper.output(traj.final_state), trajectory=traj)
+            return tracemalloc.get_traced_memory()[1] / Y0.nbytes
+        finally:
+            tracemalloc.stop()
+
+    net = ocdl.network("resnet", 4, 64, 1.0)
+    theta = net.init_params(0)
+    Y0 = np.random.default_rng(0).standard_normal((2000, 4))
+    first = gradient_peak(net, theta, Y0)
+    later = [gradient_peak(net, theta, Y0) for _ in range(3)]
+    assert first > 128  # 64 states and 64 caches
+    assert max(later) < 8, later  # the final state, the adjoint, a few temporaries
+    one = net.memory._pool.nbytes
+    with net.trajectory(theta, Y0) as a, net.trajectory(theta, Y0) as b:  # two open at once, both closed
+        assert a.final_state[0] is not b.final_state[0]
+    assert net.memory._pool.nbytes == one  # one trajectory's arrays, not two
+    assert temporaries.nbytes <= temporaries.max_bytes
+    net.memory.release()
+    assert net.memory._pool.nbytes == 0 and temporaries.nbytes == 0
 
 
 def test_a_product_kept_by_the_caller_is_never_overwritten():
