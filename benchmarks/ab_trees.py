@@ -9,9 +9,13 @@ Usage::
 Each tree runs in its own worker process (``PYTHONPATH`` set to the tree, so
 its ``ocdl`` is imported), on the same data (:mod:`workloads`). For every case
 (workload, stepper, quantity) the two workers take turns, one timed run each,
-``--rounds`` times after one untimed run; the best time of each is printed
-with the ratio B / A, so both trees meet the same quiet and busy moments of a
-shared machine. One JSON line per case goes to stdout.
+``--rounds`` times after one untimed run; the best wall-clock and the best
+CPU time (all threads of the process, page faults included) of each are
+printed with the ratios B / A, so both trees meet the same quiet and busy
+moments of a shared machine (where the CPU times are the steadier figures),
+and the fewest page faults of a run (first touches of fresh memory: a count
+that the machine's load does not change).
+One JSON line per case goes to stdout.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -27,7 +32,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def worker() -> None:
-    """Serve ``workload stepper quantity dtype`` lines: run once, answer the seconds taken."""
+    """Serve ``workload stepper quantity dtype`` lines: run once, answer the wall and CPU seconds and the page
+    faults (first touches of fresh memory) it took."""
     import numpy as np
 
     sys.path.insert(0, HERE)
@@ -44,9 +50,12 @@ def worker() -> None:
             cases.clear()  # one case's data and trajectory at a time
             cases[key] = ocdl_callables(WORKLOADS[name], stepper, np.dtype(dtype))
         run = cases[key][quantity]
-        start = time.perf_counter()
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        start, cpu = time.perf_counter(), time.process_time()
         run()
-        print(json.dumps({"seconds": time.perf_counter() - start}), flush=True)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+        print(json.dumps({"seconds": seconds, "cpu_s": cpu, "page_faults": faults}), flush=True)
 
 
 def main(argv=None) -> list[dict]:
@@ -74,10 +83,11 @@ def main(argv=None) -> list[dict]:
             raise SystemExit(f"the worker for {tree} imported ocdl from {where}")
         workers.append(proc)
 
-    def ask(proc, case: str) -> float:
+    def ask(proc, case: str) -> tuple[float, float, int]:
         proc.stdin.write(case + "\n")
         proc.stdin.flush()
-        return json.loads(proc.stdout.readline())["seconds"]
+        answer = json.loads(proc.stdout.readline())
+        return answer["seconds"], answer["cpu_s"], answer["page_faults"]
 
     records = []
     try:
@@ -91,11 +101,15 @@ def main(argv=None) -> list[dict]:
                     for _ in range(args.rounds):
                         for i, proc in enumerate(workers):
                             times[i].append(ask(proc, case))
-                    a, b = min(times[0]), min(times[1])
-                    record = {"case": case, "a_s": a, "b_s": b, "b_over_a": b / a}
+                    (a, a_cpu, a_pf), (b, b_cpu, b_pf) = (tuple(map(min, zip(*t))) for t in times)
+                    record = {"case": case, "a_s": a, "b_s": b, "b_over_a": b / a,
+                              "a_cpu_s": a_cpu, "b_cpu_s": b_cpu, "cpu_b_over_a": b_cpu / a_cpu,
+                              "a_page_faults": a_pf, "b_page_faults": b_pf}
                     records.append(record)
                     print(json.dumps(record), flush=True)
-                    print(f"# {case:<32} A {a:8.4f} s   B {b:8.4f} s   B/A {b / a:6.3f}", file=sys.stderr, flush=True)
+                    print(f"# {case:<32} wall A {a:7.3f} B {b:7.3f} s  B/A {b / a:5.3f}   "
+                          f"cpu A {a_cpu:7.3f} B {b_cpu:7.3f} s  B/A {b_cpu / a_cpu:5.3f}   "
+                          f"faults A {a_pf:6d} B {b_pf:6d}", file=sys.stderr, flush=True)
     finally:
         for proc in workers:
             proc.stdin.close()

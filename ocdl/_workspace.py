@@ -32,7 +32,9 @@ reuse their arrays, and every reused array has exactly one owner at a time:
     owns it from then on;
   - the policies that recompute states run each step alone
     (:func:`run_step`): its temporaries go back to the pool, its result is
-    the caller's.
+    the caller's;
+  - a row-block kernel inside a step (:func:`run_kernel`) gives back its
+    temporaries when it returns, so the step's next kernel reuses them.
 
 Outside a step run by a workspace (a user calling a transform or a stepper
 directly) :func:`step_empty` is ``numpy.empty``: the caller owns the array,
@@ -257,6 +259,27 @@ def step_empty(like: Any, shape: tuple | None = None, dtype: Any = None) -> Any:
         return get_array_module(like).empty(shape, dtype=dtype)
     workspace = _RUNNING.get()
     return np.empty(shape, dtype=dtype) if workspace is None else workspace.take(shape, dtype)
+
+
+def run_kernel(kernel, *args):
+    """``kernel(*args)`` inside the running step: the buffers it takes and does not return go back at once.
+
+    For the row-block kernels (:func:`ocdl.parallel.row_blocks`), which write
+    into blocks of their step's outputs: their temporaries (a product, ``D W``)
+    die with them, and the next kernel of the same step (the second half of a
+    Verlet step) reuses them while they are in cache. What the kernel returns
+    stays owned by the step. Outside a step it is ``kernel(*args)``.
+    """
+    step = _RUNNING.get()
+    if step is None:
+        return kernel(*args)
+    scope = Workspace(step.pool)
+    result = scope.run(kernel, *args)
+    kept = scope.release()
+    if kept:
+        with step._lock:
+            step._owned += kept
+    return result
 
 
 def run_step(step, *args):

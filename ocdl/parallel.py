@@ -26,6 +26,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from ._workspace import run_kernel
+
 #: Most entries per row block, about; the blocks are as many as a multiple of
 #: the threads. Large blocks keep the fixed cost per call small (Conv2d's:
 #: blocks of 2^17 entries made the convolutional benchmark 5-10% slower),
@@ -232,18 +234,20 @@ def row_blocks(kernel, *arrays) -> list:
     the BLAS can be held to one thread, are cut into blocks of about
     ``_BLOCK_ELEMENTS`` entries shared among the threads; otherwise (smaller
     arrays, CuPy) ``kernel`` gets the whole arrays in one call. Returns the
-    kernel's return values, one per block.
+    kernel's return values, one per block. The buffers a kernel takes and
+    does not return are given back when it returns
+    (:func:`ocdl._workspace.run_kernel`).
     """
     X = arrays[0]
     size = X.size
     if type(X) is not np.ndarray or X.ndim == 0 or size < _THREADED_ELEMENTS or not blas_threads_settable():
-        return [kernel(*arrays)]
+        return [run_kernel(kernel, *arrays)]
     pool = _executor()
     rows, threads = X.shape[0], pool._max_workers + 1 if pool else 1
     step = -(-rows // (threads * -(-size // (threads * _BLOCK_ELEMENTS))))
 
     def run(k):
         i = k * step
-        return kernel(*(a[i : i + step] if a is not None else None for a in arrays))
+        return run_kernel(kernel, *(a[i : i + step] if a is not None else None for a in arrays))
 
     return in_parallel(run, -(-rows // step), True)

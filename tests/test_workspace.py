@@ -161,3 +161,27 @@ def test_store_all_pool_holds_one_trajectory_and_the_memory_module_holds_policie
         assert pool.nbytes == owned - final  # this trajectory's arrays, its final state excepted
     assert sizes[0] == sizes[1] == sizes[2] > 0
     assert not any(hasattr(memory, name) for name in ("step_empty", "temporary_empty", "trajectory_empty"))
+
+
+def test_a_kernel_gives_back_its_temporaries_when_it_returns():
+    from ocdl._workspace import run_kernel
+
+    temporaries = []
+
+    def kernel(out):
+        temporaries.append(step_empty(out))  # dies with the kernel
+        temporaries[-1][...] = 1.0
+        out[...] = temporaries[-1]
+        return step_empty(out)  # returned: stays the step's
+
+    def step():
+        out = step_empty(np.empty(0), SHAPE)
+        return out, run_kernel(kernel, out), run_kernel(kernel, out)
+
+    ws = Workspace(BufferPool())
+    out, first, second = ws.run(step)
+    assert temporaries[1] is temporaries[0]  # the second kernel reused the first one's temporary
+    assert len(ids([out, first, second, temporaries[0]])) == 4
+    assert ids(ws.arrays) == {id(out), id(first), id(second)} and (out == 1.0).all()
+    assert ws.pool.nbytes == out.nbytes
+    assert run_kernel(lambda: step_empty(np.empty(0), SHAPE)).shape == SHAPE  # outside a step: a plain call
