@@ -82,7 +82,7 @@ def feature_trajectory(network: Network, theta: Any, Y0: Any) -> np.ndarray:
     with network.trajectory(theta, Y0) as traj:
         states = [asnumpy(network.stepper.output(state)) for _, state, _ in traj.steps()]
         states.append(asnumpy(network.stepper.output(traj.final_state)))
-    return np.stack(states)
+        return np.stack(states)  # while the trajectory's states are valid
 
 
 def layer_jacobian_eigenvalues(network: Network, theta: Any, Y0: Any) -> np.ndarray:

@@ -2,8 +2,8 @@
 
 CI has no CuPy, so the branches taken for non-NumPy arrays would run only on
 a GPU machine: one block instead of threaded row blocks
-(:func:`ocdl.parallel.row_blocks`), fresh temporaries instead of NumPy's
-reuse caches (:mod:`ocdl.memory.store_all`), and ``Conv2d``'s single block
+(:func:`ocdl.parallel.row_blocks`), fresh arrays instead of NumPy's
+reused buffers (:mod:`ocdl._workspace`), and ``Conv2d``'s single block
 of images with zeroed buffers. With the stand-in as ocdl's CuPy,
 :func:`ocdl.get_array_module` picks it and every one of those branches runs
 on the CPU. The results must equal NumPy's (which take the threaded, cached

@@ -28,6 +28,12 @@ steps alone (row ``i`` of :math:`x_{j+1}` depends on row ``i`` of
 :math:`x_j` only), as in the paper, where the examples are independent
 initial conditions of the same ODE. Verify a subclass with
 :func:`ocdl.check_stepper`.
+
+Inside the sweeps of :class:`ocdl.Network` the arrays that layers and
+transforms return are buffers of the running step (:mod:`ocdl._workspace`):
+those a step returns, in its state, cache or result, live as long as that
+value; the others are reused once the step returns, so a stepper keeps no
+array between steps except through what it returns.
 """
 
 from __future__ import annotations
