@@ -43,7 +43,6 @@ def handoff(n: int, rows: int, calls: int) -> dict:
     import threading
 
     import numpy as np
-
     from ocdl.parallel import in_parallel
 
     rng = np.random.default_rng(0)
@@ -83,7 +82,6 @@ def handoff(n: int, rows: int, calls: int) -> dict:
 def gil(size: int, calls: int, repeats: int) -> dict:
     """``np.multiply`` on ``size`` entries, ``calls`` times, on one thread and on two at once."""
     import numpy as np
-
     from ocdl.parallel import in_parallel
 
     x = [np.random.default_rng(i).random(size) for i in range(2)]

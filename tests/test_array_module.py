@@ -2,7 +2,7 @@
 
 CI has no CuPy, so the branches taken for non-NumPy arrays would run only on
 a GPU machine: one block instead of threaded row blocks
-(:func:`ocdl.parallel.row_blocks`), fresh temporaries instead of NumPy's
+(``ocdl._threads.row_blocks``), fresh temporaries instead of NumPy's
 reuse caches (:mod:`ocdl.memory.store_all`), and ``Conv2d``'s single block
 of images with zeroed buffers. With the stand-in as ocdl's CuPy,
 :func:`ocdl.get_array_module` picks it and every one of those branches runs
@@ -29,7 +29,7 @@ import pytest
 from standin_cupy import TRANSFERS, StandInArray, install
 
 import ocdl
-from ocdl.parallel import _THREADED_ELEMENTS
+from ocdl._threads import _THREADED_ELEMENTS
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ from collections.abc import Hashable
 
 import numpy as np
 
+from .._threads import map_blocks
 from ..backend import get_array_module
 from ..memory.store_all import temporary_empty
-from ..parallel import _THREADED_ELEMENTS, in_parallel
 from .base import Transform
 
 #: Bytes of the im2col stack of one block of images (about the L2 cache).
@@ -209,7 +209,7 @@ class Conv2d(Transform):
                 xp.sum(xp.matmul(Wb, window.transpose(0, 2, 1)), axis=0, out=G[a])
             return G
 
-        shares = in_parallel(run, -(-s // B), xp is np and X.size >= _THREADED_ELEMENTS)
+        shares = map_blocks(run, -(-s // B), X)
         G = sum(shares) if weights is not None else None
         return (None if out is None else out.reshape(s, -1)), G
 
