@@ -88,15 +88,26 @@ def _reset_executor() -> None:
 
 
 # -- the BLAS's thread count (threadpoolctl) -----------------------------------
+_blas_selection = (None, None)  # (threadpoolctl's cached controller, its BLAS libraries)
+
+
 def _blas():
     """threadpoolctl's controller of the BLAS libraries loaded in the process.
 
-    ``get_cached_controller`` finds them again only when a module has been
-    imported since the last call, so the usual call costs microseconds.
+    ``get_cached_controller`` finds the libraries again only when a module
+    has been imported since its last call; the selection of the BLAS among
+    them is kept as long as that controller is, so a call costs about a
+    microsecond.
     """
     from threadpoolctl import get_cached_controller
 
-    return get_cached_controller().select(user_api="blas")
+    global _blas_selection
+    controller = get_cached_controller()
+    cached, blas = _blas_selection
+    if cached is not controller:
+        blas = controller.select(user_api="blas")
+        _blas_selection = (controller, blas)
+    return blas
 
 
 def blas_threads_settable() -> bool:
