@@ -127,8 +127,8 @@ def test_check_stepper_without_init_params_asks_for_theta():
 
 
 class WrongVjp(ocdl.Dense):
-    def vjp(self, theta, Y, W):
-        return -super().vjp(theta, Y, W)
+    def vjp(self, theta, Y, lam):
+        return -super().vjp(theta, Y, lam)
 
 
 class WrongTranspose(ocdl.Dense):

@@ -141,20 +141,20 @@ def check_stepper(
         net.jvp(theta_all, Y0, xp.zeros_like(theta_all), dY0=dY0, trajectory=traj),
         **kw,
     )
-    W = random_like(net.stepper.output(traj.final_state), rng)
+    lam_N = random_like(net.stepper.output(traj.final_state), rng)  # a cotangent of the features
     results["network: jvp/vjp adjoint"] = dot_test(
         lambda v: net.jvp(theta_all, Y0, v[0], dY0=v[1], trajectory=traj),
         lambda w: net.vjp(theta_all, Y0, w, trajectory=traj, return_dY0=True),
         (dtheta_all, dY0),
-        W,
+        lam_N,
         tol,
     )
-    stored = net.vjp(theta_all, Y0, W, trajectory=traj, return_dY0=True)
+    stored = net.vjp(theta_all, Y0, lam_N, trajectory=traj, return_dY0=True)
     traj.close()
     if stepper.reversible:
         reversed_net = Network(stepper, n_steps, h * n_steps, memory=Reversible())
         results["network: Reversible = stored"] = agreement(
-            reversed_net.vjp(theta_all, Y0, W, return_dY0=True), stored, np.sqrt(eps)
+            reversed_net.vjp(theta_all, Y0, lam_N, return_dY0=True), stored, np.sqrt(eps)
         )
 
     maps = {
