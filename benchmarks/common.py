@@ -27,21 +27,16 @@ THREAD_ENV_VARS = (
 def limit_threads(n: int) -> dict:
     """Set every BLAS/OpenMP thread variable to ``n`` (call before importing NumPy).
 
-    Also applies ``threadpoolctl`` when it is installed (it is not a
-    dependency), which catches a BLAS that was already loaded. Returns what
-    was done, for the record.
+    Also applies ``threadpoolctl`` (a dependency of ocdl), which catches a
+    BLAS that was already loaded. Returns what was done, for the record.
     """
+    from threadpoolctl import threadpool_limits
+
     for var in THREAD_ENV_VARS:
         os.environ[var] = str(n)
-    done = {"env": {v: os.environ[v] for v in THREAD_ENV_VARS}, "threadpoolctl": None}
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return done
     global _THREADPOOL_LIMITS  # keep the context alive for the whole run
     _THREADPOOL_LIMITS = threadpool_limits(limits=n)
-    done["threadpoolctl"] = n
-    return done
+    return {"env": {v: os.environ[v] for v in THREAD_ENV_VARS}, "threadpoolctl": n}
 
 
 _THREADPOOL_LIMITS = None
