@@ -158,13 +158,15 @@ def main(argv=None) -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     first = trees[0]["name"]
     print(f"# {args.dtype}, best of {args.rounds} rounds x {args.repeats} calls; load average {load}")
-    print(f"{'case':<24}" + "".join(f"{t['name']:>14}" for t in trees) + "".join(
-        f"{t['name'] + '/' + first:>18}" for t in trees[1:]))
+    ratios = [f"{t['name']}/{first}" for t in trees[1:]]
+    widths = [max(18, len(r) + 2) for r in ratios]
+    print(f"{'case':<24}" + "".join(f"{t['name']:>14}" for t in trees)
+          + "".join(f"{r:>{w}}" for r, w in zip(ratios, widths)))
     records = []
     for case in (":".join(c) for c in args.case):
         times = [best[t["name"]][case] for t in trees]
         print(f"{case:<24}" + "".join(f"{1e3 * x:12.1f}ms" for x in times)
-              + "".join(f"{x / times[0]:18.3f}" for x in times[1:]))
+              + "".join(f"{x / times[0]:{w}.3f}" for x, w in zip(times[1:], widths)))
         records.append({"benchmark": "ab", "case": case, "dtype": args.dtype, "quick": args.quick,
                         "rounds": args.rounds, "repeats": args.repeats, "load_average": load,
                         "seconds": {t["name"]: best[t["name"]][case] for t in trees},
