@@ -30,7 +30,7 @@ def check_stepper(
     * ``advance`` against ``step`` (the same next state, within 100 eps);
     * each example (row) stepping alone: ``advance`` on two halves of the
       rows against ``step`` on all of them (large states are stepped in row
-      blocks on several threads, :mod:`ocdl.parallel`);
+      blocks on several threads);
     * Taylor tests of ``step`` against ``step_jvp`` in the state and in
       ``theta``;
     * the dot test of ``step_jvp`` against ``step_vjp`` (state and
@@ -43,6 +43,12 @@ def check_stepper(
     * the Taylor and dot tests for the whole propagation over ``n_steps``
       steps (:meth:`ocdl.Network.jvp` / :meth:`~ocdl.Network.vjp`),
       including the derivative with respect to ``Y0``.
+
+    The four layer steppers take every step with their layer's
+    :meth:`~ocdl.Layer.step`, ``step_jvp`` and ``step_vjp``, so these tests
+    cover the layer's public step too; :func:`~ocdl.checks.check_layer`
+    checks a layer alone (both orientations, ``X`` and the cotangents
+    ``None``).
 
     The derivative tests run in float64 (``Y0`` and ``theta`` are promoted
     on their device). For a float32 ``Y0`` the report adds ``float32: ...``

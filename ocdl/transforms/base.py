@@ -29,8 +29,9 @@ instead of two).
 
 Each example is transformed alone: row ``i`` of ``apply(theta, Y)`` depends
 only on row ``i`` of ``Y``, so ``apply(theta, Y[rows]) == apply(theta,
-Y)[rows]``, and ``vjp`` is a sum over the rows. The step kernels rely on it
-to run large states in row blocks on several threads (:mod:`ocdl.parallel`);
+Y)[rows]``, and ``vjp`` is a sum over the rows. The layer's step kernels
+(:meth:`ocdl.Layer.step`) rely on it to run large states in row blocks on
+several threads;
 :func:`ocdl.check_stepper` checks it ("rows step alone").
 """
 
