@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ocdl.solvers.checkpoint import CHECKPOINT_NAME, TrainingInterrupted, load_checkpoint
+from ocdl.solvers.checkpoint import CHECKPOINT_NAME, Checkpointing, TrainingInterrupted, load_checkpoint
 
 from .experiments import (
     DTYPES,
@@ -125,7 +125,8 @@ def _resume_settings(path: Path) -> Settings:
         found = "no command-line settings" if not settings else f"settings {sorted(settings)}, not those of ocdl train"
         raise OcdlFileError(
             f"{path}: a checkpoint of the Python API with {found}; resume it from Python with "
-            f"ocdl.solvers.multilevel(..., checkpoint={str(path)!r}, resume=True) and the same problem and options"
+            f"ocdl.solvers.multilevel(..., checkpoint=Checkpointing({str(path)!r}, resume=True)) and the same "
+            "problem and solver"
         )
     return Settings(**settings)
 
@@ -145,8 +146,8 @@ def _train(args: argparse.Namespace) -> int:
         out = Path(args.out or Path("runs") / f"{args.problem}-{args.stepper}")
     data = load_data(settings)
     out.mkdir(parents=True, exist_ok=True)  # an unusable folder fails now, not after the training
-    run = train(settings, data, progress=not args.no_progress, checkpoint=out / CHECKPOINT_NAME,
-                checkpoint_every=args.checkpoint_every, resume=args.resume is not None)
+    checkpoint = Checkpointing(out / CHECKPOINT_NAME, every=args.checkpoint_every, resume=args.resume is not None)
+    run = train(settings, data, progress=not args.no_progress, checkpoint=checkpoint)
     _report_run(run, write_run(run, out))
     return 0
 

@@ -300,7 +300,7 @@ def test_bad_alpha(name, value):
 @pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA device")
 def test_cupy_matches_numpy():
     import cupy
-    from ocdl.solvers import block_coordinate_descent
+    from ocdl.solvers import BlockCoordinateDescent
 
     lp, theta, W, mu, rng = make_problem()
     Y0, C = cupy.asarray(lp.Y0), cupy.asarray(lp.classes)
@@ -318,8 +318,9 @@ def test_cupy_matches_numpy():
     gHv = gpu.theta_problem(gargs[1], gargs[2], idx, idx[:5]).model(gargs[0]).hessian_matvec(cupy.asarray(v))
     np.testing.assert_allclose(cupy.asnumpy(gHv), Hv, rtol=1e-10, atol=1e-14)
     assert gpu.accuracy(*gargs) == lp.accuracy(*args)
-    result = block_coordinate_descent(gpu, gargs[0], max_iter=2, batch_size=12, hessian_batch_size=6, progress=False)
-    assert isinstance(result.x["theta"], cupy.ndarray) and result.nit == 2
+    result = BlockCoordinateDescent(max_iter=2, batch_size=12, hessian_batch_size=6).minimize(gpu, gargs[0],
+                                                                                              progress=False)
+    assert isinstance(result.x.theta, cupy.ndarray) and result.nit == 2
 
 
 def test_classifier_preconditioner_inverts_regularizer_plus_shift():
