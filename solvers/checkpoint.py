@@ -143,7 +143,7 @@ class TrainingInterrupted(KeyboardInterrupt):
     Attributes
     ----------
     checkpoint : pathlib.Path
-        The checkpoint file; continue with ``resume=True`` (``ocdl train --resume DIR``).
+        The checkpoint file; continue with ``Checkpointing(checkpoint, resume=True)`` (``ocdl train --resume DIR``).
     level : int
         The level (0-based) the checkpoint continues with.
     iteration : int
