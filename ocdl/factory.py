@@ -5,7 +5,7 @@ from __future__ import annotations
 from .activations import Activation
 from .layer import Layer
 from .memory import MemoryPolicy
-from .network import Network
+from .propagation import Network
 from .steppers import RK4, Leapfrog, ResNet, Verlet
 from .transforms import Antisymmetric, Dense
 from .validation import check_nonnegative, check_positive

@@ -70,8 +70,8 @@ import numpy as np
 
 from .backend import asnumpy, get_array_module
 from .fingerprint import describe, digest
-from .network import Network
 from .objectives import Objective, one_hot
+from .propagation import Network
 from .reduction import Reduction
 from .regularizers import Regularizer, TimeSmoothness, WeightDecay
 from .validation import check_array, check_nonnegative, check_positive

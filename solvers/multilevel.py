@@ -24,7 +24,7 @@ import numpy as np
 
 from ocdl.backend import device_of, get_array_module
 from ocdl.learning_problem import LearningProblem
-from ocdl.network import Network
+from ocdl.propagation import Network
 from ocdl.validation import is_integer
 
 from .block_coordinate_descent import block_coordinate_descent

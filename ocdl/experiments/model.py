@@ -19,8 +19,8 @@ from ..factory import network
 from ..layer import Layer
 from ..learning_problem import LearningProblem
 from ..memory import MemoryPolicy, Recompute, Reversible, StoreAll
-from ..network import Network
 from ..objectives import LogisticCrossEntropy, Objective, SoftmaxCrossEntropy
+from ..propagation import Network
 from ..regularizers import Regularizer, SpatialSmoothness, WeightDecay
 from ..regularizers.base import Array
 from ..steppers import RK4, Leapfrog, ResNet, Verlet
