@@ -161,11 +161,13 @@ def test_widen_duplicates_points_and_images():
         widen(np.ones((2, 3)), paper_settings("ellipses", "resnet"))
 
 
-@pytest.mark.parametrize("stepper", ["resnet", "antisymmetric", "verlet", "leapfrog", "rk4"])
+@pytest.mark.parametrize("stepper", ocdl.KINDS)
 def test_mnist_networks_are_convolutional(stepper):
     net = build_network(paper_settings("mnist", stepper, width=2), 3)
     transform = net.stepper.layer.transform
     assert net.n_steps == 3 and net.final_time == 6.0 and net.stepper.n_features == 2 * 784
+    assert type(net.stepper) is ocdl.KINDS[stepper].stepper
+    assert isinstance(transform, ocdl.Antisymmetric) == (stepper == "antisymmetric")
     base = transform.base if stepper == "antisymmetric" else transform
     assert isinstance(base, ocdl.Conv2d) and base.param_shape == (2, 2, 3, 3)
     Y = np.random.default_rng(0).random((2, 2 * 784))

@@ -15,22 +15,18 @@ import os
 
 import numpy as np
 
-from ..factory import network
-from ..layer import Layer
+from ..factory import KINDS, network
 from ..learning_problem import LearningProblem
 from ..memory import MemoryPolicy, Recompute, Reversible, StoreAll
 from ..objectives import LogisticCrossEntropy, Objective, SoftmaxCrossEntropy
 from ..propagation import Network
 from ..regularizers import Regularizer, SpatialSmoothness, WeightDecay
 from ..regularizers.base import Array
-from ..steppers import RK4, Leapfrog, ResNet, Verlet
-from ..transforms import Antisymmetric, Conv2d
+from ..transforms import Conv2d
 from ..validation import check_positive
-from .settings import MNIST_IMAGE, REVERSIBLE_STEPPERS, Settings
+from .settings import MNIST_IMAGE, Settings
 
 ACTIVATION = "tanh"
-
-_STEPPER_CLASSES = {"resnet": ResNet, "antisymmetric": ResNet, "leapfrog": Leapfrog, "verlet": Verlet, "rk4": RK4}
 
 
 class ChannelSmoothness(Regularizer):
@@ -130,7 +126,7 @@ def memory_policy(settings: Settings, n_examples: int, budget: int | None = None
         if stored <= (_half_the_memory(settings.device) if budget is None else budget):
             choice = "store-all"
         else:
-            choice = "reversible" if settings.stepper in REVERSIBLE_STEPPERS else "recompute"
+            choice = "reversible" if KINDS[settings.stepper].reversible else "recompute"
     if choice == "store-all":
         return StoreAll()
     if choice == "reversible":
@@ -184,10 +180,8 @@ def build_network(settings: Settings, n_steps: int, memory: MemoryPolicy | None 
     if settings.problem != "mnist":
         return network(settings.stepper, settings.width, n_steps, settings.final_time, ACTIVATION, settings.gamma,
                        memory=memory)
-    transform = Conv2d(settings.width, settings.width, *MNIST_IMAGE)
-    if settings.stepper == "antisymmetric":
-        transform = Antisymmetric(transform, settings.gamma)
-    stepper = _STEPPER_CLASSES[settings.stepper](Layer(transform, ACTIVATION))
+    stepper = KINDS[settings.stepper].build(Conv2d(settings.width, settings.width, *MNIST_IMAGE), ACTIVATION,
+                                            settings.gamma)
     return Network(stepper, n_steps, settings.final_time, memory)
 
 
