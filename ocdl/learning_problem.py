@@ -68,15 +68,13 @@ from typing import Any
 
 import numpy as np
 
-from .backend import asnumpy, get_array_module
+from .backend import Array, asnumpy, get_array_module
 from .fingerprint import describe, digest
 from .objectives import Objective, one_hot
 from .propagation import Network
 from .reduction import Reduction
 from .regularizers import Regularizer, TimeSmoothness, WeightDecay
 from .validation import check_array, check_nonnegative, check_positive
-
-Array = Any  # a NumPy or CuPy array
 
 
 class LearningProblem:

@@ -44,19 +44,17 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from ocdl.backend import get_array_module
+from ocdl.backend import Array, get_array_module
 from ocdl.learning_problem import LearningProblem
 from ocdl.validation import check_array, check_positive
 
 from .newton import gauss_newton_pcg, newton_pcg
 from .result import SolverResult
 
-Array = Any  # a NumPy or CuPy array
 logger = logging.getLogger(__name__)
 Callback = Callable[[int, "TrainingState"], "bool | None"]
 

@@ -17,11 +17,10 @@ numbers), which :mod:`ocdl.solvers.checkpoint` writes with the rest of the state
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
-from ocdl.backend import get_array_module
+from ocdl.backend import Array, get_array_module
 from ocdl.checks import norm
 from ocdl.learning_problem import LearningProblem
 from ocdl.validation import check_nonnegative, check_positive
@@ -29,7 +28,6 @@ from ocdl.validation import check_nonnegative, check_positive
 from .block_coordinate_descent import Callback, TrainingState, initial_state, run_training
 from .result import SolverResult
 
-Array = Any  # a NumPy or CuPy array
 Update = Callable[[TrainingState, tuple[Array, Array, Array]], tuple[Array, Array, Array]]
 
 

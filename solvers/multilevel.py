@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ocdl.backend import device_of, get_array_module
+from ocdl.backend import Array, device_of, get_array_module
 from ocdl.learning_problem import LearningProblem
 from ocdl.propagation import Network
 from ocdl.validation import is_integer
@@ -30,8 +30,6 @@ from ocdl.validation import is_integer
 from .block_coordinate_descent import block_coordinate_descent
 from .checkpoint import CheckpointWriter
 from .result import SolverResult
-
-Array = Any  # a NumPy or CuPy array
 
 
 def prolongate(theta: Array, network: Network) -> Array:

@@ -15,13 +15,13 @@ import os
 
 import numpy as np
 
+from ..backend import Array
 from ..factory import KINDS, network
 from ..learning_problem import LearningProblem
 from ..memory import MemoryPolicy, Recompute, Reversible, StoreAll
 from ..objectives import LogisticCrossEntropy, Objective, SoftmaxCrossEntropy
 from ..propagation import Network
 from ..regularizers import Regularizer, SpatialSmoothness, WeightDecay
-from ..regularizers.base import Array
 from ..transforms import Conv2d
 from ..validation import check_positive
 from .settings import MNIST_IMAGE, Settings
