@@ -26,7 +26,7 @@ from .memory import HDF5, MemoryPolicy, Recompute, Reversible, StoreAll, Traject
 from .objectives import LeastSquares, LogisticCrossEntropy, Objective, SoftmaxCrossEntropy
 from .propagation import Network
 from .reduction import Reduction
-from .regularizers import Regularizer, SpatialSmoothness, TimeSmoothness, WeightDecay
+from .regularizers import ChannelSmoothness, Regularizer, SpatialSmoothness, TimeSmoothness, WeightDecay
 from .stability import euler_factor, input_sensitivity, layer_jacobian_eigenvalues
 from .steppers import RK4, LayerStepper, Leapfrog, ResNet, Stepper, Verlet
 from .transforms import Antisymmetric, Conv2d, Dense, NegativeDefinite, Transform
@@ -41,7 +41,7 @@ __all__ = [
     "MemoryPolicy", "Trajectory", "StoreAll", "Recompute", "HDF5", "Reversible",
     # objectives and regularizers
     "Objective", "SoftmaxCrossEntropy", "LogisticCrossEntropy", "LeastSquares",
-    "Regularizer", "WeightDecay", "TimeSmoothness", "SpatialSmoothness",
+    "Regularizer", "WeightDecay", "TimeSmoothness", "SpatialSmoothness", "ChannelSmoothness",
     # the learning problem
     "LearningProblem", "Reduction",
     # checks and stability
