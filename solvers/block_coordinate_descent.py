@@ -174,7 +174,7 @@ def run_training(
         if not isinstance(validation, (tuple, list)) or len(validation) != 2:
             raise TypeError("validation must be a pair (Y_val, C_val)")
         Y_val, C_val = validation
-        Y_val = problem._check_examples("Y_val", Y_val)
+        Y_val = problem.check_examples(Y_val, "Y_val")
         C_val = problem.class_indices(C_val)
         if C_val.shape[0] != Y_val.shape[0]:
             raise ValueError(
