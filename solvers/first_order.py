@@ -18,19 +18,16 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from ocdl.backend import get_array_module
+from ocdl.backend import Array, get_array_module
 from ocdl.checks import norm
 from ocdl.learning_problem import LearningProblem
 from ocdl.validation import check_nonnegative, check_positive
 
 from .params import Params
 from .training_loop import TrainingSolver, TrainingState
-
-Array = Any  # a NumPy or CuPy array
 
 
 class _MiniBatch(TrainingSolver):

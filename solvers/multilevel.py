@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from ocdl.backend import device_of, get_array_module
+from ocdl.backend import Array, device_of, get_array_module
 from ocdl.learning_problem import LearningProblem
-from ocdl.network import Network
+from ocdl.propagation import Network
 from ocdl.validation import is_integer
 
 from .block_coordinate_descent import BlockCoordinateDescent
@@ -34,8 +34,6 @@ from .checkpoint import Checkpointing, CheckpointWriter
 from .params import Params
 from .result import MultilevelResult, SolverResult, Status
 from .training_loop import Callback, TrainingSolver
-
-Array = Any  # a NumPy or CuPy array
 
 
 def prolongate(theta: Array, network: Network) -> Array:

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
-Array = Any  # a NumPy or CuPy array
+from ocdl.backend import Array
 
 
 @dataclass(frozen=True)

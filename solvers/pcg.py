@@ -17,10 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ocdl.backend import get_array_module
+from ocdl.backend import Array, get_array_module
 from ocdl.validation import check_array, check_nonnegative
-
-Array = Any  # a NumPy or CuPy array
 
 
 @dataclass

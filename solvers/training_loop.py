@@ -41,14 +41,13 @@ from typing import Any, ClassVar
 import numpy as np
 from tqdm.auto import tqdm
 
-from ocdl.backend import get_array_module
+from ocdl.backend import Array, get_array_module
 from ocdl.learning_problem import LearningProblem
 from ocdl.validation import check_array
 
 from .params import Params
 from .result import SolverResult, Status
 
-Array = Any  # a NumPy or CuPy array
 logger = logging.getLogger(__name__)
 Callback = Callable[[int, "TrainingState"], "bool | None"]
 
@@ -214,7 +213,7 @@ def _checked_validation(problem: LearningProblem, validation: Any) -> tuple[Arra
     if not isinstance(validation, (tuple, list)) or len(validation) != 2:
         raise TypeError("validation must be a pair (Y_val, C_val)")
     Y_val, C_val = validation
-    Y_val = problem._check_examples("Y_val", Y_val)
+    Y_val = problem.check_examples(Y_val, "Y_val")
     C_val = problem.class_indices(C_val)
     if C_val.shape[0] != Y_val.shape[0]:
         raise ValueError(

@@ -29,6 +29,7 @@ from ocdl.problems import concentric_ellipses
 from ocdl.solvers import BlockCoordinateDescent
 
 import ocdl
+from ocdl.experiments import PAPER_STEPPERS
 from ocdl.learning_problem import LearningProblem
 
 SETTINGS = dict(width=2, n_steps=16, final_time=20.0, alpha_theta=1e-3, alpha_W=1e-3, max_iter=60, seed=0)
@@ -39,7 +40,7 @@ def runs():
     """One training run per architecture, computed once for the module."""
     data = concentric_ellipses()
     out = {}
-    for kind in ("resnet", "antisymmetric", "verlet"):
+    for kind in PAPER_STEPPERS:
         net = ocdl.network(kind, SETTINGS["width"], SETTINGS["n_steps"], SETTINGS["final_time"], activation="tanh")
         problem = LearningProblem(
             net,

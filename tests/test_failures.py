@@ -84,6 +84,37 @@ def test_blow_up_without_a_square_layer_skips_the_factor(net):
     assert "blew up: step" in message and "smaller step" in message and "lambda" not in message
 
 
+class DoublingExplained(Doubling):
+    """A user's stepper that explains its own blow-up from what diagnose is given."""
+
+    def diagnose(self, state, theta, h):
+        return f"Doubling by {theta[0]:g} per step: {state[0].shape[0]} examples at {state[0][:, 0].tolist()}."
+
+
+def test_a_users_stepper_explains_its_own_blow_up():
+    net = ocdl.Network(DoublingExplained(), 40, 1.0, blow_up=100.0)
+    Y0 = np.array([[1.0, 1.0], [0.0, 0.0], [2.0, 2.0]])  # the zero example never blows up
+    with pytest.raises(ocdl.PropagationError) as info:
+        net.forward(np.full(net.n_params, 10.0), Y0)
+    message = str(info.value)
+    # max|Y0| = 2, limit 200: step 2 takes the third example from 200 (at the limit) to 2000, the first to 1000
+    assert "blew up: step 2 of 40 (DoublingExplained" in message
+    assert message.endswith("Doubling by 10 per step: 2 examples at [100.0, 200.0].")
+    assert "smaller step" not in message  # the override replaces the default advice
+
+
+def test_a_users_resnet_can_override_the_explanation():
+    class Quiet(ocdl.ResNet):
+        def diagnose(self, state, theta, h):
+            return None
+
+    net = ocdl.Network(Quiet(ocdl.Layer(ocdl.Dense(2), "identity")), 10, 100.0)
+    theta = net.pack([np.diag([-3.0, -2.0])] * 10, [0.0] * 10)
+    with pytest.raises(ocdl.PropagationError) as info:
+        net.forward(theta, np.ones((3, 2)))
+    assert str(info.value).endswith("(blow_up = 100000000.0 times max(1, max|Y0|)).")
+
+
 # -- Newton-PCG: NaN, line search, negative curvature ----------------------------------------
 
 

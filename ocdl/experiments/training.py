@@ -14,7 +14,7 @@ from ocdl.solvers import BlockCoordinateDescent, Checkpointing, MultilevelResult
 
 from ..backend import asnumpy, to_device
 from ..learning_problem import LearningProblem
-from ..network import Network
+from ..propagation import Network
 from .data import load_data, widen
 from .model import build_problem, initial_parameters
 from .settings import Settings
