@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..stability import layer_growth_diagnosis
 from .base import LayerStepper
 
 
@@ -70,3 +71,10 @@ class Leapfrog(LayerStepper):
         Y_prev -= Y_next
         Y_prev += Y
         return (Y, Y_prev), D
+
+    def diagnose(self, state, theta, h):
+        r""":math:`\max \operatorname{Re}\lambda` of the force's Jacobian at the step's input (positive:
+        :math:`\ddot Y = F(Y)` itself grows;
+        :func:`~ocdl.stability.layer_growth_diagnosis`), then the default advice."""
+        growth = layer_growth_diagnosis(self.layer, theta, self.output(state))
+        return " ".join(filter(None, (growth, super().diagnose(state, theta, h))))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..backend import get_array_module
 from ..memory.store_all import temporary_empty
+from ..stability import layer_growth_diagnosis
 from .base import LayerStepper
 
 
@@ -87,3 +88,10 @@ class RK4(LayerStepper):
         lam_Y, g = self.layer.step_vjp(theta, Y, D0, lam_U1, lam_Y)
         gtheta += g
         return (lam_Y,), gtheta
+
+    def diagnose(self, state, theta, h):
+        r""":math:`\max \operatorname{Re}\lambda` of the force's Jacobian at the step's input (positive:
+        :math:`\dot Y = F(Y)` itself grows;
+        :func:`~ocdl.stability.layer_growth_diagnosis`), then the default advice."""
+        growth = layer_growth_diagnosis(self.layer, theta, self.output(state))
+        return " ".join(filter(None, (growth, super().diagnose(state, theta, h))))
