@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ocdl.solvers.checkpoint import CHECKPOINT_NAME, TrainingInterrupted, load_checkpoint
 
+from .backend import out_of_memory
 from .experiments import (
     DTYPES,
     MEMORY,
@@ -90,7 +91,7 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     add("--device", choices=("cpu", "gpu"), help="cpu (NumPy) or gpu (CuPy)")
     add("--dtype", choices=DTYPES, help="floating type of data and parameters (float64)")
     add("--memory", choices=MEMORY, help="forward states: all stored, recomputed from checkpoints, rebuilt backward "
-        "(leapfrog, verlet), or auto: stored when they fit in half the memory (auto)")
+        "(leapfrog, verlet), or auto: stored when they fit in half the memory, on the GPU half its free memory (auto)")
     add("--data-dir", metavar="DIR", help="MNIST: folder of the IDX files ($OCDL_MNIST_DIR, shared/data/mnist)")
     add("--train-size", type=int, metavar="S", help="MNIST: training images (50000)")
     add("--val-size", type=int, metavar="S", help="MNIST: validation images (10000)")
@@ -230,8 +231,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     -------
     int
         0 on success; 2 for a command line argparse rejects; 1 for invalid
-        values, missing or damaged files, or a diverging training; 130 when
-        interrupted. Errors print one line on stderr, no traceback.
+        values, missing or damaged files, a diverging training, or memory
+        that ran out (host or GPU: the line names ``--chunk-size`` and
+        ``--memory``); 130 when interrupted. Errors print one line on stderr,
+        no traceback. Results, parameters and checkpoints are written by a
+        rename (:mod:`ocdl.io`): an error leaves each as it was or whole,
+        never a part of one.
     """
     try:
         args = build_parser().parse_args(argv)
@@ -241,6 +246,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (ValueError, TypeError, OSError, OcdlFileError, PropagationError) as err:
         print(f"ocdl: error: {_one_line(err)}", file=sys.stderr)
+        return 1
+    except Exception as err:
+        if not out_of_memory(err):
+            raise
+        print(f"ocdl: error: out of memory: {_one_line(err)}; start again with a smaller --chunk-size "
+              "(examples propagated at once) or --memory recompute (fewer stored states)", file=sys.stderr)
         return 1
     except TrainingInterrupted as stop:
         print(f"ocdl: {stop}; continue with: ocdl train --resume {Path(stop.checkpoint).parent}", file=sys.stderr)

@@ -118,7 +118,8 @@ class Settings:
         :data:`MEMORY`: ``"store-all"`` (fastest), ``"recompute"``
         (:math:`\\lceil\\sqrt{N}\\,\\rceil` checkpoints), ``"reversible"``
         (Leapfrog and Verlet only) or ``"auto"``: store-all when the states
-        fit in half the memory, else reversible or recompute (see
+        fit in half the memory (the host's, or the GPU's free memory), else
+        reversible or recompute (see
         :func:`ocdl.experiments.model.memory_policy`).
     train_size, val_size : int or None
         MNIST: training and validation examples (paper: 50,000 and 10,000).
