@@ -79,12 +79,17 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     add("--final-time", type=float, metavar="T", help="final time T (ellipses, swiss roll 20; peaks 5; MNIST 6)")
     add("--alpha", type=float, dest="alpha_theta", metavar="A", help="time-smoothness weight of the network")
     add("--alpha-w", type=float, dest="alpha_W", metavar="A", help="classifier regularization weight")
-    add("--iterations", type=int, dest="max_iter", metavar="K", help="block coordinate descent iterations per level")
+    add("--iterations", type=int, dest="max_iter", metavar="K", help="block coordinate descent iterations per level "
+        "(20)")
     add("--batch-size", type=int, metavar="S", help="examples of the gradient per iteration (all)")
     add("--hessian-batch-size", type=int, metavar="S", help="Gauss-Newton matrix's examples (2-D: all, MNIST: 5000)")
     add("--chunk-size", type=int, metavar="S", help="examples propagated at once, bounds the memory (2-D: all, "
         "MNIST: 5000)")
     add("--cg-maxiter", type=int, metavar="K", help="CG iterations of the Gauss-Newton step (20)")
+    add("--classifier-newton-steps", type=int, metavar="K", help="classifier's Newton-PCG steps per iteration "
+        "(2-D: 2, MNIST: 5)")
+    add("--classifier-cg-maxiter", type=int, metavar="K", help="CG iterations per classifier Newton step "
+        "(2-D: 2, MNIST: 10)")
     add("--gamma", type=float, metavar="G", help="gamma of the antisymmetric ResNet (0)")
     add("--init-scale", type=float, metavar="X", help="scale of the random initial weights (1)")
     add("--seed", type=int, metavar="I", help="seed of weights, batches, row order and ellipses/peaks points (0)")
@@ -98,7 +103,8 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
 
 
 _SETTING_NAMES = ("max_layers", "first_layers", "width", "final_time", "alpha_theta", "alpha_W", "max_iter",
-                  "batch_size", "hessian_batch_size", "chunk_size", "cg_maxiter", "gamma", "init_scale", "seed",
+                  "batch_size", "hessian_batch_size", "chunk_size", "cg_maxiter", "classifier_newton_steps",
+                  "classifier_cg_maxiter", "gamma", "init_scale", "seed",
                   "device", "dtype", "memory", "data_dir", "train_size", "val_size")
 
 

@@ -43,7 +43,8 @@ def test_compare_and_options(tmp_path, capsys):
     out = tmp_path / "cmp"
     argv = ["compare", "--problem", "peaks", "--steppers", "resnet,verlet", "--out", str(out), "--final-time", "2",
             "--max-layers", "4", "--iterations", "1", "--alpha", "1e-4", "--width", "2", "--dtype", "float32",
-            "--memory", "recompute", "--chunk-size", "300", "--no-progress"]
+            "--memory", "recompute", "--chunk-size", "300", "--classifier-newton-steps", "3",
+            "--classifier-cg-maxiter", "4", "--no-progress"]
     assert main(argv) == 0
     assert "| layers | resnet train acc (%) | resnet best val acc (%) | verlet" in capsys.readouterr().out
     results = json.loads((out / "resnet" / "results.json").read_text())
@@ -51,6 +52,7 @@ def test_compare_and_options(tmp_path, capsys):
     assert results["settings"]["width"] == 2
     assert (results["settings"]["dtype"], results["settings"]["memory"]) == ("float32", "recompute")
     assert results["settings"]["chunk_size"] == 300
+    assert (results["settings"]["classifier_newton_steps"], results["settings"]["classifier_cg_maxiter"]) == (3, 4)
     with h5py.File(out / "resnet" / "params.h5", "r") as f:
         assert f["theta"].dtype == np.float32
     for name in ("table.md", "comparison.json", "accuracy.png", "features.png", "verlet/params.h5"):
