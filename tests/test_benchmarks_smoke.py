@@ -275,3 +275,57 @@ def test_gpu_mode_on_the_standin(tmp_path):
     # --merge keeps the failed case where no run measured it
     _, merged = _run("run.py", "--merge", str(out), json_path=tmp_path / "merged.json", timeout=60)
     assert sum("error" in r for r in merged) == sum("error" in r for r in records) == 2
+
+
+@pytest.fixture
+def mnist_files(tmp_path):
+    from test_experiments import fake_mnist
+
+    return fake_mnist(tmp_path / "mnist", n_train=120)
+
+
+def test_time_to_accuracy_runs_in_ci_size(tmp_path, mnist_files):
+    """``time_to_accuracy.py --quick``: each method's validation accuracy against training seconds, the
+    thresholds' times derived from the curve, the learning rate the sweep's best, and the figure."""
+    figure = tmp_path / "tta.png"
+    printed, record = _run("time_to_accuracy.py", "--quick", "--data-dir", str(mnist_files), "--plot", str(figure),
+                           json_path=tmp_path / "tta.json")
+    assert figure.read_bytes()[:4] == b"\x89PNG"
+    methods = {"bcd", "adam"} | ({"torch"} if _torch_importable() else set())
+    assert set(record["methods"]) == methods
+    settings = record["settings"]
+    assert settings["bcd"]["classifier_newton_steps"] == 5 and settings["bcd"]["max_iter"] == 20  # the paper's
+    assert settings["adam"]["first_layers"] == settings["adam"]["max_layers"] == 4
+    sweep = settings["sweep"]["val_accuracy"]
+    assert set(sweep) == {"0.001", "0.01"} and sweep[f"{settings['learning_rate']:g}"] == max(sweep.values())
+    for name, rec in record["methods"].items():
+        times = [p["time_s"] for p in rec["curve"]]
+        accuracies = [p["val_accuracy"] for p in rec["curve"]]
+        assert times and all(a < b for a, b in zip([0] + times, times)), (name, times)
+        assert all(0 <= a <= 1 for a in accuracies) and {p["n_layers"] for p in rec["curve"]} == {4}
+        assert times[-2:-1] == [] or times[-2] < settings["budget_s"]  # stopped at the first point past the budget
+        assert rec["best_val_accuracy"] == max(a for t, a in zip(times, accuracies) if t <= settings["budget_s"]
+                                               or t == times[0])
+        for threshold, key in ((0.98, "98%"), (0.985, "98.5%")):
+            assert rec["time_to_s"][key] == next((t for t, a in zip(times, accuracies) if a >= threshold), None)
+    if not _torch_importable():
+        assert "skipping the PyTorch side" in printed
+
+
+def test_time_to_accuracy_gives_pytorch_ocdls_network(mnist_files):
+    """The PyTorch side trains the same network from the same initial weights: its output features equal
+    those of ocdl's learning problem (float64, 1e-12) on the widened images."""
+    torch = pytest.importorskip("torch")
+    tta = _load("time_to_accuracy")
+    torch_reference = _load("torch_reference")
+    for stepper in ("resnet", "verlet"):
+        args = tta.parse_args(["--quick", "--data-dir", str(mnist_files), "--dtype", "float64", "--stepper", stepper])
+        exp = tta.Experiment(args)
+        problem, _, theta0 = exp.finest_problem()
+        Y = exp.arrays()[0][:10]
+        ours = problem.features(theta0, Y0=Y)
+        workloads = _load("workloads")
+        wl = workloads.Workload("MNIST", "", n_examples=10, channels=6, height=28, image_width=28, n_steps=4,
+                                final_time=6.0)
+        theirs = torch_reference.TorchNetwork(wl, stepper, theta0)(torch.from_numpy(Y)).numpy()
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
