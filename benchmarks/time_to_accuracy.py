@@ -93,6 +93,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sweep-epochs", type=int, default=1, help="epochs per learning rate of the sweep (1)")
     p.add_argument("--seed", type=int, default=0, help="initial weights and batch order (0)")
     p.add_argument("--threads", type=int, default=2, help="BLAS/OpenMP/torch threads (2)")
+    p.add_argument(
+        "--omp-wait-policy", default="unset", choices=("unset", "passive", "active"),
+        help="OMP_WAIT_POLICY for PyTorch's OpenMP threads (default: PyTorch's own); on a machine shared with "
+        "other jobs use 'passive': spinning threads made PyTorch's epochs 4.5x slower here",
+    )
     p.add_argument("--data-dir", help="folder of the MNIST files (default: ocdl's, see ocdl.problems.mnist)")
     p.add_argument("--json", metavar="FILE", help="write the records to FILE")
     p.add_argument("--plot", metavar="FILE", help="draw validation accuracy against training seconds into FILE")
@@ -317,6 +322,9 @@ def main(argv=None) -> dict:
     from common import limit_threads
 
     thread_setup = limit_threads(args.threads)
+    if args.omp_wait_policy != "unset":  # before PyTorch starts its OpenMP threads
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
+    thread_setup["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY")
     import torch_reference
     from common import machine_info, versions
 
