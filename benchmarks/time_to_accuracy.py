@@ -18,7 +18,7 @@ data and device, each for the same budget of training seconds
   Gauss-Newton matrix on a random sub-sample, the classifier by at most 5
   Newton-PCG iterations of up to 10 CG iterations, time smoothness 0.005 and
   Laplacian smoothness 0.01), from the seeded initial weights of 4 layers;
-* ``adam``: ocdl's Adam (:func:`ocdl.solvers.adam`) on the same learning
+* ``adam``: ocdl's Adam (:class:`ocdl.solvers.Adam`) on the same learning
   problem (its regularizers included) with all 16 layers, mini-batches of
   ``--batch-size``;
 * ``torch``: ``torch.optim.Adam`` on the same 16-layer network
@@ -201,13 +201,13 @@ def run_bcd(exp: Experiment) -> dict:
 
 
 def run_ocdl_adam(exp: Experiment, learning_rate: float, epochs: int, budget: float) -> dict:
-    from ocdl.solvers import adam
+    from ocdl.solvers import Adam
 
     problem, validation, theta0 = exp.finest_problem()
     curve = []
+    solver = Adam(max_epochs=epochs, batch_size=exp.args.batch_size, learning_rate=learning_rate)
     with ocdl_curve(curve, budget):
-        adam(problem, theta0, validation=validation, max_epochs=epochs, batch_size=exp.args.batch_size,
-             learning_rate=learning_rate, rng=exp.args.seed, progress=False)
+        solver.minimize(problem, theta0, validation=validation, rng=exp.args.seed, progress=False)
     return {"curve": curve}
 
 

@@ -23,14 +23,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ocdl.solvers.checkpoint import CHECKPOINT_NAME, TrainingInterrupted, load_checkpoint
+from ocdl.solvers.checkpoint import CHECKPOINT_NAME, Checkpointing, TrainingInterrupted, load_checkpoint
 
 from .backend import out_of_memory
 from .experiments import (
     DTYPES,
     MEMORY,
+    PAPER_STEPPERS,
     PROBLEMS,
-    STEPPERS,
     Run,
     Settings,
     compare,
@@ -41,10 +41,10 @@ from .experiments import (
     train,
     write_run,
 )
+from .factory import KINDS
 from .io import OcdlFileError, leftover_temporaries
 from .validation import PropagationError
 
-DEMO_STEPPERS = ("resnet", "antisymmetric", "verlet")
 DEMO_MAX_LAYERS = 64
 QUICK = dict(max_layers=8, max_iter=3)
 """The ``--quick`` budget of ``ocdl demo``: a smoke test of a few seconds."""
@@ -61,10 +61,10 @@ class _Parser(argparse.ArgumentParser):
 
 def _steppers(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in STEPPERS]
+    unknown = [name for name in names if name not in KINDS]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
-            f"steppers must be a comma-separated list of {', '.join(STEPPERS)}; got {text!r}"
+            f"steppers must be a comma-separated list of {', '.join(KINDS)}; got {text!r}"
         )
     return names
 
@@ -132,7 +132,8 @@ def _resume_settings(path: Path) -> Settings:
         found = "no command-line settings" if not settings else f"settings {sorted(settings)}, not those of ocdl train"
         raise OcdlFileError(
             f"{path}: a checkpoint of the Python API with {found}; resume it from Python with "
-            f"ocdl.solvers.multilevel(..., checkpoint={str(path)!r}, resume=True) and the same problem and options"
+            f"ocdl.solvers.multilevel(..., checkpoint=Checkpointing({str(path)!r}, resume=True)) and the same "
+            "problem and solver"
         )
     return Settings(**settings)
 
@@ -152,8 +153,8 @@ def _train(args: argparse.Namespace) -> int:
         out = Path(args.out or Path("runs") / f"{args.problem}-{args.stepper}")
     data = load_data(settings)
     out.mkdir(parents=True, exist_ok=True)  # an unusable folder fails now, not after the training
-    run = train(settings, data, progress=not args.no_progress, checkpoint=out / CHECKPOINT_NAME,
-                checkpoint_every=args.checkpoint_every, resume=args.resume is not None)
+    checkpoint = Checkpointing(out / CHECKPOINT_NAME, every=args.checkpoint_every, resume=args.resume is not None)
+    run = train(settings, data, progress=not args.no_progress, checkpoint=checkpoint)
     _report_run(run, write_run(run, out))
     return 0
 
@@ -175,7 +176,7 @@ def _phase_plane(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     budget = dict(QUICK) if args.quick else {"max_layers": args.max_layers}
     start = time.perf_counter()
-    _, table = compare("ellipses", DEMO_STEPPERS, args.out, progress=not args.no_progress, **budget)
+    _, table = compare("ellipses", PAPER_STEPPERS, args.out, progress=not args.no_progress, **budget)
     print(f"ResNet, antisymmetric ResNet and Verlet on the concentric ellipses, multilevel 4 to "
           f"{budget['max_layers']} layers (paper's settings otherwise):")
     print(table)
@@ -196,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train_parser = commands.add_parser("train", help="train one stepper on one problem (multilevel)")
     train_parser.add_argument("--problem", choices=PROBLEMS)
-    train_parser.add_argument("--stepper", choices=STEPPERS)
+    train_parser.add_argument("--stepper", choices=KINDS)
     train_parser.add_argument("--out", metavar="DIR", help="run folder (runs/PROBLEM-STEPPER), with checkpoint.h5")
     train_parser.add_argument("--checkpoint-every", type=int, default=10, metavar="K",
                               help="write DIR/checkpoint.h5 every K iterations (10), after each level, on Ctrl-C")
@@ -206,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare_parser = commands.add_parser("compare", help="train several steppers on one problem: one figure, one table")
     compare_parser.add_argument("--problem", required=True, choices=PROBLEMS)
-    compare_parser.add_argument("--steppers", type=_steppers, default=list(DEMO_STEPPERS),
+    compare_parser.add_argument("--steppers", type=_steppers, default=list(PAPER_STEPPERS),
                                 help="comma-separated steppers (resnet,antisymmetric,verlet)")
     compare_parser.add_argument("--out", help="comparison folder (runs/PROBLEM-compare)")
     _add_settings(compare_parser)
