@@ -42,18 +42,24 @@ def limit_threads(n: int) -> dict:
 _THREADPOOL_LIMITS = None
 
 
-def best_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
+def best_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1,
+              synchronize: Callable[[], None] | None = None) -> float:
     """Best wall-clock time of ``repeats`` calls of ``fn`` after ``warmup`` calls.
 
     The minimum is the least disturbed run: on a shared machine every
-    disturbance only adds time.
+    disturbance only adds time. ``synchronize`` (a GPU's) is called before the
+    clock starts and inside the timed span after each call, which on a GPU
+    returns before the work is done.
     """
+    wait = synchronize or (lambda: None)
     for _ in range(warmup):
         fn()
     best = float("inf")
     for _ in range(max(1, repeats)):
+        wait()
         t0 = time.perf_counter()
         fn()
+        wait()
         best = min(best, time.perf_counter() - t0)
     return best
 
