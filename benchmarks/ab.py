@@ -76,7 +76,13 @@ def _callables(workload_name: str, stepper: str, dtype: str, quick: bool) -> dic
     classes = {"resnet": ocdl.ResNet, "leapfrog": ocdl.Leapfrog, "verlet": ocdl.Verlet, "rk4": ocdl.RK4}
     net = ocdl.Network(classes[stepper](ocdl.Layer(workload.transform(), "tanh")), workload.n_steps,
                        workload.final_time)
-    theta, Y0, v = workload.data("resnet", np.dtype(dtype))  # one layer's parameters, any layer stepper
+    # the data as workloads.py draws them, with nothing newer than both trees' ocdl (the seed 0)
+    rng = np.random.default_rng(0)
+    theta = net.init_params(rng, dtype=np.float64)
+    theta.reshape(workload.n_steps, -1)[:, -1] = 0.1 * rng.standard_normal(workload.n_steps)  # biases
+    Y0 = rng.standard_normal((workload.n_examples, workload.n_features))
+    v = rng.standard_normal(theta.shape)
+    theta, Y0, v = (np.ascontiguousarray(a, dtype=dtype) for a in (theta, Y0, v))
 
     def forward():
         return net.forward(theta, Y0)
