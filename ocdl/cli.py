@@ -23,13 +23,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ocdl.solvers.checkpoint import CHECKPOINT_NAME, TrainingInterrupted, load_checkpoint
+from ocdl.solvers.checkpoint import CHECKPOINT_NAME, Checkpointing, TrainingInterrupted, load_checkpoint
 
+from .backend import out_of_memory
 from .experiments import (
     DTYPES,
     MEMORY,
+    PAPER_STEPPERS,
     PROBLEMS,
-    STEPPERS,
     Run,
     Settings,
     compare,
@@ -40,10 +41,10 @@ from .experiments import (
     train,
     write_run,
 )
+from .factory import KINDS
 from .io import OcdlFileError, leftover_temporaries
 from .validation import PropagationError
 
-DEMO_STEPPERS = ("resnet", "antisymmetric", "verlet")
 DEMO_MAX_LAYERS = 64
 QUICK = dict(max_layers=8, max_iter=3)
 """The ``--quick`` budget of ``ocdl demo``: a smoke test of a few seconds."""
@@ -60,10 +61,10 @@ class _Parser(argparse.ArgumentParser):
 
 def _steppers(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in STEPPERS]
+    unknown = [name for name in names if name not in KINDS]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
-            f"steppers must be a comma-separated list of {', '.join(STEPPERS)}; got {text!r}"
+            f"steppers must be a comma-separated list of {', '.join(KINDS)}; got {text!r}"
         )
     return names
 
@@ -78,26 +79,32 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     add("--final-time", type=float, metavar="T", help="final time T (ellipses, swiss roll 20; peaks 5; MNIST 6)")
     add("--alpha", type=float, dest="alpha_theta", metavar="A", help="time-smoothness weight of the network")
     add("--alpha-w", type=float, dest="alpha_W", metavar="A", help="classifier regularization weight")
-    add("--iterations", type=int, dest="max_iter", metavar="K", help="block coordinate descent iterations per level")
+    add("--iterations", type=int, dest="max_iter", metavar="K", help="block coordinate descent iterations per level "
+        "(20)")
     add("--batch-size", type=int, metavar="S", help="examples of the gradient per iteration (all)")
     add("--hessian-batch-size", type=int, metavar="S", help="Gauss-Newton matrix's examples (2-D: all, MNIST: 5000)")
     add("--chunk-size", type=int, metavar="S", help="examples propagated at once, bounds the memory (2-D: all, "
         "MNIST: 5000)")
     add("--cg-maxiter", type=int, metavar="K", help="CG iterations of the Gauss-Newton step (20)")
+    add("--classifier-newton-steps", type=int, metavar="K", help="classifier's Newton-PCG steps per iteration "
+        "(2-D: 2, MNIST: 5)")
+    add("--classifier-cg-maxiter", type=int, metavar="K", help="CG iterations per classifier Newton step "
+        "(2-D: 2, MNIST: 10)")
     add("--gamma", type=float, metavar="G", help="gamma of the antisymmetric ResNet (0)")
     add("--init-scale", type=float, metavar="X", help="scale of the random initial weights (1)")
     add("--seed", type=int, metavar="I", help="seed of weights, batches, row order and ellipses/peaks points (0)")
     add("--device", choices=("cpu", "gpu"), help="cpu (NumPy) or gpu (CuPy)")
     add("--dtype", choices=DTYPES, help="floating type of data and parameters (float64)")
     add("--memory", choices=MEMORY, help="forward states: all stored, recomputed from checkpoints, rebuilt backward "
-        "(leapfrog, verlet), or auto: stored when they fit in half the memory (auto)")
+        "(leapfrog, verlet), or auto: stored when they fit in half the memory, on the GPU half its free memory (auto)")
     add("--data-dir", metavar="DIR", help="MNIST: folder of the IDX files ($OCDL_MNIST_DIR, shared/data/mnist)")
     add("--train-size", type=int, metavar="S", help="MNIST: training images (50000)")
     add("--val-size", type=int, metavar="S", help="MNIST: validation images (10000)")
 
 
 _SETTING_NAMES = ("max_layers", "first_layers", "width", "final_time", "alpha_theta", "alpha_W", "max_iter",
-                  "batch_size", "hessian_batch_size", "chunk_size", "cg_maxiter", "gamma", "init_scale", "seed",
+                  "batch_size", "hessian_batch_size", "chunk_size", "cg_maxiter", "classifier_newton_steps",
+                  "classifier_cg_maxiter", "gamma", "init_scale", "seed",
                   "device", "dtype", "memory", "data_dir", "train_size", "val_size")
 
 
@@ -125,7 +132,8 @@ def _resume_settings(path: Path) -> Settings:
         found = "no command-line settings" if not settings else f"settings {sorted(settings)}, not those of ocdl train"
         raise OcdlFileError(
             f"{path}: a checkpoint of the Python API with {found}; resume it from Python with "
-            f"ocdl.solvers.multilevel(..., checkpoint={str(path)!r}, resume=True) and the same problem and options"
+            f"ocdl.solvers.multilevel(..., checkpoint=Checkpointing({str(path)!r}, resume=True)) and the same "
+            "problem and solver"
         )
     return Settings(**settings)
 
@@ -145,8 +153,8 @@ def _train(args: argparse.Namespace) -> int:
         out = Path(args.out or Path("runs") / f"{args.problem}-{args.stepper}")
     data = load_data(settings)
     out.mkdir(parents=True, exist_ok=True)  # an unusable folder fails now, not after the training
-    run = train(settings, data, progress=not args.no_progress, checkpoint=out / CHECKPOINT_NAME,
-                checkpoint_every=args.checkpoint_every, resume=args.resume is not None)
+    checkpoint = Checkpointing(out / CHECKPOINT_NAME, every=args.checkpoint_every, resume=args.resume is not None)
+    run = train(settings, data, progress=not args.no_progress, checkpoint=checkpoint)
     _report_run(run, write_run(run, out))
     return 0
 
@@ -168,7 +176,7 @@ def _phase_plane(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     budget = dict(QUICK) if args.quick else {"max_layers": args.max_layers}
     start = time.perf_counter()
-    _, table = compare("ellipses", DEMO_STEPPERS, args.out, progress=not args.no_progress, **budget)
+    _, table = compare("ellipses", PAPER_STEPPERS, args.out, progress=not args.no_progress, **budget)
     print(f"ResNet, antisymmetric ResNet and Verlet on the concentric ellipses, multilevel 4 to "
           f"{budget['max_layers']} layers (paper's settings otherwise):")
     print(table)
@@ -189,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train_parser = commands.add_parser("train", help="train one stepper on one problem (multilevel)")
     train_parser.add_argument("--problem", choices=PROBLEMS)
-    train_parser.add_argument("--stepper", choices=STEPPERS)
+    train_parser.add_argument("--stepper", choices=KINDS)
     train_parser.add_argument("--out", metavar="DIR", help="run folder (runs/PROBLEM-STEPPER), with checkpoint.h5")
     train_parser.add_argument("--checkpoint-every", type=int, default=10, metavar="K",
                               help="write DIR/checkpoint.h5 every K iterations (10), after each level, on Ctrl-C")
@@ -199,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare_parser = commands.add_parser("compare", help="train several steppers on one problem: one figure, one table")
     compare_parser.add_argument("--problem", required=True, choices=PROBLEMS)
-    compare_parser.add_argument("--steppers", type=_steppers, default=list(DEMO_STEPPERS),
+    compare_parser.add_argument("--steppers", type=_steppers, default=list(PAPER_STEPPERS),
                                 help="comma-separated steppers (resnet,antisymmetric,verlet)")
     compare_parser.add_argument("--out", help="comparison folder (runs/PROBLEM-compare)")
     _add_settings(compare_parser)
@@ -230,8 +238,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     -------
     int
         0 on success; 2 for a command line argparse rejects; 1 for invalid
-        values, missing or damaged files, or a diverging training; 130 when
-        interrupted. Errors print one line on stderr, no traceback.
+        values, missing or damaged files, a diverging training, or memory
+        that ran out (host or GPU: the line names ``--chunk-size`` and
+        ``--memory``); 130 when interrupted. Errors print one line on stderr,
+        no traceback. Results, parameters and checkpoints are written by a
+        rename (:mod:`ocdl.io`): an error leaves each as it was or whole,
+        never a part of one.
     """
     try:
         args = build_parser().parse_args(argv)
@@ -241,6 +253,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (ValueError, TypeError, OSError, OcdlFileError, PropagationError) as err:
         print(f"ocdl: error: {_one_line(err)}", file=sys.stderr)
+        return 1
+    except Exception as err:
+        if not out_of_memory(err):
+            raise
+        print(f"ocdl: error: out of memory: {_one_line(err)}; start again with a smaller --chunk-size "
+              "(examples propagated at once) or --memory recompute (fewer stored states)", file=sys.stderr)
         return 1
     except TrainingInterrupted as stop:
         print(f"ocdl: {stop}; continue with: ocdl train --resume {Path(stop.checkpoint).parent}", file=sys.stderr)

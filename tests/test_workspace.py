@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import ocdl
+from ocdl._threads import in_parallel
 from ocdl._workspace import BufferPool, Workspace, run_step, step_empty
-from ocdl.parallel import in_parallel
 
 SHAPE, F64 = (64, 8), np.dtype(np.float64)
 
