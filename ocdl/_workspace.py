@@ -26,22 +26,24 @@ reuse their arrays, and every reused array has exactly one owner at a time:
     trajectory's, valid until it closes;
   - a **derivative sweep** (:meth:`ocdl.Network.jvp`, ``vjp``) and the
     forward sweep that keeps no state (:func:`ocdl.memory.propagate`) carry
-    one state from step to step: after each step :meth:`Workspace.keep_only`
-    gives back what the new state no longer refers to, and the sweep's
+    one state from step to step (:meth:`Workspace.carry`): after each step
+    it gives back what the new state no longer refers to, and the sweep's
     result is handed over to the caller (:meth:`Workspace.hand_over`), who
     owns it from then on;
   - the policies that recompute states run each step alone
     (:func:`run_step`): its temporaries go back to the pool, its result is
     the caller's;
-  - a row-block kernel inside a step (:func:`run_kernel`) gives back its
-    temporaries when it returns, so the step's next kernel reuses them.
+  - a row-block kernel inside a step (:func:`run_kernel`) takes its
+    temporaries from :data:`temporaries` and gives them back when it
+    returns, so the step's next kernel reuses them.
 
 Outside a step run by a workspace (a user calling a transform or a stepper
 directly) :func:`step_empty` is ``numpy.empty``: the caller owns the array,
 and nothing ever reuses it. Worker threads of :mod:`ocdl.parallel` run in
 the context of the step that started them, so their buffers have the same
-owner; taking and giving are thread safe (one lock per pool and per
-workspace). Nothing here counts references.
+owner; taking and giving are thread safe (a lock per pool; a workspace's
+list of arrays only grows while its step runs). Nothing here counts
+references.
 
 GPU arrays: on any array module other than NumPy (CuPy, with its own memory
 pool) :func:`step_empty` is that module's ``empty`` and nothing is pooled;
@@ -51,6 +53,7 @@ the array module is the one of the array in hand
 
 from __future__ import annotations
 
+import math
 import threading
 from contextvars import ContextVar
 from typing import Any
@@ -86,13 +89,6 @@ class BufferPool:
     def nbytes(self) -> int:
         """Bytes of the free arrays held."""
         return self._nbytes
-
-    def pooled(self, shape: tuple, dtype: np.dtype) -> bool:
-        """Whether arrays of this shape and dtype are pooled (at least ``min_bytes``)."""
-        size = dtype.itemsize
-        for n in shape:
-            size *= n
-        return size >= self.min_bytes
 
     def take(self, shape: tuple, dtype: np.dtype) -> np.ndarray:
         """A free array of ``shape`` and ``dtype`` (removed from the pool), else a new one."""
@@ -137,7 +133,12 @@ def _roots(value: Any) -> set | None:
     found, stack = set(), [value]
     while stack:
         x = stack.pop()
-        if isinstance(x, np.ndarray):
+        kind = type(x)
+        if kind is tuple or kind is list:
+            stack.extend(x)
+        elif x is None:
+            pass
+        elif isinstance(x, np.ndarray):
             while isinstance(x.base, np.ndarray):
                 x = x.base
             found.add(id(x))
@@ -145,7 +146,7 @@ def _roots(value: Any) -> set | None:
             stack.extend(x)
         elif isinstance(x, dict):
             stack.extend(x.values())
-        elif not (x is None or isinstance(x, (bool, int, float, complex, str, np.generic))):
+        elif not isinstance(x, (bool, int, float, complex, str, np.generic)):
             return None
     return found
 
@@ -154,62 +155,75 @@ class Workspace:
     """The arrays one owner (a trajectory, a sweep) holds, taken from ``pool``.
 
     See the module docstring for who takes and who gives back. Usable as a
-    context manager: leaving it gives back every array still owned.
+    context manager: leaving it gives back every array still owned. One
+    thread at a time runs its steps and calls its methods; while a step runs,
+    the step's own threads may take from it too (an append to a list is
+    atomic).
     """
 
     def __init__(self, pool: BufferPool) -> None:
         self.pool = pool
         self._owned: list = []
-        self._lock = threading.Lock()
 
     @property
     def arrays(self) -> list:
         """The arrays owned now (a copy of the list)."""
-        with self._lock:
-            return list(self._owned)
+        return list(self._owned)
 
     def take(self, shape: tuple, dtype: np.dtype) -> np.ndarray:
         """An array of ``shape`` and ``dtype`` from the pool, owned by this workspace (if pooled)."""
-        if not self.pool.pooled(shape, dtype):
+        pool = self.pool
+        if pool.min_bytes and math.prod(shape) * dtype.itemsize < pool.min_bytes:
             return np.empty(shape, dtype=dtype)
-        a = self.pool.take(shape, dtype)
-        with self._lock:
-            self._owned.append(a)
+        a = pool.take(shape, dtype)
+        self._owned.append(a)
         return a
 
     def run(self, step, *args):
         """``step(*args)``, its buffers (:func:`step_empty`) taken by this workspace.
 
         Afterwards the workspace keeps those the result refers to and gives
-        the others back; the arrays it owned before are untouched.
+        the others back; the arrays it owned before are untouched (a
+        trajectory keeps every step's result). Only the step's own kernels
+        (:func:`run_kernel`) may take from the workspace meanwhile.
         """
         mark = len(self._owned)
-        token = _RUNNING.set(self)
-        try:
-            result = step(*args)
-        finally:
-            _RUNNING.reset(token)
+        result = self._call(step, args)
         if len(self._owned) > mark:
-            keep = _roots(result)
-            if keep is not None:
-                with self._lock:
-                    new = self._owned[mark:]
-                    del self._owned[mark:]
-                    self._owned += [a for a in new if id(a) in keep]
-                self.pool.give([a for a in new if id(a) not in keep])
+            self._settle(mark, result)
         return result
 
-    def keep_only(self, value: Any) -> None:
-        """Give back every owned array that ``value`` does not refer to (all are kept if it cannot be seen into)."""
-        if not self._owned:
-            return
-        keep = _roots(value)
+    def carry(self, step, *args):
+        """``step(*args)`` as in :meth:`run`, then the workspace owns only what the result refers to.
+
+        For a sweep that carries one state from step to step: the previous
+        state's arrays and the step's temporaries go back together. A result
+        that cannot be seen into keeps everything.
+        """
+        result = self._call(step, args)
+        if self._owned:
+            self._settle(0, result)
+        return result
+
+    def _call(self, step, args):
+        token = _RUNNING.set(self)
+        try:
+            return step(*args)
+        finally:
+            _RUNNING.reset(token)
+
+    def _settle(self, start: int, result: Any) -> None:
+        """Give back the owned arrays from position ``start`` on that ``result`` does not refer to."""
+        keep = _roots(result)
         if keep is None:
             return
-        with self._lock:
-            owned = self._owned
-            self._owned = [a for a in owned if id(a) in keep]
-        self.pool.give([a for a in owned if id(a) not in keep])
+        owned = self._owned
+        candidates = owned[start:]
+        kept = [a for a in candidates if id(a) in keep]
+        if len(kept) < len(candidates):
+            del owned[start:]
+            owned += kept
+            self.pool.give([a for a in candidates if id(a) not in keep])
 
     def hand_over(self, value: Any) -> Any:
         """Return ``value``, its arrays no longer owned: the caller owns them and nothing reuses them.
@@ -217,14 +231,12 @@ class Workspace:
         A value that cannot be seen into takes every array.
         """
         keep = _roots(value)
-        with self._lock:
-            self._owned = [] if keep is None else [a for a in self._owned if id(a) not in keep]
+        self._owned = [] if keep is None else [a for a in self._owned if id(a) not in keep]
         return value
 
     def release(self) -> list:
         """The owned arrays, no longer owned: the caller decides their fate."""
-        with self._lock:
-            owned, self._owned = self._owned, []
+        owned, self._owned = self._owned, []
         return owned
 
     def close(self) -> None:
@@ -264,21 +276,19 @@ def step_empty(like: Any, shape: tuple | None = None, dtype: Any = None) -> Any:
 def run_kernel(kernel, *args):
     """``kernel(*args)`` inside the running step: the buffers it takes and does not return go back at once.
 
-    For the row-block kernels (:func:`ocdl.parallel.row_blocks`), which write
+    For the row-block kernels (:func:`ocdl._threads.row_blocks`), which write
     into blocks of their step's outputs: their temporaries (a product, ``D W``)
-    die with them, and the next kernel of the same step (the second half of a
-    Verlet step) reuses them while they are in cache. What the kernel returns
-    stays owned by the step. Outside a step it is ``kernel(*args)``.
+    come from :data:`temporaries` and die with them, so the next kernel of
+    the same step (the second half of a Verlet step) reuses them while they
+    are in cache. What the kernel returns passes to the step. Outside a step
+    it is ``kernel(*args)``.
     """
     step = _RUNNING.get()
     if step is None:
         return kernel(*args)
-    scope = Workspace(step.pool)
+    scope = Workspace(temporaries)  # this kernel's: other blocks of the step may run at the same time
     result = scope.run(kernel, *args)
-    kept = scope.release()
-    if kept:
-        with step._lock:
-            step._owned += kept
+    step._owned.extend(scope.release())  # atomic, as the step's other threads add theirs
     return result
 
 

@@ -236,8 +236,7 @@ class Network:
         dstate = self.stepper.init(dY0)
         with Workspace(temporaries) as sweep:  # owns the tangent carried from step to step
             for j, state, cache in trajectory.steps():
-                dstate = sweep.run(self.stepper.step_jvp, state, steps[j], self.h, dstate, dsteps[j], cache)
-                sweep.keep_only(dstate)
+                dstate = sweep.carry(self.stepper.step_jvp, state, steps[j], self.h, dstate, dsteps[j], cache)
             return sweep.hand_over(self.stepper.output(dstate))
 
     def vjp(
@@ -258,8 +257,7 @@ class Network:
         grad = xp.empty_like(steps)
         with Workspace(temporaries) as sweep:  # owns the adjoint carried from step to step
             for j, state, cache in trajectory.reversed_steps():
-                lam, grad[j] = sweep.run(self.stepper.step_vjp, state, steps[j], self.h, lam, cache)
-                sweep.keep_only(lam)
+                lam, grad[j] = sweep.carry(self.stepper.step_vjp, state, steps[j], self.h, lam, cache)
             grad = grad.ravel()
             return (grad, sweep.hand_over(self.stepper.init_vjp(lam))) if return_dY0 else grad
 

@@ -32,7 +32,7 @@ def test_a_buffer_is_handed_out_again_only_after_its_owner_gave_it_back():
         # ... and the next step gets that array, not one the workspace still owns
         again = ws.run(lambda: step_empty(np.empty(0), SHAPE))
         assert again is dropped[0]
-        ws.keep_only(first[1])  # first[0] and `again` are dead now
+        assert ws.carry(lambda: first[1]) is first[1]  # first[0] and `again` are dead now
         assert ids(ws.arrays) == {id(first[1])}
         taken = [pool.take(SHAPE, F64) for _ in range(3)]
         assert ids(taken[:2]) == {id(first[0]), id(again)} and taken[2] is not first[1]
@@ -42,7 +42,7 @@ def test_a_buffer_is_handed_out_again_only_after_its_owner_gave_it_back():
 def test_what_the_result_refers_to_through_views_and_containers_stays_owned():
     ws = Workspace(BufferPool())
     a, b, c = ws.run(lambda: tuple(step_empty(np.empty(0), SHAPE) for _ in range(3)))
-    ws.keep_only({"state": [a[:3].T], "other": (1.5, None, "x")})  # a view of a, inside a dict of a list
+    ws.carry(lambda: {"state": [a[:3].T], "other": (1.5, None, "x")})  # a view of a, inside a dict of a list
     assert ids(ws.arrays) == {id(a)}
     assert ws.pool.nbytes == b.nbytes + c.nbytes
 
@@ -55,7 +55,7 @@ def test_a_result_that_cannot_be_seen_into_keeps_every_buffer_of_its_step():
     ws = Workspace(BufferPool())
     result = ws.run(lambda: Opaque([step_empty(np.empty(0), SHAPE) for _ in range(2)]))
     assert ids(ws.arrays) == ids(result.x) and ws.pool.nbytes == 0
-    ws.keep_only(result)
+    ws.carry(lambda: result)
     assert ids(ws.arrays) == ids(result.x)
     assert ws.hand_over(result) is result and ws.arrays == []  # handed over: all of them
 
@@ -109,7 +109,7 @@ def test_threads_of_a_step_take_from_its_workspace_and_never_share_a_buffer():
             arrays = ws.run(step)
             assert len(ids(arrays)) == n  # no buffer handed out twice
             assert ids(ws.arrays) == ids(arrays)  # every thread's buffer owned by the step's workspace
-            ws.keep_only(())
+            ws.carry(tuple)
     assert pool.nbytes == n * arrays[0].nbytes
 
 
@@ -121,11 +121,10 @@ def test_concurrent_sweeps_on_one_pool_never_share_a_buffer():
         try:
             with Workspace(pool) as ws:
                 for _ in range(200):
-                    a = ws.run(lambda: step_empty(np.empty(0), SHAPE))
+                    a = ws.carry(lambda: step_empty(np.empty(0), SHAPE))  # the previous one goes back
                     a.fill(threading.get_ident())
                     held.append(a)
                     assert (a == threading.get_ident()).all()
-                    ws.keep_only(a)
         except AssertionError as err:  # pragma: no cover - reported below
             errors.append(err)
 
@@ -163,19 +162,22 @@ def test_store_all_pool_holds_one_trajectory_and_the_memory_module_holds_policie
     assert not any(hasattr(memory, name) for name in ("step_empty", "temporary_empty", "trajectory_empty"))
 
 
-def test_a_kernel_gives_back_its_temporaries_when_it_returns():
-    from ocdl._workspace import run_kernel
+def test_a_kernel_takes_its_temporaries_from_the_shared_pool_and_gives_them_back_when_it_returns():
+    from ocdl._workspace import clear_temporaries, run_kernel
+    from ocdl._workspace import temporaries as shared
 
+    clear_temporaries()
+    big = (512, 512)  # 2 MiB: pooled by the shared pool of temporaries
     temporaries = []
 
     def kernel(out):
         temporaries.append(step_empty(out))  # dies with the kernel
         temporaries[-1][...] = 1.0
         out[...] = temporaries[-1]
-        return step_empty(out)  # returned: stays the step's
+        return step_empty(out)  # returned: passes to the step
 
     def step():
-        out = step_empty(np.empty(0), SHAPE)
+        out = step_empty(np.empty(0), big)
         return out, run_kernel(kernel, out), run_kernel(kernel, out)
 
     ws = Workspace(BufferPool())
@@ -183,5 +185,7 @@ def test_a_kernel_gives_back_its_temporaries_when_it_returns():
     assert temporaries[1] is temporaries[0]  # the second kernel reused the first one's temporary
     assert len(ids([out, first, second, temporaries[0]])) == 4
     assert ids(ws.arrays) == {id(out), id(first), id(second)} and (out == 1.0).all()
-    assert ws.pool.nbytes == out.nbytes
-    assert run_kernel(lambda: step_empty(np.empty(0), SHAPE)).shape == SHAPE  # outside a step: a plain call
+    assert shared.nbytes == out.nbytes and ws.pool.nbytes == 0
+    assert run_kernel(lambda: step_empty(np.empty(0), big)).shape == big  # outside a step: a plain call
+    assert shared.nbytes == out.nbytes
+    clear_temporaries()

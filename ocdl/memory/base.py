@@ -78,8 +78,7 @@ def propagate(stepper: Any, theta_steps: Any, h: float, state0: tuple) -> tuple:
     with Workspace(BufferPool()) as sweep:
         state = state0
         for theta_j in theta_steps:
-            state = sweep.run(stepper.advance, state, theta_j, h)
-            sweep.keep_only(state)
+            state = sweep.carry(stepper.advance, state, theta_j, h)
         return sweep.hand_over(state)
 
 
