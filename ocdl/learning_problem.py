@@ -69,7 +69,7 @@ from typing import Any
 import numpy as np
 
 from .backend import asnumpy, get_array_module
-from .fingerprint import describe, digest
+from .fingerprint import describe, digest_rows
 from .network import Network
 from .objectives import Objective, one_hot
 from .reduction import Reduction
@@ -92,6 +92,8 @@ class LearningProblem:
     Y0 : array, shape ``(s, n)``
         Training examples, one per row (NumPy or CuPy, floating); ``n`` is the
         network's width. The dynamics keep the width, so :math:`W` is ``n x m``.
+        With a data-parallel ``reduction``: this worker's share of the examples
+        (see :mod:`ocdl.distributed`); :attr:`n_examples` counts them all.
     C : array
         Training labels: integer class indices ``(s,)`` or a one-hot matrix
         ``(s, n_classes)``, converted by ``objective.prepare_labels`` into the
@@ -115,7 +117,11 @@ class LearningProblem:
         network fitted by :class:`~ocdl.LeastSquares`); classes, for the
         accuracy, are then the ``argmax`` over its columns.
     reduction : Reduction, optional
-        Completes every sum over examples (default: local).
+        Completes every sum over examples (default: local). Example indices
+        (``indices``, ``hessian_indices``) are global: ``0 .. n_examples - 1``
+        over the workers' shares in rank order, each worker using those in its
+        share. Building the problem is then a collective operation, which
+        checks that the workers agree on everything but their examples.
     chunk_size : int, optional
         Examples propagated at once (all if ``None``): every sweep runs over
         chunks of at most ``chunk_size`` rows and sums their contributions
@@ -163,6 +169,9 @@ class LearningProblem:
         self.reduction = Reduction() if reduction is None else reduction
         self.chunk_size = None if chunk_size is None else check_positive("chunk_size", chunk_size, integer=True)
         self.release()
+        if n_classes is None and self.reduction.size > 1 and not regression and getattr(C, "ndim", 1) == 1:
+            raise ValueError("n_classes is required with class-index labels split over workers (a worker's share "
+                             "may lack a class)")
         self.C, self.n_classes = self._targets(C, n_classes)
         self.classes = objective.classes_of_targets(self.C)
         self.n_outputs = self.C.shape[1]
@@ -173,6 +182,8 @@ class LearningProblem:
         )
         self.W_regularizer = WeightDecay() if W_regularizer is None else W_regularizer
         self._check_regularizers()
+        self.reduction.check_same("learning problems", self._description())
+        self.first_example, self.n_examples = self.reduction.partition(self.Y0.shape[0])
 
     # -- validation -------------------------------------------------------
     def _check_examples(self, name: str, Y0: Array) -> Array:
@@ -219,15 +230,33 @@ class LearningProblem:
             except ValueError as err:
                 raise ValueError(f"{name} does not accept an array of shape {shape}: {err}") from err
 
+    def _description(self) -> dict:
+        """What the workers' problems must share (everything but their examples), as comparable values."""
+        return {
+            "stepper": repr(self.network.stepper),  # not the memory policy: it may depend on the share's size
+            "n_steps": self.network.n_steps,
+            "final_time": self.network.final_time,
+            "objective": describe(self.objective),
+            "alpha_theta": self.alpha_theta,
+            "theta_regularizer": describe(self.theta_regularizer),
+            "alpha_W": self.alpha_W,
+            "W_regularizer": describe(self.W_regularizer),
+            "n_features": self.n_features,
+            "n_classes": self.n_classes,
+            "n_outputs": self.n_outputs,
+            "regression": self.regression,
+            "dtype": str(self.Y0.dtype),
+        }
+
     def _rows(self, name: str, indices: Array | None) -> tuple[Array, Array, int]:
-        """``(Y0, C, count)`` of the training examples ``indices`` (all if ``None``)."""
+        """``(Y0, C, count)`` of this worker's training examples among ``indices`` (all if ``None``)."""
         idx = self._indices(name, indices)
         if idx is None:
-            return self.Y0, self.C, self.n_examples
+            return self.Y0, self.C, self.Y0.shape[0]
         return self.Y0[idx], self.C[idx], int(idx.size)
 
     def _indices(self, name: str, indices: Array | None) -> Array | None:
-        """``indices`` validated as row indices of the training examples, on their device."""
+        """``indices`` validated as global example indices; this worker's rows among them, on its device."""
         if indices is None:
             return None
         idx = get_array_module(indices).asarray(indices)
@@ -239,7 +268,11 @@ class LearningProblem:
         low, high = int(idx.min()), int(idx.max())
         if low < 0 or high >= self.n_examples:
             raise ValueError(f"{name} must lie in 0..{self.n_examples - 1}, got values in {low}..{high}")
-        return get_array_module(self.Y0).asarray(idx)
+        idx = get_array_module(self.Y0).asarray(idx)
+        if self.Y0.shape[0] == self.n_examples:  # one worker holds all examples
+            return idx
+        first, last = self.first_example, self.first_example + self.Y0.shape[0]
+        return idx[(idx >= first) & (idx < last)] - first
 
     def _chunks(self, count: int) -> list[slice]:
         """Slices of at most ``chunk_size`` consecutive rows covering ``0..count``."""
@@ -248,7 +281,8 @@ class LearningProblem:
 
     def _propagate(self, theta: Array, Y0: Array) -> Array:
         r""":math:`Y_N(\theta)` of the rows ``Y0``, one chunk at a time."""
-        parts = [self.network.forward(theta, Y0[rows]) for rows in self._chunks(Y0.shape[0])]
+        with self.reduction.errors():  # a blow-up on this worker's examples stops every worker
+            parts = [self.network.forward(theta, Y0[rows]) for rows in self._chunks(Y0.shape[0])]
         return parts[0] if len(parts) == 1 else get_array_module(Y0).concatenate(parts)
 
     def _pieces(self, theta: Array, Y0: Array, C: Array, close: bool = True):
@@ -258,8 +292,11 @@ class LearningProblem:
         is closed (its memory released) when the next one is asked for,
         otherwise it is kept for repeated products."""
         count = Y0.shape[0]
+        if count == 0:  # a worker without examples of this sub-sample adds nothing
+            return
         for rows in self._chunks(count):
-            traj = self.network.trajectory(theta, Y0[rows])
+            with self.reduction.errors():  # a blow-up on this worker's examples stops every worker
+                traj = self.network.trajectory(theta, Y0[rows])
             yield (rows.stop - rows.start) / count, Y0[rows], C[rows], traj, self.network.stepper.output(
                 traj.final_state)
             if close:
@@ -268,7 +305,8 @@ class LearningProblem:
     def _data_gradient(self, theta: Array, W: Array, mu: Array, pieces) -> tuple[Any, Array, Array, Array]:
         r""":math:`S` and its gradients :math:`(J^T \partial S/\partial Y_N, \partial S/\partial W,
         \partial S/\partial\mu)`, summed over ``pieces`` (from :meth:`_pieces`) with their weights."""
-        S, g_theta, dW, dmu = 0.0, 0.0, 0.0, 0.0
+        xp = get_array_module(theta)
+        S, g_theta, dW, dmu = 0.0, xp.zeros_like(theta), xp.zeros_like(W), xp.zeros_like(mu)
         for weight, Y0_c, C_c, traj, YN in pieces:
             S_c, (dYN, dW_c, dmu_c) = self.objective.value_and_gradient(YN, W, mu, C_c)
             g_c = self.network.vjp(theta, Y0_c, dYN, trajectory=traj)
@@ -323,8 +361,8 @@ class LearningProblem:
     def value(self, theta: Array, W: Array, mu: Array, indices: Array | None = None) -> float:
         r""":math:`f(\theta, W, \mu)` with :math:`S` averaged over the examples ``indices`` (all if ``None``)."""
         idx = self._indices("indices", indices)
-        C, count = (self.C, self.n_examples) if idx is None else (self.C[idx], int(idx.size))
-        S = self.objective.value(self.features(theta, indices), W, mu, C)
+        C, count = (self.C, self.Y0.shape[0]) if idx is None else (self.C[idx], int(idx.size))
+        S = self.objective.value(self.features(theta, indices), W, mu, C) if count else 0.0
         return self.reduction.mean(S, count) + self._regularization(theta, W)
 
     def value_and_gradient(
@@ -407,7 +445,7 @@ class LearningProblem:
         ``C``: class indices or one-hot matrix (required with ``Y0``).
         """
         if Y0 is None:
-            labels, count = self.classes, self.n_examples
+            labels, count = self.classes, self.Y0.shape[0]
         else:
             if C is None:
                 raise ValueError("accuracy on examples Y0 needs their labels C")
@@ -478,9 +516,9 @@ class LearningProblem:
             "theta_regularizer": describe(self.theta_regularizer),
             "alpha_W": self.alpha_W,
             "W_regularizer": describe(self.W_regularizer),
-            "Y0": digest(self.Y0),
-            "C": digest(self.C),
-            "validation": None if validation is None else digest(*validation),
+            "Y0": digest_rows(self.reduction, self.Y0),
+            "C": digest_rows(self.reduction, self.C),
+            "validation": None if validation is None else digest_rows(self.reduction, *validation),
         }
 
 
@@ -535,7 +573,7 @@ class ThetaModel:
         self.owner, self.theta = owner, theta
         _, C, count = owner.rows
         self._YN = lp.features(theta, owner.indices)
-        S = lp.objective.value(self._YN, owner.W, owner.mu, C)
+        S = lp.objective.value(self._YN, owner.W, owner.mu, C) if count else 0.0
         self.value = lp.reduction.mean(S, count) + lp._regularization(theta, owner.W)
 
     @cached_property
@@ -559,7 +597,7 @@ class ThetaModel:
         (summed over the chunks of the Hessian's examples)."""
         lp, owner = self.owner.problem, self.owner
         count = owner.hessian_rows[2]
-        JtHJv = 0.0
+        JtHJv = get_array_module(v).zeros_like(v)
         for weight, Y0_c, C_c, traj, YN in self._hessian_pieces:
             dY = lp.network.jvp(self.theta, Y0_c, v, trajectory=traj)
             HdY = lp.objective.hessian_Y(YN, owner.W, owner.mu, C_c, dY)
@@ -578,7 +616,7 @@ class ThetaModel:
         """``batch_accuracy``: accuracy on the examples of the value (free: the features are at hand)."""
         lp = self.owner.problem
         _, C, count = self.owner.rows
-        acc = lp.objective.accuracy(self._YN, self.owner.W, self.owner.mu, C)
+        acc = lp.objective.accuracy(self._YN, self.owner.W, self.owner.mu, C) if count else 0.0
         return {"batch_accuracy": float(lp.reduction.mean(acc, count))}
 
 
@@ -597,7 +635,7 @@ class ClassifierProblem:
         r""":math:`S(Y_N W + e\mu^T, C) + \alpha_W R_W(W)` (+ the constant :math:`\alpha_\theta R(\theta)`, omitted)."""
         lp = self.problem
         W, mu = lp.unpack_classifier(x)
-        S = lp.objective.value(self.YN, W, mu, self.C)
+        S = lp.objective.value(self.YN, W, mu, self.C) if self.count else 0.0
         return lp.reduction.mean(S, self.count) + lp.alpha_W * lp.W_regularizer.value(W)
 
     def model(self, x: Array) -> ClassifierModel:
@@ -612,7 +650,10 @@ class ClassifierModel:
         lp = owner.problem
         self.owner = owner
         self.W, self.mu = lp.unpack_classifier(x)
-        S, (_, dW, dmu) = lp.objective.value_and_gradient(owner.YN, self.W, self.mu, owner.C)
+        S, (_, dW, dmu) = (
+            lp.objective.value_and_gradient(owner.YN, self.W, self.mu, owner.C) if owner.count
+            else (0.0, (None, *lp.initial_classifier()))  # a worker without examples of the sub-sample: zeros
+        )
         mean = lp.reduction.mean
         self.value = mean(S, owner.count) + lp.alpha_W * lp.W_regularizer.value(self.W)
         self.gradient = lp.pack_classifier(
@@ -623,7 +664,8 @@ class ClassifierModel:
         r""":math:`\nabla^2_{(W,\mu)} S\,(dW, d\mu) + \alpha_W (H_{R_W} dW, 0)`, exact."""
         lp, owner = self.owner.problem, self.owner
         dW, dmu = lp.unpack_classifier(v)
-        HdW, Hdmu = lp.objective.hessian_W(owner.YN, self.W, self.mu, owner.C, dW, dmu)
+        HdW, Hdmu = (lp.objective.hessian_W(owner.YN, self.W, self.mu, owner.C, dW, dmu) if owner.count
+                     else lp.initial_classifier())
         mean = lp.reduction.mean
         return lp.pack_classifier(
             mean(HdW, owner.count) + lp.alpha_W * lp.W_regularizer.hessian_matvec(dW), mean(Hdmu, owner.count)
@@ -641,7 +683,7 @@ class ClassifierModel:
     def metrics(self) -> dict:
         """``batch_accuracy`` of the classifier on the fixed features."""
         lp, owner = self.owner.problem, self.owner
-        acc = lp.objective.accuracy(owner.YN, self.W, self.mu, owner.C)
+        acc = lp.objective.accuracy(owner.YN, self.W, self.mu, owner.C) if owner.count else 0.0
         return {"batch_accuracy": float(lp.reduction.mean(acc, owner.count))}
 
 

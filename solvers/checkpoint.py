@@ -48,6 +48,7 @@ import numpy as np
 
 from ocdl.backend import to_device
 from ocdl.io import OcdlFileError, leftover_temporaries, read_tree, write_tree
+from ocdl.reduction import Reduction
 from ocdl.validation import check_positive
 
 if TYPE_CHECKING:
@@ -263,9 +264,14 @@ class CheckpointWriter:
         :attr:`Checkpoint.run` of this run.
     settings : dict, optional
         :attr:`Checkpoint.settings` (JSON-able).
+    reduction : Reduction, optional
+        The workers of a data-parallel run (:mod:`ocdl.distributed`): rank 0
+        alone reads and writes the file, and :meth:`resume` hands its
+        checkpoint (global parameters, random generator, history) to every
+        rank. Default: one process.
 
-    Creating a writer removes temporary files of ``path`` left behind by a
-    write that was killed.
+    Creating a writer (on rank 0) removes temporary files of ``path`` left
+    behind by a write that was killed.
 
     Raises
     ------
@@ -275,7 +281,9 @@ class CheckpointWriter:
         If ``settings`` is not a JSON-able dict.
     """
 
-    def __init__(self, path: str | os.PathLike, every: int, run: dict, settings: dict | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, every: int, run: dict, settings: dict | None = None,
+                 reduction: Reduction | None = None) -> None:
+        self.reduction = Reduction() if reduction is None else reduction
         self.path = Path(path)
         if self.path.is_dir():
             raise ValueError(f"checkpoint must be a file, {self.path} is a folder (use {self.path / CHECKPOINT_NAME})")
@@ -286,7 +294,7 @@ class CheckpointWriter:
         self.settings = _plain_json({} if settings is None else settings)
         self._pending: Checkpoint | None = None  # the newest complete state, if not yet written
         self._written: Checkpoint | None = None
-        for stale in leftover_temporaries(self.path):
+        for stale in leftover_temporaries(self.path) if self.reduction.rank == 0 else ():
             stale.unlink(missing_ok=True)
 
     def resume(self, device: str = "cpu") -> Checkpoint | None:
@@ -301,10 +309,14 @@ class CheckpointWriter:
         ValueError
             If it was written by a different run (see :meth:`Checkpoint.check_run`).
         """
-        if not self.path.exists():
+        saved = None
+        with self.reduction.errors():  # a file rank 0 cannot use stops every rank
+            if self.reduction.rank == 0 and self.path.exists():
+                saved = load_checkpoint(self.path, device)
+                saved.check_run(self.run, self.path)
+        saved = self.reduction.gather(saved if self.reduction.rank == 0 else None)[0]  # rank 0's, on every rank
+        if saved is None:
             return None
-        saved = load_checkpoint(self.path, device)
-        saved.check_run(self.run, self.path)
         if not self.settings:
             self.settings = saved.settings
         self._written = saved
@@ -334,7 +346,8 @@ class CheckpointWriter:
         return TrainingInterrupted(self.path, saved.level, saved.iteration)
 
     def _save(self, checkpoint: Checkpoint) -> None:
-        save_checkpoint(self.path, checkpoint)
+        if self.reduction.rank == 0:
+            save_checkpoint(self.path, checkpoint)
         self._written, self._pending = checkpoint, None
 
 

@@ -208,7 +208,7 @@ def multilevel(
             "dtype": str(learning_problem.Y0.dtype),
             "problem": learning_problem.fingerprint(validation),
         }
-        writer = CheckpointWriter(checkpoint, checkpoint_every, run, settings)
+        writer = CheckpointWriter(checkpoint, checkpoint_every, run, settings, learning_problem.reduction)
         saved = writer.resume(device_of(learning_problem.Y0)) if resume else None
     if saved is not None:
         rng, history, first, state = saved.rng, saved.levels, saved.level, saved.state

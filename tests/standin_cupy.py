@@ -151,6 +151,7 @@ def install(monkeypatch=None) -> StandInModule:
     module.cuda = types.SimpleNamespace(  # one "device" of 16 GiB: device="gpu" runs on the stand-in
         runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),
         Device=lambda: types.SimpleNamespace(mem_info=(1 << 34, 1 << 34)),
+        get_current_stream=lambda: types.SimpleNamespace(synchronize=lambda: None),  # work is done at once
     )
     cupyx, cupyx_scipy = types.ModuleType("cupyx"), types.ModuleType("cupyx.scipy")
     cupyx_scipy.fft = StandInModule("cupyx.scipy.fft", scipy.fft)
