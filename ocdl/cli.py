@@ -12,12 +12,19 @@
 Options left out take the paper's settings for the problem
 (:func:`ocdl.experiments.paper_settings`). Mistakes in the input end with a
 one-line message on stderr and exit status 2 (usage) or 1 (values, files).
+
+Started by ``mpiexec -n P`` (``P > 1``), ``train``, ``compare`` and ``demo``
+split the examples over the ``P`` processes (:mod:`ocdl.distributed`): rank 0
+alone prints, draws the progress bars and writes files; an error on any rank
+ends every rank with the same message (printed once) and exit status.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -25,6 +32,7 @@ from pathlib import Path
 
 from ocdl.solvers.checkpoint import CHECKPOINT_NAME, TrainingInterrupted, load_checkpoint
 
+from .distributed import launched_rank, world
 from .experiments import (
     DTYPES,
     MEMORY,
@@ -137,23 +145,27 @@ def _train(args: argparse.Namespace) -> int:
             raise UsageError(f"ocdl train: --resume takes the settings and the folder from the checkpoint; "
                              f"drop {', '.join('--' + name.replace('_', '-') for name in given) or '--out'}")
         out = Path(args.resume)
-        settings = _resume_settings(out / CHECKPOINT_NAME)
+        rank0 = _resume_settings(out / CHECKPOINT_NAME) if args.reduction.rank == 0 else None
+        settings = args.reduction.gather(rank0)[0]  # rank 0 reads the checkpoint; every rank gets its settings
     else:
         if args.problem is None or args.stepper is None:
             raise UsageError("ocdl train: --problem and --stepper are required (or --resume DIR)")
         settings = paper_settings(args.problem, args.stepper, **_overrides(args))
         out = Path(args.out or Path("runs") / f"{args.problem}-{args.stepper}")
     data = load_data(settings)
-    out.mkdir(parents=True, exist_ok=True)  # an unusable folder fails now, not after the training
+    if args.reduction.rank == 0:
+        out.mkdir(parents=True, exist_ok=True)  # an unusable folder fails now, not after the training
     run = train(settings, data, progress=not args.no_progress, checkpoint=out / CHECKPOINT_NAME,
-                checkpoint_every=args.checkpoint_every, resume=args.resume is not None)
-    _report_run(run, write_run(run, out))
+                checkpoint_every=args.checkpoint_every, resume=args.resume is not None, reduction=args.reduction)
+    if args.reduction.rank == 0:
+        _report_run(run, write_run(run, out))
     return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("runs") / f"{args.problem}-compare")
-    _, table = compare(args.problem, args.steppers, out, progress=not args.no_progress, **_overrides(args))
+    _, table = compare(args.problem, args.steppers, out, progress=not args.no_progress, reduction=args.reduction,
+                       **_overrides(args))
     print(table)
     print(f"wrote {out}/ (table.md, comparison.json, accuracy.png, features.png for 2-D problems, "
           "one folder per stepper)")
@@ -161,14 +173,16 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _phase_plane(args: argparse.Namespace) -> int:
-    stability_figures(args.out)
+    if args.reduction.rank == 0:  # no training data to split: one process draws them
+        stability_figures(args.out)
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
     budget = dict(QUICK) if args.quick else {"max_layers": args.max_layers}
     start = time.perf_counter()
-    _, table = compare("ellipses", DEMO_STEPPERS, args.out, progress=not args.no_progress, **budget)
+    _, table = compare("ellipses", DEMO_STEPPERS, args.out, progress=not args.no_progress, reduction=args.reduction,
+                       **budget)
     print(f"ResNet, antisymmetric ResNet and Verlet on the concentric ellipses, multilevel 4 to "
           f"{budget['max_layers']} layers (paper's settings otherwise):")
     print(table)
@@ -231,15 +245,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     int
         0 on success; 2 for a command line argparse rejects; 1 for invalid
         values, missing or damaged files, or a diverging training; 130 when
-        interrupted. Errors print one line on stderr, no traceback.
+        interrupted. Errors print one line on stderr, no traceback. Under
+        ``mpiexec`` every rank returns the same status and rank 0 alone prints.
     """
+    if launched_rank() > 0:  # rank 0 alone prints (tables, progress bars, warnings, errors)
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+            return _main(argv)
+    return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
-        args = build_parser().parse_args(argv)
-        return args.handler(args)
+        reduction = world()
+        with reduction.errors():  # an error of any rank ends every rank, at the latest at the end
+            args = build_parser().parse_args(argv)
+            args.reduction = reduction
+            status = args.handler(args)
+            reduction.gather(None)
+        return status
     except UsageError as err:
         print(f"{err} (see ocdl --help)", file=sys.stderr)
         return 2
-    except (ValueError, TypeError, OSError, OcdlFileError, PropagationError) as err:
+    except (ValueError, TypeError, OSError, OcdlFileError, PropagationError, ImportError) as err:
         print(f"ocdl: error: {_one_line(err)}", file=sys.stderr)
         return 1
     except TrainingInterrupted as stop:

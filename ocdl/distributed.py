@@ -64,6 +64,8 @@ Array = Any  # a NumPy or CuPy array
 LAUNCHER_SIZES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
 """Environment variables in which ``mpiexec`` (Open MPI; MPICH, Intel MPI, Slurm's PMI; MVAPICH) gives the
 number of processes it started."""
+LAUNCHER_RANKS = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "MV2_COMM_WORLD_RANK")
+"""The same launchers' environment variables of the process's rank."""
 
 _AGREED = "_ocdl_raised_on_every_rank"
 
@@ -85,11 +87,20 @@ def launched_size() -> int:
     Read without importing mpi4py, so that a program run as one process does
     not start MPI.
     """
-    for name in LAUNCHER_SIZES:
+    return _from_environment(LAUNCHER_SIZES, 1)
+
+
+def launched_rank() -> int:
+    """This process's rank given by ``mpiexec`` (0 without it), from the environment, as :func:`launched_size`."""
+    return _from_environment(LAUNCHER_RANKS, 0)
+
+
+def _from_environment(names: tuple[str, ...], default: int) -> int:
+    for name in names:
         value = os.environ.get(name, "")
         if value.isdigit():
             return int(value)
-    return 1
+    return default
 
 
 def world(cuda_aware: bool | None = None) -> Reduction:

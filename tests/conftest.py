@@ -12,3 +12,14 @@ if os.environ.get("OCDL_STANDIN_CUPY"):  # the GPU tests on a CPU stand-in for C
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How many tests ran processes under ``mpiexec`` (marked ``mpi``; they skip without mpi4py)."""
+    counts = {outcome: sum("mpi" in report.keywords for report in terminalreporter.stats.get(outcome, [])
+                           if report.when == "call" or outcome == "skipped")
+              for outcome in ("passed", "failed", "skipped")}
+    if any(counts.values()):
+        terminalreporter.write_line(
+            f"MPI tests (under mpiexec): {counts['passed']} passed, {counts['failed']} failed, "
+            f"{counts['skipped']} skipped")

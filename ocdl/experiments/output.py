@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from ..io import save_params, write_text
+from ..reduction import Reduction
 from .data import load_data
 from .plotting import plot_2d, plot_levels, plot_mnist
 from .settings import paper_settings
@@ -98,7 +99,7 @@ def results_table(summaries: Sequence[dict]) -> str:
 
 
 def compare(problem: str, steppers: Sequence[str], out: str | Path, progress: bool = True,
-            **overrides) -> tuple[list[dict], str]:
+            reduction: Reduction | None = None, **overrides) -> tuple[list[dict], str]:
     """Train every stepper on ``problem`` with the paper's settings (and ``overrides``); write the folder ``out``.
 
     Parameters
@@ -111,6 +112,9 @@ def compare(problem: str, steppers: Sequence[str], out: str | Path, progress: bo
         The comparison folder (see the module docstring).
     progress : bool
         Progress bars (steppers and levels).
+    reduction : Reduction, optional
+        Train on this process's share of the examples (see :func:`train`); only
+        rank 0 writes ``out``.
     **overrides
         Settings for every run (``None`` values keep the paper's).
 
@@ -123,14 +127,19 @@ def compare(problem: str, steppers: Sequence[str], out: str | Path, progress: bo
     all_settings = [paper_settings(problem, stepper, **overrides) for stepper in steppers]  # validate all first
     data = load_data(all_settings[0])  # the same for every stepper
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    writes = reduction is None or reduction.rank == 0
+    if writes:
+        out.mkdir(parents=True, exist_ok=True)
     runs = []
     for settings in tqdm(all_settings, desc=f"compare on {problem}", disable=not progress):
-        run = train(settings, data, progress=progress)
-        write_run(run, out / settings.stepper)
+        run = train(settings, data, progress=progress, reduction=reduction)
+        if writes:
+            write_run(run, out / settings.stepper)
         runs.append(run)
     summaries = [run.summary() for run in runs]
     table = results_table(summaries)
+    if not writes:
+        return summaries, table
     write_text(out / "comparison.json", json.dumps(summaries, indent=2) + "\n")
     write_text(out / "table.md", table + "\n")
     _figure_levels(summaries, out / "accuracy.png")
