@@ -23,7 +23,7 @@ import pytest
 from ocdl.solvers.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
 from ocdl.distributed import LAUNCHER_RANKS
-from ocdl.experiments import load_data
+from ocdl.experiments import load_data, paper_settings, train
 from ocdl.io import load_params
 
 HERE = Path(__file__).resolve().parent
@@ -257,3 +257,22 @@ def test_an_error_on_one_rank_only_ends_every_rank(tmp_path):
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ocdl: error:") and "taken" in lines[0]
+
+
+def test_compare_on_two_ranks_equals_one_process(tmp_path):
+    options = dict(width=4, first_layers=4, max_layers=4, max_iter=2, batch_size=400, hessian_batch_size=100,
+                   cg_maxiter=5)
+    flags = [f"--{'iterations' if name == 'max_iter' else name.replace('_', '-')}={value}"
+             for name, value in options.items()]
+    proc = ocdl(2, "compare", "--problem", "peaks", "--steppers", "resnet,antisymmetric", "--out", "two",
+                "--no-progress", *flags, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("| best val |") == 1
+    summaries = [train(paper_settings("peaks", stepper, **options), progress=False).summary()
+                 for stepper in ("resnet", "antisymmetric")]
+    two = json.loads((tmp_path / "two" / "comparison.json").read_text())
+    for mine, theirs in zip(two, summaries, strict=True):
+        assert mine["ranks"] == 2 and theirs["ranks"] == 1
+        for level, level_one in zip(mine["levels"], theirs["levels"], strict=True):
+            np.testing.assert_allclose(level["objective"], level_one["objective"], rtol=1e-12)
+            assert level["val_accuracy"] == level_one["val_accuracy"]
