@@ -276,3 +276,36 @@ def test_compare_on_two_ranks_equals_one_process(tmp_path):
         for level, level_one in zip(mine["levels"], theirs["levels"], strict=True):
             np.testing.assert_allclose(level["objective"], level_one["objective"], rtol=1e-12)
             assert level["val_accuracy"] == level_one["val_accuracy"]
+
+
+def readme_example() -> str:
+    """The ```python block of the README's section "Running on several processes or GPUs"."""
+    text = (HERE.parent / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Running on several processes or GPUs", 1)[1].split("\n## ", 1)[0]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_example_runs_on_two_processes_as_on_one(tmp_path):
+    code = tmp_path / "example.py"
+    code.write_text(readme_example())
+    two = mpiexec(2, sys.executable, str(code), cwd=tmp_path)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = subprocess.run([sys.executable, str(code)], env=ENV, cwd=tmp_path, capture_output=True, text=True,
+                         timeout=TIMEOUT)
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert two.stdout == one.stdout and two.stdout.count("levels") == 1, two.stdout
+    assert (tmp_path / "peaks.h5").exists()
+
+
+def test_the_scaling_benchmark_runs(tmp_path):
+    proc = subprocess.run([sys.executable, str(HERE.parent / "benchmarks" / "scaling.py"), "--quick", "--json",
+                           str(tmp_path / "s.json")], env=ENV, capture_output=True, text=True, timeout=TIMEOUT)
+    if proc.returncode and "MNIST" in proc.stderr and not mpi_worker.mnist_available():
+        pytest.skip("MNIST files not found")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = json.loads((tmp_path / "s.json").read_text())
+    assert [r.get("ranks") for r in records[:2]] == [1, 2]
+    assert records[0]["reductions"] == records[1]["reductions"]  # the same steps on one rank and on two
+    model = records[2]
+    assert set(model["predicted_efficiency"]) == {"cpu_8_ranks", "cpu_16_ranks", "cpu_64_ranks", "gpu_8"}
+    assert all(0 < e <= 1 for e in model["predicted_efficiency"].values())
