@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ocdl.solvers.checkpoint import CHECKPOINT_NAME, TrainingInterrupted, load_checkpoint
 
-from .distributed import launched_rank, world
+from .distributed import abort, launched_rank, world
 from .experiments import (
     DTYPES,
     MEMORY,
@@ -255,6 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    reduction = None
     try:
         reduction = world()
         with reduction.errors():  # an error of any rank ends every rank, at the latest at the end
@@ -271,7 +272,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return 1
     except TrainingInterrupted as stop:
         print(f"ocdl: {stop}; continue with: ocdl train --resume {Path(stop.checkpoint).parent}", file=sys.stderr)
-        return 130
+        return abort(reduction, 130)
     except KeyboardInterrupt:
         print("ocdl: interrupted", file=sys.stderr)
-        return 130
+        return abort(reduction, 130)

@@ -49,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -117,6 +118,21 @@ def world(cuda_aware: bool | None = None) -> Reduction:
         if reduction.size > 1:
             return reduction
     return Reduction()
+
+
+def abort(reduction: Reduction | None, status: int) -> int:
+    """End every rank of ``reduction`` now (``MPI_Abort``) if it is an :class:`MPIReduction`; else return ``status``.
+
+    For what stops one rank without the others (Ctrl-C reaches the ranks at
+    different points, some of them waiting inside MPI where Python never
+    sees it): ``mpiexec`` then ends all ranks, and a run with checkpoints
+    continues from its last one.
+    """
+    if isinstance(reduction, MPIReduction):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        reduction.comm.Abort(status)
+    return status
 
 
 def share_rows(n: int, reduction: Reduction) -> slice:
