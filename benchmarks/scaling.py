@@ -8,7 +8,7 @@ and a model of strong and weak scaling to 64 ranks and to 8 GPUs.
     python benchmarks/scaling.py --quick                # a smoke run of a few seconds
 
 Measured (``mpiexec -n P``, one BLAS thread per rank, :mod:`ocdl.distributed`):
-the wall time of one iteration of :func:`ocdl.solvers.block_coordinate_descent`
+the wall time of one iteration of :class:`ocdl.solvers.BlockCoordinateDescent`
 on the paper's MNIST network (antisymmetric ResNet, 6 channels, 3 x 3
 convolutions; fewer layers and examples than the paper), full batch, split
 into communication (the time inside the reduction's ``sum``, ``mean`` and
@@ -71,7 +71,7 @@ RANKS = (1, 2, 4, 8, 16, 32, 64)
 def worker(args: argparse.Namespace) -> None:
     limit_threads(1)  # before NumPy: one BLAS thread per rank
     import numpy as np
-    from ocdl.solvers import block_coordinate_descent
+    from ocdl.solvers import BlockCoordinateDescent
 
     from ocdl.distributed import MPIReduction, share
     from ocdl.experiments import build_problem, load_data, paper_settings, widen
@@ -123,8 +123,9 @@ def worker(args: argparse.Namespace) -> None:
         red.comm.Barrier()
         red.reset()
         start = time.perf_counter()
-        result = block_coordinate_descent(problem, theta0, validation=(widen(Y_val, settings), C_val), max_iter=1,
-                                          rng=settings.seed, progress=False, cg_maxiter=settings.cg_maxiter)
+        solver = BlockCoordinateDescent(max_iter=1, cg_maxiter=settings.cg_maxiter)
+        result = solver.minimize(problem, theta0, validation=(widen(Y_val, settings), C_val), rng=settings.seed,
+                                 progress=False)
         total, calls = time.perf_counter() - start, list(red.calls)
         total, comm = max(red.gather((total, red.seconds)))  # the slowest rank's iteration, its communication
         if best is None or total < best["iteration_s"]:

@@ -26,6 +26,7 @@ import numpy as np
 import ocdl
 
 STEPPERS = ("resnet", "verlet")
+"""The workloads' two steppers, names of :data:`ocdl.KINDS`."""
 
 
 @dataclass(frozen=True)
@@ -64,14 +65,9 @@ class Workload:
 
     def network(self, stepper: str) -> ocdl.Network:
         """The ocdl network: ``ocdl.ResNet`` or ``ocdl.Verlet`` over ``Layer(transform, "tanh")``."""
-        layer = ocdl.Layer(self.transform(), "tanh")
-        if stepper == "resnet":
-            step = ocdl.ResNet(layer)
-        elif stepper == "verlet":
-            step = ocdl.Verlet(layer)
-        else:
+        if stepper not in STEPPERS:
             raise ValueError(f"stepper must be one of {STEPPERS}, got {stepper!r}")
-        return ocdl.Network(step, self.n_steps, self.final_time)
+        return ocdl.Network(ocdl.KINDS[stepper].build(self.transform(), "tanh"), self.n_steps, self.final_time)
 
     def data(self, stepper: str, dtype, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(theta, Y0, v)`` in ``dtype``: initial weights, standard normal features, a direction."""

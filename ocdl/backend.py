@@ -11,6 +11,9 @@ from typing import Any
 
 import numpy as np
 
+Array = Any
+"""A NumPy or CuPy array: the type of every array argument and result in ocdl (an alias for annotations)."""
+
 try:  # CuPy is an optional extra (``pip install ocdl[gpu]``).
     import cupy as _cupy
 except ImportError:  # pragma: no cover - depends on the machine

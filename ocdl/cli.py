@@ -30,14 +30,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ocdl.solvers.checkpoint import CHECKPOINT_NAME, TrainingInterrupted, load_checkpoint
+from ocdl.solvers.checkpoint import CHECKPOINT_NAME, Checkpointing, TrainingInterrupted, load_checkpoint
 
 from .distributed import abort, launched_rank, world
 from .experiments import (
     DTYPES,
     MEMORY,
+    PAPER_STEPPERS,
     PROBLEMS,
-    STEPPERS,
     Run,
     Settings,
     compare,
@@ -48,10 +48,10 @@ from .experiments import (
     train,
     write_run,
 )
+from .factory import KINDS
 from .io import OcdlFileError, leftover_temporaries
 from .validation import PropagationError
 
-DEMO_STEPPERS = ("resnet", "antisymmetric", "verlet")
 DEMO_MAX_LAYERS = 64
 QUICK = dict(max_layers=8, max_iter=3)
 """The ``--quick`` budget of ``ocdl demo``: a smoke test of a few seconds."""
@@ -68,10 +68,10 @@ class _Parser(argparse.ArgumentParser):
 
 def _steppers(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in STEPPERS]
+    unknown = [name for name in names if name not in KINDS]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
-            f"steppers must be a comma-separated list of {', '.join(STEPPERS)}; got {text!r}"
+            f"steppers must be a comma-separated list of {', '.join(KINDS)}; got {text!r}"
         )
     return names
 
@@ -133,7 +133,8 @@ def _resume_settings(path: Path) -> Settings:
         found = "no command-line settings" if not settings else f"settings {sorted(settings)}, not those of ocdl train"
         raise OcdlFileError(
             f"{path}: a checkpoint of the Python API with {found}; resume it from Python with "
-            f"ocdl.solvers.multilevel(..., checkpoint={str(path)!r}, resume=True) and the same problem and options"
+            f"ocdl.solvers.multilevel(..., checkpoint=Checkpointing({str(path)!r}, resume=True)) and the same "
+            "problem and solver"
         )
     return Settings(**settings)
 
@@ -155,8 +156,8 @@ def _train(args: argparse.Namespace) -> int:
     data = load_data(settings)
     if args.reduction.rank == 0:
         out.mkdir(parents=True, exist_ok=True)  # an unusable folder fails now, not after the training
-    run = train(settings, data, progress=not args.no_progress, checkpoint=out / CHECKPOINT_NAME,
-                checkpoint_every=args.checkpoint_every, resume=args.resume is not None, reduction=args.reduction)
+    checkpoint = Checkpointing(out / CHECKPOINT_NAME, every=args.checkpoint_every, resume=args.resume is not None)
+    run = train(settings, data, progress=not args.no_progress, checkpoint=checkpoint, reduction=args.reduction)
     if args.reduction.rank == 0:
         _report_run(run, write_run(run, out))
     return 0
@@ -181,7 +182,7 @@ def _phase_plane(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     budget = dict(QUICK) if args.quick else {"max_layers": args.max_layers}
     start = time.perf_counter()
-    _, table = compare("ellipses", DEMO_STEPPERS, args.out, progress=not args.no_progress, reduction=args.reduction,
+    _, table = compare("ellipses", PAPER_STEPPERS, args.out, progress=not args.no_progress, reduction=args.reduction,
                        **budget)
     print(f"ResNet, antisymmetric ResNet and Verlet on the concentric ellipses, multilevel 4 to "
           f"{budget['max_layers']} layers (paper's settings otherwise):")
@@ -203,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train_parser = commands.add_parser("train", help="train one stepper on one problem (multilevel)")
     train_parser.add_argument("--problem", choices=PROBLEMS)
-    train_parser.add_argument("--stepper", choices=STEPPERS)
+    train_parser.add_argument("--stepper", choices=KINDS)
     train_parser.add_argument("--out", metavar="DIR", help="run folder (runs/PROBLEM-STEPPER), with checkpoint.h5")
     train_parser.add_argument("--checkpoint-every", type=int, default=10, metavar="K",
                               help="write DIR/checkpoint.h5 every K iterations (10), after each level, on Ctrl-C")
@@ -213,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare_parser = commands.add_parser("compare", help="train several steppers on one problem: one figure, one table")
     compare_parser.add_argument("--problem", required=True, choices=PROBLEMS)
-    compare_parser.add_argument("--steppers", type=_steppers, default=list(DEMO_STEPPERS),
+    compare_parser.add_argument("--steppers", type=_steppers, default=list(PAPER_STEPPERS),
                                 help="comma-separated steppers (resnet,antisymmetric,verlet)")
     compare_parser.add_argument("--out", help="comparison folder (runs/PROBLEM-compare)")
     _add_settings(compare_parser)

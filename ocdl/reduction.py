@@ -34,7 +34,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-Array = Any  # a NumPy or CuPy array, or a float
+from .backend import Array
 
 
 class Reduction:
@@ -56,7 +56,7 @@ class Reduction:
     rank: int = 0
     size: int = 1
 
-    def sum(self, x: Array) -> Array:
+    def sum(self, x: Array | float) -> Array | float:
         r"""The sum over workers :math:`\sum_k x_k` of per-worker sums over their examples.
 
         Parameters
@@ -71,7 +71,7 @@ class Reduction:
         """
         return x
 
-    def mean(self, x: Array, count: int) -> Array:
+    def mean(self, x: Array | float, count: int) -> Array | float:
         r"""The example-weighted mean :math:`\sum_k s_k x_k / \sum_k s_k` of per-worker means.
 
         Parameters

@@ -9,7 +9,7 @@ import sys
 import h5py
 import numpy as np
 import pytest
-from ocdl.solvers import multilevel
+from ocdl.solvers import BlockCoordinateDescent, Checkpointing, multilevel
 from test_io import flip_data_byte
 
 import ocdl
@@ -106,7 +106,7 @@ def test_interrupted_training_resumes_exactly(tmp_path, capsys, monkeypatch):
 
     def interrupt_at_level_1(*args, **kwargs):
         def callback(k, state):
-            if k == 1 and state.theta.size == 8 * 5:  # the second iteration of the 8-layer level
+            if k == 1 and state.params.theta.size == 8 * 5:  # the second iteration of the 8-layer level
                 raise KeyboardInterrupt
 
         return multilevel(*args, callback=callback, **kwargs)
@@ -177,7 +177,24 @@ def test_resume_from_a_checkpoint_of_the_python_api_is_one_line(tmp_path, capsys
     net = ocdl.network("resnet", 2, 2, 1.0)
     problem = LearningProblem(net, ocdl.SoftmaxCrossEntropy(), np.ones((4, 2)), np.array([0, 1, 0, 1]))
     out = tmp_path / "api"
-    multilevel(problem, net.init_params(0), max_layers=4, max_iter=1, progress=False,
-               checkpoint=out / "checkpoint.h5")
+    multilevel(problem, net.init_params(0), max_layers=4, solver=BlockCoordinateDescent(max_iter=1), progress=False,
+               checkpoint=Checkpointing(out / "checkpoint.h5"))
     err = resume_error(out, capsys)
     assert "a checkpoint of the Python API with no command-line settings; resume it from Python" in err
+    assert f"checkpoint=Checkpointing({str(out / 'checkpoint.h5')!r}, resume=True)" in err
+
+
+def test_a_checkpoint_of_ocdl_train_before_the_solvers_were_objects_resumes_exactly(tmp_path):
+    """tests/data/legacy_cli_checkpoint.h5: ``ocdl train --problem ellipses --stepper verlet --max-layers 8
+    --iterations 3 --checkpoint-every 1``, interrupted in its second level by the code of commit 0cf207c;
+    legacy_cli_params.h5: that code's uninterrupted run."""
+    import shutil
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parent / "data"
+    (tmp_path / "cut").mkdir()
+    shutil.copy(data / "legacy_cli_checkpoint.h5", tmp_path / "cut" / "checkpoint.h5")
+    assert main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
+    then, now = load_params(data / "legacy_cli_params.h5"), load_params(tmp_path / "cut" / "params.h5")
+    for key in ("theta", "W", "mu"):
+        np.testing.assert_array_equal(now[key], then[key])

@@ -113,6 +113,39 @@ def test_jacobian_operator(kind, rng):
     np.testing.assert_allclose(Jdense, fd, rtol=1e-6, atol=1e-8)
 
 
+def test_kinds_registry_gives_the_paper_networks():
+    """The one registry of names: its entries build the networks of ocdl.network and answer for them."""
+    assert list(ocdl.KINDS) == ["resnet", "antisymmetric", "leapfrog", "verlet", "rk4"]
+    classes = {"resnet": ocdl.ResNet, "antisymmetric": ocdl.ResNet, "leapfrog": ocdl.Leapfrog,
+               "verlet": ocdl.Verlet, "rk4": ocdl.RK4}
+    for name, kind in ocdl.KINDS.items():
+        net = ocdl.network(name, 3, 2, 1.0, hidden_width=2 if kind.rectangular else None)
+        assert kind.stepper is classes[name] and type(net.stepper) is classes[name]
+        assert isinstance(net.stepper.layer.transform, ocdl.Antisymmetric) == kind.antisymmetric == (
+            name == "antisymmetric")
+        assert net.stepper.layer.transform.n_out == (2 if name == "verlet" else 3)
+        assert kind.reversible == (name in ("leapfrog", "verlet")) == net.stepper.reversible
+        assert f'``"{name}"``' in ocdl.network.__doc__ and kind.dynamics in ocdl.network.__doc__
+    built = ocdl.KINDS["antisymmetric"].build(ocdl.Conv2d(2, 2, 3, 3), "relu", gamma=0.5)
+    assert repr(built) == repr(ocdl.ResNet(ocdl.Layer(ocdl.Antisymmetric(ocdl.Conv2d(2, 2, 3, 3), 0.5), "relu")))
+    with pytest.raises(TypeError):
+        ocdl.KINDS["euler"] = ocdl.KINDS["resnet"]  # read-only
+    with pytest.raises(ValueError, match="hidden_width is only used by kind='verlet', got kind='rk4'"):
+        ocdl.network("rk4", 3, 4, 1.0, hidden_width=2)
+    with pytest.raises(ValueError, match="gamma is only used by kind='antisymmetric', got kind='verlet'"):
+        ocdl.network("verlet", 3, 4, 1.0, gamma=0.1)
+
+
+def test_the_experiments_names_are_the_registrys():
+    from ocdl.experiments import PAPER_STEPPERS, paper_settings
+
+    assert set(PAPER_STEPPERS) <= set(ocdl.KINDS) and len(PAPER_STEPPERS) == 3
+    with pytest.raises(ValueError, match="stepper must be one of resnet, antisymmetric, leapfrog, verlet, rk4"):
+        paper_settings("ellipses", "euler")
+    with pytest.raises(ValueError, match=r"reversible stepper \(leapfrog, verlet\), not 'rk4'"):
+        paper_settings("ellipses", "rk4", memory="reversible")
+
+
 def test_bad_input(rng):
     net = ocdl.network("resnet", 3, 4, 1.0)
     theta = net.init_params(rng)

@@ -69,7 +69,7 @@ def check_stepper(
         One row per test; call ``raise_if_failed()`` in a unit test.
     """
     from ..memory import Reversible
-    from ..network import Network
+    from ..propagation import Network
 
     rng = np.random.default_rng(rng)
     xp = get_array_module(Y0)

@@ -40,15 +40,12 @@ from ..validation import is_integer
 PROBLEMS = ("ellipses", "swiss-roll", "peaks", "mnist")
 """The paper's four problems, by the names the command line uses."""
 
-STEPPERS = KINDS
-"""The forward propagations (see :func:`ocdl.network`)."""
+PAPER_STEPPERS = ("resnet", "antisymmetric", "verlet")
+"""The three networks the paper compares in section 6 (names of :data:`ocdl.KINDS`, like every ``stepper`` here)."""
 
 DEVICES = ("cpu", "gpu")
 
 DTYPES = ("float64", "float32")
-
-REVERSIBLE_STEPPERS = ("leapfrog", "verlet")
-"""The steppers with an exact ``reverse_step`` (memory ``"reversible"``)."""
 
 MEMORY = ("auto", "store-all", "recompute", "reversible")
 """Memory policies of the forward states (see :func:`ocdl.experiments.model.memory_policy`)."""
@@ -78,7 +75,7 @@ class Settings:
     problem : str
         One of :data:`PROBLEMS`.
     stepper : str
-        One of :data:`STEPPERS` (``ocdl.network`` kinds).
+        A name of :data:`ocdl.KINDS` (the networks of :func:`ocdl.network`).
     width : int
         Features ``n`` of the network (2-D problems; a multiple of 2, the
         points duplicated) or channels (MNIST; the image duplicated).
@@ -155,17 +152,17 @@ class Settings:
     def __post_init__(self) -> None:
         if self.problem not in PROBLEMS:
             raise ValueError(f"problem must be one of {', '.join(PROBLEMS)}; got {self.problem!r}")
-        if self.stepper not in STEPPERS:
-            raise ValueError(f"stepper must be one of {', '.join(STEPPERS)}; got {self.stepper!r}")
+        if self.stepper not in KINDS:
+            raise ValueError(f"stepper must be one of {', '.join(KINDS)}; got {self.stepper!r}")
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}; got {self.device!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
         if self.memory not in MEMORY:
             raise ValueError(f"memory must be one of {', '.join(MEMORY)}; got {self.memory!r}")
-        if self.memory == "reversible" and self.stepper not in REVERSIBLE_STEPPERS:
-            raise ValueError(f"memory 'reversible' needs a reversible stepper ({', '.join(REVERSIBLE_STEPPERS)}), "
-                             f"not {self.stepper!r}")
+        if self.memory == "reversible" and not KINDS[self.stepper].reversible:
+            reversible = ", ".join(name for name, kind in KINDS.items() if kind.reversible)
+            raise ValueError(f"memory 'reversible' needs a reversible stepper ({reversible}), not {self.stepper!r}")
         if self.device == "gpu" and not cupy_available():
             raise ValueError("device 'gpu' needs CuPy and a CUDA device (pip install ocdl[gpu]); use device 'cpu'")
         for name in ("width", "first_layers", "max_layers", "max_iter", "classifier_newton_steps",
@@ -215,7 +212,7 @@ def paper_settings(problem: str, stepper: str, **overrides) -> Settings:
     problem : str
         One of :data:`PROBLEMS`.
     stepper : str
-        One of :data:`STEPPERS`.
+        A name of :data:`ocdl.KINDS`.
     **overrides
         Any :class:`Settings` field; ``None`` values are ignored (so command
         line options left out keep the paper's value).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..stability import layer_growth_diagnosis
 from .base import LayerStepper
 
 
@@ -52,3 +53,10 @@ class Leapfrog(LayerStepper):
         Y_next, Y = state_next
         A, dA = self.layer.forward(theta, Y)
         return (Y, 2 * Y - Y_next + h * h * A), dA
+
+    def diagnose(self, state, theta, h):
+        r""":math:`\max \operatorname{Re}\lambda` of the force's Jacobian at the step's input (positive:
+        :math:`\ddot Y = F(Y)` itself grows;
+        :func:`~ocdl.stability.layer_growth_diagnosis`), then the default advice."""
+        growth = layer_growth_diagnosis(self.layer, theta, self.output(state))
+        return " ".join(filter(None, (growth, super().diagnose(state, theta, h))))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..stability import layer_growth_diagnosis
+from ..transforms import Antisymmetric
 from .base import LayerStepper
 
 
@@ -36,3 +38,12 @@ class ResNet(LayerStepper):
         (Y,), (L,) = state, lam
         L_prev, gtheta = self.layer._step_vjp(theta, Y, cache, L, L)
         return (L_prev,), gtheta
+
+    def diagnose(self, state, theta, h):
+        r"""The forward Euler factor :math:`\max|1 + h\lambda|` (eq. 3.9) and :math:`\max \operatorname{Re}\lambda`
+        of the layer Jacobian at the step's input (:func:`~ocdl.stability.layer_growth_diagnosis`), and the
+        advice to use a smaller step or a stable stepper."""
+        stable = "verlet" if isinstance(self.layer.transform, Antisymmetric) else "antisymmetric, verlet"
+        advice = (f"Use a smaller step (more steps or a smaller final_time), smaller weights or a stable stepper "
+                  f"({stable}).")
+        return " ".join(filter(None, (layer_growth_diagnosis(self.layer, theta, self.output(state), h), advice)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..stability import layer_growth_diagnosis
 from .base import LayerStepper
 
 _STAGE_SHIFT = (0.5, 0.5, 1.0)  # Y_{i+1} = Y + c_i h k_i
@@ -58,3 +59,10 @@ class RK4(LayerStepper):
             if i > 0:
                 pulled = _STAGE_SHIFT[i - 1] * h * gY
         return (lam_Y,), gtheta
+
+    def diagnose(self, state, theta, h):
+        r""":math:`\max \operatorname{Re}\lambda` of the force's Jacobian at the step's input (positive:
+        :math:`\dot Y = F(Y)` itself grows;
+        :func:`~ocdl.stability.layer_growth_diagnosis`), then the default advice."""
+        growth = layer_growth_diagnosis(self.layer, theta, self.output(state))
+        return " ".join(filter(None, (growth, super().diagnose(state, theta, h))))
