@@ -259,7 +259,8 @@ class MPIReduction(Reduction):
         return self._reduce("sum", x, 1)
 
     def mean(self, x: Array, count: int) -> Array:
-        r""":math:`\sum_k s_k x_k / \sum_k s_k` in rank order, in float64, over the ranks with :math:`s_k > 0`."""
+        r""":math:`\sum_k s_k x_k / \sum_k s_k` in rank order, in float64, over the ranks with :math:`s_k > 0`
+        (the one rank's :math:`x_k` itself if only one has examples)."""
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
             raise ValueError(f"count must be an integer >= 0, got {count!r}")
         return self._reduce("mean", x, int(count))
@@ -345,6 +346,8 @@ def _combine_numbers(op: str, parts: list[tuple[int, Any]]) -> Any:
     weighted = [(count, value) for count, value in parts if count > 0]
     if not weighted:
         raise ValueError("a mean over no examples: every rank passed count 0")
+    if len(weighted) == 1:  # one rank holds all the examples: its mean, not rounded again
+        return weighted[0][1]
     total = 0.0
     for count, value in weighted:
         total += count * float(value)
@@ -373,6 +376,8 @@ def _combine_arrays(op: str, parts: Array, counts: list[int], dtype: np.dtype) -
     ranks = [rank for rank, count in enumerate(counts) if count > 0]
     if not ranks:
         raise ValueError("a mean over no examples: every rank passed count 0")
+    if len(ranks) == 1:  # one rank holds all the examples: its mean, not rounded again
+        return parts[ranks[0]].copy()
     total = counts[ranks[0]] * parts[ranks[0]].astype(np.float64)
     for rank in ranks[1:]:
         total += counts[rank] * parts[rank].astype(np.float64)
