@@ -11,6 +11,7 @@ from .backend import asnumpy, cupy_available, get_array_module, to_device
 from .checks import (
     CheckReport,
     check_activation,
+    check_layer,
     check_objective,
     check_regularizer,
     check_stepper,
@@ -46,7 +47,7 @@ __all__ = [
     "LearningProblem", "Reduction",
     # checks and stability
     "taylor_test", "dot_test", "dot_test_operator", "CheckReport",
-    "check_stepper", "check_transform", "check_activation", "check_objective", "check_regularizer",
+    "check_stepper", "check_layer", "check_transform", "check_activation", "check_objective", "check_regularizer",
     "stability", "layer_jacobian_eigenvalues", "euler_factor", "input_sensitivity", "PropagationError",
     # arrays
     "get_array_module", "to_device", "asnumpy", "cupy_available",

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from ocdl.solvers.checkpoint import CHECKPOINT_NAME, Checkpointing, TrainingInterrupted, load_checkpoint
 
+from .backend import out_of_memory
 from .distributed import abort, launched_rank, world
 from .experiments import (
     DTYPES,
@@ -86,26 +87,32 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     add("--final-time", type=float, metavar="T", help="final time T (ellipses, swiss roll 20; peaks 5; MNIST 6)")
     add("--alpha", type=float, dest="alpha_theta", metavar="A", help="time-smoothness weight of the network")
     add("--alpha-w", type=float, dest="alpha_W", metavar="A", help="classifier regularization weight")
-    add("--iterations", type=int, dest="max_iter", metavar="K", help="block coordinate descent iterations per level")
+    add("--iterations", type=int, dest="max_iter", metavar="K", help="block coordinate descent iterations per level "
+        "(20)")
     add("--batch-size", type=int, metavar="S", help="examples of the gradient per iteration (all)")
     add("--hessian-batch-size", type=int, metavar="S", help="Gauss-Newton matrix's examples (2-D: all, MNIST: 5000)")
     add("--chunk-size", type=int, metavar="S", help="examples propagated at once, bounds the memory (2-D: all, "
         "MNIST: 5000)")
     add("--cg-maxiter", type=int, metavar="K", help="CG iterations of the Gauss-Newton step (20)")
+    add("--classifier-newton-steps", type=int, metavar="K", help="classifier's Newton-PCG steps per iteration "
+        "(2-D: 2, MNIST: 5)")
+    add("--classifier-cg-maxiter", type=int, metavar="K", help="CG iterations per classifier Newton step "
+        "(2-D: 2, MNIST: 10)")
     add("--gamma", type=float, metavar="G", help="gamma of the antisymmetric ResNet (0)")
     add("--init-scale", type=float, metavar="X", help="scale of the random initial weights (1)")
     add("--seed", type=int, metavar="I", help="seed of weights, batches, row order and ellipses/peaks points (0)")
     add("--device", choices=("cpu", "gpu"), help="cpu (NumPy) or gpu (CuPy)")
     add("--dtype", choices=DTYPES, help="floating type of data and parameters (float64)")
     add("--memory", choices=MEMORY, help="forward states: all stored, recomputed from checkpoints, rebuilt backward "
-        "(leapfrog, verlet), or auto: stored when they fit in half the memory (auto)")
+        "(leapfrog, verlet), or auto: stored when they fit in half the memory, on the GPU half its free memory (auto)")
     add("--data-dir", metavar="DIR", help="MNIST: folder of the IDX files ($OCDL_MNIST_DIR, shared/data/mnist)")
     add("--train-size", type=int, metavar="S", help="MNIST: training images (50000)")
     add("--val-size", type=int, metavar="S", help="MNIST: validation images (10000)")
 
 
 _SETTING_NAMES = ("max_layers", "first_layers", "width", "final_time", "alpha_theta", "alpha_W", "max_iter",
-                  "batch_size", "hessian_batch_size", "chunk_size", "cg_maxiter", "gamma", "init_scale", "seed",
+                  "batch_size", "hessian_batch_size", "chunk_size", "cg_maxiter", "classifier_newton_steps",
+                  "classifier_cg_maxiter", "gamma", "init_scale", "seed",
                   "device", "dtype", "memory", "data_dir", "train_size", "val_size")
 
 
@@ -245,9 +252,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     -------
     int
         0 on success; 2 for a command line argparse rejects; 1 for invalid
-        values, missing or damaged files, or a diverging training; 130 when
-        interrupted. Errors print one line on stderr, no traceback. Under
-        ``mpiexec`` every rank returns the same status and rank 0 alone prints.
+        values, missing or damaged files, a diverging training, or memory
+        that ran out (host or GPU: the line names ``--chunk-size`` and
+        ``--memory``); 130 when interrupted. Errors print one line on stderr,
+        no traceback. Results, parameters and checkpoints are written by a
+        rename (:mod:`ocdl.io`): an error leaves each as it was or whole,
+        never a part of one. Under ``mpiexec`` every rank returns the same
+        status and rank 0 alone prints.
     """
     if launched_rank() > 0:  # rank 0 alone prints (tables, progress bars, warnings, errors)
         with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
@@ -270,6 +281,12 @@ def _main(argv: Sequence[str] | None) -> int:
         return 2
     except (ValueError, TypeError, OSError, OcdlFileError, PropagationError, ImportError) as err:
         print(f"ocdl: error: {_one_line(err)}", file=sys.stderr)
+        return 1
+    except Exception as err:
+        if not out_of_memory(err):
+            raise
+        print(f"ocdl: error: out of memory: {_one_line(err)}; start again with a smaller --chunk-size "
+              "(examples propagated at once) or --memory recompute (fewer stored states)", file=sys.stderr)
         return 1
     except TrainingInterrupted as stop:
         print(f"ocdl: {stop}; continue with: ocdl train --resume {Path(stop.checkpoint).parent}", file=sys.stderr)

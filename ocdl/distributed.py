@@ -195,6 +195,10 @@ def select_gpu(rank: int) -> int:
     return device
 
 
+_KINDS = (MemoryError, FloatingPointError, ValueError, TypeError, OSError, ImportError, KeyboardInterrupt, Exception)
+"""What an exception that cannot be pickled is sent as: the first of these it is an instance of."""
+
+
 @dataclass
 class _Failure:
     """An exception of worker ``rank``, sent to the others in place of its part of a reduction."""
@@ -204,10 +208,11 @@ class _Failure:
 
     @classmethod
     def of(cls, rank: int, error: BaseException) -> _Failure:
-        try:  # sent as is if it survives pickling, else as a RuntimeError with its text
+        try:  # sent as is if it survives pickling, else as the nearest built-in kind, with its text
             pickle.loads(pickle.dumps(error))
         except Exception:
-            error = RuntimeError(f"{type(error).__name__}: {error}")
+            kind = next(kind for kind in _KINDS if isinstance(error, kind))
+            error = kind(f"{type(error).__name__}: {error}")
         return cls(rank, error)
 
 

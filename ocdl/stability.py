@@ -139,7 +139,7 @@ def layer_eigenvalues(layer: Any, theta: Any, Y: Any) -> np.ndarray:
     """
     theta_K, _ = layer.split(theta)
     K = asnumpy(layer.transform.matrix(theta_K))
-    _, dA = layer.forward(theta, Y)
+    _, dA = layer.step(theta, Y, None, 1.0)  # (sigma(Y K + b), sigma'(Y K + b))
     J = asnumpy(dA)[:, :, None] * K.T[None]  # (s, n, n): diag(sigma'_i) K^T
     return np.linalg.eigvals(J).astype(np.result_type(J.dtype, np.complex64))
 

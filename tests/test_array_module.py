@@ -2,7 +2,7 @@
 
 CI has no CuPy, so the branches taken for non-NumPy arrays would run only on
 a GPU machine: one block instead of threaded row blocks
-(:func:`ocdl.parallel.row_blocks`), fresh temporaries instead of NumPy's
+(``ocdl._threads.row_blocks``), fresh temporaries instead of NumPy's
 reuse caches (:mod:`ocdl.memory.store_all`), and ``Conv2d``'s single block
 of images with zeroed buffers. With the stand-in as ocdl's CuPy,
 :func:`ocdl.get_array_module` picks it and every one of those branches runs
@@ -29,7 +29,7 @@ import pytest
 from standin_cupy import TRANSFERS, StandInArray, install
 
 import ocdl
-from ocdl.parallel import _THREADED_ELEMENTS
+from ocdl._threads import _THREADED_ELEMENTS
 
 
 @pytest.fixture
@@ -190,3 +190,26 @@ def test_training_iterations_copy_only_scalars_to_the_host(standin):
         callback=lambda k, state: marks.append(len(TRANSFERS)))
     during = TRANSFERS[marks[0]:]
     assert len(marks) == 3 and during and set(during) == {1}, sorted(set(during))
+
+
+def test_auto_memory_looks_at_the_gpus_free_memory(standin):
+    """``memory="auto"`` on the GPU: store-all when the stored sweep fits in half the device's free memory
+    (``cupy.cuda.Device().mem_info``, with the unused blocks of CuPy's pool), whatever its total or the host's;
+    on the CPU the GPU's memory plays no part."""
+    from ocdl.backend import memory_bytes
+    from ocdl.experiments import paper_settings
+    from ocdl.experiments.model import memory_policy
+
+    gpu = paper_settings("mnist", "resnet", device="gpu")
+    stored = 17 * 100 * 2 * (6 * 784) * 8  # 17 states and sigma' of 100 examples, float64
+    standin.device_mem_info = (2 * stored, 1 << 40)
+    assert memory_bytes("gpu") == 2 * stored
+    assert isinstance(memory_policy(gpu, 100), ocdl.memory.StoreAll)
+    standin.device_mem_info = (2 * stored - 2, 1 << 40)  # the same device with 2 bytes less free
+    assert isinstance(memory_policy(gpu, 100), ocdl.memory.Recompute)
+    assert isinstance(memory_policy(gpu.replace(stepper="verlet", width=6), 50), ocdl.memory.Reversible)
+    standin.pool_free_bytes = 2  # held by CuPy's pool, free for new arrays
+    assert memory_bytes("gpu") == 2 * stored
+    assert isinstance(memory_policy(gpu, 100), ocdl.memory.StoreAll)
+    standin.device_mem_info = (0, 1 << 40)
+    assert isinstance(memory_policy(gpu.replace(device="cpu"), 100), ocdl.memory.StoreAll)  # the host's memory

@@ -43,7 +43,8 @@ def test_compare_and_options(tmp_path, capsys):
     out = tmp_path / "cmp"
     argv = ["compare", "--problem", "peaks", "--steppers", "resnet,verlet", "--out", str(out), "--final-time", "2",
             "--max-layers", "4", "--iterations", "1", "--alpha", "1e-4", "--width", "2", "--dtype", "float32",
-            "--memory", "recompute", "--chunk-size", "300", "--no-progress"]
+            "--memory", "recompute", "--chunk-size", "300", "--classifier-newton-steps", "3",
+            "--classifier-cg-maxiter", "4", "--no-progress"]
     assert main(argv) == 0
     assert "| layers | resnet train acc (%) | resnet best val acc (%) | verlet" in capsys.readouterr().out
     results = json.loads((out / "resnet" / "results.json").read_text())
@@ -51,6 +52,7 @@ def test_compare_and_options(tmp_path, capsys):
     assert results["settings"]["width"] == 2
     assert (results["settings"]["dtype"], results["settings"]["memory"]) == ("float32", "recompute")
     assert results["settings"]["chunk_size"] == 300
+    assert (results["settings"]["classifier_newton_steps"], results["settings"]["classifier_cg_maxiter"]) == (3, 4)
     with h5py.File(out / "resnet" / "params.h5", "r") as f:
         assert f["theta"].dtype == np.float32
     for name in ("table.md", "comparison.json", "accuracy.png", "features.png", "verlet/params.h5"):
@@ -198,3 +200,65 @@ def test_a_checkpoint_of_ocdl_train_before_the_solvers_were_objects_resumes_exac
     then, now = load_params(data / "legacy_cli_params.h5"), load_params(tmp_path / "cut" / "params.h5")
     for key in ("theta", "W", "mu"):
         np.testing.assert_array_equal(now[key], then[key])
+
+
+@pytest.mark.parametrize("where", ["training", "checkpoint write"])
+def test_out_of_gpu_memory_is_one_line_and_leaves_whole_files(where, tmp_path, capsys, monkeypatch):
+    """CuPy's out-of-memory error (the stand-in's ``cupy.cuda.memory.OutOfMemoryError``) in the middle of a GPU
+    run, in a training iteration or while a checkpoint is written: one line that names ``--chunk-size`` and
+    ``--memory``, exit status 1, no traceback, no results, and the checkpoint on disk the last whole one."""
+    from ocdl.solvers.checkpoint import load_checkpoint
+    from standin_cupy import install
+
+    import ocdl.experiments.training as training
+    import ocdl.io
+
+    cupy = install(monkeypatch)
+    oom = cupy.cuda.memory.OutOfMemoryError(3 << 30, 120 << 30)
+    if where == "training":
+        multilevel = training.multilevel
+
+        def out_of_memory_at_level_1(*args, **kwargs):
+            def callback(k, state):
+                if k == 1 and state.params.theta.size == 8 * 5:  # the second iteration of the 8-layer level
+                    raise oom
+
+            return multilevel(*args, callback=callback, **kwargs)
+
+        monkeypatch.setattr(training, "multilevel", out_of_memory_at_level_1)
+    else:
+        asnumpy, copies = ocdl.io.asnumpy, []
+
+        def copy_until_memory_runs_out(x):
+            copies.append(x)
+            if len(copies) == 40:  # inside a later checkpoint, some of its arrays already written
+                raise oom
+            return asnumpy(x)
+
+        monkeypatch.setattr(ocdl.io, "asnumpy", copy_until_memory_runs_out)
+    out = tmp_path / "run"
+    argv = ["train", "--problem", "ellipses", "--stepper", "resnet", "--device", "gpu", "--out", str(out),
+            "--max-layers", "8", "--iterations", "3", "--checkpoint-every", "1", "--no-progress"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err == ("ocdl: error: out of memory: Out of memory allocating 3,221,225,472 bytes (allocated so far: "
+                   "128,849,018,880 bytes).; start again with a smaller --chunk-size (examples propagated at once) "
+                   "or --memory recompute (fewer stored states)\n")
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.h5"]  # no results, no temporary file
+    assert load_checkpoint(out / "checkpoint.h5").settings["device"] == "gpu"  # whole: it loads
+
+
+def test_allocation_failures_are_recognised():
+    """Failed allocations on the host (NumPy's MemoryError) and the GPU (CuPy's, the CUDA libraries') are
+    told apart from other errors, also those that mention memory."""
+    from ocdl.backend import out_of_memory
+
+    def cupy_error(module, message):
+        return type("CUBLASError", (RuntimeError,), {"__module__": module})(message)
+
+    assert out_of_memory(MemoryError("Unable to allocate 3.2 GiB for an array"))
+    assert out_of_memory(cupy_error("cupy_backends.cuda.libs.cublas", "CUBLAS_STATUS_ALLOC_FAILED"))
+    assert out_of_memory(cupy_error("cupy_backends.cuda.api.runtime", "cudaErrorMemoryAllocation: out of memory"))
+    assert not out_of_memory(cupy_error("cupy_backends.cuda.api.runtime", "cudaErrorIllegalAddress"))
+    assert not out_of_memory(RuntimeError("CUBLAS_STATUS_ALLOC_FAILED"))  # not CuPy's
+    assert not out_of_memory(ValueError("memory must be one of auto, store-all"))

@@ -12,16 +12,16 @@ class Cubic(ocdl.LayerStepper):
 
     def step(self, state, theta, h):
         (Y,) = state
-        A, dA = self.layer.forward(theta, Y)
+        A, dA = self.layer.step(theta, Y, None, 1.0)  # sigma and sigma' (X = 0, c = 1)
         return (Y + h * A**3,), (A, dA)
 
     def step_jvp(self, state, theta, h, dstate, dtheta, cache):
         (Y,), (dY,), (A, dA) = state, dstate, cache
-        return (dY + h * 3 * A**2 * self.layer.jvp(theta, Y, dA, dY, dtheta),)
+        return (dY + h * 3 * A**2 * self.layer.step_jvp(theta, Y, dA, dY, dtheta, None),)
 
     def step_vjp(self, state, theta, h, lam, cache):
         (Y,), (L,), (A, dA) = state, lam, cache
-        gY, gtheta = self.layer.vjp(theta, Y, dA, 3 * A**2 * L)
+        gY, gtheta = self.layer.step_vjp(theta, Y, dA, 3 * A**2 * L, None)
         return (L + h * gY,), h * gtheta
 
 

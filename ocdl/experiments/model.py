@@ -11,11 +11,10 @@ regularized by the squared discrete Laplacian of each channel's weight image
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 
-from ..backend import Array
+from ..backend import Array, memory_bytes
 from ..factory import KINDS, network
 from ..learning_problem import LearningProblem
 from ..memory import MemoryPolicy, Recompute, Reversible, StoreAll
@@ -61,14 +60,16 @@ def memory_policy(settings: Settings, n_examples: int, budget: int | None = None
     n_examples : int
         Training examples.
     budget : int, optional
-        Bytes the stored sweep may take (default: half the machine's memory,
-        or of the GPU's with ``device="gpu"``).
+        Bytes the stored sweep may take (default: half of
+        :func:`ocdl.backend.memory_bytes` of ``settings.device``: the host's
+        memory, or the GPU's free memory with ``device="gpu"``, where the
+        training data already lie when the policy is chosen).
     """
     choice = settings.memory
     if choice == "auto":
         itemsize = np.dtype(settings.dtype).itemsize
         stored = (settings.max_layers + 1) * examples_kept(settings, n_examples) * numbers_per_step(settings) * itemsize
-        if stored <= (_half_the_memory(settings.device) if budget is None else budget):
+        if stored <= (memory_bytes(settings.device) // 2 if budget is None else budget):
             choice = "store-all"
         else:
             choice = "reversible" if KINDS[settings.stepper].reversible else "recompute"
@@ -106,18 +107,6 @@ def numbers_per_step(settings: Settings) -> int:
 
     collect((state, cache))
     return sum(arrays.values())
-
-
-def _half_the_memory(device: str) -> int:
-    """Half the bytes of physical memory of ``device`` (4 GiB where the system does not say)."""
-    if device == "gpu":
-        import cupy
-
-        return cupy.cuda.Device().mem_info[1] // 2
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
-    except (ValueError, OSError, AttributeError):
-        return 1 << 32
 
 
 def build_network(settings: Settings, n_steps: int, memory: MemoryPolicy | None = None) -> Network:

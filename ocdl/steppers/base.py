@@ -94,10 +94,11 @@ class Stepper:
         """The features :math:`Y` read off the state (default ``state[0]``)."""
         return state[0]
 
-    def output_vjp(self, state: State, W: Any) -> State:
-        """Transpose of :meth:`output`: ``W`` in the output slot, zeros elsewhere."""
-        xp = get_array_module(W)
-        return (W,) + tuple(xp.zeros_like(x) for x in state[1:])
+    def output_vjp(self, state: State, lam: Any) -> State:
+        """Transpose of :meth:`output` at the cotangent ``lam`` of the features: ``lam`` in the output
+        slot, zeros elsewhere."""
+        xp = get_array_module(lam)
+        return (lam,) + tuple(xp.zeros_like(x) for x in state[1:])
 
     def diagnose(self, state: State, theta: Any, h: float) -> str | None:
         """Why a forward propagation blew up at this step and what to try, for the message of

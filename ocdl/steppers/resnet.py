@@ -19,24 +19,24 @@ class ResNet(LayerStepper):
     :math:`g_j = h F'_\theta{}^T \lambda_{j+1}`.
     """
 
-    # The cache is D = h sigma'(Y K + b): Layer._step folds h into it, so that
+    # The cache is D = h sigma'(Y K + b): Layer.step folds h into it, so that
     # the tangent and adjoint below need no extra pass to scale by h.
     def step(self, state, theta, h):
         (Y,) = state
-        Y_next, D = self.layer._step(theta, Y, Y, h)
+        Y_next, D = self.layer.step(theta, Y, Y, h)
         return (Y_next,), D
 
     def advance(self, state, theta, h):
         (Y,) = state
-        return (self.layer._step(theta, Y, Y, h, derivative=False)[0],)
+        return (self.layer.step(theta, Y, Y, h, derivative=False)[0],)
 
     def step_jvp(self, state, theta, h, dstate, dtheta, cache):
         (Y,), (dY,) = state, dstate
-        return (self.layer._step_jvp(theta, Y, cache, dY, dtheta, dY),)
+        return (self.layer.step_jvp(theta, Y, cache, dY, dtheta, dY),)
 
     def step_vjp(self, state, theta, h, lam, cache):
         (Y,), (L,) = state, lam
-        L_prev, gtheta = self.layer._step_vjp(theta, Y, cache, L, L)
+        L_prev, gtheta = self.layer.step_vjp(theta, Y, cache, L, L)
         return (L_prev,), gtheta
 
     def diagnose(self, state, theta, h):
