@@ -56,11 +56,9 @@ from typing import Any
 
 import numpy as np
 
-from .backend import asnumpy, get_array_module
+from .backend import Array, asnumpy, get_array_module
 from .fingerprint import digest
 from .reduction import Reduction
-
-Array = Any  # a NumPy or CuPy array
 
 LAUNCHER_SIZES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
 """Environment variables in which ``mpiexec`` (Open MPI; MPICH, Intel MPI, Slurm's PMI; MVAPICH) gives the
