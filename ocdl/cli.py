@@ -18,14 +18,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
+import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
+from ocdl.problems import mnist
+from ocdl.problems.mnist import ENV_VAR, user_data_dir
 from ocdl.solvers.checkpoint import CHECKPOINT_NAME, TrainingInterrupted, load_checkpoint
 
 from .experiments import (
+    DEVICES,
     DTYPES,
     MEMORY,
     PROBLEMS,
@@ -40,6 +46,7 @@ from .experiments import (
     train,
     write_run,
 )
+from .experiments.cost import finest_level_cost
 from .io import OcdlFileError, leftover_temporaries
 from .validation import PropagationError
 
@@ -61,48 +68,131 @@ class _Parser(argparse.ArgumentParser):
 def _steppers(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in STEPPERS]
-    if unknown or not names:
+    if unknown or not names or len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(
-            f"steppers must be a comma-separated list of {', '.join(STEPPERS)}; got {text!r}"
+            f"steppers must be a comma-separated list of distinct {', '.join(STEPPERS)}; got {text!r}"
         )
     return names
+
+
+SETTING_OPTIONS = (
+    # flag, Settings field, type, metavar, help (the default is added from the paper's settings)
+    ("--max-layers", "max_layers", int, "N", "finest level's layers; levels double from --first-layers"),
+    ("--first-layers", "first_layers", int, "N", "coarsest level's layers"),
+    ("--width", "width", int, "n", "features (2-D, the points duplicated) or channels (MNIST)"),
+    ("--final-time", "final_time", float, "T", "final time T; a layer's step is h = T / N"),
+    ("--alpha", "alpha_theta", float, "A", "time-smoothness weight of the network"),
+    ("--alpha-w", "alpha_W", float, "A", "classifier regularization weight"),
+    ("--iterations", "max_iter", int, "K", "block coordinate descent iterations per level"),
+    ("--batch-size", "batch_size", int, "S", "examples of the gradient per iteration"),
+    ("--hessian-batch-size", "hessian_batch_size", int, "S", "examples of the Gauss-Newton matrix, from the batch"),
+    ("--chunk-size", "chunk_size", int, "S", "examples propagated at once; bounds the memory"),
+    ("--cg-maxiter", "cg_maxiter", int, "K", "CG iterations of the Gauss-Newton step"),
+    ("--gamma", "gamma", float, "G", "gamma of the antisymmetric ResNet (eq. 4.12)"),
+    ("--init-scale", "init_scale", float, "X", "scale of the random initial weights"),
+    ("--seed", "seed", int, "I", "seed of weights, batches, row order and ellipses/peaks points"),
+    ("--device", "device", DEVICES, None, "cpu (NumPy) or gpu (CuPy)"),
+    ("--dtype", "dtype", DTYPES, None, "floating type of data and parameters"),
+    ("--memory", "memory", MEMORY, None, "forward states: all stored, recomputed from checkpoints, rebuilt backward "
+     "(leapfrog, verlet), or auto: stored when they fit in half the memory"),
+    ("--data-dir", "data_dir", str, "DIR", "MNIST: folder of the four IDX files"),
+    ("--train-size", "train_size", int, "S", "MNIST: training images"),
+    ("--val-size", "val_size", int, "S", "MNIST: validation images"),
+)
+"""The command line's options of :class:`~ocdl.experiments.Settings`."""
+
+_SETTING_NAMES = tuple(field for _, field, *_ in SETTING_OPTIONS)
+
+FLAGS = {field: flag for flag, field, *_ in SETTING_OPTIONS} | {"n_train": "--train-size", "n_val": "--val-size"}
+"""The option that sets each setting (and the MNIST loader's names for two of them)."""
+
+MAX_HOURS = 24
+"""Longest estimated time of the finest level that ``train`` and ``compare`` start without ``--force``."""
+
+
+def _paper_default(field: str) -> str:
+    """The default of ``field`` in words: one value, or the value per problem (and Verlet's where it differs)."""
+    if field == "data_dir":
+        return f"${ENV_VAR}, else {user_data_dir()}"
+    if field in ("train_size", "val_size"):  # the loader's defaults: the paper's split
+        return str(inspect.signature(mnist).parameters[{"train_size": "n_train", "val_size": "n_val"}[field]].default)
+    per_problem = {}
+    for problem in PROBLEMS:
+        usual, verlet = (getattr(paper_settings(problem, stepper), field) for stepper in ("resnet", "verlet"))
+        text = "all" if usual is None else f"{usual:g}" if isinstance(usual, float) else str(usual)
+        if verlet != usual:
+            text += f", verlet {verlet}"
+        per_problem.setdefault(text, []).append(problem)
+    if len(per_problem) == 1:
+        return next(iter(per_problem))
+    return "; ".join(f"{', '.join(problems)} {text}" for text, problems in per_problem.items())
 
 
 def _add_settings(parser: argparse.ArgumentParser) -> None:
     """Options of :class:`ocdl.experiments.Settings` (default: the paper's value for the problem)."""
     group = parser.add_argument_group("settings (default: the paper's for the problem)")
-    add = group.add_argument
-    add("--max-layers", type=int, metavar="N", help="finest level's layers (2-D: 1024, MNIST: 16)")
-    add("--first-layers", type=int, metavar="N", help="coarsest level's layers (4)")
-    add("--width", type=int, metavar="n", help="features (2-D, points duplicated) or channels (MNIST)")
-    add("--final-time", type=float, metavar="T", help="final time T (ellipses, swiss roll 20; peaks 5; MNIST 6)")
-    add("--alpha", type=float, dest="alpha_theta", metavar="A", help="time-smoothness weight of the network")
-    add("--alpha-w", type=float, dest="alpha_W", metavar="A", help="classifier regularization weight")
-    add("--iterations", type=int, dest="max_iter", metavar="K", help="block coordinate descent iterations per level")
-    add("--batch-size", type=int, metavar="S", help="examples of the gradient per iteration (all)")
-    add("--hessian-batch-size", type=int, metavar="S", help="Gauss-Newton matrix's examples (2-D: all, MNIST: 5000)")
-    add("--chunk-size", type=int, metavar="S", help="examples propagated at once, bounds the memory (2-D: all, "
-        "MNIST: 5000)")
-    add("--cg-maxiter", type=int, metavar="K", help="CG iterations of the Gauss-Newton step (20)")
-    add("--gamma", type=float, metavar="G", help="gamma of the antisymmetric ResNet (0)")
-    add("--init-scale", type=float, metavar="X", help="scale of the random initial weights (1)")
-    add("--seed", type=int, metavar="I", help="seed of weights, batches, row order and ellipses/peaks points (0)")
-    add("--device", choices=("cpu", "gpu"), help="cpu (NumPy) or gpu (CuPy)")
-    add("--dtype", choices=DTYPES, help="floating type of data and parameters (float64)")
-    add("--memory", choices=MEMORY, help="forward states: all stored, recomputed from checkpoints, rebuilt backward "
-        "(leapfrog, verlet), or auto: stored when they fit in half the memory (auto)")
-    add("--data-dir", metavar="DIR", help="MNIST: folder of the IDX files ($OCDL_MNIST_DIR, shared/data/mnist)")
-    add("--train-size", type=int, metavar="S", help="MNIST: training images (50000)")
-    add("--val-size", type=int, metavar="S", help="MNIST: validation images (10000)")
-
-
-_SETTING_NAMES = ("max_layers", "first_layers", "width", "final_time", "alpha_theta", "alpha_W", "max_iter",
-                  "batch_size", "hessian_batch_size", "chunk_size", "cg_maxiter", "gamma", "init_scale", "seed",
-                  "device", "dtype", "memory", "data_dir", "train_size", "val_size")
+    for flag, field, kind, metavar, text in SETTING_OPTIONS:
+        typed = {"choices": kind} if isinstance(kind, tuple) else {"type": kind, "metavar": metavar}
+        group.add_argument(flag, dest=field, help=f"{text} (default: {_paper_default(field)})", **typed)
 
 
 def _overrides(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in _SETTING_NAMES if getattr(args, name, None) is not None}
+
+
+def in_flags(message: str) -> str:
+    """``message`` with the names of settings replaced by the options that set them (``max_iter``: ``--iterations``).
+
+    A name of one plain word (``width``, ``device``) is a setting's only where a value or a verb follows it
+    (``device 'gpu'``, ``width 3``, ``seed must``), so that "a CUDA device" stays as it is.
+    """
+    for name in sorted(FLAGS, key=len, reverse=True):
+        after = "" if "_" in name else r"(?= (?:must |is |'|\d))"
+        message = re.sub(rf"(?<![\w-]){name}(?![\w-]){after}", FLAGS[name], message)
+    return message
+
+
+@contextmanager
+def _said_in_flags() -> Iterator[None]:
+    """Errors of the settings and the data, told with the options' names."""
+    try:
+        yield
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        raise type(err)(in_flags(_one_line(err))) from err
+
+
+def _warn(message: str) -> None:
+    print(f"ocdl: warning: {message}", file=sys.stderr)
+
+
+def _check_request(settings: Settings, data, force: bool) -> None:
+    """Warn about settings that cannot mean what was asked; refuse a finest level of absurd cost unless ``force``.
+
+    Raises
+    ------
+    ValueError
+        If the finest level would take more than :data:`MAX_HOURS` hours or
+        more memory than the machine has (estimated by
+        :func:`ocdl.experiments.cost.finest_level_cost`) and not ``force``.
+    """
+    finest = settings.levels[-1]
+    cost = finest_level_cost(settings, data)
+    if (cost.seconds > MAX_HOURS * 3600 or cost.memory_bytes > cost.machine_bytes) and not force:
+        raise ValueError(
+            f"--max-layers {settings.max_layers}: {len(settings.levels)} levels up to {finest:,} layers; the finest "
+            f"would take {cost.describe()}; choose fewer layers, or add --force to run it anyway"
+        )
+    if finest != settings.max_layers:
+        _warn(f"--max-layers {settings.max_layers}: the levels double from --first-layers {settings.first_layers}, "
+              f"so the finest level has {finest} layers; use --max-layers {finest}, or {2 * finest} for one more level")
+    n_train = data.Y_train.shape[0]
+    batch = min(settings.batch_size or n_train, n_train)
+    if settings.batch_size is not None and settings.batch_size > n_train:
+        _warn(f"--batch-size {settings.batch_size} is more than the {n_train} training examples: every iteration "
+              f"takes all {n_train}")
+    if settings.hessian_batch_size is not None and settings.hessian_batch_size > batch:
+        _warn(f"--hessian-batch-size {settings.hessian_batch_size} is more than the {batch} examples of a batch: "
+              f"the Gauss-Newton matrix takes all {batch}")
 
 
 def _report_run(run: Run, paths: dict) -> None:
@@ -133,17 +223,22 @@ def _resume_settings(path: Path) -> Settings:
 def _train(args: argparse.Namespace) -> int:
     if args.resume:
         given = sorted(name for name in ("problem", "stepper", *_SETTING_NAMES) if getattr(args, name) is not None)
-        if given or args.out:
+        if given or args.out or args.force:
+            flags = [FLAGS.get(name, f"--{name}") for name in given] + ["--out"] * bool(args.out)
             raise UsageError(f"ocdl train: --resume takes the settings and the folder from the checkpoint; "
-                             f"drop {', '.join('--' + name.replace('_', '-') for name in given) or '--out'}")
+                             f"drop {', '.join(flags + ['--force'] * args.force)}")
         out = Path(args.resume)
-        settings = _resume_settings(out / CHECKPOINT_NAME)
+        with _said_in_flags():
+            settings = _resume_settings(out / CHECKPOINT_NAME)
+            data = load_data(settings)
     else:
         if args.problem is None or args.stepper is None:
             raise UsageError("ocdl train: --problem and --stepper are required (or --resume DIR)")
-        settings = paper_settings(args.problem, args.stepper, **_overrides(args))
+        with _said_in_flags():
+            settings = paper_settings(args.problem, args.stepper, **_overrides(args))
+            data = load_data(settings)
+        _check_request(settings, data, args.force)
         out = Path(args.out or Path("runs") / f"{args.problem}-{args.stepper}")
-    data = load_data(settings)
     out.mkdir(parents=True, exist_ok=True)  # an unusable folder fails now, not after the training
     run = train(settings, data, progress=not args.no_progress, checkpoint=out / CHECKPOINT_NAME,
                 checkpoint_every=args.checkpoint_every, resume=args.resume is not None)
@@ -153,6 +248,11 @@ def _train(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("runs") / f"{args.problem}-compare")
+    with _said_in_flags():
+        all_settings = [paper_settings(args.problem, stepper, **_overrides(args)) for stepper in args.steppers]
+        data = load_data(all_settings[0])
+    for settings in all_settings:
+        _check_request(settings, data, args.force)
     _, table = compare(args.problem, args.steppers, out, progress=not args.no_progress, **_overrides(args))
     print(table)
     print(f"wrote {out}/ (table.md, comparison.json, accuracy.png, features.png for 2-D problems, "
@@ -182,35 +282,48 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser("demo", help="ResNet, antisymmetric ResNet, Verlet on ellipses, 4 to 64 layers (~15 s)")
-    demo.add_argument("--out", default="runs/demo", help="run folder (runs/demo)")
-    demo.add_argument("--max-layers", type=int, default=DEMO_MAX_LAYERS, help=f"finest level ({DEMO_MAX_LAYERS})")
+    demo.add_argument("--out", default="runs/demo", metavar="DIR", help="run folder (default: runs/demo)")
+    demo.add_argument("--max-layers", type=int, default=DEMO_MAX_LAYERS, metavar="N",
+                      help=f"finest level's layers (default: {DEMO_MAX_LAYERS})")
     demo.add_argument("--quick", action="store_true", help="a few seconds: 8 layers, 3 iterations per level")
     demo.set_defaults(handler=_demo)
 
     train_parser = commands.add_parser("train", help="train one stepper on one problem (multilevel)")
-    train_parser.add_argument("--problem", choices=PROBLEMS)
-    train_parser.add_argument("--stepper", choices=STEPPERS)
-    train_parser.add_argument("--out", metavar="DIR", help="run folder (runs/PROBLEM-STEPPER), with checkpoint.h5")
+    required = train_parser.add_argument_group("required, unless --resume DIR")
+    required.add_argument("--problem", choices=PROBLEMS, help="the data set (required unless --resume)")
+    required.add_argument("--stepper", choices=STEPPERS, help="the forward propagation (required unless --resume)")
+    train_parser.add_argument("--out", metavar="DIR",
+                              help="run folder, with checkpoint.h5 (default: runs/PROBLEM-STEPPER)")
     train_parser.add_argument("--checkpoint-every", type=int, default=10, metavar="K",
-                              help="write DIR/checkpoint.h5 every K iterations (10), after each level, on Ctrl-C")
+                              help="write DIR/checkpoint.h5 every K iterations, after each level and on Ctrl-C "
+                                   "(default: 10)")
     train_parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
+    train_parser.add_argument("--force", action="store_true",
+                              help=f"run even if the finest level is estimated to take over {MAX_HOURS} hours or "
+                                   "more memory than the machine has")
     _add_settings(train_parser)
     train_parser.set_defaults(handler=_train)
 
     compare_parser = commands.add_parser("compare", help="train several steppers on one problem: one figure, one table")
-    compare_parser.add_argument("--problem", required=True, choices=PROBLEMS)
-    compare_parser.add_argument("--steppers", type=_steppers, default=list(DEMO_STEPPERS),
-                                help="comma-separated steppers (resnet,antisymmetric,verlet)")
-    compare_parser.add_argument("--out", help="comparison folder (runs/PROBLEM-compare)")
+    required = compare_parser.add_argument_group("required")
+    required.add_argument("--problem", required=True, choices=PROBLEMS, help="the data set (required)")
+    compare_parser.add_argument("--steppers", type=_steppers, default=list(DEMO_STEPPERS), metavar="LIST",
+                                help=f"comma-separated, distinct, of {', '.join(STEPPERS)} "
+                                     f"(default: {','.join(DEMO_STEPPERS)})")
+    compare_parser.add_argument("--out", metavar="DIR", help="comparison folder (default: runs/PROBLEM-compare)")
+    compare_parser.add_argument("--force", action="store_true",
+                                help=f"run even if a finest level is estimated to take over {MAX_HOURS} hours or "
+                                     "more memory than the machine has")
     _add_settings(compare_parser)
     compare_parser.set_defaults(handler=_compare)
 
     phase = commands.add_parser("phase-plane", help="the stability figures 1 and 2 (examples 1 and 2)")
-    phase.add_argument("--out", default="runs/stability", help="folder of figure1.png, figure2.png (runs/stability)")
+    phase.add_argument("--out", default="runs/stability", metavar="DIR",
+                       help="folder of figure1.png, figure2.png (default: runs/stability)")
     phase.set_defaults(handler=_phase_plane)
 
     for sub in (demo, train_parser, compare_parser):
-        sub.add_argument("--no-progress", action="store_true", help="no progress bars")
+        sub.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
     return parser
 
 

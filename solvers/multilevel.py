@@ -265,7 +265,7 @@ def multilevel(
     if stalled:
         message += f"; the line search stalled (level ended early) at {', '.join(map(str, stalled))} layers"
     if _failed(result):
-        message += f"; level {len(history) - 1} ({history[-1]['n_layers']} layers) {result.message}"
+        message += f"; the {history[-1]['n_layers']}-layer level {result.message}"
     return SolverResult(
         x=x,
         fun=result.fun,

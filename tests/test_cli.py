@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -72,15 +73,30 @@ def test_phase_plane_and_quick_demo(tmp_path, capsys):
         (["train", "--problem", "circles", "--stepper", "resnet"], 2, "invalid choice: 'circles'"),
         (["train", "--problem", "ellipses", "--stepper", "resnet", "--max-layers", "abc"], 2, "invalid int value"),
         (["train", "--problem", "ellipses", "--stepper", "resnet", "--max-layers", "0"], 1,
-         "max_layers must be a positive integer"),
+         "--max-layers must be a positive integer"),
         (["train", "--problem", "ellipses", "--stepper", "resnet", "--final-time", "-1"], 1,
-         "final_time must be a finite number > 0"),
-        (["train", "--problem", "ellipses", "--stepper", "resnet", "--gamma", "0.1"], 1, "gamma is only used"),
+         "--final-time must be a finite number > 0"),
+        (["train", "--problem", "ellipses", "--stepper", "resnet", "--gamma", "0.1"], 1, "--gamma is only used"),
         (["train", "--problem", "ellipses", "--stepper", "resnet", "--memory", "reversible"], 1,
-         "memory 'reversible' needs a reversible stepper"),
+         "--memory 'reversible' needs a reversible stepper"),
         (["train", "--problem", "mnist", "--stepper", "resnet", "--data-dir", "/no/such/folder"], 1,
-         "MNIST data folder /no/such/folder does not exist"),
+         "MNIST data folder /no/such/folder does not exist; pass --data-dir"),
         (["compare", "--problem", "peaks", "--steppers", "resnet,euler"], 2, "steppers must be a comma-separated"),
+        (["compare", "--problem", "peaks", "--steppers", "resnet,resnet"], 2,
+         "argument --steppers: steppers must be a comma-separated list of distinct"),
+        (["train", "--problem", "ellipses", "--stepper", "resnet", "--iterations", "2.5"], 2,
+         "argument --iterations: invalid int value: '2.5'"),
+        (["train", "--problem", "ellipses", "--stepper", "resnet", "--alpha", "-1"], 1,
+         "ocdl: error: --alpha must be a finite number >= 0, got -1.0"),
+        (["train", "--problem", "ellipses", "--stepper", "resnet", "--alpha-w", "-1"], 1,
+         "ocdl: error: --alpha-w must be a finite number >= 0, got -1.0"),
+        (["train", "--problem", "ellipses", "--stepper", "resnet", "--max-layers", "2"], 1,
+         "ocdl: error: --max-layers (2) must be at least --first-layers (4)"),
+        (["train", "--problem", "ellipses", "--stepper", "resnet", "--data-dir", "mnist"], 1,
+         "ocdl: error: --train-size, --val-size and --data-dir are for mnist"),
+        (["train", "--problem", "ellipses", "--stepper", "verlet", "--max-layers", "1000000000"], 1,
+         "ocdl: error: --max-layers 1000000000: 28 levels up to 536,870,912 layers; the finest would take about "),
+        (["train", "--resume", "/no/such/run", "--iterations", "3"], 2, "drop --iterations"),
         (["train", "--problem", "ellipses"], 2, "--problem and --stepper are required (or --resume DIR)"),
         (["train", "--resume", "/no/such/run"], 1, "/no/such/run/checkpoint.h5: no such file"),
         (["train", "--resume", "/no/such/run", "--seed", "3"], 2, "--resume takes the settings"),
@@ -115,6 +131,7 @@ def test_interrupted_training_resumes_exactly(tmp_path, capsys, monkeypatch):
     assert main([*argv, "--out", str(tmp_path / "cut")]) == 130
     err = capsys.readouterr().err
     assert "training interrupted" in err and f"ocdl train --resume {tmp_path / 'cut'}" in err
+    assert "continues with the 8-layer level after 2 iterations" in err  # levels named by their layers
     assert not (tmp_path / "cut" / "results.json").exists()
     monkeypatch.setattr(training, "multilevel", multilevel)
     assert main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
@@ -138,7 +155,7 @@ def test_python_dash_m_ocdl_reports_errors_in_one_line():
     proc = subprocess.run([sys.executable, "-m", "ocdl", "train", "--problem", "ellipses", "--stepper", "resnet",
                            "--iterations", "-3"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
-    assert proc.stderr.strip() == "ocdl: error: max_iter must be a positive integer, got -3"
+    assert proc.stderr.strip() == "ocdl: error: --iterations must be a positive integer, got -3"
 
 
 @pytest.mark.skipif(cupy_available(), reason="CuPy and a GPU are present: --device gpu is valid here")
@@ -146,7 +163,7 @@ def test_gpu_without_cupy_is_one_line(capsys, tmp_path):
     argv = ["compare", "--problem", "ellipses", "--device", "gpu", "--out", str(tmp_path / "x"), "--no-progress"]
     assert main(argv) == 1 and not (tmp_path / "x").exists()
     assert capsys.readouterr().err.strip() == (
-        "ocdl: error: device 'gpu' needs CuPy and a CUDA device (pip install ocdl[gpu]); use device 'cpu'"
+        "ocdl: error: --device 'gpu' needs CuPy and a CUDA device (pip install ocdl[gpu]); use --device 'cpu'"
     )
 
 
@@ -181,3 +198,91 @@ def test_resume_from_a_checkpoint_of_the_python_api_is_one_line(tmp_path, capsys
                checkpoint=out / "checkpoint.h5")
     err = resume_error(out, capsys)
     assert "a checkpoint of the Python API with no command-line settings; resume it from Python" in err
+
+
+def test_help_shows_every_default_and_marks_the_required_options(capsys):
+    from ocdl.cli import SETTING_OPTIONS
+
+    for command in ("train", "compare"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        printed = capsys.readouterr().out
+        text = " ".join(printed.split())
+        options, current = {}, []  # each option's lines of help: from "  --flag" to the next line at that indent
+        for line in printed.split("options:", 1)[1].splitlines():
+            if line.startswith("  -"):
+                current = options.setdefault(line.split()[0].rstrip(","), [])
+            if line.startswith("  "):
+                current.append(line)
+        flags = [flag for flag, *_ in SETTING_OPTIONS] + ["--out", "--no-progress"]
+        flags += ["--checkpoint-every"] if command == "train" else ["--steppers"]
+        for flag in flags:
+            assert "(default: " in " ".join(" ".join(options[flag]).split()), (command, flag, options[flag])
+        required = "the data set (required unless --resume)" if command == "train" else "the data set (required)"
+        assert required in text
+    assert "--iterations K block coordinate descent iterations per level (default: ellipses, swiss-roll, peaks 20; " \
+           "mnist 10)" in text
+    assert "--width n features (2-D, the points duplicated) or channels (MNIST) (default: ellipses 2; swiss-roll 4, " \
+           "verlet 2; peaks 8, verlet 2; mnist 6)" in text
+    assert "--train-size S MNIST: training images (default: 50000)" in text
+
+
+def test_settings_that_cannot_mean_what_was_asked_are_said(tmp_path, capsys):
+    argv = ["train", "--problem", "ellipses", "--stepper", "resnet", "--max-layers", "5", "--iterations", "1",
+            "--batch-size", "5000", "--hessian-batch-size", "3000", "--out", str(tmp_path / "run"), "--no-progress"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "ocdl: warning: --max-layers 5: the levels double from --first-layers 4, so the finest level has 4 layers; "
+        "use --max-layers 4, or 8 for one more level",
+        "ocdl: warning: --batch-size 5000 is more than the 1000 training examples: every iteration takes all 1000",
+        "ocdl: warning: --hessian-batch-size 3000 is more than the 1000 examples of a batch: the Gauss-Newton matrix "
+        "takes all 1000",
+    ]
+    levels = json.loads((tmp_path / "run" / "results.json").read_text())["levels"]
+    assert [rec["n_layers"] for rec in levels] == [4]
+
+
+def test_an_absurd_depth_is_refused_with_its_estimated_cost(tmp_path, capsys, monkeypatch):
+    import ocdl.cli
+
+    out = tmp_path / "deep"
+    assert main(["train", "--problem", "ellipses", "--stepper", "verlet", "--max-layers", "1000000000",
+                 "--out", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert re.search(r"the finest would take about [\d.,]+ (days|years) for its 20 iterations and [\d.]+ GB of memory "
+                     r"\(the machine has [\d.]+ GB\)", err), err
+    assert err.endswith("choose fewer layers, or add --force to run it anyway") and not out.exists()
+
+    calls = []
+    monkeypatch.setattr(ocdl.cli, "train", lambda *args, **kwargs: calls.append(args) or 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # --force: past the check, into the training (stubbed)
+        main(["train", "--problem", "ellipses", "--stepper", "verlet", "--max-layers", "1000000000", "--force",
+              "--out", str(out), "--no-progress"])
+    assert calls and calls[0][0].max_layers == 1000000000
+
+
+def test_cost_estimate_scales_with_layers_and_examples():
+    from ocdl.experiments import load_data, paper_settings
+    from ocdl.experiments.cost import duration, finest_level_cost, size
+
+    settings = paper_settings("ellipses", "resnet", max_layers=64, max_iter=10)
+    data = load_data(settings)
+    small = finest_level_cost(settings, data, seconds_per_layer=1e-6)
+    n_train, n_val = data.Y_train.shape[0], data.Y_val.shape[0]
+    # 10 iterations of 64 layers on (6 + 4 * 20) n_train + n_val examples, 1 microsecond per layer and example
+    assert small.n_layers == 64 and small.seconds == pytest.approx(10 * 64 * 1e-6 * (86 * n_train + n_val))
+    deep = finest_level_cost(settings.replace(max_layers=64 * 1024), data, seconds_per_layer=1e-6)
+    assert deep.seconds == pytest.approx(1024 * small.seconds) and deep.memory_bytes > 100 * small.memory_bytes
+    assert (duration(42), duration(5400), duration(3 * 365.25 * 86400)) == ("42 s", "1.5 hours", "3.0 years")
+    assert (size(512), size(2.5e9)) == ("512 bytes", "2.5 GB")
+
+
+def test_tables_show_short_times_with_their_digits():
+    from ocdl.experiments.output import results_table
+
+    level = {"n_layers": 4, "train_accuracy": 1.0, "best_val_accuracy": 1.0}
+    summary = {"problem": "ellipses", "stepper": "resnet", "levels": [level], "best_val_accuracy": 1.0,
+               "best_val_n_layers": 4}
+    rows = [results_table([dict(summary, time_s=t)]).splitlines()[-1] for t in (0.0123, 0.04, 13.26)]
+    assert rows == ["| time (s) |  | 0.012 |", "| time (s) |  | 0.04 |", "| time (s) |  | 13.3 |"]

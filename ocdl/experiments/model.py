@@ -167,16 +167,21 @@ def numbers_per_step(settings: Settings) -> int:
     return sum(arrays.values())
 
 
-def _half_the_memory(device: str) -> int:
-    """Half the bytes of physical memory of ``device`` (4 GiB where the system does not say)."""
+def machine_memory(device: str) -> int:
+    """Bytes of physical memory of ``device``: the machine's, or the GPU's (8 GiB where the system does not say)."""
     if device == "gpu":
         import cupy
 
-        return cupy.cuda.Device().mem_info[1] // 2
+        return cupy.cuda.Device().mem_info[1]
     try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
-        return 1 << 32
+        return 1 << 33
+
+
+def _half_the_memory(device: str) -> int:
+    """Half of :func:`machine_memory`."""
+    return machine_memory(device) // 2
 
 
 def build_network(settings: Settings, n_steps: int, memory: MemoryPolicy | None = None) -> Network:

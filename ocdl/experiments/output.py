@@ -92,9 +92,14 @@ def results_table(summaries: Sequence[dict]) -> str:
     times = ["time (s)"]
     for s in summaries:
         best += ["", f"{percent(s['best_val_accuracy'])} ({s['best_val_n_layers']} layers)"]
-        times += ["", f"{s['time_s']:.1f}"]
+        times += ["", seconds(s["time_s"])]
     lines += ["| " + " | ".join(best) + " |", "| " + " | ".join(times) + " |"]
     return "\n".join(lines)
+
+
+def seconds(t: float) -> str:
+    """A wall time for a table: one decimal from a second on, two significant digits below (``0.042``)."""
+    return f"{t:.1f}" if t >= 1 else f"{t:.2g}"
 
 
 def compare(problem: str, steppers: Sequence[str], out: str | Path, progress: bool = True,
