@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from ..io import save_params, write_text
 from .data import load_data
-from .plotting import plot_2d, plot_levels, plot_mnist
+from .plotting import plot_2d, plot_levels, plot_mnist, uses_error
 from .settings import paper_settings
 from .training import Run, train
 
@@ -73,7 +73,7 @@ def results_table(summaries: Sequence[dict]) -> str:
     MNIST: training and validation error (%), as the paper's Table 1.
     The last rows give each run's best validation figure and wall time.
     """
-    error = summaries[0]["problem"] == "mnist"
+    error = uses_error(summaries[0]["problem"])
 
     def percent(accuracy: float) -> str:
         return f"{100 * (1 - accuracy if error else accuracy):.2f}"
