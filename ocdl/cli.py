@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import os
 import re
 import sys
 import time
@@ -220,26 +221,72 @@ def _resume_settings(path: Path) -> Settings:
     return Settings(**settings)
 
 
+RUN_FILES = (CHECKPOINT_NAME, "results.json", "params.h5", "accuracy.png", "features.png", "images.png")
+"""What ``ocdl train`` writes in its folder (``--overwrite`` removes these, and only these, first)."""
+
+COMPARE_FILES = ("comparison.json", "table.md", "accuracy.png", "features.png")
+"""What ``ocdl compare`` writes in its folder, beside one run folder per stepper."""
+
+
+def _claim_folder(command: str, out: Path, overwrite: bool, names: Sequence[str], resume_hint: str) -> None:
+    """Refuse a folder that holds a run's files unless ``overwrite`` (then remove them); create the folder.
+
+    An unfinished checkpoint is named as such, with how to continue it
+    (``resume_hint``); a finished run's outputs with how to keep them.
+    """
+    held = [name for name in names if (out / name).exists()]
+    if held and not overwrite:
+        unfinished = [name for name in held if name.endswith(CHECKPOINT_NAME) and not _finished(out / name)]
+        if unfinished:
+            raise UsageError(f"ocdl {command}: {out} holds an unfinished run ({', '.join(unfinished)}); continue it "
+                             f"with {resume_hint}, or add --overwrite to discard it")
+        raise UsageError(f"ocdl {command}: {out} holds a finished run ({', '.join(held)}); choose another --out, or "
+                         "add --overwrite to replace it")
+    for name in held if overwrite else ():
+        (out / name).unlink()
+    out.mkdir(parents=True, exist_ok=True)  # an unusable folder fails now, not after the training
+
+
+def _finished(checkpoint: Path) -> bool:
+    """Whether ``checkpoint`` holds a finished run (an unreadable one counts as unfinished: it is not discarded)."""
+    try:
+        return load_checkpoint(checkpoint).finished
+    except (OcdlFileError, OSError, ValueError):
+        return False
+
+
+def _absolute_data_dir(overrides: dict) -> dict:
+    """``overrides`` with ``data_dir`` made absolute (``~`` expanded), so that a run resumes from any folder."""
+    if overrides.get("data_dir") is not None:
+        overrides["data_dir"] = str(Path(overrides["data_dir"]).expanduser().absolute())
+    return overrides
+
+
 def _train(args: argparse.Namespace) -> int:
     if args.resume:
-        given = sorted(name for name in ("problem", "stepper", *_SETTING_NAMES) if getattr(args, name) is not None)
-        if given or args.out or args.force:
+        given = sorted(name for name in ("problem", "stepper", *_SETTING_NAMES)
+                       if getattr(args, name) is not None and name != "data_dir")
+        if given or args.out or args.force or args.overwrite:
             flags = [FLAGS.get(name, f"--{name}") for name in given] + ["--out"] * bool(args.out)
-            raise UsageError(f"ocdl train: --resume takes the settings and the folder from the checkpoint; "
-                             f"drop {', '.join(flags + ['--force'] * args.force)}")
+            flags += ["--force"] * args.force + ["--overwrite"] * args.overwrite
+            raise UsageError(f"ocdl train: --resume takes the settings and the folder from the checkpoint "
+                             f"(only --data-dir may change); drop {', '.join(flags)}")
         out = Path(args.resume)
         with _said_in_flags():
             settings = _resume_settings(out / CHECKPOINT_NAME)
+            data_dir = _absolute_data_dir({"data_dir": args.data_dir or os.environ.get(ENV_VAR) or None})["data_dir"]
+            if settings.problem == "mnist" and data_dir is not None:
+                settings = settings.replace(data_dir=data_dir)
             data = load_data(settings)
     else:
         if args.problem is None or args.stepper is None:
             raise UsageError("ocdl train: --problem and --stepper are required (or --resume DIR)")
         with _said_in_flags():
-            settings = paper_settings(args.problem, args.stepper, **_overrides(args))
+            settings = paper_settings(args.problem, args.stepper, **_absolute_data_dir(_overrides(args)))
             data = load_data(settings)
         _check_request(settings, data, args.force)
         out = Path(args.out or Path("runs") / f"{args.problem}-{args.stepper}")
-    out.mkdir(parents=True, exist_ok=True)  # an unusable folder fails now, not after the training
+        _claim_folder("train", out, args.overwrite, RUN_FILES, f"ocdl train --resume {out}")
     run = train(settings, data, progress=not args.no_progress, checkpoint=out / CHECKPOINT_NAME,
                 checkpoint_every=args.checkpoint_every, resume=args.resume is not None)
     _report_run(run, write_run(run, out))
@@ -253,7 +300,10 @@ def _compare(args: argparse.Namespace) -> int:
         data = load_data(all_settings[0])
     for settings in all_settings:
         _check_request(settings, data, args.force)
-    _, table = compare(args.problem, args.steppers, out, progress=not args.no_progress, **_overrides(args))
+    inside = COMPARE_FILES + tuple(f"{name}/{file}" for name in STEPPERS for file in RUN_FILES)
+    _claim_folder("compare", out, args.overwrite, inside, f"ocdl compare --resume {out}")
+    _, table = compare(args.problem, args.steppers, out, progress=not args.no_progress,
+                       **_absolute_data_dir(_overrides(args)))
     print(table)
     print(f"wrote {out}/ (table.md, comparison.json, accuracy.png, features.png for 2-D problems, "
           "one folder per stepper)")
@@ -297,7 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
     train_parser.add_argument("--checkpoint-every", type=int, default=10, metavar="K",
                               help="write DIR/checkpoint.h5 every K iterations, after each level and on Ctrl-C "
                                    "(default: 10)")
-    train_parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
+    train_parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint; --data-dir "
+                              f"(or ${ENV_VAR}) may name the MNIST folder anew")
+    train_parser.add_argument("--overwrite", action="store_true",
+                              help="discard what DIR holds (a checkpoint, a finished run's outputs) and start anew")
     train_parser.add_argument("--force", action="store_true",
                               help=f"run even if the finest level is estimated to take over {MAX_HOURS} hours or "
                                    "more memory than the machine has")
@@ -311,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 help=f"comma-separated, distinct, of {', '.join(STEPPERS)} "
                                      f"(default: {','.join(DEMO_STEPPERS)})")
     compare_parser.add_argument("--out", metavar="DIR", help="comparison folder (default: runs/PROBLEM-compare)")
+    compare_parser.add_argument("--overwrite", action="store_true",
+                                help="discard what DIR holds (a finished comparison) and start anew")
     compare_parser.add_argument("--force", action="store_true",
                                 help=f"run even if a finest level is estimated to take over {MAX_HOURS} hours or "
                                      "more memory than the machine has")

@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 from ocdl.solvers import multilevel
+from ocdl.solvers.checkpoint import load_checkpoint
 from test_io import flip_data_byte
 
 import ocdl
@@ -286,3 +287,91 @@ def test_tables_show_short_times_with_their_digits():
                "best_val_n_layers": 4}
     rows = [results_table([dict(summary, time_s=t)]).splitlines()[-1] for t in (0.0123, 0.04, 13.26)]
     assert rows == ["| time (s) |  | 0.012 |", "| time (s) |  | 0.04 |", "| time (s) |  | 13.3 |"]
+
+
+# -- runs are never lost ---------------------------------------------------------------------------
+
+
+def interrupted_run(argv, monkeypatch, after_iterations=1):
+    """Run ``ocdl train argv`` and stop it by Ctrl-C after ``after_iterations`` iterations (exit status 130)."""
+    import ocdl.experiments.training as training
+
+    multilevel = training.multilevel
+
+    def interrupted(*args, **kwargs):
+        def callback(k, state):
+            if k + 1 == after_iterations:
+                raise KeyboardInterrupt
+
+        return multilevel(*args, callback=callback, **kwargs)
+
+    monkeypatch.setattr(training, "multilevel", interrupted)
+    assert main(argv) == 130
+    monkeypatch.setattr(training, "multilevel", multilevel)
+
+
+def test_a_rerun_without_resume_keeps_an_unfinished_checkpoint(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "ow"
+    argv = ["train", "--problem", "ellipses", "--stepper", "verlet", "--out", str(out), "--no-progress"]
+    interrupted_run([*argv, "--max-layers", "256", "--checkpoint-every", "1"], monkeypatch, after_iterations=2)
+    saved = (out / "checkpoint.h5").read_bytes()
+    capsys.readouterr()
+    assert main([*argv, "--max-layers", "4", "--iterations", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"ocdl train: {out} holds an unfinished run (checkpoint.h5); continue it with ocdl train --resume "
+                   f"{out}, or add --overwrite to discard it (see ocdl --help)")
+    assert (out / "checkpoint.h5").read_bytes() == saved
+    assert main([*argv, "--max-layers", "4", "--iterations", "2", "--overwrite"]) == 0
+    assert load_checkpoint(out / "checkpoint.h5").finished and load_checkpoint(out / "checkpoint.h5").levels[-1][
+        "n_layers"] == 4
+
+
+def test_a_rerun_without_resume_keeps_a_finished_run(tmp_path, capsys):
+    out = tmp_path / "done"
+    argv = ["train", "--problem", "ellipses", "--stepper", "resnet", "--out", str(out), *TINY]
+    assert main(argv) == 0
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"ocdl train: {out} holds a finished run (checkpoint.h5, results.json, params.h5, accuracy.png, " \
+           "features.png); choose another --out, or add --overwrite to replace it" in err
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+    (out / "stale.txt").write_text("not ocdl's")
+    assert main([*argv, "--overwrite", "--seed", "1"]) == 0
+    assert load_params(out / "params.h5")["settings"]["seed"] == 1 and (out / "stale.txt").exists()
+
+
+def test_compare_keeps_a_finished_comparison(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    argv = ["compare", "--problem", "ellipses", "--steppers", "resnet", "--out", str(out), "--max-layers", "4",
+            "--iterations", "1", "--no-progress"]
+    assert main(argv) == 0
+    table = (out / "table.md").read_text()
+    assert main(argv) == 2 and "holds a finished run (comparison.json, table.md" in capsys.readouterr().err
+    assert (out / "table.md").read_text() == table
+    assert main([*argv, "--overwrite"]) == 0
+
+
+def test_mnist_folder_is_stored_absolute_and_may_move_before_resuming(tmp_path, capsys, monkeypatch):
+    from test_experiments import fake_mnist
+
+    (tmp_path / "work").mkdir()
+    fake_mnist(tmp_path / "work" / "digits")
+    monkeypatch.chdir(tmp_path / "work")
+    monkeypatch.delenv("OCDL_MNIST_DIR", raising=False)
+    out = tmp_path / "run"
+    interrupted_run(["train", "--problem", "mnist", "--stepper", "resnet", "--data-dir", "digits", "--width", "2",
+                     "--train-size", "16", "--val-size", "8", "--max-layers", "8", "--iterations", "2",
+                     "--checkpoint-every", "1", "--out", str(out), "--no-progress"], monkeypatch)
+    assert load_checkpoint(out / "checkpoint.h5").settings["data_dir"] == str(tmp_path / "work" / "digits")
+    monkeypatch.chdir(tmp_path)  # resume from elsewhere: the stored folder is absolute
+    interrupted_run(["train", "--resume", str(out), "--no-progress"], monkeypatch, after_iterations=2)
+    (tmp_path / "work" / "digits").rename(tmp_path / "moved")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 1
+    assert "does not exist; pass --data-dir or set OCDL_MNIST_DIR" in capsys.readouterr().err
+    monkeypatch.setenv("OCDL_MNIST_DIR", str(tmp_path / "moved"))  # the environment variable names it anew ...
+    interrupted_run(["train", "--resume", str(out), "--no-progress"], monkeypatch, after_iterations=2)
+    monkeypatch.setenv("OCDL_MNIST_DIR", str(tmp_path / "nowhere"))  # ... and --data-dir before it
+    assert main(["train", "--resume", str(out), "--data-dir", "moved", "--no-progress"]) == 0
+    assert json.loads((out / "results.json").read_text())["settings"]["data_dir"] == str(tmp_path / "moved")
