@@ -27,38 +27,39 @@ THREAD_ENV_VARS = (
 def limit_threads(n: int) -> dict:
     """Set every BLAS/OpenMP thread variable to ``n`` (call before importing NumPy).
 
-    Also applies ``threadpoolctl`` when it is installed (it is not a
-    dependency), which catches a BLAS that was already loaded. Returns what
-    was done, for the record.
+    Also applies ``threadpoolctl`` (a dependency of ocdl), which catches a
+    BLAS that was already loaded. Returns what was done, for the record.
     """
+    from threadpoolctl import threadpool_limits
+
     for var in THREAD_ENV_VARS:
         os.environ[var] = str(n)
-    done = {"env": {v: os.environ[v] for v in THREAD_ENV_VARS}, "threadpoolctl": None}
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return done
     global _THREADPOOL_LIMITS  # keep the context alive for the whole run
     _THREADPOOL_LIMITS = threadpool_limits(limits=n)
-    done["threadpoolctl"] = n
-    return done
+    return {"env": {v: os.environ[v] for v in THREAD_ENV_VARS}, "threadpoolctl": n}
 
 
 _THREADPOOL_LIMITS = None
 
 
-def best_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
+def best_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1,
+              synchronize: Callable[[], None] | None = None) -> float:
     """Best wall-clock time of ``repeats`` calls of ``fn`` after ``warmup`` calls.
 
     The minimum is the least disturbed run: on a shared machine every
-    disturbance only adds time.
+    disturbance only adds time. ``synchronize`` (a GPU's) is called before the
+    clock starts and inside the timed span after each call, which on a GPU
+    returns before the work is done.
     """
+    wait = synchronize or (lambda: None)
     for _ in range(warmup):
         fn()
     best = float("inf")
     for _ in range(max(1, repeats)):
+        wait()
         t0 = time.perf_counter()
         fn()
+        wait()
         best = min(best, time.perf_counter() - t0)
     return best
 

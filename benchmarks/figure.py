@@ -7,7 +7,9 @@ measured time over the roofline estimate of the same quantity
 log scale, each bar drawn from 1: what the machine can do by the roofline's
 count (NumPy's GEMM and elementwise rates, so PyTorch's MKL can beat it).
 The forward panel also marks the issue's 2x target. Records without a roofline
-(``--no-roofline``) are drawn in milliseconds instead.
+(``--no-roofline``) are drawn in milliseconds instead. GPU records
+(``--device gpu``) are drawn over their memory-bandwidth limit (``gpu.py``), with
+PyTorch's TF32 row as a third bar.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ QUANTITIES = (
     ("gradient_s", "roofline_gradient_s", "gradient"),
     ("gn_matvec_s", "roofline_gn_matvec_s", "Gauss-Newton product"),
 )
-COLOURS = {"ocdl": "tab:blue", "torch": "tab:orange"}
+COLOURS = {"ocdl": "tab:blue", "torch": "tab:orange", "torch-tf32": "tab:red"}
 TICKS = (0.01, 0.1, 0.25, 0.5, 1, 2, 4, 8, 10, 100, 1000, 10000)
 
 
@@ -29,10 +31,12 @@ def plot_records(records: list[dict], path: str) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
+    records = [r for r in records if "error" not in r]  # cases that ran out of GPU memory have no times
     cases = list(dict.fromkeys((r["workload"], r["stepper"], r["dtype"]) for r in records))
     by_case = {(r["workload"], r["stepper"], r["dtype"], r["library"]): r for r in records}
     libraries = [lib for lib in COLOURS if any(r["library"] == lib for r in records)]
     roofline = all(r.get("roofline_s") is not None for r in records if r["library"] == "ocdl")
+    device = records[0].get("device")  # --device gpu: the roofline is the bandwidth limit (gpu.py)
     fig, axes = plt.subplots(1, 3, figsize=(13, 0.45 * len(cases) + 1.6), sharey=True)
     height = 0.8 / len(libraries)
     for ax, (key, roof_key, title) in zip(axes, QUANTITIES):
@@ -56,7 +60,7 @@ def plot_records(records: list[dict], path: str) -> None:
         ax.grid(axis="x", which="major", alpha=0.3)
         if roofline:
             ax.axvline(1.0, color="black", linewidth=1)
-            ax.set_xlabel("time / roofline (NumPy's rates)")
+            ax.set_xlabel("time / bandwidth limit of fused sweeps" if device else "time / roofline (NumPy's rates)")
         else:
             ax.set_xlabel("time (ms)")
     if roofline:
@@ -66,7 +70,10 @@ def plot_records(records: list[dict], path: str) -> None:
     axes[0].invert_yaxis()
     axes[0].legend(loc="lower right", fontsize="small")
     machine = records[0].get("machine", {})
-    fig.suptitle(f"ocdl and PyTorch on {machine.get('cpu', 'this machine')}, {records[0].get('threads')} threads")
+    if device:
+        fig.suptitle(f"ocdl (CuPy) and PyTorch (CUDA) on {device.get('gpu')}")
+    else:
+        fig.suptitle(f"ocdl and PyTorch on {machine.get('cpu', 'this machine')}, {records[0].get('threads')} threads")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -99,7 +99,7 @@ def policies(kind: str, n_steps: int, tmpdir: str) -> dict:
         "recompute": Recompute(math.ceil(math.sqrt(n_steps))),
         "hdf5": HDF5(path=tmpdir),
     }
-    if kind == "verlet":
+    if ocdl.KINDS[kind].reversible:
         chosen["reversible"] = Reversible()
     return chosen
 
@@ -161,7 +161,7 @@ def gradient_records(kind: str, args: argparse.Namespace, machine: dict) -> list
 def reversible_error_records(args: argparse.Namespace, machine: dict) -> list[dict]:
     """Gradient difference reversible vs store-all for growing ``N`` at fixed ``T``."""
     out = []
-    for kind in ("verlet", "leapfrog"):
+    for kind in (name for name, spec in ocdl.KINDS.items() if spec.reversible):
         for N in args.error_steps:
             net, theta, Y0 = problem(kind, N, args)
             ref = gradient(net, theta, Y0)
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--final-time", type=float, default=10.0, help="final time T")
     parser.add_argument("--repeats", type=int, default=5, help="timed gradients per policy (best is kept)")
     parser.add_argument("--error-steps", type=int, nargs="*", default=[64, 256, 1024], help="N for reversible error")
-    parser.add_argument("--steppers", nargs="+", default=["verlet", "resnet"], choices=["verlet", "resnet"])
+    parser.add_argument("--steppers", nargs="+", default=["verlet", "resnet"], choices=ocdl.KINDS)
     parser.add_argument("--tmpdir", default=tempfile.gettempdir(), help="directory of the HDF5 temporary files")
     parser.add_argument("--out", type=Path, help="write the JSON here instead of stdout")
     args = parser.parse_args(argv)

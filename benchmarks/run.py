@@ -7,6 +7,7 @@ Usage::
     python benchmarks/run.py --merge a.json b.json --plot fig.png  # the best of two runs, drawn
     python benchmarks/run.py --workloads W1,W3 --dtypes float32 --repeats 7
     python benchmarks/run.py --quick              # tiny sizes: a smoke run of a few seconds
+    python benchmarks/run.py --device gpu --json gpu.json   # CuPy and PyTorch CUDA, W1-W3 and W3L
 
 For every workload (see ``workloads.py``), stepper and dtype it times, best of
 ``--repeats`` runs after ``--warmup`` runs: the forward propagation, the
@@ -14,6 +15,14 @@ gradient of ``0.5 ||Y_N||^2`` (forward + adjoint) and one Gauss-Newton product
 ``J^T J v`` over stored states, in ocdl and (when it imports) in PyTorch, and
 a roofline estimate measured on this machine (``roofline.py``). The BLAS and
 OpenMP thread counts are set from ``--threads`` before NumPy is imported.
+
+With ``--device gpu`` (``gpu.py``) ocdl runs on CuPy and PyTorch on CUDA, in
+float32 twice (TF32 off: ``torch``; on: ``torch-tf32``); the limit of each
+case is the memory bandwidth of a fused sweep instead of the CPU roofline,
+and the records carry ``device`` (GPU, driver, CUDA, CuPy) and ``tf32``. A
+case that runs out of GPU memory is recorded with its ``error`` and skipped.
+The JSON file is rewritten after every workload, so a run stopped early
+keeps what it measured.
 """
 
 from __future__ import annotations
@@ -33,7 +42,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--json", metavar="FILE", help="write the list of records to FILE")
     p.add_argument("--plot", metavar="FILE", help="draw the times as multiples of the roofline into FILE (figure.py)")
-    p.add_argument("--workloads", default="W1,W2,W3", help="comma-separated (default W1,W2,W3)")
+    p.add_argument("--workloads", help="comma-separated (default W1,W2,W3; with --device gpu W1,W2,W3,W3L)")
+    p.add_argument(
+        "--device", default="cpu", choices=("cpu", "gpu"),
+        help="cpu (default): NumPy and PyTorch on the CPU; gpu: ocdl on CuPy and PyTorch on CUDA, TF32 off and "
+        "(float32) on, each case's limit the memory bandwidth of fused sweeps (gpu.py)",
+    )
+    p.add_argument("--torch-device", help="PyTorch's device (default: cuda with --device gpu, else cpu)")
     p.add_argument("--steppers", default="resnet,verlet", help="comma-separated (default resnet,verlet)")
     p.add_argument("--dtypes", default="float64,float32", help="comma-separated (default float64,float32)")
     p.add_argument("--libraries", default="ocdl,torch", help="comma-separated (default ocdl,torch)")
@@ -69,6 +84,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.repeats = 1 if args.quick else 5
     if args.torch_gn == "auto" and args.quick:
         args.torch_gn = "double-backward"
+    if args.workloads is None:
+        args.workloads = "W1,W2,W3,W3L" if args.device == "gpu" else "W1,W2,W3"
+    if args.torch_device is None:
+        args.torch_device = "cuda" if args.device == "gpu" else "cpu"
     return args
 
 
@@ -92,8 +111,16 @@ def main(argv=None) -> list[dict]:
     import roofline
     import torch_reference
     import workloads
-    from common import best_time, machine_info, versions
+    from common import machine_info, versions
 
+    on_gpu = args.device == "gpu"
+    if on_gpu:
+        import gpu
+
+        from ocdl.backend import cupy_available
+
+        if not cupy_available():
+            raise SystemExit("--device gpu needs CuPy and a CUDA device")
     table = workloads.QUICK if args.quick else workloads.WORKLOADS
     names = _split(args.workloads)
     unknown = [n for n in names if n not in table]
@@ -103,9 +130,10 @@ def main(argv=None) -> list[dict]:
     libraries = _split(args.libraries)
     dtypes = [np.dtype(d) for d in _split(args.dtypes)]
 
-    have_torch = "torch" in libraries and torch_reference.available()
+    have_torch = "torch" in libraries and torch_reference.available(args.torch_device)
     if "torch" in libraries and not have_torch:
-        print("PyTorch is not installed: skipping the PyTorch side (pip install torch to compare).")
+        print(f"PyTorch is not installed or has no device {args.torch_device!r}: skipping the PyTorch side "
+              "(pip install torch to compare).")
     if have_torch:
         import torch
 
@@ -114,31 +142,65 @@ def main(argv=None) -> list[dict]:
 
     machine = machine_info()
     machine["thread_setup"] = thread_setup
-    vers = versions(("ocdl", "numpy", "scipy") + (("torch",) if have_torch else ()))
+    vers = versions(("ocdl", "numpy", "scipy") + (("cupy",) if on_gpu else ()) + (("torch",) if have_torch else ()))
     print(f"# {machine['cpu']}, {machine['logical_cpus']} logical CPUs, {args.threads} threads, "
           f"load {machine['load_average']}; " + ", ".join(f"{k} {v}" for k, v in vers.items()))
+    device = None
+    if on_gpu:
+        device = gpu.device_info(args.torch_device if have_torch else None)
+        device["copy_bandwidth_bytes_per_s"] = gpu.copy_bandwidth(1 << 20 if args.quick else 1 << 30)
+        print("# " + ", ".join(f"{k} {v}" for k, v in device.items()), flush=True)
 
     records = []
     for name in names:
         wl = table[name]
         print(f"# {wl.describe()}", flush=True)
         for dtype in dtypes:
-            rates = None if args.no_roofline else roofline.measure_rates(wl, dtype, max(3, args.repeats), args.threads)
-            if rates and have_torch:
-                time.sleep(0.5)  # OpenBLAS's threads spin for a while after NumPy's calls: let them sleep first
-                rates["torch_gemm_flops_per_s"] = torch_reference.gemm_rates(wl, dtype, max(3, args.repeats))
-            if rates:
+            rates = None
+            if not on_gpu and not args.no_roofline:
+                rates = roofline.measure_rates(wl, dtype, max(3, args.repeats), args.threads)
+                if have_torch:
+                    time.sleep(0.5)  # OpenBLAS's threads spin for a while after NumPy's calls: let them sleep first
+                    rates["torch_gemm_flops_per_s"] = torch_reference.gemm_rates(wl, dtype, max(3, args.repeats))
                 print(_gemm_line(dtype.name, rates), flush=True)
+            case_libs = [lib for lib in libs if lib != "torch"]
+            if have_torch and on_gpu:  # TF32 off, and on where it applies (float32)
+                case_libs += [lib for lib, tf32 in gpu.TORCH_TF32.items() if not tf32 or dtype == np.float32]
+            elif have_torch:
+                case_libs.append("torch")
             for stepper in steppers:
-                roof = roofline.estimate(wl, stepper, dtype, rates) if rates else None
-                best, gradients = {}, {}
+                if on_gpu:
+                    roof = gpu.bandwidth_limit(wl, stepper, dtype, device["copy_bandwidth_bytes_per_s"])
+                else:
+                    roof = roofline.estimate(wl, stepper, dtype, rates) if rates else None
+                best, gradients, errors = {}, {}, {}
                 for _ in range(max(1, args.rounds)):  # the libraries take turns
-                    for lib in libs:
-                        rec = _measure(lib, wl, stepper, dtype, args, best_time, torch_reference, workloads)
+                    for lib in case_libs:
+                        if lib in errors:
+                            continue
+                        try:
+                            rec = _measure(lib, wl, stepper, dtype, args)
+                        except Exception as err:
+                            if not (on_gpu and gpu.is_out_of_memory(err)):
+                                raise
+                            errors[lib] = f"out of memory: {' '.join(str(err).split())}"
+                            print(f"{wl.name} {stepper} {dtype.name} {lib}: {errors[lib]}", flush=True)
+                            continue
+                        finally:
+                            if on_gpu:
+                                gpu.release()
                         gradients.setdefault(lib, rec.pop("gradient"))
                         best[lib] = _best_of(best[lib], rec) if lib in best else dict(rec, rounds_s=[_times(rec)])
                 agreement = _agreement(gradients, dtype)
-                for lib in libs:
+                for lib in case_libs:
+                    common = dict(threads=args.threads, repeats=args.repeats, rounds=max(1, args.rounds),
+                                  versions=vers, machine=machine)
+                    if on_gpu:
+                        common.update(device=device, tf32=gpu.TORCH_TF32.get(lib, gpu.cupy_tf32()))
+                    if lib in errors:
+                        records.append(dict(workload=wl.name, stepper=stepper, dtype=dtype.name, library=lib,
+                                            error=errors[lib], **common))
+                        continue
                     rec = best[lib]
                     rec.update(
                         roofline_s=roof["forward"]["total_s"] if roof else None,
@@ -146,16 +208,16 @@ def main(argv=None) -> list[dict]:
                         roofline_gn_matvec_s=roof["gn_matvec"]["total_s"] if roof else None,
                         roofline=roof,
                         rates=rates,
-                        threads=args.threads,
-                        repeats=args.repeats,
-                        rounds=max(1, args.rounds),
-                        gradient_rel_diff=agreement,
-                        versions=vers,
-                        machine=machine,
+                        gradient_rel_diff=agreement.get(lib),
+                        **common,
                     )
                     records.append(rec)
                     print(_row(rec), flush=True)
         gc.collect()
+        if args.json:  # what was measured so far survives a run stopped early
+            from ocdl.io import write_text
+
+            write_text(args.json, json.dumps(records, indent=1, default=float))
     print()
     print(format_table(records))
     _write(records, args.json, args.plot)
@@ -177,6 +239,7 @@ def _write(records: list[dict], json_path: str | None, plot_path: str | None) ->
 
 
 TIMES = ("forward_s", "gradient_s", "gn_matvec_s")
+TORCH_LIBRARIES = ("torch", "torch-tf32")  # PyTorch's rows; torch-tf32 on the GPU only (gpu.TORCH_TF32)
 ROOFLINES = ("roofline_s", "roofline_gradient_s", "roofline_gn_matvec_s")
 
 
@@ -203,10 +266,14 @@ def merge(paths: list[str], out: str | None = None, plot: str | None = None) -> 
     rates); ``merged_from`` lists each run's file, load average and times.
     """
     combined: dict = {}
+    failed: dict = {}  # cases that failed (out of GPU memory), kept where no run measured them
     for path in paths:
         with open(path) as f:
             for rec in json.load(f):
                 key = (rec["workload"], rec["stepper"], rec["dtype"], rec["library"])
+                if "error" in rec:
+                    failed.setdefault(key, rec)
+                    continue
                 run = {"file": path, "load_average": rec["machine"].get("load_average")}
                 run.update({k: rec.get(k) for k in TIMES})
                 if key not in combined:
@@ -221,64 +288,89 @@ def merge(paths: list[str], out: str | None = None, plot: str | None = None) -> 
                 ):
                     for k in ROOFLINES + ("roofline", "rates"):
                         best[k] = rec.get(k)
-    records = list(combined.values())
+    records = list(combined.values()) + [rec for key, rec in failed.items() if key not in combined]
     print(f"# best of {len(paths)} runs: " + ", ".join(paths))
     print(format_table(records))
     _write(records, out, plot)
     return records
 
 
-def _agreement(gradients: dict, dtype) -> float | None:
-    """``||g_ocdl - g_torch|| / ||g_torch||`` of the two libraries' gradients (``None`` with one library).
+def _agreement(gradients: dict, dtype) -> dict:
+    """``||g_ocdl - g_lib|| / ||g_lib||`` of each other library's gradient, by library (``ocdl``'s: PyTorch's).
 
     The timings compare like with like only if both compute the same gradient:
     a difference above :func:`ocdl.checks.default_tol` of the dtype (``1e-10``
-    in float64) is printed as a warning.
+    in float64) is printed as a warning, except for ``torch-tf32``, whose
+    float32 products round to TF32 on purpose.
     """
     from ocdl.checks import agreement, default_tol
 
-    if "ocdl" not in gradients or "torch" not in gradients:
-        return None
-    result = agreement(gradients["ocdl"], gradients["torch"], default_tol(dtype))
-    if not result.passed:
-        print(f"WARNING: ocdl's and PyTorch's gradients differ by {result.rel_error:.2e} (relative)", flush=True)
-    return result.rel_error
+    if "ocdl" not in gradients:
+        return {}
+    found = {}
+    for lib, gradient in gradients.items():
+        if lib == "ocdl":
+            continue
+        result = agreement(gradients["ocdl"], gradient, default_tol(dtype))
+        found[lib] = result.rel_error
+        if not result.passed and lib != "torch-tf32":
+            print(f"WARNING: ocdl's and {lib}'s gradients differ by {result.rel_error:.2e} (relative)", flush=True)
+    if "torch" in found:
+        found["ocdl"] = found["torch"]
+    return found
 
 
-def _measure(lib, wl, stepper, dtype, args, best_time, torch_reference, workloads) -> dict:
-    import numpy as np  # after the thread limits (main)
+def _measure(lib, wl, stepper, dtype, args) -> dict:
+    """One case of one library: its times, its Gauss-Newton method and its gradient (on the host)."""
+    import numpy as np
+    import torch_reference
+    import workloads
+    from common import best_time
 
     rec = {"workload": wl.name, "stepper": stepper, "dtype": dtype.name, "library": lib}
+    synchronize = None
+    if args.device == "gpu":
+        import gpu
+
+        def synchronize():
+            gpu.synchronize(args.torch_device)
+
+    def timed(fn):
+        return best_time(fn, args.repeats, args.warmup, synchronize)
+
     if lib == "ocdl":
-        fns = workloads.ocdl_callables(wl, stepper, dtype)
-        gn, gn_method = fns["gn_matvec"], "jvp+vjp on a stored trajectory"
+        fns = workloads.ocdl_callables(wl, stepper, dtype, device=args.device)
+        setups, gn_method = {"jvp+vjp on a stored trajectory": fns["gn_setup"]}, None
     else:
+        if args.device == "gpu":
+            gpu.set_tf32(gpu.TORCH_TF32[lib])
         gn_methods = args.torch_gn
         if gn_methods == "auto":
             gn_methods = "best" if wl.n_steps <= 64 else "double-backward"
-        fns = torch_reference.torch_callables(wl, stepper, dtype, threads=args.threads, gn_methods=gn_methods)
-    t = {}
-    t["forward_s"] = best_time(fns["forward"], args.repeats, args.warmup)
-    t["gradient_s"] = best_time(fns["gradient"], args.repeats, args.warmup)
+        fns = torch_reference.torch_callables(wl, stepper, dtype, threads=args.threads, gn_methods=gn_methods,
+                                              device=args.torch_device)
+        setups = fns["gn_setups"]
+    t = {"forward_s": timed(fns["forward"]), "gradient_s": timed(fns["gradient"])}
     rec["gradient"] = np.asarray(fns["gradient_value"](), dtype=np.float64)  # compared, not stored
-    if lib == "ocdl":
-        t["gn_matvec_s"] = best_time(gn, args.repeats, args.warmup)
+    methods, errors = {}, {}
+    for name, setup in setups.items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch.fx warnings from torch.func.linearize
+                gn = setup()
+        except Exception as exc:  # torch.func differs between versions (or its graph fills the GPU): keep the other
+            if lib == "ocdl" or len(errors) + 1 == len(setups):
+                raise
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            continue
+        methods[name] = timed(gn)
+        del gn
+        gc.collect()  # the graphs of one method go before the next is built
+    if "close" in fns:
         fns["close"]()
-    else:
-        methods, errors = {}, {}
-        for name, setup in fns["gn_setups"].items():
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # torch.fx warnings from torch.func.linearize
-                    gn = setup()
-            except Exception as exc:  # torch.func differs between versions: keep the other method
-                errors[name] = f"{type(exc).__name__}: {exc}"
-                continue
-            methods[name] = best_time(gn, args.repeats, args.warmup)
-            del gn
-            gc.collect()  # the graphs of one method go before the next is built
-        gn_method = min(methods, key=methods.get)
-        t["gn_matvec_s"] = methods[gn_method]
+    gn_method = min(methods, key=methods.get)
+    t["gn_matvec_s"] = methods[gn_method]
+    if lib != "ocdl":
         rec["gn_methods_s"] = methods
         if errors:
             rec["gn_errors"] = errors
@@ -303,7 +395,7 @@ def _gemm_line(dtype: str, rates: dict) -> str:
 
 def _row(r: dict) -> str:
     roof = f"  roofline {1e3 * r['roofline_s']:.2f} ms" if r.get("roofline_s") else ""
-    gn = f" ({r['gn_method']})" if r["library"] == "torch" else ""
+    gn = f" ({r['gn_method']})" if r["library"] != "ocdl" else ""
     return (
         f"{r['workload']} {r['stepper']:6s} {r['dtype']:7s} {r['library']:5s}  fwd {1e3 * r['forward_s']:.2f} ms  "
         f"grad {1e3 * r['gradient_s']:.2f} ms  gn {1e3 * r['gn_matvec_s']:.2f} ms{gn}{roof}"
@@ -311,12 +403,20 @@ def _row(r: dict) -> str:
 
 
 def format_table(records: list[dict]) -> str:
-    """One line per workload, stepper and dtype: times in ms and the ratios the issue targets."""
-    by_key = {}
+    """One line per workload, stepper, dtype and PyTorch setting: times in ms and the ratios the issues target.
+
+    On the GPU float32 has two lines, PyTorch with TF32 off and (``tf32``) on;
+    "roof" is then the memory-bandwidth limit of fused sweeps (``gpu.py``).
+    Cases that failed (out of GPU memory) are listed below the table.
+    """
+    by_key, failed = {}, []
     for r in records:
+        if "error" in r:
+            failed.append(f"{r['workload']} {r['stepper']} {r['dtype']} {r['library']}: {r['error']}")
+            continue
         by_key.setdefault((r["workload"], r["stepper"], r["dtype"]), {})[r["library"]] = r
     head = (
-        f"{'case (times in ms)':22s} {'ocdl fwd':>9s} {'grad':>9s} {'gn':>9s} | {'torch fwd':>9s} {'grad':>9s} "
+        f"{'case (times in ms)':24s} {'ocdl fwd':>9s} {'grad':>9s} {'gn':>9s} | {'torch fwd':>9s} {'grad':>9s} "
         f"{'gn':>9s} | {'grad o/t':>8s} {'roof/t':>6s} {'grad/fwd':>8s} {'gn/fwd':>7s} | {'roof fwd':>9s} "
         f"{'fwd/roof':>8s} {'grad/roof':>9s} {'gn/roof':>7s} | {'roof g/f':>8s} {'roof n/f':>8s}"
     )
@@ -329,22 +429,32 @@ def format_table(records: list[dict]) -> str:
         return f"{a / b:{width}.2f}" if a is not None and b else " " * width
 
     for (w, st, dt), libs in by_key.items():
-        o, t = libs.get("ocdl"), libs.get("torch")
+        o = libs.get("ocdl")
         ofw, ogr, ogn = (o["forward_s"], o["gradient_s"], o["gn_matvec_s"]) if o else (None,) * 3
-        tfw, tgr, tgn = (t["forward_s"], t["gradient_s"], t["gn_matvec_s"]) if t else (None,) * 3
         roof = (o or {}).get("roofline") or {}
         rf, rg, rn = (roof.get(q, {}).get("total_s") for q in ("forward", "gradient", "gn_matvec"))
+        for lib in [lib for lib in TORCH_LIBRARIES if lib in libs] or ["torch"]:
+            t = libs.get(lib)
+            tfw, tgr, tgn = (t["forward_s"], t["gradient_s"], t["gn_matvec_s"]) if t else (None,) * 3
+            label = f"{w} {st} {dt}" + (" tf32" if lib == "torch-tf32" else "")
+            lines.append(
+                f"{label:24s} {ms(ofw)} {ms(ogr)} {ms(ogn)} | {ms(tfw)} {ms(tgr)} {ms(tgn)} | "
+                f"{ratio(ogr, tgr, 8)} {ratio(rg, tgr, 6)} {ratio(ogr, ofw, 8)} {ratio(ogn, ofw, 7)} | {ms(rf)} "
+                f"{ratio(ofw, rf, 8)} {ratio(ogr, rg, 9)} {ratio(ogn, rn, 7)} | {ratio(rg, rf, 8)} {ratio(rn, rf, 8)}"
+            )
+    if any("device" in r for r in records):
+        lines.append("targets (GPU): grad o/t <= 1 against PyTorch with TF32 off (aim 0.5 on W3L), fwd/roof <= 3 "
+                     "on W3L")
+        lines.append("roof: the memory-bandwidth limit of fused sweeps (bytes over the device's copy bandwidth, "
+                     "gpu.py); tf32: PyTorch with TF32 on")
+    else:
+        lines.append("targets: grad o/t <= 1 (aim 0.7), grad/fwd <= 2.5, gn/fwd <= 3.5, fwd/roof <= 2")
+        lines.append("roof g/f, roof n/f: gradient/forward and Gauss-Newton/forward at the roofline (their least)")
         lines.append(
-            f"{w + ' ' + st + ' ' + dt:22s} {ms(ofw)} {ms(ogr)} {ms(ogn)} | {ms(tfw)} {ms(tgr)} {ms(tgn)} | "
-            f"{ratio(ogr, tgr, 8)} {ratio(rg, tgr, 6)} {ratio(ogr, ofw, 8)} {ratio(ogn, ofw, 7)} | {ms(rf)} "
-            f"{ratio(ofw, rf, 8)} {ratio(ogr, rg, 9)} {ratio(ogn, rn, 7)} | {ratio(rg, rf, 8)} {ratio(rn, rf, 8)}"
+            "roof/t: ocdl's gradient roofline (NumPy's BLAS) over PyTorch's measured gradient; at 1 or more"
+            " no kernel on NumPy's BLAS can match PyTorch there"
         )
-    lines.append("targets: grad o/t <= 1 (aim 0.7), grad/fwd <= 2.5, gn/fwd <= 3.5, fwd/roof <= 2")
-    lines.append("roof g/f, roof n/f: gradient/forward and Gauss-Newton/forward at the roofline (their least)")
-    lines.append(
-        "roof/t: ocdl's gradient roofline (NumPy's BLAS) over PyTorch's measured gradient; at 1 or more"
-        " no kernel on NumPy's BLAS can match PyTorch there"
-    )
+    lines.extend(f"failed: {line}" for line in failed)
     return "\n".join(lines)
 
 

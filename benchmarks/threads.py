@@ -1,11 +1,11 @@
 r"""What sharing a time step among threads costs: the hand-off and the GIL.
 
-ocdl's step kernels run row blocks on Python threads (:mod:`ocdl.parallel`):
+ocdl's step kernels run row blocks on Python threads (``ocdl._threads``):
 NumPy's loops and BLAS release the GIL, so two blocks run at once, but every
 NumPy call takes the GIL to start and to finish. Two figures bound what
 threading can gain:
 
-* ``handoff``: one :func:`ocdl.parallel.in_parallel` call with two items of
+* ``handoff``: one ``ocdl._threads.in_parallel`` call with two items of
   GEMM work, W2's row blocks (``1024 x n`` times ``n x n``, ``n = 256``), as
   in a W2 step. Reported, as medians over the calls that ran one item on each
   thread (``timed_calls``): when each thread starts its item after the call
@@ -44,7 +44,7 @@ def handoff(n: int, rows: int, calls: int) -> dict:
 
     import numpy as np
 
-    from ocdl.parallel import in_parallel
+    from ocdl._threads import in_parallel
 
     rng = np.random.default_rng(0)
     Y = rng.standard_normal((2 * rows, n))
@@ -84,7 +84,7 @@ def gil(size: int, calls: int, repeats: int) -> dict:
     """``np.multiply`` on ``size`` entries, ``calls`` times, on one thread and on two at once."""
     import numpy as np
 
-    from ocdl.parallel import in_parallel
+    from ocdl._threads import in_parallel
 
     x = [np.random.default_rng(i).random(size) for i in range(2)]
     y = [np.empty(size) for _ in range(2)]

@@ -1,4 +1,4 @@
-"""The benchmark workloads in PyTorch (CPU autograd), for a side-by-side comparison.
+"""The benchmark workloads in PyTorch (autograd, on the CPU or a CUDA device), for a side-by-side comparison.
 
 PyTorch is never a dependency of ocdl: :func:`available` says whether it
 imports, and the benchmarks skip it with a message when it does not.
@@ -39,12 +39,13 @@ from __future__ import annotations
 import numpy as np
 
 
-def available() -> bool:
+def available(device: str = "cpu") -> bool:
+    """Whether PyTorch imports and has ``device`` (``"cpu"``, or ``"cuda"``: a CUDA device)."""
     try:
-        import torch  # noqa: F401
+        import torch
     except ImportError:
         return False
-    return True
+    return not device.startswith("cuda") or torch.cuda.is_available()
 
 
 def torch_dtype(dtype):
@@ -85,14 +86,14 @@ def gemm_rates(workload, dtype, repeats: int = 5) -> dict | None:
 class TorchNetwork:
     """A workload's ResNet or Verlet network in PyTorch, parameters from a flat ocdl ``theta``."""
 
-    def __init__(self, workload, stepper: str, theta: np.ndarray) -> None:
+    def __init__(self, workload, stepper: str, theta: np.ndarray, device: str = "cpu") -> None:
         import torch
 
         self.workload, self.stepper = workload, stepper
         transform = workload.transform()
         rows = theta.reshape(workload.n_steps, -1)
-        self.Ks = [torch.tensor(row[:-1].reshape(transform.param_shape)) for row in rows]
-        self.bs = [torch.tensor(row[-1:]) for row in rows]
+        self.Ks = [torch.tensor(row[:-1].reshape(transform.param_shape), device=device) for row in rows]
+        self.bs = [torch.tensor(row[-1:], device=device) for row in rows]
         self.h = workload.h
 
     @property
@@ -132,29 +133,31 @@ class TorchNetwork:
     __call__ = forward
 
     def flat(self, grads) -> np.ndarray:
-        """ocdl's flat layout of per-step ``(K_j, b_j)`` gradients."""
+        """ocdl's flat layout of per-step ``(K_j, b_j)`` gradients, on the host."""
         import torch
 
-        return torch.cat([g.reshape(-1) for g in grads]).numpy()
+        return torch.cat([g.reshape(-1) for g in grads]).cpu().numpy()
 
 
 def torch_callables(
-    workload, stepper: str, dtype, seed: int = 0, threads: int | None = None, gn_methods: str = "best"
+    workload, stepper: str, dtype, seed: int = 0, threads: int | None = None, gn_methods: str = "best",
+    device: str = "cpu",
 ) -> dict:
     """Closures for forward, gradient and Gauss-Newton product in PyTorch (see the module docstring).
 
     ``gn_methods``: ``"best"`` offers both Gauss-Newton methods (each set up on demand), or name one.
+    ``device``: PyTorch's (``"cpu"``, ``"cuda"``); the values come back to the host.
     """
     import torch
 
     if threads is not None:
         torch.set_num_threads(threads)
     theta, Y0, v = workload.data(stepper, dtype, seed)
-    net = TorchNetwork(workload, stepper, theta).requires_grad_()
+    net = TorchNetwork(workload, stepper, theta, device).requires_grad_()
     params = net.params
-    Y0_t = torch.from_numpy(Y0)
+    Y0_t = torch.from_numpy(Y0).to(device)
     n_steps = workload.n_steps
-    v_rows = torch.from_numpy(v).reshape(n_steps, -1)
+    v_rows = torch.from_numpy(v).to(device).reshape(n_steps, -1)
     v_list = [t for row in v_rows for t in (row[:-1].reshape(params[0].shape), row[-1:])]
 
     def forward():

@@ -22,11 +22,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ocdl.experiments import compare
+from ocdl.experiments import PAPER_STEPPERS, compare
 
 DEFAULT_OUT = Path("runs") / "paper_2d"
 PROBLEMS = ("ellipses", "swiss-roll", "peaks")
-STEPPERS = ("resnet", "antisymmetric", "verlet")
 
 #: Best validation accuracy (%) reported in the paper's section 6.
 PAPER_ACCURACY = {
@@ -40,7 +39,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     """Run the comparisons; return every run's ``results.json`` content."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problems", default=",".join(PROBLEMS), help="comma-separated problems")
-    parser.add_argument("--steppers", default=",".join(STEPPERS), help="comma-separated steppers")
+    parser.add_argument("--steppers", default=",".join(PAPER_STEPPERS), help="comma-separated steppers")
     parser.add_argument("--max-layers", type=int, default=1024, help="finest level (the paper's 1024)")
     parser.add_argument("--iterations", type=int, help="iterations per level (default: the settings')")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="one comparison folder per problem here")

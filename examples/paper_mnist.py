@@ -31,10 +31,9 @@ import argparse
 import json
 from pathlib import Path
 
-from ocdl.experiments import DTYPES, MEMORY, compare, iteration_cost, paper_settings
+from ocdl.experiments import DTYPES, MEMORY, PAPER_STEPPERS, compare, iteration_cost, paper_settings
 
 DEFAULT_OUT = Path("runs") / "paper_mnist"
-STEPPERS = ("resnet", "antisymmetric", "verlet")
 PAPER_SIZE = {"n_train": 50000, "n_val": 10000, "n_hessian": 5000, "max_layers": 16, "levels": (4, 8, 16)}
 
 #: Validation error (%) at 16 layers reported in the paper's Table 1.
@@ -59,7 +58,7 @@ def full_size_estimate(cost: dict, cg_iters: int = 20) -> float:
 def main(argv: list[str] | None = None) -> list[dict] | dict:
     """Run the reduced comparison (or, with ``--cost``, the cost measurement); return what it printed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steppers", default=",".join(STEPPERS), help="comma-separated steppers")
+    parser.add_argument("--steppers", default=",".join(PAPER_STEPPERS), help="comma-separated steppers")
     parser.add_argument("--train-size", type=int, help="training images (paper: 50000)")
     parser.add_argument("--val-size", type=int, help="validation images (paper: 10000)")
     parser.add_argument("--hessian-batch-size", type=int, help="examples of the Gauss-Newton matrix (paper: 5000)")

@@ -43,7 +43,7 @@ def sensitivities(run_dir: str | Path, n_examples: int = 64) -> list[dict]:
     records = []
     for level in checkpoint.levels:
         net = build_network(settings, level["n_layers"])
-        theta = np.asarray(level["result"].x["theta"], dtype=np.float64)
+        theta = np.asarray(level["result"].x.theta, dtype=np.float64)
         while True:
             records.append({"trained_layers": level["n_layers"], "n_layers": net.n_steps, "h": net.h,
                             "sensitivity": input_sensitivity(net, theta, Y0)})

@@ -34,15 +34,16 @@ class Activation:
     def _axpy_into(self, z: Any, b: Any, c: float, X: Any, out: Any, d_out: Any = None) -> None:
         """``out = X + c sigma(z + b)`` and, unless ``d_out`` is ``None``, ``d_out = c sigma'(z + b)``.
 
-        The elementwise part of a time step (``z`` is left unchanged), run on
-        one row block at a time (:func:`ocdl.parallel.row_blocks`); subclasses
-        fuse it into fewer passes and skip the derivative's passes when it is
-        not wanted.
+        The elementwise part of :meth:`ocdl.Layer.step` (``z`` is left
+        unchanged; ``X = None`` stands for zero), run on one row block at a
+        time; subclasses fuse it into fewer passes and skip the derivative's
+        passes when it is not wanted.
         """
         xp = get_array_module(z)
         value, deriv = self.value_and_derivative(z + b)
         xp.multiply(value, c, out=out)
-        xp.add(out, X, out=out)
+        if X is not None:
+            xp.add(out, X, out=out)
         if d_out is not None:
             xp.multiply(deriv, c, out=d_out)
 
@@ -72,7 +73,8 @@ class Tanh(Activation):
         if d_out is not None:
             xp.multiply(out, d_out, out=d_out)
             xp.subtract(c, d_out, out=d_out)
-        xp.add(out, X, out=out)
+        if X is not None:
+            xp.add(out, X, out=out)
 
 
 class ReLU(Activation):

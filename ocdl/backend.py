@@ -6,10 +6,14 @@ for the module that owns its inputs and calls that module's functions.
 
 from __future__ import annotations
 
+import os
 from types import ModuleType
 from typing import Any
 
 import numpy as np
+
+Array = Any
+"""A NumPy or CuPy array: the type of every array argument and result in ocdl (an alias for annotations)."""
 
 try:  # CuPy is an optional extra (``pip install ocdl[gpu]``).
     import cupy as _cupy
@@ -66,3 +70,43 @@ def asnumpy(x: Any) -> np.ndarray:
 def device_of(x: Any) -> str:
     """``"gpu"`` for a CuPy array, ``"cpu"`` otherwise."""
     return "gpu" if get_array_module(x) is not np else "cpu"
+
+
+def memory_bytes(device: str) -> int:
+    """Bytes that new arrays on ``device`` (``"cpu"`` or ``"gpu"``) may take.
+
+    ``"gpu"``: the free memory of the current CUDA device
+    (``cupy.cuda.Device().mem_info``) plus the blocks CuPy's memory pool holds
+    unused, so what the data, other processes and earlier arrays already
+    occupy is left out. ``"cpu"``: the host's physical memory (4 GiB where
+    the system does not say): the operating system pages out and drops caches
+    to make room, so what is free at one moment understates what a run can use.
+    """
+    if device == "gpu":
+        if not cupy_available():
+            raise RuntimeError("device='gpu' needs CuPy and a CUDA device; install ocdl[gpu] or use device='cpu'")
+        free, _ = _cupy.cuda.Device().mem_info
+        return int(free) + int(_cupy.get_default_memory_pool().free_bytes())
+    if device != "cpu":
+        raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - depends on the system
+        return 1 << 33
+
+
+#: Words by which CUDA libraries report a failed allocation (cuBLAS, cuFFT, cuSOLVER: ``*_ALLOC_FAILED``;
+#: the runtime: ``cudaErrorMemoryAllocation``); CuPy's own allocator raises a ``MemoryError``.
+_ALLOCATION_FAILED = ("ALLOC_FAILED", "cudaErrorMemoryAllocation")
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is a failed allocation on the host or the GPU.
+
+    True for a ``MemoryError`` (NumPy's, and CuPy's
+    ``cupy.cuda.memory.OutOfMemoryError``) and for a CUDA library's error that
+    reports a failed allocation (cuBLAS, cuFFT, cuSOLVER, the CUDA runtime).
+    """
+    if isinstance(err, MemoryError):
+        return True
+    return type(err).__module__.startswith("cupy") and any(word in str(err) for word in _ALLOCATION_FAILED)

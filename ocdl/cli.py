@@ -29,14 +29,15 @@ from pathlib import Path
 
 from ocdl.problems import mnist
 from ocdl.problems.mnist import ENV_VAR, user_data_dir
-from ocdl.solvers.checkpoint import CHECKPOINT_NAME, TrainingInterrupted, load_checkpoint
+from ocdl.solvers.checkpoint import CHECKPOINT_NAME, Checkpointing, TrainingInterrupted, load_checkpoint
 
+from .backend import out_of_memory
 from .experiments import (
     DEVICES,
     DTYPES,
     MEMORY,
+    PAPER_STEPPERS,
     PROBLEMS,
-    STEPPERS,
     Run,
     Settings,
     compare,
@@ -48,10 +49,10 @@ from .experiments import (
     write_run,
 )
 from .experiments.cost import finest_level_cost
+from .factory import KINDS
 from .io import OcdlFileError, leftover_temporaries
 from .validation import PropagationError
 
-DEMO_STEPPERS = ("resnet", "antisymmetric", "verlet")
 DEMO_MAX_LAYERS = 64
 QUICK = dict(max_layers=8, max_iter=3)
 """The ``--quick`` budget of ``ocdl demo``: a smoke test of a few seconds."""
@@ -68,10 +69,10 @@ class _Parser(argparse.ArgumentParser):
 
 def _steppers(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in STEPPERS]
+    unknown = [name for name in names if name not in KINDS]
     if unknown or not names or len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(
-            f"steppers must be a comma-separated list of distinct {', '.join(STEPPERS)}; got {text!r}"
+            f"steppers must be a comma-separated list of distinct {', '.join(KINDS)}; got {text!r}"
         )
     return names
 
@@ -89,13 +90,15 @@ SETTING_OPTIONS = (
     ("--hessian-batch-size", "hessian_batch_size", int, "S", "examples of the Gauss-Newton matrix, from the batch"),
     ("--chunk-size", "chunk_size", int, "S", "examples propagated at once; bounds the memory"),
     ("--cg-maxiter", "cg_maxiter", int, "K", "CG iterations of the Gauss-Newton step"),
+    ("--classifier-newton-steps", "classifier_newton_steps", int, "K", "classifier's Newton-PCG steps per iteration"),
+    ("--classifier-cg-maxiter", "classifier_cg_maxiter", int, "K", "CG iterations per classifier Newton step"),
     ("--gamma", "gamma", float, "G", "gamma of the antisymmetric ResNet (eq. 4.12)"),
     ("--init-scale", "init_scale", float, "X", "scale of the random initial weights"),
     ("--seed", "seed", int, "I", "seed of weights, batches, row order and ellipses/peaks points"),
     ("--device", "device", DEVICES, None, "cpu (NumPy) or gpu (CuPy)"),
     ("--dtype", "dtype", DTYPES, None, "floating type of data and parameters"),
     ("--memory", "memory", MEMORY, None, "forward states: all stored, recomputed from checkpoints, rebuilt backward "
-     "(leapfrog, verlet), or auto: stored when they fit in half the memory"),
+     "(leapfrog, verlet), or auto: stored when they fit in half the memory, on the GPU half its free memory"),
     ("--data-dir", "data_dir", str, "DIR", "MNIST: folder of the four IDX files"),
     ("--train-size", "train_size", int, "S", "MNIST: training images"),
     ("--val-size", "val_size", int, "S", "MNIST: validation images"),
@@ -216,7 +219,8 @@ def _resume_settings(path: Path) -> Settings:
         found = "no command-line settings" if not settings else f"settings {sorted(settings)}, not those of ocdl train"
         raise OcdlFileError(
             f"{path}: a checkpoint of the Python API with {found}; resume it from Python with "
-            f"ocdl.solvers.multilevel(..., checkpoint={str(path)!r}, resume=True) and the same problem and options"
+            f"ocdl.solvers.multilevel(..., checkpoint=Checkpointing({str(path)!r}, resume=True)) and the same "
+            "problem and solver"
         )
     return Settings(**settings)
 
@@ -287,8 +291,8 @@ def _train(args: argparse.Namespace) -> int:
         _check_request(settings, data, args.force)
         out = Path(args.out or Path("runs") / f"{args.problem}-{args.stepper}")
         _claim_folder("train", out, args.overwrite, RUN_FILES, f"ocdl train --resume {out}")
-    run = train(settings, data, progress=not args.no_progress, checkpoint=out / CHECKPOINT_NAME,
-                checkpoint_every=args.checkpoint_every, resume=args.resume is not None)
+    checkpoint = Checkpointing(out / CHECKPOINT_NAME, every=args.checkpoint_every, resume=args.resume is not None)
+    run = train(settings, data, progress=not args.no_progress, checkpoint=checkpoint)
     _report_run(run, write_run(run, out))
     return 0
 
@@ -300,7 +304,7 @@ def _compare(args: argparse.Namespace) -> int:
         data = load_data(all_settings[0])
     for settings in all_settings:
         _check_request(settings, data, args.force)
-    inside = COMPARE_FILES + tuple(f"{name}/{file}" for name in STEPPERS for file in RUN_FILES)
+    inside = COMPARE_FILES + tuple(f"{name}/{file}" for name in KINDS for file in RUN_FILES)
     _claim_folder("compare", out, args.overwrite, inside, f"ocdl compare --resume {out}")
     _, table = compare(args.problem, args.steppers, out, progress=not args.no_progress,
                        **_absolute_data_dir(_overrides(args)))
@@ -318,7 +322,7 @@ def _phase_plane(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     budget = dict(QUICK) if args.quick else {"max_layers": args.max_layers}
     start = time.perf_counter()
-    _, table = compare("ellipses", DEMO_STEPPERS, args.out, progress=not args.no_progress, **budget)
+    _, table = compare("ellipses", PAPER_STEPPERS, args.out, progress=not args.no_progress, **budget)
     print(f"ResNet, antisymmetric ResNet and Verlet on the concentric ellipses, multilevel 4 to "
           f"{budget['max_layers']} layers (paper's settings otherwise):")
     print(table)
@@ -341,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_parser = commands.add_parser("train", help="train one stepper on one problem (multilevel)")
     required = train_parser.add_argument_group("required, unless --resume DIR")
     required.add_argument("--problem", choices=PROBLEMS, help="the data set (required unless --resume)")
-    required.add_argument("--stepper", choices=STEPPERS, help="the forward propagation (required unless --resume)")
+    required.add_argument("--stepper", choices=KINDS, help="the forward propagation (required unless --resume)")
     train_parser.add_argument("--out", metavar="DIR",
                               help="run folder, with checkpoint.h5 (default: runs/PROBLEM-STEPPER)")
     train_parser.add_argument("--checkpoint-every", type=int, default=10, metavar="K",
@@ -360,9 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare_parser = commands.add_parser("compare", help="train several steppers on one problem: one figure, one table")
     required = compare_parser.add_argument_group("required")
     required.add_argument("--problem", required=True, choices=PROBLEMS, help="the data set (required)")
-    compare_parser.add_argument("--steppers", type=_steppers, default=list(DEMO_STEPPERS), metavar="LIST",
-                                help=f"comma-separated, distinct, of {', '.join(STEPPERS)} "
-                                     f"(default: {','.join(DEMO_STEPPERS)})")
+    compare_parser.add_argument("--steppers", type=_steppers, default=list(PAPER_STEPPERS), metavar="LIST",
+                                help=f"comma-separated, distinct, of {', '.join(KINDS)} "
+                                     f"(default: {','.join(PAPER_STEPPERS)})")
     compare_parser.add_argument("--out", metavar="DIR", help="comparison folder (default: runs/PROBLEM-compare)")
     compare_parser.add_argument("--overwrite", action="store_true",
                                 help="discard what DIR holds (a finished comparison) and start anew")
@@ -398,8 +402,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     -------
     int
         0 on success; 2 for a command line argparse rejects; 1 for invalid
-        values, missing or damaged files, or a diverging training; 130 when
-        interrupted. Errors print one line on stderr, no traceback.
+        values, missing or damaged files, a diverging training, or memory
+        that ran out (host or GPU: the line names ``--chunk-size`` and
+        ``--memory``); 130 when interrupted. Errors print one line on stderr,
+        no traceback. Results, parameters and checkpoints are written by a
+        rename (:mod:`ocdl.io`): an error leaves each as it was or whole,
+        never a part of one.
     """
     try:
         args = build_parser().parse_args(argv)
@@ -409,6 +417,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (ValueError, TypeError, OSError, OcdlFileError, PropagationError) as err:
         print(f"ocdl: error: {_one_line(err)}", file=sys.stderr)
+        return 1
+    except Exception as err:
+        if not out_of_memory(err):
+            raise
+        print(f"ocdl: error: out of memory: {_one_line(err)}; start again with a smaller --chunk-size "
+              "(examples propagated at once) or --memory recompute (fewer stored states)", file=sys.stderr)
         return 1
     except TrainingInterrupted as stop:
         print(f"ocdl: {stop}; continue with: ocdl train --resume {Path(stop.checkpoint).parent}", file=sys.stderr)

@@ -1,32 +1,47 @@
-r"""The layer :math:`\sigma(Y K(\theta) + b)` of the paper's eq. (2.1), with its linearisation."""
+r"""The layer :math:`\sigma(Y K(\theta) + b)` of the paper's eq. (2.1), as the step every layer stepper takes."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from ._threads import row_blocks
 from .activations import Activation, get_activation
 from .backend import get_array_module
 from .memory.store_all import temporary_empty, trajectory_empty
-from .parallel import row_blocks
 from .transforms import Transform
 
 
 class Layer:
-    r"""One layer :math:`F(\theta, Y) = \sigma(Y K(\theta_K) + b)` with a scalar bias :math:`b`.
+    r"""One layer :math:`F(\theta, V) = \sigma(V K(\theta_K) + b)` with a scalar bias :math:`b`, and the
+    step :math:`X + c\,F(\theta, V)` built on it.
 
     The parameter vector of the layer is :math:`\theta = (\theta_K, b)`:
     the transform's parameters followed by the bias. With ``transpose=True``
     every method uses :math:`K^T` instead of :math:`K` (the second half-step
     of the Verlet network, eq. 4.17).
 
-    Linearisation, with :math:`D = \operatorname{diag}(\sigma'(Y K + b))`
-    (the ``dA`` returned by :meth:`forward`):
+    Every layer stepper is made of steps
 
     .. math::
 
-       F'[dY, d\theta] = \sigma' \odot (dY\, K + Y\, K'[d\theta_K] + db), \qquad
-       F'^T[W] = \big( (\sigma' \odot W) K^T,\;
-       (\nabla_{\theta_K}\langle Y K, \sigma'\odot W\rangle,\ \textstyle\sum \sigma' \odot W) \big).
+       X_+ = X + c\,\sigma(V K + b), \qquad D = c\,\sigma'(V K + b),
+
+    (:meth:`step`; ResNet: :math:`V = X = Y_j`, :math:`c = h`; Verlet's
+    half-steps; Leapfrog's :math:`c = h^2`; RK4's four stages), with the
+    tangent (:meth:`step_jvp`) and the transpose (:meth:`step_vjp`)
+
+    .. math::
+
+       dX_+ = dX + D \odot (dV\, K + V K'[d\theta_K] + db), \qquad
+       \big(\lambda_V + (D \odot \lambda) K^T,\;
+       (\nabla_{\theta_K}\langle V K, D \odot \lambda\rangle,\ \textstyle\sum D \odot \lambda)\big).
+
+    The cache :math:`D` holds the step size, so the derivatives need no pass
+    to scale by :math:`c`. Each method runs the whole step (the product with
+    :math:`K` and the elementwise passes) on one block of rows at a time,
+    large states on several threads. ``X = None`` stands for zero (then
+    :meth:`step` returns :math:`c F` and :math:`c\sigma'`: with :math:`c = 1`
+    the layer's value and derivative), and so do ``dX`` and ``lam_V``.
     """
 
     def __init__(self, transform: Transform, activation: str | Activation = "tanh") -> None:
@@ -40,98 +55,96 @@ class Layer:
         """``(theta_K, b)`` with ``b`` a length-1 array (it stays on the device)."""
         return theta[:-1], theta[-1:]
 
-    def forward(self, theta: Any, Y: Any, transpose: bool = False) -> tuple[Any, Any]:
-        """Return ``(sigma(Y K + b), sigma'(Y K + b))``."""
-        theta_K, b = self.split(theta)
-        KY = self.transform.apply_transpose(theta_K, Y) if transpose else self.transform.apply(theta_K, Y)
-        return self.activation.value_and_derivative(KY + b)
-
-    def __call__(self, theta: Any, Y: Any, transpose: bool = False) -> Any:
-        return self.forward(theta, Y, transpose)[0]
-
-    def jvp(self, theta: Any, Y: Any, dA: Any, dY: Any, dtheta: Any, transpose: bool = False) -> Any:
-        """:math:`\\sigma' \\odot (dY K + Y K'[d\\theta_K] + db)`; ``dA`` is ``sigma'`` from :meth:`forward`."""
-        theta_K, _ = self.split(theta)
-        dtheta_K, db = self.split(dtheta)
-        return dA * (self.transform.tangent(theta_K, Y, dY, dtheta_K, transpose) + db)
-
-    def vjp(self, theta: Any, Y: Any, dA: Any, W: Any, transpose: bool = False) -> tuple[Any, Any]:
-        """Adjoint of :meth:`jvp`: ``(gY, gtheta)`` with ``gtheta = (gtheta_K, gb)``."""
-        xp = get_array_module(Y, W)
-        theta_K, _ = self.split(theta)
-        G = dA * W
-        gY, g_K = self.transform.cotangent(theta_K, Y, G, transpose)
-        return gY, xp.concatenate([g_K, G.sum().reshape(1)])
-
-    # -- fused kernels of a time step (for the steppers; private) ----------
-    # A step X + c F(V) stores D = c sigma' instead of sigma', which folds the
-    # step size into the cache for free; every derivative below is the one of
-    # jvp / vjp above, scaled by c. Each kernel runs the whole step, products
-    # and elementwise passes, on one row block at a time (ocdl.parallel.row_blocks).
-    def _step(
+    def step(
         self, theta: Any, V: Any, X: Any, c: float, transpose: bool = False, derivative: bool = True
     ) -> tuple[Any, Any]:
-        """``(X + c F(theta, V), D)`` with ``D = c sigma'(V K + b)``; both new arrays of ``X``'s shape.
+        r"""``(X + c sigma(V K + b), D)`` with ``D = c sigma'(V K + b)``.
 
-        The two are allocated by :func:`~ocdl.memory.store_all.trajectory_empty`
-        (a trajectory keeps them) and filled block by block. With
-        ``derivative=False`` ``D`` is ``None`` and its passes are skipped
-        (a step whose cache nobody keeps, :meth:`ocdl.steppers.Stepper.advance`).
+        Parameters
+        ----------
+        theta : the layer's parameters :math:`(\theta_K, b)`, ``n_params`` entries.
+        V : ``s x n_in`` (``s x n_out`` with ``transpose``): the rows the layer acts on.
+        X : ``s x n_out`` (``s x n_in`` with ``transpose``), or ``None`` for zero.
+        c : the step's factor (``h``, ``-h``, ``h**2``, ...).
+        transpose : use :math:`K^T` instead of :math:`K`.
+        derivative : with ``False``, ``D`` is ``None`` and its passes are
+            skipped (a step whose cache nobody keeps,
+            :meth:`ocdl.steppers.Stepper.advance`).
+
+        Returns
+        -------
+        The next ``X`` and ``D``, new arrays of ``X``'s shape, allocated by
+        :func:`~ocdl.memory.store_all.trajectory_empty` (a trajectory keeps
+        them) and filled block by block.
         """
         theta_K, b = theta[:-1], theta[-1:].reshape(())  # a 0-d bias broadcasts fastest
         product_blocks = self.transform._apply_blocks
         axpy = self.activation._axpy_into
-        out = trajectory_empty(X)
-        D = trajectory_empty(X) if derivative else None
+        shape = (V.shape[0], self.transform.n_in if transpose else self.transform.n_out)
+        out = trajectory_empty(V, shape)
+        D = trajectory_empty(V, shape) if derivative else None
 
         def kernel(v, x, o, d):
             def consume(rows, z):
-                axpy(z, b, c, x[rows], o[rows], None if d is None else d[rows])
+                axpy(z, b, c, None if x is None else x[rows], o[rows], None if d is None else d[rows])
 
             product_blocks(theta_K, v, consume, transpose)
 
         row_blocks(kernel, V, X, out, D)
         return out, D
 
-    def _step_jvp(
+    def step_jvp(
         self, theta: Any, V: Any, D: Any, dV: Any, dtheta: Any, dX: Any, transpose: bool = False
     ) -> Any:
-        """``dX + D * (dV K + V K'[dtheta_K] + db)``: the tangent of :meth:`_step`."""
+        r"""The tangent of :meth:`step`: :math:`dX + D \odot (dV K + V K'[d\theta_K] + db)`.
+
+        ``D`` is the cache :meth:`step` returned at ``V``; ``dX`` may be ``None`` (zero).
+        Returns a new array of ``D``'s shape.
+        """
         xp = get_array_module(V, dV)
         theta_K, dtheta_K, db = theta[:-1], dtheta[:-1], dtheta[-1:].reshape(())
         tangent = self.transform.tangent
-        out = temporary_empty(dX.shape, dX.dtype, dX)
+        out = temporary_empty(D.shape, D.dtype, D)
 
         def kernel(v, dv, d, x, o):
             tangent(theta_K, v, dv, dtheta_K, transpose, out=o)
             xp.add(o, db, out=o)
             xp.multiply(o, d, out=o)
-            xp.add(o, x, out=o)
+            if x is not None:
+                xp.add(o, x, out=o)
 
         row_blocks(kernel, V, dV, D, dX, out)
         return out
 
-    def _step_vjp(
-        self, theta: Any, V: Any, D: Any, W: Any, X: Any, transpose: bool = False
+    def step_vjp(
+        self, theta: Any, V: Any, D: Any, lam: Any, lam_V: Any, transpose: bool = False
     ) -> tuple[Any, Any]:
-        """``(X + G K^T, (grad_K <V K, G>, sum G))`` with ``G = D * W``: the transpose of :meth:`_step`.
+        r"""The transpose of :meth:`step`'s linearisation, at the cotangent ``lam`` of its output.
 
-        With ``transpose`` the products use :math:`K^T` (``X + G K``). The
-        parameter gradient is a sum over rows: each block adds its share.
+        Returns :math:`\big(\lambda_V + G K^T,\ (\nabla_{\theta_K}\langle V K, G\rangle,\ \sum G)\big)`
+        with :math:`G = D \odot \lambda` (:math:`\lambda_V + G K` and
+        :math:`\nabla_{\theta_K}\langle V K^T, G\rangle` with ``transpose``):
+        the cotangent of ``V``, added to ``lam_V`` (what reaches ``V`` by other
+        paths, e.g. ``lam`` itself through ResNet's :math:`X = V`; ``None`` for
+        none), and the parameter gradient. The cotangent of ``X`` is ``lam``
+        itself. The parameter gradient is a sum over rows: each block adds its share.
         """
-        xp = get_array_module(V, W)
+        xp = get_array_module(V, lam)
         theta_K = theta[:-1]
         cotangent = self.transform.cotangent
-        out = temporary_empty(X.shape, X.dtype, X)
+        out = temporary_empty(V.shape, V.dtype, V)
 
-        def kernel(v, d, w, x, o):
-            G = temporary_empty(w.shape, w.dtype, w)
-            xp.multiply(d, w, out=G)
+        def kernel(v, d, lam_rows, x, o):
+            G = temporary_empty(lam_rows.shape, lam_rows.dtype, lam_rows)
+            xp.multiply(d, lam_rows, out=G)
             gV, g_K = cotangent(theta_K, v, G, transpose)
-            xp.add(gV, x, out=o)
+            if x is None:
+                o[...] = gV
+            else:
+                xp.add(gV, x, out=o)
             return g_K, G.sum()
 
-        shares = row_blocks(kernel, V, D, W, X, out)
+        shares = row_blocks(kernel, V, D, lam, lam_V, out)
         gtheta = xp.empty(self.n_params, dtype=shares[0][0].dtype)
         gtheta[:-1] = sum(g_K for g_K, _ in shares)
         gtheta[-1] = sum(g_b for _, g_b in shares)

@@ -21,9 +21,7 @@ data-parallel version replaces that object only.
 
 from __future__ import annotations
 
-from typing import Any
-
-Array = Any  # a NumPy or CuPy array, or a float
+from .backend import Array
 
 
 class Reduction:
@@ -34,7 +32,7 @@ class Reduction:
     ``sum(count * x) / sum(count)``.
     """
 
-    def sum(self, x: Array) -> Array:
+    def sum(self, x: Array | float) -> Array | float:
         r"""The sum over workers :math:`\sum_k x_k` of per-worker sums over their examples.
 
         Parameters
@@ -49,7 +47,7 @@ class Reduction:
         """
         return x
 
-    def mean(self, x: Array, count: int) -> Array:
+    def mean(self, x: Array | float, count: int) -> Array | float:
         r"""The example-weighted mean :math:`\sum_k s_k x_k / \sum_k s_k` of per-worker means.
 
         Parameters

@@ -21,32 +21,35 @@ the paper's :math:`\operatorname{diag}(\sigma'(K y + b)) K` with
 .. math::  \max_i |1 + h \lambda_i(J_j)| \le 1 ,
 
 i.e. when every :math:`h\lambda_i` lies in the unit disc centred at
-:math:`-1` (:func:`euler_factor`, :func:`plot_eigenvalues`).
+:math:`-1` (:func:`euler_factor`).
 
-:func:`phase_plane` draws the feature trajectories of a two-dimensional
-network with the force field, as in the paper's Figures 1 and 2.
+A stepper explains its own blow-up (:meth:`ocdl.Stepper.diagnose`); the layer
+steppers use :func:`layer_growth_diagnosis`. The drawings of these quantities
+(:func:`~ocdl.experiments.stability_figures.phase_plane`,
+:func:`~ocdl.experiments.stability_figures.plot_eigenvalues`) are in
+:mod:`ocdl.experiments.stability_figures`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .backend import asnumpy, get_array_module
 from .layer import Layer
-from .network import Network
 from .validation import check_positive
 
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
+if TYPE_CHECKING:  # the network-level functions take a Network; ocdl.propagation's steppers import this module
+    from .propagation import Network
 
-__all__ = ["blow_up_diagnosis", "euler_factor", "feature_trajectory", "input_sensitivity", "layer_jacobian_eigenvalues",
-           "phase_plane", "plot_eigenvalues"]
+__all__ = ["euler_factor", "feature_trajectory", "input_sensitivity", "layer_eigenvalues", "layer_growth_diagnosis",
+           "layer_jacobian_eigenvalues", "network_layer"]
 
 
-def _layer(network: Network, square: bool = False) -> Layer:
+def network_layer(network: Network, square: bool = False) -> Layer:
+    """The :class:`~ocdl.Layer` of ``network``'s stepper (``TypeError`` if it has none); with ``square``,
+    one whose transform is square (``ValueError`` otherwise)."""
     layer = getattr(network.stepper, "layer", None)
     if not isinstance(layer, Layer):
         raise TypeError(
@@ -119,7 +122,7 @@ def layer_jacobian_eigenvalues(network: Network, theta: Any, Y0: Any) -> np.ndar
     ValueError
         If the transform is not square.
     """
-    layer = _layer(network, square=True)
+    layer = network_layer(network, square=True)
     steps = network.theta_steps(theta)
     with network.trajectory(theta, Y0) as traj:
         return np.stack(
@@ -136,7 +139,7 @@ def layer_eigenvalues(layer: Any, theta: Any, Y: Any) -> np.ndarray:
     """
     theta_K, _ = layer.split(theta)
     K = asnumpy(layer.transform.matrix(theta_K))
-    _, dA = layer.forward(theta, Y)
+    _, dA = layer.step(theta, Y, None, 1.0)  # (sigma(Y K + b), sigma'(Y K + b))
     J = asnumpy(dA)[:, :, None] * K.T[None]  # (s, n, n): diag(sigma'_i) K^T
     return np.linalg.eigvals(J).astype(np.result_type(J.dtype, np.complex64))
 
@@ -171,42 +174,47 @@ def euler_factor(eigenvalues: Any, h: float, per_step: bool = False) -> float | 
     return float(amplification.max())
 
 
-def blow_up_diagnosis(stepper: Any, theta: Any, Y: Any, h: float) -> tuple[str, str]:
-    r"""``(diagnosis, advice)`` for the message of a forward propagation that blew up at a step.
+def layer_growth_diagnosis(layer: Layer, theta: Any, Y: Any, h: float | None = None) -> str:
+    r"""The sentence on the layer Jacobian in the message of a forward propagation that blew up.
 
-    ``Y`` holds the step's input features (some of the examples that blew
-    up), ``theta`` its parameters. For a ResNet, RK4 or leapfrog network
-    (:math:`\dot Y = F(Y)` or :math:`\ddot Y = F(Y)`) with a square transform
-    of at most 256 features, the diagnosis gives :math:`\max \operatorname{Re}\lambda`
-    of the layer Jacobians (eq. 3.7, :func:`layer_eigenvalues`; positive: the
-    ODE itself grows), and for a ResNet also the forward Euler factor
-    :math:`\max|1 + h\lambda|` (eq. 3.9, :func:`euler_factor`); the advice for
-    a ResNet is a stable stepper. Other steppers get neither (their
-    stability regions differ): two empty strings.
+    For the dynamics :math:`\dot Y = F(Y)` or :math:`\ddot Y = F(Y)` with the
+    force :math:`F(Y) = \sigma(Y K + b)` of ``layer``: :math:`\max \operatorname{Re}\lambda`
+    of the layer Jacobians :math:`\operatorname{diag}(\sigma') K^T` at the rows
+    of ``Y`` (eq. 3.7, :func:`layer_eigenvalues`; positive: the ODE itself
+    grows, so a smaller step alone will not help), and with ``h`` also the
+    forward Euler factor :math:`\max|1 + h\lambda|` (eq. 3.9,
+    :func:`euler_factor`). A stepper's :meth:`~ocdl.Stepper.diagnose` uses it.
+
+    Parameters
+    ----------
+    layer : Layer
+        The step's layer.
+    theta : array
+        The step's parameters (``layer.n_params`` entries).
+    Y : array
+        Features entering the step, ``s x n`` (some of the examples that blew up).
+    h : float, optional
+        The step size of a forward Euler step; ``None`` leaves the Euler factor out.
+
+    Returns
+    -------
+    str
+        The sentence, or ``""`` where it does not apply or would be costly: a
+        transform that is not square or has more than 256 features, ``Y``
+        empty or not finite.
     """
-    from .steppers import RK4, Leapfrog, ResNet
-    from .transforms import Antisymmetric
-
-    layer = getattr(stepper, "layer", None)
-    transform = getattr(layer, "transform", None)
-    euler = isinstance(stepper, ResNet)
-    advice = ""
-    if euler:
-        advice = ", or a stable stepper (" + ("verlet" if isinstance(transform, Antisymmetric) else
-                                              "antisymmetric, verlet") + ")"
+    transform = layer.transform
     xp = get_array_module(Y)
-    if not (isinstance(stepper, (ResNet, RK4, Leapfrog)) and transform is not None
-            and transform.n_in == transform.n_out <= 256 and Y.size and bool(xp.isfinite(Y).all())):
-        return "", advice
+    if not (transform.n_in == transform.n_out <= 256 and Y.size and bool(xp.isfinite(Y).all())):
+        return ""
     with np.errstate(all="ignore"):
         eigenvalues = layer_eigenvalues(layer, theta, Y)
     growth = float(eigenvalues.real.max())
-    euler_part = (f"max|1 + h lambda| = {euler_factor(eigenvalues, h):.3g} (forward Euler is stable when <= 1, "
-                  "paper eq. 3.9) and " if euler else "")
-    diagnosis = (f" Its layer Jacobian diag(sigma') K^T at the step's input has {euler_part}max Re lambda = "
-                 f"{growth:.3g}" + ("; with Re lambda > 0 the layer itself grows, a smaller step alone will not help."
-                                    if growth > 0 else "."))
-    return diagnosis, advice
+    euler_part = ("" if h is None else f"max|1 + h lambda| = {euler_factor(eigenvalues, h):.3g} (forward Euler is "
+                  "stable when <= 1, paper eq. 3.9) and ")
+    ending = "; with Re lambda > 0 the layer itself grows, a smaller step alone will not help." if growth > 0 else "."
+    return (f"Its layer Jacobian diag(sigma') K^T at the step's input has {euler_part}"
+            f"max Re lambda = {growth:.3g}{ending}")
 
 
 def input_sensitivity(network: Network, theta: Any, Y0: Any, tol: float = 1e-6) -> float:
@@ -269,162 +277,3 @@ def input_sensitivity(network: Network, theta: Any, Y0: Any, tol: float = 1e-6) 
 
         J = LinearOperator((int(np.prod(shape)), Y0.size), matvec=matvec, rmatvec=rmatvec, dtype=Y0.dtype)
         return float(svds(J, k=1, tol=tol, return_singular_vectors=False)[0])
-
-
-def phase_plane(
-    ax: Axes,
-    network: Network,
-    theta: Any,
-    Y0: Any,
-    field: bool = True,
-    K: Any = None,
-    b: float | None = None,
-    grid: int = 15,
-    labels: Sequence[str] | None = None,
-    legend: bool = True,
-    linewidth: float = 1.2,
-    markers: bool | None = None,
-) -> Axes:
-    r"""Draw the trajectories :math:`Y_0, \dots, Y_N` of two features with the force field.
-
-    Each example is one curve through its states (dots at the hidden layers),
-    its input :math:`Y_0` a hollow circle and its output :math:`Y_N` a star.
-    The field is :math:`\sigma(y K + b)` on a ``grid x grid`` lattice over the
-    plotted region: the right-hand side of :math:`\dot y = \sigma(yK + b)` for
-    a ResNet, the acceleration of :math:`\ddot y = \sigma(yK + b)` for Leapfrog.
-
-    Parameters
-    ----------
-    ax : matplotlib.axes.Axes
-        The axes to draw on.
-    network : Network
-        A network of width 2.
-    theta : array
-        Flat parameters (``network.n_params`` entries).
-    Y0 : array
-        Input features, ``s x 2``.
-    field : bool
-        Whether to draw the force field (needs a layer stepper).
-    K : array_like, optional
-        The ``2 x 2`` matrix of the field (row convention); default the first
-        layer's :math:`K_0`.
-    b : float, optional
-        The bias of the field; default the first layer's :math:`b_0`.
-    grid : int
-        Number of arrows per axis.
-    labels : sequence of str, optional
-        Legend labels of the examples; default the input coordinates.
-    legend : bool
-        Whether to draw a legend.
-    linewidth : float
-        Width of the lines joining consecutive states (0: dots only); thin lines
-        keep long runs readable.
-    markers : bool, optional
-        Whether to dot every state; default when :math:`N \le 50`.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        ``ax``.
-    """
-    from matplotlib.lines import Line2D
-
-    paths = feature_trajectory(network, theta, Y0)
-    if paths.shape[2] != 2:
-        raise ValueError(f"phase_plane needs 2 features, the network has {paths.shape[2]}")
-    grid = check_positive("grid", grid, integer=True)
-    if labels is None:
-        labels = [f"$y_0 = ({y[0]:g}, {y[1]:g})$" for y in paths[0]]
-    if len(labels) != paths.shape[1]:
-        raise ValueError(f"labels needs {paths.shape[1]} entries, got {len(labels)}")
-
-    low, high = paths.min(axis=(0, 1)), paths.max(axis=(0, 1))
-    margin = 0.1 * np.maximum(high - low, 0.1 * max(np.abs(paths).max(), 1e-3))
-    low, high = low - margin, high + margin
-
-    handles = []
-    if field:
-        layer = _layer(network)
-        theta_K, b0 = layer.split(network.theta_steps(theta)[0])
-        K = asnumpy(layer.transform.matrix(theta_K)) if K is None else np.asarray(K, dtype=float)
-        if K.shape != (2, 2):
-            raise ValueError(f"the field needs a 2 x 2 matrix K, got shape {K.shape}")
-        b = float(asnumpy(b0)[0]) if b is None else float(b)
-        X1, X2 = np.meshgrid(np.linspace(low[0], high[0], grid), np.linspace(low[1], high[1], grid))
-        force = np.asarray(layer.activation(np.stack([X1.ravel(), X2.ravel()], axis=1) @ K + b))
-        ax.quiver(X1, X2, force[:, 0].reshape(X1.shape), force[:, 1].reshape(X1.shape),
-                  color="0.65", angles="xy", width=0.004)
-        handles.append(Line2D([], [], color="0.65", marker=r"$\rightarrow$", markersize=12,
-                              linestyle="None", label="force field"))
-
-    n_steps = paths.shape[0] - 1
-    marker = "." if (n_steps <= 50 if markers is None else markers) else None
-    markersize = 6 if n_steps <= 50 else 2
-    for i, label in enumerate(labels):
-        color = f"C{i}"
-        line, = ax.plot(paths[:, i, 0], paths[:, i, 1], "-" if linewidth else "None",
-                        marker=marker, markersize=markersize, color=color,
-                        linewidth=linewidth, label=label)
-        handles.append(line)
-        ax.plot(*paths[0, i], "o", markersize=8, markerfacecolor="none", markeredgecolor=color,
-                markeredgewidth=1.5)
-        ax.plot(*paths[-1, i], "*", markersize=12, color=color, markeredgecolor="k",
-                markeredgewidth=0.5)
-    handles.append(Line2D([], [], marker="o", markerfacecolor="none", markeredgecolor="k",
-                          linestyle="None", label="input $Y_0$"))
-    handles.append(Line2D([], [], marker="*", markersize=10, color="0.4", markeredgecolor="k",
-                          linestyle="None", label="output $Y_N$"))
-
-    ax.set_xlim(low[0], high[0])
-    ax.set_ylim(low[1], high[1])
-    ax.set_xlabel("feature $y_1$")
-    ax.set_ylabel("feature $y_2$")
-    if legend:
-        ax.legend(handles=handles, fontsize="small", loc="best")
-    return ax
-
-
-def plot_eigenvalues(ax: Axes, eigenvalues: Any, h: float, label: str | None = None) -> Axes:
-    r"""Draw eigenvalues in the complex plane with the forward Euler stability disc.
-
-    The disc is :math:`\{\lambda : |1 + h \lambda| \le 1\}`, centre :math:`-1/h`, radius
-    :math:`1/h` (eq. 3.9): forward Euler with step :math:`h` is stable when
-    every eigenvalue lies inside it.
-
-    Parameters
-    ----------
-    ax : matplotlib.axes.Axes
-        The axes to draw on.
-    eigenvalues : array_like
-        Complex eigenvalues of any shape (flattened),
-        e.g. from :func:`layer_jacobian_eigenvalues`.
-    h : float
-        Step size :math:`h > 0`.
-    label : str, optional
-        Legend label of the eigenvalues (default ``"eigenvalues"``).
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        ``ax``.
-    """
-    from matplotlib.patches import Circle
-
-    h = check_positive("h", h)
-    lam = np.asarray(eigenvalues).ravel()
-    radius = 1 / h
-    ax.add_patch(Circle((-radius, 0), radius, facecolor="C2", alpha=0.15, edgecolor="C2",
-                        label=rf"forward Euler stable: $|1 + h\lambda| \leq 1$, $h = {h:g}$"))
-    ax.plot(lam.real, lam.imag, "x", color="C3", markersize=8,
-            label="eigenvalues" if label is None else label)
-    ax.axhline(0, color="0.5", linewidth=0.6)
-    ax.axvline(0, color="0.5", linewidth=0.6)
-    pad = 0.1 * max(2 * radius, np.abs(lam).max(initial=0))
-    top = max(radius, np.abs(lam.imag).max(initial=0)) + pad
-    ax.set_xlim(min(-2 * radius, lam.real.min(initial=0)) - pad, lam.real.max(initial=0) + pad)
-    ax.set_ylim(-top, top)
-    ax.set_aspect("equal")
-    ax.set_xlabel(r"Re $\lambda$")
-    ax.set_ylabel(r"Im $\lambda$")
-    ax.legend(fontsize="small", loc="upper left")
-    return ax

@@ -1,24 +1,35 @@
 r"""Training checkpoints: everything needed to continue a multilevel training run exactly, in one HDF5 file.
 
-:func:`ocdl.solvers.multilevel` writes a checkpoint (``checkpoint=path``) every
-``checkpoint_every`` iterations (counted over all levels), at the end of each
-level, when it starts, and when it is interrupted by Ctrl-C; with
-``resume=True`` it continues from the file, if there is one, so that the final
-parameters are those of an uninterrupted run with the same seed (the same
-random draws, bit for bit). A checkpoint (:class:`Checkpoint`) holds
+:func:`ocdl.solvers.multilevel` with ``checkpoint=Checkpointing(path, every=K)``
+(:class:`Checkpointing`) writes a checkpoint every ``K`` iterations (counted
+over all levels), at the end of each level, when it starts, and when it is
+interrupted by Ctrl-C; with ``Checkpointing(path, resume=True)`` it continues
+from the file, if there is one, so that the final parameters are those of an
+uninterrupted run with the same seed (the same random draws, bit for bit). A
+checkpoint (:class:`Checkpoint`) holds
 
-* the level in progress and its :class:`~ocdl.solvers.block_coordinate_descent.TrainingState`:
+* the level in progress and its :class:`~ocdl.solvers.training_loop.TrainingState`:
   iteration count, :math:`\theta, W, \mu`, the best parameters with their
   accuracy and iteration, the history, the elapsed time and the solver's
   buffers (SGD's momentum, Adam's moments);
 * the state of the random generator (``rng.bit_generator.state``);
 * every completed level: its history record and its result (best parameters,
-  value, iteration count, message, per-iteration history);
+  value, iteration count, status, message, per-iteration history);
 * ``run``: what must not change between the interrupted and the resumed run
-  (solver, levels, solver options, sizes of the problem), checked on resume;
+  (the solver's ``repr``, which names all its options, the levels, the sizes
+  and the fingerprint of the problem), checked on resume;
 * ``settings``: the caller's JSON-able description of the run (the command
   line's settings), returned unchanged so that a run can be rebuilt from its
-  checkpoint alone.
+  checkpoint alone;
+* ``checkpointing``: the ``repr`` of the :class:`Checkpointing` that wrote it
+  (for a reader; not compared on resume, where the path, ``every`` and
+  ``resume`` may change without changing the result).
+
+Checkpoints written before the solvers were objects (``run`` holding the
+solver function's name and its keyword options, level results without a
+status) load as today's: :func:`load_checkpoint` rebuilds the solver's
+``repr`` from the name and the options, and a level's status from its
+success, message and last record, so that they resume exactly.
 
 The file is written by :func:`ocdl.io.write_tree` (kind ``"ocdl-checkpoint"``,
 a format version, checksums): a temporary file in the same folder, flushed,
@@ -42,7 +53,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -50,11 +61,14 @@ from ocdl.backend import to_device
 from ocdl.io import OcdlFileError, leftover_temporaries, read_tree, write_tree
 from ocdl.validation import check_positive
 
-if TYPE_CHECKING:
-    from ocdl.solvers.block_coordinate_descent import TrainingState
+from .block_coordinate_descent import BlockCoordinateDescent
+from .first_order import SGD, Adam
+from .params import Params
+from .result import SolverResult, Status
+from .training_loop import TrainingState
 
 __all__ = [
-    "CHECKPOINT_KIND", "CHECKPOINT_NAME", "Checkpoint", "CheckpointWriter", "TrainingInterrupted",
+    "CHECKPOINT_KIND", "CHECKPOINT_NAME", "Checkpoint", "CheckpointWriter", "Checkpointing", "TrainingInterrupted",
     "load_checkpoint", "save_checkpoint",
 ]
 
@@ -67,6 +81,60 @@ CHECKPOINT_NAME = "checkpoint.h5"
 _SEQUENCE = "__sequence__"  # marks a group holding a tuple or list of buffers
 
 
+@dataclass(frozen=True, repr=False)
+class Checkpointing:
+    """How :func:`ocdl.solvers.multilevel` checkpoints a run: the strategy object of its ``checkpoint=``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The checkpoint file (the command line uses ``DIR / CHECKPOINT_NAME``);
+        its folder is created when it is first written. A new run replaces
+        the file when it starts (unless ``resume``).
+    every : int
+        Write after every ``every``-th iteration, counted over all levels;
+        also at the start, at the end of each level and on Ctrl-C.
+    resume : bool
+        Continue from ``path`` if the file exists (a fresh start if not); see
+        :func:`ocdl.solvers.multilevel`.
+    settings : dict, optional
+        JSON-able description of the run stored in the checkpoint
+        (:attr:`Checkpoint.settings`), e.g. the command line's settings.
+        When resuming without it, the checkpoint's are kept.
+
+    Its ``repr`` (without the settings) is recorded in every checkpoint it writes.
+
+    Raises
+    ------
+    TypeError
+        If ``path`` is not a path, ``resume`` not a bool, or ``settings`` not
+        a JSON-able dict.
+    ValueError
+        If ``every`` is not a positive integer.
+    """
+
+    path: Path
+    every: int = 1
+    resume: bool = False
+    settings: dict | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str or os.PathLike, got {type(self.path).__name__}")
+        object.__setattr__(self, "path", Path(self.path))
+        object.__setattr__(self, "every", check_positive("every", self.every, integer=True))
+        if not isinstance(self.resume, (bool, np.bool_)):
+            raise TypeError(f"resume must be True or False, got {self.resume!r}")
+        object.__setattr__(self, "resume", bool(self.resume))
+        settings = {} if self.settings is None else self.settings
+        if not isinstance(settings, dict):
+            raise TypeError(f"settings must be a dict, got {type(settings).__name__}")
+        object.__setattr__(self, "settings", _plain_json(settings))
+
+    def __repr__(self) -> str:
+        return f"Checkpointing({str(self.path)!r}, every={self.every}, resume={self.resume})"
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during a training run with checkpoints; the final checkpoint has been written.
 
@@ -75,7 +143,7 @@ class TrainingInterrupted(KeyboardInterrupt):
     Attributes
     ----------
     checkpoint : pathlib.Path
-        The checkpoint file; continue with ``resume=True`` (``ocdl train --resume DIR``).
+        The checkpoint file; continue with ``Checkpointing(checkpoint, resume=True)`` (``ocdl train --resume DIR``).
     level : int
         The level (0-based) the checkpoint continues with.
     iteration : int
@@ -113,9 +181,13 @@ class Checkpoint:
         numbers of layers of all levels), ``params_per_layer``,
         ``n_features``, ``n_outputs`` (the shapes of the parameters, checked
         on load), and whatever else the writer adds (:func:`ocdl.solvers.multilevel`:
-        solver, options, stepper, final time, examples, dtype).
+        the solver's ``repr``, stepper, final time, examples, dtype, the
+        problem's fingerprint).
     settings : dict
         The caller's JSON-able settings (``{}`` if none were given).
+    checkpointing : str
+        The ``repr`` of the :class:`Checkpointing` that wrote it (``""`` in
+        files written before it was recorded).
     """
 
     level: int
@@ -124,6 +196,7 @@ class Checkpoint:
     rng: np.random.Generator
     run: dict
     settings: dict
+    checkpointing: str = ""
 
     @property
     def finished(self) -> bool:
@@ -151,7 +224,7 @@ class Checkpoint:
         if changed:
             raise ValueError(
                 f"{path} was written by a different run ({'; '.join(changed)}); resume with the same "
-                "problem, solver and options, or start a new run without resume"
+                "problem and solver, or start a new run without resume"
             )
         if isinstance(problem_now, dict) and isinstance(problem_was, dict):
             changed = [_problem_change(key, problem_was[key], value) for key, value in problem_now.items()
@@ -203,6 +276,7 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
         "rng": _plain_json(checkpoint.rng.bit_generator.state),
         "run": _plain_json(checkpoint.run),
         "settings": _plain_json(checkpoint.settings),
+        "checkpointing": str(checkpoint.checkpointing),
         "levels": {str(i): _level_tree(record) for i, record in enumerate(checkpoint.levels)},
     }
     if checkpoint.state is not None:
@@ -241,8 +315,9 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Checkpoint:
             state=None if "state" not in tree else _state_from_tree(tree["state"], rng, device),
             levels=[_level_from_tree(levels[str(i)], device) for i in range(len(levels))],
             rng=rng,
-            run=_dict(tree["run"], "run"),
+            run=_upgraded_run(_dict(tree["run"], "run")),
             settings=_dict(tree["settings"], "settings"),
+            checkpointing=str(tree.get("checkpointing", "")),
         )
         _check_shapes(checkpoint)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, UnicodeDecodeError) as err:
@@ -256,35 +331,28 @@ class CheckpointWriter:
 
     Parameters
     ----------
-    path : str or os.PathLike
-        The checkpoint file.
-    every : int
-        Write after every ``every``-th iteration, counted over all levels.
+    checkpointing : Checkpointing
+        The file, how often to write, and the settings to store.
     run : dict
         :attr:`Checkpoint.run` of this run.
-    settings : dict, optional
-        :attr:`Checkpoint.settings` (JSON-able).
 
-    Creating a writer removes temporary files of ``path`` left behind by a
-    write that was killed.
+    Creating a writer removes temporary files of the checkpoint left behind
+    by a write that was killed.
 
     Raises
     ------
     ValueError
-        If ``every`` is not a positive integer or ``path`` is a folder.
-    TypeError
-        If ``settings`` is not a JSON-able dict.
+        If the checkpoint's path is a folder.
     """
 
-    def __init__(self, path: str | os.PathLike, every: int, run: dict, settings: dict | None = None) -> None:
-        self.path = Path(path)
+    def __init__(self, checkpointing: Checkpointing, run: dict) -> None:
+        self.path = checkpointing.path
         if self.path.is_dir():
             raise ValueError(f"checkpoint must be a file, {self.path} is a folder (use {self.path / CHECKPOINT_NAME})")
-        self.every = check_positive("checkpoint_every", every, integer=True)
-        if settings is not None and not isinstance(settings, dict):
-            raise TypeError(f"settings must be a dict, got {type(settings).__name__}")
+        self.every = checkpointing.every
         self.run = run
-        self.settings = _plain_json({} if settings is None else settings)
+        self.settings = checkpointing.settings
+        self.checkpointing = repr(checkpointing)
         self._pending: Checkpoint | None = None  # the newest complete state, if not yet written
         self._written: Checkpoint | None = None
         for stale in leftover_temporaries(self.path):
@@ -313,19 +381,19 @@ class CheckpointWriter:
 
     def start(self, rng: np.random.Generator) -> None:
         """Write the start of a fresh run: level 0, no iteration yet."""
-        self._save(Checkpoint(0, None, [], copy.deepcopy(rng), self.run, self.settings))
+        self._save(self._checkpoint(0, None, [], copy.deepcopy(rng)))
 
     def iteration(self, level: int, levels: list[dict], state: TrainingState) -> None:
         """Record the state after a completed iteration of ``level``; write it every ``every`` iterations."""
         snapshot = _snapshot(state)
-        self._pending = Checkpoint(level, snapshot, list(levels), snapshot.rng, self.run, self.settings)
+        self._pending = self._checkpoint(level, snapshot, list(levels), snapshot.rng)
         total = sum(record["iterations"] for record in levels) + state.iteration
         if total % self.every == 0:
             self._save(self._pending)
 
     def level_done(self, levels: list[dict], rng: np.random.Generator) -> None:
         """Write the end of the level ``len(levels) - 1``: the next level has not started."""
-        self._save(Checkpoint(len(levels), None, list(levels), copy.deepcopy(rng), self.run, self.settings))
+        self._save(self._checkpoint(len(levels), None, list(levels), copy.deepcopy(rng)))
 
     def interrupted(self) -> TrainingInterrupted:
         """Write the newest complete state if it is not on disk yet; the exception to raise for Ctrl-C."""
@@ -335,6 +403,10 @@ class CheckpointWriter:
         layers = saved.run["layers"]
         n_layers = layers[saved.level] if saved.level < len(layers) else None
         return TrainingInterrupted(self.path, saved.level, saved.iteration, n_layers)
+
+    def _checkpoint(self, level: int, state: TrainingState | None, levels: list[dict],
+                    rng: np.random.Generator) -> Checkpoint:
+        return Checkpoint(level, state, levels, rng, self.run, self.settings, self.checkpointing)
 
     def _save(self, checkpoint: Checkpoint) -> None:
         save_checkpoint(self.path, checkpoint)
@@ -388,18 +460,21 @@ def _decode(node: Any, device: str) -> Any:
     return node
 
 
-def _params_tree(params: dict) -> dict:
-    return {key: params[key] for key in ("theta", "W", "mu")}
+_PARAMS = ("theta", "W", "mu")
 
 
-def _params(node: dict, name: str, device: str) -> dict:
-    out = {}
-    for key in ("theta", "W", "mu"):
+def _params_tree(params: Params) -> dict:
+    return dict(zip(_PARAMS, params))
+
+
+def _params(node: dict, name: str, device: str) -> Params:
+    out = []
+    for key in _PARAMS:
         x = node[key]
         if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
             raise TypeError(f"{name}/{key} must be a floating-point dataset")
-        out[key] = to_device(x, device)
-    return out
+        out.append(to_device(x, device))
+    return Params(*out)
 
 
 def _state_tree(state: TrainingState) -> dict:
@@ -408,7 +483,7 @@ def _state_tree(state: TrainingState) -> dict:
         "best_accuracy": float(state.best_accuracy),
         "best_iteration": state.best_iteration,
         "elapsed": float(state.elapsed),
-        "params": {"theta": state.theta, "W": state.W, "mu": state.mu},
+        "params": _params_tree(state.params),
         "history": _json_bytes(state.history),
         "buffers": _encode(state.buffers),
     }
@@ -418,9 +493,6 @@ def _state_tree(state: TrainingState) -> dict:
 
 
 def _state_from_tree(node: dict, rng: np.random.Generator, device: str) -> TrainingState:
-    from ocdl.solvers.block_coordinate_descent import TrainingState  # imported late: that module imports this one
-
-    params = _params(node["params"], "state/params", device)
     best_iteration = node["best_iteration"]
     if best_iteration is not None:
         best_iteration = _count(best_iteration, "state/best_iteration")
@@ -429,6 +501,7 @@ def _state_from_tree(node: dict, rng: np.random.Generator, device: str) -> Train
         raise TypeError("state/history must be a list of records")
     return TrainingState(
         iteration=_count(node["iteration"], "state/iteration"),
+        params=_params(node["params"], "state/params", device),
         rng=rng,
         best=_params(node["best"], "state/best", device) if "best" in node else None,
         best_accuracy=float(node["best_accuracy"]),
@@ -436,7 +509,6 @@ def _state_from_tree(node: dict, rng: np.random.Generator, device: str) -> Train
         history=history,
         elapsed=float(node["elapsed"]),
         buffers=_decode(_dict(node["buffers"], "state/buffers"), device),
-        **params,
     )
 
 
@@ -447,6 +519,7 @@ def _level_tree(record: dict) -> dict:
         "x": _params_tree(result.x),
         "fun": _plain_json(result.fun),
         "nit": int(result.nit),
+        "status": result.status.name,
         "success": bool(result.success),
         "message": str(result.message),
         "history": _json_bytes(result.history),
@@ -455,17 +528,20 @@ def _level_tree(record: dict) -> dict:
 
 
 def _level_from_tree(node: dict, device: str) -> dict:
-    from ocdl.solvers.result import SolverResult
-
     node = _dict(node, "levels")
     res = node["result"]
+    success, message = bool(res["success"]), str(res["message"])
+    history = _from_json_bytes(res["history"], "levels/result/history")
+    if not isinstance(history, list):
+        raise TypeError("levels/result/history must be a list of records")
     result = SolverResult(
         x=_params(res["x"], "levels/result/x", device),
         fun=float(res["fun"]),
         nit=_count(res["nit"], "levels/result/nit"),
-        success=bool(res["success"]),
-        message=str(res["message"]),
-        history=_from_json_bytes(res["history"], "levels/result/history"),
+        status=_status(res["status"]) if "status" in res else _legacy_status(success, message, history),
+        success=success,
+        message=message,
+        history=history,
     )
     record = {key: value for key, value in node.items() if key != "result"}
     _count(record["iterations"], "levels/iterations")
@@ -488,16 +564,49 @@ def _check_shapes(checkpoint: Checkpoint) -> None:
     if state is not None:
         if checkpoint.level == len(layers):
             raise ValueError("a finished run has no state")
-        params.append(("state/params", dict(theta=state.theta, W=state.W, mu=state.mu), layers[checkpoint.level]))
+        params.append(("state/params", state.params, layers[checkpoint.level]))
         if state.best is not None:
             params.append(("state/best", state.best, layers[checkpoint.level]))
     for name, x, n_layers in params:
-        shapes = {key: tuple(x[key].shape) for key in ("theta", "W", "mu")}
+        shapes = {key: tuple(value.shape) for key, value in zip(_PARAMS, x)}
         if shapes != {"theta": (n_layers * p,), "W": (n, m), "mu": (m,)}:
             raise ValueError(
                 f"{name} has shapes {shapes}, not those of {n_layers} layers of {p} parameters and an "
                 f"{n} x {m} classifier"
             )
+
+
+def _status(name: Any) -> Status:
+    if not isinstance(name, str) or name not in Status.__members__:
+        raise ValueError(f"levels/result/status must name a Status ({', '.join(Status.__members__)}), got {name!r}")
+    return Status[name]
+
+
+def _legacy_status(success: bool, message: str, history: list) -> Status:
+    """The status of a level result written before statuses were recorded (from what it recorded instead)."""
+    if success:
+        return Status.CALLBACK if message.startswith("stopped by callback") else Status.MAX_ITER
+    if history and isinstance(history[-1], dict) and history[-1].get("line_search_failed"):
+        return Status.LINE_SEARCH_FAILED
+    return Status.NOT_FINITE
+
+
+_LEGACY_SOLVERS = {"block_coordinate_descent": BlockCoordinateDescent, "sgd": SGD, "adam": Adam}
+"""The training solvers of checkpoints written before they were objects: the function's name and its class."""
+
+
+def _upgraded_run(run: dict) -> dict:
+    """``run`` of a checkpoint written before the solvers were objects (``solver``: a function's name,
+    ``options``: its keyword arguments) in today's form, ``solver`` the ``repr`` of the solver object that
+    those options make (its other options have today's defaults, as they had then); other runs as they are."""
+    if "options" not in run or run.get("solver") not in _LEGACY_SOLVERS:
+        return run
+    options = _dict(run["options"], "run/options")
+    try:
+        solver = _LEGACY_SOLVERS[run["solver"]](**options)
+    except (TypeError, ValueError):  # options no solver of that name takes: compared as written, so refused
+        return run
+    return {key: value for key, value in run.items() if key != "options"} | {"solver": repr(solver)}
 
 
 def _generator(state: Any) -> np.random.Generator:
@@ -514,11 +623,9 @@ def _snapshot(state: TrainingState) -> TrainingState:
     """A copy of ``state`` that later iterations do not change (arrays copied, generator included)."""
     return dataclasses.replace(
         state,
-        theta=state.theta.copy(),
-        W=state.W.copy(),
-        mu=state.mu.copy(),
+        params=state.params.copy(),
         rng=copy.deepcopy(state.rng),
-        best=None if state.best is None else {k: v.copy() for k, v in state.best.items()},
+        best=None if state.best is None else state.best.copy(),
         history=list(state.history),
         buffers=copy.deepcopy(state.buffers),
     )

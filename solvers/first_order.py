@@ -1,90 +1,78 @@
-r"""First-order baselines: stochastic gradient descent with momentum and Adam.
+r"""First-order baselines: stochastic gradient descent with momentum (:class:`SGD`) and :class:`Adam`.
 
 Both minimise the learning problem :math:`f(\theta, W, \mu)` in all parameters
 jointly, :math:`x = (\theta, W, \mu)`, with mini-batch gradients
 :math:`g_k = \nabla f_{B_k}(x_k)` (:meth:`ocdl.LearningProblem.value_and_gradient`
 on the batch :math:`B_k`). One iteration is one epoch: a random permutation
 of the training examples cut into batches of ``batch_size``. They share the
-loop, the failure handling (a learning rate so large that the propagation
-blows up stops the run with ``success=False`` and the best parameters so
-far), the history and the resumable
-:class:`~ocdl.solvers.block_coordinate_descent.TrainingState` of
-:func:`~ocdl.solvers.block_coordinate_descent.block_coordinate_descent`; the
-momentum and moments live in ``state.buffers`` (arrays, tuples of arrays and
-numbers), which :mod:`ocdl.solvers.checkpoint` writes with the rest of the state.
+loop of :mod:`ocdl.solvers.training_loop` with block coordinate descent: the
+failure handling (a learning rate so large that the propagation blows up
+stops the run with ``success=False`` and the best parameters so far), the
+history and the resumable :class:`~ocdl.solvers.training_loop.TrainingState`;
+the velocity and the moments live in ``state.buffers`` (tuples of arrays in
+the order :math:`\theta, W, \mu`, and numbers), which :mod:`ocdl.solvers.checkpoint`
+writes with the rest of the state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import abc
+from dataclasses import dataclass
 
 import numpy as np
 
-from ocdl.backend import get_array_module
+from ocdl.backend import Array, get_array_module
 from ocdl.checks import norm
 from ocdl.learning_problem import LearningProblem
 from ocdl.validation import check_nonnegative, check_positive
 
-from .block_coordinate_descent import Callback, TrainingState, initial_state, run_training
-from .result import SolverResult
-
-Array = Any  # a NumPy or CuPy array
-Update = Callable[[TrainingState, tuple[Array, Array, Array]], tuple[Array, Array, Array]]
+from .params import Params
+from .training_loop import TrainingSolver, TrainingState
 
 
-def _epochs(
-    problem: LearningProblem,
-    update: Update,
-    state: TrainingState,
-    max_epochs: int,
-    batch_size: int,
-    step: float,
-    validation: tuple[Array, Array] | None,
-    callback: Callback | None,
-    progress: bool,
-    desc: str,
-) -> SolverResult:
-    """Run epochs of mini-batch ``update(state, gradient) -> new (theta, W, mu)``."""
-    s = problem.n_examples
-    check_positive("max_epochs", max_epochs, integer=True)
-    batch_size = min(check_positive("batch_size", batch_size, integer=True), s)
+class _MiniBatch(TrainingSolver):
+    """Epochs of mini-batch steps ``update(state, gradient) -> new Params``; options ``max_epochs``,
+    ``batch_size``, ``learning_rate``."""
 
-    def iterate(state: TrainingState) -> dict:
+    max_epochs: int
+    batch_size: int
+    learning_rate: float
+
+    def _check(self) -> None:
+        object.__setattr__(self, "max_epochs", check_positive("max_epochs", self.max_epochs, integer=True))
+        object.__setattr__(self, "batch_size", check_positive("batch_size", self.batch_size, integer=True))
+        object.__setattr__(self, "learning_rate", check_positive("learning_rate", self.learning_rate))
+
+    @property
+    def n_iterations(self) -> int:
+        return self.max_epochs
+
+    @abc.abstractmethod
+    def update(self, state: TrainingState, gradient: tuple[Array, Array, Array]) -> Params:
+        """The parameters after one step from ``state.params`` with the mini-batch ``gradient``."""
+
+    def iterate(self, problem: LearningProblem, state: TrainingState) -> dict:
+        s = problem.n_examples
+        batch_size = min(self.batch_size, s)
         order = state.rng.permutation(s)
         values, grad_norms = [], []
         for start in range(0, s, batch_size):
             batch = np.sort(order[start : start + batch_size])
-            value, gradient = problem.value_and_gradient(state.theta, state.W, state.mu, batch)
+            value, gradient = problem.value_and_gradient(*state.params, batch)
             values.append(value)
             grad_norms.append(norm(gradient))
-            state.theta, state.W, state.mu = update(state, gradient)
+            state.params = self.update(state, gradient)
         return {
             "objective": float(np.mean(values)),
             "grad_norm": float(np.mean(grad_norms)),
-            "step": step,
+            "step": self.learning_rate,
             "cg_iters": 0,
             "n_batches": len(values),
         }
 
-    return run_training(problem, iterate, state, max_epochs, validation, callback, progress, desc)
 
-
-def sgd(
-    learning_problem: LearningProblem,
-    theta0: Array | None,
-    W0: Array | None = None,
-    mu0: Array | None = None,
-    validation: tuple[Array, Array] | None = None,
-    max_epochs: int = 50,
-    batch_size: int = 32,
-    learning_rate: float = 0.01,
-    momentum: float = 0.9,
-    rng: int | np.random.Generator | None = 0,
-    callback: Callback | None = None,
-    progress: bool = True,
-    state: TrainingState | None = None,
-) -> SolverResult:
+@dataclass(frozen=True)
+class SGD(_MiniBatch):
     r"""Mini-batch SGD with heavy-ball momentum on all parameters :math:`x = (\theta, W, \mu)`:
 
     .. math::
@@ -95,10 +83,8 @@ def sgd(
 
     Parameters
     ----------
-    learning_problem, theta0, W0, mu0, validation, rng, callback, progress, state
-        As for :func:`~ocdl.solvers.block_coordinate_descent.block_coordinate_descent`.
     max_epochs : int
-        Total number of epochs (the iterations of the history).
+        Number of epochs of a run (the iterations of the history).
     batch_size : int
         Examples per mini-batch.
     learning_rate : float
@@ -106,47 +92,37 @@ def sgd(
     momentum : float
         :math:`\beta`.
 
-    Returns
-    -------
-    SolverResult
-        As for block coordinate descent; per-epoch records ``objective`` (mean
-        over the batches), ``grad_norm`` (mean), ``step`` (:math:`\eta`),
-        ``cg_iters`` (0), ``n_batches``, ``train_accuracy``, ``val_accuracy``, ``time``.
+    Notes
+    -----
+    Per-epoch records ``objective`` (mean over the batches), ``grad_norm``
+    (mean), ``step`` (:math:`\eta`), ``cg_iters`` (0), ``n_batches``,
+    ``train_accuracy``, ``val_accuracy``, ``time``.
     """
-    learning_rate = check_positive("learning_rate", learning_rate)
-    if not check_nonnegative("momentum", momentum) < 1:
-        raise ValueError(f"momentum must lie in [0, 1), got {momentum!r}")
-    state = initial_state(learning_problem, theta0, W0, mu0, rng, state)
 
-    def update(state: TrainingState, gradient: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
-        params = (state.theta, state.W, state.mu)
+    max_epochs: int = 50
+    batch_size: int = 32
+    learning_rate: float = 0.01
+    momentum: float = 0.9
+
+    label = "SGD"
+
+    def __post_init__(self) -> None:
+        self._check()
+        momentum = check_nonnegative("momentum", self.momentum)
+        if not momentum < 1:
+            raise ValueError(f"momentum must lie in [0, 1), got {self.momentum!r}")
+        object.__setattr__(self, "momentum", momentum)
+
+    def update(self, state: TrainingState, gradient: tuple[Array, Array, Array]) -> Params:
+        params = tuple(state.params)
         velocity = state.buffers.get("velocity", tuple(0 * x for x in params))
-        velocity = tuple(momentum * v - learning_rate * g for v, g in zip(velocity, gradient))
+        velocity = tuple(self.momentum * v - self.learning_rate * g for v, g in zip(velocity, gradient))
         state.buffers["velocity"] = velocity
-        return tuple(x + v for x, v in zip(params, velocity))
-
-    desc = f"SGD N={learning_problem.network.n_steps}"
-    return _epochs(
-        learning_problem, update, state, max_epochs, batch_size, learning_rate, validation, callback, progress, desc
-    )
+        return Params(*(x + v for x, v in zip(params, velocity)))
 
 
-def adam(
-    learning_problem: LearningProblem,
-    theta0: Array | None,
-    W0: Array | None = None,
-    mu0: Array | None = None,
-    validation: tuple[Array, Array] | None = None,
-    max_epochs: int = 50,
-    batch_size: int = 32,
-    learning_rate: float = 1e-2,
-    betas: tuple[float, float] = (0.9, 0.999),
-    eps: float = 1e-8,
-    rng: int | np.random.Generator | None = 0,
-    callback: Callback | None = None,
-    progress: bool = True,
-    state: TrainingState | None = None,
-) -> SolverResult:
+@dataclass(frozen=True)
+class Adam(_MiniBatch):
     r"""Adam (Kingma & Ba 2015) on all parameters :math:`x = (\theta, W, \mu)`, entrywise:
 
     .. math::
@@ -159,10 +135,8 @@ def adam(
 
     Parameters
     ----------
-    learning_problem, theta0, W0, mu0, validation, rng, callback, progress, state
-        As for :func:`~ocdl.solvers.block_coordinate_descent.block_coordinate_descent`.
     max_epochs, batch_size : int
-        As for :func:`sgd`.
+        As for :class:`SGD`.
     learning_rate : float
         :math:`\eta > 0`.
     betas : (float, float)
@@ -170,32 +144,39 @@ def adam(
     eps : float
         :math:`\epsilon > 0`.
 
-    Returns
-    -------
-    SolverResult
-        As for :func:`sgd`.
+    Notes
+    -----
+    The history records are those of :class:`SGD`.
     """
-    learning_rate, eps = check_positive("learning_rate", learning_rate), check_positive("eps", eps)
-    if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
-        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-    beta1, beta2 = check_nonnegative("betas[0]", betas[0]), check_nonnegative("betas[1]", betas[1])
-    if not (beta1 < 1 and beta2 < 1):
-        raise ValueError(f"betas must lie in [0, 1), got {betas!r}")
-    state = initial_state(learning_problem, theta0, W0, mu0, rng, state)
 
-    def update(state: TrainingState, gradient: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
-        params = (state.theta, state.W, state.mu)
+    max_epochs: int = 50
+    batch_size: int = 32
+    learning_rate: float = 1e-2
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+
+    label = "Adam"
+
+    def __post_init__(self) -> None:
+        self._check()
+        object.__setattr__(self, "eps", check_positive("eps", self.eps))
+        betas = self.betas
+        if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        betas = check_nonnegative("betas[0]", betas[0]), check_nonnegative("betas[1]", betas[1])
+        if not (betas[0] < 1 and betas[1] < 1):
+            raise ValueError(f"betas must lie in [0, 1), got {self.betas!r}")
+        object.__setattr__(self, "betas", betas)
+
+    def update(self, state: TrainingState, gradient: tuple[Array, Array, Array]) -> Params:
+        params = tuple(state.params)
+        beta1, beta2 = self.betas
         zeros = tuple(0 * x for x in params)
         k = state.buffers.get("k", 0) + 1
         m = tuple(beta1 * a + (1 - beta1) * g for a, g in zip(state.buffers.get("m", zeros), gradient))
         v = tuple(beta2 * b + (1 - beta2) * g * g for b, g in zip(state.buffers.get("v", zeros), gradient))
         state.buffers.update(k=k, m=m, v=v)
-        return tuple(
-            x - learning_rate * (a / (1 - beta1**k)) / (get_array_module(b).sqrt(b / (1 - beta2**k)) + eps)
+        return Params(*(
+            x - self.learning_rate * (a / (1 - beta1**k)) / (get_array_module(b).sqrt(b / (1 - beta2**k)) + self.eps)
             for x, a, b in zip(params, m, v)
-        )
-
-    desc = f"Adam N={learning_problem.network.n_steps}"
-    return _epochs(
-        learning_problem, update, state, max_epochs, batch_size, learning_rate, validation, callback, progress, desc
-    )
+        ))

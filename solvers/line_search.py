@@ -16,11 +16,11 @@ import numpy as np
 
 @dataclass
 class LineSearchResult:
-    """Accepted step ``t`` (0 if none), the new value, evaluations used, and success."""
+    """Accepted step ``t`` (0 if none), the new value, the number of function evaluations, and success."""
 
     step: float
     value: float
-    n_evals: int
+    nfev: int
     success: bool
 
 

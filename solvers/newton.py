@@ -29,7 +29,7 @@ from ocdl.checks import inner, norm
 
 from .line_search import armijo
 from .pcg import pcg
-from .result import SolverResult
+from .result import SolverResult, Status
 
 
 def newton_pcg(
@@ -58,20 +58,25 @@ def newton_pcg(
 
     Returns
     -------
-    SolverResult with ``x``, ``fun``, ``nit``, ``message`` and per-iteration
-    records ``objective, grad_norm, rel_grad_norm, step, cg_iters,
-    cg_rel_residual, negative_curvature, gradient_fallback, time`` plus the model's ``metrics()``.
+    SolverResult with ``x`` (an array like ``x0``), ``fun``, ``nit``,
+    ``status``, ``success``, ``message`` and per-iteration records
+    ``objective, grad_norm, rel_grad_norm, step, cg_iters, cg_rel_residual,
+    negative_curvature, gradient_fallback, time`` plus the model's ``metrics()``.
     When backtracking along the Newton direction fails (near-zero curvature
     makes the step far too long), one Armijo step along :math:`-g_k` is taken
-    instead (``gradient_fallback`` in the record). A line search that fails
-    along both, or a non-finite objective, stops the solver with a message
-    instead of looping.
+    instead (``gradient_fallback`` in the record). ``status`` is
+    :attr:`~ocdl.solvers.result.Status.CONVERGED` (the gradient test, or the
+    gradient is zero) or :attr:`~ocdl.solvers.result.Status.CALLBACK` with
+    ``success=True``; :attr:`~ocdl.solvers.result.Status.MAX_ITER`,
+    :attr:`~ocdl.solvers.result.Status.LINE_SEARCH_FAILED` (along both
+    directions) or :attr:`~ocdl.solvers.result.Status.NOT_FINITE` (a NaN
+    objective or gradient) with ``success=False``: never an endless loop.
     """
     start = time.perf_counter()
     x = x0
     history: list[dict] = []
     g0_norm = None
-    message, success = f"reached max_iter = {max_iter}", False
+    status, success, message = Status.MAX_ITER, False, f"reached max_iter = {max_iter}"
     if not 0.0 < step0 <= 1.0:
         raise ValueError(f"step0 must lie in (0, 1], got {step0!r}")
     model = problem.model(x)
@@ -79,10 +84,10 @@ def newton_pcg(
         g_norm = norm(model.gradient)
         g0_norm = g_norm if g0_norm is None else g0_norm
         if not (model.value == model.value and g_norm == g_norm):  # NaN
-            message, success = "objective or gradient is NaN; stopped", False
+            status, success, message = Status.NOT_FINITE, False, "objective or gradient is NaN; stopped"
             break
         if g_norm <= gtol * g0_norm or g_norm == 0.0:
-            message, success = f"gradient norm reduced by {gtol:g}", True
+            status, success, message = Status.CONVERGED, True, f"gradient norm reduced by {gtol:g}"
             break
         precondition = getattr(model, "precondition", None)
         cg = pcg(model.hessian_matvec, -model.gradient, M=precondition, rtol=cg_rtol, maxiter=cg_maxiter)
@@ -105,7 +110,7 @@ def newton_pcg(
             "grad_norm": g_norm,
             "rel_grad_norm": g_norm / g0_norm,
             "step": ls.step,
-            "cg_iters": cg.n_iter,
+            "cg_iters": cg.nit,
             "cg_rel_residual": cg.rel_residual,
             "negative_curvature": cg.negative_curvature,
             "gradient_fallback": gradient_fallback,
@@ -113,7 +118,8 @@ def newton_pcg(
         if not ls.success:
             record["time"] = time.perf_counter() - start
             history.append(record)
-            message, success = "line search failed along the Newton and the steepest-descent directions", False
+            status, success = Status.LINE_SEARCH_FAILED, False
+            message = "line search failed along the Newton and the steepest-descent directions"
             break
         x = x + ls.step * p
         model = problem.model(x)
@@ -121,9 +127,10 @@ def newton_pcg(
         record["time"] = time.perf_counter() - start
         history.append(record)
         if callback is not None and callback(k, x, record):
-            message, success = "stopped by callback", True
+            status, success, message = Status.CALLBACK, True, "stopped by callback"
             break
-    return SolverResult(x=x, fun=model.value, nit=len(history), success=success, message=message, history=history)
+    return SolverResult(x=x, fun=model.value, nit=len(history), status=status, success=success, message=message,
+                        history=history)
 
 
 def gauss_newton_pcg(problem: Any, x0: Any, **options: Any) -> SolverResult:

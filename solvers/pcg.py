@@ -17,10 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ocdl.backend import get_array_module
+from ocdl.backend import Array, get_array_module
 from ocdl.validation import check_array, check_nonnegative
-
-Array = Any  # a NumPy or CuPy array
 
 
 @dataclass
@@ -31,23 +29,23 @@ class PCGResult:
     ----------
     x : array
         The last iterate (shape and dtype of ``b``).
-    n_iter : int
+    nit : int
         Number of completed CG updates of ``x``.
     rel_residual : float
         :math:`\\|r\\| / \\|b\\|` at ``x`` (recursively updated residual).
-    converged : bool
-        ``rel_residual <= rtol``.
+    success : bool
+        Converged: ``rel_residual <= rtol``.
     negative_curvature : bool
         A search direction with :math:`p^T A p \\le 0` was met; ``x`` is the
         iterate before it (``x0``, or zero, if it was the first direction).
     residual_history : list of float
-        ``rel_residual`` at ``x0`` and after every update (``n_iter + 1`` entries).
+        ``rel_residual`` at ``x0`` and after every update (``nit + 1`` entries).
     """
 
     x: Array
-    n_iter: int
+    nit: int
     rel_residual: float
-    converged: bool
+    success: bool
     negative_curvature: bool
     residual_history: list[float]
 
@@ -139,11 +137,11 @@ def pcg(
     rel = dot(r, r) ** 0.5 / b_norm
     history = [rel]
     negative_curvature = False
-    n_iter = 0
+    nit = 0
     z = apply_M(r)
     rz = dot(r, z)
     p = z
-    while rel > rtol and n_iter < maxiter:
+    while rel > rtol and nit < maxiter:
         Ap = apply_A(p)
         pAp = dot(p, Ap)
         if pAp <= 0.0:
@@ -152,15 +150,15 @@ def pcg(
         alpha = rz / pAp
         x = x + alpha * p
         r = r - alpha * Ap
-        n_iter += 1
+        nit += 1
         rel = dot(r, r) ** 0.5 / b_norm
         history.append(rel)
         if callback is not None:
             callback(x)
-        if rel <= rtol or n_iter == maxiter:
+        if rel <= rtol or nit == maxiter:
             break  # done: skip the preconditioner solve
         z = apply_M(r)
         rz_new = dot(r, z)
         p = z + (rz_new / rz) * p
         rz = rz_new
-    return PCGResult(x, n_iter, rel, rel <= rtol, negative_curvature, history)
+    return PCGResult(x, nit, rel, rel <= rtol, negative_curvature, history)

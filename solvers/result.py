@@ -1,24 +1,50 @@
-"""The result every ocdl optimizer returns (as :class:`scipy.optimize.OptimizeResult`); the linear solver
-:func:`~ocdl.solvers.pcg.pcg` returns its own :class:`~ocdl.solvers.pcg.PCGResult`."""
+"""The result every ocdl optimizer returns, after :class:`scipy.optimize.OptimizeResult`, and why it stopped.
+
+The linear solver :func:`~ocdl.solvers.pcg.pcg` returns its own
+:class:`~ocdl.solvers.pcg.PCGResult`; :func:`~ocdl.solvers.multilevel.multilevel`
+a :class:`MultilevelResult`, which adds the finest level's network.
+"""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 
-@dataclass
+class Status(enum.IntEnum):
+    """Why a solver stopped (``SolverResult.status``; an ``int``, as scipy's ``status``)."""
+
+    CONVERGED = 0
+    """The stopping test was met: the gradient norm fell by the factor ``gtol`` (Newton-type solvers)."""
+    MAX_ITER = 1
+    """The iterations asked for are done (for the training solvers and multilevel that is success)."""
+    CALLBACK = 2
+    """The callback returned ``True``."""
+    LINE_SEARCH_FAILED = 3
+    """No step along the Newton (or Gauss-Newton) and the steepest-descent direction decreased the objective."""
+    NOT_FINITE = 4
+    """The objective or the gradient was NaN or Inf, or the forward propagation blew up."""
+
+
+@dataclass(kw_only=True)
 class SolverResult:
     """Outcome of a solver, with a per-iteration history.
 
     Attributes
     ----------
-    x : the solution (an array, or a dict of arrays for block solvers).
+    x : the solution: a :class:`~ocdl.solvers.params.Params` for the training
+        solvers and multilevel, an array for the solvers of an array (Newton-PCG,
+        Gauss-Newton-PCG, steepest descent).
     fun : objective value at ``x``.
     nit : number of outer iterations taken.
-    success : whether the stopping test was met (not a failure or the iteration cap).
+    status : :class:`Status`, why the solver stopped.
+    success : whether the solver did what was asked: the stopping test met
+        (Newton-type solvers; reaching ``max_iter`` is not success there),
+        every iteration done or a callback's stop (training solvers), every
+        level done (multilevel); ``False`` after a failure.
     message : why the solver stopped, in words.
     history : one dict per iteration; keys include ``objective``,
         ``grad_norm``, ``step``, ``cg_iters`` and ``time`` (seconds since the
@@ -28,6 +54,7 @@ class SolverResult:
     x: Any
     fun: float
     nit: int
+    status: Status
     success: bool
     message: str
     history: list[dict] = field(default_factory=list)
@@ -38,6 +65,20 @@ class SolverResult:
 
     def __repr__(self) -> str:
         return (
-            f"SolverResult(fun={self.fun:.6g}, nit={self.nit}, success={self.success}, "
-            f"message={self.message!r})"
+            f"{type(self).__name__}(fun={self.fun:.6g}, nit={self.nit}, status={self.status.name}, "
+            f"success={self.success}, message={self.message!r})"
         )
+
+
+@dataclass(kw_only=True, repr=False)
+class MultilevelResult(SolverResult):
+    """The result of :func:`~ocdl.solvers.multilevel.multilevel`: a :class:`SolverResult` whose ``x`` belongs
+    to the finest level trained, with that level's network.
+
+    Attributes
+    ----------
+    network : ocdl.Network
+        The network of ``x.theta`` (the finest level's number of layers).
+    """
+
+    network: Any

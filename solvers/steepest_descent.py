@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from .line_search import armijo
-from .result import SolverResult
+from .result import SolverResult, Status
 
 
 def steepest_descent(problem, x0: np.ndarray, max_iter: int = 1000, gtol: float = 1e-6) -> SolverResult:
@@ -19,24 +19,25 @@ def steepest_descent(problem, x0: np.ndarray, max_iter: int = 1000, gtol: float 
     at first). Stops, like :func:`ocdl.solvers.newton_pcg`, when
     :math:`\|\nabla\Phi(x_k)\| \le \text{gtol}\, \|\nabla\Phi(x_0)\|`; the
     history records ``objective``, ``grad_norm``, ``rel_grad_norm``, ``step``
-    and the model's ``metrics()`` at :math:`x_{k+1}`.
+    and the model's ``metrics()`` at :math:`x_{k+1}`. ``status`` as for
+    :func:`ocdl.solvers.newton_pcg` (without a callback or a NaN check).
     """
     start = time.perf_counter()
     x, model = x0, problem.model(x0)
     g0_norm = float(np.linalg.norm(model.gradient))
     step = 1.0 / g0_norm
     history: list[dict] = []
-    message, success = f"reached max_iter = {max_iter}", False
+    status, success, message = Status.MAX_ITER, False, f"reached max_iter = {max_iter}"
     for k in range(max_iter):
         g_norm = float(np.linalg.norm(model.gradient))
         if g_norm <= gtol * g0_norm:
-            message, success = f"gradient norm reduced by {gtol:g}", True
+            status, success, message = Status.CONVERGED, True, f"gradient norm reduced by {gtol:g}"
             break
         ls = armijo(problem.value, x, -model.gradient, model.value, -(g_norm**2), t0=2.0 * step, max_evals=60)
         record = {"iteration": k, "objective": model.value, "grad_norm": g_norm,
                   "rel_grad_norm": g_norm / g0_norm, "step": ls.step}
         if not ls.success:
-            message = "line search failed"
+            status, message = Status.LINE_SEARCH_FAILED, "line search failed"
             break
         step = ls.step
         x = x - step * model.gradient
@@ -44,4 +45,5 @@ def steepest_descent(problem, x0: np.ndarray, max_iter: int = 1000, gtol: float 
         record.update(model.metrics())
         record["time"] = time.perf_counter() - start
         history.append(record)
-    return SolverResult(x=x, fun=model.value, nit=len(history), success=success, message=message, history=history)
+    return SolverResult(x=x, fun=model.value, nit=len(history), status=status, success=success, message=message,
+                        history=history)

@@ -24,14 +24,14 @@ import sys
 import time
 
 from ocdl.problems import concentric_ellipses
-from ocdl.solvers import multilevel
+from ocdl.solvers import BlockCoordinateDescent, Checkpointing, multilevel
 from ocdl.solvers.checkpoint import TrainingInterrupted
 
 import ocdl
 import ocdl.io
 from ocdl.learning_problem import LearningProblem
 
-OPTIONS = dict(max_layers=8, max_iter=5, batch_size=60, hessian_batch_size=30, rng=3)
+OPTIONS = dict(max_layers=8, solver=BlockCoordinateDescent(max_iter=5, batch_size=60, hessian_batch_size=30), rng=3)
 
 
 def build() -> tuple[LearningProblem, object, tuple]:
@@ -81,15 +81,16 @@ def main() -> None:
 
     try:
         result = multilevel(
-            problem, theta0, validation=validation, progress=False, checkpoint=args.checkpoint,
-            checkpoint_every=args.every, resume=args.resume, settings={"worker": "resume_worker"},
-            callback=report, **OPTIONS,
+            problem, theta0, validation=validation, progress=False, callback=report,
+            checkpoint=Checkpointing(args.checkpoint, every=args.every, resume=args.resume,
+                                     settings={"worker": "resume_worker"}),
+            **OPTIONS,
         )
     except TrainingInterrupted as interrupted:
         print(json.dumps({"level": interrupted.level, "iteration": interrupted.iteration}))
         print(f"interrupted; resume with --resume {interrupted.checkpoint}", file=sys.stderr)
         sys.exit(130)
-    ocdl.io.save_params(args.out, result.x["theta"], result.x["W"], result.x["mu"])
+    ocdl.io.save_params(args.out, *result.x)
 
 
 if __name__ == "__main__":

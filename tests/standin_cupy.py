@@ -8,6 +8,13 @@ functions (or ``scipy.fft``'s, for ``cupyx.scipy.fft``) to return stand-in
 arrays. :func:`install` hands the stand-in to ``ocdl.backend`` as its CuPy,
 with one 16 GiB "device" (``to_device(x, "gpu")``, ``device="gpu"``), and
 registers it as ``cupy`` and ``cupyx.scipy.fft`` for code that imports them.
+The device's memory, ``cuda.Device().mem_info``, is the module's
+``device_mem_info`` (free, total bytes), and its memory pool holds
+``pool_free_bytes`` unused, both for a test to set;
+``cuda.memory.OutOfMemoryError`` is CuPy's exception, with its message, for
+a test to raise. The device's name and CUDA versions are made up
+(``cuda.runtime.getDeviceProperties``, ``driverGetVersion``,
+``runtimeGetVersion``), and ``synchronize`` does nothing.
 Copies to the host (``asnumpy``, ``float``, ``bool``, ``item``, ...) are
 recorded in ``TRANSFERS``, by their number of entries.
 
@@ -145,12 +152,46 @@ class StandInModule(types.ModuleType):
         return _to_host(x).copy() if isinstance(x, StandInArray) else np.asarray(x)
 
 
+class OutOfMemoryError(MemoryError):
+    """``cupy.cuda.memory.OutOfMemoryError``: a ``MemoryError`` with CuPy's message."""
+
+    def __init__(self, size: int, total: int) -> None:
+        super().__init__(f"Out of memory allocating {size:,} bytes (allocated so far: {total:,} bytes).")
+
+
+class _Device:
+    """``cupy.cuda.Device()`` of the stand-in ``module``: device 0, its memory the module's ``device_mem_info``."""
+
+    id = 0
+
+    def __init__(self, module: StandInModule) -> None:
+        self._module = module
+
+    @property
+    def mem_info(self) -> tuple[int, int]:
+        return self._module.device_mem_info
+
+    def synchronize(self) -> None:
+        pass
+
+
 def install(monkeypatch=None) -> StandInModule:
     """Make the stand-in ocdl's CuPy (through ``monkeypatch`` if given, undone after the test) and return it."""
     module = StandInModule()
-    module.cuda = types.SimpleNamespace(  # one "device" of 16 GiB: device="gpu" runs on the stand-in
-        runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),
-        Device=lambda: types.SimpleNamespace(mem_info=(1 << 34, 1 << 34)),
+    module.__version__ = "stand-in"
+    module.device_mem_info = (1 << 34, 1 << 34)  # one "device" of 16 GiB, all free: device="gpu" runs on it
+    module.pool_free_bytes = 0
+    module.get_default_memory_pool = lambda: types.SimpleNamespace(
+        free_bytes=lambda: module.pool_free_bytes, free_all_blocks=lambda: None)
+    module.cuda = types.SimpleNamespace(
+        runtime=types.SimpleNamespace(
+            getDeviceCount=lambda: 1,
+            getDeviceProperties=lambda device: {"name": b"stand-in", "totalGlobalMem": module.device_mem_info[1]},
+            driverGetVersion=lambda: 13000,
+            runtimeGetVersion=lambda: 13000,
+        ),
+        Device=lambda device=None: _Device(module),
+        memory=types.SimpleNamespace(OutOfMemoryError=OutOfMemoryError),
     )
     cupyx, cupyx_scipy = types.ModuleType("cupyx"), types.ModuleType("cupyx.scipy")
     cupyx_scipy.fft = StandInModule("cupyx.scipy.fft", scipy.fft)

@@ -2,7 +2,7 @@
 
 CI has no CuPy, so the branches taken for non-NumPy arrays would run only on
 a GPU machine: one block instead of threaded row blocks
-(:func:`ocdl.parallel.row_blocks`), fresh temporaries instead of NumPy's
+(``ocdl._threads.row_blocks``), fresh temporaries instead of NumPy's
 reuse caches (:mod:`ocdl.memory.store_all`), and ``Conv2d``'s single block
 of images with zeroed buffers. With the stand-in as ocdl's CuPy,
 :func:`ocdl.get_array_module` picks it and every one of those branches runs
@@ -29,7 +29,7 @@ import pytest
 from standin_cupy import TRANSFERS, StandInArray, install
 
 import ocdl
-from ocdl.parallel import _THREADED_ELEMENTS
+from ocdl._threads import _THREADED_ELEMENTS
 
 
 @pytest.fixture
@@ -88,7 +88,7 @@ def test_training_on_standin_arrays_follows_numpy(standin, tmp_path, kind, memor
     """Two iterations of block coordinate descent (Newton-PCG in the classifier, Gauss-Newton-PCG with a
     line search in theta, time-smoothness and weight-decay regularizers, sub-sampled Hessians), on the
     stand-in module and on NumPy, under several memory policies: the same iterates."""
-    from ocdl.solvers import block_coordinate_descent
+    from ocdl.solvers import BlockCoordinateDescent
 
     memories = {None: None, "recompute": ocdl.Recompute(2), "reversible": ocdl.Reversible(),
                 "hdf5": ocdl.HDF5(tmp_path / "states.h5")}
@@ -104,15 +104,15 @@ def test_training_on_standin_arrays_follows_numpy(standin, tmp_path, kind, memor
         Y0, theta0 = _on(module, Y, net.init_params(0, scale=0.5))
         labels = C.view(StandInArray) if module is not None else C
         lp = ocdl.LearningProblem(net, ocdl.SoftmaxCrossEntropy(), Y0, labels, alpha_theta=1e-3, alpha_W=1e-3)
-        results.append(block_coordinate_descent(
-            lp, theta0, max_iter=2, hessian_batch_size=60, rng=0, progress=False,
+        results.append(BlockCoordinateDescent(max_iter=2, hessian_batch_size=60).minimize(
+            lp, theta0, rng=0, progress=False,
         ))
     numpys, ours = results
     assert ours.nit == numpys.nit == 2
     np.testing.assert_allclose(ours.trace("objective"), numpys.trace("objective"), rtol=1e-10)
-    for key in ("theta", "W", "mu"):
-        assert type(ours.x[key]) is StandInArray, key
-        np.testing.assert_allclose(np.asarray(ours.x[key]), numpys.x[key], rtol=1e-9, atol=1e-12)
+    for key, a, b in zip(("theta", "W", "mu"), ours.x, numpys.x):
+        assert type(a) is StandInArray, key
+        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("problem", ["ellipses", "mnist"])
@@ -132,9 +132,9 @@ def test_experiment_on_the_standin_device(standin, tmp_path, problem):
     cpu = train(settings, progress=False)
     gpu = train(settings.replace(device="gpu"), progress=False)
     assert type(gpu.problem.Y0) is StandInArray
-    for key in ("theta", "W", "mu"):
-        assert type(gpu.result.x[key]) is StandInArray
-        np.testing.assert_allclose(np.asarray(gpu.result.x[key]), cpu.result.x[key], rtol=1e-9, atol=1e-12)
+    for a, b in zip(gpu.result.x, cpu.result.x):
+        assert type(a) is StandInArray
+        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-9, atol=1e-12)
     paths = write_run(gpu, tmp_path / "run")
     assert all(p.exists() for p in paths.values())
 
@@ -175,7 +175,7 @@ def test_sweeps_synchronise_the_same_few_times_at_any_depth(standin, kind):
 def test_training_iterations_copy_only_scalars_to_the_host(standin):
     """Block coordinate descent on the stand-in device (sub-sampled Gauss-Newton-PCG, Newton-PCG, line
     searches, validation accuracy): from its first iteration on, nothing but scalars goes to the host."""
-    from ocdl.solvers import block_coordinate_descent
+    from ocdl.solvers import BlockCoordinateDescent
 
     rng = np.random.default_rng(7)
     C = np.arange(150) % 3
@@ -185,8 +185,31 @@ def test_training_iterations_copy_only_scalars_to_the_host(standin):
     lp = ocdl.LearningProblem(net, ocdl.SoftmaxCrossEntropy(), Y0, C.view(StandInArray), alpha_theta=1e-3,
                               alpha_W=1e-3)
     marks = []
-    block_coordinate_descent(lp, theta0, max_iter=3, batch_size=75, hessian_batch_size=30, rng=0, progress=False,
-                             validation=(Yv, C[:40].view(StandInArray)),
-                             callback=lambda k, state: marks.append(len(TRANSFERS)))
+    BlockCoordinateDescent(max_iter=3, batch_size=75, hessian_batch_size=30).minimize(
+        lp, theta0, rng=0, progress=False, validation=(Yv, C[:40].view(StandInArray)),
+        callback=lambda k, state: marks.append(len(TRANSFERS)))
     during = TRANSFERS[marks[0]:]
     assert len(marks) == 3 and during and set(during) == {1}, sorted(set(during))
+
+
+def test_auto_memory_looks_at_the_gpus_free_memory(standin):
+    """``memory="auto"`` on the GPU: store-all when the stored sweep fits in half the device's free memory
+    (``cupy.cuda.Device().mem_info``, with the unused blocks of CuPy's pool), whatever its total or the host's;
+    on the CPU the GPU's memory plays no part."""
+    from ocdl.backend import memory_bytes
+    from ocdl.experiments import paper_settings
+    from ocdl.experiments.model import memory_policy
+
+    gpu = paper_settings("mnist", "resnet", device="gpu")
+    stored = 17 * 100 * 2 * (6 * 784) * 8  # 17 states and sigma' of 100 examples, float64
+    standin.device_mem_info = (2 * stored, 1 << 40)
+    assert memory_bytes("gpu") == 2 * stored
+    assert isinstance(memory_policy(gpu, 100), ocdl.memory.StoreAll)
+    standin.device_mem_info = (2 * stored - 2, 1 << 40)  # the same device with 2 bytes less free
+    assert isinstance(memory_policy(gpu, 100), ocdl.memory.Recompute)
+    assert isinstance(memory_policy(gpu.replace(stepper="verlet", width=6), 50), ocdl.memory.Reversible)
+    standin.pool_free_bytes = 2  # held by CuPy's pool, free for new arrays
+    assert memory_bytes("gpu") == 2 * stored
+    assert isinstance(memory_policy(gpu, 100), ocdl.memory.StoreAll)
+    standin.device_mem_info = (0, 1 << 40)
+    assert isinstance(memory_policy(gpu.replace(device="cpu"), 100), ocdl.memory.StoreAll)  # the host's memory

@@ -46,10 +46,15 @@ def _load(name: str):
     return module
 
 
-def _run(script: str, *args: str, json_path, timeout: int = 120) -> tuple[str, list]:
-    """Run ``benchmarks/<script> args --json json_path``: what it printed, and the records it wrote."""
+def _run(script: str, *args: str, json_path, timeout: int = 120, wrapper: str | None = None) -> tuple[str, list]:
+    """Run ``benchmarks/<script> args --json json_path``: what it printed, and the records it wrote.
+
+    ``wrapper``: Python code that runs the script itself (``{script}`` in it replaced by the script's path).
+    """
+    path = os.path.join(BENCH, script)
+    command = [sys.executable, "-c", wrapper.replace("{script}", repr(path))] if wrapper else [sys.executable, path]
     proc = subprocess.run(
-        [sys.executable, os.path.join(BENCH, script), *args, "--json", str(json_path)],
+        [*command, *args, "--json", str(json_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=timeout,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -126,7 +131,7 @@ def test_gradient_and_gauss_newton_equal_pytorch(workload, stepper, dtype, rtol)
         pairs = {
             "forward": (ours["forward"](), theirs["forward"]().numpy()),
             "gradient": (ours["gradient_value"](), theirs["gradient_value"]()),
-            "gn_matvec": (ours["gn_matvec"](), theirs["gn_value"]()),
+            "gn_matvec": (ours["gn_setup"]()(), theirs["gn_value"]()),
         }
     finally:
         ours["close"]()
@@ -210,3 +215,117 @@ def test_threads_benchmark_runs(tmp_path):
     for r in gils:
         assert r["exact"] and r["us_per_call_1"] > 0 and r["us_per_call_2"] > 0 and r["speedup"] > 0
     assert "speedup" in printed  # the table was printed
+
+
+# benchmarks/run.py with the stand-in CuPy (tests/standin_cupy.py) as its GPU. A Verlet step on 16 examples
+# (W3L in --quick) runs out of the stand-in's memory, as W3L's float64 Verlet may on a GPU.
+STANDIN_GPU = """
+import runpy, sys
+sys.path.insert(0, {tests})
+import standin_cupy
+cupy = standin_cupy.install()
+import ocdl
+step = ocdl.Verlet.step
+def step_out_of_memory(self, state, theta, h):
+    if state[0].shape[0] == 16:
+        raise cupy.cuda.memory.OutOfMemoryError(1 << 30, 15 << 30)
+    return step(self, state, theta, h)
+ocdl.Verlet.step = step_out_of_memory
+sys.argv = [{script}, *sys.argv[1:]]
+runpy.run_path({script}, run_name="__main__")
+""".replace("{tests}", repr(os.path.join(ROOT, "tests")))
+
+
+def test_gpu_mode_on_the_standin(tmp_path):
+    """``run.py --device gpu`` on the stand-in device (PyTorch, when installed, on the CPU in its place):
+    the records carry the device and the TF32 setting, float32 has PyTorch with TF32 off and on, each case
+    its bandwidth limit (counted here by hand), and a case out of memory is recorded, listed and skipped."""
+    out, figure = tmp_path / "gpu.json", tmp_path / "gpu.png"
+    printed, records = _run("run.py", "--device", "gpu", "--torch-device", "cpu", "--quick", "--workloads", "W1,W3L",
+                            "--plot", str(figure), json_path=out, wrapper=STANDIN_GPU)
+    assert figure.read_bytes()[:4] == b"\x89PNG"
+    workloads = _load("workloads")
+    torch = _torch_importable()
+    expected = {(w, s, d, lib) for w in ("W1", "W3L") for s in ("resnet", "verlet") for d in ("float64", "float32")
+                for lib in ("ocdl",) + (("torch",) if torch else ()) + (("torch-tf32",) if torch and d == "float32"
+                                                                         else ())}
+    assert {(r["workload"], r["stepper"], r["dtype"], r["library"]) for r in records} == expected
+    # arrays a fused sweep reads or writes per step: ResNet 2 / 5 / 6, Verlet (two half-steps) 6 / 14 / 16
+    passes = {"resnet": (2, 5, 6), "verlet": (6, 14, 16)}
+    for rec in records:
+        device = rec["device"]
+        assert device["gpu"] == "stand-in" and device["cupy"] == "stand-in"
+        assert (device["driver_cuda"], device["cuda_runtime"]) == ("13.0", "13.0")
+        assert device["copy_bandwidth_bytes_per_s"] > 0 and "driver" in device
+        assert rec["tf32"] is (rec["library"] == "torch-tf32")
+        if rec["workload"] == "W3L" and rec["stepper"] == "verlet" and rec["library"] == "ocdl":
+            assert rec["error"] == ("out of memory: Out of memory allocating 1,073,741,824 bytes "
+                                    "(allocated so far: 16,106,127,360 bytes).")
+            assert f"failed: W3L verlet {rec['dtype']} ocdl: out of memory" in printed
+            continue
+        wl = workloads.QUICK[rec["workload"]]
+        state_bytes = wl.n_examples * wl.n_features * (8 if rec["dtype"] == "float64" else 4)
+        for key, count in zip(("roofline_s", "roofline_gradient_s", "roofline_gn_matvec_s"), passes[rec["stepper"]]):
+            assert rec[key] == pytest.approx(wl.n_steps * count * state_bytes / device["copy_bandwidth_bytes_per_s"])
+        for key in ("forward_s", "gradient_s", "gn_matvec_s"):
+            assert rec[key] > 0
+        if rec["library"] == "torch" and rec["gradient_rel_diff"] is not None:
+            assert rec["gradient_rel_diff"] <= (1e-10 if rec["dtype"] == "float64" else 1e-4), rec
+    assert "roof: the memory-bandwidth limit of fused sweeps" in printed
+    # --merge keeps the failed case where no run measured it
+    _, merged = _run("run.py", "--merge", str(out), json_path=tmp_path / "merged.json", timeout=60)
+    assert sum("error" in r for r in merged) == sum("error" in r for r in records) == 2
+
+
+@pytest.fixture
+def mnist_files(tmp_path):
+    from test_experiments import fake_mnist
+
+    return fake_mnist(tmp_path / "mnist", n_train=120)
+
+
+def test_time_to_accuracy_runs_in_ci_size(tmp_path, mnist_files):
+    """``time_to_accuracy.py --quick``: each method's validation accuracy against training seconds, the
+    thresholds' times derived from the curve, the learning rate the sweep's best, and the figure."""
+    figure = tmp_path / "tta.png"
+    printed, record = _run("time_to_accuracy.py", "--quick", "--data-dir", str(mnist_files), "--plot", str(figure),
+                           json_path=tmp_path / "tta.json")
+    assert figure.read_bytes()[:4] == b"\x89PNG"
+    methods = {"bcd", "adam"} | ({"torch"} if _torch_importable() else set())
+    assert set(record["methods"]) == methods
+    settings = record["settings"]
+    assert settings["bcd"]["classifier_newton_steps"] == 5 and settings["bcd"]["max_iter"] == 20  # the paper's
+    assert settings["adam"]["first_layers"] == settings["adam"]["max_layers"] == 4
+    sweep = settings["sweep"]["val_accuracy"]
+    assert set(sweep) == {"0.001", "0.01"} and sweep[f"{settings['learning_rate']:g}"] == max(sweep.values())
+    for name, rec in record["methods"].items():
+        times = [p["time_s"] for p in rec["curve"]]
+        accuracies = [p["val_accuracy"] for p in rec["curve"]]
+        assert times and all(a < b for a, b in zip([0] + times, times)), (name, times)
+        assert all(0 <= a <= 1 for a in accuracies) and {p["n_layers"] for p in rec["curve"]} == {4}
+        assert times[-2:-1] == [] or times[-2] < settings["budget_s"]  # stopped at the first point past the budget
+        assert rec["best_val_accuracy"] == max(a for t, a in zip(times, accuracies) if t <= settings["budget_s"]
+                                               or t == times[0])
+        for threshold, key in ((0.98, "98%"), (0.985, "98.5%")):
+            assert rec["time_to_s"][key] == next((t for t, a in zip(times, accuracies) if a >= threshold), None)
+    if not _torch_importable():
+        assert "skipping the PyTorch side" in printed
+
+
+def test_time_to_accuracy_gives_pytorch_ocdls_network(mnist_files):
+    """The PyTorch side trains the same network from the same initial weights: its output features equal
+    those of ocdl's learning problem (float64, 1e-12) on the widened images."""
+    torch = pytest.importorskip("torch")
+    tta = _load("time_to_accuracy")
+    torch_reference = _load("torch_reference")
+    for stepper in ("resnet", "verlet"):
+        args = tta.parse_args(["--quick", "--data-dir", str(mnist_files), "--dtype", "float64", "--stepper", stepper])
+        exp = tta.Experiment(args)
+        problem, _, theta0 = exp.finest_problem()
+        Y = exp.arrays()[0][:10]
+        ours = problem.features(theta0, Y0=Y)
+        workloads = _load("workloads")
+        wl = workloads.Workload("MNIST", "", n_examples=10, channels=6, height=28, image_width=28, n_steps=4,
+                                final_time=6.0)
+        theirs = torch_reference.TorchNetwork(wl, stepper, theta0)(torch.from_numpy(Y)).numpy()
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)

@@ -1,14 +1,27 @@
-"""Training checkpoints: round trips, exact resumption of multilevel BCD, SGD and Adam, clear errors."""
+"""Training checkpoints: round trips, exact resumption of multilevel BCD, SGD and Adam, clear errors, and
+checkpoints written before the solvers were objects (``tests/data``) resuming exactly."""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-from ocdl.solvers import TrainingState, adam, multilevel, sgd
+from ocdl.solvers import (
+    SGD,
+    Adam,
+    BlockCoordinateDescent,
+    Checkpointing,
+    Params,
+    SolverResult,
+    Status,
+    TrainingState,
+    multilevel,
+)
 from ocdl.solvers.checkpoint import (
     CHECKPOINT_KIND,
     Checkpoint,
@@ -16,8 +29,8 @@ from ocdl.solvers.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from ocdl.solvers.result import SolverResult
 from test_io import flip_data_byte
+from test_readme_own_dynamics import README
 
 import ocdl
 from ocdl.backend import asnumpy, cupy_available, device_of, to_device
@@ -35,10 +48,11 @@ def small_problem(dtype=np.float64):
 
 
 SOLVERS = {
-    "bcd": dict(max_iter=4, batch_size=20, hessian_batch_size=10),
-    "sgd": dict(solver=sgd, max_epochs=3, batch_size=16),
-    "adam": dict(solver=adam, max_epochs=3, batch_size=16),
+    "bcd": BlockCoordinateDescent(max_iter=4, batch_size=20, hessian_batch_size=10),
+    "sgd": SGD(max_epochs=3, batch_size=16),
+    "adam": Adam(max_epochs=3, batch_size=16),
 }
+DATA = Path(__file__).resolve().parent / "data"
 
 
 def interrupt_after(n):
@@ -61,12 +75,12 @@ def without_time(history):
 @pytest.mark.parametrize("every", [1, 3])
 def test_interrupted_run_resumes_exactly(tmp_path, name, every):
     lp, theta0, validation = small_problem()
-    options = dict(SOLVERS[name], validation=validation, max_layers=8, rng=5, progress=False)
+    options = dict(solver=SOLVERS[name], validation=validation, max_layers=8, rng=5, progress=False)
     reference = multilevel(lp, theta0, **options)
     path = tmp_path / "run" / "checkpoint.h5"
     settings = {"problem": "blobs", "seed": 5, "data_dir": None}
     with pytest.raises(TrainingInterrupted) as info:
-        multilevel(lp, theta0, checkpoint=path, checkpoint_every=every, settings=settings,
+        multilevel(lp, theta0, checkpoint=Checkpointing(path, every=every, settings=settings),
                    callback=interrupt_after(6), **options)
     assert isinstance(info.value, KeyboardInterrupt) and info.value.checkpoint == path
     saved = load_checkpoint(path)
@@ -74,34 +88,40 @@ def test_interrupted_run_resumes_exactly(tmp_path, name, every):
     expected = (1, 6 - reference.history[0]["iterations"])
     assert (saved.level, saved.iteration) == (info.value.level, info.value.iteration) == expected
     assert saved.settings == settings and not saved.finished and len(saved.levels) == 1
-    resumed = multilevel(lp, None, checkpoint=path, checkpoint_every=every, resume=True, **options)
-    for key in ("theta", "W", "mu"):
-        np.testing.assert_array_equal(resumed.x[key], reference.x[key])
-    assert resumed.x["network"].n_steps == 8 and resumed.nit == reference.nit
+    assert saved.run["solver"] == repr(SOLVERS[name])
+    assert saved.checkpointing == f"Checkpointing({str(path)!r}, every={every}, resume=False)"
+    resumed = multilevel(lp, None, checkpoint=Checkpointing(path, every=every, resume=True), **options)
+    for a, b in zip(resumed.x, reference.x):
+        np.testing.assert_array_equal(a, b)
+    assert resumed.network.n_steps == 8 and resumed.nit == reference.nit
+    assert (resumed.status, resumed.success, resumed.message) == (reference.status, reference.success,
+                                                                  reference.message)
     for a, b in zip(reference.history, resumed.history):
         assert without_time(a["result"].history) == without_time(b["result"].history)
         assert a["best_val_accuracy"] == b["best_val_accuracy"] and a["iterations"] == b["iterations"]
+        assert a["result"].status == b["result"].status
     final = load_checkpoint(path)
     assert final.finished and final.state is None and final.settings == settings
     # a finished checkpoint returns its result without training
-    again = multilevel(lp, None, checkpoint=path, resume=True, callback=interrupt_after(1), **options)
-    np.testing.assert_array_equal(again.x["theta"], reference.x["theta"])
-    assert again.x["network"].n_steps == 8 and again.message == reference.message
+    again = multilevel(lp, None, checkpoint=Checkpointing(path, resume=True), callback=interrupt_after(1), **options)
+    np.testing.assert_array_equal(again.x.theta, reference.x.theta)
+    assert again.network.n_steps == 8 and again.message == reference.message
+    assert [rec["result"].status for rec in again.history] == [rec["result"].status for rec in reference.history]
 
 
 def test_resume_without_a_file_starts_afresh_and_float32_stays_exact(tmp_path):
     lp, theta0, validation = small_problem(np.float32)
-    options = dict(SOLVERS["adam"], validation=validation, max_layers=4, progress=False)
+    options = dict(solver=SOLVERS["adam"], validation=validation, max_layers=4, progress=False)
     reference = multilevel(lp, theta0, **options)
     path = tmp_path / "c.h5"
-    fresh = multilevel(lp, theta0, checkpoint=path, resume=True, **options)
-    np.testing.assert_array_equal(fresh.x["theta"], reference.x["theta"])
+    fresh = multilevel(lp, theta0, checkpoint=Checkpointing(path, resume=True), **options)
+    np.testing.assert_array_equal(fresh.x.theta, reference.x.theta)
     with pytest.raises(TrainingInterrupted):
-        multilevel(lp, theta0, checkpoint=path, callback=interrupt_after(4), **options)
+        multilevel(lp, theta0, checkpoint=Checkpointing(path), callback=interrupt_after(4), **options)
     saved = load_checkpoint(path)
-    assert saved.state.theta.dtype == np.float32 and saved.state.buffers["m"][1].dtype == np.float32
-    resumed = multilevel(lp, theta0, checkpoint=path, resume=True, **options)
-    np.testing.assert_array_equal(resumed.x["theta"], reference.x["theta"])
+    assert saved.state.params.theta.dtype == np.float32 and saved.state.buffers["m"][1].dtype == np.float32
+    resumed = multilevel(lp, theta0, checkpoint=Checkpointing(path, resume=True), **options)
+    np.testing.assert_array_equal(resumed.x.theta, reference.x.theta)
 
 
 def test_round_trip(tmp_path):
@@ -109,22 +129,26 @@ def test_round_trip(tmp_path):
     rng.standard_normal(5)
     theta, W, mu = np.arange(10.0), np.ones((2, 2)), np.zeros(2)
     state = TrainingState(
-        iteration=2, theta=theta, W=W, mu=mu, rng=rng, best=dict(theta=theta + 1, W=W, mu=mu),
+        iteration=2, params=Params(theta, W, mu), rng=rng, best=Params(theta + 1, W, mu),
         best_accuracy=0.75, best_iteration=1, elapsed=1.5,
         history=[{"iteration": 0, "objective": np.float64(0.5), "grad_norm": np.nan, "gradient_fallback": np.True_}],
         buffers={"k": 7, "m": (theta, W, mu), "v": [mu], "scale": np.float32(2.0)},
     )
     level = {"level": 0, "n_layers": 1, "iterations": 3, "objective": 0.25, "train_accuracy": 1.0,
              "best_val_accuracy": np.nan, "time_s": 0.1,
-             "result": SolverResult(dict(theta=theta[:5], W=W, mu=mu), 0.25, 3, True, "done", [{"a": 1}])}
-    run = {"layers": [1, 2], "params_per_layer": 5, "n_features": 2, "n_outputs": 2, "options": {"x": (1, 2)}}
-    save_checkpoint(tmp_path / "c.h5", Checkpoint(1, state, [level], rng, run, {"seed": 3}))
+             "result": SolverResult(x=Params(theta[:5], W, mu), fun=0.25, nit=3, status=Status.CALLBACK, success=True,
+                                    message="done", history=[{"a": 1}])}
+    run = {"layers": [1, 2], "params_per_layer": 5, "n_features": 2, "n_outputs": 2, "solver": "S()",
+           "options": {"x": (1, 2)}}
+    save_checkpoint(tmp_path / "c.h5", Checkpoint(1, state, [level], rng, run, {"seed": 3}, "Checkpointing(...)"))
     back = load_checkpoint(tmp_path / "c.h5")
     assert back.level == 1 and back.iteration == 2 and back.settings == {"seed": 3}
-    assert back.run["options"] == {"x": [1, 2]}
+    assert back.run["options"] == {"x": [1, 2]} and back.run["solver"] == "S()"
+    assert back.checkpointing == "Checkpointing(...)"
     s = back.state
-    np.testing.assert_array_equal(s.theta, theta)
-    np.testing.assert_array_equal(s.best["theta"], theta + 1)
+    assert isinstance(s.params, Params) and isinstance(s.best, Params)
+    np.testing.assert_array_equal(s.params.theta, theta)
+    np.testing.assert_array_equal(s.best.theta, theta + 1)
     assert (s.best_accuracy, s.best_iteration, s.elapsed) == (0.75, 1, 1.5)
     assert s.history[0]["objective"] == 0.5 and np.isnan(s.history[0]["grad_norm"])
     assert s.history[0]["gradient_fallback"] is True
@@ -135,6 +159,7 @@ def test_round_trip(tmp_path):
     record = back.levels[0]
     assert record["iterations"] == 3 and np.isnan(record["best_val_accuracy"])
     assert record["result"].message == "done" and record["result"].history == [{"a": 1}]
+    assert record["result"].status is Status.CALLBACK and isinstance(record["result"].x, Params)
     with h5py.File(tmp_path / "c.h5") as f:  # a person can read it with h5py
         assert f.attrs["format"] == CHECKPOINT_KIND and f["state/params/theta"].shape == (10,)
 
@@ -156,7 +181,8 @@ def test_load_errors_say_what_is_wrong(tmp_path):
     with pytest.raises(OcdlFileError, match="damaged ocdl checkpoint: missing entry 'rng'"):
         load_checkpoint(tmp_path / "empty.h5")
     lp, theta0, _ = small_problem()
-    multilevel(lp, theta0, max_layers=4, max_iter=1, progress=False, checkpoint=tmp_path / "good.h5")
+    multilevel(lp, theta0, max_layers=4, solver=BlockCoordinateDescent(max_iter=1), progress=False,
+               checkpoint=Checkpointing(tmp_path / "good.h5"))
     raw = (tmp_path / "good.h5").read_bytes()
     (tmp_path / "cut.h5").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(OcdlFileError, match="truncated|damaged"):
@@ -166,33 +192,51 @@ def test_load_errors_say_what_is_wrong(tmp_path):
 def test_resume_checks_that_the_run_is_the_same(tmp_path):
     lp, theta0, _ = small_problem()
     path = tmp_path / "c.h5"
-    multilevel(lp, theta0, max_layers=4, max_iter=2, progress=False, checkpoint=path)
-    with pytest.raises(ValueError, match=r"written by a different run \(options: .*'max_iter': 2.*'max_iter': 3"):
-        multilevel(lp, theta0, max_layers=4, max_iter=3, progress=False, checkpoint=path, resume=True)
+    two = BlockCoordinateDescent(max_iter=2)
+    multilevel(lp, theta0, max_layers=4, solver=two, progress=False, checkpoint=Checkpointing(path))
+    resume = Checkpointing(path, resume=True)
+    with pytest.raises(ValueError, match=r"written by a different run \(solver: 'BlockCoordinateDescent\(max_iter=2, "
+                                         r".*' there, 'BlockCoordinateDescent\(max_iter=3, .*' now"):
+        multilevel(lp, theta0, max_layers=4, solver=BlockCoordinateDescent(max_iter=3), progress=False,
+                   checkpoint=resume)
+    with pytest.raises(ValueError, match="cg_rtol=0.01\\)' there, .*cg_rtol=0.1\\)' now"):
+        multilevel(lp, theta0, max_layers=4, solver=BlockCoordinateDescent(max_iter=2, cg_rtol=0.1),
+                   progress=False, checkpoint=resume)
     with pytest.raises(ValueError, match="layers: \\[2, 4\\] there, \\[2, 4, 8\\] now"):
-        multilevel(lp, theta0, max_layers=8, max_iter=2, progress=False, checkpoint=path, resume=True)
-    with pytest.raises(ValueError, match="solver: 'block_coordinate_descent' there, 'sgd' now"):
-        multilevel(lp, theta0, max_layers=4, max_iter=2, solver=sgd, progress=False, checkpoint=path, resume=True)
+        multilevel(lp, theta0, max_layers=8, solver=two, progress=False, checkpoint=resume)
+    with pytest.raises(ValueError, match="solver: 'BlockCoordinateDescent.*' there, 'SGD\\(max_epochs=2, .*' now"):
+        multilevel(lp, theta0, max_layers=4, solver=SGD(max_epochs=2), progress=False, checkpoint=resume)
+    # the checkpointing may change: another every, resume
+    result = multilevel(lp, theta0, max_layers=4, solver=two, progress=False,
+                        checkpoint=Checkpointing(path, every=7, resume=True))
+    assert result.success and load_checkpoint(path).finished
 
 
 def test_bad_arguments(tmp_path):
     lp, theta0, _ = small_problem()
-    with pytest.raises(ValueError, match="resume=True needs the checkpoint file"):
-        multilevel(lp, theta0, resume=True)
-    with pytest.raises(ValueError, match="checkpoint_every must be an integer >= 1"):
-        multilevel(lp, theta0, checkpoint=tmp_path / "c.h5", checkpoint_every=0)
+    with pytest.raises(ValueError, match="every must be an integer >= 1"):
+        Checkpointing(tmp_path / "c.h5", every=0)
     with pytest.raises(TypeError, match="settings must be a dict"):
-        multilevel(lp, theta0, checkpoint=tmp_path / "c.h5", settings=["a"])
+        Checkpointing(tmp_path / "c.h5", settings=["a"])
     with pytest.raises(TypeError, match="a checkpoint cannot hold a"):
-        multilevel(lp, theta0, checkpoint=tmp_path / "c.h5", settings={"f": len})
-    with pytest.raises(ValueError, match="not from state="):
-        multilevel(lp, theta0, state=None)
+        Checkpointing(tmp_path / "c.h5", settings={"f": len})
+    with pytest.raises(TypeError, match="resume must be True or False"):
+        Checkpointing(tmp_path / "c.h5", resume="yes")
+    with pytest.raises(TypeError, match="path must be a str or os.PathLike"):
+        Checkpointing(None)
+    with pytest.raises(TypeError, match=r"checkpoint must be a Checkpointing\(path, every=..., resume=...\)"):
+        multilevel(lp, theta0, checkpoint=tmp_path / "c.h5")
+    with pytest.raises(ValueError, match="checkpoint must be a file"):
+        multilevel(lp, theta0, checkpoint=Checkpointing(tmp_path))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'state'"):
+        multilevel(lp, theta0, state=None)  # multilevel continues from a checkpoint, not from a state
 
 
 def test_ctrl_c_without_checkpoints_is_a_plain_keyboard_interrupt():
     lp, theta0, _ = small_problem()
     with pytest.raises(KeyboardInterrupt) as info:
-        multilevel(lp, theta0, max_layers=4, max_iter=2, progress=False, callback=interrupt_after(1))
+        multilevel(lp, theta0, max_layers=4, solver=BlockCoordinateDescent(max_iter=2), progress=False,
+                   callback=interrupt_after(1))
     assert not isinstance(info.value, TrainingInterrupted)
 
 
@@ -200,8 +244,8 @@ def test_ctrl_c_saves_the_newest_iteration_between_periodic_writes(tmp_path):
     lp, theta0, _ = small_problem()
     path = tmp_path / "c.h5"
     with pytest.raises(TrainingInterrupted) as info:
-        multilevel(lp, theta0, max_layers=4, max_iter=2, progress=False, checkpoint=path, callback=interrupt_after(1),
-                   checkpoint_every=5)
+        multilevel(lp, theta0, max_layers=4, solver=BlockCoordinateDescent(max_iter=2), progress=False,
+                   checkpoint=Checkpointing(path, every=5), callback=interrupt_after(1))
     # periodic writes: the start only; the first iteration is written on Ctrl-C
     assert (info.value.level, info.value.iteration) == (0, 1)
     saved = load_checkpoint(path)
@@ -214,28 +258,30 @@ def test_resume_on_the_gpu(tmp_path):
     lp_cpu, theta0, validation = small_problem()
     lp = LearningProblem(lp_cpu.network, ocdl.SoftmaxCrossEntropy(), to_device(lp_cpu.Y0, "gpu"),
                          to_device(lp_cpu.classes, "gpu"))
-    options = dict(SOLVERS["adam"], validation=to_device(validation, "gpu"), max_layers=4, progress=False)
+    options = dict(solver=SOLVERS["adam"], validation=to_device(validation, "gpu"), max_layers=4, progress=False)
     reference = multilevel(lp, to_device(theta0, "gpu"), **options)
     path = tmp_path / "c.h5"
     with pytest.raises(TrainingInterrupted):
-        multilevel(lp, to_device(theta0, "gpu"), checkpoint=path, callback=interrupt_after(4), **options)
-    resumed = multilevel(lp, None, checkpoint=path, resume=True, **options)
-    assert device_of(resumed.x["theta"]) == "gpu"
-    for key in ("theta", "W", "mu"):
-        np.testing.assert_allclose(asnumpy(resumed.x[key]), asnumpy(reference.x[key]), rtol=1e-12, atol=0)
+        multilevel(lp, to_device(theta0, "gpu"), checkpoint=Checkpointing(path), callback=interrupt_after(4),
+                   **options)
+    resumed = multilevel(lp, None, checkpoint=Checkpointing(path, resume=True), **options)
+    assert device_of(resumed.x.theta) == "gpu"
+    for a, b in zip(resumed.x, reference.x):
+        np.testing.assert_allclose(asnumpy(a), asnumpy(b), rtol=1e-12, atol=0)
 
 
 def test_a_corrupt_checkpoint_is_not_resumed_from(tmp_path):
     lp, theta0, _ = small_problem()
     path = tmp_path / "c.h5"
+    three = BlockCoordinateDescent(max_iter=3)
     with pytest.raises(TrainingInterrupted):
-        multilevel(lp, theta0, max_layers=4, max_iter=3, progress=False, checkpoint=path,
+        multilevel(lp, theta0, max_layers=4, solver=three, progress=False, checkpoint=Checkpointing(path),
                    callback=interrupt_after(2))
     flip_data_byte(path, "state/params/theta")
     with pytest.raises(OcdlFileError, match=f"^{re.escape(str(path))}: corrupt ocdl file"):
         load_checkpoint(path)
     with pytest.raises(OcdlFileError, match="corrupt ocdl file"):
-        multilevel(lp, theta0, max_layers=4, max_iter=3, progress=False, checkpoint=path, resume=True)
+        multilevel(lp, theta0, max_layers=4, solver=three, progress=False, checkpoint=Checkpointing(path, resume=True))
 
 
 def write_as_version_1(path, tree):
@@ -258,10 +304,108 @@ def write_as_version_1(path, tree):
 def test_checkpoints_of_format_version_1_still_load(tmp_path):
     lp, theta0, _ = small_problem()
     with pytest.raises(TrainingInterrupted):
-        multilevel(lp, theta0, max_layers=4, max_iter=3, progress=False, checkpoint=tmp_path / "new.h5",
-                   callback=interrupt_after(4))
+        multilevel(lp, theta0, max_layers=4, solver=BlockCoordinateDescent(max_iter=3), progress=False,
+                   checkpoint=Checkpointing(tmp_path / "new.h5"), callback=interrupt_after(4))
     write_as_version_1(tmp_path / "old.h5", read_tree(tmp_path / "new.h5", CHECKPOINT_KIND))
     new, old = load_checkpoint(tmp_path / "new.h5"), load_checkpoint(tmp_path / "old.h5")
     assert (old.level, old.iteration, old.run, old.settings) == (new.level, new.iteration, new.run, new.settings)
-    np.testing.assert_array_equal(old.state.theta, new.state.theta)
-    np.testing.assert_array_equal(old.levels[0]["result"].x["W"], new.levels[0]["result"].x["W"])
+    np.testing.assert_array_equal(old.state.params.theta, new.state.params.theta)
+    np.testing.assert_array_equal(old.levels[0]["result"].x.W, new.levels[0]["result"].x.W)
+
+
+# -- checkpoints written before the solvers were objects -------------------------------------
+# tests/data/legacy_*.h5 were written by the code of commit 0cf207c: multilevel(..., solver=<function>,
+# **options) recorded the function's name and its options in ``run``, and no level status. The test's
+# small_problem with these options; legacy_reference.npz holds that code's uninterrupted results.
+
+LEGACY = {
+    "legacy_bcd": (BlockCoordinateDescent(max_iter=4, batch_size=20, hessian_batch_size=10), np.float64, 8, 5),
+    "legacy_adam": (Adam(max_epochs=3, batch_size=16), np.float32, 4, 0),
+    "legacy_sgd_finished": (SGD(max_epochs=2, batch_size=16, momentum=0.5), np.float64, 4, 1),
+}
+
+
+def legacy_run(name, tmp_path, **changes):
+    """Resume the legacy checkpoint ``name`` (a copy in ``tmp_path``) with today's API; its reference."""
+    solver, dtype, max_layers, seed = LEGACY[name]
+    path = tmp_path / "checkpoint.h5"
+    shutil.copy(DATA / f"{name}.h5", path)
+    lp, theta0, validation = small_problem(dtype)
+    options = dict(solver=solver, validation=validation, max_layers=max_layers, rng=seed, progress=False) | changes
+    resumed = multilevel(lp, theta0, checkpoint=Checkpointing(path, resume=True), **options)
+    return resumed, multilevel(lp, theta0, **options), path
+
+
+@pytest.mark.parametrize("name", LEGACY)
+def test_checkpoints_written_before_the_solvers_were_objects_resume_exactly(tmp_path, name):
+    solver = LEGACY[name][0]
+    saved = load_checkpoint(DATA / f"{name}.h5")
+    assert saved.run["solver"] == repr(solver) and "options" not in saved.run and saved.checkpointing == ""
+    resumed, uninterrupted, path = legacy_run(name, tmp_path)
+    then = np.load(DATA / "legacy_reference.npz")
+    prefix = name.split("_")[1]
+    for key, now, again in zip(("theta", "W", "mu"), resumed.x, uninterrupted.x):
+        np.testing.assert_array_equal(now, then[f"{prefix}_{key}"])  # bit for bit as the old code trained
+        np.testing.assert_array_equal(again, then[f"{prefix}_{key}"])
+    assert resumed.success and resumed.status is Status.MAX_ITER and resumed.message == uninterrupted.message
+    assert [rec["result"].status for rec in resumed.history] == [Status.MAX_ITER] * len(resumed.history)
+    if name == "legacy_sgd_finished":  # finished: its result, without training, and the file as it was
+        assert resumed.nit == then["sgd_nit"] and resumed.message == then["sgd_message"]
+        assert path.read_bytes() == (DATA / f"{name}.h5").read_bytes()
+        return
+    if name == "legacy_bcd":
+        assert resumed.message == then["bcd_message"]
+    rewritten = load_checkpoint(path)  # written on resume in today's form
+    assert rewritten.finished and rewritten.run["solver"] == repr(solver)
+    assert rewritten.checkpointing == f"Checkpointing({str(path)!r}, every=1, resume=True)"
+
+
+def test_a_checkpoint_written_before_the_solvers_were_objects_refuses_other_options(tmp_path):
+    with pytest.raises(ValueError, match=r"written by a different run \(solver: 'BlockCoordinateDescent\(max_iter=4, "
+                                         r".*' there, 'BlockCoordinateDescent\(max_iter=5, "):
+        legacy_run("legacy_bcd", tmp_path, solver=BlockCoordinateDescent(max_iter=5, batch_size=20,
+                                                                          hessian_batch_size=10))
+    with pytest.raises(ValueError, match=r"solver: 'Adam\(.*' there, 'SGD\(.*' now"):
+        legacy_run("legacy_adam", tmp_path, solver=SGD(max_epochs=3, batch_size=16))
+
+
+def test_the_status_of_a_level_written_without_one(tmp_path, monkeypatch):
+    """Levels saved before statuses were recorded get them back from success, message and last record."""
+    import ocdl.solvers.newton as newton
+    from ocdl.solvers.line_search import LineSearchResult
+
+    lp, theta0, _ = small_problem()
+    path = tmp_path / "c.h5"
+    monkeypatch.setattr(newton, "armijo", lambda f, x, p, f0, slope, **_: LineSearchResult(0.0, f0, 20, False))
+    stalled = multilevel(lp, theta0, max_layers=4, solver=BlockCoordinateDescent(max_iter=2), progress=False,
+                         checkpoint=Checkpointing(path))
+    assert [rec["result"].status for rec in stalled.history] == [Status.LINE_SEARCH_FAILED] * 2
+    tree = read_tree(path, CHECKPOINT_KIND)
+    for level in tree["levels"].values():
+        del level["result"]["status"]
+    tree["levels"]["1"]["result"]["success"], tree["levels"]["1"]["result"]["message"] = True, "stopped by callback"
+    write_tree(path, tree, CHECKPOINT_KIND)
+    levels = load_checkpoint(path).levels
+    assert [rec["result"].status for rec in levels] == [Status.LINE_SEARCH_FAILED, Status.CALLBACK]
+    tree["levels"]["1"]["result"]["success"] = False
+    tree["levels"]["1"]["result"]["history"] = np.frombuffer(b'[{"objective": NaN}]', dtype=np.uint8)
+    write_tree(path, tree, CHECKPOINT_KIND)
+    assert load_checkpoint(path).levels[1]["result"].status is Status.NOT_FINITE
+    tree["levels"]["1"]["result"]["status"] = "DONE"
+    write_tree(path, tree, CHECKPOINT_KIND)
+    with pytest.raises(OcdlFileError, match="levels/result/status must name a Status .*got 'DONE'"):
+        load_checkpoint(path)
+
+
+def test_the_readme_resume_example_runs(tmp_path, monkeypatch, capsys):
+    section = README.read_text(encoding="utf-8").split("\n## Resuming training\n")[1].split("\n## ")[0]
+    code = section.split("```python\n")[1].split("```")[0]  # its first python block
+    assert "Checkpointing(" in code
+    lp, theta0, (Y_val, C_val) = small_problem()
+    monkeypatch.chdir(tmp_path)
+    namespace = {"problem": lp, "theta0": theta0, "Y_val": Y_val, "C_val": C_val}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["ckpt"].finished and namespace["result"].network.n_steps == 16
+    assert "16 MAX_ITER 4 levels" in capsys.readouterr().out
+    exec(compile(code, "README.md", "exec"), namespace)  # again: resumed from the finished checkpoint
+    assert "16 MAX_ITER 4 levels" in capsys.readouterr().out

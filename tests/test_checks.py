@@ -62,8 +62,8 @@ class ForgetfulReverse(ocdl.Leapfrog):
 
     def reverse_step(self, state_next, theta, h):
         Y_next, Y = state_next
-        A, dA = self.layer.forward(theta, Y)
-        return (Y, 2 * Y - Y_next), dA
+        _, D = self.layer.step(theta, Y, None, h * h)
+        return (Y, 2 * Y - Y_next), D
 
 
 def test_check_stepper_checks_reverse_step():
@@ -92,8 +92,9 @@ class Float64Step(ocdl.ResNet):
 
     def step(self, state, theta, h):
         (Y,) = state
-        A, dA = self.layer.forward(theta.astype(np.float64), Y.astype(np.float64))
-        return (Y + h * A,), h * dA
+        Y64 = Y.astype(np.float64)
+        Y_next, D = self.layer.step(theta.astype(np.float64), Y64, Y64, h)
+        return (Y_next,), D
 
 
 def test_check_stepper_float32_rows_catch_a_dtype_change():
@@ -173,8 +174,8 @@ def test_check_array_states_the_dimension_once():
 
 
 class WrongVjp(ocdl.Dense):
-    def vjp(self, theta, Y, W):
-        return -super().vjp(theta, Y, W)
+    def vjp(self, theta, Y, lam):
+        return -super().vjp(theta, Y, lam)
 
 
 class WrongTranspose(ocdl.Dense):
@@ -200,6 +201,43 @@ class NotAlone(ocdl.Dense):
 
 def test_check_transform_catches_rows_that_do_not_transform_alone():
     assert not ocdl.check_transform(NotAlone(3)).results["rows transformed alone"].passed
+
+
+class WrongLayerGradient(ocdl.Layer):
+    """The bias gradient of the transposed step 1% off."""
+
+    def step_vjp(self, theta, V, D, lam, lam_V, transpose=False):
+        lam_V, gtheta = super().step_vjp(theta, V, D, lam, lam_V, transpose)
+        gtheta[-1] *= 1.01
+        return lam_V, gtheta
+
+
+class WrongLayerTangent(ocdl.Layer):
+    """The tangent forgets the bias direction."""
+
+    def step_jvp(self, theta, V, D, dV, dtheta, dX, transpose=False):
+        dtheta = dtheta.copy()
+        dtheta[-1] = 0
+        return super().step_jvp(theta, V, D, dV, dtheta, dX, transpose)
+
+
+class MixingLayer(ocdl.Layer):
+    """Adds the mean over the examples: the rows do not step alone."""
+
+    def step(self, theta, V, X, c, transpose=False, derivative=True):
+        out, D = super().step(theta, V, X, c, transpose, derivative)
+        return out + out.mean(axis=0), D
+
+
+def test_check_layer_catches_planted_bugs():
+    good = ocdl.check_layer(ocdl.Layer(ocdl.Dense(3, 2)))
+    assert good.passed, str(good)
+    bad = ocdl.check_layer(WrongLayerGradient(ocdl.Dense(3, 2)))
+    assert not bad.results["step_jvp/step_vjp"].passed and not bad.results["transpose step_jvp/step_vjp"].passed
+    assert bad.results["step"].passed
+    bad = ocdl.check_layer(WrongLayerTangent(ocdl.Dense(3, 2)))
+    assert not bad.results["step"].passed and bad.results["step"].rate1 < 1.5
+    assert not ocdl.check_layer(MixingLayer(ocdl.Dense(3, 2))).results["rows step alone"].passed
 
 
 class WrongSlope(ocdl.Tanh):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ocdl.solvers import block_coordinate_descent, multilevel
+from ocdl.solvers import BlockCoordinateDescent, multilevel
 
 import ocdl
 from ocdl.learning_problem import LearningProblem
@@ -116,7 +116,7 @@ def test_one_block_coordinate_descent_iteration_propagates_each_point_once():
     """Per iteration: the gradient's forward sweep, the Gauss-Newton states (the gradient's here)
     and the line search's trials; the next classifier, model and training accuracy reuse the last trial."""
     lp, net, theta = counting_problem()
-    result = block_coordinate_descent(lp, theta, max_iter=3, progress=False)
+    result = BlockCoordinateDescent(max_iter=3).minimize(lp, theta, progress=False)
     # Armijo halves the step from t0 = min(1, 2 t_prev) (1 at first): a step t took log2(t0 / t) + 1 trials
     assert not any(rec["gradient_fallback"] for rec in result.history)
     steps = [rec["step"] for rec in result.history]
@@ -133,14 +133,14 @@ def test_one_block_coordinate_descent_iteration_propagates_each_point_once():
 def test_chunks_bound_the_largest_sweep():
     lp, net, theta = counting_problem(chunk_size=16)
     whole, _, _ = counting_problem()
-    result = block_coordinate_descent(lp, theta, max_iter=2, progress=False)
-    expected = block_coordinate_descent(whole, theta, max_iter=2, progress=False)
+    result = BlockCoordinateDescent(max_iter=2).minimize(lp, theta, progress=False)
+    expected = BlockCoordinateDescent(max_iter=2).minimize(whole, theta, progress=False)
     assert net.largest_sweep == 16
     # the same path: CG on the ill-conditioned Gauss-Newton system amplifies rounding (about 1e-6 here),
     # a wrong chunk weight would change the iterates by O(1)
     for key in ("step", "cg_iters"):
         assert [rec[key] for rec in result.history] == [rec[key] for rec in expected.history]
-    a, b = result.x["theta"], expected.x["theta"]
+    a, b = result.x.theta, expected.x.theta
     assert np.linalg.norm(a - b) <= 1e-4 * np.linalg.norm(b)
 
 
@@ -150,8 +150,8 @@ def test_release_drops_the_kept_features_and_multilevel_releases_each_level():
     lp.release()
     np.testing.assert_array_equal(lp.features(theta), YN)
     assert net.rows_propagated == 80  # propagated again
-    result = multilevel(lp, theta, max_layers=8, max_iter=1, progress=False)
+    result = multilevel(lp, theta, max_layers=8, solver=BlockCoordinateDescent(max_iter=1), progress=False)
     assert len(result.history) == 2
     before = net.rows_propagated
-    lp.features(result.history[0]["result"].x["theta"])  # the first level's best: released, propagated again
+    lp.features(result.history[0]["result"].x.theta)  # the first level's best: released, propagated again
     assert net.rows_propagated == before + 40

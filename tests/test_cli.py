@@ -10,7 +10,7 @@ import sys
 import h5py
 import numpy as np
 import pytest
-from ocdl.solvers import multilevel
+from ocdl.solvers import BlockCoordinateDescent, Checkpointing, multilevel
 from ocdl.solvers.checkpoint import load_checkpoint
 from test_io import flip_data_byte
 
@@ -45,7 +45,8 @@ def test_compare_and_options(tmp_path, capsys):
     out = tmp_path / "cmp"
     argv = ["compare", "--problem", "peaks", "--steppers", "resnet,verlet", "--out", str(out), "--final-time", "2",
             "--max-layers", "4", "--iterations", "1", "--alpha", "1e-4", "--width", "2", "--dtype", "float32",
-            "--memory", "recompute", "--chunk-size", "300", "--no-progress"]
+            "--memory", "recompute", "--chunk-size", "300", "--classifier-newton-steps", "3",
+            "--classifier-cg-maxiter", "4", "--no-progress"]
     assert main(argv) == 0
     assert "| layers | resnet train acc (%) | resnet best val acc (%) | verlet" in capsys.readouterr().out
     results = json.loads((out / "resnet" / "results.json").read_text())
@@ -53,6 +54,7 @@ def test_compare_and_options(tmp_path, capsys):
     assert results["settings"]["width"] == 2
     assert (results["settings"]["dtype"], results["settings"]["memory"]) == ("float32", "recompute")
     assert results["settings"]["chunk_size"] == 300
+    assert (results["settings"]["classifier_newton_steps"], results["settings"]["classifier_cg_maxiter"]) == (3, 4)
     with h5py.File(out / "resnet" / "params.h5", "r") as f:
         assert f["theta"].dtype == np.float32
     for name in ("table.md", "comparison.json", "accuracy.png", "features.png", "verlet/params.h5"):
@@ -123,7 +125,7 @@ def test_interrupted_training_resumes_exactly(tmp_path, capsys, monkeypatch):
 
     def interrupt_at_level_1(*args, **kwargs):
         def callback(k, state):
-            if k == 1 and state.theta.size == 8 * 5:  # the second iteration of the 8-layer level
+            if k == 1 and state.params.theta.size == 8 * 5:  # the second iteration of the 8-layer level
                 raise KeyboardInterrupt
 
         return multilevel(*args, callback=callback, **kwargs)
@@ -195,10 +197,89 @@ def test_resume_from_a_checkpoint_of_the_python_api_is_one_line(tmp_path, capsys
     net = ocdl.network("resnet", 2, 2, 1.0)
     problem = LearningProblem(net, ocdl.SoftmaxCrossEntropy(), np.ones((4, 2)), np.array([0, 1, 0, 1]))
     out = tmp_path / "api"
-    multilevel(problem, net.init_params(0), max_layers=4, max_iter=1, progress=False,
-               checkpoint=out / "checkpoint.h5")
+    multilevel(problem, net.init_params(0), max_layers=4, solver=BlockCoordinateDescent(max_iter=1), progress=False,
+               checkpoint=Checkpointing(out / "checkpoint.h5"))
     err = resume_error(out, capsys)
     assert "a checkpoint of the Python API with no command-line settings; resume it from Python" in err
+    assert f"checkpoint=Checkpointing({str(out / 'checkpoint.h5')!r}, resume=True)" in err
+
+
+def test_a_checkpoint_of_ocdl_train_before_the_solvers_were_objects_resumes_exactly(tmp_path):
+    """tests/data/legacy_cli_checkpoint.h5: ``ocdl train --problem ellipses --stepper verlet --max-layers 8
+    --iterations 3 --checkpoint-every 1``, interrupted in its second level by the code of commit 0cf207c;
+    legacy_cli_params.h5: that code's uninterrupted run."""
+    import shutil
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parent / "data"
+    (tmp_path / "cut").mkdir()
+    shutil.copy(data / "legacy_cli_checkpoint.h5", tmp_path / "cut" / "checkpoint.h5")
+    assert main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
+    then, now = load_params(data / "legacy_cli_params.h5"), load_params(tmp_path / "cut" / "params.h5")
+    for key in ("theta", "W", "mu"):
+        np.testing.assert_array_equal(now[key], then[key])
+
+
+@pytest.mark.parametrize("where", ["training", "checkpoint write"])
+def test_out_of_gpu_memory_is_one_line_and_leaves_whole_files(where, tmp_path, capsys, monkeypatch):
+    """CuPy's out-of-memory error (the stand-in's ``cupy.cuda.memory.OutOfMemoryError``) in the middle of a GPU
+    run, in a training iteration or while a checkpoint is written: one line that names ``--chunk-size`` and
+    ``--memory``, exit status 1, no traceback, no results, and the checkpoint on disk the last whole one."""
+    from ocdl.solvers.checkpoint import load_checkpoint
+    from standin_cupy import install
+
+    import ocdl.experiments.training as training
+    import ocdl.io
+
+    cupy = install(monkeypatch)
+    oom = cupy.cuda.memory.OutOfMemoryError(3 << 30, 120 << 30)
+    if where == "training":
+        multilevel = training.multilevel
+
+        def out_of_memory_at_level_1(*args, **kwargs):
+            def callback(k, state):
+                if k == 1 and state.params.theta.size == 8 * 5:  # the second iteration of the 8-layer level
+                    raise oom
+
+            return multilevel(*args, callback=callback, **kwargs)
+
+        monkeypatch.setattr(training, "multilevel", out_of_memory_at_level_1)
+    else:
+        asnumpy, copies = ocdl.io.asnumpy, []
+
+        def copy_until_memory_runs_out(x):
+            copies.append(x)
+            if len(copies) == 40:  # inside a later checkpoint, some of its arrays already written
+                raise oom
+            return asnumpy(x)
+
+        monkeypatch.setattr(ocdl.io, "asnumpy", copy_until_memory_runs_out)
+    out = tmp_path / "run"
+    argv = ["train", "--problem", "ellipses", "--stepper", "resnet", "--device", "gpu", "--out", str(out),
+            "--max-layers", "8", "--iterations", "3", "--checkpoint-every", "1", "--no-progress"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err == ("ocdl: error: out of memory: Out of memory allocating 3,221,225,472 bytes (allocated so far: "
+                   "128,849,018,880 bytes).; start again with a smaller --chunk-size (examples propagated at once) "
+                   "or --memory recompute (fewer stored states)\n")
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.h5"]  # no results, no temporary file
+    assert load_checkpoint(out / "checkpoint.h5").settings["device"] == "gpu"  # whole: it loads
+
+
+def test_allocation_failures_are_recognised():
+    """Failed allocations on the host (NumPy's MemoryError) and the GPU (CuPy's, the CUDA libraries') are
+    told apart from other errors, also those that mention memory."""
+    from ocdl.backend import out_of_memory
+
+    def cupy_error(module, message):
+        return type("CUBLASError", (RuntimeError,), {"__module__": module})(message)
+
+    assert out_of_memory(MemoryError("Unable to allocate 3.2 GiB for an array"))
+    assert out_of_memory(cupy_error("cupy_backends.cuda.libs.cublas", "CUBLAS_STATUS_ALLOC_FAILED"))
+    assert out_of_memory(cupy_error("cupy_backends.cuda.api.runtime", "cudaErrorMemoryAllocation: out of memory"))
+    assert not out_of_memory(cupy_error("cupy_backends.cuda.api.runtime", "cudaErrorIllegalAddress"))
+    assert not out_of_memory(RuntimeError("CUBLAS_STATUS_ALLOC_FAILED"))  # not CuPy's
+    assert not out_of_memory(ValueError("memory must be one of auto, store-all"))
 
 
 def test_help_shows_every_default_and_marks_the_required_options(capsys):
@@ -221,8 +302,9 @@ def test_help_shows_every_default_and_marks_the_required_options(capsys):
             assert "(default: " in " ".join(" ".join(options[flag]).split()), (command, flag, options[flag])
         required = "the data set (required unless --resume)" if command == "train" else "the data set (required)"
         assert required in text
-    assert "--iterations K block coordinate descent iterations per level (default: ellipses, swiss-roll, peaks 20; " \
-           "mnist 10)" in text
+    assert "--iterations K block coordinate descent iterations per level (default: 20)" in text
+    assert "--classifier-newton-steps K classifier's Newton-PCG steps per iteration (default: ellipses, swiss-roll, " \
+           "peaks 2; mnist 5)" in text
     assert "--width n features (2-D, the points duplicated) or channels (MNIST) (default: ellipses 2; swiss-roll 4, " \
            "verlet 2; peaks 8, verlet 2; mnist 6)" in text
     assert "--train-size S MNIST: training images (default: 50000)" in text

@@ -1,10 +1,9 @@
 """The documentation's code runs as written: every ```python block of the README and of the
-documentation's Getting started and Your own dynamics pages (``docs/``).
+documentation's Getting started and Your own dynamics pages (``docs/``), each block a script of its own.
 
 The pages include parts of the README by pymdownx.snippets lines (``--8<-- "README.md:NAME"``,
 the lines between ``<!-- --8<-- [start:NAME] -->`` and ``[end:NAME]``); they are expanded
-here as the site build expands them. A page's blocks run in order as one script, in a fresh
-process in an empty folder.
+here as the site build expands them. Each block runs in a fresh process in an empty folder.
 """
 
 import os
@@ -70,17 +69,25 @@ def test_snippets_and_blocks_are_found(tmp_path):
     assert python_blocks(page) == ["x = 1\n", "print(x)\n"]
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_python_blocks_run(page, tmp_path):
-    blocks = python_blocks(expand_snippets((ROOT / page).read_text(encoding="utf-8")))
-    assert blocks, f"{page} has no ```python block"
-    script = tmp_path / "page.py"
-    script.write_text("\n".join(blocks), encoding="utf-8")
+BLOCKS = [(page, index, code) for page in PAGES
+          for index, code in enumerate(python_blocks(expand_snippets((ROOT / page).read_text(encoding="utf-8"))))]
+
+
+def test_the_pages_have_their_examples():
+    counts = {page: sum(1 for name, *_ in BLOCKS if name == page) for page in PAGES}
+    assert counts["README.md"] >= 2 and counts["docs/getting-started.md"] >= 1, counts
+    assert counts["docs/own-dynamics.md"] >= 2, counts  # a stepper from scratch, a stepper on a layer
+
+
+@pytest.mark.parametrize(("page", "index", "code"), BLOCKS, ids=[f"{page}-{index}" for page, index, _ in BLOCKS])
+def test_python_block_runs(page, index, code, tmp_path):
+    script = tmp_path / "block.py"
+    script.write_text(code, encoding="utf-8")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
                MPLBACKEND="Agg", OMP_NUM_THREADS="1")
     run = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=300)
-    assert run.returncode == 0, f"the python code of {page} failed:\n{run.stdout}\n{run.stderr}"
+    assert run.returncode == 0, f"python block {index} of {page} failed:\n{run.stdout}\n{run.stderr}"
     if page == "docs/own-dynamics.md":
         assert "check_stepper(" in run.stdout and "passed" in run.stdout, run.stdout
 

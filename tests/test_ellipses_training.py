@@ -26,9 +26,10 @@ import time
 import numpy as np
 import pytest
 from ocdl.problems import concentric_ellipses
-from ocdl.solvers import block_coordinate_descent
+from ocdl.solvers import BlockCoordinateDescent
 
 import ocdl
+from ocdl.experiments import PAPER_STEPPERS
 from ocdl.learning_problem import LearningProblem
 
 SETTINGS = dict(width=2, n_steps=16, final_time=20.0, alpha_theta=1e-3, alpha_W=1e-3, max_iter=60, seed=0)
@@ -39,7 +40,7 @@ def runs():
     """One training run per architecture, computed once for the module."""
     data = concentric_ellipses()
     out = {}
-    for kind in ("resnet", "antisymmetric", "verlet"):
+    for kind in PAPER_STEPPERS:
         net = ocdl.network(kind, SETTINGS["width"], SETTINGS["n_steps"], SETTINGS["final_time"], activation="tanh")
         problem = LearningProblem(
             net,
@@ -50,11 +51,10 @@ def runs():
             alpha_W=SETTINGS["alpha_W"],
         )
         start = time.perf_counter()
-        result = block_coordinate_descent(
+        result = BlockCoordinateDescent(max_iter=SETTINGS["max_iter"]).minimize(
             problem,
             net.init_params(SETTINGS["seed"], scale=0.5),
             validation=(data.Y_val, data.C_val),
-            max_iter=SETTINGS["max_iter"],
             rng=SETTINGS["seed"],
             progress=False,
         )
@@ -69,7 +69,7 @@ def test_verlet_reaches_validation_accuracy(runs):
     problem, result, _ = out["verlet"]
     val = result.trace("val_accuracy")
     assert val.max() >= 0.99
-    theta, W, mu = result.x["theta"], result.x["W"], result.x["mu"]
+    theta, W, mu = result.x
     assert problem.accuracy(theta, W, mu, data.Y_val, data.C_val) == val.max()  # the returned parameters are the best
     assert problem.accuracy(theta, W, mu) >= 0.98
     assert result.history[-1]["objective"] < 0.2 * result.history[0]["objective"]

@@ -85,6 +85,6 @@ def test_prolongation_stability_measures_every_level_and_its_prolongations(tmp_p
     checkpoint = load_checkpoint(out / "checkpoint.h5")
     settings = Settings(**checkpoint.settings)
     Y0 = widen(load_data(settings).Y_val[:5], settings)
-    direct = input_sensitivity(build_network(settings, 8), checkpoint.levels[1]["result"].x["theta"], Y0)
+    direct = input_sensitivity(build_network(settings, 8), checkpoint.levels[1]["result"].x.theta, Y0)
     assert records[2]["sensitivity"] == pytest.approx(direct, rel=1e-8)
     assert "| 4 layers | " in capsys.readouterr().out

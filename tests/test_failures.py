@@ -9,13 +9,21 @@ import logging
 import numpy as np
 import ocdl.solvers
 import pytest
-from ocdl.solvers import LineSearchResult, SolverResult, block_coordinate_descent, multilevel, newton_pcg, sgd
+from ocdl.solvers import (
+    SGD,
+    BlockCoordinateDescent,
+    LineSearchResult,
+    Params,
+    SolverResult,
+    Status,
+    multilevel,
+    newton_pcg,
+)
 from quadratic import Quadratic
 
 import ocdl
 from ocdl.learning_problem import LearningProblem
 
-# the package exports a function of that name
 bcd_module = importlib.import_module("ocdl.solvers.block_coordinate_descent")
 newton_module = importlib.import_module("ocdl.solvers.newton")
 
@@ -76,6 +84,37 @@ def test_blow_up_without_a_square_layer_skips_the_factor(net):
     assert "blew up: step" in message and "smaller step" in message and "lambda" not in message
 
 
+class DoublingExplained(Doubling):
+    """A user's stepper that explains its own blow-up from what diagnose is given."""
+
+    def diagnose(self, state, theta, h):
+        return f"Doubling by {theta[0]:g} per step: {state[0].shape[0]} examples at {state[0][:, 0].tolist()}."
+
+
+def test_a_users_stepper_explains_its_own_blow_up():
+    net = ocdl.Network(DoublingExplained(), 40, 1.0, blow_up=100.0)
+    Y0 = np.array([[1.0, 1.0], [0.0, 0.0], [2.0, 2.0]])  # the zero example never blows up
+    with pytest.raises(ocdl.PropagationError) as info:
+        net.forward(np.full(net.n_params, 10.0), Y0)
+    message = str(info.value)
+    # max|Y0| = 2, limit 200: step 2 takes the third example from 200 (at the limit) to 2000, the first to 1000
+    assert "blew up: step 2 of 40 (DoublingExplained" in message
+    assert message.endswith("Doubling by 10 per step: 2 examples at [100.0, 200.0].")
+    assert "smaller step" not in message  # the override replaces the default advice
+
+
+def test_a_users_resnet_can_override_the_explanation():
+    class Quiet(ocdl.ResNet):
+        def diagnose(self, state, theta, h):
+            return None
+
+    net = ocdl.Network(Quiet(ocdl.Layer(ocdl.Dense(2), "identity")), 10, 100.0)
+    theta = net.pack([np.diag([-3.0, -2.0])] * 10, [0.0] * 10)
+    with pytest.raises(ocdl.PropagationError) as info:
+        net.forward(theta, np.ones((3, 2)))
+    assert str(info.value).endswith("(blow_up = 100000000.0 times max(1, max|Y0|)).")
+
+
 # -- Newton-PCG: NaN, line search, negative curvature ----------------------------------------
 
 
@@ -83,6 +122,7 @@ def test_newton_stops_on_a_nan_objective():
     problem = Quadratic(np.eye(2), np.ones(2), nan_outside=0.5)
     result = newton_pcg(problem, np.ones(2), max_iter=50)
     assert not result.success and result.nit == 0 and "NaN" in result.message
+    assert result.status is Status.NOT_FINITE
 
 
 def test_newton_reports_a_failed_line_search():
@@ -90,7 +130,7 @@ def test_newton_reports_a_failed_line_search():
     problem = Quadratic(np.eye(2), np.ones(2), nan_outside=0.0)
     problem.value = lambda x: 0.0 if not x.any() else np.nan
     result = newton_pcg(problem, np.zeros(2), max_iter=50)
-    assert not result.success and result.nit == 1
+    assert not result.success and result.nit == 1 and result.status is Status.LINE_SEARCH_FAILED
     assert result.message == "line search failed along the Newton and the steepest-descent directions"
     assert result.history[-1]["step"] == 0.0 and result.history[-1]["gradient_fallback"]
 
@@ -108,12 +148,12 @@ def test_newton_reports_negative_curvature_and_still_descends():
 def test_bcd_stops_when_the_line_search_fails(monkeypatch, caplog):
     lp, theta0 = blobs_problem()
     monkeypatch.setattr(newton_module, "armijo", lambda f, x, p, f0, slope, **_: LineSearchResult(0.0, f0, 20, False))
-    with caplog.at_level(logging.WARNING, logger="ocdl.solvers.block_coordinate_descent"):
-        result = block_coordinate_descent(lp, theta0, max_iter=50, progress=False)
-    assert not result.success and result.nit == 1
+    with caplog.at_level(logging.WARNING, logger="ocdl.solvers.training_loop"):
+        result = BlockCoordinateDescent(max_iter=50).minimize(lp, theta0, progress=False)
+    assert not result.success and result.nit == 1 and result.status is Status.LINE_SEARCH_FAILED
     assert result.message.startswith("stopped at iteration 0: the line search in theta failed")
     assert result.history[-1]["line_search_failed"] and "failure" in result.history[-1]
-    np.testing.assert_array_equal(result.x["theta"], theta0)  # no iteration completed: the start
+    np.testing.assert_array_equal(result.x.theta, theta0)  # no iteration completed: the start
     assert "line search in theta failed" in caplog.text
 
 
@@ -126,14 +166,15 @@ def test_bcd_stops_on_a_nan_objective(monkeypatch):
         calls[0] += 1
         result = real(problem, x0, **options)
         if calls[0] == 3:
-            return SolverResult(x0 * np.nan, np.nan, 0, False, "objective or gradient is NaN; stopped")
+            return SolverResult(x=x0 * np.nan, fun=np.nan, nit=0, status=Status.NOT_FINITE, success=False,
+                                message="objective or gradient is NaN; stopped")
         return result
 
     monkeypatch.setattr(bcd_module, "gauss_newton_pcg", nan_at_third)
-    result = block_coordinate_descent(lp, theta0, max_iter=50, progress=False)
-    assert not result.success and result.nit == 3
+    result = BlockCoordinateDescent(max_iter=50).minimize(lp, theta0, progress=False)
+    assert not result.success and result.nit == 3 and result.status is Status.NOT_FINITE
     assert "stopped at iteration 2: the objective is nan" in result.message
-    assert result.history[0].get("failure") is None and np.isfinite(result.x["theta"]).all()
+    assert result.history[0].get("failure") is None and np.isfinite(result.x.theta).all()
 
 
 def test_bcd_logs_negative_curvature(monkeypatch, caplog):
@@ -147,7 +188,7 @@ def test_bcd_logs_negative_curvature(monkeypatch, caplog):
 
     monkeypatch.setattr(newton_module, "pcg", negative)
     with caplog.at_level(logging.INFO, logger="ocdl.solvers.block_coordinate_descent"):
-        result = block_coordinate_descent(lp, theta0, max_iter=2, progress=False)
+        result = BlockCoordinateDescent(max_iter=2).minimize(lp, theta0, progress=False)
     assert result.success and all(rec["negative_curvature"] for rec in result.history)
     assert "PCG met negative curvature" in caplog.text
 
@@ -159,20 +200,22 @@ def test_bcd_logs_negative_curvature(monkeypatch, caplog):
 def test_sgd_that_diverges_stops_with_the_best_parameters(activation, learning_rate, cause):
     lp, theta0 = blobs_problem("resnet", n_steps=4, activation=activation)
     with np.errstate(all="ignore"):
-        result = sgd(lp, theta0, max_epochs=20, batch_size=40, learning_rate=learning_rate, momentum=0.0,
-                     progress=False)
+        result = SGD(max_epochs=20, batch_size=40, learning_rate=learning_rate, momentum=0.0).minimize(
+            lp, theta0, progress=False)
     assert not result.success and cause in result.message and "failure" in result.history[-1]
-    assert all(np.isfinite(result.x[key]).all() for key in ("theta", "W", "mu")) and np.isfinite(result.fun)
+    assert result.status is Status.NOT_FINITE
+    assert all(np.isfinite(x).all() for x in result.x) and np.isfinite(result.fun)
 
 
 def test_multilevel_goes_on_past_levels_whose_line_search_stalls(monkeypatch):
     lp, theta0 = blobs_problem()
     monkeypatch.setattr(newton_module, "armijo", lambda f, x, p, f0, slope, **_: LineSearchResult(0.0, f0, 20, False))
-    result = multilevel(lp, theta0, max_layers=8, max_iter=3, progress=False)
+    result = multilevel(lp, theta0, max_layers=8, solver=BlockCoordinateDescent(max_iter=3), progress=False)
     assert [rec["iterations"] for rec in result.history] == [1, 1, 1]  # each level ends at its first iteration
     assert all("line search in theta failed" in rec["result"].message for rec in result.history)
+    assert all(rec["result"].status is Status.LINE_SEARCH_FAILED for rec in result.history)
     assert result.success and "stalled (level ended early) at 2, 4, 8 layers" in result.message
-    assert result.x["network"].n_steps == 8
+    assert result.status is Status.MAX_ITER and result.network.n_steps == 8
 
 
 # -- bad numbers at the constructors: errors, never silent truncation ----------------------------
@@ -217,31 +260,33 @@ def test_float16_is_rejected_before_it_overflows():
 
 def test_solvers_check_their_input():
     lp, theta0 = blobs_problem()
-    with pytest.raises(TypeError, match="learning_problem must be an ocdl LearningProblem"):
-        block_coordinate_descent("lp", theta0)
-    with pytest.raises(ValueError, match="theta0 must have shape 10"):
-        block_coordinate_descent(lp, theta0[:-1])
-    with pytest.raises(TypeError, match="theta0 must be a numpy array of the examples' dtype float64"):
-        block_coordinate_descent(lp, theta0.astype(np.float32))
-    with pytest.raises(ValueError, match="W0 contains NaN"):
-        block_coordinate_descent(lp, theta0, W0=np.full((2, 2), np.nan))
-    with pytest.raises(ValueError, match="mu0 must have shape 2"):
-        sgd(lp, theta0, mu0=np.zeros(3))
+    bcd = BlockCoordinateDescent()
+    W0, mu0 = lp.initial_classifier()
+    with pytest.raises(TypeError, match="problem must be an ocdl LearningProblem"):
+        bcd.minimize("lp", theta0)
+    with pytest.raises(ValueError, match="params0.theta must have shape 10"):
+        bcd.minimize(lp, theta0[:-1])
+    with pytest.raises(TypeError, match="params0.theta must be a numpy array of the examples' dtype float64"):
+        bcd.minimize(lp, theta0.astype(np.float32))
+    with pytest.raises(ValueError, match="params0.W contains NaN"):
+        bcd.minimize(lp, Params(theta0, np.full((2, 2), np.nan), mu0))
+    with pytest.raises(ValueError, match="params0.mu must have shape 2"):
+        SGD().minimize(lp, Params(theta0, W0, np.zeros(3)))
     with pytest.raises(ValueError, match="max_iter must be an integer >= 1"):
-        block_coordinate_descent(lp, theta0, max_iter=0)
+        BlockCoordinateDescent(max_iter=0)
     with pytest.raises(ValueError, match="hessian_batch_size must be an integer >= 1"):
-        block_coordinate_descent(lp, theta0, hessian_batch_size=0)
+        BlockCoordinateDescent(hessian_batch_size=0)
     with pytest.raises(ValueError, match="cg_rtol must be a finite number > 0"):
-        block_coordinate_descent(lp, theta0, cg_rtol=-1.0)
+        BlockCoordinateDescent(cg_rtol=-1.0)
     with pytest.raises(TypeError, match="validation must be a pair"):
-        block_coordinate_descent(lp, theta0, validation=np.ones((3, 2)))
+        bcd.minimize(lp, theta0, validation=np.ones((3, 2)))
     with pytest.raises(ValueError, match="Y_val must have the network's width"):
-        block_coordinate_descent(lp, theta0, validation=(np.ones((3, 3)), np.zeros(3, int)))
+        bcd.minimize(lp, theta0, validation=(np.ones((3, 3)), np.zeros(3, int)))
     with pytest.raises(TypeError, match="state must be a TrainingState"):
-        block_coordinate_descent(lp, None, state={"iteration": 0})
-    with pytest.raises(TypeError, match="solver must be a callable"):
+        bcd.minimize(lp, None, state={"iteration": 0})
+    with pytest.raises(TypeError, match=r"solver must be a TrainingSolver such as BlockCoordinateDescent\(...\)"):
         multilevel(lp, theta0, solver="bcd")
-    with pytest.raises(TypeError, match="learning_problem must be an ocdl LearningProblem"):
+    with pytest.raises(TypeError, match="problem must be an ocdl LearningProblem"):
         ocdl.solvers.multilevel(None, theta0)
 
 

@@ -15,13 +15,9 @@ pytestmark = [
 ]
 
 KINDS_AND_TRANSFORMS = [
-    ("resnet", lambda: ocdl.ResNet(ocdl.Layer(ocdl.Dense(4), "tanh"))),
-    ("antisymmetric", lambda: ocdl.ResNet(ocdl.Layer(ocdl.Antisymmetric(ocdl.Dense(4)), "tanh"))),
-    ("leapfrog", lambda: ocdl.Leapfrog(ocdl.Layer(ocdl.Dense(4), "tanh"))),
-    ("verlet", lambda: ocdl.Verlet(ocdl.Layer(ocdl.Dense(4, 3), "tanh"))),
-    ("rk4", lambda: ocdl.RK4(ocdl.Layer(ocdl.Dense(4), "tanh"))),
-    ("conv-resnet", lambda: ocdl.ResNet(ocdl.Layer(ocdl.Conv2d(2, 2, 4, 4), "tanh"))),
-]
+    (name, lambda kind=kind: kind.build(ocdl.Dense(4, 3 if kind.rectangular else 4), "tanh"))
+    for name, kind in ocdl.KINDS.items()
+] + [("conv-resnet", lambda: ocdl.ResNet(ocdl.Layer(ocdl.Conv2d(2, 2, 4, 4), "tanh")))]
 
 
 @pytest.mark.parametrize("name,make", KINDS_AND_TRANSFORMS)

@@ -200,6 +200,65 @@ def test_regression_targets_and_with_network():
         lp.with_network(ocdl.network("resnet", 3, 4, 1.0))
 
 
+
+def test_rows_check_examples_and_regularization():
+    """The public helpers the sub-problems and solvers use, against independent computations."""
+    lp, theta, W, mu, rng = make_problem()
+    idx = np.array([4, 0, 4, 9])
+    rows = lp.rows(idx)
+    np.testing.assert_array_equal(rows.Y0, lp.Y0[[4, 0, 4, 9]])
+    np.testing.assert_array_equal(rows.C, np.eye(3)[lp.classes[[4, 0, 4, 9]]])  # softmax targets: one-hot
+    assert rows.count == 4
+    whole = lp.rows()
+    assert whole.Y0 is lp.Y0 and whole.C is lp.C and whole.count == lp.n_examples == 24
+    with pytest.raises(ValueError, match=r"hessian_indices must lie in 0..23, got values in 0..24"):
+        lp.rows(np.array([0, 24]), "hessian_indices")
+    with pytest.raises(ValueError, match=r"indices must be a non-empty 1-D integer array"):
+        lp.rows(np.array([], dtype=int))
+
+    Y = rng.standard_normal((5, 3))
+    assert lp.check_examples(Y, "Y_val") is Y
+    with pytest.raises(ValueError, match=r"Y_val must have the network's width n = 3 columns"):
+        lp.check_examples(Y[:, :2], "Y_val")
+    with pytest.raises(ValueError, match=r"Y_val must hold at least one example"):
+        lp.check_examples(Y[:0], "Y_val")
+    with pytest.raises(TypeError, match=r"Y0 must be a floating-point array"):
+        lp.check_examples(np.ones((5, 3), dtype=int))
+
+    data = lp.objective.value(lp.network.forward(theta, lp.Y0), W, mu, lp.C)
+    assert lp.regularization(theta, W) == pytest.approx(lp.value(theta, W, mu) - data, rel=1e-12)
+    unregularized = LearningProblem(lp.network, lp.objective, lp.Y0, lp.classes, alpha_theta=0.0, alpha_W=0.05)
+    assert unregularized.regularization(theta, W) == pytest.approx(0.05 * 0.5 * np.sum(W**2), rel=1e-14)
+
+
+def test_classifier_shift_is_checked():
+    lp, theta, W, mu, _ = make_problem()
+    YN = lp.features(theta)
+    for shift in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="shift must be a finite number > 0"):
+            lp.classifier_problem(YN, shift=shift)
+
+
+def test_learning_problem_modules_read_private_attributes_of_self_only():
+    """No class of the learning problem calls another object's ``_private`` method or attribute."""
+    import ast
+    from pathlib import Path
+
+    import ocdl.learning_problem as package
+
+    offending = []
+    for path in sorted(Path(package.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and not (isinstance(node.value, ast.Name) and node.value.id == "self")
+            ):
+                offending.append(f"{path.name}:{node.lineno} .{node.attr}")
+    assert offending == []
+
+
 # -- bad input ------------------------------------------------------------------
 
 
@@ -300,7 +359,7 @@ def test_bad_alpha(name, value):
 @pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA device")
 def test_cupy_matches_numpy():
     import cupy
-    from ocdl.solvers import block_coordinate_descent
+    from ocdl.solvers import BlockCoordinateDescent
 
     lp, theta, W, mu, rng = make_problem()
     Y0, C = cupy.asarray(lp.Y0), cupy.asarray(lp.classes)
@@ -318,8 +377,9 @@ def test_cupy_matches_numpy():
     gHv = gpu.theta_problem(gargs[1], gargs[2], idx, idx[:5]).model(gargs[0]).hessian_matvec(cupy.asarray(v))
     np.testing.assert_allclose(cupy.asnumpy(gHv), Hv, rtol=1e-10, atol=1e-14)
     assert gpu.accuracy(*gargs) == lp.accuracy(*args)
-    result = block_coordinate_descent(gpu, gargs[0], max_iter=2, batch_size=12, hessian_batch_size=6, progress=False)
-    assert isinstance(result.x["theta"], cupy.ndarray) and result.nit == 2
+    result = BlockCoordinateDescent(max_iter=2, batch_size=12, hessian_batch_size=6).minimize(gpu, gargs[0],
+                                                                                              progress=False)
+    assert isinstance(result.x.theta, cupy.ndarray) and result.nit == 2
 
 
 def test_classifier_preconditioner_inverts_regularizer_plus_shift():

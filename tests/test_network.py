@@ -12,16 +12,16 @@ class Cubic(ocdl.LayerStepper):
 
     def step(self, state, theta, h):
         (Y,) = state
-        A, dA = self.layer.forward(theta, Y)
+        A, dA = self.layer.step(theta, Y, None, 1.0)  # sigma and sigma' (X = 0, c = 1)
         return (Y + h * A**3,), (A, dA)
 
     def step_jvp(self, state, theta, h, dstate, dtheta, cache):
         (Y,), (dY,), (A, dA) = state, dstate, cache
-        return (dY + h * 3 * A**2 * self.layer.jvp(theta, Y, dA, dY, dtheta),)
+        return (dY + h * 3 * A**2 * self.layer.step_jvp(theta, Y, dA, dY, dtheta, None),)
 
     def step_vjp(self, state, theta, h, lam, cache):
         (Y,), (L,), (A, dA) = state, lam, cache
-        gY, gtheta = self.layer.vjp(theta, Y, dA, 3 * A**2 * L)
+        gY, gtheta = self.layer.step_vjp(theta, Y, dA, 3 * A**2 * L, None)
         return (L + h * gY,), h * gtheta
 
 
@@ -111,6 +111,39 @@ def test_jacobian_operator(kind, rng):
         for e in np.eye(net.n_params)
     ])
     np.testing.assert_allclose(Jdense, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_kinds_registry_gives_the_paper_networks():
+    """The one registry of names: its entries build the networks of ocdl.network and answer for them."""
+    assert list(ocdl.KINDS) == ["resnet", "antisymmetric", "leapfrog", "verlet", "rk4"]
+    classes = {"resnet": ocdl.ResNet, "antisymmetric": ocdl.ResNet, "leapfrog": ocdl.Leapfrog,
+               "verlet": ocdl.Verlet, "rk4": ocdl.RK4}
+    for name, kind in ocdl.KINDS.items():
+        net = ocdl.network(name, 3, 2, 1.0, hidden_width=2 if kind.rectangular else None)
+        assert kind.stepper is classes[name] and type(net.stepper) is classes[name]
+        assert isinstance(net.stepper.layer.transform, ocdl.Antisymmetric) == kind.antisymmetric == (
+            name == "antisymmetric")
+        assert net.stepper.layer.transform.n_out == (2 if name == "verlet" else 3)
+        assert kind.reversible == (name in ("leapfrog", "verlet")) == net.stepper.reversible
+        assert f'``"{name}"``' in ocdl.network.__doc__ and kind.dynamics in ocdl.network.__doc__
+    built = ocdl.KINDS["antisymmetric"].build(ocdl.Conv2d(2, 2, 3, 3), "relu", gamma=0.5)
+    assert repr(built) == repr(ocdl.ResNet(ocdl.Layer(ocdl.Antisymmetric(ocdl.Conv2d(2, 2, 3, 3), 0.5), "relu")))
+    with pytest.raises(TypeError):
+        ocdl.KINDS["euler"] = ocdl.KINDS["resnet"]  # read-only
+    with pytest.raises(ValueError, match="hidden_width is only used by kind='verlet', got kind='rk4'"):
+        ocdl.network("rk4", 3, 4, 1.0, hidden_width=2)
+    with pytest.raises(ValueError, match="gamma is only used by kind='antisymmetric', got kind='verlet'"):
+        ocdl.network("verlet", 3, 4, 1.0, gamma=0.1)
+
+
+def test_the_experiments_names_are_the_registrys():
+    from ocdl.experiments import PAPER_STEPPERS, paper_settings
+
+    assert set(PAPER_STEPPERS) <= set(ocdl.KINDS) and len(PAPER_STEPPERS) == 3
+    with pytest.raises(ValueError, match="stepper must be one of resnet, antisymmetric, leapfrog, verlet, rk4"):
+        paper_settings("ellipses", "euler")
+    with pytest.raises(ValueError, match=r"reversible stepper \(leapfrog, verlet\), not 'rk4'"):
+        paper_settings("ellipses", "rk4", memory="reversible")
 
 
 def test_bad_input(rng):

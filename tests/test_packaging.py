@@ -1,5 +1,6 @@
 """One top-level import name, ``ocdl``: the folders solvers/ and problems/ install as ocdl.solvers, ocdl.problems."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,8 +14,11 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # built from a clean copy: an in-tree build would reuse a stale build/ folder (deleted or unlisted modules)
+    source = tmp_path_factory.mktemp("source") / "ocdl"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__"))
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "--wheel-dir", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "--wheel-dir", str(out), str(source)],
         capture_output=True, text=True,
     )
     if proc.returncode != 0:
@@ -34,6 +38,21 @@ def test_wheel_has_one_top_level_package(wheel):
     if top_level:
         assert zipfile.ZipFile(wheel).read(top_level[0]).decode().split() == ["ocdl"]
 
+
+
+def test_wheel_has_every_subpackage_and_no_stale_module(wheel):
+    """Each folder with an ``__init__.py`` (the explicit list in pyproject.toml) is in the wheel, and
+    each module of the wheel is a file of the source tree."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    folders = {"ocdl/solvers": ROOT / "solvers", "ocdl/problems": ROOT / "problems", "ocdl": ROOT / "ocdl"}
+    for prefix, folder in folders.items():
+        for init in folder.rglob("__init__.py"):
+            if "__pycache__" not in init.parts:
+                assert f"{prefix}/{init.relative_to(folder).as_posix()}" in names
+    for name in names:
+        if name.endswith(".py"):
+            prefix = next(p for p in folders if name.startswith(p + "/"))
+            assert (folders[prefix] / name[len(prefix) + 1 :]).is_file(), name
 
 def test_installed_names_from_any_folder(tmp_path):
     """From a folder outside the repository, ocdl.solvers and ocdl.problems import; bare solvers/problems do not."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -28,14 +30,14 @@ def test_matches_scipy_cg_and_direct_solve(use_M):
     ours = []
     result = pcg(lambda v: A @ v, b, M=M, rtol=1e-9, maxiter=500, callback=lambda x: ours.append(x.copy()))
     assert isinstance(result, PCGResult)
-    assert result.converged and not result.negative_curvature
-    assert result.n_iter == len(scipy_iterates) == len(ours)
+    assert result.success and not result.negative_curvature
+    assert result.nit == len(scipy_iterates) == len(ours)
     np.testing.assert_allclose(result.x, x_ref, rtol=1e-10)
     np.testing.assert_allclose(ours[2], scipy_iterates[2], rtol=1e-12)
     x_direct = np.linalg.solve(A, b)
     assert np.linalg.norm(result.x - x_direct) <= 1e-6 * np.linalg.norm(x_direct)
     assert result.rel_residual <= 1e-9
-    assert len(result.residual_history) == result.n_iter + 1
+    assert len(result.residual_history) == result.nit + 1
     assert result.residual_history[0] == 1.0
     true_rel = np.linalg.norm(b - A @ result.x) / np.linalg.norm(b)
     assert true_rel == pytest.approx(result.rel_residual, rel=1e-3, abs=1e-12)
@@ -55,16 +57,16 @@ def test_preconditioner_reduces_iterations():
     b = np.random.default_rng(3).standard_normal(300)
     plain = pcg(lambda v: d * v, b, rtol=1e-8, maxiter=300)
     jacobi = pcg(lambda v: d * v, b, M=lambda r: r / d, rtol=1e-8, maxiter=300)
-    assert jacobi.converged and jacobi.n_iter == 1
-    assert plain.n_iter > 20 * jacobi.n_iter
+    assert jacobi.success and jacobi.nit == 1
+    assert plain.nit > 20 * jacobi.nit
     np.testing.assert_allclose(jacobi.x, b / d, rtol=1e-12)
 
 
 def test_negative_curvature_first_direction():
     A = np.diag([-1.0, -2.0, -3.0])
     result = pcg(A, np.ones(3), maxiter=50)
-    assert result.negative_curvature and not result.converged
-    assert result.n_iter == 0
+    assert result.negative_curvature and not result.success
+    assert result.nit == 0
     np.testing.assert_array_equal(result.x, np.zeros(3))
 
 
@@ -73,16 +75,16 @@ def test_negative_curvature_later_returns_last_iterate():
     b = np.ones(5)
     iterates = []
     result = pcg(A, b, rtol=1e-12, maxiter=50, callback=lambda x: iterates.append(x.copy()))
-    assert result.negative_curvature and not result.converged
-    assert 0 < result.n_iter < 5
+    assert result.negative_curvature and not result.success
+    assert 0 < result.nit < 5
     np.testing.assert_array_equal(result.x, iterates[-1])
-    assert len(result.residual_history) == result.n_iter + 1
+    assert len(result.residual_history) == result.nit + 1
 
 
 def test_maxiter_is_honoured():
     A = spd_matrix(40, 1e4, seed=4)
     result = pcg(A, np.ones(40), rtol=1e-14, maxiter=3)
-    assert result.n_iter == 3 and not result.converged
+    assert result.nit == 3 and not result.success
     assert len(result.residual_history) == 4
 
 
@@ -90,10 +92,10 @@ def test_initial_guess_and_zero_rhs():
     A = spd_matrix(10, 5.0, seed=5)
     x = np.arange(10.0)
     result = pcg(A, A @ x, x0=x, rtol=1e-8)
-    assert result.converged and result.n_iter == 0
+    assert result.success and result.nit == 0
     np.testing.assert_array_equal(result.x, x)
     zero = pcg(A, np.zeros(10))
-    assert zero.converged and zero.n_iter == 0 and not zero.x.any()
+    assert zero.success and zero.nit == 0 and not zero.x.any()
 
 
 def test_matrix_shaped_unknowns():
@@ -110,7 +112,7 @@ def test_float32():
     b = np.ones(30, dtype=np.float32)
     op = LinearOperator(A.shape, matvec=lambda v: A @ v, dtype=np.float32)
     result = pcg(op, b, rtol=1e-4, maxiter=100)
-    assert result.converged and result.x.dtype == np.float32
+    assert result.success and result.x.dtype == np.float32
     x_direct = np.linalg.solve(A.astype(np.float64), b.astype(np.float64))
     assert np.linalg.norm(result.x - x_direct) <= 1e-2 * np.linalg.norm(x_direct)
 
@@ -133,9 +135,9 @@ def test_bad_options_are_rejected(options, match):
 
 
 def test_zero_maxiter_and_rtol_are_allowed():
-    assert pcg(2 * np.eye(3), np.ones(3), maxiter=np.int64(0)).n_iter == 0
+    assert pcg(2 * np.eye(3), np.ones(3), maxiter=np.int64(0)).nit == 0
     result = pcg(2 * np.eye(3), np.ones(3), rtol=0.0)
-    assert result.n_iter == 1 and result.rel_residual == 0.0 and result.converged
+    assert result.nit == 1 and result.rel_residual == 0.0 and result.success
 
 
 def test_complex_systems_are_rejected():
@@ -150,6 +152,41 @@ def test_complex_systems_are_rejected():
         pcg(A, [1.0, 2.0, 3.0])
 
 
+def assert_same_solve(result, reference, A, b):
+    r"""Two PCG runs on the same ill-conditioned system whose products round differently.
+
+    In exact arithmetic CG takes the same steps whatever the order of the
+    sums; in floating point the directions lose orthogonality at different
+    rates, so past the first few dozen iterations the residual histories
+    oscillate out of step and the iteration counts differ by a few (101 and
+    103 here: CuPy against NumPy, or NumPy with its columns reversed). What
+    must agree: the first 20 residuals (rounding has not yet grown there),
+    convergence within 10% of the iterations, and the solutions, each within
+    :math:`\kappa(A)` times its true residual of the direct solution.
+    """
+    assert result.success and reference.success
+    assert abs(result.nit - reference.nit) <= 0.1 * reference.nit
+    np.testing.assert_allclose(result.residual_history[:21], reference.residual_history[:21], rtol=1e-6)
+    x_direct = np.linalg.solve(A, b)
+    cond = np.linalg.cond(A)
+    for x in (result.x, reference.x):
+        true_rel = np.linalg.norm(b - A @ x) / np.linalg.norm(b)
+        assert true_rel <= 1e-9
+        assert np.linalg.norm(x - x_direct) <= cond * true_rel * np.linalg.norm(x_direct)
+    np.testing.assert_allclose(result.x, reference.x, rtol=1e-8)
+
+
+def test_rounding_changes_iterations_not_the_solve():
+    """The GPU's situation on the CPU: the same products summed in another order (columns reversed)."""
+    A = spd_matrix(50, 1e3, seed=8)
+    b = np.ones(50)
+    A_reversed = np.ascontiguousarray(A[:, ::-1])
+    reordered = pcg(lambda v: A_reversed @ v[::-1], b, rtol=1e-10, maxiter=200)
+    plain = pcg(lambda v: A @ v, b, rtol=1e-10, maxiter=200)
+    assert reordered.nit != plain.nit  # rounding does change the count: equal counts are no criterion
+    assert_same_solve(reordered, plain, A, b)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA device")
 def test_cupy_matches_numpy():
@@ -160,5 +197,5 @@ def test_cupy_matches_numpy():
     Ag = cupy.asarray(A)
     gpu = pcg(lambda v: Ag @ v, cupy.asarray(b), rtol=1e-10, maxiter=200)
     cpu = pcg(lambda v: A @ v, b, rtol=1e-10, maxiter=200)
-    assert isinstance(gpu.x, cupy.ndarray) and gpu.n_iter == cpu.n_iter
-    np.testing.assert_allclose(cupy.asnumpy(gpu.x), cpu.x, rtol=1e-8)
+    assert isinstance(gpu.x, cupy.ndarray)
+    assert_same_solve(dataclasses.replace(gpu, x=cupy.asnumpy(gpu.x)), cpu, A, b)

@@ -183,20 +183,22 @@ param_arrays = st.builds(
 @SETTINGS
 @given(theta=param_arrays, W=st.one_of(st.none(), param_arrays), mu=st.one_of(st.none(), param_arrays))
 def test_solvers_reject_malformed_parameters(theta, W, mu):
-    expected = {"theta0": (10,), "W0": (2, 2), "mu0": (2,)}
-    given_ = {"theta0": theta, "W0": W, "mu0": mu}
+    expected = {"params0.theta": (10,), "params0.W": (2, 2), "params0.mu": (2,)}
+    given_ = {"params0.theta": theta, "params0.W": W, "params0.mu": mu}
     ok = all(
         x is None or (x.dtype == np.float64 and x.shape == expected[name] and np.isfinite(x).all())
         for name, x in given_.items()
     )
-    for solver, one_iteration in ((ocdl.solvers.block_coordinate_descent, {"max_iter": 1}),
-                                  (ocdl.solvers.sgd, {"max_epochs": 1})):
+    W_zero, mu_zero = LP.initial_classifier()
+    params0 = theta if W is None and mu is None else ocdl.solvers.Params(
+        theta, W_zero if W is None else W, mu_zero if mu is None else mu)
+    for solver in (ocdl.solvers.BlockCoordinateDescent(max_iter=1), ocdl.solvers.SGD(max_epochs=1)):
         if ok:
-            result = solver(LP, theta, W, mu, progress=False, **one_iteration)
-            assert result.nit == 1 and np.isfinite(result.x["theta"]).all()
+            result = solver.minimize(LP, params0, progress=False)
+            assert result.nit == 1 and np.isfinite(result.x.theta).all()
             continue
         with pytest.raises((ValueError, TypeError)) as err:
-            solver(LP, theta, W, mu, progress=False)
+            solver.minimize(LP, params0, progress=False)
         assert any(name in str(err.value) for name in expected), err.value
 
 
@@ -207,9 +209,9 @@ def test_solvers_reject_malformed_parameters(theta, W, mu):
 )
 def test_solver_options_are_checked(max_iter, batch_size):
     with pytest.raises((ValueError, TypeError), match="max_iter|batch_size"):
-        ocdl.solvers.block_coordinate_descent(LP, THETA_LP, max_iter=max_iter, batch_size=batch_size, progress=False)
+        ocdl.solvers.BlockCoordinateDescent(max_iter=max_iter, batch_size=batch_size)
     with pytest.raises((ValueError, TypeError), match="max_epochs|batch_size"):
-        ocdl.solvers.adam(LP, THETA_LP, max_epochs=max_iter, batch_size=batch_size, progress=False)
+        ocdl.solvers.Adam(max_epochs=max_iter, batch_size=batch_size)
 
 
 @SETTINGS
@@ -231,14 +233,15 @@ def _checkpoint_bytes() -> bytes:
     """A checkpoint of Adam interrupted in level 1 (a completed level, a state with buffers)."""
 
     def interrupt(k, state):
-        if state.theta.size > THETA_LP.size:
+        if state.params.theta.size > THETA_LP.size:
             raise KeyboardInterrupt
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "c.h5"
         with pytest.raises(TrainingInterrupted):
-            ocdl.solvers.multilevel(LP, THETA_LP, max_layers=4, solver=ocdl.solvers.adam, max_epochs=2, batch_size=2,
-                               progress=False, checkpoint=path, checkpoint_every=5, callback=interrupt)
+            ocdl.solvers.multilevel(LP, THETA_LP, max_layers=4, solver=ocdl.solvers.Adam(max_epochs=2, batch_size=2),
+                                    progress=False, checkpoint=ocdl.solvers.Checkpointing(path, every=5),
+                                    callback=interrupt)
         return path.read_bytes()
 
 

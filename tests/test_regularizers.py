@@ -7,7 +7,7 @@ import pytest
 
 import ocdl
 from ocdl.backend import cupy_available
-from ocdl.regularizers import SpatialSmoothness, TimeSmoothness, WeightDecay
+from ocdl.regularizers import ChannelSmoothness, SpatialSmoothness, TimeSmoothness, WeightDecay
 
 
 def diff_matrix(n):
@@ -54,6 +54,17 @@ CASES = {
         (12,),
         dense_spatial_L((4, 3), "laplacian") @ dense_spatial_L((4, 3), "laplacian"),
     ),
+    # one image per channel, channel-major: H is block diagonal with one image Hessian per channel
+    "channel_gradient": (
+        ChannelSmoothness(2, (3, 4), "gradient"),
+        (24, 3),
+        np.kron(np.eye(2), dense_spatial_L((3, 4), "gradient").T @ dense_spatial_L((3, 4), "gradient")),
+    ),
+    "channel_laplacian_vector": (
+        ChannelSmoothness(3, (2, 3)),
+        (18,),
+        np.kron(np.eye(3), dense_spatial_L((2, 3), "laplacian") @ dense_spatial_L((2, 3), "laplacian")),
+    ),
 }
 
 
@@ -94,6 +105,24 @@ def test_time_smoothness_by_hand():
     reg = TimeSmoothness(3, 2, step_size=0.5)
     theta = np.array([0.0, 1.0, 1.0, 1.0, 3.0, 1.0])  # rows (0, 1), (1, 1), (3, 1)
     assert reg.value(theta) == pytest.approx((1 + 4) / (2 * 0.5))
+
+
+def test_channel_smoothness_is_spatial_smoothness_per_channel():
+    rng = np.random.default_rng(6)
+    reg = ChannelSmoothness(3, (5, 4))
+    image = ocdl.SpatialSmoothness((5, 4))
+    W = rng.standard_normal((3 * 20, 2))
+    per_image = W.reshape(3, 20, 2)
+    assert reg.value(W) == pytest.approx(sum(image.value(per_image[c]) for c in range(3)))
+    HW = reg.hessian_matvec(W).reshape(3, 20, 2)
+    for c in range(3):
+        np.testing.assert_allclose(HW[c], image.hessian_matvec(per_image[c]))
+    z = reg.precondition(W, 0.5)
+    np.testing.assert_allclose(reg.hessian_matvec(z) + 0.5 * z, W, atol=1e-10)
+    assert reg.value(W[:, 0]) == pytest.approx(image.value(per_image[:, :, 0].T))
+    with pytest.raises(ValueError, match="n = channels \\* pixels = 60"):
+        reg.value(np.ones((59, 2)))
+    assert ocdl.ChannelSmoothness is ChannelSmoothness
 
 
 def test_eigenvalues_of_spatial_operator():

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import resume_worker
-from ocdl.solvers import multilevel
+from ocdl.solvers import BlockCoordinateDescent, Checkpointing, multilevel
 from ocdl.solvers.checkpoint import TrainingInterrupted, load_checkpoint, save_checkpoint
 
 import ocdl
@@ -37,7 +37,7 @@ TIMEOUT = 60
 def reference():
     problem, theta0, validation = resume_worker.build()
     result = multilevel(problem, theta0, validation=validation, progress=False, **resume_worker.OPTIONS)
-    return {key: result.x[key] for key in ("theta", "W", "mu")}
+    return dict(zip(("theta", "W", "mu"), result.x))
 
 
 def start(tmp_path, *options):
@@ -129,7 +129,8 @@ def test_ctrl_c_writes_a_final_checkpoint_and_exits_cleanly(tmp_path, reference)
 
 # -- resuming with another problem ------------------------------------------------------
 
-SMALL = dict(max_layers=4, max_iter=3, batch_size=30, hessian_batch_size=15, rng=2, progress=False)
+SMALL = dict(max_layers=4, solver=BlockCoordinateDescent(max_iter=3, batch_size=30, hessian_batch_size=15), rng=2,
+             progress=False)
 
 
 def small_problem(**changes):
@@ -156,7 +157,8 @@ def interrupted_checkpoint(path):
             raise KeyboardInterrupt
 
     with pytest.raises(TrainingInterrupted):
-        multilevel(problem, theta0, validation=validation, checkpoint=path, callback=interrupt, **SMALL)
+        multilevel(problem, theta0, validation=validation, checkpoint=Checkpointing(path), callback=interrupt,
+                   **SMALL)
     assert load_checkpoint(path).level == 1
     return path
 
@@ -169,7 +171,7 @@ def small_reference():
 
 def resume_small(path, **changes):
     problem, theta0, validation = small_problem(**changes)
-    return multilevel(problem, theta0, validation=validation, checkpoint=path, resume=True, **SMALL)
+    return multilevel(problem, theta0, validation=validation, checkpoint=Checkpointing(path, resume=True), **SMALL)
 
 
 Y, C = small_problem()[0].Y0, np.arange(60) % 2
@@ -213,8 +215,8 @@ def test_the_same_problem_rebuilt_resumes_exactly(tmp_path, small_reference):
     path = interrupted_checkpoint(tmp_path / "c.h5")
     # new arrays of the same content, labels as a one-hot matrix: the same problem
     resumed = resume_small(path, Y0=Y.copy(), C=np.eye(2)[C], validation=(Y[:20].copy(), C[:20].copy()))
-    for key in ("theta", "W", "mu"):
-        np.testing.assert_array_equal(resumed.x[key], small_reference.x[key])
+    for a, b in zip(resumed.x, small_reference.x):
+        np.testing.assert_array_equal(a, b)
     assert resumed.nit == small_reference.nit
 
 
@@ -232,8 +234,8 @@ def test_a_checkpoint_without_the_fingerprint_resumes(tmp_path, small_reference,
         del fingerprint[dropped]
     save_checkpoint(path, saved)
     resumed = resume_small(path)
-    for key in ("theta", "W", "mu"):
-        np.testing.assert_array_equal(resumed.x[key], small_reference.x[key])
+    for a, b in zip(resumed.x, small_reference.x):
+        np.testing.assert_array_equal(a, b)
     assert load_checkpoint(path).run["problem"] == small_problem()[0].fingerprint(small_problem()[2])
     with pytest.raises(ValueError, match="training labels C differs"):  # recorded now
         resume_small(path, C=1 - C)
@@ -246,7 +248,8 @@ def test_an_old_checkpoint_is_still_checked_for_the_rest(tmp_path):
     save_checkpoint(path, saved)
     problem, theta0, validation = small_problem()
     with pytest.raises(ValueError, match=r"written by a different run \(layers: \[2, 4\] there, \[2, 4, 8\] now"):
-        multilevel(problem, theta0, validation=validation, checkpoint=path, resume=True, **dict(SMALL, max_layers=8))
+        multilevel(problem, theta0, validation=validation, checkpoint=Checkpointing(path, resume=True),
+                   **dict(SMALL, max_layers=8))
 
 
 @pytest.mark.gpu

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import numpy as np
 import ocdl.solvers
 import pytest
-from ocdl.solvers import TrainingState, adam, block_coordinate_descent, multilevel, prolongate, sgd
+from ocdl.solvers import (
+    SGD,
+    Adam,
+    BlockCoordinateDescent,
+    Params,
+    SolverResult,
+    Status,
+    TrainingState,
+    multilevel,
+    prolongate,
+)
 from quadratic import Quadratic
 
 import ocdl
@@ -85,7 +96,7 @@ def test_gauss_newton_recovers_synthetic_network():
     result = ocdl.solvers.gauss_newton_pcg(
         lp.theta_problem(W, mu), theta0, max_iter=8, gtol=1e-6, cg_maxiter=100, cg_rtol=1e-6
     )
-    assert result.success, result.message
+    assert result.success and result.status is Status.CONVERGED, result.message
     assert result.nit <= 6
     assert result.history[-1]["rel_grad_norm"] > 1e-6  # the last recorded one precedes the stop
     misfit = np.linalg.norm(net.forward(result.x, Y0) @ W + mu - targets) / np.linalg.norm(targets)
@@ -99,26 +110,28 @@ def test_gauss_newton_recovers_synthetic_network():
 
 def test_block_coordinate_descent_improves_and_returns_best():
     lp, theta0, validation = small_problem()
-    result = block_coordinate_descent(
-        lp, theta0, validation=validation, max_iter=8, batch_size=40, hessian_batch_size=20, progress=False
-    )
-    assert isinstance(result, ocdl.solvers.SolverResult) and result.nit == 8 and result.success
+    solver = BlockCoordinateDescent(max_iter=8, batch_size=40, hessian_batch_size=20)
+    result = solver.minimize(lp, theta0, validation=validation, progress=False)
+    assert isinstance(result, SolverResult) and result.nit == 8 and result.success
+    assert result.status is Status.MAX_ITER and isinstance(result.x, Params)
     keys = {"iteration", "objective", "grad_norm", "step", "cg_iters", "classifier_cg_iters",
             "train_accuracy", "val_accuracy", "time"}
     assert keys <= set(result.history[0])
     val = result.trace("val_accuracy")
     assert val.max() >= 0.95
     best = int(np.flatnonzero(val == val.max())[-1])
-    assert lp.accuracy(result.x["theta"], result.x["W"], result.x["mu"], *validation) == val[best]
-    assert result.fun == pytest.approx(lp.value(result.x["theta"], result.x["W"], result.x["mu"]))
+    theta, W, mu = result.x
+    assert lp.accuracy(theta, W, mu, *validation) == val[best]
+    assert result.fun == pytest.approx(lp.value(theta, W, mu))
     assert np.all(np.diff(result.trace("time")) > 0)
     assert "best validation accuracy" in result.message
 
 
 def test_block_coordinate_descent_resumes_exactly():
     lp, theta0, validation = small_problem()
-    options = dict(validation=validation, max_iter=6, batch_size=30, hessian_batch_size=10, progress=False)
-    full = block_coordinate_descent(lp, theta0, rng=7, **options)
+    solver = BlockCoordinateDescent(max_iter=6, batch_size=30, hessian_batch_size=10)
+    options = dict(validation=validation, progress=False)
+    full = solver.minimize(lp, theta0, rng=7, **options)
     saved = []
 
     def stop_at_3(k, state):
@@ -128,24 +141,52 @@ def test_block_coordinate_descent_resumes_exactly():
             return True
         return None
 
-    first = block_coordinate_descent(lp, theta0, rng=7, callback=stop_at_3, **options)
+    first = solver.minimize(lp, theta0, rng=7, callback=stop_at_3, **options)
     assert first.nit == 3 and "stopped by callback" in first.message
-    resumed = block_coordinate_descent(lp, None, state=saved[0], **options)
+    assert first.success and first.status is Status.CALLBACK
+    resumed = solver.minimize(lp, None, state=saved[0], **options)
     assert resumed.nit == 6
     for a, b in zip(full.history, resumed.history):
         assert {k: v for k, v in a.items() if k != "time"} == {k: v for k, v in b.items() if k != "time"}
-    for key in ("theta", "W", "mu"):
-        np.testing.assert_array_equal(full.x[key], resumed.x[key])
+    for a, b in zip(full.x, resumed.x):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_params_and_a_theta_alone_start_the_same_run():
+    lp, theta0, validation = small_problem()
+    solver = BlockCoordinateDescent(max_iter=2, batch_size=30)
+    from_theta = solver.minimize(lp, theta0, validation=validation, progress=False)
+    from_params = solver.minimize(lp, Params(theta0, *lp.initial_classifier()), validation=validation,
+                                  progress=False)
+    for a, b in zip(from_theta.x, from_params.x):
+        np.testing.assert_array_equal(a, b)
+    theta, W, mu = from_theta.x
+    assert W.shape == (2, 2) and mu.shape == (2,)
+    with pytest.raises(AttributeError):  # frozen: a result's parameters never change under the caller
+        from_theta.x.theta = theta0
+
+
+def test_training_solvers_record_their_options_in_their_repr():
+    assert repr(BlockCoordinateDescent(max_iter=np.int64(3), cg_rtol=np.float32(0.5))) == (
+        "BlockCoordinateDescent(max_iter=3, batch_size=None, hessian_batch_size=None, classifier_newton_steps=2, "
+        "classifier_cg_maxiter=2, cg_maxiter=20, cg_rtol=0.5)"
+    )
+    assert repr(SGD(momentum=0)) == "SGD(max_epochs=50, batch_size=32, learning_rate=0.01, momentum=0.0)"
+    assert repr(Adam(betas=[0.5, 0.25])) == (
+        "Adam(max_epochs=50, batch_size=32, learning_rate=0.01, betas=(0.5, 0.25), eps=1e-08)"
+    )
+    assert Adam(betas=[0.5, 0.25]) == Adam(betas=(0.5, 0.25)) != Adam()
 
 
 def test_block_coordinate_descent_bad_input():
     lp, theta0, (Y_val, C_val) = small_problem()
-    with pytest.raises(ValueError, match="theta0 is required"):
-        block_coordinate_descent(lp, None, progress=False)
+    solver = BlockCoordinateDescent()
+    with pytest.raises(ValueError, match="params0 is required"):
+        solver.minimize(lp, None, progress=False)
     with pytest.raises(ValueError, match="validation labels must hold one label per row of Y_val"):
-        block_coordinate_descent(lp, theta0, validation=(Y_val, C_val[:-1]), progress=False)
+        solver.minimize(lp, theta0, validation=(Y_val, C_val[:-1]), progress=False)
     with pytest.raises(ValueError, match="C must be integer class indices"):
-        block_coordinate_descent(lp, theta0, validation=(Y_val, C_val + 0.5), progress=False)
+        solver.minimize(lp, theta0, validation=(Y_val, C_val + 0.5), progress=False)
 
 
 # -- multilevel ---------------------------------------------------------------------
@@ -154,11 +195,13 @@ def test_block_coordinate_descent_bad_input():
 def test_multilevel_warm_starts_finer_levels():
     lp, theta0, validation = small_problem(n_steps=2)
     result = multilevel(
-        lp, theta0, validation=validation, max_layers=8, max_iter=3, batch_size=40, progress=False
+        lp, theta0, max_layers=8, solver=BlockCoordinateDescent(max_iter=3, batch_size=40), validation=validation,
+        progress=False,
     )
     assert [rec["n_layers"] for rec in result.history] == [2, 4, 8]
-    assert result.x["network"].n_steps == 8 and result.x["theta"].size == result.x["network"].n_params
-    assert result.nit == 9
+    assert isinstance(result, ocdl.solvers.MultilevelResult) and isinstance(result.x, Params)
+    assert result.network.n_steps == 8 and result.x.theta.size == result.network.n_params
+    assert result.nit == 9 and result.success and result.status is Status.MAX_ITER
     for rec in result.history:
         assert {"train_accuracy", "best_val_accuracy", "time_s", "iterations"} <= set(rec)
     assert result.history[-1]["best_val_accuracy"] >= 0.95
@@ -169,63 +212,73 @@ def test_multilevel_warm_starts_finer_levels():
         multilevel(lp, theta0, max_layers=1)
 
 
-def _level_ending_with(record):
-    """A solver that runs block coordinate descent, then reports ``record`` as its last iteration."""
+def _level_ending_with(record, status):
+    """A solver that runs block coordinate descent, then reports ``record`` as its last iteration and ``status``."""
 
-    def solver(problem, theta, W, mu, **options):
-        result = block_coordinate_descent(problem, theta, W, mu, **options)
-        result.history.append(dict(result.history[-1], **record))
-        result.success = False
-        return result
+    @dataclass(frozen=True)
+    class Ending(BlockCoordinateDescent):
+        def minimize(self, problem, params0, **options):
+            result = super().minimize(problem, params0, **options)
+            result.history.append(dict(result.history[-1], **record))
+            result.success, result.status = False, status
+            return result
 
-    return solver
+    return Ending(max_iter=2)
 
 
 def test_multilevel_goes_on_after_a_stalled_line_search_and_stops_after_a_failure():
     lp, theta0, validation = small_problem(n_steps=2)
-    stalled = _level_ending_with({"line_search_failed": True, "failure": "the line search in theta failed"})
-    result = multilevel(lp, theta0, validation=validation, max_layers=8, max_iter=2, solver=stalled, progress=False)
+    stalled = _level_ending_with({"line_search_failed": True, "failure": "the line search in theta failed"},
+                                 Status.LINE_SEARCH_FAILED)
+    result = multilevel(lp, theta0, validation=validation, max_layers=8, solver=stalled, progress=False)
     assert [rec["n_layers"] for rec in result.history] == [2, 4, 8]
     assert result.success and "stalled (level ended early) at 2, 4, 8 layers" in result.message
+    assert result.status is Status.MAX_ITER
     # each level starts from the previous level's best parameters, prolongated
-    best2 = result.history[0]["result"].x["theta"]
+    theta2, W2, mu2 = result.history[0]["result"].x
     first4 = result.history[1]["result"].history[0]
     assert first4["objective"] <= lp.with_network(lp.network.with_steps(4)).value(
-        prolongate(best2, lp.network), result.history[0]["result"].x["W"], result.history[0]["result"].x["mu"]
+        prolongate(theta2, lp.network), W2, mu2
     ) + 1e-12
-    blown_up = _level_ending_with({"failure": "the propagation blew up"})
-    result = multilevel(lp, theta0, validation=validation, max_layers=8, max_iter=2, solver=blown_up, progress=False)
+    blown_up = _level_ending_with({"failure": "the propagation blew up"}, Status.NOT_FINITE)
+    result = multilevel(lp, theta0, validation=validation, max_layers=8, solver=blown_up, progress=False)
     assert [rec["n_layers"] for rec in result.history] == [2]
-    assert not result.success and "the 2-layer level the propagation blew up" in result.message
+    assert not result.success and "; the 2-layer level completed max_iter" in result.message  # named by its layers
+    assert result.status is Status.NOT_FINITE
 
 
 # -- first-order baselines ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("solver", [sgd, adam])
-def test_first_order_baselines_train_and_resume(solver):
+@pytest.mark.parametrize("method", [SGD, Adam])
+def test_first_order_baselines_train_and_resume(method):
     lp, theta0, validation = small_problem()
-    options = dict(validation=validation, max_epochs=4, batch_size=16, progress=False)
-    result = solver(lp, theta0, **options)
+    solver = method(max_epochs=4, batch_size=16)
+    options = dict(validation=validation, progress=False)
+    result = solver.minimize(lp, theta0, **options)
     assert result.nit == 4 and result.history[0]["n_batches"] == 5
+    assert result.success and result.status is Status.MAX_ITER and isinstance(result.x, Params)
     obj = result.trace("objective")
     assert obj[-1] < obj[0]
     assert result.trace("val_accuracy").max() >= 0.9
     saved = []
-    solver(lp, theta0, callback=lambda k, state: saved.append(copy.deepcopy(state)) or k == 1, **options)
-    resumed = solver(lp, None, state=saved[-1], **options)
+    solver.minimize(lp, theta0, callback=lambda k, state: saved.append(copy.deepcopy(state)) or k == 1, **options)
+    resumed = solver.minimize(lp, None, state=saved[-1], **options)
     np.testing.assert_array_equal(resumed.trace("objective"), obj)
-    np.testing.assert_array_equal(resumed.x["theta"], result.x["theta"])
+    np.testing.assert_array_equal(resumed.x.theta, result.x.theta)
 
 
 def test_first_order_bad_options():
-    lp, theta0, _ = small_problem()
     with pytest.raises(ValueError, match="learning_rate must be a finite number > 0"):
-        sgd(lp, theta0, learning_rate=0.0)
+        SGD(learning_rate=0.0)
     with pytest.raises(ValueError, match="momentum must lie in"):
-        sgd(lp, theta0, momentum=1.0)
+        SGD(momentum=1.0)
     with pytest.raises(ValueError, match="betas must lie in"):
-        adam(lp, theta0, betas=(0.9, 1.0))
+        Adam(betas=(0.9, 1.0))
+    with pytest.raises(ValueError, match="betas must be a pair"):
+        Adam(betas=0.9)
+    with pytest.raises(ValueError, match="max_epochs must be an integer >= 1"):
+        Adam(max_epochs=0)
 
 
 def test_newton_falls_back_to_steepest_descent_when_the_newton_step_is_too_long():
@@ -251,6 +304,7 @@ def test_newton_falls_back_to_steepest_descent_when_the_newton_step_is_too_long(
     result = ocdl.solvers.newton_pcg(Flat(), x0, max_iter=1)
     record = result.history[-1]
     assert record["gradient_fallback"] and record["step"] == 1.0
+    assert result.status is Status.MAX_ITER and not result.success
     np.testing.assert_allclose(result.x, x0 - Flat().model(x0).gradient)
     result = ocdl.solvers.newton_pcg(Flat(), np.array([0.5, -0.2]), max_iter=1)
     assert not result.history[-1]["gradient_fallback"] and result.history[-1]["step"] > 0

@@ -1,4 +1,5 @@
-"""Tests of :mod:`ocdl.stability` and of the Example 1 / 2 scripts."""
+"""Tests of :mod:`ocdl.stability`, of its drawings (:mod:`ocdl.experiments.stability_figures`) and of the
+Example 1 / 2 scripts."""
 
 from __future__ import annotations
 
@@ -10,13 +11,8 @@ import pytest
 from matplotlib.figure import Figure
 
 import ocdl
-from ocdl.stability import (
-    euler_factor,
-    feature_trajectory,
-    layer_jacobian_eigenvalues,
-    phase_plane,
-    plot_eigenvalues,
-)
+from ocdl.experiments.stability_figures import phase_plane, plot_eigenvalues
+from ocdl.stability import euler_factor, feature_trajectory, layer_jacobian_eigenvalues
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 K_PLUS = np.array([[2.0, -2.0], [0.0, 2.0]])  # paper eq. (3.10), column convention

@@ -5,17 +5,18 @@ import pytest
 
 import ocdl
 
-STEPPERS = {"resnet": ocdl.ResNet, "leapfrog": ocdl.Leapfrog, "verlet": ocdl.Verlet, "rk4": ocdl.RK4}
+#: One name per stepper class (the antisymmetric transform is among the transforms below).
+STEPPERS = {name: kind for name, kind in ocdl.KINDS.items() if not kind.antisymmetric}
 
 
-def make_transform(name, verlet):
+def make_transform(name, rectangular):
     if name == "dense":
-        return ocdl.Dense(3, 2) if verlet else ocdl.Dense(3)
+        return ocdl.Dense(3, 2) if rectangular else ocdl.Dense(3)
     if name == "antisymmetric":
         return ocdl.Antisymmetric(ocdl.Dense(3), gamma=0.1)
     if name == "negative-definite":
         return ocdl.NegativeDefinite(ocdl.Dense(2, 3), gamma=0.1)
-    return ocdl.Conv2d(2, 1, 3, 3) if verlet else ocdl.Conv2d(2, 2, 3, 3)
+    return ocdl.Conv2d(2, 1, 3, 3) if rectangular else ocdl.Conv2d(2, 2, 3, 3)
 
 
 @pytest.mark.parametrize("stepper_name", sorted(STEPPERS))
@@ -23,8 +24,9 @@ def make_transform(name, verlet):
 @pytest.mark.parametrize("activation", ["tanh", "relu", "smoothrelu", "identity"])
 def test_check_stepper_all_combinations(stepper_name, transform_name, activation):
     rng = np.random.default_rng(7)
-    transform = make_transform(transform_name, stepper_name == "verlet")
-    stepper = STEPPERS[stepper_name](ocdl.Layer(transform, activation))
+    kind = STEPPERS[stepper_name]
+    transform = make_transform(transform_name, kind.rectangular)
+    stepper = kind.stepper(ocdl.Layer(transform, activation))
     Y0 = rng.standard_normal((4, transform.n_in))
     # relu is piecewise linear: keep the steps below the distance to its kink
     eps0 = 1e-4 if activation == "relu" else 1e-1

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import ocdl
-from ocdl.checks import dot_test
+from ocdl.checks import DotResult, TaylorResult, dot_test
 
 TRANSFORMS = {
     "dense": lambda: ocdl.Dense(4, 4),
@@ -27,6 +27,21 @@ def test_check_transform(transform, rng):
     assert report.passed, str(report)
     report = ocdl.check_transform(transform, rng.standard_normal((3, transform.n_in)).astype(np.float32))
     assert report.passed, str(report)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "smoothrelu", "identity"])
+def test_check_layer(transform, activation, rng):
+    """The layer's public step, its tangent and its transpose (ocdl.check_layer): Taylor rate >= 1.9,
+    dot tests <= 1e-10, for K and K^T, in float64 and (against float64) in float32."""
+    layer = ocdl.Layer(transform, activation)
+    report = ocdl.check_layer(layer, rng.standard_normal((3, transform.n_in)), rng=rng)
+    assert report.passed, str(report)
+    taylor = [r for r in report.results.values() if isinstance(r, TaylorResult)]
+    dots = [r for r in report.results.values() if isinstance(r, DotResult)]
+    assert len(taylor) == len(dots) == 2  # K and K^T
+    assert all(r.rate1 >= 1.9 for r in taylor) and all(r.tol <= 1e-10 and r.passed for r in dots)
+    report = ocdl.check_layer(layer, rng.standard_normal((3, transform.n_in)).astype(np.float32), rng=rng)
+    assert report.passed and "float32: step_vjp" in report.results, str(report)
 
 
 @pytest.mark.parametrize("c_in, c_out", [(2, 2), (2, 3), (3, 1)])

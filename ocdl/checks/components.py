@@ -111,6 +111,92 @@ def check_transform(
     return CheckReport(f"check_transform({transform!r})", results, notes)
 
 
+def check_layer(
+    layer: Any,
+    V: Any = None,
+    theta: Any = None,
+    c: float = 0.3,
+    n_examples: int = 3,
+    rng: np.random.Generator | int | None = 0,
+    eps0: float = 1e-1,
+    min_rate: float = 1.9,
+    tol: float = 1e-10,
+) -> CheckReport:
+    r"""Check a :class:`~ocdl.Layer`'s step :math:`X + c\,\sigma(V K + b)` and its linearisation.
+
+    At ``V`` (default: ``n_examples`` random rows), a random ``X`` and
+    ``theta`` (default: the transform's ``init_params`` and a random bias),
+    for :math:`K` and, with ``transpose=True``, :math:`K^T`:
+
+    * Taylor tests of :meth:`~ocdl.Layer.step` in :math:`(\theta, V, X)`
+      against :meth:`~ocdl.Layer.step_jvp` (rate at least ``min_rate``);
+    * the dot test of ``step_jvp`` against :meth:`~ocdl.Layer.step_vjp`
+      (the cotangent of ``X`` is ``lam`` itself);
+    * ``step_vjp`` with ``lam_V`` against ``lam_V`` plus the one without,
+      ``step_jvp`` with ``dX`` likewise, ``step`` with ``X = None`` against
+      ``step`` less ``X``, and ``derivative=False`` against the full step;
+    * each row stepping alone: ``step`` on two halves of the rows.
+    """
+    rng = np.random.default_rng(rng)
+    xp = get_array_module(V, theta)
+    transform = layer.transform
+    dtype = np.float64 if V is None else V.dtype
+    V = xp.asarray(rng.standard_normal((n_examples, transform.n_in))) if V is None else as_dtype(V, np.float64)
+    if theta is None:
+        theta_K = transform.init_params(rng, dtype=np.float64)
+        theta = xp.asarray(np.concatenate([theta_K, 0.5 * rng.standard_normal(1)]))
+    theta = as_dtype(theta, np.float64)
+    eps = float(np.finfo(np.float64).eps)
+    results: dict = {}
+    V_T = random_like(xp.zeros((V.shape[0], transform.n_out)), rng)  # the rows K^T acts on
+    for transpose, V_ in ((False, V), (True, V_T)):
+        label = "transpose " if transpose else ""
+        X = random_like(V_T if not transpose else V, rng)
+        out, D = layer.step(theta, V_, X, c, transpose)
+        dtheta, dV, dX = random_like((theta, V_, X), rng)
+        lam = random_like(out, rng)
+
+        def stepped(x, transpose=transpose):
+            return layer.step(x[0], x[1], x[2], c, transpose)[0]
+
+        def tangent(v, V_=V_, D=D, transpose=transpose):
+            return layer.step_jvp(theta, V_, D, v[1], v[0], v[2], transpose)
+
+        def adjoint(w, V_=V_, D=D, transpose=transpose):
+            gV, gtheta = layer.step_vjp(theta, V_, D, w, None, transpose)
+            return gtheta, gV, w
+
+        results[f"{label}step"] = taylor_test(
+            stepped, (theta, V_, X), (dtheta, dV, dX), tangent((dtheta, dV, dX)), eps0=eps0, min_rate=min_rate
+        )
+        results[f"{label}step_jvp/step_vjp"] = dot_test(tangent, adjoint, (dtheta, dV, dX), lam, tol)
+        results[f"{label}step_vjp + lam_V"] = agreement(
+            layer.step_vjp(theta, V_, D, lam, dV, transpose), (dV + adjoint(lam)[1], adjoint(lam)[0]), 100 * eps
+        )
+        results[f"{label}step_jvp + dX"] = agreement(
+            tangent((dtheta, dV, dX)), dX + layer.step_jvp(theta, V_, D, dV, dtheta, None, transpose), 100 * eps
+        )
+        results[f"{label}step, X = None"] = agreement(
+            layer.step(theta, V_, None, c, transpose), (out - X, D), 100 * eps
+        )
+        results[f"{label}step value only"] = agreement(
+            layer.step(theta, V_, X, c, transpose, derivative=False)[0], out, 100 * eps
+        )
+        if V.shape[0] >= 2:
+            results[f"{label}rows step alone"] = rows_alone(
+                lambda x, transpose=transpose: layer.step(theta, x[0], x[1], c, transpose),
+                (V_, X), (out, D), 100 * eps,
+            )
+    X = random_like(V_T, rng)
+    maps = {
+        "step": lambda t, v, x, dv, lam: layer.step(t, v, x, c),
+        "step_jvp": lambda t, v, x, dv, lam: layer.step_jvp(t, v, layer.step(t, v, x, c)[1], dv, t, x),
+        "step_vjp": lambda t, v, x, dv, lam: layer.step_vjp(t, v, layer.step(t, v, x, c)[1], lam, dv),
+    }
+    notes = precision_rows(results, dtype, maps, (theta, V, X, random_like(V, rng), random_like(X, rng)))
+    return CheckReport(f"check_layer({layer!r})", results, notes + kink_notes(layer.activation))
+
+
 def check_activation(
     activation: Any, x: Any = None, rng: np.random.Generator | int | None = 0, eps0: float = 1e-2
 ) -> CheckReport:

@@ -31,7 +31,7 @@ def check_stepper(
     * ``advance`` against ``step`` (the same next state, within 100 eps);
     * each example (row) stepping alone: ``advance`` on two halves of the
       rows against ``step`` on all of them (large states are stepped in row
-      blocks on several threads, :mod:`ocdl.parallel`);
+      blocks on several threads);
     * Taylor tests of ``step`` against ``step_jvp`` in the state and in
       ``theta``;
     * the dot test of ``step_jvp`` against ``step_vjp`` (state and
@@ -44,6 +44,12 @@ def check_stepper(
     * the Taylor and dot tests for the whole propagation over ``n_steps``
       steps (:meth:`ocdl.Network.jvp` / :meth:`~ocdl.Network.vjp`),
       including the derivative with respect to ``Y0``.
+
+    The four layer steppers take every step with their layer's
+    :meth:`~ocdl.Layer.step`, ``step_jvp`` and ``step_vjp``, so these tests
+    cover the layer's public step too; :func:`~ocdl.checks.check_layer`
+    checks a layer alone (both orientations, ``X`` and the cotangents
+    ``None``).
 
     The derivative tests run in float64 (``Y0`` and ``theta`` are promoted
     on their device). For a float32 ``Y0`` the report adds ``float32: ...``
@@ -79,7 +85,7 @@ def check_stepper(
         ``stepper.n_params`` entries.
     """
     from ..memory import Reversible
-    from ..network import Network
+    from ..propagation import Network
 
     rng = np.random.default_rng(rng)
     Y0 = _checked_features(stepper, Y0)
@@ -154,20 +160,20 @@ def check_stepper(
         net.jvp(theta_all, Y0, xp.zeros_like(theta_all), dY0=dY0, trajectory=traj),
         **kw,
     )
-    W = random_like(net.stepper.output(traj.final_state), rng)
+    lam_N = random_like(net.stepper.output(traj.final_state), rng)  # a cotangent of the features
     results["network: jvp/vjp adjoint"] = dot_test(
         lambda v: net.jvp(theta_all, Y0, v[0], dY0=v[1], trajectory=traj),
         lambda w: net.vjp(theta_all, Y0, w, trajectory=traj, return_dY0=True),
         (dtheta_all, dY0),
-        W,
+        lam_N,
         tol,
     )
-    stored = net.vjp(theta_all, Y0, W, trajectory=traj, return_dY0=True)
+    stored = net.vjp(theta_all, Y0, lam_N, trajectory=traj, return_dY0=True)
     traj.close()
     if stepper.reversible:
         reversed_net = Network(stepper, n_steps, h * n_steps, memory=Reversible())
         results["network: Reversible = stored"] = agreement(
-            reversed_net.vjp(theta_all, Y0, W, return_dY0=True), stored, np.sqrt(eps)
+            reversed_net.vjp(theta_all, Y0, lam_N, return_dY0=True), stored, np.sqrt(eps)
         )
 
     maps = {

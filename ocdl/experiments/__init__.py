@@ -17,14 +17,14 @@ Example::
 """
 
 from .data import load_data, widen
-from .model import ChannelSmoothness, build_network, build_problem, examples_kept, memory_policy, numbers_per_step
+from .model import build_network, build_problem, examples_kept, memory_policy, numbers_per_step
 from .output import compare, results_table, write_run
-from .settings import DEVICES, DTYPES, MEMORY, PROBLEMS, STEPPERS, Settings, paper_settings
+from .settings import DEVICES, DTYPES, MEMORY, PAPER_STEPPERS, PROBLEMS, Settings, paper_settings
 from .stability_figures import figure1, figure2, stability_figures
 from .training import Run, iteration_cost, train
 
 __all__ = [
-    "DEVICES", "DTYPES", "MEMORY", "PROBLEMS", "STEPPERS", "ChannelSmoothness", "Run", "Settings", "build_network",
+    "DEVICES", "DTYPES", "MEMORY", "PAPER_STEPPERS", "PROBLEMS", "Run", "Settings", "build_network",
     "build_problem", "compare", "figure1", "figure2", "load_data", "paper_settings", "results_table",
     "stability_figures", "examples_kept", "iteration_cost", "memory_policy",
     "numbers_per_step", "train", "widen", "write_run",

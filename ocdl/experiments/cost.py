@@ -31,10 +31,10 @@ import numpy as np
 
 from ocdl.problems import Dataset
 
-from ..backend import to_device
+from ..backend import memory_bytes, to_device
 from ..memory import Recompute, Reversible, StoreAll
 from .data import network_width, widen
-from .model import build_network, examples_kept, initial_parameters, machine_memory, memory_policy, numbers_per_step
+from .model import build_network, examples_kept, initial_parameters, memory_policy, numbers_per_step
 from .settings import Settings
 
 PARAMETER_COPIES = 10
@@ -59,7 +59,7 @@ class LevelCost:
     memory_bytes : int
         Estimated memory held at once (forward states, parameters, data).
     machine_bytes : int
-        The machine's (or the GPU's) physical memory.
+        The machine's memory, or the GPU's free memory (:func:`ocdl.backend.memory_bytes`).
     """
 
     n_layers: int
@@ -129,7 +129,7 @@ def finest_level_cost(settings: Settings, data: Dataset, seconds_per_layer: floa
         iterations=settings.max_iter,
         seconds=settings.max_iter * n_layers * tau * sweeps,
         memory_bytes=int(states_bytes + params_bytes + data_bytes),
-        machine_bytes=machine_memory(settings.device),
+        machine_bytes=memory_bytes(settings.device),
     )
 
 

@@ -5,87 +5,26 @@ Verlet ``n x n`` too). MNIST: the same steppers over a same-size ``3 x 3``
 convolution from ``c`` to ``c`` channels (:class:`ocdl.Conv2d`; antisymmetric:
 :math:`\tfrac12 (K - K^T - \gamma I)` of that convolution), and the classifier
 regularized by the squared discrete Laplacian of each channel's weight image
-(:class:`ChannelSmoothness`, eq. 5.25).
+(:class:`~ocdl.ChannelSmoothness`, eq. 5.25).
 """
 
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 
-from ..factory import network
-from ..layer import Layer
+from ..backend import Array, memory_bytes
+from ..factory import KINDS, network
 from ..learning_problem import LearningProblem
 from ..memory import MemoryPolicy, Recompute, Reversible, StoreAll
-from ..network import Network
 from ..objectives import LogisticCrossEntropy, Objective, SoftmaxCrossEntropy
-from ..regularizers import Regularizer, SpatialSmoothness, WeightDecay
-from ..regularizers.base import Array
-from ..steppers import RK4, Leapfrog, ResNet, Verlet
-from ..transforms import Antisymmetric, Conv2d
-from ..validation import check_positive
-from .settings import MNIST_IMAGE, REVERSIBLE_STEPPERS, Settings
+from ..propagation import Network
+from ..regularizers import ChannelSmoothness, Regularizer, WeightDecay
+from ..transforms import Conv2d
+from .settings import MNIST_IMAGE, Settings
 
 ACTIVATION = "tanh"
-
-_STEPPER_CLASSES = {"resnet": ResNet, "antisymmetric": ResNet, "leapfrog": Leapfrog, "verlet": Verlet, "rk4": RK4}
-
-
-class ChannelSmoothness(Regularizer):
-    r""":class:`~ocdl.SpatialSmoothness` of every channel's image, with no differences across channels.
-
-    A column :math:`w` of :math:`W` (``channels * height * width`` entries,
-    channel-major) holds one ``height x width`` image per channel;
-
-    .. math::  R(W) = \frac12 \sum_{k} \sum_{c} \|L\, w_{k,c}\|^2 ,
-
-    :math:`L` the operator of :class:`~ocdl.SpatialSmoothness` on the
-    ``height x width`` grid (default the Neumann Laplacian, so
-    :math:`H = \Delta_N^2` per image). Each image is one column for that
-    regularizer, so value, products and the DCT preconditioner are its own.
-
-    Parameters
-    ----------
-    channels : int
-        Channels per column.
-    image_shape : (int, int)
-        Height and width of one image.
-    operator : {"laplacian", "gradient"}
-        :math:`L`, as for :class:`~ocdl.SpatialSmoothness`.
-    """
-
-    def __init__(self, channels: int, image_shape: tuple[int, int], operator: str = "laplacian") -> None:
-        self.channels = check_positive("channels", channels, integer=True)
-        self.image = SpatialSmoothness(image_shape, operator)
-
-    def _images(self, W: Array) -> Array:
-        """``(channels * pixels, m)`` to ``(pixels, channels * m)``: one image per column."""
-        if W.ndim not in (1, 2) or W.shape[0] != self.channels * self.image.n:
-            raise ValueError(
-                f"W must have shape (n, m) or (n,) with n = channels * pixels = {self.channels * self.image.n}, "
-                f"got {W.shape}"
-            )
-        m = W.shape[1] if W.ndim == 2 else 1
-        return W.reshape(self.channels, self.image.n, m).transpose(1, 0, 2).reshape(self.image.n, -1)
-
-    def _columns(self, V: Array, shape: tuple[int, ...]) -> Array:
-        """Inverse of :meth:`_images`, back to ``shape``."""
-        return V.reshape(self.image.n, self.channels, -1).transpose(1, 0, 2).reshape(shape)
-
-    def value(self, W: Array) -> float:
-        return self.image.value(self._images(W))
-
-    def hessian_matvec(self, v: Array) -> Array:
-        return self._columns(self.image.hessian_matvec(self._images(v)), v.shape)
-
-    def precondition(self, r: Array, shift: float) -> Array:
-        r"""Solve :math:`(H + \sigma I) z = r` image by image (DCT-II, see :class:`~ocdl.SpatialSmoothness`)."""
-        return self._columns(self.image.precondition(self._images(r), shift), r.shape)
-
-    def __repr__(self) -> str:
-        return f"ChannelSmoothness(channels={self.channels}, image_shape={self.image.grid_shape})"
 
 
 def examples_kept(settings: Settings, n_examples: int) -> int:
@@ -120,17 +59,19 @@ def memory_policy(settings: Settings, n_examples: int, budget: int | None = None
     n_examples : int
         Training examples.
     budget : int, optional
-        Bytes the stored sweep may take (default: half the machine's memory,
-        or of the GPU's with ``device="gpu"``).
+        Bytes the stored sweep may take (default: half of
+        :func:`ocdl.backend.memory_bytes` of ``settings.device``: the host's
+        memory, or the GPU's free memory with ``device="gpu"``, where the
+        training data already lie when the policy is chosen).
     """
     choice = settings.memory
     if choice == "auto":
         itemsize = np.dtype(settings.dtype).itemsize
         stored = (settings.max_layers + 1) * examples_kept(settings, n_examples) * numbers_per_step(settings) * itemsize
-        if stored <= (_half_the_memory(settings.device) if budget is None else budget):
+        if stored <= (memory_bytes(settings.device) // 2 if budget is None else budget):
             choice = "store-all"
         else:
-            choice = "reversible" if settings.stepper in REVERSIBLE_STEPPERS else "recompute"
+            choice = "reversible" if KINDS[settings.stepper].reversible else "recompute"
     if choice == "store-all":
         return StoreAll()
     if choice == "reversible":
@@ -167,32 +108,13 @@ def numbers_per_step(settings: Settings) -> int:
     return sum(arrays.values())
 
 
-def machine_memory(device: str) -> int:
-    """Bytes of physical memory of ``device``: the machine's, or the GPU's (8 GiB where the system does not say)."""
-    if device == "gpu":
-        import cupy
-
-        return cupy.cuda.Device().mem_info[1]
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 1 << 33
-
-
-def _half_the_memory(device: str) -> int:
-    """Half of :func:`machine_memory`."""
-    return machine_memory(device) // 2
-
-
 def build_network(settings: Settings, n_steps: int, memory: MemoryPolicy | None = None) -> Network:
     """The network of ``settings`` with ``n_steps`` layers (see the module docstring) and ``memory`` policy."""
     if settings.problem != "mnist":
         return network(settings.stepper, settings.width, n_steps, settings.final_time, ACTIVATION, settings.gamma,
                        memory=memory)
-    transform = Conv2d(settings.width, settings.width, *MNIST_IMAGE)
-    if settings.stepper == "antisymmetric":
-        transform = Antisymmetric(transform, settings.gamma)
-    stepper = _STEPPER_CLASSES[settings.stepper](Layer(transform, ACTIVATION))
+    stepper = KINDS[settings.stepper].build(Conv2d(settings.width, settings.width, *MNIST_IMAGE), ACTIVATION,
+                                            settings.gamma)
     return Network(stepper, n_steps, settings.final_time, memory)
 
 
@@ -202,7 +124,7 @@ def build_objective(n_classes: int) -> Objective:
 
 
 def classifier_regularizer(settings: Settings) -> Regularizer:
-    """Weight decay (2-D) or :class:`ChannelSmoothness` over the 28 x 28 grid (MNIST)."""
+    """Weight decay (2-D) or :class:`~ocdl.ChannelSmoothness` over the 28 x 28 grid (MNIST)."""
     if settings.problem == "mnist":
         return ChannelSmoothness(settings.width, MNIST_IMAGE)
     return WeightDecay()

@@ -13,17 +13,26 @@ The two-dimensional points are widened to ``n`` features by duplicating them
 (``(y1, y2, y1, y2, ...)``), as the paper does; the one-channel MNIST images
 are lifted to six channels the same way (six copies of the image). All use
 ``tanh``, multilevel training from 4 layers (2-D: up to 1024; MNIST: up to 16)
-and block coordinate descent: at most two Newton-PCG steps (two CG iterations
-each) for the classifier, then one Gauss-Newton-PCG step (at most 20 CG
-iterations, preconditioned by the regularizer) for the network per iteration.
-MNIST takes the full gradient and a 5,000-example sub-sample for the
-Gauss-Newton matrix, and propagates 5,000 examples at a time (``chunk_size``).
+and block coordinate descent: per iteration, Newton-PCG steps for the
+classifier, then one Gauss-Newton-PCG step (at most 20 CG iterations,
+preconditioned by the regularizer) for the network.
 
-Choices the paper leaves open, fixed here (override any of them):
-``max_iter`` block-coordinate-descent iterations per level (2-D: 20, MNIST:
-10), classifier weight decay ``alpha_W = 1e-3`` for the 2-D problems, the
-antisymmetric ResNet's ``gamma = 0`` (eq. 4.12), and network weights drawn
-with standard deviation ``init_scale / sqrt(fan-in)``, ``init_scale = 1``.
+MNIST has the paper's values throughout (section 6.4): 50,000 training and
+10,000 validation images, levels of 4, 8 and 16 layers, width 6, ``T = 6``,
+``tanh``; at most 20 block-coordinate-descent iterations per level; the full
+gradient and a random 5,000-example sub-sample for the Gauss-Newton matrix;
+for the classifier at most 5 Newton-PCG iterations of up to 10 CG iterations
+each, with the Laplacian smoothness of its weights (eq. 5.25) at weight
+0.01; time smoothness (eq. 5.23) with ``alpha = 0.005``. Not from the paper,
+and with no effect on the result beyond rounding: it propagates 5,000
+examples at a time (``chunk_size``).
+
+Choices the paper leaves open, fixed here (override any of them): for the
+2-D problems ``max_iter = 20`` iterations per level, the classifier's 2
+Newton-PCG steps of 2 CG iterations each and its weight decay
+``alpha_W = 1e-3``; the antisymmetric ResNet's ``gamma = 0`` (eq. 4.12); and
+network weights drawn with standard deviation ``init_scale / sqrt(fan-in)``,
+``init_scale = 1``.
 """
 
 from __future__ import annotations
@@ -40,20 +49,18 @@ from ..validation import is_integer
 PROBLEMS = ("ellipses", "swiss-roll", "peaks", "mnist")
 """The paper's four problems, by the names the command line uses."""
 
-STEPPERS = KINDS
-"""The forward propagations (see :func:`ocdl.network`)."""
+PAPER_STEPPERS = ("resnet", "antisymmetric", "verlet")
+"""The three networks the paper compares in section 6 (names of :data:`ocdl.KINDS`, like every ``stepper`` here)."""
 
 DEVICES = ("cpu", "gpu")
 
 DTYPES = ("float64", "float32")
 
-REVERSIBLE_STEPPERS = ("leapfrog", "verlet")
-"""The steppers with an exact ``reverse_step`` (memory ``"reversible"``)."""
-
 MEMORY = ("auto", "store-all", "recompute", "reversible")
 """Memory policies of the forward states (see :func:`ocdl.experiments.model.memory_policy`)."""
 
-#: Per problem: final time, alpha_theta, alpha_W, width (Verlet's width), maximum layers, iterations per level.
+#: Per problem: final time, alpha_theta, alpha_W, width (Verlet's width), maximum layers, iterations per level;
+#: for MNIST also the Gauss-Newton sub-sample, the chunks and the classifier's Newton and CG iterations.
 PAPER = {
     "ellipses": dict(final_time=20.0, alpha_theta=1e-3, alpha_W=1e-3, width=2, verlet_width=2, max_layers=1024,
                      max_iter=20),
@@ -62,7 +69,8 @@ PAPER = {
     "peaks": dict(final_time=5.0, alpha_theta=5e-6, alpha_W=1e-3, width=8, verlet_width=2, max_layers=1024,
                   max_iter=20),
     "mnist": dict(final_time=6.0, alpha_theta=5e-3, alpha_W=1e-2, width=6, verlet_width=6, max_layers=16,
-                  max_iter=10, hessian_batch_size=5000, chunk_size=5000),
+                  max_iter=20, hessian_batch_size=5000, chunk_size=5000, classifier_newton_steps=5,
+                  classifier_cg_maxiter=10),
 }
 
 MNIST_IMAGE = (28, 28)
@@ -78,7 +86,7 @@ class Settings:
     problem : str
         One of :data:`PROBLEMS`.
     stepper : str
-        One of :data:`STEPPERS` (``ocdl.network`` kinds).
+        A name of :data:`ocdl.KINDS` (the networks of :func:`ocdl.network`).
     width : int
         Features ``n`` of the network (2-D problems; a multiple of 2, the
         points duplicated) or channels (MNIST; the image duplicated).
@@ -92,7 +100,8 @@ class Settings:
     first_layers, max_layers : int
         Multilevel training with ``first_layers, 2 first_layers, ... <= max_layers`` layers.
     max_iter : int
-        Block-coordinate-descent iterations per level.
+        Block-coordinate-descent iterations per level (20 for every problem;
+        the paper's for MNIST).
     batch_size, hessian_batch_size : int or None
         Examples of the gradient and of the Gauss-Newton matrix per iteration
         (``None``: all training examples).
@@ -101,8 +110,9 @@ class Settings:
         sweeps run over chunks and sum their contributions, which bounds the
         memory (see :class:`ocdl.LearningProblem`).
     classifier_newton_steps, classifier_cg_maxiter, cg_maxiter : int
-        Newton steps and CG iterations for the classifier; CG iterations of
-        the Gauss-Newton step.
+        Newton steps and CG iterations per step for the classifier (2-D: 2
+        and 2; MNIST, the paper's: 5 and 10); CG iterations of the
+        Gauss-Newton step (20).
     gamma : float
         :math:`\\gamma` of the antisymmetric ResNet (eq. 4.12).
     init_scale : float
@@ -118,7 +128,8 @@ class Settings:
         :data:`MEMORY`: ``"store-all"`` (fastest), ``"recompute"``
         (:math:`\\lceil\\sqrt{N}\\,\\rceil` checkpoints), ``"reversible"``
         (Leapfrog and Verlet only) or ``"auto"``: store-all when the states
-        fit in half the memory, else reversible or recompute (see
+        fit in half the memory (the host's, or the GPU's free memory), else
+        reversible or recompute (see
         :func:`ocdl.experiments.model.memory_policy`).
     train_size, val_size : int or None
         MNIST: training and validation examples (paper: 50,000 and 10,000).
@@ -155,17 +166,17 @@ class Settings:
     def __post_init__(self) -> None:
         if self.problem not in PROBLEMS:
             raise ValueError(f"problem must be one of {', '.join(PROBLEMS)}; got {self.problem!r}")
-        if self.stepper not in STEPPERS:
-            raise ValueError(f"stepper must be one of {', '.join(STEPPERS)}; got {self.stepper!r}")
+        if self.stepper not in KINDS:
+            raise ValueError(f"stepper must be one of {', '.join(KINDS)}; got {self.stepper!r}")
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}; got {self.device!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
         if self.memory not in MEMORY:
             raise ValueError(f"memory must be one of {', '.join(MEMORY)}; got {self.memory!r}")
-        if self.memory == "reversible" and self.stepper not in REVERSIBLE_STEPPERS:
-            raise ValueError(f"memory 'reversible' needs a reversible stepper ({', '.join(REVERSIBLE_STEPPERS)}), "
-                             f"not {self.stepper!r}")
+        if self.memory == "reversible" and not KINDS[self.stepper].reversible:
+            reversible = ", ".join(name for name, kind in KINDS.items() if kind.reversible)
+            raise ValueError(f"memory 'reversible' needs a reversible stepper ({reversible}), not {self.stepper!r}")
         if self.device == "gpu" and not cupy_available():
             raise ValueError("device 'gpu' needs CuPy and a CUDA device (pip install ocdl[gpu]); use device 'cpu'")
         for name in ("width", "first_layers", "max_layers", "max_iter", "classifier_newton_steps",
@@ -215,7 +226,7 @@ def paper_settings(problem: str, stepper: str, **overrides) -> Settings:
     problem : str
         One of :data:`PROBLEMS`.
     stepper : str
-        One of :data:`STEPPERS`.
+        A name of :data:`ocdl.KINDS`.
     **overrides
         Any :class:`Settings` field; ``None`` values are ignored (so command
         line options left out keep the paper's value).

@@ -58,18 +58,29 @@ the first two examples drift slowly (to :math:`|y| \approx 10^2` by
 oscillates. The right column shows :math:`\max_{k \le j} |y_k|` for
 :math:`N = 5000`. Leapfrog's states are drawn as dots: with :math:`h = 1`
 consecutive states are far apart.
+
+The figures are drawn by two general tools: :func:`phase_plane` (the
+trajectories of any network of width 2 with its force field) and
+:func:`plot_eigenvalues` (eigenvalues, e.g. from
+:func:`ocdl.stability.layer_jacobian_eigenvalues`, against the forward Euler
+stability disc).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from ..backend import asnumpy
 from ..factory import network
-from ..network import Network
-from ..stability import euler_factor, feature_trajectory, layer_jacobian_eigenvalues, phase_plane
+from ..propagation import Network
+from ..stability import euler_factor, feature_trajectory, layer_jacobian_eigenvalues, network_layer
+from ..validation import check_positive
 
 #: The paper's matrices of eq. (3.10), column convention (sigma(K y + b)), with their eigenvalues.
 MATRICES = {
@@ -93,6 +104,165 @@ EXAMPLE2_RUNS = (
     ("leapfrog", K_MINUS.T, 1.0, r"Leapfrog (4.16), $K = K_-$, $h = 1$"),
     ("verlet", K_V, 0.1, r"Verlet (4.17), $K = K_v = K_+$, $h = 0.1$"),
 )
+
+
+def phase_plane(
+    ax: Axes,
+    network: Network,
+    theta: Any,
+    Y0: Any,
+    field: bool = True,
+    K: Any = None,
+    b: float | None = None,
+    grid: int = 15,
+    labels: Sequence[str] | None = None,
+    legend: bool = True,
+    linewidth: float = 1.2,
+    markers: bool | None = None,
+) -> Axes:
+    r"""Draw the trajectories :math:`Y_0, \dots, Y_N` of two features with the force field.
+
+    Each example is one curve through its states (dots at the hidden layers),
+    its input :math:`Y_0` a hollow circle and its output :math:`Y_N` a star.
+    The field is :math:`\sigma(y K + b)` on a ``grid x grid`` lattice over the
+    plotted region: the right-hand side of :math:`\dot y = \sigma(yK + b)` for
+    a ResNet, the acceleration of :math:`\ddot y = \sigma(yK + b)` for Leapfrog.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The axes to draw on.
+    network : Network
+        A network of width 2.
+    theta : array
+        Flat parameters (``network.n_params`` entries).
+    Y0 : array
+        Input features, ``s x 2``.
+    field : bool
+        Whether to draw the force field (needs a layer stepper).
+    K : array_like, optional
+        The ``2 x 2`` matrix of the field (row convention); default the first
+        layer's :math:`K_0`.
+    b : float, optional
+        The bias of the field; default the first layer's :math:`b_0`.
+    grid : int
+        Number of arrows per axis.
+    labels : sequence of str, optional
+        Legend labels of the examples; default the input coordinates.
+    legend : bool
+        Whether to draw a legend.
+    linewidth : float
+        Width of the lines joining consecutive states (0: dots only); thin lines
+        keep long runs readable.
+    markers : bool, optional
+        Whether to dot every state; default when :math:`N \le 50`.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        ``ax``.
+    """
+    from matplotlib.lines import Line2D
+
+    paths = feature_trajectory(network, theta, Y0)
+    if paths.shape[2] != 2:
+        raise ValueError(f"phase_plane needs 2 features, the network has {paths.shape[2]}")
+    grid = check_positive("grid", grid, integer=True)
+    if labels is None:
+        labels = [f"$y_0 = ({y[0]:g}, {y[1]:g})$" for y in paths[0]]
+    if len(labels) != paths.shape[1]:
+        raise ValueError(f"labels needs {paths.shape[1]} entries, got {len(labels)}")
+
+    low, high = paths.min(axis=(0, 1)), paths.max(axis=(0, 1))
+    margin = 0.1 * np.maximum(high - low, 0.1 * max(np.abs(paths).max(), 1e-3))
+    low, high = low - margin, high + margin
+
+    handles = []
+    if field:
+        layer = network_layer(network)
+        theta_K, b0 = layer.split(network.theta_steps(theta)[0])
+        K = asnumpy(layer.transform.matrix(theta_K)) if K is None else np.asarray(K, dtype=float)
+        if K.shape != (2, 2):
+            raise ValueError(f"the field needs a 2 x 2 matrix K, got shape {K.shape}")
+        b = float(asnumpy(b0)[0]) if b is None else float(b)
+        X1, X2 = np.meshgrid(np.linspace(low[0], high[0], grid), np.linspace(low[1], high[1], grid))
+        force = np.asarray(layer.activation(np.stack([X1.ravel(), X2.ravel()], axis=1) @ K + b))
+        ax.quiver(X1, X2, force[:, 0].reshape(X1.shape), force[:, 1].reshape(X1.shape),
+                  color="0.65", angles="xy", width=0.004)
+        handles.append(Line2D([], [], color="0.65", marker=r"$\rightarrow$", markersize=12,
+                              linestyle="None", label="force field"))
+
+    n_steps = paths.shape[0] - 1
+    marker = "." if (n_steps <= 50 if markers is None else markers) else None
+    markersize = 6 if n_steps <= 50 else 2
+    for i, label in enumerate(labels):
+        color = f"C{i}"
+        line, = ax.plot(paths[:, i, 0], paths[:, i, 1], "-" if linewidth else "None",
+                        marker=marker, markersize=markersize, color=color,
+                        linewidth=linewidth, label=label)
+        handles.append(line)
+        ax.plot(*paths[0, i], "o", markersize=8, markerfacecolor="none", markeredgecolor=color,
+                markeredgewidth=1.5)
+        ax.plot(*paths[-1, i], "*", markersize=12, color=color, markeredgecolor="k",
+                markeredgewidth=0.5)
+    handles.append(Line2D([], [], marker="o", markerfacecolor="none", markeredgecolor="k",
+                          linestyle="None", label="input $Y_0$"))
+    handles.append(Line2D([], [], marker="*", markersize=10, color="0.4", markeredgecolor="k",
+                          linestyle="None", label="output $Y_N$"))
+
+    ax.set_xlim(low[0], high[0])
+    ax.set_ylim(low[1], high[1])
+    ax.set_xlabel("feature $y_1$")
+    ax.set_ylabel("feature $y_2$")
+    if legend:
+        ax.legend(handles=handles, fontsize="small", loc="best")
+    return ax
+
+
+def plot_eigenvalues(ax: Axes, eigenvalues: Any, h: float, label: str | None = None) -> Axes:
+    r"""Draw eigenvalues in the complex plane with the forward Euler stability disc.
+
+    The disc is :math:`\{\lambda : |1 + h \lambda| \le 1\}`, centre :math:`-1/h`, radius
+    :math:`1/h` (eq. 3.9): forward Euler with step :math:`h` is stable when
+    every eigenvalue lies inside it.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The axes to draw on.
+    eigenvalues : array_like
+        Complex eigenvalues of any shape (flattened),
+        e.g. from :func:`layer_jacobian_eigenvalues`.
+    h : float
+        Step size :math:`h > 0`.
+    label : str, optional
+        Legend label of the eigenvalues (default ``"eigenvalues"``).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        ``ax``.
+    """
+    from matplotlib.patches import Circle
+
+    h = check_positive("h", h)
+    lam = np.asarray(eigenvalues).ravel()
+    radius = 1 / h
+    ax.add_patch(Circle((-radius, 0), radius, facecolor="C2", alpha=0.15, edgecolor="C2",
+                        label=rf"forward Euler stable: $|1 + h\lambda| \leq 1$, $h = {h:g}$"))
+    ax.plot(lam.real, lam.imag, "x", color="C3", markersize=8,
+            label="eigenvalues" if label is None else label)
+    ax.axhline(0, color="0.5", linewidth=0.6)
+    ax.axvline(0, color="0.5", linewidth=0.6)
+    pad = 0.1 * max(2 * radius, np.abs(lam).max(initial=0))
+    top = max(radius, np.abs(lam.imag).max(initial=0)) + pad
+    ax.set_xlim(min(-2 * radius, lam.real.min(initial=0)) - pad, lam.real.max(initial=0) + pad)
+    ax.set_ylim(-top, top)
+    ax.set_aspect("equal")
+    ax.set_xlabel(r"Re $\lambda$")
+    ax.set_ylabel(r"Im $\lambda$")
+    ax.legend(fontsize="small", loc="upper left")
+    return ax
 
 
 def resnet_with(K_paper: np.ndarray) -> tuple[Network, np.ndarray]:

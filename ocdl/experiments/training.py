@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import os
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from ocdl.problems import Dataset
-from ocdl.solvers import SolverResult, block_coordinate_descent, multilevel
+from ocdl.solvers import BlockCoordinateDescent, Checkpointing, MultilevelResult, multilevel
 
 from ..backend import asnumpy, to_device
 from ..learning_problem import LearningProblem
-from ..network import Network
+from ..propagation import Network
 from .data import load_data, widen
 from .model import build_problem, initial_parameters
 from .settings import Settings
@@ -34,10 +34,10 @@ class Run:
         The data set before widening (on the host).
     problem : LearningProblem
         The learning problem with the finest level's network.
-    result : ocdl.solvers.SolverResult
-        :func:`ocdl.solvers.multilevel`'s result: ``x = dict(theta, W, mu, network)``
-        (the last level's parameters of best validation accuracy) and one
-        history record per level. A level that fails (e.g. its line search)
+    result : ocdl.solvers.MultilevelResult
+        :func:`ocdl.solvers.multilevel`'s result: ``x``, the last level's
+        parameters of best validation accuracy (:class:`ocdl.solvers.Params`),
+        ``network``, that level's network, and one history record per level. A level that fails (e.g. its line search)
         ends the training there: ``result.success`` is then ``False`` and
         ``result.message`` says why.
     """
@@ -45,16 +45,16 @@ class Run:
     settings: Settings
     data: Dataset
     problem: LearningProblem
-    result: SolverResult
+    result: MultilevelResult
 
     @property
     def network(self) -> Network:
         """The finest level's network."""
-        return self.result.x["network"]
+        return self.result.network
 
     def params(self) -> dict[str, np.ndarray]:
         """``theta, W, mu`` of the finest level (best validation accuracy), on the host."""
-        return {key: asnumpy(self.result.x[key]) for key in ("theta", "W", "mu")}
+        return dict(zip(("theta", "W", "mu"), map(asnumpy, self.result.x)))
 
     def levels(self) -> list[dict]:
         """Per level: ``n_layers, iterations, objective, train_accuracy, best_val_accuracy, time_s, val_accuracy``.
@@ -105,12 +105,11 @@ class Run:
 
     def features(self, Y: np.ndarray) -> np.ndarray:
         """Output features :math:`Y_N` of the examples ``Y`` (before widening), on the host."""
-        return self._in_chunks(lambda Y0: self.problem.features(self.result.x["theta"], Y0=Y0), Y)
+        return self._in_chunks(lambda Y0: self.problem.features(self.result.x.theta, Y0=Y0), Y)
 
     def predict(self, Y: np.ndarray) -> np.ndarray:
         """Predicted classes of the examples ``Y`` (before widening), on the host."""
-        x = self.result.x
-        return self._in_chunks(lambda Y0: self.problem.predict(x["theta"], x["W"], x["mu"], Y0), Y)
+        return self._in_chunks(lambda Y0: self.problem.predict(*self.result.x, Y0), Y)
 
     def _in_chunks(self, f, Y: np.ndarray) -> np.ndarray:
         """``f`` of the widened examples ``Y``, ``CHUNK`` rows at a time (the widened copy is made per chunk)."""
@@ -133,8 +132,9 @@ def _problem_and_validation(settings: Settings, data: Dataset) -> tuple[Learning
     return problem, (device(widen(data.Y_val, settings)), device(data.C_val))
 
 
-def _solver_options(settings: Settings) -> dict:
-    return dict(
+def _solver(settings: Settings, **changes) -> BlockCoordinateDescent:
+    """Block coordinate descent with the options of ``settings`` (``changes`` replacing some)."""
+    options = dict(
         max_iter=settings.max_iter,
         batch_size=settings.batch_size,
         hessian_batch_size=settings.hessian_batch_size,
@@ -142,10 +142,11 @@ def _solver_options(settings: Settings) -> dict:
         classifier_cg_maxiter=settings.classifier_cg_maxiter,
         cg_maxiter=settings.cg_maxiter,
     )
+    return BlockCoordinateDescent(**(options | changes))
 
 
 def train(settings: Settings, data: Dataset | None = None, progress: bool = True,
-          checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 10, resume: bool = False) -> Run:
+          checkpoint: Checkpointing | None = None) -> Run:
     """Train by multilevel block coordinate descent (:func:`ocdl.solvers.multilevel`) with ``settings``.
 
     Parameters
@@ -155,15 +156,11 @@ def train(settings: Settings, data: Dataset | None = None, progress: bool = True
         The data (default :func:`load_data` ``(settings)``).
     progress : bool
         Show a tqdm progress bar per level.
-    checkpoint : path, optional
-        Checkpoint file (:mod:`ocdl.solvers.checkpoint`), written at the start, every
-        ``checkpoint_every`` iterations, after each level and on Ctrl-C, with
-        ``settings`` in it. Default: none.
-    checkpoint_every : int
-        Iterations between checkpoints.
-    resume : bool
-        Continue from ``checkpoint`` if it exists (the same result as an
-        uninterrupted run).
+    checkpoint : ocdl.solvers.Checkpointing, optional
+        Where and how often to write checkpoints, and whether to continue from
+        one (the same result as an uninterrupted run); the checkpoints record
+        ``settings.to_dict()`` (in place of the Checkpointing's own settings).
+        Default: none.
 
     Returns
     -------
@@ -181,12 +178,13 @@ def train(settings: Settings, data: Dataset | None = None, progress: bool = True
     data = load_data(settings) if data is None else data
     problem, validation = _problem_and_validation(settings, data)
     theta0 = to_device(initial_parameters(settings, problem.network), settings.device)
+    if checkpoint is not None:
+        checkpoint = dataclasses.replace(checkpoint, settings=settings.to_dict())
     result = multilevel(
-        problem, theta0, validation=validation, max_layers=settings.max_layers, rng=settings.seed,
-        progress=progress, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
-        settings=settings.to_dict(), **_solver_options(settings),
+        problem, theta0, max_layers=settings.max_layers, solver=_solver(settings), validation=validation,
+        rng=settings.seed, progress=progress, checkpoint=checkpoint,
     )
-    return Run(settings, data, problem.with_network(result.x["network"]), result)
+    return Run(settings, data, problem.with_network(result.network), result)
 
 
 def iteration_cost(settings: Settings, n_layers: int, data: Dataset | None = None, progress: bool = True) -> dict:
@@ -210,12 +208,11 @@ def iteration_cost(settings: Settings, n_layers: int, data: Dataset | None = Non
     problem, validation = _problem_and_validation(settings, data)
     problem = problem.with_network(problem.network.with_steps(n_layers))
     theta0 = to_device(initial_parameters(settings, problem.network), settings.device)
-    options = dict(_solver_options(settings), max_iter=1)
-    result = block_coordinate_descent(problem, theta0, validation=validation, rng=settings.seed, progress=progress,
-                                      **options)
+    result = _solver(settings, max_iter=1).minimize(problem, theta0, validation=validation, rng=settings.seed,
+                                                    progress=progress)
     n_hessian = min(settings.hessian_batch_size or problem.n_examples, problem.n_examples)
     x = result.x
-    model = problem.theta_problem(x["W"], x["mu"], hessian_indices=np.arange(n_hessian)).model(x["theta"])
+    model = problem.theta_problem(x.W, x.mu, hessian_indices=np.arange(n_hessian)).model(x.theta)
     v = model.gradient
     model.hessian_matvec(v)
     start = time.perf_counter()

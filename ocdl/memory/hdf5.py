@@ -88,7 +88,7 @@ class HDF5Trajectory(Trajectory):
             raise
 
     def _write(self, state0: tuple, compression: str | None) -> None:
-        from .. import __version__
+        from .._version import __version__
 
         self._raw_chunks = compression is None
         stepper, N, k = self._stepper, self.n_steps, self._chunk

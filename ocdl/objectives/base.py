@@ -25,15 +25,12 @@ are exact.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
 
 import numpy as np
 from numpy.typing import DTypeLike
 
-from ..backend import get_array_module
+from ..backend import Array, get_array_module
 from .labels import check_n_classes, one_hot
-
-Array = Any  # a NumPy or CuPy array
 
 
 class Objective(ABC):

@@ -21,10 +21,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike
 
-from ..backend import get_array_module
+from ..backend import Array, get_array_module
 from ..validation import is_integer
-
-Array = Any  # a NumPy or CuPy array
 
 FORMS = (
     "integer class indices (1-D integer array with values in 0..n_classes-1) or a "

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .base import Array, Objective
+from ..backend import Array
+from .base import Objective
 
 
 class LeastSquares(Objective):

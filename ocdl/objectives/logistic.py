@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import DTypeLike
 
-from ..backend import get_array_module
-from .base import Array, Objective
+from ..backend import Array, get_array_module
+from .base import Objective
 from .labels import one_hot
 
 

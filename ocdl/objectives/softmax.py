@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..backend import get_array_module
-from .base import Array, Objective
+from ..backend import Array, get_array_module
+from .base import Objective
 
 
 def log_softmax(Z: Array) -> Array:

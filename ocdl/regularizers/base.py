@@ -16,9 +16,8 @@ i.e. ``precondition(r, shift / alpha) / alpha``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
 
-Array = Any  # a NumPy or CuPy array
+from ..backend import Array
 
 
 class Regularizer(ABC):

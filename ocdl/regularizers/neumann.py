@@ -24,9 +24,8 @@ from types import ModuleType
 import numpy as np
 import scipy.fft
 
-from ..backend import get_array_module
+from ..backend import Array, get_array_module
 from ..validation import check_positive
-from .base import Array
 
 
 def fft_module(x: Array) -> ModuleType:

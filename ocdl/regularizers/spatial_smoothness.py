@@ -7,8 +7,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..backend import Array
 from ..validation import check_array, is_integer
-from .base import Array, Regularizer
+from .base import Regularizer
 from .neumann import check_shift, dct_solve, eigenvalues, laplacian, squared_differences
 
 OPERATORS = ("laplacian", "gradient")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ..backend import Array
 from ..validation import check_array, check_positive
-from .base import Array, Regularizer
+from .base import Regularizer
 from .neumann import check_shift, dct_solve, eigenvalues, laplacian, squared_differences
 
 

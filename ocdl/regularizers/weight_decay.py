@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .base import Array, Regularizer
+from ..backend import Array
+from .base import Regularizer
 
 
 class WeightDecay(Regularizer):

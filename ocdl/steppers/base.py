@@ -6,7 +6,7 @@ row) by one step of size ``h`` with the step's parameters ``theta_j``:
 .. math::  x_{j+1} = \Phi(x_j, \theta_j, h), \qquad j = 0, \dots, N-1,
 
 and gives the step's linearisation, from which the generic solvers in
-:mod:`ocdl.network` build sensitivities, adjoints and Gauss-Newton products
+:mod:`ocdl.propagation` build sensitivities, adjoints and Gauss-Newton products
 for any dynamics:
 
 * ``init(Y0)`` :math:`\to x_0` (linear in ``Y0``) and ``init_vjp`` its transpose;
@@ -22,6 +22,9 @@ for any dynamics:
   :math:`= (\partial_x\Phi^T \lambda,\ \partial_\theta\Phi^T \lambda)`;
 * ``output(state)`` the features (default ``state[0]``), linear in the state,
   with ``output_vjp``.
+* ``diagnose(state, theta, h)`` explains a blow-up at the step (a sentence
+  for :class:`~ocdl.validation.PropagationError`); the default gives advice
+  that holds for any explicit stepper.
 
 ``n_params`` is the length of one step's parameter vector. Every example
 steps alone (row ``i`` of :math:`x_{j+1}` depends on row ``i`` of
@@ -91,10 +94,23 @@ class Stepper:
         """The features :math:`Y` read off the state (default ``state[0]``)."""
         return state[0]
 
-    def output_vjp(self, state: State, W: Any) -> State:
-        """Transpose of :meth:`output`: ``W`` in the output slot, zeros elsewhere."""
-        xp = get_array_module(W)
-        return (W,) + tuple(xp.zeros_like(x) for x in state[1:])
+    def output_vjp(self, state: State, lam: Any) -> State:
+        """Transpose of :meth:`output` at the cotangent ``lam`` of the features: ``lam`` in the output
+        slot, zeros elsewhere."""
+        xp = get_array_module(lam)
+        return (lam,) + tuple(xp.zeros_like(x) for x in state[1:])
+
+    def diagnose(self, state: State, theta: Any, h: float) -> str | None:
+        """Why a forward propagation blew up at this step and what to try, for the message of
+        :class:`~ocdl.validation.PropagationError`; ``None`` for nothing to add.
+
+        ``state`` is the (finite) state entering the first step whose output is unbounded, restricted to
+        some of the examples that blew up; ``theta`` is that step's parameters and ``h`` the step size.
+        The default is advice that holds for any explicit stepper; override it to explain the blow-up
+        by the stepper's own stability theory (e.g. :class:`~ocdl.steppers.ResNet` gives the forward
+        Euler factor of eq. 3.9).
+        """
+        return "Use a smaller step (more steps or a smaller final_time) or smaller weights."
 
     def init_params(self, rng: Any, scale: float = 1.0, dtype: Any = None) -> Any:
         """Random parameters for one step (used by :meth:`ocdl.Network.init_params`)."""

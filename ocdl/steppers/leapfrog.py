@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..stability import layer_growth_diagnosis
 from .base import LayerStepper
 
 
@@ -32,23 +33,48 @@ class Leapfrog(LayerStepper):
     def init_vjp(self, lam):
         return lam[0] + lam[1]
 
+    # Each step is the layer step Y + h^2 sigma(Y K + b) (Layer.step, its cache
+    # D = h^2 sigma') plus Y - Y_prev, added in place: no temporary.
     def step(self, state, theta, h):
         Y, Y_prev = state
-        A, dA = self.layer.forward(theta, Y)
-        return (2 * Y - Y_prev + h * h * A, Y), dA
+        Y_next, D = self.layer.step(theta, Y, Y, h * h)
+        Y_next += Y
+        Y_next -= Y_prev
+        return (Y_next, Y), D
+
+    def advance(self, state, theta, h):
+        Y, Y_prev = state
+        Y_next = self.layer.step(theta, Y, Y, h * h, derivative=False)[0]
+        Y_next += Y
+        Y_next -= Y_prev
+        return (Y_next, Y)
 
     def step_jvp(self, state, theta, h, dstate, dtheta, cache):
         Y, _ = state
         dY, dY_prev = dstate
-        return (2 * dY - dY_prev + h * h * self.layer.jvp(theta, Y, cache, dY, dtheta), dY)
+        dY_next = self.layer.step_jvp(theta, Y, cache, dY, dtheta, dY)
+        dY_next += dY
+        dY_next -= dY_prev
+        return (dY_next, dY)
 
     def step_vjp(self, state, theta, h, lam, cache):
         Y, _ = state
         L, L_prev = lam
-        gY, gtheta = self.layer.vjp(theta, Y, cache, L)
-        return (2 * L + L_prev + h * h * gY, -L), h * h * gtheta
+        lam_Y, gtheta = self.layer.step_vjp(theta, Y, cache, L, L)
+        lam_Y += L
+        lam_Y += L_prev
+        return (lam_Y, -L), gtheta
 
     def reverse_step(self, state_next, theta, h):
         Y_next, Y = state_next
-        A, dA = self.layer.forward(theta, Y)
-        return (Y, 2 * Y - Y_next + h * h * A), dA
+        Y_prev, D = self.layer.step(theta, Y, Y, h * h)
+        Y_prev -= Y_next
+        Y_prev += Y
+        return (Y, Y_prev), D
+
+    def diagnose(self, state, theta, h):
+        r""":math:`\max \operatorname{Re}\lambda` of the force's Jacobian at the step's input (positive:
+        :math:`\ddot Y = F(Y)` itself grows;
+        :func:`~ocdl.stability.layer_growth_diagnosis`), then the default advice."""
+        growth = layer_growth_diagnosis(self.layer, theta, self.output(state))
+        return " ".join(filter(None, (growth, super().diagnose(state, theta, h))))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..stability import layer_growth_diagnosis
+from ..transforms import Antisymmetric
 from .base import LayerStepper
 
 
@@ -17,22 +19,31 @@ class ResNet(LayerStepper):
     :math:`g_j = h F'_\theta{}^T \lambda_{j+1}`.
     """
 
-    # The cache is D = h sigma'(Y K + b): Layer._step folds h into it, so that
+    # The cache is D = h sigma'(Y K + b): Layer.step folds h into it, so that
     # the tangent and adjoint below need no extra pass to scale by h.
     def step(self, state, theta, h):
         (Y,) = state
-        Y_next, D = self.layer._step(theta, Y, Y, h)
+        Y_next, D = self.layer.step(theta, Y, Y, h)
         return (Y_next,), D
 
     def advance(self, state, theta, h):
         (Y,) = state
-        return (self.layer._step(theta, Y, Y, h, derivative=False)[0],)
+        return (self.layer.step(theta, Y, Y, h, derivative=False)[0],)
 
     def step_jvp(self, state, theta, h, dstate, dtheta, cache):
         (Y,), (dY,) = state, dstate
-        return (self.layer._step_jvp(theta, Y, cache, dY, dtheta, dY),)
+        return (self.layer.step_jvp(theta, Y, cache, dY, dtheta, dY),)
 
     def step_vjp(self, state, theta, h, lam, cache):
         (Y,), (L,) = state, lam
-        L_prev, gtheta = self.layer._step_vjp(theta, Y, cache, L, L)
+        L_prev, gtheta = self.layer.step_vjp(theta, Y, cache, L, L)
         return (L_prev,), gtheta
+
+    def diagnose(self, state, theta, h):
+        r"""The forward Euler factor :math:`\max|1 + h\lambda|` (eq. 3.9) and :math:`\max \operatorname{Re}\lambda`
+        of the layer Jacobian at the step's input (:func:`~ocdl.stability.layer_growth_diagnosis`), and the
+        advice to use a smaller step or a stable stepper."""
+        stable = "verlet" if isinstance(self.layer.transform, Antisymmetric) else "antisymmetric, verlet"
+        advice = (f"Use a smaller step (more steps or a smaller final_time), smaller weights or a stable stepper "
+                  f"({stable}).")
+        return " ".join(filter(None, (layer_growth_diagnosis(self.layer, theta, self.output(state), h), advice)))

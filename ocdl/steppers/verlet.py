@@ -37,39 +37,40 @@ class Verlet(LayerStepper):
         return (Y0, xp.zeros((Y0.shape[0], self.layer.transform.n_out), dtype=Y0.dtype))
 
     # The cache is (Z_{j+1/2}, D1, D2) with D1 = -h sigma'(Y K + b) and
-    # D2 = h sigma'(Z_{j+1/2} K^T + b): Layer._step folds the signed step
+    # D2 = h sigma'(Z_{j+1/2} K^T + b): Layer.step folds the signed step
     # size into the derivatives, so that the products need no scaling pass.
     def step(self, state, theta, h):
         Y, Z = state
-        Z_next, D1 = self.layer._step(theta, Y, Z, -h)
-        Y_next, D2 = self.layer._step(theta, Z_next, Y, h, transpose=True)
+        Z_next, D1 = self.layer.step(theta, Y, Z, -h)
+        Y_next, D2 = self.layer.step(theta, Z_next, Y, h, transpose=True)
         return (Y_next, Z_next), (Z_next, D1, D2)
 
     def advance(self, state, theta, h):
         Y, Z = state
-        Z_next = self.layer._step(theta, Y, Z, -h, derivative=False)[0]
-        return (self.layer._step(theta, Z_next, Y, h, transpose=True, derivative=False)[0], Z_next)
+        Z_next = self.layer.step(theta, Y, Z, -h, derivative=False)[0]
+        return (self.layer.step(theta, Z_next, Y, h, transpose=True, derivative=False)[0], Z_next)
 
     def step_jvp(self, state, theta, h, dstate, dtheta, cache):
         Y, _ = state
         dY, dZ = dstate
         Z_next, D1, D2 = cache
-        dZ_next = self.layer._step_jvp(theta, Y, D1, dY, dtheta, dZ)
-        dY_next = self.layer._step_jvp(theta, Z_next, D2, dZ_next, dtheta, dY, transpose=True)
+        dZ_next = self.layer.step_jvp(theta, Y, D1, dY, dtheta, dZ)
+        dY_next = self.layer.step_jvp(theta, Z_next, D2, dZ_next, dtheta, dY, transpose=True)
         return (dY_next, dZ_next)
 
     def step_vjp(self, state, theta, h, lam, cache):
         Y, _ = state
         L_Y, L_Z = lam
         Z_next, D1, D2 = cache
-        Lam, gtheta2 = self.layer._step_vjp(theta, Z_next, D2, L_Y, L_Z, transpose=True)
-        L_Y_prev, gtheta1 = self.layer._step_vjp(theta, Y, D1, Lam, L_Y)
+        Lam, gtheta2 = self.layer.step_vjp(theta, Z_next, D2, L_Y, L_Z, transpose=True)
+        L_Y_prev, gtheta1 = self.layer.step_vjp(theta, Y, D1, Lam, L_Y)
         gtheta2 += gtheta1
         return (L_Y_prev, Lam), gtheta2
 
     def reverse_step(self, state_next, theta, h):
+        # the half-steps undone in reverse order, each a layer step with -c; its D is -1 times step's
+        xp = get_array_module(*state_next)
         Y_next, Z_next = state_next
-        A2, dA2 = self.layer.forward(theta, Z_next, transpose=True)
-        Y = Y_next - h * A2
-        A1, dA1 = self.layer.forward(theta, Y)
-        return (Y, Z_next + h * A1), (Z_next, -h * dA1, h * dA2)  # step's cache: D1, D2
+        Y, D2 = self.layer.step(theta, Z_next, Y_next, -h, transpose=True)
+        Z, D1 = self.layer.step(theta, Y, Z_next, h)
+        return (Y, Z), (Z_next, xp.negative(D1, out=D1), xp.negative(D2, out=D2))

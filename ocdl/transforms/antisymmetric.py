@@ -17,9 +17,9 @@ class Antisymmetric(Transform):
 
     .. math::
 
-       \nabla_\theta \langle Y K, W\rangle
-       = \tfrac12\big(\nabla_\theta\langle Y B, W\rangle
-       - \nabla_\theta\langle W B, Y\rangle\big).
+       \nabla_\theta \langle Y K, \lambda\rangle
+       = \tfrac12\big(\nabla_\theta\langle Y B, \lambda\rangle
+       - \nabla_\theta\langle \lambda B, Y\rangle\big).
     """
 
     def __init__(self, base: Transform, gamma: float = 0.0) -> None:
@@ -49,8 +49,8 @@ class Antisymmetric(Transform):
     def transpose_jvp(self, theta, Z, dtheta):
         return -self.jvp(theta, Z, dtheta)
 
-    def vjp(self, theta, Y, W):
-        return 0.5 * (self.base.vjp(theta, Y, W) - self.base.vjp(theta, W, Y))
+    def vjp(self, theta, Y, lam):
+        return 0.5 * (self.base.vjp(theta, Y, lam) - self.base.vjp(theta, lam, Y))
 
     def __repr__(self) -> str:
         return f"Antisymmetric({self.base!r}, gamma={self.gamma})"

@@ -6,19 +6,20 @@ A transform maps features ``Y`` (``s x n_in``, one example per row) to
 * ``apply(theta, Y)`` :math:`= Y K(\theta)`,
 * ``apply_transpose(theta, Z)`` :math:`= Z K(\theta)^T`,
 * ``jvp(theta, Y, dtheta)`` :math:`= Y\, K'(\theta)[d\theta]`,
-* ``vjp(theta, Y, W)`` :math:`= \nabla_\theta \langle Y K(\theta), W\rangle`,
+* ``vjp(theta, Y, lam)`` :math:`= \nabla_\theta \langle Y K(\theta), \lambda\rangle` (``lam``, a
+  cotangent of ``Y K``: ``s x n_out``),
 * ``transpose_jvp(theta, Z, dtheta)`` :math:`= Z\, K'(\theta)[d\theta]^T`,
-* ``transpose_vjp(theta, Z, W)`` :math:`= \nabla_\theta \langle Z K(\theta)^T, W\rangle`,
+* ``transpose_vjp(theta, Z, lam)`` :math:`= \nabla_\theta \langle Z K(\theta)^T, \lambda\rangle`,
 * ``tangent(theta, Y, dY, dtheta)`` :math:`= dY\, K(\theta) + Y\, K'(\theta)[d\theta]`,
   the linearisation of :math:`(\theta, Y) \mapsto Y K(\theta)`,
-* ``cotangent(theta, Y, W)`` :math:`= \big(W K(\theta)^T,\ \nabla_\theta \langle Y K(\theta), W\rangle\big)`,
-  its adjoint,
+* ``cotangent(theta, Y, lam)``
+  :math:`= \big(\lambda K(\theta)^T,\ \nabla_\theta \langle Y K(\theta), \lambda\rangle\big)`, its adjoint,
 
 the last two with ``transpose=True`` for the map :math:`(\theta, Z) \mapsto Z K(\theta)^T`.
 
 For a transform linear in its parameters, :math:`K'(\theta)[d\theta] =
 K(d\theta)`, so the defaults below derive the ``jvp`` methods from ``apply``.
-Since :math:`\langle Z K^T, W\rangle = \langle W K, Z\rangle`, the default
+Since :math:`\langle Z K^T, \lambda\rangle = \langle \lambda K, Z\rangle`, the default
 ``transpose_vjp`` is ``vjp`` with the two arguments exchanged. A subclass
 linear in :math:`\theta` implements ``apply``, ``apply_transpose`` and
 ``vjp``; a nonlinear one overrides the ``jvp`` methods too. ``tangent`` and
@@ -28,8 +29,9 @@ instead of two).
 
 Each example is transformed alone: row ``i`` of ``apply(theta, Y)`` depends
 only on row ``i`` of ``Y``, so ``apply(theta, Y[rows]) == apply(theta,
-Y)[rows]``, and ``vjp`` is a sum over the rows. The step kernels rely on it
-to run large states in row blocks on several threads (:mod:`ocdl.parallel`);
+Y)[rows]``, and ``vjp`` is a sum over the rows. The layer's step kernels
+(:meth:`ocdl.Layer.step`) rely on it to run large states in row blocks on
+several threads;
 :func:`ocdl.check_stepper` checks it ("rows step alone").
 """
 
@@ -60,9 +62,9 @@ class Transform:
         """:math:`Z K(\\theta)^T`, ``s x n_in``."""
         raise NotImplementedError(missing_method(self, "apply_transpose(theta, Z) -> Z K^T"))
 
-    def vjp(self, theta: Any, Y: Any, W: Any) -> Any:
-        """:math:`\\nabla_\\theta \\langle Y K(\\theta), W\\rangle`, ``n_params`` entries."""
-        raise NotImplementedError(missing_method(self, "vjp(theta, Y, W) -> grad_theta <Y K, W>"))
+    def vjp(self, theta: Any, Y: Any, lam: Any) -> Any:
+        """:math:`\\nabla_\\theta \\langle Y K(\\theta), \\lambda\\rangle`, ``n_params`` entries."""
+        raise NotImplementedError(missing_method(self, "vjp(theta, Y, lam) -> grad_theta <Y K, lam>"))
 
     def jvp(self, theta: Any, Y: Any, dtheta: Any) -> Any:
         return self.apply(dtheta, Y)
@@ -70,8 +72,8 @@ class Transform:
     def transpose_jvp(self, theta: Any, Z: Any, dtheta: Any) -> Any:
         return self.apply_transpose(dtheta, Z)
 
-    def transpose_vjp(self, theta: Any, Z: Any, W: Any) -> Any:
-        return self.vjp(theta, W, Z)
+    def transpose_vjp(self, theta: Any, Z: Any, lam: Any) -> Any:
+        return self.vjp(theta, lam, Z)
 
     def tangent(self, theta: Any, Y: Any, dY: Any, dtheta: Any, transpose: bool = False, out: Any = None) -> Any:
         """``dY K + Y K'[dtheta]``; with ``transpose``, ``dY K^T + Y K'[dtheta]^T``; into ``out`` if given."""
@@ -80,12 +82,12 @@ class Transform:
             return xp.add(self.apply_transpose(theta, dY), self.transpose_jvp(theta, Y, dtheta), out=out)
         return xp.add(self.apply(theta, dY), self.jvp(theta, Y, dtheta), out=out)
 
-    def cotangent(self, theta: Any, Y: Any, W: Any, transpose: bool = False) -> tuple[Any, Any]:
-        """The adjoint of :meth:`tangent`: ``(W K^T, vjp(theta, Y, W))``; with ``transpose``,
-        ``(W K, transpose_vjp(theta, Y, W))``."""
+    def cotangent(self, theta: Any, Y: Any, lam: Any, transpose: bool = False) -> tuple[Any, Any]:
+        """The adjoint of :meth:`tangent` at the cotangent ``lam``: ``(lam K^T, vjp(theta, Y, lam))``;
+        with ``transpose``, ``(lam K, transpose_vjp(theta, Y, lam))``."""
         if transpose:
-            return self.apply(theta, W), self.transpose_vjp(theta, Y, W)
-        return self.apply_transpose(theta, W), self.vjp(theta, Y, W)
+            return self.apply(theta, lam), self.transpose_vjp(theta, Y, lam)
+        return self.apply_transpose(theta, lam), self.vjp(theta, Y, lam)
 
     def _apply_blocks(self, theta: Any, Y: Any, consume, transpose: bool = False) -> None:
         """``consume(rows, Z[rows])`` over row blocks covering ``Z = Y K`` (``Y K^T`` with ``transpose``).

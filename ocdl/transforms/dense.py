@@ -24,7 +24,7 @@ class Dense(Transform):
     r"""A full matrix :math:`K \in \mathbb{R}^{n_{in} \times n_{out}}` (rectangular allowed).
 
     ``theta`` is :math:`K` flattened row-major. :math:`Y K`, :math:`Z K^T`, and
-    :math:`\nabla_\theta \langle Y K, W \rangle = \operatorname{vec}(Y^T W)`.
+    :math:`\nabla_\theta \langle Y K, \lambda \rangle = \operatorname{vec}(Y^T \lambda)`.
     """
 
     def __init__(self, n_in: int, n_out: int | None = None) -> None:
@@ -46,8 +46,8 @@ class Dense(Transform):
             return _product(Z, K.T.copy())
         return _product(Z, K.T)
 
-    def vjp(self, theta, Y, W):
-        return (Y.T @ W).ravel()
+    def vjp(self, theta, Y, lam):
+        return (Y.T @ lam).ravel()
 
     def matrix(self, theta):
         return self._K(theta)

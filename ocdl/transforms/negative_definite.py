@@ -19,8 +19,8 @@ class NegativeDefinite(Transform):
     .. math::
 
        Y K'(\theta)[d\theta] = -(Y\, dC^T) C - (Y C^T)\, dC, \qquad
-       \nabla_\theta \langle Y K, W\rangle
-       = -\nabla_\theta\langle (Y C^T) C, W\rangle - \nabla_\theta\langle (W C^T) C, Y\rangle .
+       \nabla_\theta \langle Y K, \lambda\rangle
+       = -\nabla_\theta\langle (Y C^T) C, \lambda\rangle - \nabla_\theta\langle (\lambda C^T) C, Y\rangle .
     """
 
     linear_in_params = False
@@ -44,12 +44,12 @@ class NegativeDefinite(Transform):
 
     transpose_jvp = jvp
 
-    def vjp(self, theta, Y, W):
+    def vjp(self, theta, Y, lam):
         b = self.base
-        return -b.vjp(theta, b.apply_transpose(theta, Y), W) - b.vjp(theta, b.apply_transpose(theta, W), Y)
+        return -b.vjp(theta, b.apply_transpose(theta, Y), lam) - b.vjp(theta, b.apply_transpose(theta, lam), Y)
 
-    def transpose_vjp(self, theta, Z, W):
-        return self.vjp(theta, Z, W)
+    def transpose_vjp(self, theta, Z, lam):
+        return self.vjp(theta, Z, lam)
 
     def init_params(self, rng, scale=1.0, dtype=np.float64):
         return self.base.init_params(rng, scale, dtype)

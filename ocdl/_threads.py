@@ -1,29 +1,44 @@
-"""Work shared among threads in row blocks (NumPy on the CPU; private helpers).
+"""Threads and the BLAS's thread count for the NumPy kernels: the one private place for both.
 
 A time step acts on each example, each row of ``Y``, alone. The step kernels
-(:meth:`ocdl.Layer._step` and its derivatives) therefore cut the rows into
+(:meth:`ocdl.Layer.step` and its derivatives) therefore cut the rows into
 blocks and run the *whole* step on each block: the product with ``K`` and the
-activation's elementwise passes, the blocks shared among the threads
-(NumPy's loops and BLAS release the GIL).
+activation's elementwise passes, the blocks shared among the threads (NumPy's
+loops and BLAS release the GIL). ``Conv2d`` shares its blocks of images the
+same way.
 
-While the blocks run, BLAS is held to one thread per block. OpenBLAS's own
-worker threads keep spinning for a while after each call, and on two cores
-they took the second core from the elementwise passes: on a 2-core Xeon
-(2026-12-02) one wide step (2048 x 256, float64) took 4.0 ms as a threaded
-GEMM followed by elementwise passes and 3.1 ms as blocks of GEMM plus
-passes with single-threaded BLAS. Where the BLAS's thread count cannot be
-set (no OpenBLAS found, or not Linux) the blocks run one after another on
-the whole arrays, BLAS threading the products as before.
+The kernel interface, the only names the numerical modules import from here
+(a test holds them to it):
+
+* :func:`row_blocks` runs a kernel that acts on rows alone over row blocks of
+  its arrays (the layer's step kernels);
+* :func:`map_blocks` runs the items of one product (``Conv2d``'s blocks of
+  images), shared among the threads when the data are large.
+
+Both decide alone whether to use threads: only for NumPy arrays of at least
+``_THREADED_ELEMENTS`` entries (CuPy and small arrays get one call, or the
+items one after another). Everything else here (the thread pool, the sizes,
+the BLAS limit) is private; tests and ``benchmarks/threads.py`` reach in.
+
+While the blocks run, the BLAS is held to one thread per block, through
+``threadpoolctl`` (which finds the BLAS libraries loaded in the process:
+OpenBLAS, MKL, BLIS, on any platform). OpenBLAS's own worker threads keep
+spinning for a while after each call, and on two cores they took the second
+core from the elementwise passes: on a 2-core Xeon (2026-12-02) one wide
+step (2048 x 256, float64) took 4.0 ms as a threaded GEMM followed by
+elementwise passes and 3.1 ms as blocks of GEMM plus passes with
+single-threaded BLAS. Where no BLAS's thread count can be set, the step
+kernels run on the whole arrays, BLAS threading the products.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import threading
-from contextlib import contextmanager
 
 import numpy as np
+
+__all__ = ["map_blocks", "row_blocks"]
 
 #: Most entries per row block, about; the blocks are as many as a multiple of
 #: the threads. Large blocks keep the fixed cost per call small (Conv2d's:
@@ -72,80 +87,43 @@ def _reset_executor() -> None:
     _pool = None
 
 
-# -- the BLAS's thread count -------------------------------------------------
-_OPENBLAS_PREFIXES = ("scipy_", "")  # NumPy/SciPy wheels rename the symbols
-_OPENBLAS_SUFFIXES = ("64_", "")  # 64-bit integer builds
-_blas_lock = threading.Lock()
-_blas_state = {"controls": None, "depth": 0, "saved": []}
+# -- the BLAS's thread count (threadpoolctl) -----------------------------------
+_blas_selection = (None, None)  # (threadpoolctl's cached controller, its BLAS libraries)
 
 
-def _loaded_openblas_controls() -> list:
-    """``(set_num_threads, get_num_threads)`` of every OpenBLAS loaded in this process.
+def _blas():
+    """threadpoolctl's controller of the BLAS libraries loaded in the process.
 
-    Found among the shared libraries in ``/proc/self/maps`` (Linux), once per
-    OpenBLAS: SciPy's wrapper modules also resolve its functions, and they
-    are kept once, by address. An empty list elsewhere or when no loaded
-    library exports OpenBLAS's functions.
+    ``get_cached_controller`` finds the libraries again only when a module
+    has been imported since its last call; the selection of the BLAS among
+    them is kept as long as that controller is, so a call costs about a
+    microsecond.
     """
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = sorted({line.split()[-1] for line in maps if "blas" in line.rsplit("/", 1)[-1].lower()})
-    except OSError:
-        return []
-    names = [(f"{p}openblas_set_num_threads{s}", f"{p}openblas_get_num_threads{s}")
-             for p in _OPENBLAS_PREFIXES for s in _OPENBLAS_SUFFIXES]
-    controls, seen = [], set()
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        found = next(((getattr(lib, a), getattr(lib, b)) for a, b in names
-                      if hasattr(lib, a) and hasattr(lib, b)), None)
-        if found is None:
-            continue
-        address = ctypes.cast(found[0], ctypes.c_void_p).value
-        if address not in seen:
-            seen.add(address)
-            setter, getter = found
-            setter.argtypes, setter.restype = [ctypes.c_int], None
-            getter.argtypes, getter.restype = [], ctypes.c_int
-            controls.append(found)
-    return controls
+    from threadpoolctl import get_cached_controller
+
+    global _blas_selection
+    controller = get_cached_controller()
+    cached, blas = _blas_selection
+    if cached is not controller:
+        blas = controller.select(user_api="blas")
+        _blas_selection = (controller, blas)
+    return blas
 
 
 def blas_threads_settable() -> bool:
-    """Whether :func:`single_threaded_blas` can hold the BLAS to one thread."""
-    with _blas_lock:
-        if _blas_state["controls"] is None:
-            _blas_state["controls"] = _loaded_openblas_controls()
-        return bool(_blas_state["controls"])
+    """Whether a BLAS whose thread count can be set is loaded."""
+    return len(_blas()) > 0
 
 
-@contextmanager
 def single_threaded_blas():
-    """Hold every loaded OpenBLAS to one thread inside the block (nested and thread safe).
+    """A context manager that holds every loaded BLAS to one thread inside it, then restores it.
 
-    The first caller to enter saves the thread counts and the last to leave
-    restores them. Does nothing where :func:`blas_threads_settable` is false.
+    ``threadpoolctl``'s own limit (it nests). Where the BLAS has one thread
+    pool for the whole process (OpenBLAS on pthreads) the count is the
+    process's, so :func:`in_parallel` holds it from one Python thread at a
+    time. Where no BLAS is found it does nothing.
     """
-    if not blas_threads_settable():
-        yield
-        return
-    with _blas_lock:
-        if _blas_state["depth"] == 0:
-            _blas_state["saved"] = [get() for _, get in _blas_state["controls"]]
-            for set_threads, _ in _blas_state["controls"]:
-                set_threads(1)
-        _blas_state["depth"] += 1
-    try:
-        yield
-    finally:
-        with _blas_lock:
-            _blas_state["depth"] -= 1
-            if _blas_state["depth"] == 0:
-                for (set_threads, _), n in zip(_blas_state["controls"], _blas_state["saved"]):
-                    set_threads(n)
+    return _blas().limit(limits=1)
 
 
 # -- items of a task shared among the threads ----------------------------------
@@ -189,6 +167,9 @@ class _Nested(threading.local):
 
 
 _nested = _Nested()
+#: Held by the threaded call in progress: the pool's threads and the BLAS's thread count are
+#: the process's, so calls from several Python threads take turns (each would use every core).
+_threaded_call = threading.Lock()
 
 
 def _nested_run(work) -> None:
@@ -205,12 +186,13 @@ def in_parallel(task, n: int, threaded: bool) -> list:
 
     Threaded items run under :func:`single_threaded_blas`; a task that
     parallelises again runs its items inline (no deadlock, no oversubscription).
+    Threaded calls from several Python threads run one after another.
     """
     pool = _executor() if threaded and n > 1 and not _nested.active else False
     if not pool:
         return [task(i) for i in range(n)]
     batch = _Batch(task, n)
-    with single_threaded_blas():
+    with _threaded_call, single_threaded_blas():
         for _ in range(min(pool._max_workers, n - 1)):
             pool.submit(_nested_run, batch.work)
         _nested_run(batch.work)
@@ -220,8 +202,25 @@ def in_parallel(task, n: int, threaded: bool) -> list:
     return batch.results
 
 
+# -- the kernel interface --------------------------------------------------------
+def _large(X) -> bool:
+    """Whether ``X`` is a NumPy array big enough to share its work among threads."""
+    return type(X) is np.ndarray and X.size >= _THREADED_ELEMENTS
+
+
+def map_blocks(task, n_blocks: int, data) -> list:
+    """``[task(i) for i in range(n_blocks)]``, shared among the threads when ``data`` is large.
+
+    ``data`` is the array the blocks cut (``Conv2d``'s images): a NumPy array
+    of at least ``_THREADED_ELEMENTS`` entries gets the threads, each block
+    with a single-threaded BLAS; otherwise (smaller arrays, CuPy) the blocks
+    run one after another on the calling thread.
+    """
+    return in_parallel(task, n_blocks, _large(data))
+
+
 def row_blocks(kernel, *arrays) -> list:
-    """Run ``kernel(*blocks)`` over row blocks of ``arrays`` (equal first dimensions).
+    """Run ``kernel(*blocks)`` over row blocks of ``arrays`` (equal first dimensions; ``None`` passes through).
 
     ``kernel`` must act on rows alone: each output row depends only on the
     same rows of the inputs (a time step's product ``Y K`` and elementwise
@@ -232,9 +231,9 @@ def row_blocks(kernel, *arrays) -> list:
     kernel's return values, one per block.
     """
     X = arrays[0]
-    size = X.size
-    if type(X) is not np.ndarray or X.ndim == 0 or size < _THREADED_ELEMENTS or not blas_threads_settable():
+    if X.ndim == 0 or not _large(X) or not blas_threads_settable():
         return [kernel(*arrays)]
+    size = X.size
     pool = _executor()
     rows, threads = X.shape[0], pool._max_workers + 1 if pool else 1
     step = -(-rows // (threads * -(-size // (threads * _BLOCK_ELEMENTS))))

@@ -182,10 +182,8 @@ class Network:
         return bool(xp.abs(Y).max() <= limit) if Y.size else True
 
     def _blow_up_error(self, steps: Any, Y0: Any, limit: float) -> PropagationError:
-        """The error naming the first step whose state is unbounded, with the stepper's diagnosis
-        (:func:`ocdl.stability.blow_up_diagnosis`) of that step."""
-        from .stability import blow_up_diagnosis  # ocdl.stability imports this module
-
+        """The error naming the first step whose state is unbounded, with the stepper's explanation
+        (:meth:`~ocdl.steppers.Stepper.diagnose`) of that step."""
         xp = get_array_module(Y0)
         state = self.stepper.init(Y0)
         for j, theta_j in enumerate(steps):  # noqa: B007 - j names the step in the message
@@ -196,12 +194,11 @@ class Network:
                 break
             state = new_state
         rows = xp.flatnonzero(bad)[:64] if bool(bad.any()) else xp.arange(min(64, Y0.shape[0]))
-        diagnosis, advice = blow_up_diagnosis(self.stepper, theta_j, self.stepper.output(state)[rows], self.h)
+        explanation = self.stepper.diagnose(tuple(x[rows] for x in state), theta_j, self.h)
         return PropagationError(
             f"forward propagation blew up: step {j} of {self.n_steps} ({type(self.stepper).__name__}, "
             f"h = {self.h:.3g}) produced NaN, Inf or values above {limit:.3g} "
-            f"(blow_up = {self.blow_up} times max(1, max|Y0|)).{diagnosis} Use a smaller step (more steps or a "
-            f"smaller final_time), smaller weights{advice}."
+            f"(blow_up = {self.blow_up} times max(1, max|Y0|))." + (f" {explanation}" if explanation else "")
         )
 
     def forward(self, theta: Any, Y0: Any) -> Any:

@@ -1,0 +1,403 @@
+r"""The learning problem :math:`f(\theta, W, \mu)` of eq. (2.4): value, gradient, prediction, sub-problems.
+
+The mathematics, the chunked sums and the reduction are described in :mod:`ocdl.learning_problem`.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from ..backend import Array, get_array_module
+from ..fingerprint import describe, digest
+from ..objectives import Objective
+from ..propagation import Network
+from ..reduction import Reduction
+from ..regularizers import Regularizer, TimeSmoothness, WeightDecay
+from ..validation import check_nonnegative, check_positive
+from .classifier import ClassifierProblem, pack_classifier, unpack_classifier
+from .examples import Rows, check_examples, check_indices
+from .features import FeatureCache
+from .sweeps import data_gradient, forward_chunks, propagate
+from .targets import class_indices, training_targets
+from .theta import ThetaProblem
+
+
+class LearningProblem:
+    r"""The regularized learning problem :math:`f(\theta, W, \mu)` of eq. (2.4).
+
+    Parameters
+    ----------
+    network : Network
+        The forward propagation :math:`\theta \mapsto Y_N(\theta)`.
+    objective : Objective
+        The loss :math:`S` (e.g. :class:`~ocdl.SoftmaxCrossEntropy`,
+        :class:`~ocdl.LogisticCrossEntropy`, :class:`~ocdl.LeastSquares`).
+    Y0 : array, shape ``(s, n)``
+        Training examples, one per row (NumPy or CuPy, floating); ``n`` is the
+        network's width. The dynamics keep the width, so :math:`W` is ``n x m``.
+    C : array
+        Training labels: integer class indices ``(s,)`` or a one-hot matrix
+        ``(s, n_classes)``, converted by ``objective.prepare_labels`` into the
+        ``(s, m)`` target matrix. With ``regression=True``: the real ``(s, m)``
+        target matrix itself.
+    alpha_theta : float
+        :math:`\alpha_\theta \ge 0`.
+    theta_regularizer : Regularizer, optional
+        :math:`R`; default :class:`~ocdl.TimeSmoothness` ``(N, p, h)`` of the
+        network (eq. 5.23).
+    alpha_W : float
+        :math:`\alpha_W \ge 0`.
+    W_regularizer : Regularizer, optional
+        :math:`R_W`; default :class:`~ocdl.WeightDecay` (use
+        :class:`~ocdl.SpatialSmoothness` for images, eq. 5.25).
+    n_classes : int, optional
+        Number of classes, at least 2 (inferred from ``C`` when not given; then
+        every class ``0..max(C)`` must have an example).
+    regression : bool
+        ``C`` is a real target matrix used as is (e.g. outputs of a known
+        network fitted by :class:`~ocdl.LeastSquares`); classes, for the
+        accuracy, are then the ``argmax`` over its columns.
+    reduction : Reduction, optional
+        Completes every sum over examples (default: local).
+    chunk_size : int, optional
+        Examples propagated at once (all if ``None``): every sweep runs over
+        chunks of at most ``chunk_size`` rows and sums their contributions
+        (see the module docstring), which bounds the memory by one chunk's.
+        The training examples ``Y0`` must not be changed in place afterwards
+        (their output features are cached).
+
+    Raises
+    ------
+    ValueError
+        Naming the argument: labels that are neither class indices nor
+        one-hot, fewer than two classes, inferred classes without an example
+        (pass ``n_classes`` when a class is absent from the sample), ``C`` rows
+        not matching ``Y0`` rows, no example (``s = 0``), ``Y0`` width not the
+        network's, a negative ``alpha_theta`` or ``alpha_W``, regularizers that
+        do not fit ``theta`` or ``W``.
+    """
+
+    def __init__(
+        self,
+        network: Network,
+        objective: Objective,
+        Y0: Array,
+        C: Array,
+        alpha_theta: float = 1e-3,
+        theta_regularizer: Regularizer | None = None,
+        alpha_W: float = 1e-3,
+        W_regularizer: Regularizer | None = None,
+        n_classes: int | None = None,
+        regression: bool = False,
+        reduction: Reduction | None = None,
+        chunk_size: int | None = None,
+    ) -> None:
+        if not isinstance(network, Network):
+            raise TypeError(f"network must be an ocdl Network, got {type(network).__name__}")
+        if not isinstance(objective, Objective):
+            raise TypeError(f"objective must be an ocdl Objective, got {type(objective).__name__}")
+        self.network = network
+        self.objective = objective
+        self.Y0 = self.check_examples(Y0)
+        self.n_examples, self.n_features = self.Y0.shape
+        self.alpha_theta = check_nonnegative("alpha_theta", alpha_theta)
+        self.alpha_W = check_nonnegative("alpha_W", alpha_W)
+        self.regression = bool(regression)
+        self.reduction = Reduction() if reduction is None else reduction
+        self.chunk_size = None if chunk_size is None else check_positive("chunk_size", chunk_size, integer=True)
+        self.release()
+        self.C, self.n_classes, self.classes = training_targets(objective, C, self.Y0, n_classes, self.regression)
+        self.n_outputs = self.C.shape[1]
+        self.theta_regularizer = (
+            TimeSmoothness(network.n_steps, network.stepper.n_params, network.h)
+            if theta_regularizer is None
+            else theta_regularizer
+        )
+        self.W_regularizer = WeightDecay() if W_regularizer is None else W_regularizer
+        _check_regularizers(self)
+
+    # -- the examples -------------------------------------------------------
+    def check_examples(self, Y0: Array, name: str = "Y0") -> Array:
+        """Check ``Y0`` as examples for this problem's network (e.g. validation examples) and return it.
+
+        Parameters
+        ----------
+        Y0 : array, shape ``(s, n)``
+            Examples, one per row: a float32 or float64 NumPy or CuPy array,
+            finite, with at least one row and the network's width ``n``
+            columns (any width for a network of free width).
+        name : str
+            The argument's name in error messages.
+
+        Returns
+        -------
+        array
+            ``Y0`` itself.
+
+        Raises
+        ------
+        TypeError
+            Not a float32 or float64 array.
+        ValueError
+            Naming ``name``: not 2-D, no row, NaN or Inf entries, or not the
+            network's width.
+        """
+        return check_examples(name, Y0, self.network.stepper.n_features)
+
+    def rows(self, indices: Array | None = None, name: str = "indices") -> Rows:
+        """The training examples ``indices`` (all if ``None``), with their targets and their number.
+
+        Parameters
+        ----------
+        indices : array of int, optional
+            Row indices into the training examples (non-empty, 1-D, in
+            ``0..n_examples-1``; repeats allowed), NumPy or CuPy.
+        name : str
+            The argument's name in error messages.
+
+        Returns
+        -------
+        Rows
+            ``(Y0, C, count)``: ``Y0[indices]``, ``C[indices]`` (the target
+            matrix's rows) and ``len(indices)``; the arrays themselves and
+            ``n_examples`` if ``indices`` is ``None``. On this process: the
+            ``count`` to pass to :meth:`ocdl.reduction.Reduction.mean`.
+
+        Raises
+        ------
+        ValueError
+            Naming ``name``: indices empty, not 1-D, not integers or out of range.
+        """
+        idx = check_indices(name, indices, self.n_examples, self.Y0)
+        if idx is None:
+            return Rows(self.Y0, self.C, self.n_examples)
+        return Rows(self.Y0[idx], self.C[idx], int(idx.size))
+
+    # -- the classifier as one flat vector ------------------------------------
+    def pack_classifier(self, W: Array, mu: Array) -> Array:
+        r"""The flat vector :math:`x = (\operatorname{vec}_\text{row}(W), \mu)` of ``n m + m`` entries."""
+        return pack_classifier(W, mu, self.n_features, self.n_outputs)
+
+    def unpack_classifier(self, x: Array) -> tuple[Array, Array]:
+        """Inverse of :meth:`pack_classifier`: views ``(W, mu)`` of shapes ``(n, m)`` and ``(m,)``."""
+        return unpack_classifier(x, self.n_features, self.n_outputs)
+
+    def initial_classifier(self) -> tuple[Array, Array]:
+        """Zero ``(W, mu)`` on the device and in the dtype of the examples."""
+        xp = get_array_module(self.Y0)
+        return (
+            xp.zeros((self.n_features, self.n_outputs), dtype=self.Y0.dtype),
+            xp.zeros(self.n_outputs, dtype=self.Y0.dtype),
+        )
+
+    # -- objective and gradient -------------------------------------------
+    def features(self, theta: Array, indices: Array | None = None, Y0: Array | None = None) -> Array:
+        r"""Output features :math:`Y_N(\theta)` of the training examples ``indices`` (all if ``None``),
+        or of the examples ``Y0`` when given (then ``indices`` must be ``None``)."""
+        if Y0 is not None:
+            if indices is not None:
+                raise ValueError("give either indices (training examples) or Y0 (other examples), not both")
+            return propagate(self.network, theta, self.check_examples(Y0), self.chunk_size)
+        YN = self._last_features.get(theta, indices)
+        if YN is None:
+            YN = propagate(self.network, theta, self.rows(indices).Y0, self.chunk_size)
+            self._last_features.put(theta, indices, YN)
+        return YN
+
+    def release(self) -> None:
+        r"""Drop the kept output features :math:`Y_N(\theta)` of the last sweep (their memory,
+        ``s x n`` entries); the next call that needs them propagates again."""
+        self._last_features = FeatureCache()
+
+    def value(self, theta: Array, W: Array, mu: Array, indices: Array | None = None) -> float:
+        r""":math:`f(\theta, W, \mu)` with :math:`S` averaged over the examples ``indices`` (all if ``None``)."""
+        idx = check_indices("indices", indices, self.n_examples, self.Y0)
+        C, count = (self.C, self.n_examples) if idx is None else (self.C[idx], int(idx.size))
+        S = self.objective.value(self.features(theta, indices), W, mu, C)
+        return self.reduction.mean(S, count) + self.regularization(theta, W)
+
+    def value_and_gradient(
+        self, theta: Array, W: Array, mu: Array, indices: Array | None = None
+    ) -> tuple[float, tuple[Array, Array, Array]]:
+        r""":math:`f` and :math:`(\nabla_\theta f, \nabla_W f, \nabla_\mu f)` on the examples ``indices``.
+
+        One forward sweep and one adjoint sweep (per chunk):
+        :math:`\nabla_\theta f = J^T \partial S/\partial Y_N + \alpha_\theta H_R\theta`.
+        """
+        Y0, C, count = self.rows(indices)
+        swept = forward_chunks(self.network, theta, Y0, C, self.chunk_size)
+        S, g_theta, dW, dmu = data_gradient(self.network, self.objective, theta, W, mu, swept)
+        mean = self.reduction.mean
+        return mean(S, count) + self.regularization(theta, W), (
+            mean(g_theta, count) + self.alpha_theta * self.theta_regularizer.gradient(theta),
+            mean(dW, count) + self.alpha_W * self.W_regularizer.gradient(W),
+            mean(dmu, count),
+        )
+
+    def regularization(self, theta: Array, W: Array) -> float:
+        r"""The regularization terms :math:`\alpha_\theta R(\theta) + \alpha_W R_W(W)` of :math:`f`.
+
+        Parameters
+        ----------
+        theta : array, shape ``(n_params,)``
+            The network's parameters.
+        W : array, shape ``(n, m)``
+            The classifier weights.
+
+        Returns
+        -------
+        float
+            No data term: the same on every process, never reduced.
+        """
+        return self.alpha_theta * self.theta_regularizer.value(theta) + self.alpha_W * self.W_regularizer.value(W)
+
+    # -- problems for the Newton-type solvers -------------------------------
+    def theta_problem(
+        self,
+        W: Array,
+        mu: Array,
+        indices: Array | None = None,
+        hessian_indices: Array | None = None,
+        shift: float = 1e-2,
+    ) -> ThetaProblem:
+        r"""The problem in :math:`\theta` with :math:`(W, \mu)` fixed, for :func:`ocdl.solvers.gauss_newton_pcg`.
+
+        Parameters
+        ----------
+        W, mu : array
+            The fixed classifier.
+        indices : array of int, optional
+            Training examples of the value and gradient (all if ``None``).
+        hessian_indices : array of int, optional
+            Training examples of the Gauss-Newton matrix (``indices`` if ``None``).
+        shift : float
+            :math:`\sigma > 0` of the preconditioner
+            :math:`(\alpha_\theta H_R + \sigma I)^{-1}`.
+        """
+        return ThetaProblem(self, W, mu, indices, hessian_indices, shift)
+
+    def classifier_problem(self, YN: Array, indices: Array | None = None, shift: float = 1e-2) -> ClassifierProblem:
+        r"""The problem in the flat :math:`x = (W, \mu)` with the features fixed, for :func:`ocdl.solvers.newton_pcg`.
+
+        Parameters
+        ----------
+        YN : array, shape ``(len(indices), n)``
+            Output features of the training examples ``indices`` (all if
+            ``None``), in that order (see :meth:`features`).
+        indices : array of int, optional
+            Which training examples (their targets).
+        shift : float
+            :math:`\sigma > 0` of the preconditioner
+            :math:`(\alpha_W H_{R_W} + \sigma I)^{-1}` (the regularizer's fast solve,
+            e.g. the DCT-diagonalised Laplacian of :class:`~ocdl.SpatialSmoothness`).
+        """
+        return ClassifierProblem(self, YN, indices, shift)
+
+    # -- prediction --------------------------------------------------------
+    def class_indices(self, C: Array) -> Array:
+        """Validate labels (class indices or one-hot) and return them as class indices ``(s,)``
+        on the device of the training examples."""
+        return class_indices(C, self.n_classes, self.Y0)
+
+    def predict(self, theta: Array, W: Array, mu: Array, Y0: Array | None = None) -> Array:
+        """Predicted class indices of the examples ``Y0`` (default: the training examples)."""
+        return self.objective.predict(self.features(theta, Y0=Y0), W, mu)
+
+    def accuracy(
+        self, theta: Array, W: Array, mu: Array, Y0: Array | None = None, C: Array | None = None
+    ) -> float:
+        """Fraction of the examples ``Y0`` with labels ``C`` (default: the training set) classified correctly.
+
+        ``C``: class indices or one-hot matrix (required with ``Y0``).
+        """
+        if Y0 is None:
+            labels, count = self.classes, self.n_examples
+        else:
+            if C is None:
+                raise ValueError("accuracy on examples Y0 needs their labels C")
+            labels, count = self.class_indices(C), Y0.shape[0]
+            if labels.shape[0] != count:
+                raise ValueError(f"C must hold one label per row of Y0 ({count}), got {labels.shape[0]}")
+        correct = int((self.predict(theta, W, mu, Y0) == labels).sum())
+        return self.reduction.sum(correct) / self.reduction.sum(count)
+
+    # -- multilevel ---------------------------------------------------------
+    def with_network(self, network: Network) -> LearningProblem:
+        """The same problem on ``network`` (e.g. ``self.network.with_steps(2 * N)``).
+
+        A :class:`~ocdl.TimeSmoothness` regularizer (the default) is rebuilt for
+        the new number of steps and step size; any other is kept.
+        """
+        new = copy.copy(self)
+        new.network = network
+        new.release()
+        if isinstance(self.theta_regularizer, TimeSmoothness):
+            new.theta_regularizer = TimeSmoothness(network.n_steps, network.stepper.n_params, network.h)
+        new.check_examples(self.Y0)
+        _check_regularizers(new)
+        return new
+
+    def __repr__(self) -> str:
+        return (
+            f"LearningProblem({self.network!r}, {type(self.objective).__name__}(), s={self.n_examples}, "
+            f"n_classes={self.n_classes}, alpha_theta={self.alpha_theta:g}, alpha_W={self.alpha_W:g})"
+        )
+
+    # -- description for checkpoints -----------------------------------------
+    def fingerprint(self, validation: tuple[Array, Array] | None = None) -> dict:
+        r"""What defines this problem beyond its shapes, as JSON-able values (checked on resume).
+
+        Problems built from equal arguments have equal fingerprints, on either
+        device; another objective, :math:`\alpha_\theta`, :math:`\alpha_W`,
+        regularizer, or other data (even of the same size) give another.
+        ``chunk_size`` and ``reduction`` are left out: they change how the
+        sums are computed, not what they are.
+
+        Parameters
+        ----------
+        validation : (Y_val, C_val), optional
+            Validation data of a run on this problem, hashed with the rest.
+
+        Returns
+        -------
+        dict
+            ``objective``, ``theta_regularizer``, ``W_regularizer``: the class
+            and its parameters (its ``repr`` if the class defines one, else
+            its public attributes, arrays by content hash); ``alpha_theta``,
+            ``alpha_W``: floats; ``Y0``, ``C`` (the target matrix) and
+            ``validation`` (``None`` without): SHA-256 hex digests of the
+            arrays' dtypes, shapes and bytes.
+
+        Notes
+        -----
+        Hashing reads every byte of the data once, after copying CuPy arrays
+        to the host: about a second per GB (MNIST's training set in float64:
+        0.4 GB), paid once per run with checkpoints.
+        """
+        if validation is not None and (not isinstance(validation, (tuple, list)) or len(validation) != 2):
+            raise TypeError(f"validation must be a pair (Y_val, C_val), got {type(validation).__name__}")
+        return {
+            "objective": describe(self.objective),
+            "alpha_theta": self.alpha_theta,
+            "theta_regularizer": describe(self.theta_regularizer),
+            "alpha_W": self.alpha_W,
+            "W_regularizer": describe(self.W_regularizer),
+            "Y0": digest(self.Y0),
+            "C": digest(self.C),
+            "validation": None if validation is None else digest(*validation),
+        }
+
+
+def _check_regularizers(problem: LearningProblem) -> None:
+    """Check that the problem's regularizers are :class:`~ocdl.Regularizer` s that accept its ``theta`` and ``W``."""
+    xp = get_array_module(problem.Y0)
+    for name, reg, shape in (
+        ("theta_regularizer", problem.theta_regularizer, (problem.network.n_params,)),
+        ("W_regularizer", problem.W_regularizer, (problem.n_features, problem.n_outputs)),
+    ):
+        if not isinstance(reg, Regularizer):
+            raise TypeError(f"{name} must be an ocdl Regularizer, got {type(reg).__name__}")
+        try:
+            reg.value(xp.zeros(shape, dtype=problem.Y0.dtype))
+        except ValueError as err:
+            raise ValueError(f"{name} does not accept an array of shape {shape}: {err}") from err
