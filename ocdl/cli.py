@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import json
 import os
 import re
 import sys
@@ -41,14 +42,17 @@ from .experiments import (
     Run,
     Settings,
     compare,
+    compare_plan,
     load_data,
     paper_settings,
     results_table,
+    resume_compare,
     stability_figures,
     train,
     write_run,
 )
 from .experiments.cost import finest_level_cost
+from .experiments.output import PLAN_NAME
 from .factory import KINDS
 from .io import OcdlFileError, leftover_temporaries
 from .validation import PropagationError
@@ -228,7 +232,7 @@ def _resume_settings(path: Path) -> Settings:
 RUN_FILES = (CHECKPOINT_NAME, "results.json", "params.h5", "accuracy.png", "features.png", "images.png")
 """What ``ocdl train`` writes in its folder (``--overwrite`` removes these, and only these, first)."""
 
-COMPARE_FILES = ("comparison.json", "table.md", "accuracy.png", "features.png")
+COMPARE_FILES = (PLAN_NAME, "comparison.json", "table.md", "accuracy.png", "features.png")
 """What ``ocdl compare`` writes in its folder, beside one run folder per stepper."""
 
 
@@ -241,6 +245,8 @@ def _claim_folder(command: str, out: Path, overwrite: bool, names: Sequence[str]
     held = [name for name in names if (out / name).exists()]
     if held and not overwrite:
         unfinished = [name for name in held if name.endswith(CHECKPOINT_NAME) and not _finished(out / name)]
+        if PLAN_NAME in held and "comparison.json" not in held:  # a comparison that has not written its table
+            unfinished.insert(0, PLAN_NAME)
         if unfinished:
             raise UsageError(f"ocdl {command}: {out} holds an unfinished run ({', '.join(unfinished)}); continue it "
                              f"with {resume_hint}, or add --overwrite to discard it")
@@ -266,21 +272,50 @@ def _absolute_data_dir(overrides: dict) -> dict:
     return overrides
 
 
+def _resume_folder(command: str, args: argparse.Namespace, kept: Sequence[str]) -> Path:
+    """The folder ``--resume`` names (itself, or the folder of a file in it); refuse the options a resumed run
+    takes from its folder (all but ``--data-dir`` and those in ``kept``)."""
+    given = [name for name in ("problem", "stepper", "steppers", *_SETTING_NAMES)
+             if getattr(args, name, None) is not None and name != "data_dir" and name not in kept]
+    flags = [FLAGS.get(name, f"--{name}") for name in given] + ["--out"] * bool(args.out)
+    flags += ["--force"] * args.force + ["--overwrite"] * args.overwrite
+    if flags:
+        raise UsageError(f"ocdl {command}: --resume takes the settings and the folder from the run (only --data-dir "
+                         f"may change); drop {', '.join(flags)}")
+    path = Path(args.resume)
+    return path.parent if path.is_file() else path
+
+
+def _data_dir_anew(args: argparse.Namespace) -> str | None:
+    """The MNIST folder a resumed run reads instead of its stored one: ``--data-dir``, else ``$OCDL_MNIST_DIR``."""
+    return _absolute_data_dir({"data_dir": args.data_dir or os.environ.get(ENV_VAR) or None})["data_dir"]
+
+
+def _finished_message(command: str, out: Path, summaries: Sequence[dict]) -> str:
+    """What ``--resume`` says about the finished run or comparison in ``out`` (``summaries``: its results)."""
+    best = "; ".join(f"{run['stepper']} {100 * run['best_val_accuracy']:.2f}% at {run['best_val_n_layers']} layers"
+                     for run in summaries)
+    finest = max(rec["n_layers"] for run in summaries for rec in run["levels"])
+    steppers = ",".join(run["stepper"] for run in summaries)
+    deeper = (f"ocdl {command} --problem {summaries[0]['problem']} --{'stepper' if command == 'train' else 'steppers'} "
+              f"{steppers} --max-layers {2 * finest} --out NEW_DIR")
+    return (f"ocdl {command}: {out} holds a finished run, up to {finest} layers (best validation accuracy: {best}); "
+            f"nothing to resume. A deeper run starts anew, as its checkpoints continue only the levels they planned: "
+            f"{deeper}, with its other settings")
+
+
 def _train(args: argparse.Namespace) -> int:
     if args.resume:
-        given = sorted(name for name in ("problem", "stepper", *_SETTING_NAMES)
-                       if getattr(args, name) is not None and name != "data_dir")
-        if given or args.out or args.force or args.overwrite:
-            flags = [FLAGS.get(name, f"--{name}") for name in given] + ["--out"] * bool(args.out)
-            flags += ["--force"] * args.force + ["--overwrite"] * args.overwrite
-            raise UsageError(f"ocdl train: --resume takes the settings and the folder from the checkpoint "
-                             f"(only --data-dir may change); drop {', '.join(flags)}")
-        out = Path(args.resume)
+        out = _resume_folder("train", args, kept=())
+        path = Path(args.resume) if Path(args.resume).is_file() else out / CHECKPOINT_NAME
         with _said_in_flags():
-            settings = _resume_settings(out / CHECKPOINT_NAME)
-            data_dir = _absolute_data_dir({"data_dir": args.data_dir or os.environ.get(ENV_VAR) or None})["data_dir"]
-            if settings.problem == "mnist" and data_dir is not None:
-                settings = settings.replace(data_dir=data_dir)
+            settings = _resume_settings(path)
+            if settings.problem == "mnist" and _data_dir_anew(args) is not None:
+                settings = settings.replace(data_dir=_data_dir_anew(args))
+        if _finished(path) and (out / "results.json").is_file():
+            print(_finished_message("train", out, [json.loads((out / "results.json").read_text(encoding="utf-8"))]))
+            return 0
+        with _said_in_flags():
             data = load_data(settings)
     else:
         if args.problem is None or args.stepper is None:
@@ -291,23 +326,44 @@ def _train(args: argparse.Namespace) -> int:
         _check_request(settings, data, args.force)
         out = Path(args.out or Path("runs") / f"{args.problem}-{args.stepper}")
         _claim_folder("train", out, args.overwrite, RUN_FILES, f"ocdl train --resume {out}")
-    checkpoint = Checkpointing(out / CHECKPOINT_NAME, every=args.checkpoint_every, resume=args.resume is not None)
+        path = out / CHECKPOINT_NAME
+    args.resume_hint = f"ocdl train --resume {out}"
+    checkpoint = Checkpointing(path, every=args.checkpoint_every, resume=args.resume is not None)
     run = train(settings, data, progress=not args.no_progress, checkpoint=checkpoint)
     _report_run(run, write_run(run, out))
     return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
-    out = Path(args.out or Path("runs") / f"{args.problem}-compare")
-    with _said_in_flags():
-        all_settings = [paper_settings(args.problem, stepper, **_overrides(args)) for stepper in args.steppers]
-        data = load_data(all_settings[0])
-    for settings in all_settings:
-        _check_request(settings, data, args.force)
-    inside = COMPARE_FILES + tuple(f"{name}/{file}" for name in KINDS for file in RUN_FILES)
-    _claim_folder("compare", out, args.overwrite, inside, f"ocdl compare --resume {out}")
-    _, table = compare(args.problem, args.steppers, out, progress=not args.no_progress,
-                       **_absolute_data_dir(_overrides(args)))
+    if args.resume:
+        out = _resume_folder("compare", args, kept=())
+        with _said_in_flags():
+            plan = compare_plan(out)
+        if (out / "comparison.json").is_file() and all(
+                _finished(out / stepper / CHECKPOINT_NAME) for stepper in plan["steppers"]):
+            print(_finished_message("compare", out, json.loads((out / "comparison.json").read_text(encoding="utf-8"))))
+            return 0
+        args.resume_hint = f"ocdl compare --resume {out}"
+        data_dir = _data_dir_anew(args) if plan["problem"] == "mnist" else None
+        with _said_in_flags():
+            _, table = resume_compare(out, progress=not args.no_progress, checkpoint_every=args.checkpoint_every,
+                                      data_dir=data_dir)
+    else:
+        if args.problem is None:
+            raise UsageError("ocdl compare: --problem is required (or --resume DIR)")
+        overrides = _absolute_data_dir(_overrides(args))
+        steppers = args.steppers or list(PAPER_STEPPERS)
+        out = Path(args.out or Path("runs") / f"{args.problem}-compare")
+        with _said_in_flags():
+            all_settings = [paper_settings(args.problem, stepper, **overrides) for stepper in steppers]
+            data = load_data(all_settings[0])
+        for settings in all_settings:
+            _check_request(settings, data, args.force)
+        inside = COMPARE_FILES + tuple(f"{name}/{file}" for name in KINDS for file in RUN_FILES)
+        _claim_folder("compare", out, args.overwrite, inside, f"ocdl compare --resume {out}")
+        args.resume_hint = f"ocdl compare --resume {out}"
+        _, table = compare(args.problem, steppers, out, progress=not args.no_progress,
+                           checkpoint_every=args.checkpoint_every, **overrides)
     print(table)
     print(f"wrote {out}/ (table.md, comparison.json, accuracy.png, features.png for 2-D problems, "
           "one folder per stepper)")
@@ -322,6 +378,7 @@ def _phase_plane(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     budget = dict(QUICK) if args.quick else {"max_layers": args.max_layers}
     start = time.perf_counter()
+    args.resume_hint = f"ocdl compare --resume {args.out}"
     _, table = compare("ellipses", PAPER_STEPPERS, args.out, progress=not args.no_progress, **budget)
     print(f"ResNet, antisymmetric ResNet and Verlet on the concentric ellipses, multilevel 4 to "
           f"{budget['max_layers']} layers (paper's settings otherwise):")
@@ -362,14 +419,19 @@ def build_parser() -> argparse.ArgumentParser:
     train_parser.set_defaults(handler=_train)
 
     compare_parser = commands.add_parser("compare", help="train several steppers on one problem: one figure, one table")
-    required = compare_parser.add_argument_group("required")
-    required.add_argument("--problem", required=True, choices=PROBLEMS, help="the data set (required)")
-    compare_parser.add_argument("--steppers", type=_steppers, default=list(PAPER_STEPPERS), metavar="LIST",
+    required = compare_parser.add_argument_group("required, unless --resume DIR")
+    required.add_argument("--problem", choices=PROBLEMS, help="the data set (required unless --resume)")
+    compare_parser.add_argument("--steppers", type=_steppers, metavar="LIST",
                                 help=f"comma-separated, distinct, of {', '.join(KINDS)} "
                                      f"(default: {','.join(PAPER_STEPPERS)})")
     compare_parser.add_argument("--out", metavar="DIR", help="comparison folder (default: runs/PROBLEM-compare)")
+    compare_parser.add_argument("--checkpoint-every", type=int, default=10, metavar="K",
+                                help="write DIR/STEPPER/checkpoint.h5 every K iterations, after each level and on "
+                                     "Ctrl-C (default: 10)")
+    compare_parser.add_argument("--resume", metavar="DIR", help="continue the comparison in DIR from its "
+                                f"checkpoints; --data-dir (or ${ENV_VAR}) may name the MNIST folder anew")
     compare_parser.add_argument("--overwrite", action="store_true",
-                                help="discard what DIR holds (a finished comparison) and start anew")
+                                help="discard what DIR holds (a comparison, finished or not) and start anew")
     compare_parser.add_argument("--force", action="store_true",
                                 help=f"run even if a finest level is estimated to take over {MAX_HOURS} hours or "
                                      "more memory than the machine has")
@@ -409,6 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rename (:mod:`ocdl.io`): an error leaves each as it was or whole,
         never a part of one.
     """
+    args = None
     try:
         args = build_parser().parse_args(argv)
         return args.handler(args)
@@ -425,7 +488,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               "(examples propagated at once) or --memory recompute (fewer stored states)", file=sys.stderr)
         return 1
     except TrainingInterrupted as stop:
-        print(f"ocdl: {stop}; continue with: ocdl train --resume {Path(stop.checkpoint).parent}", file=sys.stderr)
+        hint = getattr(args, "resume_hint", None) or f"ocdl train --resume {Path(stop.checkpoint).parent}"
+        print(f"ocdl: {stop}; continue with: {hint}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print("ocdl: interrupted", file=sys.stderr)

@@ -101,6 +101,7 @@ def test_phase_plane_and_quick_demo(tmp_path, capsys):
          "ocdl: error: --max-layers 1000000000: 28 levels up to 536,870,912 layers; the finest would take about "),
         (["train", "--resume", "/no/such/run", "--iterations", "3"], 2, "drop --iterations"),
         (["train", "--problem", "ellipses"], 2, "--problem and --stepper are required (or --resume DIR)"),
+        (["compare", "--steppers", "resnet"], 2, "ocdl compare: --problem is required (or --resume DIR)"),
         (["train", "--resume", "/no/such/run"], 1, "/no/such/run/checkpoint.h5: no such file"),
         (["train", "--resume", "/no/such/run", "--seed", "3"], 2, "--resume takes the settings"),
         ([], 2, "the following arguments are required: COMMAND"),
@@ -297,11 +298,10 @@ def test_help_shows_every_default_and_marks_the_required_options(capsys):
             if line.startswith("  "):
                 current.append(line)
         flags = [flag for flag, *_ in SETTING_OPTIONS] + ["--out", "--no-progress"]
-        flags += ["--checkpoint-every"] if command == "train" else ["--steppers"]
+        flags += ["--checkpoint-every"] + (["--steppers"] if command == "compare" else [])
         for flag in flags:
             assert "(default: " in " ".join(" ".join(options[flag]).split()), (command, flag, options[flag])
-        required = "the data set (required unless --resume)" if command == "train" else "the data set (required)"
-        assert required in text
+        assert "required, unless --resume DIR: --problem" in text and "the data set (required unless --resume)" in text
     assert "--iterations K block coordinate descent iterations per level (default: 20)" in text
     assert "--classifier-newton-steps K classifier's Newton-PCG steps per iteration (default: ellipses, swiss-roll, " \
            "peaks 2; mnist 5)" in text
@@ -429,7 +429,7 @@ def test_compare_keeps_a_finished_comparison(tmp_path, capsys):
             "--iterations", "1", "--no-progress"]
     assert main(argv) == 0
     table = (out / "table.md").read_text()
-    assert main(argv) == 2 and "holds a finished run (comparison.json, table.md" in capsys.readouterr().err
+    assert main(argv) == 2 and "holds a finished run (plan.json, comparison.json, table.md" in capsys.readouterr().err
     assert (out / "table.md").read_text() == table
     assert main([*argv, "--overwrite"]) == 0
 
@@ -457,3 +457,70 @@ def test_mnist_folder_is_stored_absolute_and_may_move_before_resuming(tmp_path, 
     monkeypatch.setenv("OCDL_MNIST_DIR", str(tmp_path / "nowhere"))  # ... and --data-dir before it
     assert main(["train", "--resume", str(out), "--data-dir", "moved", "--no-progress"]) == 0
     assert json.loads((out / "results.json").read_text())["settings"]["data_dir"] == str(tmp_path / "moved")
+
+
+def test_an_interrupted_comparison_resumes_exactly(tmp_path, capsys, monkeypatch):
+    import ocdl.experiments.training as training
+
+    argv = ["compare", "--problem", "ellipses", "--steppers", "resnet,verlet", "--max-layers", "8", "--iterations",
+            "3", "--checkpoint-every", "1", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
+    multilevel, runs = training.multilevel, []
+
+    def interrupt_the_second_stepper(*args, **kwargs):
+        runs.append(1)
+
+        def callback(k, state):
+            if len(runs) == 2 and k == 1 and state.params.theta.size == 8 * 5:  # verlet, its 8-layer level
+                raise KeyboardInterrupt
+
+        return multilevel(*args, callback=callback, **kwargs)
+
+    monkeypatch.setattr(training, "multilevel", interrupt_the_second_stepper)
+    cut = tmp_path / "cut"
+    assert main([*argv, "--out", str(cut)]) == 130
+    err = capsys.readouterr().err
+    assert f"continues with the 8-layer level after 2 iterations; continue with: ocdl compare --resume {cut}" in err
+    assert (cut / "plan.json").is_file() and (cut / "resnet" / "results.json").is_file()
+    assert not load_checkpoint(cut / "verlet" / "checkpoint.h5").finished
+    assert not (cut / "comparison.json").exists()
+    monkeypatch.setattr(training, "multilevel", multilevel)
+    assert main(argv + ["--out", str(cut)]) == 2  # not started again by accident
+    assert f"{cut} holds an unfinished run (plan.json, verlet/checkpoint.h5)" in capsys.readouterr().err
+    assert main(["compare", "--resume", str(cut), "--iterations", "5"]) == 2
+    assert "--resume takes the settings and the folder from the run (only --data-dir may change); drop " \
+           "--iterations" in capsys.readouterr().err
+    assert main(["compare", "--resume", str(cut), "--no-progress"]) == 0
+    for stepper in ("resnet", "verlet"):
+        whole, resumed = (load_params(tmp_path / name / stepper / "params.h5") for name in ("whole", "cut"))
+        assert all((whole[key] == resumed[key]).all() for key in ("theta", "W", "mu"))
+    tables = [json.loads((tmp_path / name / "comparison.json").read_text()) for name in ("whole", "cut")]
+    assert [[rec["val_accuracy"] for rec in run["levels"]] for run in tables[0]] == \
+           [[rec["val_accuracy"] for rec in run["levels"]] for run in tables[1]]
+    capsys.readouterr()
+    before = (cut / "comparison.json").read_bytes()
+    assert main(["compare", "--resume", str(cut / "plan.json")]) == 0  # a file in the folder names the folder
+    said = capsys.readouterr().out
+    assert f"ocdl compare: {cut} holds a finished run, up to 8 layers" in said and "nothing to resume" in said
+    assert "ocdl compare --problem ellipses --steppers resnet,verlet --max-layers 16 --out NEW_DIR" in said
+    assert (cut / "comparison.json").read_bytes() == before
+
+
+def test_resume_names_a_finished_run_and_takes_the_checkpoint_file(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    argv = ["train", "--problem", "ellipses", "--stepper", "verlet", "--out", str(out), "--max-layers", "8",
+            "--iterations", "3", "--checkpoint-every", "1", "--no-progress"]
+    interrupted_run(argv, monkeypatch, after_iterations=2)
+    assert main(["train", "--resume", str(out / "checkpoint.h5"), "--no-progress"]) == 0  # the file, not its folder
+    results = json.loads((out / "results.json").read_text())
+    assert [rec["n_layers"] for rec in results["levels"]] == [4, 8]
+    capsys.readouterr()
+    files = {path.name: path.read_bytes() for path in out.iterdir()}
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    said = capsys.readouterr().out.strip()
+    best = f"{100 * results['best_val_accuracy']:.2f}% at {results['best_val_n_layers']} layers"
+    assert said.startswith(f"ocdl train: {out} holds a finished run, up to 8 layers (best validation accuracy: "
+                           f"verlet {best}); nothing to resume.")
+    assert said.endswith("ocdl train --problem ellipses --stepper verlet --max-layers 16 --out NEW_DIR, with its other "
+                         "settings")
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == files  # nothing trained or written again
