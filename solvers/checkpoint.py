@@ -149,13 +149,14 @@ class TrainingInterrupted(KeyboardInterrupt):
         The level (0-based) the checkpoint continues with.
     iteration : int
         Completed iterations of that level saved in the checkpoint.
+    n_layers : int or None
+        That level's layers; the message names the level by them.
     """
 
-    def __init__(self, checkpoint: Path, level: int, iteration: int) -> None:
-        super().__init__(
-            f"training interrupted; {checkpoint} continues at level {level} after {iteration} iterations"
-        )
-        self.checkpoint, self.level, self.iteration = checkpoint, level, iteration
+    def __init__(self, checkpoint: Path, level: int, iteration: int, n_layers: int | None = None) -> None:
+        where = f"the {n_layers}-layer level" if n_layers is not None else f"level {level + 1} (counted from 1)"
+        super().__init__(f"training interrupted; {checkpoint} continues with {where} after {iteration} iterations")
+        self.checkpoint, self.level, self.iteration, self.n_layers = checkpoint, level, iteration, n_layers
 
 
 @dataclass
@@ -413,7 +414,9 @@ class CheckpointWriter:
         if self._pending is not None:
             self._save(self._pending)
         saved = self._written
-        return TrainingInterrupted(self.path, saved.level, saved.iteration)
+        layers = saved.run["layers"]
+        n_layers = layers[saved.level] if saved.level < len(layers) else None
+        return TrainingInterrupted(self.path, saved.level, saved.iteration, n_layers)
 
     def _checkpoint(self, level: int, state: TrainingState | None, levels: list[dict],
                     rng: np.random.Generator) -> Checkpoint:

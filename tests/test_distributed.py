@@ -231,7 +231,7 @@ def test_a_killed_rank_then_resume_on_one_and_on_three_ranks(uninterrupted, tmp_
 def test_errors_are_one_line_printed_once_with_the_status_of_every_rank(tmp_path):
     proc = ocdl(2, *TRAIN, "--width", "3", cwd=tmp_path)  # every rank rejects the settings
     assert proc.returncode == 1
-    assert proc.stderr.strip() == "ocdl: error: width must be a multiple of 2 (the points are duplicated), got 3"
+    assert proc.stderr.strip() == "ocdl: error: --width must be a multiple of 2 (the points are duplicated), got 3"
     proc = ocdl(3, "train", "--problem", "peaks", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.count("--problem and --stepper are required") == 1
     assert len(proc.stderr.strip().splitlines()) == 1
