@@ -12,21 +12,36 @@
 Options left out take the paper's settings for the problem
 (:func:`ocdl.experiments.paper_settings`). Mistakes in the input end with a
 one-line message on stderr and exit status 2 (usage) or 1 (values, files).
+
+Started by ``mpiexec -n P`` (``P > 1``), ``train``, ``compare`` and ``demo``
+split the examples over the ``P`` processes (:mod:`ocdl.distributed`): rank 0
+alone prints, draws the progress bars and writes files; an error on any rank
+ends every rank with the same message (printed once) and exit status.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import inspect
+import json
+import os
+import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
+from ocdl.problems import mnist
+from ocdl.problems.mnist import ENV_VAR, user_data_dir
 from ocdl.solvers.checkpoint import CHECKPOINT_NAME, Checkpointing, TrainingInterrupted, load_checkpoint
 
 from .backend import out_of_memory
+from .distributed import abort, launched_rank, world
 from .experiments import (
+    DEVICES,
     DTYPES,
     MEMORY,
     PAPER_STEPPERS,
@@ -34,13 +49,17 @@ from .experiments import (
     Run,
     Settings,
     compare,
+    compare_plan,
     load_data,
     paper_settings,
     results_table,
+    resume_compare,
     stability_figures,
     train,
     write_run,
 )
+from .experiments.cost import finest_level_cost
+from .experiments.output import PLAN_NAME
 from .factory import KINDS
 from .io import OcdlFileError, leftover_temporaries
 from .validation import PropagationError
@@ -62,54 +81,141 @@ class _Parser(argparse.ArgumentParser):
 def _steppers(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in KINDS]
-    if unknown or not names:
+    if unknown or not names or len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(
-            f"steppers must be a comma-separated list of {', '.join(KINDS)}; got {text!r}"
+            f"steppers must be a comma-separated list of distinct {', '.join(KINDS)}; got {text!r}"
         )
     return names
+
+
+SETTING_OPTIONS = (
+    # flag, Settings field, type, metavar, help (the default is added from the paper's settings)
+    ("--max-layers", "max_layers", int, "N", "finest level's layers; levels double from --first-layers"),
+    ("--first-layers", "first_layers", int, "N", "coarsest level's layers"),
+    ("--width", "width", int, "n", "features (2-D, the points duplicated) or channels (MNIST)"),
+    ("--final-time", "final_time", float, "T", "final time T; a layer's step is h = T / N"),
+    ("--alpha", "alpha_theta", float, "A", "time-smoothness weight of the network"),
+    ("--alpha-w", "alpha_W", float, "A", "classifier regularization weight"),
+    ("--iterations", "max_iter", int, "K", "block coordinate descent iterations per level"),
+    ("--batch-size", "batch_size", int, "S", "examples of the gradient per iteration"),
+    ("--hessian-batch-size", "hessian_batch_size", int, "S", "examples of the Gauss-Newton matrix, from the batch"),
+    ("--chunk-size", "chunk_size", int, "S", "examples propagated at once; bounds the memory"),
+    ("--cg-maxiter", "cg_maxiter", int, "K", "CG iterations of the Gauss-Newton step"),
+    ("--classifier-newton-steps", "classifier_newton_steps", int, "K", "classifier's Newton-PCG steps per iteration"),
+    ("--classifier-cg-maxiter", "classifier_cg_maxiter", int, "K", "CG iterations per classifier Newton step"),
+    ("--gamma", "gamma", float, "G", "gamma of the antisymmetric ResNet (eq. 4.12)"),
+    ("--init-scale", "init_scale", float, "X", "scale of the random initial weights"),
+    ("--seed", "seed", int, "I", "seed of weights, batches, row order and ellipses/peaks points"),
+    ("--device", "device", DEVICES, None, "cpu (NumPy) or gpu (CuPy)"),
+    ("--dtype", "dtype", DTYPES, None, "floating type of data and parameters"),
+    ("--memory", "memory", MEMORY, None, "forward states: all stored, recomputed from checkpoints, rebuilt backward "
+     "(leapfrog, verlet), or auto: stored when they fit in half the memory, on the GPU half its free memory"),
+    ("--data-dir", "data_dir", str, "DIR", "MNIST: folder of the four IDX files"),
+    ("--train-size", "train_size", int, "S", "MNIST: training images"),
+    ("--val-size", "val_size", int, "S", "MNIST: validation images"),
+)
+"""The command line's options of :class:`~ocdl.experiments.Settings`."""
+
+_SETTING_NAMES = tuple(field for _, field, *_ in SETTING_OPTIONS)
+
+FLAGS = {field: flag for flag, field, *_ in SETTING_OPTIONS} | {"n_train": "--train-size", "n_val": "--val-size"}
+"""The option that sets each setting (and the MNIST loader's names for two of them)."""
+
+MAX_HOURS = 24
+"""Longest estimated time of the finest level that ``train`` and ``compare`` start without ``--force``."""
+
+
+def _paper_default(field: str) -> str:
+    """The default of ``field`` in words: one value, or the value per problem (and Verlet's where it differs)."""
+    if field == "data_dir":
+        return f"${ENV_VAR}, else {user_data_dir()}"
+    if field in ("train_size", "val_size"):  # the loader's defaults: the paper's split
+        return str(inspect.signature(mnist).parameters[{"train_size": "n_train", "val_size": "n_val"}[field]].default)
+    per_problem = {}
+    for problem in PROBLEMS:
+        usual, verlet = (getattr(paper_settings(problem, stepper), field) for stepper in ("resnet", "verlet"))
+        text = "all" if usual is None else f"{usual:g}" if isinstance(usual, float) else str(usual)
+        if verlet != usual:
+            text += f", verlet {verlet}"
+        per_problem.setdefault(text, []).append(problem)
+    if len(per_problem) == 1:
+        return next(iter(per_problem))
+    return "; ".join(f"{', '.join(problems)} {text}" for text, problems in per_problem.items())
 
 
 def _add_settings(parser: argparse.ArgumentParser) -> None:
     """Options of :class:`ocdl.experiments.Settings` (default: the paper's value for the problem)."""
     group = parser.add_argument_group("settings (default: the paper's for the problem)")
-    add = group.add_argument
-    add("--max-layers", type=int, metavar="N", help="finest level's layers (2-D: 1024, MNIST: 16)")
-    add("--first-layers", type=int, metavar="N", help="coarsest level's layers (4)")
-    add("--width", type=int, metavar="n", help="features (2-D, points duplicated) or channels (MNIST)")
-    add("--final-time", type=float, metavar="T", help="final time T (ellipses, swiss roll 20; peaks 5; MNIST 6)")
-    add("--alpha", type=float, dest="alpha_theta", metavar="A", help="time-smoothness weight of the network")
-    add("--alpha-w", type=float, dest="alpha_W", metavar="A", help="classifier regularization weight")
-    add("--iterations", type=int, dest="max_iter", metavar="K", help="block coordinate descent iterations per level "
-        "(20)")
-    add("--batch-size", type=int, metavar="S", help="examples of the gradient per iteration (all)")
-    add("--hessian-batch-size", type=int, metavar="S", help="Gauss-Newton matrix's examples (2-D: all, MNIST: 5000)")
-    add("--chunk-size", type=int, metavar="S", help="examples propagated at once, bounds the memory (2-D: all, "
-        "MNIST: 5000)")
-    add("--cg-maxiter", type=int, metavar="K", help="CG iterations of the Gauss-Newton step (20)")
-    add("--classifier-newton-steps", type=int, metavar="K", help="classifier's Newton-PCG steps per iteration "
-        "(2-D: 2, MNIST: 5)")
-    add("--classifier-cg-maxiter", type=int, metavar="K", help="CG iterations per classifier Newton step "
-        "(2-D: 2, MNIST: 10)")
-    add("--gamma", type=float, metavar="G", help="gamma of the antisymmetric ResNet (0)")
-    add("--init-scale", type=float, metavar="X", help="scale of the random initial weights (1)")
-    add("--seed", type=int, metavar="I", help="seed of weights, batches, row order and ellipses/peaks points (0)")
-    add("--device", choices=("cpu", "gpu"), help="cpu (NumPy) or gpu (CuPy)")
-    add("--dtype", choices=DTYPES, help="floating type of data and parameters (float64)")
-    add("--memory", choices=MEMORY, help="forward states: all stored, recomputed from checkpoints, rebuilt backward "
-        "(leapfrog, verlet), or auto: stored when they fit in half the memory, on the GPU half its free memory (auto)")
-    add("--data-dir", metavar="DIR", help="MNIST: folder of the IDX files ($OCDL_MNIST_DIR, shared/data/mnist)")
-    add("--train-size", type=int, metavar="S", help="MNIST: training images (50000)")
-    add("--val-size", type=int, metavar="S", help="MNIST: validation images (10000)")
-
-
-_SETTING_NAMES = ("max_layers", "first_layers", "width", "final_time", "alpha_theta", "alpha_W", "max_iter",
-                  "batch_size", "hessian_batch_size", "chunk_size", "cg_maxiter", "classifier_newton_steps",
-                  "classifier_cg_maxiter", "gamma", "init_scale", "seed",
-                  "device", "dtype", "memory", "data_dir", "train_size", "val_size")
+    for flag, field, kind, metavar, text in SETTING_OPTIONS:
+        typed = {"choices": kind} if isinstance(kind, tuple) else {"type": kind, "metavar": metavar}
+        group.add_argument(flag, dest=field, help=f"{text} (default: {_paper_default(field)})", **typed)
 
 
 def _overrides(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in _SETTING_NAMES if getattr(args, name, None) is not None}
+
+
+def in_flags(message: str) -> str:
+    """``message`` with the names of settings replaced by the options that set them (``max_iter``: ``--iterations``).
+
+    A name of one plain word (``width``, ``device``) is a setting's only where a value or a verb follows it
+    (``device 'gpu'``, ``width 3``, ``seed must``), so that "a CUDA device" stays as it is.
+    """
+    for name in sorted(FLAGS, key=len, reverse=True):
+        after = "" if "_" in name else r"(?= (?:must |is |'|\d))"
+        message = re.sub(rf"(?<![\w-]){name}(?![\w-]){after}", FLAGS[name], message)
+    return message
+
+
+@contextmanager
+def _said_in_flags() -> Iterator[None]:
+    """Errors of the settings and the data, told with the options' names."""
+    try:
+        yield
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        raise type(err)(in_flags(_one_line(err))) from err
+
+
+def _warn(message: str) -> None:
+    print(f"ocdl: warning: {message}", file=sys.stderr)
+
+
+def _check_request(settings: Settings, data, force: bool) -> None:
+    """Warn about settings that cannot mean what was asked; refuse a finest level of absurd cost unless ``force``.
+
+    Raises
+    ------
+    ValueError
+        If the finest level would take more than :data:`MAX_HOURS` hours or
+        more memory than the machine has (estimated by
+        :func:`ocdl.experiments.cost.finest_level_cost`) and not ``force``.
+    """
+    finest = settings.levels[-1]
+    cost = finest_level_cost(settings, data)
+    if (cost.seconds > MAX_HOURS * 3600 or cost.memory_bytes > cost.machine_bytes) and not force:
+        raise ValueError(
+            f"--max-layers {settings.max_layers}: {len(settings.levels)} levels up to {finest:,} layers; the finest "
+            f"would take {cost.describe()}; choose fewer layers, or add --force to run it anyway"
+        )
+    if finest != settings.max_layers:
+        _warn(f"--max-layers {settings.max_layers}: the levels double from --first-layers {settings.first_layers}, "
+              f"so the finest level has {finest} layers; use --max-layers {finest}, or {2 * finest} for one more level")
+    n_train = data.Y_train.shape[0]
+    batch = min(settings.batch_size or n_train, n_train)
+    if settings.batch_size is not None and settings.batch_size > n_train:
+        _warn(f"--batch-size {settings.batch_size} is more than the {n_train} training examples: every iteration "
+              f"takes all {n_train}")
+    if settings.hessian_batch_size is not None and settings.hessian_batch_size > batch:
+        _warn(f"--hessian-batch-size {settings.hessian_batch_size} is more than the {batch} examples of a batch: "
+              f"the Gauss-Newton matrix takes all {batch}")
+
+
+def _on_rank0(args: argparse.Namespace, read):
+    """``read()`` on rank 0 alone (it reads or changes the run's files), its value on every rank.
+
+    An exception of ``read`` reaches every rank through the reduction (:mod:`ocdl.distributed`).
+    """
+    return args.reduction.gather(read() if args.reduction.rank == 0 else None)[0]
 
 
 def _report_run(run: Run, paths: dict) -> None:
@@ -138,30 +244,161 @@ def _resume_settings(path: Path) -> Settings:
     return Settings(**settings)
 
 
+RUN_FILES = (CHECKPOINT_NAME, "results.json", "params.h5", "accuracy.png", "features.png", "images.png")
+"""What ``ocdl train`` writes in its folder (``--overwrite`` removes these, and only these, first)."""
+
+COMPARE_FILES = (PLAN_NAME, "comparison.json", "table.md", "accuracy.png", "features.png")
+"""What ``ocdl compare`` writes in its folder, beside one run folder per stepper."""
+
+
+def _claim_folder(command: str, out: Path, overwrite: bool, names: Sequence[str], resume_hint: str) -> None:
+    """Refuse a folder that holds a run's files unless ``overwrite`` (then remove them); create the folder.
+
+    An unfinished checkpoint is named as such, with how to continue it
+    (``resume_hint``); a finished run's outputs with how to keep them.
+    """
+    held = [name for name in names if (out / name).exists()]
+    if held and not overwrite:
+        unfinished = [name for name in held if name.endswith(CHECKPOINT_NAME) and not _finished(out / name)]
+        if PLAN_NAME in held and "comparison.json" not in held:  # a comparison that has not written its table
+            unfinished.insert(0, PLAN_NAME)
+        if unfinished:
+            raise UsageError(f"ocdl {command}: {out} holds an unfinished run ({', '.join(unfinished)}); continue it "
+                             f"with {resume_hint}, or add --overwrite to discard it")
+        raise UsageError(f"ocdl {command}: {out} holds a finished run ({', '.join(held)}); choose another --out, or "
+                         "add --overwrite to replace it")
+    for name in held if overwrite else ():
+        (out / name).unlink()
+    out.mkdir(parents=True, exist_ok=True)  # an unusable folder fails now, not after the training
+
+
+def _finished(checkpoint: Path) -> bool:
+    """Whether ``checkpoint`` holds a finished run (an unreadable one counts as unfinished: it is not discarded)."""
+    try:
+        return load_checkpoint(checkpoint).finished
+    except (OcdlFileError, OSError, ValueError):
+        return False
+
+
+def _absolute_data_dir(overrides: dict) -> dict:
+    """``overrides`` with ``data_dir`` made absolute (``~`` expanded), so that a run resumes from any folder."""
+    if overrides.get("data_dir") is not None:
+        overrides["data_dir"] = str(Path(overrides["data_dir"]).expanduser().absolute())
+    return overrides
+
+
+def _resume_folder(command: str, args: argparse.Namespace, kept: Sequence[str]) -> Path:
+    """The folder ``--resume`` names (itself, or the folder of a file in it); refuse the options a resumed run
+    takes from its folder (all but ``--data-dir`` and those in ``kept``)."""
+    given = [name for name in ("problem", "stepper", "steppers", *_SETTING_NAMES)
+             if getattr(args, name, None) is not None and name != "data_dir" and name not in kept]
+    flags = [FLAGS.get(name, f"--{name}") for name in given] + ["--out"] * bool(args.out)
+    flags += ["--force"] * args.force + ["--overwrite"] * args.overwrite
+    if flags:
+        raise UsageError(f"ocdl {command}: --resume takes the settings and the folder from the run (only --data-dir "
+                         f"may change); drop {', '.join(flags)}")
+    path = Path(args.resume)
+    return path.parent if path.is_file() else path
+
+
+def _data_dir_anew(args: argparse.Namespace) -> str | None:
+    """The MNIST folder a resumed run reads instead of its stored one: ``--data-dir``, else ``$OCDL_MNIST_DIR``."""
+    return _absolute_data_dir({"data_dir": args.data_dir or os.environ.get(ENV_VAR) or None})["data_dir"]
+
+
+def _finished_message(command: str, out: Path, summaries: Sequence[dict]) -> str:
+    """What ``--resume`` says about the finished run or comparison in ``out`` (``summaries``: its results)."""
+    best = "; ".join(f"{run['stepper']} {100 * run['best_val_accuracy']:.2f}% at {run['best_val_n_layers']} layers"
+                     for run in summaries)
+    finest = max(rec["n_layers"] for run in summaries for rec in run["levels"])
+    steppers = ",".join(run["stepper"] for run in summaries)
+    deeper = (f"ocdl {command} --problem {summaries[0]['problem']} --{'stepper' if command == 'train' else 'steppers'} "
+              f"{steppers} --max-layers {2 * finest} --out NEW_DIR")
+    return (f"ocdl {command}: {out} holds a finished run, up to {finest} layers (best validation accuracy: {best}); "
+            f"nothing to resume. A deeper run starts anew, as its checkpoints continue only the levels they planned: "
+            f"{deeper}, with its other settings")
+
+
 def _train(args: argparse.Namespace) -> int:
     if args.resume:
-        given = sorted(name for name in ("problem", "stepper", *_SETTING_NAMES) if getattr(args, name) is not None)
-        if given or args.out:
-            raise UsageError(f"ocdl train: --resume takes the settings and the folder from the checkpoint; "
-                             f"drop {', '.join('--' + name.replace('_', '-') for name in given) or '--out'}")
-        out = Path(args.resume)
-        settings = _resume_settings(out / CHECKPOINT_NAME)
+        out = _resume_folder("train", args, kept=())
+        path = Path(args.resume) if Path(args.resume).is_file() else out / CHECKPOINT_NAME
+
+        def read() -> tuple[Settings, str | None]:
+            with _said_in_flags():
+                settings = _resume_settings(path)
+            finished = None
+            if _finished(path) and (out / "results.json").is_file():
+                summary = json.loads((out / "results.json").read_text(encoding="utf-8"))
+                finished = _finished_message("train", out, [summary])
+            return settings, finished
+
+        settings, finished = _on_rank0(args, read)
+        if finished is not None:
+            print(finished)
+            return 0
+        if settings.problem == "mnist" and _data_dir_anew(args) is not None:
+            with _said_in_flags():
+                settings = settings.replace(data_dir=_data_dir_anew(args))
+        with _said_in_flags():
+            data = load_data(settings)
     else:
         if args.problem is None or args.stepper is None:
             raise UsageError("ocdl train: --problem and --stepper are required (or --resume DIR)")
-        settings = paper_settings(args.problem, args.stepper, **_overrides(args))
+        with _said_in_flags():
+            settings = paper_settings(args.problem, args.stepper, **_absolute_data_dir(_overrides(args)))
+            data = load_data(settings)
+        _check_request(settings, data, args.force)
         out = Path(args.out or Path("runs") / f"{args.problem}-{args.stepper}")
-    data = load_data(settings)
-    out.mkdir(parents=True, exist_ok=True)  # an unusable folder fails now, not after the training
-    checkpoint = Checkpointing(out / CHECKPOINT_NAME, every=args.checkpoint_every, resume=args.resume is not None)
-    run = train(settings, data, progress=not args.no_progress, checkpoint=checkpoint)
-    _report_run(run, write_run(run, out))
+        _on_rank0(args, lambda: _claim_folder("train", out, args.overwrite, RUN_FILES, f"ocdl train --resume {out}"))
+        path = out / CHECKPOINT_NAME
+    args.resume_hint = f"ocdl train --resume {out}"
+    checkpoint = Checkpointing(path, every=args.checkpoint_every, resume=args.resume is not None)
+    run = train(settings, data, progress=not args.no_progress, checkpoint=checkpoint, reduction=args.reduction)
+    if args.reduction.rank == 0:
+        _report_run(run, write_run(run, out))
     return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
-    out = Path(args.out or Path("runs") / f"{args.problem}-compare")
-    _, table = compare(args.problem, args.steppers, out, progress=not args.no_progress, **_overrides(args))
+    if args.resume:
+        out = _resume_folder("compare", args, kept=())
+
+        def read() -> tuple[dict, str | None]:
+            with _said_in_flags():
+                plan = compare_plan(out)
+            finished = None
+            if (out / "comparison.json").is_file() and all(
+                    _finished(out / stepper / CHECKPOINT_NAME) for stepper in plan["steppers"]):
+                summaries = json.loads((out / "comparison.json").read_text(encoding="utf-8"))
+                finished = _finished_message("compare", out, summaries)
+            return plan, finished
+
+        plan, finished = _on_rank0(args, read)
+        if finished is not None:
+            print(finished)
+            return 0
+        args.resume_hint = f"ocdl compare --resume {out}"
+        data_dir = _data_dir_anew(args) if plan["problem"] == "mnist" else None
+        with _said_in_flags():
+            _, table = resume_compare(out, progress=not args.no_progress, checkpoint_every=args.checkpoint_every,
+                                      reduction=args.reduction, data_dir=data_dir)
+    else:
+        if args.problem is None:
+            raise UsageError("ocdl compare: --problem is required (or --resume DIR)")
+        overrides = _absolute_data_dir(_overrides(args))
+        steppers = args.steppers or list(PAPER_STEPPERS)
+        out = Path(args.out or Path("runs") / f"{args.problem}-compare")
+        with _said_in_flags():
+            all_settings = [paper_settings(args.problem, stepper, **overrides) for stepper in steppers]
+            data = load_data(all_settings[0])
+        for settings in all_settings:
+            _check_request(settings, data, args.force)
+        inside = COMPARE_FILES + tuple(f"{name}/{file}" for name in KINDS for file in RUN_FILES)
+        _on_rank0(args, lambda: _claim_folder("compare", out, args.overwrite, inside, f"ocdl compare --resume {out}"))
+        args.resume_hint = f"ocdl compare --resume {out}"
+        _, table = compare(args.problem, steppers, out, progress=not args.no_progress,
+                           checkpoint_every=args.checkpoint_every, reduction=args.reduction, **overrides)
     print(table)
     print(f"wrote {out}/ (table.md, comparison.json, accuracy.png, features.png for 2-D problems, "
           "one folder per stepper)")
@@ -169,14 +406,17 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _phase_plane(args: argparse.Namespace) -> int:
-    stability_figures(args.out)
+    if args.reduction.rank == 0:  # no training data to split: one process draws them
+        stability_figures(args.out)
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
     budget = dict(QUICK) if args.quick else {"max_layers": args.max_layers}
     start = time.perf_counter()
-    _, table = compare("ellipses", PAPER_STEPPERS, args.out, progress=not args.no_progress, **budget)
+    args.resume_hint = f"ocdl compare --resume {args.out}"
+    _, table = compare("ellipses", PAPER_STEPPERS, args.out, progress=not args.no_progress, reduction=args.reduction,
+                       **budget)
     print(f"ResNet, antisymmetric ResNet and Verlet on the concentric ellipses, multilevel 4 to "
           f"{budget['max_layers']} layers (paper's settings otherwise):")
     print(table)
@@ -190,35 +430,58 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser("demo", help="ResNet, antisymmetric ResNet, Verlet on ellipses, 4 to 64 layers (~15 s)")
-    demo.add_argument("--out", default="runs/demo", help="run folder (runs/demo)")
-    demo.add_argument("--max-layers", type=int, default=DEMO_MAX_LAYERS, help=f"finest level ({DEMO_MAX_LAYERS})")
+    demo.add_argument("--out", default="runs/demo", metavar="DIR", help="run folder (default: runs/demo)")
+    demo.add_argument("--max-layers", type=int, default=DEMO_MAX_LAYERS, metavar="N",
+                      help=f"finest level's layers (default: {DEMO_MAX_LAYERS})")
     demo.add_argument("--quick", action="store_true", help="a few seconds: 8 layers, 3 iterations per level")
     demo.set_defaults(handler=_demo)
 
     train_parser = commands.add_parser("train", help="train one stepper on one problem (multilevel)")
-    train_parser.add_argument("--problem", choices=PROBLEMS)
-    train_parser.add_argument("--stepper", choices=KINDS)
-    train_parser.add_argument("--out", metavar="DIR", help="run folder (runs/PROBLEM-STEPPER), with checkpoint.h5")
+    required = train_parser.add_argument_group("required, unless --resume DIR")
+    required.add_argument("--problem", choices=PROBLEMS, help="the data set (required unless --resume)")
+    required.add_argument("--stepper", choices=KINDS, help="the forward propagation (required unless --resume)")
+    train_parser.add_argument("--out", metavar="DIR",
+                              help="run folder, with checkpoint.h5 (default: runs/PROBLEM-STEPPER)")
     train_parser.add_argument("--checkpoint-every", type=int, default=10, metavar="K",
-                              help="write DIR/checkpoint.h5 every K iterations (10), after each level, on Ctrl-C")
-    train_parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
+                              help="write DIR/checkpoint.h5 every K iterations, after each level and on Ctrl-C "
+                                   "(default: 10)")
+    train_parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint; --data-dir "
+                              f"(or ${ENV_VAR}) may name the MNIST folder anew")
+    train_parser.add_argument("--overwrite", action="store_true",
+                              help="discard what DIR holds (a checkpoint, a finished run's outputs) and start anew")
+    train_parser.add_argument("--force", action="store_true",
+                              help=f"run even if the finest level is estimated to take over {MAX_HOURS} hours or "
+                                   "more memory than the machine has")
     _add_settings(train_parser)
     train_parser.set_defaults(handler=_train)
 
     compare_parser = commands.add_parser("compare", help="train several steppers on one problem: one figure, one table")
-    compare_parser.add_argument("--problem", required=True, choices=PROBLEMS)
-    compare_parser.add_argument("--steppers", type=_steppers, default=list(PAPER_STEPPERS),
-                                help="comma-separated steppers (resnet,antisymmetric,verlet)")
-    compare_parser.add_argument("--out", help="comparison folder (runs/PROBLEM-compare)")
+    required = compare_parser.add_argument_group("required, unless --resume DIR")
+    required.add_argument("--problem", choices=PROBLEMS, help="the data set (required unless --resume)")
+    compare_parser.add_argument("--steppers", type=_steppers, metavar="LIST",
+                                help=f"comma-separated, distinct, of {', '.join(KINDS)} "
+                                     f"(default: {','.join(PAPER_STEPPERS)})")
+    compare_parser.add_argument("--out", metavar="DIR", help="comparison folder (default: runs/PROBLEM-compare)")
+    compare_parser.add_argument("--checkpoint-every", type=int, default=10, metavar="K",
+                                help="write DIR/STEPPER/checkpoint.h5 every K iterations, after each level and on "
+                                     "Ctrl-C (default: 10)")
+    compare_parser.add_argument("--resume", metavar="DIR", help="continue the comparison in DIR from its "
+                                f"checkpoints; --data-dir (or ${ENV_VAR}) may name the MNIST folder anew")
+    compare_parser.add_argument("--overwrite", action="store_true",
+                                help="discard what DIR holds (a comparison, finished or not) and start anew")
+    compare_parser.add_argument("--force", action="store_true",
+                                help=f"run even if a finest level is estimated to take over {MAX_HOURS} hours or "
+                                     "more memory than the machine has")
     _add_settings(compare_parser)
     compare_parser.set_defaults(handler=_compare)
 
     phase = commands.add_parser("phase-plane", help="the stability figures 1 and 2 (examples 1 and 2)")
-    phase.add_argument("--out", default="runs/stability", help="folder of figure1.png, figure2.png (runs/stability)")
+    phase.add_argument("--out", default="runs/stability", metavar="DIR",
+                       help="folder of figure1.png, figure2.png (default: runs/stability)")
     phase.set_defaults(handler=_phase_plane)
 
     for sub in (demo, train_parser, compare_parser):
-        sub.add_argument("--no-progress", action="store_true", help="no progress bars")
+        sub.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
     return parser
 
 
@@ -243,15 +506,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         ``--memory``); 130 when interrupted. Errors print one line on stderr,
         no traceback. Results, parameters and checkpoints are written by a
         rename (:mod:`ocdl.io`): an error leaves each as it was or whole,
-        never a part of one.
+        never a part of one. Under ``mpiexec`` every rank returns the same
+        status and rank 0 alone prints.
     """
+    if launched_rank() > 0:  # rank 0 alone prints (tables, progress bars, warnings, errors)
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+            return _main(argv)
+    return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = reduction = None
     try:
-        args = build_parser().parse_args(argv)
-        return args.handler(args)
+        reduction = world()
+        with reduction.errors():  # an error of any rank ends every rank, at the latest at the end
+            args = build_parser().parse_args(argv)
+            args.reduction = reduction
+            status = args.handler(args)
+            reduction.gather(None)
+        return status
     except UsageError as err:
         print(f"{err} (see ocdl --help)", file=sys.stderr)
         return 2
-    except (ValueError, TypeError, OSError, OcdlFileError, PropagationError) as err:
+    except (ValueError, TypeError, OSError, OcdlFileError, PropagationError, ImportError) as err:
         print(f"ocdl: error: {_one_line(err)}", file=sys.stderr)
         return 1
     except Exception as err:
@@ -261,8 +538,9 @@ def main(argv: Sequence[str] | None = None) -> int:
               "(examples propagated at once) or --memory recompute (fewer stored states)", file=sys.stderr)
         return 1
     except TrainingInterrupted as stop:
-        print(f"ocdl: {stop}; continue with: ocdl train --resume {Path(stop.checkpoint).parent}", file=sys.stderr)
-        return 130
+        hint = getattr(args, "resume_hint", None) or f"ocdl train --resume {Path(stop.checkpoint).parent}"
+        print(f"ocdl: {stop}; continue with: {hint}", file=sys.stderr)
+        return abort(reduction, 130)
     except KeyboardInterrupt:
         print("ocdl: interrupted", file=sys.stderr)
-        return 130
+        return abort(reduction, 130)

@@ -24,6 +24,29 @@ def digest(*arrays: Any) -> str:
     return sha.hexdigest()
 
 
+def digest_rows(reduction: Any, *arrays: Any) -> str:
+    """SHA-256 (hex) of arrays whose rows are split over the workers of ``reduction``, the same for every split.
+
+    Per array: SHA-256 of its dtype, its global shape (the workers' rows in
+    rank order, :meth:`~ocdl.reduction.Reduction.partition`) and the
+    SHA-256 digests of its rows in that order; the result is the SHA-256 of
+    these per-array digests. A collective operation (one
+    :meth:`~ocdl.reduction.Reduction.gather` per array); CuPy arrays are
+    copied to the host first.
+    """
+    sha = hashlib.sha256()
+    for array in arrays:
+        host = np.ascontiguousarray(asnumpy(array))
+        rows = host.reshape(host.shape[0], -1)
+        parts = reduction.gather(b"".join(hashlib.sha256(row).digest() for row in rows))
+        n_rows = sum(len(part) for part in parts) // hashlib.sha256().digest_size
+        whole = hashlib.sha256(f"{host.dtype.str}{(n_rows, *host.shape[1:])};".encode())
+        for part in parts:
+            whole.update(part)
+        sha.update(whole.digest())
+    return sha.hexdigest()
+
+
 def describe(obj: Any, depth: int = 0) -> str:
     """A text that is equal for equal objects: the ``repr`` if the class defines one, else the class
     and its public attributes (arrays by content, :func:`digest`), three levels deep at most."""

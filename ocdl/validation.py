@@ -35,8 +35,8 @@ def check_array(
         raise TypeError(f"{name} must be a floating-point array (float32 or float64), got dtype {x.dtype}")
     expected_ndim = len(shape) if shape is not None else ndim
     if expected_ndim is not None and x.ndim != expected_ndim:
-        form = "x".join("*" if d is None else str(d) for d in shape) if shape else f"{ndim}-D"
-        raise ValueError(f"{name} must be {expected_ndim}-D of shape {form}, got shape {x.shape}")
+        form = f" of shape {' x '.join('*' if d is None else str(d) for d in shape)}" if shape else ""
+        raise ValueError(f"{name} must be {expected_ndim}-D{form}, got shape {x.shape}")
     if shape is not None:
         for axis, (got, want) in enumerate(zip(x.shape, shape)):
             if want is not None and got != want:

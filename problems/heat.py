@@ -273,18 +273,21 @@ class ObservedTrajectory:
                 readings.append(self._observe(dstate))
         return np.stack(readings, axis=1)
 
-    def vjp(self, theta: np.ndarray, U0: np.ndarray, W: np.ndarray, trajectory=None) -> np.ndarray:
-        """:math:`F'(\\theta)^T W` by backward substitution through ``step_vjp``."""
+    def vjp(self, theta: np.ndarray, U0: np.ndarray, lam: np.ndarray, trajectory=None) -> np.ndarray:
+        """:math:`F'(\\theta)^T \\lambda` by backward substitution through ``step_vjp``.
+
+        ``lam`` is the cotangent of the readings, shaped like :meth:`forward`'s result.
+        """
         net, stepper = self.network, self.network.stepper
         steps = net.theta_steps(theta)
         grad = np.empty_like(steps)
         with self._trajectory(theta, U0, trajectory) as traj:
             final = traj.final_state
-            lam = tuple(np.zeros_like(x) for x in final)
+            lam_state = tuple(np.zeros_like(x) for x in final)
             for j, state, cache in traj.reversed_steps():
-                reading = stepper.output_vjp(final, _times_transpose(W[:, j], self.PT))
-                lam = tuple(a + b for a, b in zip(lam, reading))
-                lam, grad[j] = stepper.step_vjp(state, steps[j], net.h, lam, cache)
+                reading = stepper.output_vjp(final, _times_transpose(lam[:, j], self.PT))
+                lam_state = tuple(a + b for a, b in zip(lam_state, reading))
+                lam_state, grad[j] = stepper.step_vjp(state, steps[j], net.h, lam_state, cache)
         return grad.ravel()
 
 

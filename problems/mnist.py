@@ -37,36 +37,53 @@ SHA256 = {name: digest for digest, name in map(str.split, _SHA256SUMS.strip().sp
 
 N_CLASSES = 10
 
+SOURCE = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+"""A mirror of the original MNIST files (torchvision's); ocdl never downloads them itself."""
+
+
+def user_data_dir() -> Path:
+    """The per-user MNIST folder: ``$XDG_DATA_HOME/ocdl/mnist``, by default ``~/.local/share/ocdl/mnist``."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "ocdl" / "mnist"
+
 
 def default_data_dir() -> Path:
     """Return the folder the MNIST files are read from when none is given.
 
     In order: the folder named by the environment variable ``OCDL_MNIST_DIR``;
-    ``shared/data/mnist`` beside the repository (``../shared/data/mnist`` from
-    the repository root); ``../shared/data/mnist`` from the working directory.
+    the per-user folder :func:`user_data_dir` (``~/.local/share/ocdl/mnist``),
+    wherever ocdl is installed; in a source checkout (an editable install),
+    ``shared/data/mnist`` beside the checkout (``../shared/data/mnist`` from
+    its root).
+
+    Returns
+    -------
+    pathlib.Path
+        An absolute path.
 
     Raises
     ------
     FileNotFoundError
-        If ``OCDL_MNIST_DIR`` names no folder, or it is unset and neither
-        default folder exists.
+        If ``OCDL_MNIST_DIR`` names no folder, or it is unset and no default
+        folder exists; the message says where to get the files and how to
+        point ocdl at them.
     """
     if os.environ.get(ENV_VAR):
-        data_dir = Path(os.environ[ENV_VAR])
+        data_dir = Path(os.environ[ENV_VAR]).expanduser().absolute()
         if not data_dir.is_dir():
             raise FileNotFoundError(f"{ENV_VAR}={data_dir} is not a folder")
         return data_dir
-    candidates = [
-        Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist",
-        Path.cwd().parent / "shared" / "data" / "mnist",
-    ]
+    candidates = [user_data_dir().absolute()]
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file():
+        candidates.append(checkout.parent / "shared" / "data" / "mnist")
     for candidate in candidates:
         if candidate.is_dir():
             return candidate
     looked = ", ".join(str(candidate) for candidate in candidates)
     raise FileNotFoundError(
-        f"MNIST data folder not found (looked in {looked}); set {ENV_VAR} to the folder "
-        f"holding {', '.join(FILES.values())} (optionally .gz) or pass data_dir"
+        f"MNIST data folder not found (looked in {looked}); put {', '.join(FILES.values())} (optionally .gz, "
+        f"from {SOURCE}) in {candidates[0]}, or set {ENV_VAR} to their folder, or pass data_dir"
     )
 
 
@@ -174,7 +191,7 @@ def mnist(
     dtype = np.dtype(dtype)
     if not np.issubdtype(dtype, np.floating):
         raise ValueError(f"dtype must be a floating dtype, got {dtype}")
-    data_dir = default_data_dir() if data_dir is None else Path(data_dir)
+    data_dir = default_data_dir() if data_dir is None else Path(data_dir).expanduser()
     if not data_dir.is_dir():
         raise FileNotFoundError(
             f"MNIST data folder {data_dir} does not exist; pass data_dir or set {ENV_VAR}"

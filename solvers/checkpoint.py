@@ -59,6 +59,7 @@ import numpy as np
 
 from ocdl.backend import to_device
 from ocdl.io import OcdlFileError, leftover_temporaries, read_tree, write_tree
+from ocdl.reduction import Reduction
 from ocdl.validation import check_positive
 
 from .block_coordinate_descent import BlockCoordinateDescent
@@ -148,13 +149,14 @@ class TrainingInterrupted(KeyboardInterrupt):
         The level (0-based) the checkpoint continues with.
     iteration : int
         Completed iterations of that level saved in the checkpoint.
+    n_layers : int or None
+        That level's layers; the message names the level by them.
     """
 
-    def __init__(self, checkpoint: Path, level: int, iteration: int) -> None:
-        super().__init__(
-            f"training interrupted; {checkpoint} continues at level {level} after {iteration} iterations"
-        )
-        self.checkpoint, self.level, self.iteration = checkpoint, level, iteration
+    def __init__(self, checkpoint: Path, level: int, iteration: int, n_layers: int | None = None) -> None:
+        where = f"the {n_layers}-layer level" if n_layers is not None else f"level {level + 1} (counted from 1)"
+        super().__init__(f"training interrupted; {checkpoint} continues with {where} after {iteration} iterations")
+        self.checkpoint, self.level, self.iteration, self.n_layers = checkpoint, level, iteration, n_layers
 
 
 @dataclass
@@ -226,8 +228,9 @@ class Checkpoint:
                 "problem and solver, or start a new run without resume"
             )
         if isinstance(problem_now, dict) and isinstance(problem_was, dict):
-            changed = [_problem_change(key, problem_was[key], value) for key, value in problem_now.items()
-                       if key in problem_was and problem_was[key] != value]
+            changed = list(dict.fromkeys(  # a data set named once, though two of its digests differ
+                _problem_change(key, problem_was[key], value) for key, value in problem_now.items()
+                if key in problem_was and problem_was[key] != value))
             if changed:
                 raise ValueError(
                     f"{path} was written for a different learning problem ({'; '.join(changed)}); resume "
@@ -236,7 +239,9 @@ class Checkpoint:
 
 
 _DATA = {"Y0": "training data Y0", "C": "training labels C", "validation": "validation data"}
-"""The fingerprint's data entries (digests) and how a message names them."""
+_DATA |= {f"{key}_rows": name for key, name in _DATA.items()}
+"""The fingerprint's data entries (digests: of the whole arrays, and split-independent ones) and how a message
+names them."""
 
 
 def _problem_change(key: str, was: Any, now: Any) -> str:
@@ -334,9 +339,14 @@ class CheckpointWriter:
         The file, how often to write, and the settings to store.
     run : dict
         :attr:`Checkpoint.run` of this run.
+    reduction : Reduction, optional
+        The workers of a data-parallel run (:mod:`ocdl.distributed`): rank 0
+        alone reads and writes the file, and :meth:`resume` hands its
+        checkpoint (global parameters, random generator, history) to every
+        rank. Default: one process.
 
-    Creating a writer removes temporary files of the checkpoint left behind
-    by a write that was killed.
+    Creating a writer (on rank 0) removes temporary files of the checkpoint
+    left behind by a write that was killed.
 
     Raises
     ------
@@ -344,7 +354,8 @@ class CheckpointWriter:
         If the checkpoint's path is a folder.
     """
 
-    def __init__(self, checkpointing: Checkpointing, run: dict) -> None:
+    def __init__(self, checkpointing: Checkpointing, run: dict, reduction: Reduction | None = None) -> None:
+        self.reduction = Reduction() if reduction is None else reduction
         self.path = checkpointing.path
         if self.path.is_dir():
             raise ValueError(f"checkpoint must be a file, {self.path} is a folder (use {self.path / CHECKPOINT_NAME})")
@@ -354,7 +365,7 @@ class CheckpointWriter:
         self.checkpointing = repr(checkpointing)
         self._pending: Checkpoint | None = None  # the newest complete state, if not yet written
         self._written: Checkpoint | None = None
-        for stale in leftover_temporaries(self.path):
+        for stale in leftover_temporaries(self.path) if self.reduction.rank == 0 else ():
             stale.unlink(missing_ok=True)
 
     def resume(self, device: str = "cpu") -> Checkpoint | None:
@@ -369,10 +380,14 @@ class CheckpointWriter:
         ValueError
             If it was written by a different run (see :meth:`Checkpoint.check_run`).
         """
-        if not self.path.exists():
+        saved = None
+        with self.reduction.errors():  # a file rank 0 cannot use stops every rank
+            if self.reduction.rank == 0 and self.path.exists():
+                saved = load_checkpoint(self.path, device)
+                saved.check_run(self.run, self.path)
+        saved = self.reduction.gather(saved if self.reduction.rank == 0 else None)[0]  # rank 0's, on every rank
+        if saved is None:
             return None
-        saved = load_checkpoint(self.path, device)
-        saved.check_run(self.run, self.path)
         if not self.settings:
             self.settings = saved.settings
         self._written = saved
@@ -399,14 +414,17 @@ class CheckpointWriter:
         if self._pending is not None:
             self._save(self._pending)
         saved = self._written
-        return TrainingInterrupted(self.path, saved.level, saved.iteration)
+        layers = saved.run["layers"]
+        n_layers = layers[saved.level] if saved.level < len(layers) else None
+        return TrainingInterrupted(self.path, saved.level, saved.iteration, n_layers)
 
     def _checkpoint(self, level: int, state: TrainingState | None, levels: list[dict],
                     rng: np.random.Generator) -> Checkpoint:
         return Checkpoint(level, state, levels, rng, self.run, self.settings, self.checkpointing)
 
     def _save(self, checkpoint: Checkpoint) -> None:
-        save_checkpoint(self.path, checkpoint)
+        if self.reduction.rank == 0:
+            save_checkpoint(self.path, checkpoint)
         self._written, self._pending = checkpoint, None
 
 

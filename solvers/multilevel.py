@@ -199,7 +199,7 @@ def multilevel(
             "dtype": str(problem.Y0.dtype),
             "problem": problem.fingerprint(validation),
         }
-        writer = CheckpointWriter(checkpoint, run)
+        writer = CheckpointWriter(checkpoint, run, problem.reduction)
         saved = writer.resume(device_of(problem.Y0)) if checkpoint.resume else None
     if saved is not None:
         rng, history, first, state = saved.rng, saved.levels, saved.level, saved.state
@@ -252,7 +252,7 @@ def multilevel(
         message += f"; the line search stalled (level ended early) at {', '.join(map(str, stalled))} layers"
     failed = _failed(result)
     if failed:
-        message += f"; level {len(history) - 1} ({history[-1]['n_layers']} layers) {result.message}"
+        message += f"; the {history[-1]['n_layers']}-layer level {result.message}"
     return MultilevelResult(
         x=result.x,
         network=level_lp.network,

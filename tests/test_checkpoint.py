@@ -30,7 +30,6 @@ from ocdl.solvers.checkpoint import (
     save_checkpoint,
 )
 from test_io import flip_data_byte
-from test_readme_own_dynamics import README
 
 import ocdl
 from ocdl.backend import asnumpy, cupy_available, device_of, to_device
@@ -397,15 +396,16 @@ def test_the_status_of_a_level_written_without_one(tmp_path, monkeypatch):
         load_checkpoint(path)
 
 
-def test_the_readme_resume_example_runs(tmp_path, monkeypatch, capsys):
-    section = README.read_text(encoding="utf-8").split("\n## Resuming training\n")[1].split("\n## ")[0]
+def test_the_documented_resume_example_runs(tmp_path, monkeypatch, capsys):
+    page = Path(__file__).resolve().parents[1] / "docs" / "solvers.md"
+    section = page.read_text(encoding="utf-8").split("\n## Checkpoints and resuming\n")[1].split("\n## ")[0]
     code = section.split("```python\n")[1].split("```")[0]  # its first python block
     assert "Checkpointing(" in code
     lp, theta0, (Y_val, C_val) = small_problem()
     monkeypatch.chdir(tmp_path)
     namespace = {"problem": lp, "theta0": theta0, "Y_val": Y_val, "C_val": C_val}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, "docs/solvers.md", "exec"), namespace)
     assert namespace["ckpt"].finished and namespace["result"].network.n_steps == 16
     assert "16 MAX_ITER 4 levels" in capsys.readouterr().out
-    exec(compile(code, "README.md", "exec"), namespace)  # again: resumed from the finished checkpoint
+    exec(compile(code, "docs/solvers.md", "exec"), namespace)  # again: resumed from the finished checkpoint
     assert "16 MAX_ITER 4 levels" in capsys.readouterr().out

@@ -123,6 +123,53 @@ def test_check_stepper_without_init_params_asks_for_theta():
         ocdl.check_stepper(Bare(), np.ones((2, 2)))
 
 
+@pytest.mark.parametrize(
+    ("Y0", "theta", "error", "match"),
+    [
+        (np.ones((3, 3)), None, ValueError, r"Y0 must have the stepper's n_features = 2 columns \(s x 2, .*\(3, 3\)"),
+        (np.ones(2), None, ValueError, r"Y0 must be 2-D, got shape \(2,\)"),
+        ([[1.0, 2.0]], None, TypeError, "Y0 must be a NumPy or CuPy array"),
+        (np.ones((3, 2)), np.ones((1, 5)), ValueError,
+         r"theta must be one step's parameters, a 1-D array of stepper.n_params = 5 entries, got shape \(1, 5\)"),
+        (np.ones((3, 2)), np.ones(4), ValueError, r"stepper.n_params = 5 entries, got shape \(4,\)"),
+        (np.ones((3, 2)), 3.0, TypeError, "theta must be a NumPy or CuPy array"),
+    ],
+)
+def test_check_stepper_names_a_malformed_argument_and_its_expected_form(Y0, theta, error, match):
+    stepper = ocdl.ResNet(ocdl.Layer(ocdl.Dense(2)))  # n = 2 features, n_params = 2 * 2 + 1
+    with pytest.raises(error, match=match):
+        ocdl.check_stepper(stepper, Y0, theta=theta)
+
+
+def test_check_stepper_reports_a_linear_step_as_exact():
+    class Drift(ocdl.Stepper):
+        """y_{j+1} = y_j + h theta: linear in y and theta, its linearisation exact."""
+
+        n_params = 1
+
+        def step(self, state, theta, h):
+            return (state[0] + h * theta[0],), None
+
+        def step_jvp(self, state, theta, h, dstate, dtheta, cache):
+            return (dstate[0] + h * dtheta[0],)
+
+        def step_vjp(self, state, theta, h, lam, cache):
+            return (lam[0],), np.array([h * lam[0].sum()])
+
+    report = ocdl.check_stepper(Drift(), np.ones((3, 1)), theta=np.array([0.5]))
+    assert report.passed
+    assert "step: theta                  Taylor exact: linear  ok" in str(report), str(report)
+    assert "inf" not in str(report)
+    assert "E1 at round-off (exact: linear)" in str(report.results["step: state"])
+
+
+def test_check_array_states_the_dimension_once():
+    from ocdl.validation import check_array
+
+    with pytest.raises(ValueError, match=r"^theta must be 1-D, got shape \(2, 3\)$"):
+        check_array("theta", np.ones((2, 3)), ndim=1)
+
+
 # -- transforms, activations, objectives, regularizers ------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 from ocdl.solvers import BlockCoordinateDescent, Checkpointing, multilevel
+from ocdl.solvers.checkpoint import load_checkpoint
 from test_io import flip_data_byte
 
 import ocdl
@@ -74,16 +76,32 @@ def test_phase_plane_and_quick_demo(tmp_path, capsys):
         (["train", "--problem", "circles", "--stepper", "resnet"], 2, "invalid choice: 'circles'"),
         (["train", "--problem", "ellipses", "--stepper", "resnet", "--max-layers", "abc"], 2, "invalid int value"),
         (["train", "--problem", "ellipses", "--stepper", "resnet", "--max-layers", "0"], 1,
-         "max_layers must be a positive integer"),
+         "--max-layers must be a positive integer"),
         (["train", "--problem", "ellipses", "--stepper", "resnet", "--final-time", "-1"], 1,
-         "final_time must be a finite number > 0"),
-        (["train", "--problem", "ellipses", "--stepper", "resnet", "--gamma", "0.1"], 1, "gamma is only used"),
+         "--final-time must be a finite number > 0"),
+        (["train", "--problem", "ellipses", "--stepper", "resnet", "--gamma", "0.1"], 1, "--gamma is only used"),
         (["train", "--problem", "ellipses", "--stepper", "resnet", "--memory", "reversible"], 1,
-         "memory 'reversible' needs a reversible stepper"),
+         "--memory 'reversible' needs a reversible stepper"),
         (["train", "--problem", "mnist", "--stepper", "resnet", "--data-dir", "/no/such/folder"], 1,
-         "MNIST data folder /no/such/folder does not exist"),
+         "MNIST data folder /no/such/folder does not exist; pass --data-dir"),
         (["compare", "--problem", "peaks", "--steppers", "resnet,euler"], 2, "steppers must be a comma-separated"),
+        (["compare", "--problem", "peaks", "--steppers", "resnet,resnet"], 2,
+         "argument --steppers: steppers must be a comma-separated list of distinct"),
+        (["train", "--problem", "ellipses", "--stepper", "resnet", "--iterations", "2.5"], 2,
+         "argument --iterations: invalid int value: '2.5'"),
+        (["train", "--problem", "ellipses", "--stepper", "resnet", "--alpha", "-1"], 1,
+         "ocdl: error: --alpha must be a finite number >= 0, got -1.0"),
+        (["train", "--problem", "ellipses", "--stepper", "resnet", "--alpha-w", "-1"], 1,
+         "ocdl: error: --alpha-w must be a finite number >= 0, got -1.0"),
+        (["train", "--problem", "ellipses", "--stepper", "resnet", "--max-layers", "2"], 1,
+         "ocdl: error: --max-layers (2) must be at least --first-layers (4)"),
+        (["train", "--problem", "ellipses", "--stepper", "resnet", "--data-dir", "mnist"], 1,
+         "ocdl: error: --train-size, --val-size and --data-dir are for mnist"),
+        (["train", "--problem", "ellipses", "--stepper", "verlet", "--max-layers", "1000000000"], 1,
+         "ocdl: error: --max-layers 1000000000: 28 levels up to 536,870,912 layers; the finest would take about "),
+        (["train", "--resume", "/no/such/run", "--iterations", "3"], 2, "drop --iterations"),
         (["train", "--problem", "ellipses"], 2, "--problem and --stepper are required (or --resume DIR)"),
+        (["compare", "--steppers", "resnet"], 2, "ocdl compare: --problem is required (or --resume DIR)"),
         (["train", "--resume", "/no/such/run"], 1, "/no/such/run/checkpoint.h5: no such file"),
         (["train", "--resume", "/no/such/run", "--seed", "3"], 2, "--resume takes the settings"),
         ([], 2, "the following arguments are required: COMMAND"),
@@ -117,6 +135,7 @@ def test_interrupted_training_resumes_exactly(tmp_path, capsys, monkeypatch):
     assert main([*argv, "--out", str(tmp_path / "cut")]) == 130
     err = capsys.readouterr().err
     assert "training interrupted" in err and f"ocdl train --resume {tmp_path / 'cut'}" in err
+    assert "continues with the 8-layer level after 2 iterations" in err  # levels named by their layers
     assert not (tmp_path / "cut" / "results.json").exists()
     monkeypatch.setattr(training, "multilevel", multilevel)
     assert main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
@@ -140,7 +159,7 @@ def test_python_dash_m_ocdl_reports_errors_in_one_line():
     proc = subprocess.run([sys.executable, "-m", "ocdl", "train", "--problem", "ellipses", "--stepper", "resnet",
                            "--iterations", "-3"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
-    assert proc.stderr.strip() == "ocdl: error: max_iter must be a positive integer, got -3"
+    assert proc.stderr.strip() == "ocdl: error: --iterations must be a positive integer, got -3"
 
 
 @pytest.mark.skipif(cupy_available(), reason="CuPy and a GPU are present: --device gpu is valid here")
@@ -148,7 +167,7 @@ def test_gpu_without_cupy_is_one_line(capsys, tmp_path):
     argv = ["compare", "--problem", "ellipses", "--device", "gpu", "--out", str(tmp_path / "x"), "--no-progress"]
     assert main(argv) == 1 and not (tmp_path / "x").exists()
     assert capsys.readouterr().err.strip() == (
-        "ocdl: error: device 'gpu' needs CuPy and a CUDA device (pip install ocdl[gpu]); use device 'cpu'"
+        "ocdl: error: --device 'gpu' needs CuPy and a CUDA device (pip install ocdl[gpu]); use --device 'cpu'"
     )
 
 
@@ -262,3 +281,246 @@ def test_allocation_failures_are_recognised():
     assert not out_of_memory(cupy_error("cupy_backends.cuda.api.runtime", "cudaErrorIllegalAddress"))
     assert not out_of_memory(RuntimeError("CUBLAS_STATUS_ALLOC_FAILED"))  # not CuPy's
     assert not out_of_memory(ValueError("memory must be one of auto, store-all"))
+
+
+def test_help_shows_every_default_and_marks_the_required_options(capsys):
+    from ocdl.cli import SETTING_OPTIONS
+
+    for command in ("train", "compare"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        printed = capsys.readouterr().out
+        text = " ".join(printed.split())
+        options, current = {}, []  # each option's lines of help: from "  --flag" to the next line at that indent
+        for line in printed.split("options:", 1)[1].splitlines():
+            if line.startswith("  -"):
+                current = options.setdefault(line.split()[0].rstrip(","), [])
+            if line.startswith("  "):
+                current.append(line)
+        flags = [flag for flag, *_ in SETTING_OPTIONS] + ["--out", "--no-progress"]
+        flags += ["--checkpoint-every"] + (["--steppers"] if command == "compare" else [])
+        for flag in flags:
+            assert "(default: " in " ".join(" ".join(options[flag]).split()), (command, flag, options[flag])
+        assert "required, unless --resume DIR: --problem" in text and "the data set (required unless --resume)" in text
+    assert "--iterations K block coordinate descent iterations per level (default: 20)" in text
+    assert "--classifier-newton-steps K classifier's Newton-PCG steps per iteration (default: ellipses, swiss-roll, " \
+           "peaks 2; mnist 5)" in text
+    assert "--width n features (2-D, the points duplicated) or channels (MNIST) (default: ellipses 2; swiss-roll 4, " \
+           "verlet 2; peaks 8, verlet 2; mnist 6)" in text
+    assert "--train-size S MNIST: training images (default: 50000)" in text
+
+
+def test_settings_that_cannot_mean_what_was_asked_are_said(tmp_path, capsys):
+    argv = ["train", "--problem", "ellipses", "--stepper", "resnet", "--max-layers", "5", "--iterations", "1",
+            "--batch-size", "5000", "--hessian-batch-size", "3000", "--out", str(tmp_path / "run"), "--no-progress"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "ocdl: warning: --max-layers 5: the levels double from --first-layers 4, so the finest level has 4 layers; "
+        "use --max-layers 4, or 8 for one more level",
+        "ocdl: warning: --batch-size 5000 is more than the 1000 training examples: every iteration takes all 1000",
+        "ocdl: warning: --hessian-batch-size 3000 is more than the 1000 examples of a batch: the Gauss-Newton matrix "
+        "takes all 1000",
+    ]
+    levels = json.loads((tmp_path / "run" / "results.json").read_text())["levels"]
+    assert [rec["n_layers"] for rec in levels] == [4]
+
+
+def test_an_absurd_depth_is_refused_with_its_estimated_cost(tmp_path, capsys, monkeypatch):
+    import ocdl.cli
+
+    out = tmp_path / "deep"
+    assert main(["train", "--problem", "ellipses", "--stepper", "verlet", "--max-layers", "1000000000",
+                 "--out", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert re.search(r"the finest would take about [\d.,]+ (days|years) for its 20 iterations and [\d.]+ GB of memory "
+                     r"\(the machine has [\d.]+ GB\)", err), err
+    assert err.endswith("choose fewer layers, or add --force to run it anyway") and not out.exists()
+
+    calls = []
+    monkeypatch.setattr(ocdl.cli, "train", lambda *args, **kwargs: calls.append(args) or 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # --force: past the check, into the training (stubbed)
+        main(["train", "--problem", "ellipses", "--stepper", "verlet", "--max-layers", "1000000000", "--force",
+              "--out", str(out), "--no-progress"])
+    assert calls and calls[0][0].max_layers == 1000000000
+
+
+def test_cost_estimate_scales_with_layers_and_examples():
+    from ocdl.experiments import load_data, paper_settings
+    from ocdl.experiments.cost import duration, finest_level_cost, size
+
+    settings = paper_settings("ellipses", "resnet", max_layers=64, max_iter=10)
+    data = load_data(settings)
+    small = finest_level_cost(settings, data, seconds_per_layer=1e-6)
+    n_train, n_val = data.Y_train.shape[0], data.Y_val.shape[0]
+    # 10 iterations of 64 layers on (6 + 4 * 20) n_train + n_val examples, 1 microsecond per layer and example
+    assert small.n_layers == 64 and small.seconds == pytest.approx(10 * 64 * 1e-6 * (86 * n_train + n_val))
+    deep = finest_level_cost(settings.replace(max_layers=64 * 1024), data, seconds_per_layer=1e-6)
+    assert deep.seconds == pytest.approx(1024 * small.seconds) and deep.memory_bytes > 100 * small.memory_bytes
+    assert (duration(42), duration(5400), duration(3 * 365.25 * 86400)) == ("42 s", "1.5 hours", "3.0 years")
+    assert (size(512), size(2.5e9)) == ("512 bytes", "2.5 GB")
+
+
+def test_tables_show_short_times_with_their_digits():
+    from ocdl.experiments.output import results_table
+
+    level = {"n_layers": 4, "train_accuracy": 1.0, "best_val_accuracy": 1.0}
+    summary = {"problem": "ellipses", "stepper": "resnet", "levels": [level], "best_val_accuracy": 1.0,
+               "best_val_n_layers": 4}
+    rows = [results_table([dict(summary, time_s=t)]).splitlines()[-1] for t in (0.0123, 0.04, 13.26)]
+    assert rows == ["| time (s) |  | 0.012 |", "| time (s) |  | 0.04 |", "| time (s) |  | 13.3 |"]
+
+
+# -- runs are never lost ---------------------------------------------------------------------------
+
+
+def interrupted_run(argv, monkeypatch, after_iterations=1):
+    """Run ``ocdl train argv`` and stop it by Ctrl-C after ``after_iterations`` iterations (exit status 130)."""
+    import ocdl.experiments.training as training
+
+    multilevel = training.multilevel
+
+    def interrupted(*args, **kwargs):
+        def callback(k, state):
+            if k + 1 == after_iterations:
+                raise KeyboardInterrupt
+
+        return multilevel(*args, callback=callback, **kwargs)
+
+    monkeypatch.setattr(training, "multilevel", interrupted)
+    assert main(argv) == 130
+    monkeypatch.setattr(training, "multilevel", multilevel)
+
+
+def test_a_rerun_without_resume_keeps_an_unfinished_checkpoint(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "ow"
+    argv = ["train", "--problem", "ellipses", "--stepper", "verlet", "--out", str(out), "--no-progress"]
+    interrupted_run([*argv, "--max-layers", "256", "--checkpoint-every", "1"], monkeypatch, after_iterations=2)
+    saved = (out / "checkpoint.h5").read_bytes()
+    capsys.readouterr()
+    assert main([*argv, "--max-layers", "4", "--iterations", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"ocdl train: {out} holds an unfinished run (checkpoint.h5); continue it with ocdl train --resume "
+                   f"{out}, or add --overwrite to discard it (see ocdl --help)")
+    assert (out / "checkpoint.h5").read_bytes() == saved
+    assert main([*argv, "--max-layers", "4", "--iterations", "2", "--overwrite"]) == 0
+    assert load_checkpoint(out / "checkpoint.h5").finished and load_checkpoint(out / "checkpoint.h5").levels[-1][
+        "n_layers"] == 4
+
+
+def test_a_rerun_without_resume_keeps_a_finished_run(tmp_path, capsys):
+    out = tmp_path / "done"
+    argv = ["train", "--problem", "ellipses", "--stepper", "resnet", "--out", str(out), *TINY]
+    assert main(argv) == 0
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"ocdl train: {out} holds a finished run (checkpoint.h5, results.json, params.h5, accuracy.png, " \
+           "features.png); choose another --out, or add --overwrite to replace it" in err
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+    (out / "stale.txt").write_text("not ocdl's")
+    assert main([*argv, "--overwrite", "--seed", "1"]) == 0
+    assert load_params(out / "params.h5")["settings"]["seed"] == 1 and (out / "stale.txt").exists()
+
+
+def test_compare_keeps_a_finished_comparison(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    argv = ["compare", "--problem", "ellipses", "--steppers", "resnet", "--out", str(out), "--max-layers", "4",
+            "--iterations", "1", "--no-progress"]
+    assert main(argv) == 0
+    table = (out / "table.md").read_text()
+    assert main(argv) == 2 and "holds a finished run (plan.json, comparison.json, table.md" in capsys.readouterr().err
+    assert (out / "table.md").read_text() == table
+    assert main([*argv, "--overwrite"]) == 0
+
+
+def test_mnist_folder_is_stored_absolute_and_may_move_before_resuming(tmp_path, capsys, monkeypatch):
+    from test_experiments import fake_mnist
+
+    (tmp_path / "work").mkdir()
+    fake_mnist(tmp_path / "work" / "digits")
+    monkeypatch.chdir(tmp_path / "work")
+    monkeypatch.delenv("OCDL_MNIST_DIR", raising=False)
+    out = tmp_path / "run"
+    interrupted_run(["train", "--problem", "mnist", "--stepper", "resnet", "--data-dir", "digits", "--width", "2",
+                     "--train-size", "16", "--val-size", "8", "--max-layers", "8", "--iterations", "2",
+                     "--checkpoint-every", "1", "--out", str(out), "--no-progress"], monkeypatch)
+    assert load_checkpoint(out / "checkpoint.h5").settings["data_dir"] == str(tmp_path / "work" / "digits")
+    monkeypatch.chdir(tmp_path)  # resume from elsewhere: the stored folder is absolute
+    interrupted_run(["train", "--resume", str(out), "--no-progress"], monkeypatch, after_iterations=2)
+    (tmp_path / "work" / "digits").rename(tmp_path / "moved")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 1
+    assert "does not exist; pass --data-dir or set OCDL_MNIST_DIR" in capsys.readouterr().err
+    monkeypatch.setenv("OCDL_MNIST_DIR", str(tmp_path / "moved"))  # the environment variable names it anew ...
+    interrupted_run(["train", "--resume", str(out), "--no-progress"], monkeypatch, after_iterations=2)
+    monkeypatch.setenv("OCDL_MNIST_DIR", str(tmp_path / "nowhere"))  # ... and --data-dir before it
+    assert main(["train", "--resume", str(out), "--data-dir", "moved", "--no-progress"]) == 0
+    assert json.loads((out / "results.json").read_text())["settings"]["data_dir"] == str(tmp_path / "moved")
+
+
+def test_an_interrupted_comparison_resumes_exactly(tmp_path, capsys, monkeypatch):
+    import ocdl.experiments.training as training
+
+    argv = ["compare", "--problem", "ellipses", "--steppers", "resnet,verlet", "--max-layers", "8", "--iterations",
+            "3", "--checkpoint-every", "1", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
+    multilevel, runs = training.multilevel, []
+
+    def interrupt_the_second_stepper(*args, **kwargs):
+        runs.append(1)
+
+        def callback(k, state):
+            if len(runs) == 2 and k == 1 and state.params.theta.size == 8 * 5:  # verlet, its 8-layer level
+                raise KeyboardInterrupt
+
+        return multilevel(*args, callback=callback, **kwargs)
+
+    monkeypatch.setattr(training, "multilevel", interrupt_the_second_stepper)
+    cut = tmp_path / "cut"
+    assert main([*argv, "--out", str(cut)]) == 130
+    err = capsys.readouterr().err
+    assert f"continues with the 8-layer level after 2 iterations; continue with: ocdl compare --resume {cut}" in err
+    assert (cut / "plan.json").is_file() and (cut / "resnet" / "results.json").is_file()
+    assert not load_checkpoint(cut / "verlet" / "checkpoint.h5").finished
+    assert not (cut / "comparison.json").exists()
+    monkeypatch.setattr(training, "multilevel", multilevel)
+    assert main(argv + ["--out", str(cut)]) == 2  # not started again by accident
+    assert f"{cut} holds an unfinished run (plan.json, verlet/checkpoint.h5)" in capsys.readouterr().err
+    assert main(["compare", "--resume", str(cut), "--iterations", "5"]) == 2
+    assert "--resume takes the settings and the folder from the run (only --data-dir may change); drop " \
+           "--iterations" in capsys.readouterr().err
+    assert main(["compare", "--resume", str(cut), "--no-progress"]) == 0
+    for stepper in ("resnet", "verlet"):
+        whole, resumed = (load_params(tmp_path / name / stepper / "params.h5") for name in ("whole", "cut"))
+        assert all((whole[key] == resumed[key]).all() for key in ("theta", "W", "mu"))
+    tables = [json.loads((tmp_path / name / "comparison.json").read_text()) for name in ("whole", "cut")]
+    assert [[rec["val_accuracy"] for rec in run["levels"]] for run in tables[0]] == \
+           [[rec["val_accuracy"] for rec in run["levels"]] for run in tables[1]]
+    capsys.readouterr()
+    before = (cut / "comparison.json").read_bytes()
+    assert main(["compare", "--resume", str(cut / "plan.json")]) == 0  # a file in the folder names the folder
+    said = capsys.readouterr().out
+    assert f"ocdl compare: {cut} holds a finished run, up to 8 layers" in said and "nothing to resume" in said
+    assert "ocdl compare --problem ellipses --steppers resnet,verlet --max-layers 16 --out NEW_DIR" in said
+    assert (cut / "comparison.json").read_bytes() == before
+
+
+def test_resume_names_a_finished_run_and_takes_the_checkpoint_file(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    argv = ["train", "--problem", "ellipses", "--stepper", "verlet", "--out", str(out), "--max-layers", "8",
+            "--iterations", "3", "--checkpoint-every", "1", "--no-progress"]
+    interrupted_run(argv, monkeypatch, after_iterations=2)
+    assert main(["train", "--resume", str(out / "checkpoint.h5"), "--no-progress"]) == 0  # the file, not its folder
+    results = json.loads((out / "results.json").read_text())
+    assert [rec["n_layers"] for rec in results["levels"]] == [4, 8]
+    capsys.readouterr()
+    files = {path.name: path.read_bytes() for path in out.iterdir()}
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    said = capsys.readouterr().out.strip()
+    best = f"{100 * results['best_val_accuracy']:.2f}% at {results['best_val_n_layers']} layers"
+    assert said.startswith(f"ocdl train: {out} holds a finished run, up to 8 layers (best validation accuracy: "
+                           f"verlet {best}); nothing to resume.")
+    assert said.endswith("ocdl train --problem ellipses --stepper verlet --max-layers 16 --out NEW_DIR, with its other "
+                         "settings")
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == files  # nothing trained or written again

@@ -258,3 +258,51 @@ def test_mnist_run_and_figure(tmp_path):
     assert 0 < cost["gn_product_s"] < cost["iteration_s"] and 0 <= cost["cg_iters"] <= 20
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_data(settings.replace(data_dir=str(tmp_path / "nowhere")))
+
+
+# -- figures a person reads at a glance -----------------------------------------------------------
+
+
+def test_2d_figure_names_the_classes_marks_the_misclassified_and_says_which_level(ellipses_run):
+    from matplotlib.figure import Figure
+
+    from ocdl.experiments.plotting import plot_2d
+
+    fig = plot_2d(Figure(), [ellipses_run], grid=20)
+    data, (train_ax, features_ax, prediction_ax) = ellipses_run.data, fig.axes
+    assert [t.get_text() for t in train_ax.get_legend().get_texts()] == ["class 0", "class 1"]
+    wrong = int((ellipses_run.predict(data.Y_val) != data.C_val).sum())  # the stored parameters' errors
+    legend = [t.get_text() for t in prediction_ax.get_legend().get_texts()]
+    assert legend == ["class 0", "class 1", f"misclassified ({wrong} of {data.Y_val.shape[0]})"]
+    crosses = prediction_ax.collections[-1]  # the misclassified validation points, drawn last
+    assert len(crosses.get_offsets()) == wrong
+    accuracy = ellipses_run.summary()["final_val_accuracy"]
+    assert prediction_ax.get_title() == f"prediction (shaded), 8 layers: validation {100 * accuracy:.1f}%"
+    assert features_ax.get_title().startswith("propagated features $Y_N$, 8 layers")
+    assert "finest level trained, at its best iteration (params.h5" in fig._suptitle.get_text()
+
+
+def test_mnist_figures_use_the_error_as_the_table_does_and_show_the_weights_scale(tmp_path):
+    from matplotlib.figure import Figure
+
+    from ocdl.experiments.plotting import plot_levels, plot_mnist
+
+    settings = paper_settings("mnist", "resnet", width=2, max_layers=4, max_iter=2, train_size=16, val_size=8,
+                              data_dir=str(fake_mnist(tmp_path / "mnist")))
+    run = train(settings, progress=False)
+    summary = run.summary()
+    left, right = plot_levels(Figure(), [summary]).axes
+    assert left.get_ylabel() == "best validation error (%)" and right.get_ylabel() == "validation error (%)"
+    np.testing.assert_allclose(left.lines[0].get_ydata(), [100 * (1 - summary["levels"][0]["best_val_accuracy"])])
+    np.testing.assert_allclose(right.lines[0].get_ydata(), 100 * (1 - np.array(summary["levels"][0]["val_accuracy"])))
+    error = f"{100 * (1 - summary['best_val_accuracy']):.2f}"
+    assert f"best {error}%" in left.get_legend().get_texts()[0].get_text()
+    assert f"{error} (4 layers)" in results_table([summary])
+
+    fig = plot_mnist(Figure(figsize=(11, 13), layout="constrained"), run)
+    colorbars = [ax for ax in fig.axes if ax.get_ylabel() == "weight"]
+    assert len(colorbars) == 1
+    W = run.params()["W"].reshape(2, 28, 28, -1).sum(axis=0)
+    low, high = colorbars[0].get_ylim()
+    assert low == pytest.approx(-np.abs(W).max()) and high == pytest.approx(np.abs(W).max())
+    assert "the finest level (4 layers) at its best iteration (params.h5): validation error" in fig._suptitle.get_text()

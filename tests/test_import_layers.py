@@ -131,3 +131,19 @@ def test_the_propagation_module_is_not_shadowed_by_the_network_function():
     assert callable(ocdl.network) and not isinstance(ocdl.network, types.ModuleType)
     with pytest.raises(ModuleNotFoundError):
         __import__("ocdl.network")
+
+
+def test_every_module_of_ocdl_has_its_place_in_the_import_contracts():
+    """A new module of ocdl/ must be put in a layer of pyproject.toml's [tool.importlinter] (checked by .ci/lint)."""
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
+    contracts = {contract["name"]: contract for contract in config["contracts"]}
+    placed = set()
+    for contract in contracts.values():
+        for entry in contract.get("layers", []) + contract.get("source_modules", []):
+            placed.update(name.strip() for name in entry.split("|"))
+    top = {f"ocdl.{path.stem}" for path in (ROOT / "ocdl").glob("*.py") if path.stem not in ("__init__", "__main__")}
+    top |= {f"ocdl.{path.name}" for path in (ROOT / "ocdl").iterdir() if (path / "__init__.py").is_file()}
+    top |= {"ocdl.solvers", "ocdl.problems"}
+    assert sorted(top - placed) == []
+    assert sorted(placed - top) == []  # no contract names a module that is gone

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from ocdl.problems import (
     swiss_roll,
     write_idx,
 )
-from ocdl.problems.mnist import ENV_VAR, FILES, default_data_dir, find_file
+from ocdl.problems.mnist import ENV_VAR, FILES, default_data_dir, find_file, user_data_dir
 
 
 def assert_same(a: Dataset, b: Dataset) -> None:
@@ -324,6 +325,32 @@ def test_mnist_environment_variable(tmp_path, monkeypatch):
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match=ENV_VAR):
         mnist()
+
+
+def test_mnist_default_folder_is_the_users_data_folder_wherever_ocdl_is_installed(tmp_path, monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    # installed outside a source checkout (no pyproject.toml above it), so ../shared/data/mnist is not looked at
+    monkeypatch.setattr(importlib.import_module("ocdl.problems.mnist"), "__file__",
+                        str(tmp_path / "site-packages" / "ocdl" / "problems" / "mnist.py"))
+    folder = tmp_path / "data" / "ocdl" / "mnist"
+    with pytest.raises(FileNotFoundError, match=f"in {folder}, or set {ENV_VAR}"):
+        default_data_dir()
+    folder.parent.mkdir(parents=True)
+    make_fake_mnist(folder)
+    assert default_data_dir() == folder
+    assert mnist(n_train=5, n_val=5).Y_train.shape == (5, 16)
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert user_data_dir() == tmp_path / "home" / ".local" / "share" / "ocdl" / "mnist"
+
+
+def test_mnist_folders_may_start_with_a_tilde(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    make_fake_mnist(tmp_path / "mnist")
+    assert mnist("~/mnist", n_train=5, n_val=5).Y_val.shape == (5, 16)
+    monkeypatch.setenv(ENV_VAR, "~/mnist")
+    assert default_data_dir() == tmp_path / "mnist"
 
 
 def test_mnist_reports_bad_folders_and_files(tmp_path):

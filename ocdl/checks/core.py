@@ -113,7 +113,8 @@ class TaylorResult:
         verdict = "passed" if self.passed else "FAILED"
         if not self.finite:
             verdict += " (NaN or Inf in f(x), J v or a residual)"
-        rows.append(f"  observed rates: E0 {self.rate0:.3f}, E1 {self.rate1:.3f} -> {verdict}")
+        rate1 = "at round-off (exact: linear)" if self.rate1 == float("inf") else f"{self.rate1:.3f}"
+        rows.append(f"  observed rates: E0 {self.rate0:.3f}, E1 {rate1} -> {verdict}")
         return "\n".join(rows)
 
 
@@ -263,7 +264,8 @@ class CheckReport:
         lines = [f"{self.title}: {'passed' if self.passed else 'FAILED'}"]
         for name, r in self.results.items():
             if isinstance(r, TaylorResult):
-                lines.append(f"  {name:<28} Taylor rate {r.rate1:6.3f}  {'ok' if r.passed else 'FAILED'}")
+                rate = "exact: linear" if r.rate1 == float("inf") else f"rate {r.rate1:6.3f}"
+                lines.append(f"  {name:<28} Taylor {rate}  {'ok' if r.passed else 'FAILED'}")
             else:
                 kind = "dot test" if isinstance(r, DotResult) else "difference"
                 lines.append(f"  {name:<28} {kind} {r.rel_error:9.2e}{r.detail()}  {'ok' if r.passed else 'FAILED'}")

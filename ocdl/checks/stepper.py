@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_array_module
+from ..validation import check_array
 from .components import kink_notes
 from .core import CheckReport, agreement, dot_test, random_like, rows_alone, taylor_test
 from .precision import as_dtype, precision_rows
@@ -72,15 +73,27 @@ def check_stepper(
     Returns
     -------
     CheckReport
-        One row per test; call ``raise_if_failed()`` in a unit test.
+        One row per test; call ``raise_if_failed()`` in a unit test. A Taylor
+        row reads ``exact: linear`` where the step is linear in that argument
+        (the linearisation error is at round-off for every step length).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument: ``Y0`` not a 2-D float32/float64 array with the
+        stepper's ``n_features`` columns, ``theta`` not a 1-D array of
+        ``stepper.n_params`` entries.
     """
     from ..memory import Reversible
     from ..propagation import Network
 
     rng = np.random.default_rng(rng)
+    Y0 = _checked_features(stepper, Y0)
     xp = get_array_module(Y0)
     dtype = Y0.dtype
-    if theta is None:
+    if theta is not None:
+        theta = _checked_step_params(stepper, theta)
+    else:
         try:
             theta = xp.asarray(stepper.init_params(rng, dtype=np.float64))
         except NotImplementedError as error:
@@ -171,3 +184,23 @@ def check_stepper(
     notes = precision_rows(results, dtype, maps, (state, theta, dstate, dtheta, lam))
     activation = getattr(getattr(stepper, "layer", None), "activation", None)
     return CheckReport(f"check_stepper({stepper!r})", results, notes + kink_notes(activation))
+
+
+def _checked_features(stepper: Any, Y0: Any) -> Any:
+    """``Y0`` if it is ``s x n``, ``n`` the stepper's ``n_features`` (any width where that is ``None``)."""
+    Y0 = check_array("Y0", Y0, ndim=2)
+    n = getattr(stepper, "n_features", None)
+    if n is not None and Y0.shape[1] != n:
+        raise ValueError(f"Y0 must have the stepper's n_features = {n} columns (s x {n}, one example per row), "
+                         f"got shape {Y0.shape}")
+    return Y0
+
+
+def _checked_step_params(stepper: Any, theta: Any) -> Any:
+    """``theta`` if it is one step's parameters: 1-D, ``stepper.n_params`` entries."""
+    theta = check_array("theta", theta)
+    p = getattr(stepper, "n_params", None)
+    if theta.ndim != 1 or (p is not None and theta.shape[0] != p):
+        entries = f"stepper.n_params = {p} entries" if p is not None else "the stepper's n_params entries"
+        raise ValueError(f"theta must be one step's parameters, a 1-D array of {entries}, got shape {theta.shape}")
+    return theta

@@ -18,14 +18,15 @@ Example::
 
 from .data import load_data, widen
 from .model import build_network, build_problem, examples_kept, memory_policy, numbers_per_step
-from .output import compare, results_table, write_run
-from .settings import DTYPES, MEMORY, PAPER_STEPPERS, PROBLEMS, Settings, paper_settings
+from .output import compare, compare_plan, results_table, resume_compare, write_run
+from .settings import DEVICES, DTYPES, MEMORY, PAPER_STEPPERS, PROBLEMS, Settings, paper_settings
 from .stability_figures import figure1, figure2, stability_figures
 from .training import Run, iteration_cost, train
 
 __all__ = [
-    "DTYPES", "MEMORY", "PAPER_STEPPERS", "PROBLEMS", "Run", "Settings", "build_network",
-    "build_problem", "compare", "figure1", "figure2", "load_data", "paper_settings", "results_table",
+    "DEVICES", "DTYPES", "MEMORY", "PAPER_STEPPERS", "PROBLEMS", "Run", "Settings", "build_network",
+    "build_problem", "compare", "compare_plan", "resume_compare", "figure1", "figure2", "load_data",
+    "paper_settings", "results_table",
     "stability_figures", "examples_kept", "iteration_cost", "memory_policy",
     "numbers_per_step", "train", "widen", "write_run",
 ]

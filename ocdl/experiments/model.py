@@ -20,6 +20,7 @@ from ..learning_problem import LearningProblem
 from ..memory import MemoryPolicy, Recompute, Reversible, StoreAll
 from ..objectives import LogisticCrossEntropy, Objective, SoftmaxCrossEntropy
 from ..propagation import Network
+from ..reduction import Reduction
 from ..regularizers import ChannelSmoothness, Regularizer, WeightDecay
 from ..transforms import Conv2d
 from .settings import MNIST_IMAGE, Settings
@@ -130,8 +131,10 @@ def classifier_regularizer(settings: Settings) -> Regularizer:
     return WeightDecay()
 
 
-def build_problem(settings: Settings, Y: Array, C: Array, n_classes: int) -> LearningProblem:
-    """The learning problem (eq. 2.4) on the widened examples ``Y`` with labels ``C``, first level's network."""
+def build_problem(settings: Settings, Y: Array, C: Array, n_classes: int,
+                  reduction: Reduction | None = None) -> LearningProblem:
+    """The learning problem (eq. 2.4) on the widened examples ``Y`` with labels ``C``, first level's network
+    (``Y, C``: this worker's share with a data-parallel ``reduction``)."""
     return LearningProblem(
         build_network(settings, settings.first_layers, memory_policy(settings, Y.shape[0])),
         build_objective(n_classes),
@@ -142,6 +145,7 @@ def build_problem(settings: Settings, Y: Array, C: Array, n_classes: int) -> Lea
         W_regularizer=classifier_regularizer(settings),
         n_classes=n_classes,
         chunk_size=settings.chunk_size,
+        reduction=reduction,
     )
 
 

@@ -9,9 +9,11 @@ A run folder holds
 * ``accuracy.png``: validation accuracy per level and per iteration;
 * ``features.png`` (2-D problems) or ``images.png`` (MNIST).
 
-A comparison folder holds one run folder per stepper and ``comparison.json``,
-``table.md`` (one table) and ``accuracy.png`` (one figure, all steppers;
-2-D problems also ``features.png`` with one row per stepper).
+A comparison folder holds one run folder per stepper (with its
+``checkpoint.h5``), ``plan.json`` (problem, steppers, settings: what a
+resumed comparison reads), ``comparison.json``, ``table.md`` (one table) and
+``accuracy.png`` (one figure, all steppers; 2-D problems also
+``features.png`` with one row per stepper).
 
 The JSON and Markdown files and ``params.h5`` are written atomically (a
 temporary file renamed over the target, :mod:`ocdl.io`): a run killed while
@@ -27,9 +29,13 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
+from ocdl.solvers import Checkpointing
+from ocdl.solvers.checkpoint import CHECKPOINT_NAME
+
 from ..io import save_params, write_text
+from ..reduction import Reduction
 from .data import load_data
-from .plotting import plot_2d, plot_levels, plot_mnist
+from .plotting import plot_2d, plot_levels, plot_mnist, uses_error
 from .settings import paper_settings
 from .training import Run, train
 
@@ -73,7 +79,7 @@ def results_table(summaries: Sequence[dict]) -> str:
     MNIST: training and validation error (%), as the paper's Table 1.
     The last rows give each run's best validation figure and wall time.
     """
-    error = summaries[0]["problem"] == "mnist"
+    error = uses_error(summaries[0]["problem"])
 
     def percent(accuracy: float) -> str:
         return f"{100 * (1 - accuracy if error else accuracy):.2f}"
@@ -92,14 +98,28 @@ def results_table(summaries: Sequence[dict]) -> str:
     times = ["time (s)"]
     for s in summaries:
         best += ["", f"{percent(s['best_val_accuracy'])} ({s['best_val_n_layers']} layers)"]
-        times += ["", f"{s['time_s']:.1f}"]
+        times += ["", seconds(s["time_s"])]
     lines += ["| " + " | ".join(best) + " |", "| " + " | ".join(times) + " |"]
     return "\n".join(lines)
 
 
-def compare(problem: str, steppers: Sequence[str], out: str | Path, progress: bool = True,
-            **overrides) -> tuple[list[dict], str]:
+def seconds(t: float) -> str:
+    """A wall time for a table: one decimal from a second on, two significant digits below (``0.042``)."""
+    return f"{t:.1f}" if t >= 1 else f"{t:.2g}"
+
+
+PLAN_NAME = "plan.json"
+"""The file of a comparison folder that records its problem, steppers and settings when it starts."""
+
+
+def compare(problem: str, steppers: Sequence[str], out: str | Path, progress: bool = True, checkpoint_every: int = 10,
+            resume: bool = False, reduction: Reduction | None = None, **overrides) -> tuple[list[dict], str]:
     """Train every stepper on ``problem`` with the paper's settings (and ``overrides``); write the folder ``out``.
+
+    Each stepper's run writes its checkpoint, ``out / stepper / checkpoint.h5``
+    (:data:`ocdl.solvers.checkpoint.CHECKPOINT_NAME`), as ``ocdl train`` does,
+    and ``out / plan.json`` records the comparison when it starts, so that an
+    interrupted comparison continues with ``resume=True`` (:func:`resume_compare`).
 
     Parameters
     ----------
@@ -111,29 +131,79 @@ def compare(problem: str, steppers: Sequence[str], out: str | Path, progress: bo
         The comparison folder (see the module docstring).
     progress : bool
         Progress bars (steppers and levels).
+    checkpoint_every : int
+        Iterations between checkpoints (also at each level's end and on Ctrl-C).
+    resume : bool
+        Continue each stepper's run from its checkpoint where there is one (a
+        finished run is not trained again); the same result as an
+        uninterrupted comparison.
+    reduction : Reduction, optional
+        Train on this process's share of the examples (see :func:`train`); only
+        rank 0 writes ``out``.
     **overrides
         Settings for every run (``None`` values keep the paper's).
 
     Returns
     -------
     (summaries, table) : the runs' ``results.json`` contents and the Markdown table.
+
+    Raises
+    ------
+    ocdl.solvers.checkpoint.TrainingInterrupted
+        On Ctrl-C, after the running stepper's checkpoint is written.
     """
     if not steppers or len(set(steppers)) != len(steppers):
         raise ValueError(f"steppers must be distinct and at least one, got {list(steppers)}")
     all_settings = [paper_settings(problem, stepper, **overrides) for stepper in steppers]  # validate all first
     data = load_data(all_settings[0])  # the same for every stepper
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    writes = reduction is None or reduction.rank == 0
+    if writes:
+        out.mkdir(parents=True, exist_ok=True)
+        plan = {"problem": problem, "steppers": list(steppers), "overrides": {k: v for k, v in overrides.items()
+                                                                              if v is not None}}
+        write_text(out / PLAN_NAME, json.dumps(plan, indent=2) + "\n")
     runs = []
     for settings in tqdm(all_settings, desc=f"compare on {problem}", disable=not progress):
-        run = train(settings, data, progress=progress)
-        write_run(run, out / settings.stepper)
+        checkpoint = Checkpointing(out / settings.stepper / CHECKPOINT_NAME, every=checkpoint_every, resume=resume)
+        run = train(settings, data, progress=progress, checkpoint=checkpoint, reduction=reduction)
+        if writes:
+            write_run(run, out / settings.stepper)
         runs.append(run)
     summaries = [run.summary() for run in runs]
     table = results_table(summaries)
+    if not writes:
+        return summaries, table
     write_text(out / "comparison.json", json.dumps(summaries, indent=2) + "\n")
     write_text(out / "table.md", table + "\n")
     _figure_levels(summaries, out / "accuracy.png")
     if problem != "mnist":
         _figure_2d(runs, out / "features.png")
     return summaries, table
+
+
+def compare_plan(out: str | Path) -> dict:
+    """The ``problem``, ``steppers`` and ``overrides`` that :func:`compare` recorded in the folder ``out``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``out`` holds no ``plan.json`` (not a comparison folder, or one
+        written before comparisons were resumable).
+    """
+    path = Path(out) / PLAN_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file; {out} is not a comparison folder that can be resumed")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def resume_compare(out: str | Path, progress: bool = True, checkpoint_every: int = 10,
+                   reduction: Reduction | None = None, **changes) -> tuple[list[dict], str]:
+    """Continue the comparison in the folder ``out`` (:func:`compare` with ``resume=True`` and its recorded plan).
+
+    ``changes`` replace recorded settings (the command line lets ``data_dir`` change).
+    """
+    plan = compare_plan(out)
+    overrides = plan["overrides"] | {k: v for k, v in changes.items() if v is not None}
+    return compare(plan["problem"], plan["steppers"], out, progress=progress, checkpoint_every=checkpoint_every,
+                   resume=True, reduction=reduction, **overrides)

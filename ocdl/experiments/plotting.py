@@ -1,7 +1,7 @@
 """The figures of the paper's section 6, drawn on Matplotlib figures (no pyplot state).
 
-* :func:`plot_levels`: best validation accuracy per level and per stepper
-  (Figure 3), with the validation accuracy of every iteration beside it;
+* :func:`plot_levels`: best validation accuracy (MNIST: error) per level and
+  per stepper (Figure 3), with that of every iteration beside it;
 * :func:`plot_2d`: for each run, the data, the propagated features and the
   prediction over the plane (Figures 4-6);
 * :func:`plot_mnist`: input images, propagated images and classifier weights
@@ -15,11 +15,17 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from .training import Run
 
 GRID = 150
 """Points per axis of the prediction over the plane."""
+
+
+def uses_error(problem: str) -> bool:
+    """Whether ``problem``'s tables and figures give errors (MNIST, as the paper's Table 1) rather than accuracies."""
+    return problem == "mnist"
 
 
 def _percent_axis(ax, label: str) -> None:
@@ -29,6 +35,10 @@ def _percent_axis(ax, label: str) -> None:
 
 def plot_levels(fig: Figure, summaries: Sequence[dict]) -> Figure:
     """Figure 3: best validation accuracy against the number of layers, and per iteration.
+
+    MNIST is drawn as the validation error (the paper's Table 1 and
+    :func:`~ocdl.experiments.results_table` give errors there), the 2-D
+    problems as the accuracy.
 
     Parameters
     ----------
@@ -44,14 +54,21 @@ def plot_levels(fig: Figure, summaries: Sequence[dict]) -> Figure:
     left, right = fig.subplots(1, 2)
     span = max(s["settings"]["max_iter"] for s in summaries)  # level k is drawn from k * span + 1 on
     all_layers = sorted({rec["n_layers"] for s in summaries for rec in s["levels"]})
+    error = uses_error(summaries[0]["problem"])
+    measure = "error" if error else "accuracy"
+
+    def percent(accuracy):
+        accuracy = np.asarray(accuracy, dtype=float)  # None (a failed iteration): NaN
+        return 100 * (1 - accuracy if error else accuracy)
+
     for i, summary in enumerate(summaries):
         levels = summary["levels"]
-        best = [100 * rec["best_val_accuracy"] for rec in levels]
+        best = percent([rec["best_val_accuracy"] for rec in levels])
         left.plot([rec["n_layers"] for rec in levels], best, "o-", color=f"C{i}",
-                  label=f"{summary['stepper']} (best {np.nanmax(best):.1f}%)")
+                  label=f"{summary['stepper']} (best {np.nanmin(best) if error else np.nanmax(best):.2f}%)")
         for k, rec in enumerate(levels):
-            trace = np.array(rec["val_accuracy"], dtype=float)  # None (a failed iteration): NaN
-            right.plot(k * span + np.arange(1, trace.size + 1), 100 * trace, color=f"C{i}", linewidth=1)
+            trace = percent(rec["val_accuracy"])
+            right.plot(k * span + np.arange(1, trace.size + 1), trace, color=f"C{i}", linewidth=1)
     for k, n_layers in enumerate(all_layers):
         if k:
             right.axvline(k * span + 0.5, color="0.75", linewidth=0.8)
@@ -60,13 +77,16 @@ def plot_levels(fig: Figure, summaries: Sequence[dict]) -> Figure:
     left.set_xscale("log", base=2)
     left.set_xticks(all_layers, [str(n) for n in all_layers])
     left.set_xlabel("layers $N$ (multilevel)")
-    _percent_axis(left, "best validation accuracy (%)")
+    _percent_axis(left, f"best validation {measure} (%)")
     left.legend(fontsize="small")
-    left.set_title("best validation accuracy per level")
+    left.set_title(f"best validation {measure} per level")
     right.set_xlabel("block coordinate descent iteration (levels marked by their layers)")
-    _percent_axis(right, "validation accuracy (%)")
-    right.set_ylim(max(0.0, right.get_ylim()[0]), 100.5)
-    right.set_title("validation accuracy per iteration")
+    _percent_axis(right, f"validation {measure} (%)")
+    if error:
+        right.set_ylim(0.0, min(100.5, right.get_ylim()[1]))
+    else:
+        right.set_ylim(max(0.0, right.get_ylim()[0]), 100.5)
+    right.set_title(f"validation {measure} per iteration")
     problem = summaries[0]["problem"]
     source = "the paper's Table 1 as a plot" if problem == "mnist" else "the paper's Figure 3"
     fig.suptitle(f"{problem}: multilevel training, T = {summaries[0]['settings']['final_time']:g} ({source})")
@@ -75,6 +95,17 @@ def plot_levels(fig: Figure, summaries: Sequence[dict]) -> Figure:
 
 def _class_colors(n_classes: int) -> ListedColormap:
     return ListedColormap([f"C{c}" for c in range(n_classes)])
+
+
+def _class_handles(n_classes: int) -> list[Line2D]:
+    """Legend entries of the classes, coloured as the points."""
+    return [Line2D([], [], marker="o", linestyle="", color=f"C{c}", label=f"class {c}") for c in range(n_classes)]
+
+
+def _level_name(run: Run) -> str:
+    """The level whose parameters a run holds (``params.h5``): the finest trained, at its best validation accuracy."""
+    which = "finest" if run.network.n_steps == run.settings.levels[-1] else "last trained"
+    return f"the {which} level ({run.network.n_steps} layers) at its best iteration"
 
 
 def _two_dimensional(Y: np.ndarray) -> tuple[np.ndarray, tuple[str, str]]:
@@ -89,11 +120,14 @@ def _two_dimensional(Y: np.ndarray) -> tuple[np.ndarray, tuple[str, str]]:
 def plot_2d(fig: Figure, runs: Sequence[Run], grid: int = GRID) -> Figure:
     """Figures 4-6: data, propagated features and prediction over the plane, one row per run.
 
-    Column 1 shows the training points coloured by class; column 2 their
-    features after the last layer, :math:`Y_N` (projected on their two
-    principal directions when the network is wider than 2); column 3 the
-    class the network predicts on a ``grid x grid`` lattice over the data,
-    with the validation points and their validation accuracy.
+    Column 1 shows the training points coloured by class (a legend names
+    the classes); column 2 their features after the last layer, :math:`Y_N`
+    (projected on their two principal directions when the network is wider
+    than 2); column 3 the class the network predicts on a ``grid x grid``
+    lattice over the data, with the validation points, the misclassified ones
+    marked by a larger cross, and the validation accuracy. Columns 2 and 3
+    show the level whose parameters the run holds (``params.h5``): the
+    finest, at its best iteration; the titles say which.
 
     Parameters
     ----------
@@ -112,30 +146,40 @@ def plot_2d(fig: Figure, runs: Sequence[Run], grid: int = GRID) -> Figure:
     for row, run in zip(axes, runs):
         data = run.data
         colors = _class_colors(data.n_classes)
+        shade = dict(cmap=colors, vmin=-0.5, vmax=data.n_classes - 0.5)
         size = 4 if data.Y_train.shape[0] > 2000 else 8
-        row[0].scatter(*data.Y_train.T, c=data.C_train, cmap=colors, vmin=-0.5, vmax=data.n_classes - 0.5, s=size)
+        row[0].scatter(*data.Y_train.T, c=data.C_train, s=size, **shade)
         row[0].set_title(f"{run.settings.stepper}: training data ({data.Y_train.shape[0]} points)")
+        row[0].legend(handles=_class_handles(data.n_classes), fontsize="small", loc="best")
 
         features, labels = _two_dimensional(run.features(data.Y_train))
-        row[1].scatter(*features.T, c=data.C_train, cmap=colors, vmin=-0.5, vmax=data.n_classes - 0.5, s=size)
+        row[1].scatter(*features.T, c=data.C_train, s=size, **shade)
         row[1].set_xlabel(labels[0])
         row[1].set_ylabel(labels[1])
-        row[1].set_title(f"propagated features $Y_N$, N = {run.network.n_steps}, width {run.settings.width}")
+        row[1].set_title(f"propagated features $Y_N$, {run.network.n_steps} layers, width {run.settings.width}")
 
         low, high = data.Y_train.min(axis=0), data.Y_train.max(axis=0)
         low, high = low - 0.1 * (high - low), high + 0.1 * (high - low)
         x1, x2 = np.meshgrid(np.linspace(low[0], high[0], grid), np.linspace(low[1], high[1], grid))
         classes = run.predict(np.column_stack([x1.ravel(), x2.ravel()])).reshape(x1.shape)
-        row[2].imshow(classes, origin="lower", extent=(low[0], high[0], low[1], high[1]), cmap=colors,
-                      vmin=-0.5, vmax=data.n_classes - 0.5, alpha=0.35, aspect="auto", interpolation="nearest")
-        row[2].scatter(*data.Y_val.T, c=data.C_val, cmap=colors, vmin=-0.5, vmax=data.n_classes - 0.5, s=size,
-                       edgecolors="k", linewidths=0.2)
-        accuracy = run.summary()["final_val_accuracy"]
-        row[2].set_title(f"prediction (shaded) and validation points: {100 * accuracy:.1f}%")
+        row[2].imshow(classes, origin="lower", extent=(low[0], high[0], low[1], high[1]), alpha=0.35,
+                      aspect="auto", interpolation="nearest", **shade)
+        wrong = run.predict(data.Y_val) != data.C_val
+        row[2].scatter(*data.Y_val[~wrong].T, c=data.C_val[~wrong], s=size, edgecolors="k", linewidths=0.2, **shade)
+        row[2].scatter(*data.Y_val[wrong].T, c=data.C_val[wrong], s=9 * size, marker="X", edgecolors="k",
+                       linewidths=0.6, **shade)
+        handles = _class_handles(data.n_classes) + [
+            Line2D([], [], marker="X", linestyle="", markerfacecolor="0.8", markeredgecolor="k",
+                   label=f"misclassified ({int(wrong.sum())} of {wrong.size})")
+        ]
+        row[2].legend(handles=handles, fontsize="small", loc="best", framealpha=0.8)
+        accuracy = 1 - wrong.mean()
+        row[2].set_title(f"prediction (shaded), {run.network.n_steps} layers: validation {100 * accuracy:.1f}%")
         for ax in (row[0], row[2]):
             ax.set_xlabel("$y_1$")
             ax.set_ylabel("$y_2$")
-    fig.suptitle(f"{runs[0].settings.problem}: data, propagated features, prediction (paper's Figures 4-6)")
+    fig.suptitle(f"{runs[0].settings.problem}: data, and the features and prediction of the finest level trained, "
+                 "at its best iteration (params.h5; paper's Figures 4-6)")
     return fig
 
 
@@ -144,7 +188,9 @@ def plot_mnist(fig: Figure, run: Run, n_examples: int = 4) -> Figure:
 
     The weights of class ``k`` are the ``k``-th column of :math:`W`, one
     ``28 x 28`` image per channel, shown summed over the channels (the
-    classifier takes the inner product of each channel with its image).
+    classifier takes the inner product of each channel with its image), all
+    classes on one colour scale with its colour bar. The title gives the
+    validation error, as the table does for MNIST.
 
     Parameters
     ----------
@@ -177,13 +223,18 @@ def plot_mnist(fig: Figure, run: Run, n_examples: int = 4) -> Figure:
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(f"channel {c + 1}", fontsize="small")
-    middle.suptitle(f"propagated images $Y_N$ (N = {run.network.n_steps}, {channels} channels)")
+    middle.suptitle(f"propagated images $Y_N$ (N = {run.network.n_steps}, {channels} channels; each image in its "
+                    "own grey scale)")
     W = run.params()["W"].reshape(channels, height, width, -1).sum(axis=0)
-    for k, ax in enumerate(bottom.subplots(2, int(np.ceil(W.shape[-1] / 2))).ravel()):
-        ax.imshow(W[..., k], cmap="RdBu_r", vmin=-np.abs(W[..., k]).max(), vmax=np.abs(W[..., k]).max())
+    scale = float(np.abs(W).max()) or 1.0  # one colour scale for all classes, shown by the colour bar
+    weight_axes = bottom.subplots(2, int(np.ceil(W.shape[-1] / 2)))
+    for k, ax in enumerate(weight_axes.ravel()):
+        image = ax.imshow(W[..., k], cmap="RdBu_r", vmin=-scale, vmax=scale)
         ax.set_title(f"class {k}", fontsize="small")
         ax.axis("off")
-    bottom.suptitle("classifier weights $W$ (summed over the channels)")
-    fig.suptitle(f"MNIST, {run.settings.stepper}: validation error "
-                 f"{100 * (1 - run.summary()['final_val_accuracy']):.2f}% (paper's Figure 7)")
+    bottom.colorbar(image, ax=weight_axes, shrink=0.9, label="weight")
+    bottom.suptitle("classifier weights $W$ (summed over the channels; one colour scale)")
+    error = 1 - run.summary()["final_val_accuracy"]
+    fig.suptitle(f"MNIST, {run.settings.stepper}, {_level_name(run)} (params.h5): validation error "
+                 f"{100 * error:.2f}% (paper's Figure 7)")
     return fig

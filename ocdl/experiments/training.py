@@ -13,8 +13,10 @@ from ocdl.problems import Dataset
 from ocdl.solvers import BlockCoordinateDescent, Checkpointing, MultilevelResult, multilevel
 
 from ..backend import asnumpy, to_device
+from ..distributed import select_gpu, share
 from ..learning_problem import LearningProblem
 from ..propagation import Network
+from ..reduction import Reduction
 from .data import load_data, widen
 from .model import build_problem, initial_parameters
 from .settings import Settings
@@ -33,7 +35,8 @@ class Run:
     data : ocdl.problems.Dataset
         The data set before widening (on the host).
     problem : LearningProblem
-        The learning problem with the finest level's network.
+        The learning problem with the finest level's network (this process's
+        share of the training examples when they are split over processes).
     result : ocdl.solvers.MultilevelResult
         :func:`ocdl.solvers.multilevel`'s result: ``x``, the last level's
         parameters of best validation accuracy (:class:`ocdl.solvers.Params`),
@@ -46,6 +49,11 @@ class Run:
     data: Dataset
     problem: LearningProblem
     result: MultilevelResult
+
+    @property
+    def ranks(self) -> int:
+        """Number of processes the training examples were split over (:mod:`ocdl.distributed`)."""
+        return self.problem.reduction.size
 
     @property
     def network(self) -> Network:
@@ -99,6 +107,7 @@ class Run:
             "best_val_n_layers": best["n_layers"],
             "final_val_accuracy": levels[-1]["best_val_accuracy"],
             "time_s": self.time_s,
+            "ranks": self.ranks,
             "success": bool(self.result.success),
             "message": self.result.message,
         }
@@ -124,12 +133,24 @@ def _finite_or_none(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _problem_and_validation(settings: Settings, data: Dataset) -> tuple[LearningProblem, tuple]:
+def _problem_and_validation(settings: Settings, data: Dataset,
+                            reduction: Reduction | None) -> tuple[LearningProblem, tuple]:
+    """The learning problem and the validation pair on ``settings.device``; with a data-parallel
+    ``reduction``, of this process's share of the examples (rank ``r`` on GPU ``r mod (GPUs)``)."""
+    reduction = Reduction() if reduction is None else reduction
+    train_rows, val_rows = (data.Y_train, data.C_train), (data.Y_val, data.C_val)
+    if reduction.size > 1:
+        reduction.check_same("settings", settings.to_dict())
+        if settings.device == "gpu":
+            select_gpu(reduction.rank)
+        train_rows, val_rows = share(reduction, *train_rows), share(reduction, *val_rows)
+
     def device(x):
         return to_device(x, settings.device)
 
-    problem = build_problem(settings, device(widen(data.Y_train, settings)), device(data.C_train), data.n_classes)
-    return problem, (device(widen(data.Y_val, settings)), device(data.C_val))
+    Y, C = train_rows
+    problem = build_problem(settings, device(widen(Y, settings)), device(C), data.n_classes, reduction)
+    return problem, (device(widen(val_rows[0], settings)), device(val_rows[1]))
 
 
 def _solver(settings: Settings, **changes) -> BlockCoordinateDescent:
@@ -146,7 +167,7 @@ def _solver(settings: Settings, **changes) -> BlockCoordinateDescent:
 
 
 def train(settings: Settings, data: Dataset | None = None, progress: bool = True,
-          checkpoint: Checkpointing | None = None) -> Run:
+          checkpoint: Checkpointing | None = None, reduction: Reduction | None = None) -> Run:
     """Train by multilevel block coordinate descent (:func:`ocdl.solvers.multilevel`) with ``settings``.
 
     Parameters
@@ -161,6 +182,11 @@ def train(settings: Settings, data: Dataset | None = None, progress: bool = True
         one (the same result as an uninterrupted run); the checkpoints record
         ``settings.to_dict()`` (in place of the Checkpointing's own settings).
         Default: none.
+    reduction : Reduction, optional
+        With a data-parallel reduction (:func:`ocdl.distributed.world` under
+        ``mpiexec``), every process passes the whole ``data`` and trains on its
+        share of the training and validation examples; the run is the same on
+        every process, and only rank 0 writes the checkpoints. Default: local.
 
     Returns
     -------
@@ -176,7 +202,7 @@ def train(settings: Settings, data: Dataset | None = None, progress: bool = True
         On Ctrl-C with a checkpoint (after writing it).
     """
     data = load_data(settings) if data is None else data
-    problem, validation = _problem_and_validation(settings, data)
+    problem, validation = _problem_and_validation(settings, data, reduction)
     theta0 = to_device(initial_parameters(settings, problem.network), settings.device)
     if checkpoint is not None:
         checkpoint = dataclasses.replace(checkpoint, settings=settings.to_dict())
@@ -187,7 +213,8 @@ def train(settings: Settings, data: Dataset | None = None, progress: bool = True
     return Run(settings, data, problem.with_network(result.network), result)
 
 
-def iteration_cost(settings: Settings, n_layers: int, data: Dataset | None = None, progress: bool = True) -> dict:
+def iteration_cost(settings: Settings, n_layers: int, data: Dataset | None = None, progress: bool = True,
+                   reduction: Reduction | None = None) -> dict:
     """Measure one block-coordinate-descent iteration and one Gauss-Newton product with ``n_layers`` layers.
 
     The iteration is the first one of a level as :func:`train` runs it (the
@@ -205,7 +232,7 @@ def iteration_cost(settings: Settings, n_layers: int, data: Dataset | None = Non
         ``iteration_s, gn_product_s, cg_iters, n_layers, n_train, n_val, n_hessian`` (seconds, counts).
     """
     data = load_data(settings) if data is None else data
-    problem, validation = _problem_and_validation(settings, data)
+    problem, validation = _problem_and_validation(settings, data, reduction)
     problem = problem.with_network(problem.network.with_steps(n_layers))
     theta0 = to_device(initial_parameters(settings, problem.network), settings.device)
     result = _solver(settings, max_iter=1).minimize(problem, theta0, validation=validation, rng=settings.seed,

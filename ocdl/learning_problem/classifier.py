@@ -58,7 +58,7 @@ class ClassifierProblem:
         r""":math:`S(Y_N W + e\mu^T, C) + \alpha_W R_W(W)` (+ the constant :math:`\alpha_\theta R(\theta)`, omitted)."""
         lp = self.problem
         W, mu = lp.unpack_classifier(x)
-        S = lp.objective.value(self.YN, W, mu, self.C)
+        S = lp.objective.value(self.YN, W, mu, self.C) if self.count else 0.0
         return lp.reduction.mean(S, self.count) + lp.alpha_W * lp.W_regularizer.value(W)
 
     def model(self, x: Array) -> ClassifierModel:
@@ -73,7 +73,10 @@ class ClassifierModel:
         lp = owner.problem
         self.owner = owner
         self.W, self.mu = lp.unpack_classifier(x)
-        S, (_, dW, dmu) = lp.objective.value_and_gradient(owner.YN, self.W, self.mu, owner.C)
+        S, (_, dW, dmu) = (
+            lp.objective.value_and_gradient(owner.YN, self.W, self.mu, owner.C) if owner.count
+            else (0.0, (None, *lp.initial_classifier()))  # a worker without examples of the sub-sample: zeros
+        )
         mean = lp.reduction.mean
         self.value = mean(S, owner.count) + lp.alpha_W * lp.W_regularizer.value(self.W)
         self.gradient = lp.pack_classifier(
@@ -84,7 +87,8 @@ class ClassifierModel:
         r""":math:`\nabla^2_{(W,\mu)} S\,(dW, d\mu) + \alpha_W (H_{R_W} dW, 0)`, exact."""
         lp, owner = self.owner.problem, self.owner
         dW, dmu = lp.unpack_classifier(v)
-        HdW, Hdmu = lp.objective.hessian_W(owner.YN, self.W, self.mu, owner.C, dW, dmu)
+        HdW, Hdmu = (lp.objective.hessian_W(owner.YN, self.W, self.mu, owner.C, dW, dmu) if owner.count
+                     else lp.initial_classifier())
         mean = lp.reduction.mean
         return lp.pack_classifier(
             mean(HdW, owner.count) + lp.alpha_W * lp.W_regularizer.hessian_matvec(dW), mean(Hdmu, owner.count)
@@ -102,5 +106,5 @@ class ClassifierModel:
     def metrics(self) -> dict:
         """``batch_accuracy`` of the classifier on the fixed features."""
         lp, owner = self.owner.problem, self.owner
-        acc = lp.objective.accuracy(owner.YN, self.W, self.mu, owner.C)
+        acc = lp.objective.accuracy(owner.YN, self.W, self.mu, owner.C) if owner.count else 0.0
         return {"batch_accuracy": float(lp.reduction.mean(acc, owner.count))}

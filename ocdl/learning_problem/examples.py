@@ -87,3 +87,11 @@ def check_indices(name: str, indices: Array | None, n_examples: int, like: Array
     if low < 0 or high >= n_examples:
         raise ValueError(f"{name} must lie in 0..{n_examples - 1}, got values in {low}..{high}")
     return get_array_module(like).asarray(idx)
+
+
+def share_of(idx: Array | None, first: int, count: int, n_examples: int) -> Array | None:
+    """A worker's rows among the global example indices ``idx``: those in ``first .. first + count - 1``,
+    less ``first`` (possibly none); ``idx`` itself when the worker holds all ``n_examples`` examples."""
+    if idx is None or count == n_examples:
+        return idx
+    return idx[(idx >= first) & (idx < first + count)] - first

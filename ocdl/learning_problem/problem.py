@@ -8,14 +8,14 @@ from __future__ import annotations
 import copy
 
 from ..backend import Array, get_array_module
-from ..fingerprint import describe, digest
+from ..fingerprint import describe, digest, digest_rows
 from ..objectives import Objective
 from ..propagation import Network
 from ..reduction import Reduction
 from ..regularizers import Regularizer, TimeSmoothness, WeightDecay
 from ..validation import check_nonnegative, check_positive
 from .classifier import ClassifierProblem, pack_classifier, unpack_classifier
-from .examples import Rows, check_examples, check_indices
+from .examples import Rows, check_examples, check_indices, share_of
 from .features import FeatureCache
 from .sweeps import data_gradient, forward_chunks, propagate
 from .targets import class_indices, training_targets
@@ -35,6 +35,8 @@ class LearningProblem:
     Y0 : array, shape ``(s, n)``
         Training examples, one per row (NumPy or CuPy, floating); ``n`` is the
         network's width. The dynamics keep the width, so :math:`W` is ``n x m``.
+        With a data-parallel ``reduction``: this worker's share of the examples
+        (see :mod:`ocdl.distributed`); :attr:`n_examples` counts them all.
     C : array
         Training labels: integer class indices ``(s,)`` or a one-hot matrix
         ``(s, n_classes)``, converted by ``objective.prepare_labels`` into the
@@ -58,7 +60,12 @@ class LearningProblem:
         network fitted by :class:`~ocdl.LeastSquares`); classes, for the
         accuracy, are then the ``argmax`` over its columns.
     reduction : Reduction, optional
-        Completes every sum over examples (default: local).
+        Completes every sum over examples (default: local). Example indices
+        (``indices``, ``hessian_indices``) are global: ``0 .. n_examples - 1``
+        over the workers' shares in rank order, each worker using those in its
+        share. Building the problem is then a collective operation, which
+        checks that the workers agree on everything but their examples (and
+        needs ``n_classes`` with class-index labels: a share may lack a class).
     chunk_size : int, optional
         Examples propagated at once (all if ``None``): every sweep runs over
         chunks of at most ``chunk_size`` rows and sums their contributions
@@ -106,6 +113,9 @@ class LearningProblem:
         self.reduction = Reduction() if reduction is None else reduction
         self.chunk_size = None if chunk_size is None else check_positive("chunk_size", chunk_size, integer=True)
         self.release()
+        if n_classes is None and self.reduction.size > 1 and not self.regression and getattr(C, "ndim", 1) == 1:
+            raise ValueError("n_classes is required with class-index labels split over workers (a worker's share "
+                             "may lack a class)")
         self.C, self.n_classes, self.classes = training_targets(objective, C, self.Y0, n_classes, self.regression)
         self.n_outputs = self.C.shape[1]
         self.theta_regularizer = (
@@ -115,6 +125,8 @@ class LearningProblem:
         )
         self.W_regularizer = WeightDecay() if W_regularizer is None else W_regularizer
         _check_regularizers(self)
+        self.reduction.check_same("learning problems", self._description())
+        self.first_example, self.n_examples = self.reduction.partition(self.Y0.shape[0])
 
     # -- the examples -------------------------------------------------------
     def check_examples(self, Y0: Array, name: str = "Y0") -> Array:
@@ -160,18 +172,42 @@ class LearningProblem:
         Rows
             ``(Y0, C, count)``: ``Y0[indices]``, ``C[indices]`` (the target
             matrix's rows) and ``len(indices)``; the arrays themselves and
-            ``n_examples`` if ``indices`` is ``None``. On this process: the
-            ``count`` to pass to :meth:`ocdl.reduction.Reduction.mean`.
+            their number of rows if ``indices`` is ``None``. On this process
+            (its share's rows among ``indices``, none possibly): the ``count``
+            to pass to :meth:`ocdl.reduction.Reduction.mean`.
 
         Raises
         ------
         ValueError
             Naming ``name``: indices empty, not 1-D, not integers or out of range.
         """
-        idx = check_indices(name, indices, self.n_examples, self.Y0)
+        idx = self._own_indices(name, indices)
         if idx is None:
-            return Rows(self.Y0, self.C, self.n_examples)
+            return Rows(self.Y0, self.C, self.Y0.shape[0])
         return Rows(self.Y0[idx], self.C[idx], int(idx.size))
+
+    def _own_indices(self, name: str, indices: Array | None) -> Array | None:
+        """``indices`` checked as global example indices; this worker's rows among them (all if ``None``)."""
+        idx = check_indices(name, indices, self.n_examples, self.Y0)
+        return share_of(idx, self.first_example, self.Y0.shape[0], self.n_examples)
+
+    def _description(self) -> dict:
+        """What the workers' problems must share (everything but their examples), as comparable values."""
+        return {
+            "stepper": repr(self.network.stepper),  # not the memory policy: it may depend on the share's size
+            "n_steps": self.network.n_steps,
+            "final_time": self.network.final_time,
+            "objective": describe(self.objective),
+            "alpha_theta": self.alpha_theta,
+            "theta_regularizer": describe(self.theta_regularizer),
+            "alpha_W": self.alpha_W,
+            "W_regularizer": describe(self.W_regularizer),
+            "n_features": self.n_features,
+            "n_classes": self.n_classes,
+            "n_outputs": self.n_outputs,
+            "regression": self.regression,
+            "dtype": str(self.Y0.dtype),
+        }
 
     # -- the classifier as one flat vector ------------------------------------
     def pack_classifier(self, W: Array, mu: Array) -> Array:
@@ -197,10 +233,12 @@ class LearningProblem:
         if Y0 is not None:
             if indices is not None:
                 raise ValueError("give either indices (training examples) or Y0 (other examples), not both")
-            return propagate(self.network, theta, self.check_examples(Y0), self.chunk_size)
+            with self.reduction.errors():  # a blow-up on this worker's examples stops every worker
+                return propagate(self.network, theta, self.check_examples(Y0), self.chunk_size)
         YN = self._last_features.get(theta, indices)
         if YN is None:
-            YN = propagate(self.network, theta, self.rows(indices).Y0, self.chunk_size)
+            with self.reduction.errors():
+                YN = propagate(self.network, theta, self.rows(indices).Y0, self.chunk_size)
             self._last_features.put(theta, indices, YN)
         return YN
 
@@ -211,9 +249,9 @@ class LearningProblem:
 
     def value(self, theta: Array, W: Array, mu: Array, indices: Array | None = None) -> float:
         r""":math:`f(\theta, W, \mu)` with :math:`S` averaged over the examples ``indices`` (all if ``None``)."""
-        idx = check_indices("indices", indices, self.n_examples, self.Y0)
-        C, count = (self.C, self.n_examples) if idx is None else (self.C[idx], int(idx.size))
-        S = self.objective.value(self.features(theta, indices), W, mu, C)
+        idx = self._own_indices("indices", indices)
+        C, count = (self.C, self.Y0.shape[0]) if idx is None else (self.C[idx], int(idx.size))
+        S = self.objective.value(self.features(theta, indices), W, mu, C) if count else 0.0
         return self.reduction.mean(S, count) + self.regularization(theta, W)
 
     def value_and_gradient(
@@ -226,7 +264,8 @@ class LearningProblem:
         """
         Y0, C, count = self.rows(indices)
         swept = forward_chunks(self.network, theta, Y0, C, self.chunk_size)
-        S, g_theta, dW, dmu = data_gradient(self.network, self.objective, theta, W, mu, swept)
+        with self.reduction.errors():  # a blow-up on this worker's examples stops every worker
+            S, g_theta, dW, dmu = data_gradient(self.network, self.objective, theta, W, mu, swept)
         mean = self.reduction.mean
         return mean(S, count) + self.regularization(theta, W), (
             mean(g_theta, count) + self.alpha_theta * self.theta_regularizer.gradient(theta),
@@ -311,7 +350,7 @@ class LearningProblem:
         ``C``: class indices or one-hot matrix (required with ``Y0``).
         """
         if Y0 is None:
-            labels, count = self.classes, self.n_examples
+            labels, count = self.classes, self.Y0.shape[0]
         else:
             if C is None:
                 raise ValueError("accuracy on examples Y0 needs their labels C")
@@ -364,15 +403,20 @@ class LearningProblem:
             ``objective``, ``theta_regularizer``, ``W_regularizer``: the class
             and its parameters (its ``repr`` if the class defines one, else
             its public attributes, arrays by content hash); ``alpha_theta``,
-            ``alpha_W``: floats; ``Y0``, ``C`` (the target matrix) and
-            ``validation`` (``None`` without): SHA-256 hex digests of the
-            arrays' dtypes, shapes and bytes.
+            ``alpha_W``: floats; ``Y0_rows``, ``C_rows`` (the target matrix)
+            and ``validation_rows`` (``None`` without): SHA-256 hex digests of
+            the arrays over all workers that do not depend on how the rows are
+            split (:func:`ocdl.fingerprint.digest_rows`), so that a run resumes
+            on another number of processes; on one worker also ``Y0``, ``C``
+            and ``validation``, the digests of the whole arrays that
+            checkpoints written before ``digest_rows`` record.
 
         Notes
         -----
-        Hashing reads every byte of the data once, after copying CuPy arrays
-        to the host: about a second per GB (MNIST's training set in float64:
-        0.4 GB), paid once per run with checkpoints.
+        Hashing reads every byte of the data once per digest, after copying
+        CuPy arrays to the host: about a second per GB (MNIST's training set
+        in float64: 0.4 GB), paid once per run with checkpoints. With a
+        data-parallel reduction, a collective operation.
         """
         if validation is not None and (not isinstance(validation, (tuple, list)) or len(validation) != 2):
             raise TypeError(f"validation must be a pair (Y_val, C_val), got {type(validation).__name__}")
@@ -382,9 +426,14 @@ class LearningProblem:
             "theta_regularizer": describe(self.theta_regularizer),
             "alpha_W": self.alpha_W,
             "W_regularizer": describe(self.W_regularizer),
-            "Y0": digest(self.Y0),
-            "C": digest(self.C),
-            "validation": None if validation is None else digest(*validation),
+            **({
+                "Y0": digest(self.Y0),
+                "C": digest(self.C),
+                "validation": None if validation is None else digest(*validation),
+            } if self.reduction.size == 1 else {}),
+            "Y0_rows": digest_rows(self.reduction, self.Y0),
+            "C_rows": digest_rows(self.reduction, self.C),
+            "validation_rows": None if validation is None else digest_rows(self.reduction, *validation),
         }
 
 

@@ -65,7 +65,7 @@ def forward_chunks(
     products (then collect the chunks in a list).
     """
     count = Y0.shape[0]
-    for rows in chunks(count, chunk_size):
+    for rows in chunks(count, chunk_size) if count else ():  # a worker without rows of a sub-sample: no chunk
         traj = network.trajectory(theta, Y0[rows])
         yield Chunk((rows.stop - rows.start) / count, Y0[rows], C[rows], traj, network.stepper.output(traj.final_state))
         if close:
@@ -80,7 +80,8 @@ def data_gradient(
 
     One adjoint sweep per chunk of ``swept`` (from :func:`forward_chunks`).
     """
-    S, g_theta, dW, dmu = 0.0, 0.0, 0.0, 0.0
+    xp = get_array_module(theta)  # zeros of the right shape where no chunk adds (a worker without rows)
+    S, g_theta, dW, dmu = 0.0, xp.zeros_like(theta), xp.zeros_like(W), xp.zeros_like(mu)
     for chunk in swept:
         S_c, (dYN, dW_c, dmu_c) = objective.value_and_gradient(chunk.YN, W, mu, chunk.C)
         g_c = network.vjp(theta, chunk.Y0, dYN, trajectory=chunk.trajectory)
@@ -98,7 +99,7 @@ def gauss_newton_product(
     One sensitivity and one adjoint sweep per chunk of ``swept`` (from
     :func:`forward_chunks`, with their trajectories kept open).
     """
-    JtHJv = 0.0
+    JtHJv = get_array_module(v).zeros_like(v)
     for chunk in swept:
         dY = network.jvp(theta, chunk.Y0, v, trajectory=chunk.trajectory)
         HdY = objective.hessian_Y(chunk.YN, W, mu, chunk.C, dY)

@@ -69,7 +69,7 @@ class ThetaModel:
         lp = owner.problem
         self.owner, self.theta = owner, theta
         self._YN = lp.features(theta, owner.indices)
-        S = lp.objective.value(self._YN, owner.W, owner.mu, owner.rows.C)
+        S = lp.objective.value(self._YN, owner.W, owner.mu, owner.rows.C) if owner.rows.count else 0.0
         self.value = lp.reduction.mean(S, owner.rows.count) + lp.regularization(theta, owner.W)
 
     @cached_property
@@ -83,7 +83,8 @@ class ThetaModel:
             if owner.hessian_rows is owner.rows
             else forward_chunks(lp.network, self.theta, Y0, C, lp.chunk_size)
         )
-        _, g, _, _ = data_gradient(lp.network, lp.objective, self.theta, owner.W, owner.mu, swept)
+        with lp.reduction.errors():  # a blow-up on this worker's examples stops every worker
+            _, g, _, _ = data_gradient(lp.network, lp.objective, self.theta, owner.W, owner.mu, swept)
         return lp.reduction.mean(g, count) + lp.alpha_theta * lp.theta_regularizer.gradient(self.theta)
 
     @cached_property
@@ -91,7 +92,8 @@ class ThetaModel:
         """The forward sweeps of the chunks of the Hessian's examples, kept open."""
         lp = self.owner.problem
         Y0, C, _ = self.owner.hessian_rows
-        return list(forward_chunks(lp.network, self.theta, Y0, C, lp.chunk_size, close=False))
+        with lp.reduction.errors():
+            return list(forward_chunks(lp.network, self.theta, Y0, C, lp.chunk_size, close=False))
 
     def hessian_matvec(self, v: Array) -> Array:
         r"""Gauss-Newton product :math:`J^T \frac{\partial^2 S}{\partial Y_N^2} J v + \alpha_\theta H_R v`
@@ -112,5 +114,5 @@ class ThetaModel:
     def metrics(self) -> dict:
         """``batch_accuracy``: accuracy on the examples of the value (free: the features are at hand)."""
         lp, rows = self.owner.problem, self.owner.rows
-        acc = lp.objective.accuracy(self._YN, self.owner.W, self.owner.mu, rows.C)
+        acc = lp.objective.accuracy(self._YN, self.owner.W, self.owner.mu, rows.C) if rows.count else 0.0
         return {"batch_accuracy": float(lp.reduction.mean(acc, rows.count))}

@@ -1,0 +1,153 @@
+r"""What the finest level of an experiment will cost, estimated before it runs.
+
+A level with :math:`N` layers costs, per block-coordinate-descent iteration,
+about
+
+.. math::
+
+   t \approx N\, \tau\, \bigl(6 B + 4\, k_{CG} H + V\bigr)
+
+seconds: :math:`\tau` the measured time of one layer on one example (a short
+forward sweep), :math:`B`, :math:`H`, :math:`V` the examples of the gradient's
+batch, of the Gauss-Newton matrix and of the validation set, :math:`k_{CG}`
+the CG iterations. The gradient is a forward and an adjoint sweep (about three
+forward sweeps), the classifier's features and the line search about three more,
+a Gauss-Newton product a tangent and an adjoint sweep (about four), the
+validation accuracy one. Its memory is the forward states the memory policy
+keeps (:func:`~ocdl.experiments.model.memory_policy`), about ten parameter
+vectors of :math:`N p` numbers (parameters, best parameters, gradient, CG's
+vectors) and the data. The time is a rough upper estimate (CG often stops
+before :math:`k_{CG}` iterations; the 2-D runs take a fifth of it, MNIST about
+half): enough to tell a run of minutes from one of years.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ocdl.problems import Dataset
+
+from ..backend import memory_bytes, to_device
+from ..memory import Recompute, Reversible, StoreAll
+from .data import network_width, widen
+from .model import build_network, examples_kept, initial_parameters, memory_policy, numbers_per_step
+from .settings import Settings
+
+PARAMETER_COPIES = 10
+"""Parameter vectors held at once by training (parameters, best, gradient, CG's vectors, ...)."""
+
+SWEEPS_PER_EXAMPLE = dict(batch=6, hessian_per_cg=4, validation=1)
+"""Forward-sweep equivalents per example of an iteration (see the module docstring)."""
+
+
+@dataclass(frozen=True)
+class LevelCost:
+    """The estimated cost of one level of a run.
+
+    Attributes
+    ----------
+    n_layers : int
+        The level's layers :math:`N`.
+    iterations : int
+        Its iterations.
+    seconds : float
+        Estimated wall time of all its iterations.
+    memory_bytes : int
+        Estimated memory held at once (forward states, parameters, data).
+    machine_bytes : int
+        The machine's memory, or the GPU's free memory (:func:`ocdl.backend.memory_bytes`).
+    """
+
+    n_layers: int
+    iterations: int
+    seconds: float
+    memory_bytes: int
+    machine_bytes: int
+
+    def describe(self) -> str:
+        """E.g. ``"about 3.1 years for its 20 iterations and 48 GB of memory (the machine has 16 GB)"``."""
+        return (f"about {duration(self.seconds)} for its {self.iterations} iterations and "
+                f"{size(self.memory_bytes)} of memory (the machine has {size(self.machine_bytes)})")
+
+
+def layer_seconds(settings: Settings, data: Dataset, n_layers: int = 4, rows: int = 1024, repeats: int = 2) -> float:
+    """Measured seconds of one layer on one example: the best of ``repeats`` forward sweeps of ``n_layers``
+    layers on ``rows`` training examples, divided by both."""
+    rows = min(rows, data.Y_train.shape[0])
+    net = build_network(settings, n_layers)
+    theta = to_device(initial_parameters(settings, net), settings.device)
+    Y0 = to_device(widen(data.Y_train[:rows], settings), settings.device)
+    best = math.inf
+    for _ in range(repeats + 1):  # the first is a warm-up
+        start = time.perf_counter()
+        net.forward(theta, Y0)
+        best = min(best, time.perf_counter() - start)
+    return best / (n_layers * rows)
+
+
+def finest_level_cost(settings: Settings, data: Dataset, seconds_per_layer: float | None = None) -> LevelCost:
+    """Estimate the finest level of ``settings`` on ``data`` (see the module docstring).
+
+    Parameters
+    ----------
+    settings : Settings
+    data : ocdl.problems.Dataset
+    seconds_per_layer : float, optional
+        :math:`\\tau`, one layer on one example; measured by :func:`layer_seconds` if not given.
+
+    Returns
+    -------
+    LevelCost
+    """
+    n_layers = settings.levels[-1]
+    n_train, n_val = data.Y_train.shape[0], data.Y_val.shape[0]
+    batch = min(settings.batch_size or n_train, n_train)
+    hessian = min(settings.hessian_batch_size or batch, batch)
+    tau = layer_seconds(settings, data) if seconds_per_layer is None else seconds_per_layer
+    sweeps = (SWEEPS_PER_EXAMPLE["batch"] * batch + SWEEPS_PER_EXAMPLE["hessian_per_cg"] * settings.cg_maxiter
+              * hessian + SWEEPS_PER_EXAMPLE["validation"] * n_val)
+    itemsize = np.dtype(settings.dtype).itemsize
+    finest = settings.replace(max_layers=n_layers)
+    policy = memory_policy(finest, n_train)
+    if isinstance(policy, StoreAll):
+        states = n_layers + 1
+    elif isinstance(policy, Recompute):
+        states = policy.n_checkpoints + 3
+    else:
+        assert isinstance(policy, Reversible), policy
+        states = 4
+    per_example = numbers_per_step(settings)
+    states_bytes = states * examples_kept(settings, n_train) * per_example * itemsize
+    params_bytes = PARAMETER_COPIES * n_layers * build_network(settings, 1).n_params * itemsize
+    data_bytes = (n_train + n_val) * network_width(settings) * itemsize
+    return LevelCost(
+        n_layers=n_layers,
+        iterations=settings.max_iter,
+        seconds=settings.max_iter * n_layers * tau * sweeps,
+        memory_bytes=int(states_bytes + params_bytes + data_bytes),
+        machine_bytes=memory_bytes(settings.device),
+    )
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` in the largest unit that keeps the number >= 1 (``"40 s"``, ``"3.2 hours"``, ``"12 years"``)."""
+    for unit, length in (("years", 365.25 * 86400), ("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= length:
+            return f"{_number(seconds / length)} {unit}"
+    return f"{_number(seconds)} s"
+
+
+def size(n_bytes: float) -> str:
+    """``n_bytes`` in kB, MB, GB, TB, ... (powers of 1000)."""
+    for unit, length in (("PB", 1e15), ("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n_bytes >= length:
+            return f"{_number(n_bytes / length)} {unit}"
+    return f"{int(n_bytes)} bytes"
+
+
+def _number(x: float) -> str:
+    return f"{x:.1f}" if x < 10 else f"{x:,.0f}"
