@@ -11,7 +11,7 @@ With :math:`h = T / N` and the stepper :math:`\Phi`:
   :math:`dx_{j+1} = \partial_x\Phi_j\, dx_j + \partial_\theta\Phi_j\, d\theta_j`,
   :math:`dY_N = \operatorname{output}(dx_N)`.
 * :meth:`Network.vjp` (adjoint, backward substitution):
-  :math:`\lambda_N = \operatorname{output}^T W`,
+  :math:`\lambda_N = \operatorname{output}^T \bar Y_N` for the cotangent :math:`\bar Y_N` of :math:`Y_N`,
   :math:`\lambda_j = \partial_x\Phi_j^T \lambda_{j+1}`,
   :math:`g_j = \partial_\theta\Phi_j^T \lambda_{j+1}`.
 
@@ -240,26 +240,27 @@ class Network:
             return sweep.hand_over(self.stepper.output(dstate))
 
     def vjp(
-        self, theta: Any, Y0: Any, W: Any, trajectory: Trajectory | None = None, return_dY0: bool = False
+        self, theta: Any, Y0: Any, lam: Any, trajectory: Trajectory | None = None, return_dY0: bool = False
     ) -> Any:
-        """Adjoint :math:`J_\\theta^T W` (and :math:`J_{Y_0}^T W` if ``return_dY0``) by backward substitution.
+        """Adjoint :math:`J_\\theta^T \\bar Y_N` (and :math:`J_{Y_0}^T \\bar Y_N` if ``return_dY0``) by backward
+        substitution; ``lam`` is the cotangent :math:`\\bar Y_N`, shaped like :math:`Y_N`.
 
         With a ``trajectory``, ``theta`` is checked as in :meth:`jvp`.
         """
         if trajectory is None:
             with self.trajectory(theta, Y0) as traj:
-                return self.vjp(theta, Y0, W, trajectory=traj, return_dY0=return_dY0)
+                return self.vjp(theta, Y0, lam, trajectory=traj, return_dY0=return_dY0)
         xp = get_array_module(theta, Y0)
         steps = self.theta_steps(theta, finite=False)
         YN = self.stepper.output(trajectory.final_state)
-        _same_dtype("W", check_array("W", W, shape=YN.shape), YN)
-        lam = self.stepper.output_vjp(trajectory.final_state, W)
+        _same_dtype("lam", check_array("lam", lam, shape=YN.shape), YN)
+        lam_state = self.stepper.output_vjp(trajectory.final_state, lam)
         grad = xp.empty_like(steps)
         with Workspace(temporaries) as sweep:  # owns the adjoint carried from step to step
             for j, state, cache in trajectory.reversed_steps():
-                lam, grad[j] = sweep.carry(self.stepper.step_vjp, state, steps[j], self.h, lam, cache)
+                lam_state, grad[j] = sweep.carry(self.stepper.step_vjp, state, steps[j], self.h, lam_state, cache)
             grad = grad.ravel()
-            return (grad, sweep.hand_over(self.stepper.init_vjp(lam))) if return_dY0 else grad
+            return (grad, sweep.hand_over(self.stepper.init_vjp(lam_state))) if return_dY0 else grad
 
     def jacobian(self, theta: Any, Y0: Any, trajectory: Trajectory | None = None) -> Any:
         """:math:`J_\\theta` as a ``LinearOperator`` of shape ``(s*n, n_params)``.
@@ -277,8 +278,8 @@ class Network:
             return self.jvp(theta, Y0, xp.asarray(v).ravel().astype(theta.dtype), trajectory=traj).ravel()
 
         def rmatvec(w):
-            W = xp.asarray(w).reshape(YN.shape).astype(theta.dtype)
-            return self.vjp(theta, Y0, W, trajectory=traj)
+            lam = xp.asarray(w).reshape(YN.shape).astype(theta.dtype)
+            return self.vjp(theta, Y0, lam, trajectory=traj)
 
         return _linear_operator_class(xp)(shape, matvec=matvec, rmatvec=rmatvec, dtype=theta.dtype)
 

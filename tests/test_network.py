@@ -164,7 +164,7 @@ def test_bad_input(rng):
         net.forward(theta, bad)
     with pytest.raises(TypeError, match="floating-point"):
         net.forward(theta, np.ones((5, 3), dtype=int))
-    with pytest.raises(ValueError, match="W must have shape"):
+    with pytest.raises(ValueError, match="lam must have shape"):
         net.vjp(theta, Y0, rng.standard_normal((4, 3)))
     with pytest.raises(ValueError, match="dtheta must have n_params = 4 steps x 10 = 40"):
         net.jvp(theta, Y0, theta[:-1])
@@ -215,7 +215,7 @@ def test_directions_must_have_the_data_dtype(rng):
         net.jvp(theta, Y0, theta, dY0=Y0.astype(np.float32))
     with pytest.raises(TypeError, match="dtheta must have the dtype"):
         net.jvp(theta, Y0, theta.astype(np.float32))
-    with pytest.raises(TypeError, match="W must have the dtype"):
+    with pytest.raises(TypeError, match="lam must have the dtype"):
         net.vjp(theta, Y0, Y0.astype(np.float32))
     with pytest.raises(TypeError, match="theta must be a NumPy or CuPy array, got list"):
         net.jvp(list(theta), Y0, theta)
