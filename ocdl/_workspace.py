@@ -130,20 +130,29 @@ def _roots(value: Any) -> set | None:
     ``value`` may nest arrays in tuples, lists and dict values; ``None`` when
     it holds any other object, whose arrays cannot be seen.
     """
+    # Runs once a step: the common cases (exact ndarrays, tuples) are tested first, by type identity.
+    ndarray = np.ndarray
+    if type(value) is tuple:  # a state of arrays that own their memory: no walk
+        found = set()
+        for x in value:
+            if type(x) is not ndarray or x.base is not None:
+                break
+            found.add(id(x))
+        else:
+            return found
     found, stack = set(), [value]
     while stack:
         x = stack.pop()
         kind = type(x)
-        if kind is tuple or kind is list:
+        if kind is ndarray or isinstance(x, ndarray):
+            base = x.base
+            while isinstance(base, ndarray):
+                x, base = base, base.base
+            found.add(id(x))
+        elif kind is tuple or kind is list or isinstance(x, (tuple, list)):
             stack.extend(x)
         elif x is None:
             pass
-        elif isinstance(x, np.ndarray):
-            while isinstance(x.base, np.ndarray):
-                x = x.base
-            found.add(id(x))
-        elif isinstance(x, (tuple, list)):
-            stack.extend(x)
         elif isinstance(x, dict):
             stack.extend(x.values())
         elif not isinstance(x, (bool, int, float, complex, str, np.generic)):
@@ -160,6 +169,8 @@ class Workspace:
     the step's own threads may take from it too (an append to a list is
     atomic).
     """
+
+    __slots__ = ("pool", "_owned")
 
     def __init__(self, pool: BufferPool) -> None:
         self.pool = pool
@@ -188,7 +199,11 @@ class Workspace:
         (:func:`run_kernel`) may take from the workspace meanwhile.
         """
         mark = len(self._owned)
-        result = self._call(step, args)
+        token = _RUNNING.set(self)
+        try:
+            result = step(*args)
+        finally:
+            _RUNNING.reset(token)
         if len(self._owned) > mark:
             self._settle(mark, result)
         return result
@@ -200,17 +215,14 @@ class Workspace:
         state's arrays and the step's temporaries go back together. A result
         that cannot be seen into keeps everything.
         """
-        result = self._call(step, args)
+        token = _RUNNING.set(self)
+        try:
+            result = step(*args)
+        finally:
+            _RUNNING.reset(token)
         if self._owned:
             self._settle(0, result)
         return result
-
-    def _call(self, step, args):
-        token = _RUNNING.set(self)
-        try:
-            return step(*args)
-        finally:
-            _RUNNING.reset(token)
 
     def _settle(self, start: int, result: Any) -> None:
         """Give back the owned arrays from position ``start`` on that ``result`` does not refer to."""
@@ -218,12 +230,13 @@ class Workspace:
         if keep is None:
             return
         owned = self._owned
-        candidates = owned[start:]
-        kept = [a for a in candidates if id(a) in keep]
-        if len(kept) < len(candidates):
+        kept, back = [], []
+        for a in owned[start:]:
+            (kept if id(a) in keep else back).append(a)
+        if back:
             del owned[start:]
             owned += kept
-            self.pool.give([a for a in candidates if id(a) not in keep])
+            self.pool.give(back)
 
     def hand_over(self, value: Any) -> Any:
         """Return ``value``, its arrays no longer owned: the caller owns them and nothing reuses them.
@@ -287,8 +300,14 @@ def run_kernel(kernel, *args):
     if step is None:
         return kernel(*args)
     scope = Workspace(temporaries)  # this kernel's: other blocks of the step may run at the same time
-    result = scope.run(kernel, *args)
-    step._owned.extend(scope.release())  # atomic, as the step's other threads add theirs
+    token = _RUNNING.set(scope)
+    try:
+        result = kernel(*args)
+    finally:
+        _RUNNING.reset(token)
+    if scope._owned:
+        scope._settle(0, result)
+        step._owned.extend(scope._owned)  # atomic, as the step's other threads add theirs
     return result
 
 
