@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from .._workspace import BufferPool, Workspace, run_step
+from .._workspace import BufferPool, Workspace, run_step, temporaries
 from ..validation import missing_method
 
 
@@ -75,7 +75,9 @@ def propagate(stepper: Any, theta_steps: Any, h: float, state0: tuple) -> tuple:
     memory of two steps and no fresh pages after its first steps. The final
     state is the caller's.
     """
-    with Workspace(BufferPool()) as sweep:
+    # Arrays under a MiB are not pooled (the C library recycles those without page faults): a narrow
+    # network's many small steps then skip the bookkeeping (measured on W1: a few microseconds a step).
+    with Workspace(BufferPool(min_bytes=temporaries.min_bytes)) as sweep:
         state = state0
         for theta_j in theta_steps:
             state = sweep.carry(stepper.advance, state, theta_j, h)
