@@ -132,13 +132,23 @@ def _roots(value: Any) -> set | None:
     """
     # Runs once a step: the common cases (exact ndarrays, tuples) are tested first, by type identity.
     ndarray = np.ndarray
-    if type(value) is tuple:  # a state of arrays that own their memory: no walk
+    if type(value) is tuple:  # a state, or (state, cache), of arrays that own their memory: no walk
         found = set()
+        plain = True
         for x in value:
-            if type(x) is not ndarray or x.base is not None:
+            if type(x) is tuple:
+                for y in x:
+                    if type(y) is not ndarray or y.base is not None:
+                        plain = False
+                        break
+                    found.add(id(y))
+            elif type(x) is not ndarray or x.base is not None:
+                plain = False
+            else:
+                found.add(id(x))
+            if not plain:
                 break
-            found.add(id(x))
-        else:
+        if plain:
             return found
     found, stack = set(), [value]
     while stack:
