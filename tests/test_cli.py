@@ -116,22 +116,39 @@ def test_bad_input_is_one_line_without_traceback(argv, status, message, capsys, 
     assert not (tmp_path / "x").exists()
 
 
+def raise_during_training(monkeypatch, error: BaseException, when):
+    """Make the experiments' ``multilevel`` raise ``error`` at the iteration where ``when(call, k, state)`` holds
+    (``call``: 1 in the first run of ``multilevel``, 2 in the second, ...); return the original ``multilevel``."""
+    import ocdl.experiments.training as training
+
+    multilevel, calls = training.multilevel, []
+
+    def patched(*args, **kwargs):
+        calls.append(1)
+
+        def callback(k, state):
+            if when(len(calls), k, state):
+                raise error
+
+        return multilevel(*args, callback=callback, **kwargs)
+
+    monkeypatch.setattr(training, "multilevel", patched)
+    return multilevel
+
+
+def in_the_8_layer_level(run: int | None = None):
+    """``when`` of :func:`raise_during_training`: the second iteration of the 8-layer level (of the ``run``-th
+    run of ``multilevel`` only, if given: the ``run``-th stepper of a comparison)."""
+    return lambda call, k, state: (run is None or call == run) and k == 1 and state.params.theta.size == 8 * 5
+
+
 def test_interrupted_training_resumes_exactly(tmp_path, capsys, monkeypatch):
     import ocdl.experiments.training as training
 
     argv = ["train", "--problem", "ellipses", "--stepper", "verlet", "--max-layers", "8", "--iterations", "3",
             "--checkpoint-every", "1", "--no-progress"]
     assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
-    multilevel = training.multilevel
-
-    def interrupt_at_level_1(*args, **kwargs):
-        def callback(k, state):
-            if k == 1 and state.params.theta.size == 8 * 5:  # the second iteration of the 8-layer level
-                raise KeyboardInterrupt
-
-        return multilevel(*args, callback=callback, **kwargs)
-
-    monkeypatch.setattr(training, "multilevel", interrupt_at_level_1)
+    multilevel = raise_during_training(monkeypatch, KeyboardInterrupt(), in_the_8_layer_level())
     assert main([*argv, "--out", str(tmp_path / "cut")]) == 130
     err = capsys.readouterr().err
     assert "training interrupted" in err and f"ocdl train --resume {tmp_path / 'cut'}" in err
@@ -229,22 +246,12 @@ def test_out_of_gpu_memory_is_one_line_and_leaves_whole_files(where, tmp_path, c
     from ocdl.solvers.checkpoint import load_checkpoint
     from standin_cupy import install
 
-    import ocdl.experiments.training as training
     import ocdl.io
 
     cupy = install(monkeypatch)
     oom = cupy.cuda.memory.OutOfMemoryError(3 << 30, 120 << 30)
     if where == "training":
-        multilevel = training.multilevel
-
-        def out_of_memory_at_level_1(*args, **kwargs):
-            def callback(k, state):
-                if k == 1 and state.params.theta.size == 8 * 5:  # the second iteration of the 8-layer level
-                    raise oom
-
-            return multilevel(*args, callback=callback, **kwargs)
-
-        monkeypatch.setattr(training, "multilevel", out_of_memory_at_level_1)
+        raise_during_training(monkeypatch, oom, in_the_8_layer_level())
     else:
         asnumpy, copies = ocdl.io.asnumpy, []
 
@@ -378,16 +385,8 @@ def interrupted_run(argv, monkeypatch, after_iterations=1):
     """Run ``ocdl train argv`` and stop it by Ctrl-C after ``after_iterations`` iterations (exit status 130)."""
     import ocdl.experiments.training as training
 
-    multilevel = training.multilevel
-
-    def interrupted(*args, **kwargs):
-        def callback(k, state):
-            if k + 1 == after_iterations:
-                raise KeyboardInterrupt
-
-        return multilevel(*args, callback=callback, **kwargs)
-
-    monkeypatch.setattr(training, "multilevel", interrupted)
+    after = lambda call, k, state: k + 1 == after_iterations  # noqa: E731
+    multilevel = raise_during_training(monkeypatch, KeyboardInterrupt(), after)
     assert main(argv) == 130
     monkeypatch.setattr(training, "multilevel", multilevel)
 
@@ -465,18 +464,7 @@ def test_an_interrupted_comparison_resumes_exactly(tmp_path, capsys, monkeypatch
     argv = ["compare", "--problem", "ellipses", "--steppers", "resnet,verlet", "--max-layers", "8", "--iterations",
             "3", "--checkpoint-every", "1", "--no-progress"]
     assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
-    multilevel, runs = training.multilevel, []
-
-    def interrupt_the_second_stepper(*args, **kwargs):
-        runs.append(1)
-
-        def callback(k, state):
-            if len(runs) == 2 and k == 1 and state.params.theta.size == 8 * 5:  # verlet, its 8-layer level
-                raise KeyboardInterrupt
-
-        return multilevel(*args, callback=callback, **kwargs)
-
-    monkeypatch.setattr(training, "multilevel", interrupt_the_second_stepper)
+    multilevel = raise_during_training(monkeypatch, KeyboardInterrupt(), in_the_8_layer_level(run=2))  # verlet
     cut = tmp_path / "cut"
     assert main([*argv, "--out", str(cut)]) == 130
     err = capsys.readouterr().err
