@@ -210,14 +210,6 @@ def _check_request(settings: Settings, data, force: bool) -> None:
               f"the Gauss-Newton matrix takes all {batch}")
 
 
-def _on_rank0(args: argparse.Namespace, read):
-    """``read()`` on rank 0 alone (it reads or changes the run's files), its value on every rank.
-
-    An exception of ``read`` reaches every rank through the reduction (:mod:`ocdl.distributed`).
-    """
-    return args.reduction.gather(read() if args.reduction.rank == 0 else None)[0]
-
-
 def _report_run(run: Run, paths: dict) -> None:
     print(results_table([run.summary()]))
     for path in paths.values():
@@ -333,7 +325,7 @@ def _train(args: argparse.Namespace) -> int:
                 finished = _finished_message("train", out, [summary])
             return settings, finished
 
-        settings, finished = _on_rank0(args, read)
+        settings, finished = args.reduction.on_rank0(read)
         if finished is not None:
             print(finished)
             return 0
@@ -350,7 +342,8 @@ def _train(args: argparse.Namespace) -> int:
             data = load_data(settings)
         _check_request(settings, data, args.force)
         out = Path(args.out or Path("runs") / f"{args.problem}-{args.stepper}")
-        _on_rank0(args, lambda: _claim_folder("train", out, args.overwrite, RUN_FILES, f"ocdl train --resume {out}"))
+        hint = f"ocdl train --resume {out}"
+        args.reduction.on_rank0(lambda: _claim_folder("train", out, args.overwrite, RUN_FILES, hint))
         path = out / CHECKPOINT_NAME
     args.resume_hint = f"ocdl train --resume {out}"
     checkpoint = Checkpointing(path, every=args.checkpoint_every, resume=args.resume is not None)
@@ -374,7 +367,7 @@ def _compare(args: argparse.Namespace) -> int:
                 finished = _finished_message("compare", out, summaries)
             return plan, finished
 
-        plan, finished = _on_rank0(args, read)
+        plan, finished = args.reduction.on_rank0(read)
         if finished is not None:
             print(finished)
             return 0
@@ -395,7 +388,8 @@ def _compare(args: argparse.Namespace) -> int:
         for settings in all_settings:
             _check_request(settings, data, args.force)
         inside = COMPARE_FILES + tuple(f"{name}/{file}" for name in KINDS for file in RUN_FILES)
-        _on_rank0(args, lambda: _claim_folder("compare", out, args.overwrite, inside, f"ocdl compare --resume {out}"))
+        hint = f"ocdl compare --resume {out}"
+        args.reduction.on_rank0(lambda: _claim_folder("compare", out, args.overwrite, inside, hint))
         args.resume_hint = f"ocdl compare --resume {out}"
         _, table = compare(args.problem, steppers, out, progress=not args.no_progress,
                            checkpoint_every=args.checkpoint_every, reduction=args.reduction, **overrides)

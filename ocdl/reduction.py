@@ -31,7 +31,7 @@ equal to the last bit on all of them.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .backend import Array
@@ -95,6 +95,13 @@ class Reduction:
         Locally ``[value]``.
         """
         return [value]
+
+    def on_rank0(self, read: Callable[[], Any]) -> Any:
+        """``read()`` on rank 0 alone (it reads or writes files), its value on every worker (by :meth:`gather`).
+
+        An exception of ``read`` reaches the other workers through an enclosing :meth:`errors` block.
+        """
+        return self.gather(read() if self.rank == 0 else None)[0]
 
     @contextlib.contextmanager
     def errors(self) -> Iterator[None]:

@@ -380,12 +380,16 @@ class CheckpointWriter:
         ValueError
             If it was written by a different run (see :meth:`Checkpoint.check_run`).
         """
-        saved = None
+
+        def read() -> Checkpoint | None:
+            if not self.path.exists():
+                return None
+            saved = load_checkpoint(self.path, device)
+            saved.check_run(self.run, self.path)
+            return saved
+
         with self.reduction.errors():  # a file rank 0 cannot use stops every rank
-            if self.reduction.rank == 0 and self.path.exists():
-                saved = load_checkpoint(self.path, device)
-                saved.check_run(self.run, self.path)
-        saved = self.reduction.gather(saved if self.reduction.rank == 0 else None)[0]  # rank 0's, on every rank
+            saved = self.reduction.on_rank0(read)
         if saved is None:
             return None
         if not self.settings:

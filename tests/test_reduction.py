@@ -94,3 +94,15 @@ def test_rank_r_uses_gpu_r_mod_the_visible_gpus(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(cuda=cuda))
     assert [select_gpu(rank) for rank in range(5)] == [0, 1, 2, 0, 1]
     assert used == [0, 1, 2, 0, 1]
+
+
+def test_on_rank0_reads_once_and_passes_errors_on():
+    reduction, calls = Reduction(), []
+    assert reduction.on_rank0(lambda: calls.append(1) or {"settings": 3}) == {"settings": 3}
+    assert calls == [1]
+
+    def broken():
+        raise FileNotFoundError("no checkpoint")
+
+    with pytest.raises(FileNotFoundError, match="no checkpoint"), reduction.errors():
+        reduction.on_rank0(broken)
