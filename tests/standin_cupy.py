@@ -14,7 +14,11 @@ The device's memory, ``cuda.Device().mem_info``, is the module's
 ``cuda.memory.OutOfMemoryError`` is CuPy's exception, with its message, for
 a test to raise. The device's name and CUDA versions are made up
 (``cuda.runtime.getDeviceProperties``, ``driverGetVersion``,
-``runtimeGetVersion``), and ``synchronize`` does nothing.
+``runtimeGetVersion``), its 4 multiprocessors and 48 KiB of shared memory per
+block too (``getDeviceProperties``, ``Device().attributes``), and
+``synchronize`` does nothing. ``RawModule`` and ``RawKernel`` compile CUDA
+kernels for the CPU and run them (``cuda_emulator.py``; where
+:func:`can_run_kernels`).
 Copies to the host (``asnumpy``, ``float``, ``bool``, ``item``, ...) are
 recorded in ``TRANSFERS``, by their number of entries.
 
@@ -27,9 +31,11 @@ of a NumPy subclass it does not), and NumPy functions that CuPy lacks.
 from __future__ import annotations
 
 import functools
+import shutil
 import sys
 import types
 
+import cuda_emulator  # its RawModule and RawKernel (it reads StandInArray from here: attributes only)
 import numpy as np
 import scipy.fft
 
@@ -163,6 +169,7 @@ class _Device:
     """``cupy.cuda.Device()`` of the stand-in ``module``: device 0, its memory the module's ``device_mem_info``."""
 
     id = 0
+    attributes = {"MultiProcessorCount": 4, "MaxSharedMemoryPerBlock": 49152}
 
     def __init__(self, module: StandInModule) -> None:
         self._module = module
@@ -175,18 +182,25 @@ class _Device:
         pass
 
 
+def can_run_kernels() -> bool:
+    """Whether ``RawModule`` and ``RawKernel`` can run kernels here (g++ compiles them; tests skip otherwise)."""
+    return shutil.which("g++") is not None
+
+
 def install(monkeypatch=None) -> StandInModule:
     """Make the stand-in ocdl's CuPy (through ``monkeypatch`` if given, undone after the test) and return it."""
     module = StandInModule()
     module.__version__ = "stand-in"
     module.device_mem_info = (1 << 34, 1 << 34)  # one "device" of 16 GiB, all free: device="gpu" runs on it
     module.pool_free_bytes = 0
+    module.RawModule, module.RawKernel = cuda_emulator.RawModule, cuda_emulator.RawKernel
     module.get_default_memory_pool = lambda: types.SimpleNamespace(
         free_bytes=lambda: module.pool_free_bytes, free_all_blocks=lambda: None)
     module.cuda = types.SimpleNamespace(
         runtime=types.SimpleNamespace(
             getDeviceCount=lambda: 1,
-            getDeviceProperties=lambda device: {"name": b"stand-in", "totalGlobalMem": module.device_mem_info[1]},
+            getDeviceProperties=lambda device: {"name": b"stand-in", "totalGlobalMem": module.device_mem_info[1],
+                                                "multiProcessorCount": 4, "sharedMemPerBlock": 49152},
             driverGetVersion=lambda: 13000,
             runtimeGetVersion=lambda: 13000,
         ),
