@@ -361,7 +361,7 @@ def _parse(code: str) -> dict[str, _KernelSource]:
     text = _without_comments(code)
     signatures, bodies = [], []
     for match in _SIGNATURE.finditer(text):
-        rest = re.compile(r"\s*").match(text, match.end()).end()
+        rest = len(text) - len(text[match.end():].lstrip())  # the offset of what follows the signature
         if text.startswith("{", rest):
             bodies.append((rest, _body_end(text, rest)))
             signatures.append((match, bodies[-1]))
