@@ -361,7 +361,7 @@ def _parse(code: str) -> dict[str, _KernelSource]:
     text = _without_comments(code)
     signatures, bodies = [], []
     for match in _SIGNATURE.finditer(text):
-        rest = re.compile(r"\s*").match(text, match.end()).end()
+        rest = len(text) - len(text[match.end():].lstrip())  # the offset of what follows the signature
         if text.startswith("{", rest):
             bodies.append((rest, _body_end(text, rest)))
             signatures.append((match, bodies[-1]))
@@ -486,7 +486,7 @@ _LIBRARIES: dict[str, ctypes.CDLL] = {}
 
 
 class RawModule:
-    """``cupy.RawModule``: the kernels of the CUDA source ``code``, compiled for the CPU.
+    """``cupy.RawModule``: the kernels of the CUDA source ``code``, compiled for the CPU when first needed.
 
     Parameters
     ----------
@@ -505,14 +505,21 @@ class RawModule:
         if ignored.get("path") is not None:
             raise TypeError("RawModule: path= (a compiled cubin or ptx) cannot run on the CPU; give code=")
         self.code, self.options = code, tuple(options)
-        self._kernels = _parse(code)
-        path = _compile(_source(code, self._kernels), _gxx_options(self.options))
-        if path not in _LIBRARIES:
-            _LIBRARIES[path] = ctypes.CDLL(path)
-        self._library = _LIBRARIES[path]
+        self._kernels: dict[str, _KernelSource] | None = None
+        self._library: ctypes.CDLL | None = None
+
+    def compile(self) -> None:
+        """Compile the code (or load it from the cache), as CuPy does on the first ``get_function``."""
+        if self._library is None:
+            kernels = _parse(self.code)
+            path = _compile(_source(self.code, kernels), _gxx_options(self.options))
+            if path not in _LIBRARIES:
+                _LIBRARIES[path] = ctypes.CDLL(path)
+            self._kernels, self._library = kernels, _LIBRARIES[path]
 
     def get_function(self, name: str) -> Function:
         """The kernel ``name`` of the code, to launch as ``kernel(grid, block, args)``."""
+        self.compile()
         if name not in self._kernels:
             raise RuntimeError(f"RawModule.get_function: no kernel named {name!r} in the code (its kernels: "
                                f"{', '.join(self._kernels) or 'none'}); CUDA_ERROR_NOT_FOUND on a GPU")
@@ -608,15 +615,26 @@ class Function:
         raise TypeError(f"{where} takes a {expected} as a NumPy scalar, given {type(value).__name__}")
 
 
-class RawKernel(Function):
-    """``cupy.RawKernel``: the kernel ``name`` of the CUDA source ``code`` (see :class:`RawModule`)."""
+class RawKernel:
+    """``cupy.RawKernel``: the kernel ``name`` of the CUDA source ``code`` (see :class:`RawModule`),
+    compiled on its first launch or by :meth:`compile`."""
+
+    max_threads_per_block = MAX_THREADS_PER_BLOCK
 
     def __init__(self, code: str, name: str, options: tuple = (), **ignored) -> None:
-        module = RawModule(code, options, **ignored)
-        self.code, self.options = module.code, module.options
-        if name not in module._kernels:
-            module.get_function(name)  # raises, naming the kernels there are
-        super().__init__(module._library, module._kernels[name])
+        self._module = RawModule(code, options, **ignored)
+        self.code, self.name, self.options = self._module.code, name, self._module.options
+        self._function: Function | None = None
+
+    def compile(self) -> None:
+        """Compile the code (or load it from the cache)."""
+        if self._function is None:
+            self._function = self._module.get_function(self.name)
+
+    def __call__(self, grid: tuple, block: tuple, args: tuple, *, shared_mem: int = 0) -> None:
+        """Run the kernel as :meth:`Function.__call__` does."""
+        self.compile()
+        self._function(grid, block, args, shared_mem=shared_mem)
 
 
 def nvcc_compile(code: str, options: tuple = ()) -> str | None:

@@ -169,7 +169,6 @@ class _Device:
     """``cupy.cuda.Device()`` of the stand-in ``module``: device 0, its memory the module's ``device_mem_info``."""
 
     id = 0
-    attributes = {"MultiProcessorCount": 4, "MaxSharedMemoryPerBlock": 49152}
 
     def __init__(self, module: StandInModule) -> None:
         self._module = module
@@ -177,6 +176,10 @@ class _Device:
     @property
     def mem_info(self) -> tuple[int, int]:
         return self._module.device_mem_info
+
+    @property
+    def attributes(self) -> dict[str, int]:
+        return {"MultiProcessorCount": 4, "MaxSharedMemoryPerBlock": 49152}
 
     def synchronize(self) -> None:
         pass

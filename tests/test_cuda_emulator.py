@@ -235,29 +235,32 @@ def test_compiled_libraries_are_cached(monkeypatch, tmp_path, xp):
     monkeypatch.setenv("OCDL_EMULATOR_CACHE", str(tmp_path))
     monkeypatch.setattr(cuda_emulator, "COMPILES", [])
     code = AXPY.format(ctype="float")
-    xp.RawModule(code)
+    module = xp.RawModule(code)
+    assert cuda_emulator.COMPILES == []  # compiled when first needed, as by CuPy
+    module.compile()
     assert len(cuda_emulator.COMPILES) == 1 and cuda_emulator.COMPILES[0].startswith(str(tmp_path))
-    xp.RawModule(code, options=("-lineinfo",))  # loaded in this process: NVRTC's options that g++ ignores
+    xp.RawModule(code, options=("-lineinfo",)).compile()  # loaded in this process: g++ ignores this option
     monkeypatch.setattr(cuda_emulator, "_LIBRARIES", {})
     kernel = xp.RawKernel(code, "tanh_axpy")  # loaded from the folder, as by another process
-    assert len(cuda_emulator.COMPILES) == 1
     y = xp.zeros(3, dtype=np.float32)
     kernel((1,), (3,), (xp.ones(3, dtype=np.float32), y, np.float32(2), np.int32(3)))
     np.testing.assert_allclose(xp.asnumpy(y), 2 * np.tanh(np.float32(1)), rtol=1e-6)
-    xp.RawModule(code, options=("-DUNUSED=1",))  # a macro reaches g++: another library
+    assert len(cuda_emulator.COMPILES) == 1
+    xp.RawModule(code, options=("-DUNUSED=1",)).compile()  # a macro reaches g++: another library
     assert len(cuda_emulator.COMPILES) == 2
     assert sorted(path.suffix for path in tmp_path.iterdir()) == [".cpp", ".cpp", ".so", ".so"]
 
 
 def test_compile_errors_give_the_lines_of_the_kernel_source(xp):
     code = 'extern "C" __global__ void broken(double* y) {\n    y[0] = 1.0;\n    y[1] = undeclared;\n}\n'
+    module = xp.RawModule(code)  # compiled when first needed, as by CuPy
     with pytest.raises(cuda_emulator.CompileError, match=r"(?s)kernel\.cu:3:\d+: error: .undeclared. was not declared"):
-        xp.RawModule(code)
+        module.get_function("broken")
     with pytest.raises(cuda_emulator.CompileError, match=r'extern "C" __global__ void NAME'):
-        xp.RawModule("template <class T> __global__ void f(T* y) { y[0] = 1; }")
+        xp.RawKernel("template <class T> __global__ void f(T* y) { y[0] = 1; }", "f").compile()
     ambiguous = 'extern "C" __global__ void f(float* y) { y[0] = min(3, 2.5f); }'  # as nvcc says
     with pytest.raises(cuda_emulator.CompileError, match=r"kernel\.cu:1:\d+: error: call of overloaded .min"):
-        xp.RawModule(ambiguous)
+        xp.RawModule(ambiguous).compile()
     pointers = xp.RawModule('extern "C" __global__ void f(float* const* y) { }')  # g++ compiles it, but
     with pytest.raises(TypeError, match=r"parameter `float\* const\* y` is neither"):  # it cannot be passed
         pointers.get_function("f")
