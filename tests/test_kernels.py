@@ -106,8 +106,14 @@ def _run(layer, args, transpose, with_optional):
     return out, D, out_nd[0], jvp, vjp, g
 
 
-@pytest.mark.parametrize("activation", ACTIVATIONS, ids=lambda a: a if isinstance(a, str) else a.name)
-@pytest.mark.parametrize("name", TRANSFORMS)
+# every transform with tanh; every activation in each kernel file (dense.cu, elementwise.cu, conv.cu)
+LAYERS = [(name, "tanh") for name in TRANSFORMS] + [
+    (name, activation) for name in ("dense-small", "dense-large", "conv") for activation in ACTIVATIONS[1:]
+]
+
+
+@pytest.mark.parametrize("name,activation", LAYERS,
+                         ids=[f"{n}-{a if isinstance(a, str) else a.name}" for n, a in LAYERS])
 def test_fused_layer_agrees_with_plain_path_and_numpy(device, launches, name, activation):
     layer = ocdl.Layer(TRANSFORMS[name](), activation)
     rng = np.random.default_rng(0)
@@ -245,3 +251,29 @@ def test_kernels_stride_over_more_rows_than_their_blocks(device, launches, monke
         for a, c in zip(ours, expected):
             np.testing.assert_allclose(_host(a)[0], c, rtol=1e-12, atol=1e-12 * max(1.0, float(np.abs(c).max())))
     assert launches
+
+
+@pytest.mark.parametrize("kind", ["verlet", "antisymmetric"])
+def test_fused_learning_problem_gradient_and_gauss_newton_product(device, launches, kind):
+    """The learning problem's value, gradient and sub-sampled Gauss-Newton product on the fused path,
+    against NumPy (float64, 1e-12): the quantities the solvers are built on."""
+    rng = np.random.default_rng(6)
+    s = 60
+    C = np.arange(s) % 3
+    Y = rng.standard_normal((s, 4)) * 0.5 + C[:, None]
+    net = ocdl.network(kind, 4, 4, 2.0)
+    theta = net.init_params(0, scale=0.5)
+    W, mu = rng.standard_normal((4, 3)), rng.standard_normal(3)
+    v = rng.standard_normal(theta.shape)
+    rows = np.arange(0, s, 2)
+    results = []
+    for xp in (np, device):
+        put = (lambda *a: a) if xp is np else (lambda *a: _dev(device, *a))
+        Y0, labels, t, W_, mu_, v_, rows_ = put(Y, C, theta, W, mu, v, rows)
+        lp = ocdl.LearningProblem(net, ocdl.SoftmaxCrossEntropy(), Y0, labels, alpha_theta=1e-3, alpha_W=1e-3)
+        value, (g, gW, gmu) = lp.value_and_gradient(t, W_, mu_)
+        model = lp.theta_problem(W_, mu_, hessian_indices=rows_).model(t)
+        results.append((np.array(value), g, gW, gmu, model.gradient, model.hessian_matvec(v_)))
+    assert launches
+    for ours, numpys in zip(results[1], results[0]):
+        np.testing.assert_allclose(_host(ours)[0], numpys, rtol=1e-12, atol=1e-12 * float(np.abs(numpys).max()))
