@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..backend import get_array_module
 from ..validation import check_nonnegative
 from .base import Transform
 
@@ -67,12 +68,12 @@ class Antisymmetric(Transform):
         channel's own stencil)."""
         K = self._skew(self.base.explicit(theta))
         if self.gamma:
-            n = K.shape[0]
+            shift = 0.5 * self.gamma * get_array_module(K).eye(K.shape[0], dtype=K.dtype)
             if self.explicit_kind == "stencil":
                 r = K.shape[2] // 2
-                K[range(n), range(n), r, r] -= 0.5 * self.gamma
+                K[:, :, r, r] -= shift
             else:
-                K[range(n), range(n)] -= 0.5 * self.gamma
+                K -= shift
         return K
 
     def explicit_jvp(self, theta, dtheta):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend import get_array_module
 from ..validation import check_nonnegative
 from .base import Transform
 
@@ -58,8 +59,7 @@ class NegativeDefinite(Transform):
         C = self.base.explicit(theta)
         K = -(C.T @ C)
         if self.gamma:
-            n = K.shape[0]
-            K[range(n), range(n)] -= self.gamma
+            K -= self.gamma * get_array_module(K).eye(K.shape[0], dtype=K.dtype)
         return K
 
     def explicit_jvp(self, theta, dtheta):
