@@ -35,18 +35,19 @@ Launches
 --------
 ``kernel(grid, block, args, shared_mem=0)`` as in CuPy: ``grid`` and ``block`` tuples of one to
 three positive ints, within the GPU's limits (a block of at most 1024 threads). Everything runs in
-the launching OS thread: the blocks one after another, ``blockIdx.x`` fastest, and the threads of a
-block one at a time (``threadIdx`` is a global that each switch sets; ``atomicAdd`` stays atomic). A
-kernel whose source (or that of the module's device functions) calls no ``__syncthreads`` runs the
-threads of a block one after another, rank by rank (``threadIdx.x`` fastest). One that does runs
-them as fibers that take turns: each runs until it reaches a ``__syncthreads`` (or the kernel's end)
+the launching OS thread, one thread of the grid at a time (``threadIdx`` and ``blockIdx`` are globals
+that each switch sets): the blocks one after another, ``blockIdx.x`` fastest. A kernel whose source
+(or that of the module's device functions) calls no ``__syncthreads`` runs the threads of a block
+one after another, rank by rank (``threadIdx.x`` fastest); one that does runs them as fibers that
+take turns: each runs until it reaches a ``__syncthreads`` (or the kernel's end)
 and switches to the next; after the last, the launcher checks that every thread reached the same
 barrier and the next phase begins. In a phase the fibers take turns from rank 0 up in even blocks
 and from the last rank down in odd ones: any order is CUDA's, and a race on shared memory (a missing
 ``__syncthreads``) shows in one or the other. The fibers start on stacks of 64 KiB, each above a
 guard page (a kernel that overflows one crashes the process with SIGSEGV), made per launch by
 ``makecontext`` and reused across the blocks, and switch by ``_setjmp``/``_longjmp``, which, unlike
-``swapcontext``, make no system call (for the signal mask): a switch costs tens of nanoseconds.
+``swapcontext``, make no system call (for the signal mask): a switch costs tens of nanoseconds (with
+x86-64's shadow stack, an opt-in of glibc 2.39, a jump to another fiber would fault).
 
 The arguments are checked as a GPU would silently not: a pointer parameter takes a device array
 (``standin_cupy.StandInArray``, passed as its data pointer whatever its strides, as CuPy does) or
@@ -86,8 +87,10 @@ MAX_THREADS_PER_BLOCK = 1024
 _MAX_GRID = (2**31 - 1, 65535, 65535)
 _MAX_BLOCK = (1024, 1024, 64)
 
-GXX_FLAGS = ("-std=c++20", "-O2", "-shared", "-fPIC")
-"""g++'s options for every library; those of ``RawModule(options=...)`` that g++ understands follow."""
+GXX_FLAGS = ("-std=c++20", "-O2", "-shared", "-fPIC", "-fstack-clash-protection")
+"""g++'s options for every library; those of ``RawModule(options=...)`` that g++ understands follow.
+``-fstack-clash-protection`` makes a large stack frame touch its pages one by one, so that a kernel
+that overflows its fiber's stack reaches the guard page below it, never another fiber's stack."""
 
 _PASSED_OPTIONS = ("-D", "-U", "-I", "--define-macro=", "--undefine-macro=", "--include-path=")
 _GXX_SPELLING = {"--define-macro=": "-D", "--undefine-macro=": "-U", "--include-path=": "-I"}

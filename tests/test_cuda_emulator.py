@@ -9,6 +9,10 @@ without harm to the next. The nvcc check compiles the reduction for the H200 whe
 """
 
 import itertools
+import os
+import signal
+import subprocess
+import sys
 import time
 
 import cuda_emulator
@@ -349,6 +353,31 @@ def test_a_thread_that_throws_fails_the_launch_and_the_next_runs(xp):
     np.testing.assert_array_equal(xp.asnumpy(x), values[::-1])  # block 0 reversed x, block 1 stopped, 2 did not run
     kernel((3,), (32,), (x, np.int32(-1)))  # each block reverses x
     np.testing.assert_array_equal(xp.asnumpy(x), values)
+
+
+def test_a_kernel_that_overflows_its_stack_stops_at_the_guard_page():
+    """A fiber's stack is 64 KiB: thread 5 calling a function with 128 KiB of local memory crashes the
+    process (SIGSEGV, faulthandler's traceback names the launch) instead of writing over the stack of
+    thread 4 below it."""
+    code = r"""
+__device__ __noinline__ double deep(double v) {
+    volatile double local[16384];
+    for (int i = 0; i < 16384; ++i) local[i] = v;
+    return local[16383];
+}
+extern "C" __global__ void overflow(double* x) {
+    __syncthreads();
+    x[threadIdx.x] = threadIdx.x == 5 ? deep(x[threadIdx.x]) : 1.0;
+}"""
+    script = (f"import numpy as np, standin_cupy\nxp = standin_cupy.install()\nx = xp.zeros(32)\n"
+              f"kernel = xp.RawModule({code!r}).get_function('overflow')\n"
+              "print('launching', flush=True)\n"
+              "kernel((1,), (32,), (x,))\n"
+              "print('survived', flush=True)\n")
+    result = subprocess.run([sys.executable, "-X", "faulthandler", "-c", script], capture_output=True, text=True,
+                            cwd=os.path.dirname(__file__), timeout=600)
+    assert result.stdout == "launching\n" and result.returncode == -signal.SIGSEGV, result.stderr
+    assert "Segmentation fault" in result.stderr and 'File "<string>", line 6' in result.stderr, result.stderr
 
 
 def test_barriers_cost_little(xp, rng):
