@@ -34,11 +34,20 @@ pointers to them, through ``typedef``s of the code or not (``const T* __restrict
 Launches
 --------
 ``kernel(grid, block, args, shared_mem=0)`` as in CuPy: ``grid`` and ``block`` tuples of one to
-three positive ints, within the GPU's limits (a block of at most 1024 threads). The blocks run one
-after another, ``blockIdx.x`` fastest. A kernel whose source (or that of the module's device
-functions) calls no ``__syncthreads`` runs the threads of a block one after another in one OS
-thread; one that does runs them as ``blockDim.x * blockDim.y * blockDim.z`` OS threads (created
-per launch, reused across the blocks) meeting at a ``std::barrier``.
+three positive ints, within the GPU's limits (a block of at most 1024 threads). Everything runs in
+the launching OS thread, one thread of the grid at a time (``threadIdx`` and ``blockIdx`` are globals
+that each switch sets): the blocks one after another, ``blockIdx.x`` fastest. A kernel whose source
+(or that of the module's device functions) calls no ``__syncthreads`` runs the threads of a block
+one after another, rank by rank (``threadIdx.x`` fastest); one that does runs them as fibers that
+take turns: each runs until it reaches a ``__syncthreads`` (or the kernel's end)
+and switches to the next; after the last, the launcher checks that every thread reached the same
+barrier and the next phase begins. In a phase the fibers take turns from rank 0 up in even blocks
+and from the last rank down in odd ones: any order is CUDA's, and a race on shared memory (a missing
+``__syncthreads``) shows in one or the other. The fibers start on stacks of 64 KiB, each above a
+guard page (a kernel that overflows one crashes the process with SIGSEGV), made per launch by
+``makecontext`` and reused across the blocks, and switch by ``_setjmp``/``_longjmp``, which, unlike
+``swapcontext``, make no system call (for the signal mask): a switch costs tens of nanoseconds (with
+x86-64's shadow stack, an opt-in of glibc 2.39, a jump to another fiber would fault).
 
 The arguments are checked as a GPU would silently not: a pointer parameter takes a device array
 (``standin_cupy.StandInArray``, passed as its data pointer whatever its strides, as CuPy does) or
@@ -78,8 +87,10 @@ MAX_THREADS_PER_BLOCK = 1024
 _MAX_GRID = (2**31 - 1, 65535, 65535)
 _MAX_BLOCK = (1024, 1024, 64)
 
-GXX_FLAGS = ("-std=c++20", "-O2", "-shared", "-fPIC", "-pthread")
-"""g++'s options for every library; those of ``RawModule(options=...)`` that g++ understands follow."""
+GXX_FLAGS = ("-std=c++20", "-O2", "-shared", "-fPIC", "-fstack-clash-protection")
+"""g++'s options for every library; those of ``RawModule(options=...)`` that g++ understands follow.
+``-fstack-clash-protection`` makes a large stack frame touch its pages one by one, so that a kernel
+that overflows its fiber's stack reaches the guard page below it, never another fiber's stack."""
 
 _PASSED_OPTIONS = ("-D", "-U", "-I", "--define-macro=", "--undefine-macro=", "--include-path=")
 _GXX_SPELLING = {"--define-macro=": "-D", "--undefine-macro=": "-U", "--include-path=": "-I"}
@@ -90,18 +101,21 @@ COMPILES: list[str] = []
 
 _PRELUDE = r"""
 // The CUDA subset of tests/cuda_emulator.py, for g++ on the CPU.
+#undef _FORTIFY_SOURCE  // its longjmp refuses to jump to another fiber's stack (see switch_to)
 #include <atomic>
-#include <barrier>
+#include <cerrno>
 #include <climits>
 #include <cstddef>
 #include <cstdio>
+#include <cstring>
 #include <exception>
-#include <latch>
 #include <math.h>
-#include <mutex>
+#include <setjmp.h>
 #include <stdexcept>
-#include <thread>
+#include <sys/mman.h>
 #include <type_traits>
+#include <ucontext.h>
+#include <unistd.h>
 #include <vector>
 
 #define __global__
@@ -119,8 +133,10 @@ struct dim3 {
     constexpr dim3(unsigned int x = 1, unsigned int y = 1, unsigned int z = 1) : x(x), y(y), z(z) {}
 };
 
-static thread_local uint3 threadIdx;
-static thread_local uint3 blockIdx;
+// The running thread's: the threads run one at a time in the launching OS thread (as fibers where
+// the kernel has barriers), and every switch from one to another sets threadIdx.
+static uint3 threadIdx;
+static uint3 blockIdx;
 static dim3 blockDim;
 static dim3 gridDim;
 
@@ -177,32 +193,82 @@ template <class P> constexpr Parameter describe() {
 }
 
 constexpr int kernel_end = -1;  // where a thread that finished the kernel waits for its block
+constexpr std::size_t stack_size = 64 * 1024;  // each fiber's, above a guard page
 
-struct Abort {};  // unwinds the threads of a block once the launch failed
+struct Abort {};  // unwinds the fibers of a block once the launch failed
 
-// The threads of one block in a launch that runs them as OS threads: a barrier, with a check
-// that every thread arrived at the same one (source line).
+inline uint3 unravel(unsigned long long index, dim3 shape) {
+    return {unsigned(index % shape.x), unsigned(index / shape.x % shape.y), unsigned(index / shape.x / shape.y)};
+}
+
+// A thread of a block in a launch with barriers: a fiber, on its own stack, of the launching OS thread.
+struct Fiber {
+    ucontext_t start;       // its entry, on its stack, until it started
+    jmp_buf context;        // where it waits for its block, once it started
+    bool started = false;
+};
+
+// The threads of a block in a launch with barriers, as fibers that take turns: each runs until it
+// reaches a barrier (a __syncthreads, or the kernel's end) and switches to the next, the last back to
+// the launcher, which checks that every thread arrived at the same barrier (source line) and runs the
+// next phase. The fibers take turns from rank 0 up in even blocks, from the last rank down in odd
+// ones (any order is CUDA's, and a race on shared memory shows in one or the other).
 struct Block {
-    struct Check {
-        Block* self;
-        void operator()() noexcept { self->check(); }
-    };
-    std::vector<int> lines;  // where each thread arrived: a __syncthreads line, or kernel_end
-    std::barrier<Check> barrier;
-    bool failed = false;     // read by every thread after the barrier, written by its check
-    bool thrown = false;     // a thread's kernel threw (guarded by mutex until the barrier)
-    std::mutex mutex;
+    unsigned int size;           // threads per block
+    std::vector<uint3> indices;  // the threadIdx of each rank (x fastest)
+    std::vector<int> lines;      // where each thread arrived: a __syncthreads line, or kernel_end
+    std::vector<Fiber> fibers;
+    void* stacks = MAP_FAILED;   // the fibers' stacks, each above a guard page
+    std::size_t mapped = 0;
+    void* kernel = nullptr;      // the launch's Kernel, which the fibers run
+    jmp_buf launcher;            // where the launch waits while the fibers run a phase
+    unsigned int running = 0;    // the rank of the running fiber
+    bool descending = false;     // whether the fibers take turns from the last rank down
+    bool failed = false;         // read by every fiber that resumes, written by the launcher
+    bool thrown = false;         // a thread's kernel threw
     char error[1024] = {0};
 
-    explicit Block(unsigned int size) : lines(size), barrier(size, Check{this}) {}
+    Block(dim3 shape, unsigned int size) : size(size), indices(size), lines(size), fibers(size) {
+        for (unsigned int rank = 0; rank < size; ++rank) indices[rank] = unravel(rank, shape);
+    }
+    Block(const Block&) = delete;
+    Block& operator=(const Block&) = delete;
+    ~Block() { if (stacks != MAP_FAILED) munmap(stacks, mapped); }
+
+    // Gives each fiber a stack and entry() to start with; false, with an error, if it cannot.
+    bool prepare(void (*entry)(), void* launched) {
+        kernel = launched;
+        std::size_t page = sysconf(_SC_PAGESIZE), stride = page + stack_size;
+        mapped = stride * size;
+        stacks = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        for (unsigned int rank = 0; rank < size && stacks != MAP_FAILED; ++rank) {
+            char* guard = static_cast<char*>(stacks) + rank * stride;
+            ucontext_t& start = fibers[rank].start;
+            if (mprotect(guard, page, PROT_NONE) != 0 || getcontext(&start) != 0) {
+                std::snprintf(error, sizeof error, "could not prepare the fibers of a block: %s", std::strerror(errno));
+                return false;
+            }
+            start.uc_stack.ss_sp = guard + page;
+            start.uc_stack.ss_size = stack_size;
+            start.uc_link = nullptr;
+            makecontext(&start, entry, 0);
+        }
+        if (stacks != MAP_FAILED) return true;
+        std::snprintf(error, sizeof error, "could not allocate the stacks of %u fibers (%zu bytes): %s", size, mapped,
+                      std::strerror(errno));
+        return false;
+    }
+
+    long first() const { return descending ? long(size) - 1 : 0; }
+    long after(unsigned int rank) const { return descending ? long(rank) - 1 : long(rank) + 1; }
 
     static void where(int line, char* text, std::size_t size) {
         if (line == kernel_end) std::snprintf(text, size, "the kernel's end (or a return)");
         else std::snprintf(text, size, "the __syncthreads() of line %d", line);
     }
 
+    // After a phase: whether every thread arrived at the same barrier (failed, with an error, if not).
     void check() noexcept {
-        if (failed) return;
         if (thrown) { failed = true; return; }
         int low = INT_MAX, high = INT_MIN;
         for (int line : lines) { low = line < low ? line : low; high = line > high ? line : high; }
@@ -219,7 +285,6 @@ struct Block {
     }
 
     void fail(const char* what) {
-        std::lock_guard<std::mutex> lock(mutex);
         if (!thrown)
             std::snprintf(error, sizeof error, "thread (%u, %u, %u) of block (%u, %u, %u) threw: %s",
                           threadIdx.x, threadIdx.y, threadIdx.z, blockIdx.x, blockIdx.y, blockIdx.z, what);
@@ -227,22 +292,54 @@ struct Block {
     }
 };
 
-static Block* block = nullptr;  // the running launch's, when it runs the threads of a block as OS threads
-static thread_local unsigned int thread_rank;  // the thread's index in its block, x fastest
+static Block* block = nullptr;  // the running launch's, when it runs the threads of a block as fibers
 
-inline void arrive(int line) {
-    block->lines[thread_rank] = line;
-    block->barrier.arrive_and_wait();
-    if (block->failed) throw Abort{};
+// Saves where the running fiber (or the launcher) is in from and switches to the fiber of rank to (its
+// threadIdx set), or to the launcher if there is no such rank; returns when switched back to from.
+// makecontext and setcontext start a fiber, _setjmp and _longjmp switch (setcontext and swapcontext
+// would set the signal mask at every switch, a system call); never inlined, so that the caller keeps
+// no value of memory in a register across the switch.
+[[gnu::noipa]] static void switch_to(jmp_buf from, long to) {
+    if (_setjmp(from) != 0) return;
+    if (to < 0 || to >= long(block->size)) _longjmp(block->launcher, 1);
+    Fiber& fiber = block->fibers[to];
+    block->running = to;
+    threadIdx = block->indices[to];
+    if (fiber.started) _longjmp(fiber.context, 1);
+    fiber.started = true;
+    setcontext(&fiber.start);
+}
+
+// The running fiber arrives at line (a __syncthreads, or kernel_end) and waits for its block's next phase.
+inline void wait(int line) {
+    unsigned int rank = block->running;
+    block->lines[rank] = line;
+    asm volatile("" ::: "memory");  // shared memory written before, read after, by the other fibers
+    switch_to(block->fibers[rank].context, block->after(rank));
+    asm volatile("" ::: "memory");
 }
 
 inline void syncthreads(int line) {
     if (block == nullptr) throw std::logic_error("__syncthreads() in a kernel launched without barriers");
-    arrive(line);
+    wait(line);
+    if (block->failed) throw Abort{};
 }
 
-inline uint3 unravel(unsigned long long index, dim3 shape) {
-    return {unsigned(index % shape.x), unsigned(index / shape.x % shape.y), unsigned(index / shape.x / shape.y)};
+// A fiber: the kernel for each block, then a wait at its end; it never returns (the launch leaves it there).
+template <class Kernel> void fiber_main() {
+    for (;;) {
+        if (!block->failed) {
+            try {
+                (*static_cast<Kernel*>(block->kernel))();
+            } catch (const Abort&) {
+            } catch (const std::exception& e) {
+                block->fail(e.what());
+            } catch (...) {
+                block->fail("an exception");
+            }
+        }
+        wait(kernel_end);
+    }
 }
 
 // Runs kernel() for every thread of the grid; 0, or 1 with a message in error.
@@ -264,42 +361,21 @@ int launch(const unsigned int* grid, const unsigned int* block_shape, bool barri
             }
             return 0;
         }
-        Block state(threads);
-        block = &state;
-        std::latch start(1);
-        auto run = [&](unsigned int rank) {
-            start.wait();
-            if (state.failed) return;
-            thread_rank = rank;
-            for (unsigned long long b = 0; b < blocks; ++b) {
-                blockIdx = unravel(b, gridDim);
-                threadIdx = unravel(rank, blockDim);
-                try {
-                    kernel();
-                } catch (const Abort&) {
-                    return;
-                } catch (const std::exception& e) {
-                    state.fail(e.what());
-                } catch (...) {
-                    state.fail("an exception");
-                }
-                try {
-                    arrive(kernel_end);
-                } catch (const Abort&) {
-                    return;
-                }
-            }
-        };
-        std::vector<std::thread> pool;
-        try {
-            pool.reserve(threads);
-            for (unsigned int rank = 0; rank < threads; ++rank) pool.emplace_back(run, rank);
-        } catch (const std::exception& e) {
-            state.failed = true;
-            std::snprintf(state.error, sizeof state.error, "could not start %u threads: %s", threads, e.what());
+        Block state(blockDim, threads);
+        if (!state.prepare(fiber_main<Kernel>, &kernel)) {
+            std::snprintf(error, error_size, "%s", state.error);
+            return 1;
         }
-        start.count_down();
-        for (auto& thread : pool) thread.join();
+        block = &state;
+        for (unsigned long long b = 0; b < blocks && !state.failed; ++b) {
+            blockIdx = unravel(b, gridDim);
+            state.descending = b % 2 == 1;
+            do {
+                switch_to(state.launcher, state.first());  // a phase: each fiber runs to its next barrier
+                state.check();
+            } while (!state.failed && state.lines[0] != kernel_end);
+        }
+        if (state.failed) switch_to(state.launcher, state.first());  // the fibers unwind their kernels
         block = nullptr;
         if (!state.failed) return 0;
         std::snprintf(error, error_size, "%s", state.error);
@@ -338,7 +414,7 @@ class _KernelSource:
     name: str
     parameters: tuple[_Parameter, ...]
     line: int  # of the signature in the code, from 1
-    barriers: bool  # whether it may call __syncthreads (then its threads run as OS threads)
+    barriers: bool  # whether it may call __syncthreads (then its threads run as fibers)
 
 
 def _without_comments(code: str) -> str:
