@@ -4,7 +4,8 @@
 (:class:`ocdl.distributed.MPIReduction`, also for P = 1; MNIST read in shares by
 :func:`ocdl.experiments.load_data`, peaks made whole and shared by
 :func:`ocdl.experiments.train`); every rank writes its
-objective history and final parameters to ``OUT/CONFIG-P{P}-rank{r}.npz``.
+objective history and final parameters to ``OUT/CONFIG-P{P}-rank{r}.npz`` (and
+``OUT/mnist-float64-whole-P{P}-rank{r}.npz`` trained from the whole data set on every rank).
 :func:`train_config` with the local reduction is the one-process reference.
 
 ``reductions``: checks of the reduction and of the learning problem on the
@@ -84,6 +85,9 @@ def scenario_train(reduction: MPIReduction, out: Path) -> None:
             data[problem] = load_data(settings_of(config), reduction)
         result = train_config(config, data[problem], reduction)
         np.savez(out / f"{config}-P{reduction.size}-rank{reduction.rank}.npz", **result)
+        if config == "mnist-float64":  # as before the shares were read: all of the data, shared by train
+            result = train_config(config, load_data(settings_of(config)), reduction)
+            np.savez(out / f"{config}-whole-P{reduction.size}-rank{reduction.rank}.npz", **result)
 
 
 # -- checks of the reduction and of the learning problem -------------------------------------------
