@@ -34,6 +34,14 @@ Rules that make the ranks agree:
   gone out of step with the others (another number of reductions) makes an
   error, not a silent mix.
 
+Memory: the ranks on one node share its memory, so a rank plans with its
+share (:func:`memory_per_rank`: the node's memory, or on the GPU the device's
+free memory, divided by the ranks on the node, or on the device:
+:func:`ranks_sharing_memory`), as ``memory="auto"`` and the cost estimate of
+:mod:`ocdl.experiments` do; and it need not hold the whole data set:
+:func:`ocdl.experiments.load_data` reads only the rank's rows of the MNIST
+files, and :func:`check_share` checks such shares.
+
 CuPy arrays are reduced through host buffers (parameter-sized vectors:
 5,200 numbers for the paper's MNIST network), or on the device when the MPI
 library is CUDA-aware (``cuda_aware=True``, or mpi4py's report where it gives

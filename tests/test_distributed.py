@@ -352,3 +352,18 @@ def test_the_scaling_benchmark_runs(tmp_path):
     model = records[2]
     assert set(model["predicted_efficiency"]) == {"cpu_8_ranks", "cpu_16_ranks", "cpu_64_ranks", "gpu_8"}
     assert all(0 < e <= 1 for e in model["predicted_efficiency"].values())
+
+
+def test_the_data_memory_benchmark_runs(tmp_path):
+    data_dir = mpi_worker.write_mnist(tmp_path / "mnist")
+    proc = subprocess.run([sys.executable, str(HERE.parent / "benchmarks" / "data_memory.py"), "--quick", "--ranks",
+                           "1,2", "--data-dir", str(data_dir), "--json", str(tmp_path / "m.json")], env=ENV,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = json.loads((tmp_path / "m.json").read_text())
+    assert [(r["ranks"], r["way"]) for r in records] == [(1, "whole"), (1, "shares"), (2, "whole"), (2, "shares")]
+    for record in records:  # every rank its share of the 24 training and 12 validation images, whichever way
+        ranks = record["per_rank"]
+        assert [r["n_train"] for r in ranks] == [24 // record["ranks"]] * record["ranks"]
+        assert sum(r["n_val"] for r in ranks) == 12 and {r["examples"] for r in ranks} == {24}
+        assert all(r["start_mib"] <= r["load_peak_mib"] <= r["setup_peak_mib"] for r in ranks)
