@@ -37,7 +37,7 @@ import numpy as np
 from ocdl.problems import Dataset
 
 from ..backend import to_device
-from ..distributed import memory_per_rank, ranks_sharing_memory, share_rows
+from ..distributed import memory_per_rank, ranks_sharing_memory, select_gpu, share_rows
 from ..memory import Recompute, Reversible, StoreAll
 from ..reduction import Reduction
 from .data import network_width, widen
@@ -116,13 +116,16 @@ def finest_level_cost(settings: Settings, data: Dataset, seconds_per_layer: floa
         :math:`\\tau`, one layer on one example; measured by :func:`layer_seconds` if not given.
     reduction : Reduction, optional
         The data-parallel workers (default: one process): the estimate is this worker's, for its share of the
-        examples (:func:`ocdl.distributed.share_rows`). A collective operation.
+        examples (:func:`ocdl.distributed.share_rows`), on its GPU with ``device="gpu"``
+        (:func:`ocdl.distributed.select_gpu`, made current). A collective operation.
 
     Returns
     -------
     LevelCost
     """
     reduction = Reduction() if reduction is None else reduction
+    if settings.device == "gpu" and reduction.size > 1:
+        select_gpu(reduction.rank)  # the GPU the rank trains on (as train selects it): its time, its memory
     n_layers = settings.levels[-1]
     n_train, n_val = (data.whole_size(split) for split in ("train", "val"))
     n_mine, n_val_mine = (len(range(n)[share_rows(n, reduction)]) for n in (n_train, n_val))  # this worker's
