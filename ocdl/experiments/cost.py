@@ -128,7 +128,7 @@ def finest_level_cost(settings: Settings, data: Dataset, seconds_per_layer: floa
         select_gpu(reduction.rank)  # the GPU the rank trains on (as train selects it): its time, its memory
     n_layers = settings.levels[-1]
     n_train, n_val = (data.whole_size(split) for split in ("train", "val"))
-    n_mine, n_val_mine = (len(range(n)[share_rows(n, reduction)]) for n in (n_train, n_val))  # this worker's
+    n_mine, n_val_mine = (rows.stop - rows.start for rows in (share_rows(n, reduction) for n in (n_train, n_val)))
     batch = min(settings.batch_size or n_train, n_train)
     hessian = min(settings.hessian_batch_size or batch, batch)
     tau = layer_seconds(settings, data) if seconds_per_layer is None else seconds_per_layer
