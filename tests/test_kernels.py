@@ -1,7 +1,7 @@
 """The fused CUDA kernels (:mod:`ocdl.kernels`), run on the CPU through the stand-in's CUDA emulator.
 
 The kernels' CUDA source is compiled by g++ under ``tests/cuda_emulator.py``
-(blocks one after another, a block's threads as threads with real barriers)
+(blocks one after another, a block's threads as fibers taking turns at its barriers)
 and by nvcc for the H200 (sm_90), so that what runs on the GPU is the source
 tested here. Every layer method on stand-in arrays takes the fused path and
 is compared with the plain path (the switch off) and with NumPy, for every
