@@ -8,8 +8,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import tarfile
 
 import numpy as np
 import pytest
@@ -387,3 +390,58 @@ def test_time_to_accuracy_gives_pytorch_ocdls_network(mnist_files):
                                 final_time=6.0)
         theirs = torch_reference.TorchNetwork(wl, stepper, theta0)(torch.from_numpy(Y)).numpy()
         np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
+
+
+def _script(name: str, env: dict, timeout: int = 240) -> str:
+    """Run ``bash benchmarks/<name>`` with ``env`` added, as the device tool may start it: from a shell without
+    job control, SIGINT ignored. Its exit status must be 0; returns what it printed."""
+    proc = subprocess.run(["bash", os.path.join(BENCH, name)], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash and timeout")
+def test_gpu_scripts_quick_mode_stops_table1_at_its_limit_and_resumes_it(tmp_path, mnist_files):
+    """``gpu_session.sh`` and ``gpu_table1.sh`` with ``GPU_SESSION_QUICK=1``, on the stand-in for CuPy: every stage
+    runs; Table 1's run is stopped by its time limit with a checkpoint of its last iteration, comes back in
+    ``table1.tar.gz``, and the second script, on a "fresh machine" that has only that archive, continues it
+    (--resume) to the end, then runs time to accuracy."""
+    from ocdl.solvers.checkpoint import load_checkpoint
+
+    out, runs = tmp_path / "out", tmp_path / "runs" / "table1"
+    env = {key: value for key, value in os.environ.items() if key != "OCDL_STANDIN_CUPY"}
+    env.update(GPU_SESSION_QUICK="1", OUT=str(out), PYTHON=sys.executable, GPU_MNIST_SOURCE=str(mnist_files),
+               GPU_MNIST_DIR=str(tmp_path / "mnist"), GPU_RUNS=str(runs), GPU_BENCH_WORKLOADS="W3L:float32,W1",
+               GPU_TESTS="tests/test_gpu.py", GPU_TABLE1_LIMIT="4", GPU_TABLE1_ARCHIVE=str(tmp_path / "none.tar.gz"))
+    printed = _script("gpu_session.sh", env)
+    assert (out / "session.log").read_text() == printed
+    for line in ("tests: 0 (", "benchmark: CPU reference: 0 (", "benchmark: GPU: 0 (", "table1 resnet: 124 ("):
+        assert line in printed, line
+    records = json.loads((out / "gpu.json").read_text())
+    assert {(r["workload"], r["dtype"], r.get("kernels")) for r in records if r["library"] == "ocdl"} == {
+        (w, d, k) for w, d in (("W3L", "float32"), ("W1", "float64"), ("W1", "float32")) for k in ("fused", "plain")}
+    for rec in records:  # the CPU reference gives the speed-up target its value
+        if rec["workload"] == "W3L" and rec.get("kernels") == "fused":
+            (speedup,) = [entry for entry in rec["targets"] if entry["target"] == "cpu"]
+            assert speedup["value"] > 0 and "CPU: W3" in speedup["detail"]
+    with tarfile.open(out / "table1.tar.gz") as packed:
+        names = packed.getnames()
+    assert "table1/resnet/checkpoint.h5" in names and "table1/resnet/results.json" not in names
+    stopped = load_checkpoint(runs / "resnet" / "checkpoint.h5")
+    assert not stopped.finished
+    assert "resnet: unfinished (continue with --resume): level " in printed
+
+    # the next call on a fresh machine: the run folders from the archive that came back
+    shutil.rmtree(runs)
+    archive = shutil.copy(out / "table1.tar.gz", tmp_path / "table1.tar.gz")
+    env.pop("GPU_TABLE1_LIMIT")
+    printed = _script("gpu_table1.sh", dict(env, GPU_TABLE1_STEPPERS="resnet", GPU_TABLE1_ARCHIVE=str(archive)))
+    assert (out / "table1.log").read_text() == printed
+    assert f"table1: {runs} unpacked from {archive}" in printed
+    assert "table1 resnet, resumed: 0 (" in printed and "time to accuracy: 0 (" in printed
+    summary = json.loads((runs / "resnet" / "results.json").read_text())
+    assert [level["iterations"] for level in summary["levels"]] == [20, 20]  # the whole run: 2 levels of 20
+    assert stopped.iteration + 20 * stopped.level < 40  # of which the first call had done less
+    assert "resnet: finished: validation error" in printed and "| ResNet | " in printed
+    assert set(json.loads((out / "tta_gpu.json").read_text())["methods"]) >= {"bcd", "adam"}
