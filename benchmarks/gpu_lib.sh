@@ -107,6 +107,7 @@ ensure_mnist() {
 
 # table1 STEPPER LIMIT: Table 1's run of STEPPER (ocdl train, MNIST at the paper's settings) in $RUNS/STEPPER for at
 # most LIMIT seconds: started, or continued from its checkpoint; nothing if finished. Returns 0 when it is finished.
+# No progress bars (the device tool shows the last 12,000 characters): each level's history is in the checkpoint.
 table1() {
     local stepper=$1 limit=$2 dir=$RUNS/$1
     if [ -f "$dir/results.json" ]; then
@@ -115,10 +116,11 @@ table1() {
     fi
     if [ -f "$dir/checkpoint.h5" ]; then
         stage "table1 $stepper, resumed" "$limit" "${LAUNCH[@]}" -m ocdl train --resume "$dir" --data-dir "$MNIST_DIR" \
-            --checkpoint-every 1
+            --checkpoint-every 1 --no-progress
     else
         stage "table1 $stepper" "$limit" "${LAUNCH[@]}" -m ocdl train --problem mnist --stepper "$stepper" --device gpu \
-            --dtype "$TABLE1_DTYPE" --data-dir "$MNIST_DIR" --out "$dir" --checkpoint-every 1 "${TABLE1_ARGS[@]}"
+            --dtype "$TABLE1_DTYPE" --data-dir "$MNIST_DIR" --out "$dir" --checkpoint-every 1 --no-progress \
+            "${TABLE1_ARGS[@]}"
     fi
     [ -f "$dir/results.json" ]
 }

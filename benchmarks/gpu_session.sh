@@ -66,6 +66,7 @@ session() {
         table1 resnet "${GPU_TABLE1_LIMIT:-$(($(left) - GRACE - 10))}"
         pack_table1
     fi
+    [ -f "$OUT/gpu.json" ] && "$PYTHON" benchmarks/targets.py "$OUT/gpu.json"
     finish "gpu_session.sh"
 }
 

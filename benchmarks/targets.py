@@ -15,10 +15,14 @@ All are about ocdl with its fused kernels (records with ``kernels`` ``"fused"``)
   is listed as not measured.
 
 :func:`attach` stores each record's entries in it (``targets``, a list) and
-returns all of them; :func:`format_targets` writes them as lines.
+returns all of them; :func:`format_targets` writes them as lines, and
+``python benchmarks/targets.py gpu.json`` prints those stored in a file.
 """
 
 from __future__ import annotations
+
+import json
+import sys
 
 GRADIENT_WORKLOADS = ("W1", "W2", "W3L")
 """The workloads of the gradient target (W3 at 512 images is a small case, not a target)."""
@@ -112,3 +116,16 @@ def format_targets(entries: list[dict]) -> str:
     judged = [e for e in entries if e["met"] is not None]
     lines.append(f"  met: {sum(e['met'] for e in judged)} of {len(judged)} measured")
     return "\n".join(lines)
+
+
+def main(argv=None) -> list[dict]:
+    """Print the target entries stored in the records of the JSON file named by the one argument."""
+    (path,) = sys.argv[1:] if argv is None else argv
+    with open(path) as f:
+        entries = [entry for rec in json.load(f) for entry in rec.get("targets", ())]
+    print(format_targets(entries))
+    return entries
+
+
+if __name__ == "__main__":
+    main()

@@ -431,6 +431,7 @@ def test_gpu_scripts_quick_mode_stops_table1_at_its_limit_and_resumes_it(tmp_pat
     stopped = load_checkpoint(runs / "resnet" / "checkpoint.h5")
     assert not stopped.finished
     assert "resnet: unfinished (continue with --resume): level " in printed
+    assert printed.rindex("targets (issue 24)") > printed.index("table1 resnet: exit status 124")  # repeated at the end
 
     # the next call on a fresh machine: the run folders from the archive that came back
     shutil.rmtree(runs)
