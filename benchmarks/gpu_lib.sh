@@ -2,28 +2,30 @@
 # the install, the MNIST files and Table 1's runs. benchmarks/README.md ("A session with a GPU") has the plan.
 #
 # Environment (default):
-#   OUT                  the folder the device tool brings back (/tmp/ocdl-gpu)
+#   OUT                  the folder the device tool brings back (/tmp/ocdl-gpu; quick: /tmp/ocdl-gpu-quick)
 #   PYTHON               the Python to use (python3, the GPU machine's; it has CuPy and PyTorch)
 #   GPU_SESSION_QUICK=1  every stage in seconds on tiny sizes, on the CPU stand-in for CuPy (tests/standin_cupy.py;
 #                        OCDL_STANDIN_CUPY=0 for a real GPU): a smoke test of the scripts
 #   GPU_MNIST_DIR        the four MNIST files, carried to the GPU machine (.mnist, ignored by git)
 #   GPU_MNIST_SOURCE     where they are copied from when missing (../shared/data/mnist)
-#   GPU_RUNS             Table 1's run folders, one per stepper (runs/table1, ignored by git)
+#   GPU_RUNS             Table 1's run folders, one per stepper (runs/table1, ignored by git; quick: runs/table1-quick)
 #   GPU_TABLE1_ARCHIVE   the run folders as an earlier call packed them, unpacked when GPU_RUNS is missing
-#                        (benchmarks/results/table1.tar.gz)
+#                        (benchmarks/results/table1.tar.gz; quick: none)
 #   GPU_TABLE1_LIMIT     seconds for the Table 1 stage (all that the script's budget leaves)
 #   GPU_TABLE1_DTYPE     Table 1's dtype (float32)
 #   GPU_TESTS            what pytest -m gpu runs (tests)
 # shellcheck disable=SC2034  # the variables are the sourcing scripts'
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
-OUT=${OUT:-/tmp/ocdl-gpu}
-PYTHON=${PYTHON:-python3}
 QUICK=${GPU_SESSION_QUICK:-0}
+PYTHON=${PYTHON:-python3}
 MNIST_DIR=${GPU_MNIST_DIR:-.mnist}
 MNIST_SOURCE=${GPU_MNIST_SOURCE:-../shared/data/mnist}
-RUNS=${GPU_RUNS:-runs/table1}
-ARCHIVE=${GPU_TABLE1_ARCHIVE:-benchmarks/results/table1.tar.gz}
+if [ "$QUICK" = 1 ]; then  # never the real runs
+    OUT=${OUT:-/tmp/ocdl-gpu-quick} RUNS=${GPU_RUNS:-runs/table1-quick} ARCHIVE=${GPU_TABLE1_ARCHIVE:-}
+else
+    OUT=${OUT:-/tmp/ocdl-gpu} RUNS=${GPU_RUNS:-runs/table1} ARCHIVE=${GPU_TABLE1_ARCHIVE:-benchmarks/results/table1.tar.gz}
+fi
 TABLE1_DTYPE=${GPU_TABLE1_DTYPE:-float32}
 THREADS=$(nproc)
 LAUNCH=("$PYTHON" benchmarks/launch.py)  # SIGINT as Ctrl-C; the stand-in for CuPy when OCDL_STANDIN_CUPY=1
@@ -31,8 +33,9 @@ export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 if [ "$QUICK" = 1 ]; then
     export OCDL_STANDIN_CUPY=${OCDL_STANDIN_CUPY:-1}
     GRACE=5
-    # Table 1's quick runs: 2 levels (4, 8 layers) of 20 iterations on 64 images, about 0.15 s per iteration
-    TABLE1_ARGS=(--train-size 64 --val-size 32 --hessian-batch-size 16 --max-layers 8 --width 2 --iterations 20
+    # Table 1's quick runs: 2 levels (4, 8 layers) of 25 iterations on 64 images, about 0.1 s each on an idle
+    # machine and 6 s in all, long enough for the smoke test to stop one at 4 s and resume it
+    TABLE1_ARGS=(--train-size 64 --val-size 32 --hessian-batch-size 16 --max-layers 8 --width 2 --iterations 25
                  --classifier-newton-steps 1 --classifier-cg-maxiter 2)
 else
     GRACE=20  # seconds from a stage's SIGINT to its SIGKILL (ocdl train writes its checkpoint within one or two)
@@ -128,7 +131,7 @@ table1() {
 # restore_table1: Table 1's run folders from $ARCHIVE when $RUNS is missing (a fresh machine; the folders of a
 # warm machine's earlier call, or carried ones, are newer and kept).
 restore_table1() {
-    if [ ! -d "$RUNS" ] && [ -f "$ARCHIVE" ]; then
+    if [ ! -d "$RUNS" ] && [ -n "$ARCHIVE" ] && [ -f "$ARCHIVE" ]; then
         mkdir -p "$(dirname "$RUNS")" && tar -xzf "$ARCHIVE" -C "$(dirname "$RUNS")" &&
             say "table1: $RUNS unpacked from $ARCHIVE"
     fi

@@ -70,5 +70,5 @@ session() {
     finish "gpu_session.sh"
 }
 
-session 2>&1 | tee -a "$OUT/session.log"
+session 2>&1 | tee "$OUT/session.log"
 exit "${PIPESTATUS[0]}"

@@ -54,5 +54,5 @@ table1_session() {
     finish "gpu_table1.sh"
 }
 
-table1_session 2>&1 | tee -a "$OUT/table1.log"
+table1_session 2>&1 | tee "$OUT/table1.log"
 exit "${PIPESTATUS[0]}"

@@ -442,7 +442,7 @@ def test_gpu_scripts_quick_mode_stops_table1_at_its_limit_and_resumes_it(tmp_pat
     assert f"table1: {runs} unpacked from {archive}" in printed
     assert "table1 resnet, resumed: 0 (" in printed and "time to accuracy: 0 (" in printed
     summary = json.loads((runs / "resnet" / "results.json").read_text())
-    assert [level["iterations"] for level in summary["levels"]] == [20, 20]  # the whole run: 2 levels of 20
-    assert stopped.iteration + 20 * stopped.level < 40  # of which the first call had done less
+    assert [level["iterations"] for level in summary["levels"]] == [25, 25]  # the whole run: 2 levels of 25
+    assert stopped.iteration + 25 * stopped.level < 50  # of which the first call had done less
     assert "resnet: finished: validation error" in printed and "| ResNet | " in printed
     assert set(json.loads((out / "tta_gpu.json").read_text())["methods"]) >= {"bcd", "adam"}
