@@ -62,6 +62,7 @@ from .experiments.cost import finest_level_cost
 from .experiments.output import PLAN_NAME
 from .factory import KINDS
 from .io import OcdlFileError, leftover_temporaries
+from .reduction import Reduction
 from .validation import PropagationError
 
 DEMO_MAX_LAYERS = 64
@@ -109,7 +110,8 @@ SETTING_OPTIONS = (
     ("--device", "device", DEVICES, None, "cpu (NumPy) or gpu (CuPy)"),
     ("--dtype", "dtype", DTYPES, None, "floating type of data and parameters"),
     ("--memory", "memory", MEMORY, None, "forward states: all stored, recomputed from checkpoints, rebuilt backward "
-     "(leapfrog, verlet), or auto: stored when they fit in half the memory, on the GPU half its free memory"),
+     "(leapfrog, verlet), or auto: stored when they fit in half the memory, on the GPU half its free memory; "
+     "under mpiexec, half a rank's share of it"),
     ("--data-dir", "data_dir", str, "DIR", "MNIST: folder of the four IDX files"),
     ("--train-size", "train_size", int, "S", "MNIST: training images"),
     ("--val-size", "val_size", int, "S", "MNIST: validation images"),
@@ -180,8 +182,10 @@ def _warn(message: str) -> None:
     print(f"ocdl: warning: {message}", file=sys.stderr)
 
 
-def _check_request(settings: Settings, data, force: bool) -> None:
+def _check_request(settings: Settings, data, force: bool, reduction: Reduction) -> None:
     """Warn about settings that cannot mean what was asked; refuse a finest level of absurd cost unless ``force``.
+
+    Under ``mpiexec`` the cost is one process's (its share of the examples and of the memory).
 
     Raises
     ------
@@ -191,7 +195,7 @@ def _check_request(settings: Settings, data, force: bool) -> None:
         :func:`ocdl.experiments.cost.finest_level_cost`) and not ``force``.
     """
     finest = settings.levels[-1]
-    cost = finest_level_cost(settings, data)
+    cost = finest_level_cost(settings, data, reduction=reduction)
     if (cost.seconds > MAX_HOURS * 3600 or cost.memory_bytes > cost.machine_bytes) and not force:
         raise ValueError(
             f"--max-layers {settings.max_layers}: {len(settings.levels)} levels up to {finest:,} layers; the finest "
@@ -200,7 +204,7 @@ def _check_request(settings: Settings, data, force: bool) -> None:
     if finest != settings.max_layers:
         _warn(f"--max-layers {settings.max_layers}: the levels double from --first-layers {settings.first_layers}, "
               f"so the finest level has {finest} layers; use --max-layers {finest}, or {2 * finest} for one more level")
-    n_train = data.Y_train.shape[0]
+    n_train = data.whole_size("train")
     batch = min(settings.batch_size or n_train, n_train)
     if settings.batch_size is not None and settings.batch_size > n_train:
         _warn(f"--batch-size {settings.batch_size} is more than the {n_train} training examples: every iteration "
@@ -333,14 +337,14 @@ def _train(args: argparse.Namespace) -> int:
             with _said_in_flags():
                 settings = settings.replace(data_dir=_data_dir_anew(args))
         with _said_in_flags():
-            data = load_data(settings)
+            data = load_data(settings, args.reduction)
     else:
         if args.problem is None or args.stepper is None:
             raise UsageError("ocdl train: --problem and --stepper are required (or --resume DIR)")
         with _said_in_flags():
             settings = paper_settings(args.problem, args.stepper, **_absolute_data_dir(_overrides(args)))
-            data = load_data(settings)
-        _check_request(settings, data, args.force)
+            data = load_data(settings, args.reduction)
+        _check_request(settings, data, args.force, args.reduction)
         out = Path(args.out or Path("runs") / f"{args.problem}-{args.stepper}")
         hint = f"ocdl train --resume {out}"
         args.reduction.on_rank0(lambda: _claim_folder("train", out, args.overwrite, RUN_FILES, hint))
@@ -384,9 +388,9 @@ def _compare(args: argparse.Namespace) -> int:
         out = Path(args.out or Path("runs") / f"{args.problem}-compare")
         with _said_in_flags():
             all_settings = [paper_settings(args.problem, stepper, **overrides) for stepper in steppers]
-            data = load_data(all_settings[0])
+            data = load_data(all_settings[0], args.reduction)
         for settings in all_settings:
-            _check_request(settings, data, args.force)
+            _check_request(settings, data, args.force, args.reduction)
         inside = COMPARE_FILES + tuple(f"{name}/{file}" for name in KINDS for file in RUN_FILES)
         hint = f"ocdl compare --resume {out}"
         args.reduction.on_rank0(lambda: _claim_folder("compare", out, args.overwrite, inside, hint))

@@ -34,6 +34,14 @@ Rules that make the ranks agree:
   gone out of step with the others (another number of reductions) makes an
   error, not a silent mix.
 
+Memory: the ranks on one node share its memory, so a rank plans with its
+share (:func:`memory_per_rank`: the node's memory, or on the GPU the device's
+free memory, divided by the ranks on the node, or on the device:
+:func:`ranks_sharing_memory`), as ``memory="auto"`` and the cost estimate of
+:mod:`ocdl.experiments` do; and it need not hold the whole data set:
+:func:`ocdl.experiments.load_data` reads only the rank's rows of the MNIST
+files, and :func:`check_share` checks such shares.
+
 CuPy arrays are reduced through host buffers (parameter-sized vectors:
 5,200 numbers for the paper's MNIST network), or on the device when the MPI
 library is CUDA-aware (``cuda_aware=True``, or mpi4py's report where it gives
@@ -56,7 +64,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import Array, asnumpy, get_array_module
+from .backend import Array, asnumpy, get_array_module, memory_bytes
 from .fingerprint import digest
 from .reduction import Reduction
 
@@ -184,6 +192,32 @@ def share(reduction: Reduction, *arrays: Array) -> tuple[Array, ...]:
     return tuple(a[mine] for a in arrays)
 
 
+def check_share(reduction: Reduction, what: str, first: int, count: int, total: int) -> None:
+    """Raise ``ValueError`` on every worker unless each holds its share (:func:`share_rows`) of ``total`` examples.
+
+    For data each worker read in part (:func:`ocdl.experiments.load_data`):
+    this worker's ``count`` examples are examples ``first .. first + count - 1``
+    of ``total``. A collective operation (two gathers).
+
+    Parameters
+    ----------
+    reduction : Reduction
+        The workers.
+    what : str
+        What the examples are, for the message (e.g. ``"training examples"``).
+    first, count, total : int
+        Where this worker's examples lie among all.
+    """
+    reduction.check_same(f"numbers of {what}", int(total))
+    mine = share_rows(total, reduction)
+    held = reduction.gather(((int(first), int(first) + int(count)), (mine.start, mine.stop)))
+    wrong = [(rank, rows, share) for rank, (rows, share) in enumerate(held) if rows != share]
+    if wrong:
+        rank, rows, share = wrong[0]
+        raise ValueError(f"worker {rank} of {reduction.size} holds {what} {rows[0]}..{rows[1] - 1} of {total}, not its "
+                         f"share {share[0]}..{share[1] - 1}: give every worker the rows share_rows gives it")
+
+
 def select_gpu(rank: int) -> int:
     """Make GPU ``rank mod (number of visible GPUs)`` CuPy's current device; return its number."""
     import cupy
@@ -191,6 +225,42 @@ def select_gpu(rank: int) -> int:
     device = rank % cupy.cuda.runtime.getDeviceCount()
     cupy.cuda.Device(device).use()
     return device
+
+
+def ranks_sharing_memory(reduction: Reduction, device: str) -> int:
+    """Number of workers of ``reduction`` that share this worker's memory on ``device``, this one included.
+
+    ``"cpu"``: the ranks on this process's node (MPI's
+    ``Split_type(COMM_TYPE_SHARED)``, :attr:`MPIReduction.node`); ``"gpu"``:
+    those of them whose current CUDA device is this process's (by PCI bus
+    id, so that ranks that each see another GPU as device 0 are told
+    apart; :func:`select_gpu`). 1 for the local reduction. A collective
+    operation (one :meth:`~MPIReduction.gather`).
+    """
+    if not isinstance(reduction, MPIReduction):
+        return 1
+    if device == "gpu":
+        import cupy
+
+        key = (reduction.node, cupy.cuda.runtime.deviceGetPCIBusId(cupy.cuda.Device().id))
+    elif device == "cpu":
+        key = (reduction.node, None)
+    else:
+        raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
+    return reduction.gather(key).count(key)
+
+
+def memory_per_rank(reduction: Reduction | None, device: str) -> int:
+    """Bytes that new arrays of this worker may take on ``device``: its share of :func:`ocdl.backend.memory_bytes`.
+
+    That memory divided by the workers that share it
+    (:func:`ranks_sharing_memory`), all of it without a data-parallel
+    ``reduction``. With an :class:`MPIReduction`, a collective operation
+    that measures the memory once every rank has reached it (on the GPU:
+    when every rank sharing the device holds the arrays it made before).
+    """
+    sharing = ranks_sharing_memory(Reduction() if reduction is None else reduction, device)
+    return memory_bytes(device) // sharing
 
 
 _KINDS = (MemoryError, FloatingPointError, ValueError, TypeError, OSError, ImportError, KeyboardInterrupt, Exception)
@@ -233,6 +303,10 @@ class MPIReduction(Reduction):
 
     Attributes
     ----------
+    node : int
+        The lowest rank on this process's node: the ranks with one ``node``
+        share the node's memory (``MPI_COMM_TYPE_SHARED``,
+        :func:`ranks_sharing_memory`).
     n_reductions : int
         Number of :meth:`sum`, :meth:`mean` and :meth:`gather` calls so far
         (each one collective operation over the ranks).
@@ -241,6 +315,11 @@ class MPIReduction(Reduction):
     ------
     ImportError
         If mpi4py is not installed.
+
+    Notes
+    -----
+    Making one is a collective operation: every rank of ``comm`` makes it
+    at the same point of the program (it asks MPI which ranks share a node).
     """
 
     def __init__(self, comm: Any = None, cuda_aware: bool | None = None) -> None:
@@ -251,6 +330,11 @@ class MPIReduction(Reduction):
             query = getattr(MPI, "Query_cuda_support", None)
             cuda_aware = bool(query()) if query is not None else False
         self.cuda_aware = bool(cuda_aware)
+        on_node = self.comm.Split_type(MPI.COMM_TYPE_SHARED)
+        try:
+            self.node = on_node.bcast(self.rank, root=0)
+        finally:
+            on_node.Free()
         self.n_reductions = 0
 
     def __repr__(self) -> str:

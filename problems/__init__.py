@@ -7,7 +7,7 @@ training, validation and, for MNIST, test sets, reproducibly for a given seed.
 
 from ocdl.problems.dataset import Dataset
 from ocdl.problems.ellipses import concentric_ellipses
-from ocdl.problems.idx import IDXFormatError, IDXHeader, read_idx, read_idx_header, write_idx
+from ocdl.problems.idx import IDXFormatError, IDXHeader, read_idx, read_idx_header, read_idx_rows, write_idx
 from ocdl.problems.mnist import mnist
 from ocdl.problems.peaks import peaks, peaks_function
 from ocdl.problems.swiss_roll import swiss_roll
@@ -22,6 +22,7 @@ __all__ = [
     "peaks_function",
     "read_idx",
     "read_idx_header",
+    "read_idx_rows",
     "swiss_roll",
     "write_idx",
 ]

@@ -32,6 +32,12 @@ class Dataset:
     image_shape : tuple of int or None, optional
         ``(channels, height, width)`` of one example when the rows are flattened
         images in that order, e.g. ``(1, 28, 28)`` for MNIST; its product is ``n``.
+    part : dict or None, optional
+        For a part of a larger data set (one worker's share of the examples,
+        ``ocdl.problems.mnist(rows=...)``): per split (``"train"``, ``"val"``
+        and ``"test"`` if present), ``(first, total)``: the ``s`` examples
+        given are the examples ``first .. first + s - 1`` of that split's
+        ``total``. ``None`` (default): the whole data set.
 
     Raises
     ------
@@ -48,6 +54,7 @@ class Dataset:
     Y_test: np.ndarray | None = None
     C_test: np.ndarray | None = None
     image_shape: tuple[int, ...] | None = None
+    part: dict[str, tuple[int, int]] | None = None
 
     def __post_init__(self) -> None:
         check_positive("n_classes", self.n_classes, integer=True)
@@ -60,6 +67,18 @@ class Dataset:
                 f"image_shape {self.image_shape} has {int(np.prod(self.image_shape))} "
                 f"entries but the examples have {self.n_features} features"
             )
+        if self.part is not None:
+            self._check_part()
+
+    def _check_part(self) -> None:
+        splits = {split: Y.shape[0] for split, Y, _ in self._splits()}
+        if set(self.part) != set(splits):
+            raise ValueError(f"part must give (first, total) for the splits {sorted(splits)}, got {self.part!r}")
+        for split, count in splits.items():
+            first, total = self.part[split]
+            if not 0 <= first <= first + count <= total:
+                raise ValueError(f"part[{split!r}] = {(first, total)} does not hold the {count} examples of "
+                                 f"Y_{split}: need 0 <= first and first + {count} <= total")
 
     def _splits(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
         splits = [("train", self.Y_train, self.C_train), ("val", self.Y_val, self.C_val)]
@@ -79,6 +98,14 @@ class Dataset:
         if C.size and (C.min() < 0 or C.max() >= self.n_classes):
             raise ValueError(f"C_{split} has labels outside 0..{self.n_classes - 1}")
 
+    def whole_size(self, split: str) -> int:
+        """Examples of ``split`` (``"train"``, ``"val"``, ``"test"``) in the whole data set (more than this
+        Dataset holds when it is a :attr:`part`)."""
+        sizes = {name: Y.shape[0] for name, Y, _ in self._splits()}
+        if split not in sizes:
+            raise ValueError(f"split must be one of {', '.join(map(repr, sizes))}, got {split!r}")
+        return sizes[split] if self.part is None else self.part[split][1]
+
     @property
     def n_features(self) -> int:
         """Number of features ``n`` per example."""
@@ -94,7 +121,8 @@ class Dataset:
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        sizes = ", ".join(f"{split}={Y.shape[0]}" for split, Y, _ in self._splits())
+        sizes = ", ".join(f"{split}={Y.shape[0]}" + (f" of {self.part[split][1]}" if self.part else "")
+                          for split, Y, _ in self._splits())
         image = f", image_shape={self.image_shape}" if self.image_shape is not None else ""
         return (
             f"Dataset(name={self.name!r}, n_classes={self.n_classes}, "

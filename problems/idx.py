@@ -15,10 +15,12 @@ Files may be gzip-compressed; the reader recognises them by their content
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import os
 import struct
 import zlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
@@ -135,26 +137,105 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         header announces (truncated) or longer (trailing bytes), or a gzip stream
         is corrupt.
     """
+    header, (data,) = _read(Path(path), lambda header: [(0, math.prod(header.shape))])
+    return data.reshape(header.shape)
+
+
+def read_idx_rows(path: str | os.PathLike, rows: Sequence[slice]) -> list[np.ndarray]:
+    """Read some rows (entries of the outermost dimension) of an IDX file, holding no other rows in memory.
+
+    The file is read once from its start: a plain file by seeking to the
+    rows, a gzip-compressed one (which has no random access) by decompressing
+    the stream piece by piece and keeping only the bytes of the rows. The
+    whole file is checked as by :func:`read_idx` (its length against the
+    header; a gzip stream to its end, with its checksum).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file, of at least one dimension.
+    rows : sequence of slice
+        Ranges of rows with step 1 (``slice(start, stop)``, as Python's
+        slicing reads them against the number of rows), in increasing order
+        and not overlapping.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        Per slice, the rows ``array[rows[k]]`` of the stored ``array``, in native byte order.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If a slice has a step other than 1, or the slices are out of order or overlap.
+    IDXFormatError
+        As :func:`read_idx`, and for a file of no dimensions.
+    """
     path = Path(path)
+
+    def ranges(header: IDXHeader) -> list[tuple[int, int]]:
+        if not header.shape:
+            raise IDXFormatError(f"{path}: holds a single number (no dimensions), not rows")
+        n_rows, row_size = header.shape[0], math.prod(header.shape[1:])
+        bounds, previous = [], 0
+        for piece in rows:
+            start, stop, step = piece.indices(n_rows)
+            if step != 1:
+                raise ValueError(f"rows must be slices of step 1, got {piece}")
+            if start < previous:
+                raise ValueError(f"rows must be in increasing order without overlaps, got {list(rows)}")
+            previous = max(start, stop)
+            bounds.append((start * row_size, previous * row_size))
+        return bounds
+
+    header, parts = _read(path, ranges)
+    return [part.reshape(-1, *header.shape[1:]) for part in parts]
+
+
+_CHUNK = 1 << 20
+"""Bytes read at once: what a gzip stream decompresses into a temporary buffer."""
+
+
+def _read(path: Path, ranges: Callable[[IDXHeader], list[tuple[int, int]]]) -> tuple[IDXHeader, list[np.ndarray]]:
+    """The header of the IDX file ``path`` and the values ``[start, stop)`` of each of the ``ranges(header)``
+    (numbers of values into the data, increasing, not overlapping), read in one pass; then the file's length is
+    checked against the header (a gzip stream decompressed to its end)."""
     try:
         with _open(path) as stream:
             header = _read_header(stream, path)
-            data = stream.read()
+            offset = stream.tell()
+            stored = header.dtype.newbyteorder(">")
+            parts = []
+            for start, stop in ranges(header):
+                stream.seek(offset + start * stored.itemsize)
+                part = np.empty(stop - start, dtype=stored)
+                _read_into(stream, memoryview(part.view(np.uint8)))
+                parts.append(part)
+            size = stream.seek(0, io.SEEK_END) - offset
     except _GZIP_ERRORS as error:
         raise IDXFormatError(f"{path}: corrupt gzip stream: {error}") from error
     expected = header.data_bytes
-    if len(data) < expected:
+    if size < expected:
         raise IDXFormatError(
             f"{path}: truncated data: shape {header.shape} of {header.dtype} needs "
-            f"{expected} bytes, got {len(data)}"
+            f"{expected} bytes, got {size}"
         )
-    if len(data) > expected:
+    if size > expected:
         raise IDXFormatError(
-            f"{path}: {len(data) - expected} trailing bytes: shape {header.shape} of "
-            f"{header.dtype} needs {expected} bytes, got {len(data)}"
+            f"{path}: {size - expected} trailing bytes: shape {header.shape} of "
+            f"{header.dtype} needs {expected} bytes, got {size}"
         )
-    values = np.frombuffer(data, dtype=header.dtype.newbyteorder(">"))
-    return values.astype(header.dtype).reshape(header.shape)
+    return header, [part.astype(header.dtype, copy=False) for part in parts]
+
+
+def _read_into(stream: BinaryIO, view: memoryview) -> None:
+    """Fill ``view`` from ``stream``, :data:`_CHUNK` bytes at a time (a short file leaves the rest as it is:
+    the length check after reading reports it)."""
+    for start in range(0, len(view), _CHUNK):
+        if stream.readinto(view[start : start + _CHUNK]) < min(_CHUNK, len(view) - start):
+            return
 
 
 def write_idx(path: str | os.PathLike, array: ArrayLike, compress: bool = False) -> Path:

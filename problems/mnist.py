@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import DTypeLike
 from ocdl.problems.dataset import Dataset, positive_int
-from ocdl.problems.idx import read_idx
+from ocdl.problems.idx import read_idx_header, read_idx_rows
 
 ENV_VAR = "OCDL_MNIST_DIR"
 """Environment variable naming the folder that holds the MNIST files."""
@@ -95,6 +97,15 @@ def find_file(data_dir: Path, name: str) -> Path:
     raise FileNotFoundError(f"MNIST file {name} (or {name}.gz) not found in {data_dir}")
 
 
+def sha256(path: Path) -> str:
+    """SHA-256 (hex) of the file ``path``, read 1 MiB at a time."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def verify_checksum(path: Path) -> None:
     """Check the SHA-256 sum of an MNIST file against the published one.
 
@@ -105,33 +116,62 @@ def verify_checksum(path: Path) -> None:
     """
     if path.name not in SHA256:
         raise ValueError(f"{path}: no published checksum for a file of this name")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = sha256(path)
     if digest != SHA256[path.name]:
         raise ValueError(f"{path}: SHA-256 {digest} differs from the published {SHA256[path.name]}")
 
 
-def _load_pair(data_dir: Path, split: str, verify: bool) -> tuple[np.ndarray, np.ndarray]:
+def files_digest(data_dir: str | os.PathLike | None = None) -> str:
+    """SHA-256 (hex) of the SHA-256 sums of the four MNIST files in ``data_dir`` (default :func:`default_data_dir`):
+    equal for equal files, so that processes that each read a part of them can check they read the same data.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder or a file is missing.
+    """
+    folder = _folder(data_dir)
+    sums = [sha256(find_file(folder, name)) for name in FILES.values()]
+    return hashlib.sha256(" ".join(sums).encode()).hexdigest()
+
+
+def _folder(data_dir: str | os.PathLike | None) -> Path:
+    data_dir = default_data_dir() if data_dir is None else Path(data_dir).expanduser()
+    if not data_dir.is_dir():
+        raise FileNotFoundError(
+            f"MNIST data folder {data_dir} does not exist; pass data_dir or set {ENV_VAR}"
+        )
+    return data_dir
+
+
+def _load_pair(data_dir: Path, split: str, verify: bool,
+               rows: Callable[[int], list[slice]]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The images and labels of ``split`` (``"train"`` or ``"test"``), of the ranges ``rows(count)`` of rows,
+    checked for consistency."""
     images_path = find_file(data_dir, FILES[f"{split}_images"])
     labels_path = find_file(data_dir, FILES[f"{split}_labels"])
     if verify:
         verify_checksum(images_path)
         verify_checksum(labels_path)
-    images, labels = read_idx(images_path), read_idx(labels_path)
-    if images.ndim != 3 or images.dtype != np.uint8:
+    images_header, labels_header = read_idx_header(images_path), read_idx_header(labels_path)
+    if len(images_header.shape) != 3 or images_header.dtype != np.uint8:
         raise ValueError(
             f"{images_path}: expected unsigned bytes of shape (count, rows, columns), "
-            f"got {images.dtype} of shape {images.shape}"
+            f"got {images_header.dtype} of shape {images_header.shape}"
         )
-    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+    if len(labels_header.shape) != 1 or labels_header.shape[0] != images_header.shape[0]:
         raise ValueError(
-            f"{labels_path} holds labels of shape {labels.shape} for the "
-            f"{images.shape[0]} images of {images_path}"
+            f"{labels_path} holds labels of shape {labels_header.shape} for the "
+            f"{images_header.shape[0]} images of {images_path}"
         )
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"{labels_path}: labels must be integers, got {labels.dtype}")
-    if labels.size and (labels.min() < 0 or labels.max() >= N_CLASSES):
-        raise ValueError(f"{labels_path}: labels outside 0..{N_CLASSES - 1}")
-    return images, labels.astype(np.int64)
+    if not np.issubdtype(labels_header.dtype, np.integer):
+        raise ValueError(f"{labels_path}: labels must be integers, got {labels_header.dtype}")
+    ranges = rows(images_header.shape[0])
+    images, labels = read_idx_rows(images_path, ranges), read_idx_rows(labels_path, ranges)
+    for part in labels:
+        if part.size and (part.min() < 0 or part.max() >= N_CLASSES):
+            raise ValueError(f"{labels_path}: labels outside 0..{N_CLASSES - 1}")
+    return images, [part.astype(np.int64) for part in labels]
 
 
 def mnist(
@@ -142,6 +182,7 @@ def mnist(
     dtype: DTypeLike = np.float64,
     limit: int | None = None,
     verify: bool = False,
+    rows: Callable[[int], slice] | None = None,
 ) -> Dataset:
     """Load MNIST: first ``n_train`` training images, last ``n_val`` for validation, test set.
 
@@ -151,6 +192,12 @@ def mnist(
     channel x height x width order (``image_shape = (1, 28, 28)``), scaled from
     ``0..255`` to ``[0, 1]`` when ``normalize``. Any data set stored in the same
     four files (e.g. Fashion-MNIST) loads the same way.
+
+    With ``rows``, only a part of each split is read (and held in memory):
+    the rows ``rows(s)`` of a split of ``s`` examples, e.g. one worker's share
+    ``rows=lambda s: ocdl.distributed.share_rows(s, reduction)``. The files are
+    read piece by piece (:func:`ocdl.problems.idx.read_idx_rows`), so the
+    memory holds that part of the images, not all of them.
 
     Parameters
     ----------
@@ -169,6 +216,10 @@ def mnist(
         Keep only the first ``limit`` examples of each split (for quick runs).
     verify : bool, optional
         Check the files' SHA-256 sums against the published ones. Default False.
+    rows : callable, optional
+        ``rows(s)``: the slice (step 1) of the ``s`` examples of a split
+        (after ``limit``) to load. Default: all of them. The result's
+        :attr:`~ocdl.problems.Dataset.part` records which rows it holds.
 
     Returns
     -------
@@ -182,7 +233,8 @@ def mnist(
     ValueError
         For invalid arguments or inconsistent files (label count differs from
         image count, test images of another size than the training images,
-        labels outside 0..9, checksum mismatch).
+        labels outside 0..9, checksum mismatch), or ``rows`` giving no slice
+        of step 1.
     """
     n_train = positive_int("n_train", n_train)
     n_val = positive_int("n_val", n_val)
@@ -191,40 +243,50 @@ def mnist(
     dtype = np.dtype(dtype)
     if not np.issubdtype(dtype, np.floating):
         raise ValueError(f"dtype must be a floating dtype, got {dtype}")
-    data_dir = default_data_dir() if data_dir is None else Path(data_dir).expanduser()
-    if not data_dir.is_dir():
-        raise FileNotFoundError(
-            f"MNIST data folder {data_dir} does not exist; pass data_dir or set {ENV_VAR}"
-        )
+    data_dir = _folder(data_dir)
+    part = {}
 
-    train_images, train_labels = _load_pair(data_dir, "train", verify)
-    n_total = train_images.shape[0]
-    if n_train + n_val > n_total:
-        raise ValueError(
-            f"n_train + n_val = {n_train + n_val} exceeds the {n_total} training images"
-        )
-    test_images, test_labels = _load_pair(data_dir, "test", verify)
+    def kept(split: str, first: int, count: int) -> slice:
+        """The rows of the file to read for ``split``, ``count`` examples from row ``first`` (before ``limit``
+        and ``rows``), recording in ``part`` where they lie in the split."""
+        count = min(count, limit or count)
+        mine = slice(0, count) if rows is None else rows(count)
+        if not isinstance(mine, slice) or mine.indices(count)[2] != 1:
+            raise ValueError(f"rows({count}) must give a slice of step 1, got {mine!r}")
+        start, stop, _ = mine.indices(count)
+        part[split] = (start, count)
+        return slice(first + start, first + max(start, stop))
+
+    def train_rows(n_total: int) -> list[slice]:
+        if n_train + n_val > n_total:
+            raise ValueError(
+                f"n_train + n_val = {n_train + n_val} exceeds the {n_total} training images"
+            )
+        return [kept("train", 0, n_train), kept("val", n_total - n_val, n_val)]
+
+    (train_images, val_images), (train_labels, val_labels) = _load_pair(data_dir, "train", verify, train_rows)
+    (test_images,), (test_labels,) = _load_pair(data_dir, "test", verify, lambda n: [kept("test", 0, n)])
     if test_images.shape[1:] != train_images.shape[1:]:
         raise ValueError(
             f"{data_dir}: the test images are {test_images.shape[1]} x {test_images.shape[2]}, "
             f"the training images {train_images.shape[1]} x {train_images.shape[2]}"
         )
 
-    def rows(images: np.ndarray) -> np.ndarray:
-        images = images[:limit]
-        Y = images.reshape(images.shape[0], -1).astype(dtype)
+    def features(images: np.ndarray) -> np.ndarray:
+        Y = images.reshape(images.shape[0], math.prod(images.shape[1:])).astype(dtype)
         if normalize:
             Y /= 255
         return Y
 
     return Dataset(
-        rows(train_images[:n_train]),
-        train_labels[:n_train][:limit],
-        rows(train_images[n_total - n_val :]),
-        train_labels[n_total - n_val :][:limit],
+        features(train_images),
+        train_labels,
+        features(val_images),
+        val_labels,
         n_classes=N_CLASSES,
         name="mnist",
-        Y_test=rows(test_images),
-        C_test=test_labels[:limit],
+        Y_test=features(test_images),
+        C_test=test_labels,
         image_shape=(1, *train_images.shape[1:]),
+        part=None if rows is None else part,
     )

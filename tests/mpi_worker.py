@@ -1,8 +1,11 @@
 """Run by ``mpiexec -n P python tests/mpi_worker.py SCENARIO OUT`` from tests/test_distributed.py.
 
 ``train``: every configuration of :data:`CONFIGS` trained on the ranks' shares
-(:class:`ocdl.distributed.MPIReduction`, also for P = 1); every rank writes its
-objective history and final parameters to ``OUT/CONFIG-P{P}-rank{r}.npz``.
+(:class:`ocdl.distributed.MPIReduction`, also for P = 1; MNIST read in shares by
+:func:`ocdl.experiments.load_data`, peaks made whole and shared by
+:func:`ocdl.experiments.train`); every rank writes its
+objective history and final parameters to ``OUT/CONFIG-P{P}-rank{r}.npz`` (and
+``OUT/mnist-float64-whole-P{P}-rank{r}.npz`` trained from the whole data set on every rank).
 :func:`train_config` with the local reduction is the one-process reference.
 
 ``reductions``: checks of the reduction and of the learning problem on the
@@ -14,11 +17,13 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 
 import numpy as np
-from ocdl.problems.mnist import default_data_dir
+from ocdl.problems import mnist, write_idx
+from ocdl.problems.mnist import FILES, default_data_dir
 
 import ocdl
 from ocdl.distributed import MPIReduction, share, share_rows
@@ -76,10 +81,13 @@ def scenario_train(reduction: MPIReduction, out: Path) -> None:
         problem = CONFIGS[config][0]
         if problem == "mnist" and not mnist_available():
             continue
-        if problem not in data:
-            data[problem] = load_data(settings_of(config))
+        if problem not in data:  # MNIST: this rank's share, read from the files; peaks: all of it, shared by train
+            data[problem] = load_data(settings_of(config), reduction)
         result = train_config(config, data[problem], reduction)
         np.savez(out / f"{config}-P{reduction.size}-rank{reduction.rank}.npz", **result)
+        if config == "mnist-float64":  # as before the shares were read: all of the data, shared by train
+            result = train_config(config, load_data(settings_of(config)), reduction)
+            np.savez(out / f"{config}-whole-P{reduction.size}-rank{reduction.rank}.npz", **result)
 
 
 # -- checks of the reduction and of the learning problem -------------------------------------------
@@ -258,9 +266,110 @@ def check_workers_must_agree(red: MPIReduction) -> None:
         raise AssertionError("no ValueError")
 
 
+def check_memory_per_rank(red: MPIReduction) -> None:
+    """The ranks of this test run on one node: each plans with its share of the memory, memory_bytes / P (the
+    stand-in GPU's too while they all use it; each its own when each has another device), and memory="auto"
+    stores a sweep of 3/4 of half the memory on one rank only; a decision not to store on one rank is every
+    rank's."""
+    from ocdl.backend import memory_bytes
+    from ocdl.distributed import memory_per_rank, ranks_sharing_memory
+    from ocdl.experiments.model import memory_policy, numbers_per_step
+
+    P = red.size
+    assert red.gather(red.node) == [0] * P
+    assert ranks_sharing_memory(red, "cpu") == P
+    assert memory_per_rank(red, "cpu") == memory_bytes("cpu") // P
+    settings = paper_settings("peaks", "resnet", width=4, first_layers=4, max_layers=4, memory="auto",
+                              batch_size=None, hessian_batch_size=None, chunk_size=None)
+    per_example = (settings.max_layers + 1) * numbers_per_step(settings) * np.dtype(settings.dtype).itemsize
+    n = 3 * (memory_bytes("cpu") // 2) // (4 * per_example)  # every example kept: a sweep of 3/4 of the half
+    policy = memory_policy(settings, n, reduction=red)
+    assert type(policy) is (ocdl.memory.StoreAll if P == 1 else ocdl.memory.Recompute), (P, policy)
+    budget = 0 if red.rank == P - 1 else 1 << 62  # the last rank cannot store: no rank stores
+    assert type(memory_policy(settings, 10, budget=budget, reduction=red)) is ocdl.memory.Recompute
+
+    from ocdl.experiments.cost import finest_level_cost
+
+    data = load_data(settings)
+    one, mine = (finest_level_cost(settings, data, seconds_per_layer=1e-6, reduction=r) for r in (None, red))
+    assert (mine.machine_bytes, mine.sharing) == (memory_bytes("cpu") // P, P)
+    n, n_val = data.Y_train.shape[0], data.Y_val.shape[0]
+    rows, val_rows = share_rows(n, red), share_rows(n_val, red)  # the estimate is this rank's share of the work
+    val_s = settings.max_iter * settings.max_layers * 1e-6 * n_val
+    expected = (one.seconds - val_s) * (rows.stop - rows.start) / n + val_s * (val_rows.stop - val_rows.start) / n_val
+    assert abs(mine.seconds - expected) <= 1e-12 * one.seconds, (mine.seconds, expected)
+    assert (mine.memory_bytes < one.memory_bytes) == (P > 1)
+    assert (f"each of the {P} processes on the machine has" in mine.describe()) == (P > 1)
+
+    import standin_cupy
+
+    xp = standin_cupy.install()
+    try:
+        assert ranks_sharing_memory(red, "gpu") == P
+        assert memory_per_rank(red, "gpu") == xp.device_mem_info[0] // P
+        xp.pci_bus_id = f"0000:{red.rank + 1:02x}:00.0"  # each rank on a device of its own
+        assert ranks_sharing_memory(red, "gpu") == 1
+        assert memory_per_rank(red, "gpu") == xp.device_mem_info[0]
+    finally:
+        sys.modules.pop("cupy", None)
+        ocdl.backend._cupy = None
+
+
+def write_mnist(folder: Path, seed: int = 0, compress: bool = True, n_train: int = 47, n_test: int = 13) -> Path:
+    """Random 28 x 28 'digits' in the four MNIST files."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    for key, count, shape in (("train_images", n_train, (28, 28)), ("train_labels", n_train, ()),
+                              ("test_images", n_test, (28, 28)), ("test_labels", n_test, ())):
+        values = rng.integers(0, 256 if shape else 10, (count, *shape), dtype=np.uint8)
+        write_idx(folder / (FILES[key] + ".gz" * compress), values, compress=compress)
+    return folder
+
+
+def check_loaded_share(red: MPIReduction) -> None:
+    """load_data with the ranks' reduction reads on each rank the rows that share gives it of the whole data set,
+    from gzipped and plain files (and from the MNIST files where present), and records where they lie; ranks
+    whose files differ are refused."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = [write_mnist(Path(tmp) / f"mnist-{compress}", compress=compress) for compress in (True, False)]
+        real = [None] if mnist_available() else []
+        for data_dir in [*map(str, folders), *real]:
+            settings = paper_settings("mnist", "resnet", train_size=31, val_size=11, data_dir=data_dir)
+            if data_dir is None:  # the real files: the paper's split
+                settings = settings.replace(train_size=None, val_size=None)
+            whole, mine = load_data(settings), load_data(settings, red)
+            for split in ("train", "val", "test"):
+                Y, C = (getattr(whole, f"{name}_{split}") for name in ("Y", "C"))
+                shared = share(red, Y, C)
+                np.testing.assert_array_equal(getattr(mine, f"Y_{split}"), shared[0])
+                np.testing.assert_array_equal(getattr(mine, f"C_{split}"), shared[1])
+                assert getattr(mine, f"Y_{split}").dtype == Y.dtype and mine.whole_size(split) == Y.shape[0]
+                rows = share_rows(Y.shape[0], red)
+                assert mine.part is None if red.size == 1 else mine.part[split] == (rows.start, Y.shape[0])
+        settings = paper_settings("mnist", "resnet", width=1, first_layers=1, max_layers=1, max_iter=1, train_size=31,
+                                  val_size=11)  # the ranks' folders differ: the data are given
+        wrong = mnist(folders[0], n_train=31, n_val=11, rows=lambda n: slice(0, n // (red.size + 1)))
+        try:  # every rank holds the first rows: not the shares
+            train(settings, wrong, progress=False, reduction=red)
+        except ValueError as error:
+            assert (f"worker 0 of {red.size} holds train examples 0..{31 // (red.size + 1) - 1} of 31, not its share "
+                    f"0..{31 // red.size - 1}") in str(error), str(error)
+        else:
+            raise AssertionError("no ValueError")
+        other = write_mnist(Path(tmp) / "other", seed=red.rank)
+        settings = paper_settings("mnist", "resnet", train_size=31, val_size=11, data_dir=str(other))
+        if red.size > 1:
+            try:
+                load_data(settings, red)
+            except ValueError as error:
+                assert "hold different MNIST files (SHA-256)" in str(error), str(error)
+            else:
+                raise AssertionError("no ValueError")
+
+
 CHECKS = [check_numbers, check_arrays, check_cupy_paths, check_errors_are_raised_on_every_rank,
           check_out_of_step_and_mismatch, check_share, check_learning_problem, check_blow_up_on_one_rank,
-          check_workers_must_agree]
+          check_workers_must_agree, check_memory_per_rank, check_loaded_share]
 
 
 def scenario_reductions(reduction: MPIReduction, out: Path) -> None:

@@ -12,8 +12,9 @@ The device's memory, ``cuda.Device().mem_info``, is the module's
 ``device_mem_info`` (free, total bytes), and its memory pool holds
 ``pool_free_bytes`` unused, both for a test to set;
 ``cuda.memory.OutOfMemoryError`` is CuPy's exception, with its message, for
-a test to raise. The device's name and CUDA versions are made up
-(``cuda.runtime.getDeviceProperties``, ``driverGetVersion``,
+a test to raise. The device's name, PCI bus id (the module's ``pci_bus_id``,
+for a test to set) and CUDA versions are made up
+(``cuda.runtime.getDeviceProperties``, ``deviceGetPCIBusId``, ``driverGetVersion``,
 ``runtimeGetVersion``), and ``synchronize`` does nothing.
 Copies to the host (``asnumpy``, ``float``, ``bool``, ``item``, ...) are
 recorded in ``TRANSFERS``, by their number of entries.
@@ -181,12 +182,14 @@ def install(monkeypatch=None) -> StandInModule:
     module.__version__ = "stand-in"
     module.device_mem_info = (1 << 34, 1 << 34)  # one "device" of 16 GiB, all free: device="gpu" runs on it
     module.pool_free_bytes = 0
+    module.pci_bus_id = "0000:01:00.0"
     module.get_default_memory_pool = lambda: types.SimpleNamespace(
         free_bytes=lambda: module.pool_free_bytes, free_all_blocks=lambda: None)
     module.cuda = types.SimpleNamespace(
         runtime=types.SimpleNamespace(
             getDeviceCount=lambda: 1,
             getDeviceProperties=lambda device: {"name": b"stand-in", "totalGlobalMem": module.device_mem_info[1]},
+            deviceGetPCIBusId=lambda device: module.pci_bus_id,
             driverGetVersion=lambda: 13000,
             runtimeGetVersion=lambda: 13000,
         ),

@@ -23,7 +23,7 @@ import pytest
 from ocdl.solvers.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
 from ocdl.distributed import LAUNCHER_RANKS
-from ocdl.experiments import load_data, paper_settings, train
+from ocdl.experiments import load_data, paper_settings, train, write_run
 from ocdl.io import load_params
 
 HERE = Path(__file__).resolve().parent
@@ -118,6 +118,17 @@ def test_training_on_ranks_equals_one_process(trained, reference, config, n):
         scale = np.max(np.abs(one[key]))
         assert np.max(np.abs(ranks[0][key] - one[key])) <= rtol * scale, key
     np.testing.assert_array_equal(ranks[0]["val_accuracy"], one["val_accuracy"])
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_reading_the_shares_trains_as_sharing_the_whole_data_set(trained, n):
+    """MNIST read in shares on every rank trains bit for bit as the whole data set shared by train, as before."""
+    if not mpi_worker.mnist_available():
+        pytest.skip("MNIST files not found (OCDL_MNIST_DIR or ../shared/data/mnist)")
+    for rank in range(n):
+        shares, whole = (np.load(trained / f"mnist-float64{kind}-P{n}-rank{rank}.npz") for kind in ("", "-whole"))
+        for key in whole.files:
+            np.testing.assert_array_equal(shares[key], whole[key])
 
 
 # -- the command line --------------------------------------------------------------------------------
@@ -286,6 +297,30 @@ def test_compare_on_two_ranks_equals_one_process(tmp_path):
             assert level["val_accuracy"] == level_one["val_accuracy"]
 
 
+MNIST_OPTIONS = dict(width=1, first_layers=2, max_layers=2, max_iter=3, train_size=40, val_size=13, batch_size=20,
+                     hessian_batch_size=10, cg_maxiter=3, classifier_newton_steps=2, classifier_cg_maxiter=2)
+"""A short MNIST run (two levels) in the well-conditioned settings of mpi_worker's MNIST configuration."""
+
+
+def test_mnist_on_two_ranks_reads_shares_and_equals_one_process(tmp_path):
+    """``mpiexec -n 2 ocdl train --problem mnist``: each rank reads its share of the (gzipped) files, and the run
+    equals one process's on the whole data set (1e-12): final parameters, objectives, validation accuracies."""
+    data_dir = mpi_worker.write_mnist(tmp_path / "mnist", n_train=60, n_test=9)
+    flags = [f"--{ {'max_iter': 'iterations', 'train_size': 'train-size'}.get(name, name.replace('_', '-')) }={value}"
+             for name, value in MNIST_OPTIONS.items()]
+    proc = ocdl(2, "train", "--problem", "mnist", "--stepper", "antisymmetric", "--data-dir", str(data_dir), *flags,
+                "--out", "two", "--no-progress", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = train(paper_settings("mnist", "antisymmetric", data_dir=str(data_dir), **MNIST_OPTIONS), progress=False)
+    one = tmp_path / "one"
+    write_run(run, one)
+    assert_same_run(tmp_path / "two", one, ranks=2)
+    results = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert (results["n_train"], results["n_val"]) == (40, 13)
+    assert [level["val_accuracy"] for level in results["levels"]] == [level["val_accuracy"] for level in run.levels()]
+    assert (tmp_path / "two" / "images.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def readme_example() -> str:
     """The ```python block of the README's section "Running on several processes or GPUs"."""
     text = (HERE.parent / "README.md").read_text(encoding="utf-8")
@@ -317,3 +352,18 @@ def test_the_scaling_benchmark_runs(tmp_path):
     model = records[2]
     assert set(model["predicted_efficiency"]) == {"cpu_8_ranks", "cpu_16_ranks", "cpu_64_ranks", "gpu_8"}
     assert all(0 < e <= 1 for e in model["predicted_efficiency"].values())
+
+
+def test_the_data_memory_benchmark_runs(tmp_path):
+    data_dir = mpi_worker.write_mnist(tmp_path / "mnist")
+    proc = subprocess.run([sys.executable, str(HERE.parent / "benchmarks" / "data_memory.py"), "--quick", "--ranks",
+                           "1,2", "--data-dir", str(data_dir), "--json", str(tmp_path / "m.json")], env=ENV,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = json.loads((tmp_path / "m.json").read_text())
+    assert [(r["ranks"], r["way"]) for r in records] == [(1, "whole"), (1, "shares"), (2, "whole"), (2, "shares")]
+    for record in records:  # every rank its share of the 24 training and 12 validation images, whichever way
+        ranks = record["per_rank"]
+        assert [r["n_train"] for r in ranks] == [24 // record["ranks"]] * record["ranks"]
+        assert sum(r["n_val"] for r in ranks) == 12 and {r["examples"] for r in ranks} == {24}
+        assert all(r["start_mib"] <= r["load_peak_mib"] <= r["setup_peak_mib"] for r in ranks)

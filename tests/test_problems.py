@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import importlib
+import types
 
 import numpy as np
 import pytest
@@ -16,10 +18,13 @@ from ocdl.problems import (
     peaks_function,
     read_idx,
     read_idx_header,
+    read_idx_rows,
     swiss_roll,
     write_idx,
 )
-from ocdl.problems.mnist import ENV_VAR, FILES, default_data_dir, find_file, user_data_dir
+from ocdl.problems.mnist import ENV_VAR, FILES, default_data_dir, files_digest, find_file, user_data_dir
+
+from ocdl.distributed import share_rows
 
 
 def assert_same(a: Dataset, b: Dataset) -> None:
@@ -209,6 +214,21 @@ def test_dataset_checks_consistency():
         Dataset(Y, C, Y, C, n_classes=2, name="bad", image_shape=(1, 3, 1))
 
 
+def test_dataset_part_records_where_its_rows_lie():
+    Y, C = np.zeros((3, 2)), np.array([0, 1, 0])
+    part = Dataset(Y, C, Y[:2], C[:2], n_classes=2, name="part", part={"train": (4, 10), "val": (0, 2)})
+    assert (part.whole_size("train"), part.whole_size("val")) == (10, 2)
+    assert "train=3 of 10, val=2 of 2" in repr(part)
+    whole = Dataset(Y, C, Y[:2], C[:2], n_classes=2, name="whole")
+    assert (whole.part, whole.whole_size("train"), whole.whole_size("val")) == (None, 3, 2)
+    with pytest.raises(ValueError, match="split must be one of 'train', 'val', got 'test'"):
+        whole.whole_size("test")
+    with pytest.raises(ValueError, match=r"part must give \(first, total\) for the splits \['train', 'val'\]"):
+        Dataset(Y, C, Y, C, n_classes=2, name="bad", part={"train": (0, 3)})
+    with pytest.raises(ValueError, match=r"part\['val'\] = \(8, 10\) does not hold the 3 examples of Y_val"):
+        Dataset(Y, C, Y, C, n_classes=2, name="bad", part={"train": (0, 3), "val": (8, 10)})
+
+
 # ---------------------------------------------------------------- IDX
 
 
@@ -272,6 +292,59 @@ def test_idx_truncated_gzip_stream(tmp_path):
         read_idx(path)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float64])
+@pytest.mark.parametrize("compress", [False, True])
+def test_idx_rows_are_the_rows_of_the_whole_array(tmp_path, dtype, compress):
+    array = (np.random.default_rng(1).standard_normal((23, 3, 2)) * 100).astype(dtype)
+    path = write_idx(tmp_path / "a.idx", array, compress=compress)
+    for rows in ([slice(None)], [slice(0, 5), slice(5, 9), slice(20, None)], [slice(3, 3), slice(-4, -1)],
+                 [slice(2, 1), slice(7, 30)], []):
+        parts = read_idx_rows(path, rows)
+        assert len(parts) == len(rows)
+        for part, piece in zip(parts, rows):
+            assert part.dtype == np.dtype(dtype) and part.flags.c_contiguous
+            np.testing.assert_array_equal(part, array[piece])
+    np.testing.assert_array_equal(read_idx_rows(write_idx(tmp_path / "v.idx", array[:, 0, 0]), [slice(4, 6)])[0],
+                                  array[4:6, 0, 0])
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_idx_rows_check_the_whole_file_and_their_arguments(tmp_path, compress):
+    data = b"\x00\x00\x08\x02\x00\x00\x00\x04\x00\x00\x00\x02" + bytes(range(8))
+    for broken, match in ((data[:-1], "truncated data: shape \\(4, 2\\) of uint8 needs 8 bytes, got 7"),
+                          (data + b"\x01", "1 trailing bytes")):
+        path = write_bytes(tmp_path / "broken.idx", broken, compress)
+        with pytest.raises(IDXFormatError, match=match):
+            read_idx_rows(path, [slice(0, 1)])  # the first row is there: the file is checked to its end
+    path = write_bytes(tmp_path / "a.idx", data, compress)
+    with pytest.raises(ValueError, match="step 1"):
+        read_idx_rows(path, [slice(0, 4, 2)])
+    with pytest.raises(ValueError, match="increasing order without overlaps"):
+        read_idx_rows(path, [slice(1, 3), slice(2, 4)])
+    with pytest.raises(IDXFormatError, match="no dimensions"):
+        read_idx_rows(write_idx(tmp_path / "scalar.idx", np.array(7, dtype=np.uint8), compress=compress), [])
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_idx_rows_hold_only_their_rows_in_memory(tmp_path, compress):
+    """Peak memory (tracemalloc, which sees NumPy's and Python's allocations) of reading a quarter of an 8 MB
+    file: the rows and buffers of 2 MiB at most, where reading all of it takes the whole file at least."""
+    import tracemalloc
+
+    array = np.random.default_rng(2).integers(0, 256, (2000, 4096), dtype=np.uint8)
+    path = write_idx(tmp_path / "big.idx", array, compress=compress)
+    peak = {}
+    for name, rows in (("rows", slice(1000, 1500)), ("whole", slice(None))):
+        tracemalloc.start()
+        try:
+            result = read_idx_rows(path, [rows])[0] if name == "rows" else read_idx(path)
+            peak[name] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        np.testing.assert_array_equal(result, array[rows])
+    assert peak["rows"] < array[1000:1500].nbytes + (2 << 20) and peak["whole"] >= array.nbytes, peak
+
+
 def test_idx_missing_file_and_unsupported_dtype(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.idx"):
         read_idx(tmp_path / "missing.idx")
@@ -316,6 +389,37 @@ def test_mnist_split_on_fake_files(tmp_path, compress):
     raw = mnist(tmp_path, n_train=6, n_val=3, normalize=False, dtype=np.float32, limit=2)
     assert raw.Y_train.dtype == np.float32 and raw.Y_test.shape == (2, 16)
     np.testing.assert_array_equal(raw.Y_val, arrays["train_images"][7:9].reshape(2, 16))
+
+
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize("limit", [None, 7])
+def test_mnist_rows_are_the_shares_of_the_whole_data_set(tmp_path, compress, limit):
+    """Each of P = 1, 2, 3 workers loads the rows share_rows gives it of every split (and the labels with them):
+    those of the whole data set loaded then split, in the same order."""
+    make_fake_mnist(tmp_path, n_train=20, n_test=9, compress=compress)
+    whole = mnist(tmp_path, n_train=11, n_val=8, limit=limit)
+    for P in (1, 2, 3):
+        for worker in (types.SimpleNamespace(rank=rank, size=P) for rank in range(P)):
+            rows_of = functools.partial(share_rows, reduction=worker)
+            part = mnist(tmp_path, n_train=11, n_val=8, limit=limit, rows=rows_of)
+            for split in ("train", "val", "test"):
+                Y, C = getattr(whole, f"Y_{split}"), getattr(whole, f"C_{split}")
+                mine = share_rows(Y.shape[0], worker)
+                np.testing.assert_array_equal(getattr(part, f"Y_{split}"), Y[mine])
+                np.testing.assert_array_equal(getattr(part, f"C_{split}"), C[mine])
+                assert part.part[split] == (mine.start, Y.shape[0]) and part.whole_size(split) == Y.shape[0]
+    assert whole.part is None
+    with pytest.raises(ValueError, match=r"rows\(11\) must give a slice of step 1, got \[0, 1\]"):
+        mnist(tmp_path, n_train=11, n_val=8, rows=lambda n: [0, 1])
+
+
+def test_mnist_files_digest_tells_files_apart(tmp_path):
+    make_fake_mnist(tmp_path / "a")
+    make_fake_mnist(tmp_path / "b", compress=False)
+    first = files_digest(tmp_path / "a")
+    assert first == files_digest(tmp_path / "a") and first != files_digest(tmp_path / "b")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        files_digest(tmp_path / "nowhere")
 
 
 def test_mnist_environment_variable(tmp_path, monkeypatch):

@@ -19,6 +19,11 @@ vectors of :math:`N p` numbers (parameters, best parameters, gradient, CG's
 vectors) and the data. The time is a rough upper estimate (CG often stops
 before :math:`k_{CG}` iterations; the 2-D runs take a fifth of it, MNIST about
 half): enough to tell a run of minutes from one of years.
+
+With the examples split over data-parallel workers (:mod:`ocdl.distributed`),
+the estimate is one worker's: its share of the time, and its examples' states
+and data against its share of the memory (the node's, or the GPU's, divided
+among the workers that share it: :func:`ocdl.distributed.memory_per_rank`).
 """
 
 from __future__ import annotations
@@ -31,8 +36,10 @@ import numpy as np
 
 from ocdl.problems import Dataset
 
-from ..backend import memory_bytes, to_device
+from ..backend import to_device
+from ..distributed import memory_per_rank, ranks_sharing_memory, select_gpu, share_rows
 from ..memory import Recompute, Reversible, StoreAll
+from ..reduction import Reduction
 from .data import network_width, widen
 from .model import build_network, examples_kept, initial_parameters, memory_policy, numbers_per_step
 from .settings import Settings
@@ -59,7 +66,10 @@ class LevelCost:
     memory_bytes : int
         Estimated memory held at once (forward states, parameters, data).
     machine_bytes : int
-        The machine's memory, or the GPU's free memory (:func:`ocdl.backend.memory_bytes`).
+        The machine's memory, or the GPU's free memory (:func:`ocdl.backend.memory_bytes`); with data-parallel
+        workers that share it, this worker's share (:func:`ocdl.distributed.memory_per_rank`).
+    sharing : int
+        The workers that share that memory (1: one process).
     """
 
     n_layers: int
@@ -67,11 +77,15 @@ class LevelCost:
     seconds: float
     memory_bytes: int
     machine_bytes: int
+    sharing: int = 1
 
     def describe(self) -> str:
-        """E.g. ``"about 3.1 years for its 20 iterations and 48 GB of memory (the machine has 16 GB)"``."""
+        """E.g. ``"about 3.1 years for its 20 iterations and 48 GB of memory (the machine has 16 GB)"``, or
+        ``"... (each of the 4 processes on the machine has 4 GB)"``."""
+        has = (f"the machine has {size(self.machine_bytes)}" if self.sharing == 1 else
+               f"each of the {self.sharing} processes on the machine has {size(self.machine_bytes)}")
         return (f"about {duration(self.seconds)} for its {self.iterations} iterations and "
-                f"{size(self.memory_bytes)} of memory (the machine has {size(self.machine_bytes)})")
+                f"{size(self.memory_bytes)} of memory ({has})")
 
 
 def layer_seconds(settings: Settings, data: Dataset, n_layers: int = 4, rows: int = 1024, repeats: int = 2) -> float:
@@ -89,30 +103,40 @@ def layer_seconds(settings: Settings, data: Dataset, n_layers: int = 4, rows: in
     return best / (n_layers * rows)
 
 
-def finest_level_cost(settings: Settings, data: Dataset, seconds_per_layer: float | None = None) -> LevelCost:
+def finest_level_cost(settings: Settings, data: Dataset, seconds_per_layer: float | None = None,
+                      reduction: Reduction | None = None) -> LevelCost:
     """Estimate the finest level of ``settings`` on ``data`` (see the module docstring).
 
     Parameters
     ----------
     settings : Settings
     data : ocdl.problems.Dataset
+        The whole data set, or this worker's :attr:`~ocdl.problems.Dataset.part` of it.
     seconds_per_layer : float, optional
         :math:`\\tau`, one layer on one example; measured by :func:`layer_seconds` if not given.
+    reduction : Reduction, optional
+        The data-parallel workers (default: one process): the estimate is this worker's, for its share of the
+        examples (:func:`ocdl.distributed.share_rows`), on its GPU with ``device="gpu"``
+        (:func:`ocdl.distributed.select_gpu`, made current). A collective operation.
 
     Returns
     -------
     LevelCost
     """
+    reduction = Reduction() if reduction is None else reduction
+    if settings.device == "gpu" and reduction.size > 1:
+        select_gpu(reduction.rank)  # the GPU the rank trains on (as train selects it): its time, its memory
     n_layers = settings.levels[-1]
-    n_train, n_val = data.Y_train.shape[0], data.Y_val.shape[0]
+    n_train, n_val = (data.whole_size(split) for split in ("train", "val"))
+    n_mine, n_val_mine = (rows.stop - rows.start for rows in (share_rows(n, reduction) for n in (n_train, n_val)))
     batch = min(settings.batch_size or n_train, n_train)
     hessian = min(settings.hessian_batch_size or batch, batch)
     tau = layer_seconds(settings, data) if seconds_per_layer is None else seconds_per_layer
     sweeps = (SWEEPS_PER_EXAMPLE["batch"] * batch + SWEEPS_PER_EXAMPLE["hessian_per_cg"] * settings.cg_maxiter
-              * hessian + SWEEPS_PER_EXAMPLE["validation"] * n_val)
+              * hessian) * n_mine / n_train + SWEEPS_PER_EXAMPLE["validation"] * n_val_mine
     itemsize = np.dtype(settings.dtype).itemsize
     finest = settings.replace(max_layers=n_layers)
-    policy = memory_policy(finest, n_train)
+    policy = memory_policy(finest, n_mine, reduction=reduction)
     if isinstance(policy, StoreAll):
         states = n_layers + 1
     elif isinstance(policy, Recompute):
@@ -121,15 +145,16 @@ def finest_level_cost(settings: Settings, data: Dataset, seconds_per_layer: floa
         assert isinstance(policy, Reversible), policy
         states = 4
     per_example = numbers_per_step(settings)
-    states_bytes = states * examples_kept(settings, n_train) * per_example * itemsize
+    states_bytes = states * examples_kept(settings, n_mine) * per_example * itemsize
     params_bytes = PARAMETER_COPIES * n_layers * build_network(settings, 1).n_params * itemsize
-    data_bytes = (n_train + n_val) * network_width(settings) * itemsize
+    data_bytes = (n_mine + n_val_mine) * network_width(settings) * itemsize
     return LevelCost(
         n_layers=n_layers,
         iterations=settings.max_iter,
         seconds=settings.max_iter * n_layers * tau * sweeps,
         memory_bytes=int(states_bytes + params_bytes + data_bytes),
-        machine_bytes=memory_bytes(settings.device),
+        machine_bytes=memory_per_rank(reduction, settings.device),
+        sharing=ranks_sharing_memory(reduction, settings.device),
     )
 
 

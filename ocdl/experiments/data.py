@@ -5,11 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from ocdl.problems import Dataset, concentric_ellipses, mnist, peaks, swiss_roll
+from ocdl.problems.mnist import files_digest
 
+from ..distributed import share_rows
+from ..reduction import Reduction
 from .settings import MNIST_IMAGE, Settings
 
 
-def load_data(settings: Settings) -> Dataset:
+def load_data(settings: Settings, reduction: Reduction | None = None) -> Dataset:
     """The data set of ``settings.problem``, as the generators or the MNIST files give it.
 
     The 2-D generators are called with their defaults (the paper's sizes)
@@ -17,16 +20,30 @@ def load_data(settings: Settings) -> Dataset:
     (default 50,000) training images and the last ``val_size`` (default
     10,000) for validation, from ``settings.data_dir``.
 
+    With a data-parallel ``reduction`` of several workers, each worker reads
+    only its share of the MNIST images (the rows
+    :func:`ocdl.distributed.share_rows` gives it of each split, a
+    :attr:`~ocdl.problems.Dataset.part`; :func:`ocdl.problems.mnist` with
+    ``rows``), after checking that all workers see the same files (their
+    SHA-256 sums). The 2-D generators make the whole data set on every
+    worker (it is small, and rank 0 draws all of it);
+    :func:`~ocdl.experiments.train` shares it.
+
     Raises
     ------
     FileNotFoundError
         If the MNIST folder or one of its files is missing.
     ValueError
-        If ``train_size``, ``val_size`` or ``data_dir`` is given for a 2-D problem.
+        If ``train_size``, ``val_size`` or ``data_dir`` is given for a 2-D problem, or the workers' MNIST
+        files differ.
     """
     if settings.problem == "mnist":
         sizes = {"n_train": settings.train_size, "n_val": settings.val_size}
-        return mnist(settings.data_dir, **{k: v for k, v in sizes.items() if v is not None})
+        options = {k: v for k, v in sizes.items() if v is not None}
+        if reduction is None or reduction.size == 1:
+            return mnist(settings.data_dir, **options)
+        reduction.check_same("MNIST files (SHA-256)", files_digest(settings.data_dir))
+        return mnist(settings.data_dir, rows=lambda n: share_rows(n, reduction), **options)
     if settings.train_size is not None or settings.val_size is not None or settings.data_dir is not None:
         raise ValueError(
             f"train_size, val_size and data_dir are for mnist; the {settings.problem} generator makes its data"

@@ -14,7 +14,8 @@ import math
 
 import numpy as np
 
-from ..backend import Array, memory_bytes
+from ..backend import Array
+from ..distributed import memory_per_rank
 from ..factory import KINDS, network
 from ..learning_problem import LearningProblem
 from ..memory import MemoryPolicy, Recompute, Reversible, StoreAll
@@ -39,7 +40,8 @@ def examples_kept(settings: Settings, n_examples: int) -> int:
     return hessian + (min(settings.chunk_size or batch, batch) if hessian < batch else 0)
 
 
-def memory_policy(settings: Settings, n_examples: int, budget: int | None = None) -> MemoryPolicy:
+def memory_policy(settings: Settings, n_examples: int, budget: int | None = None,
+                  reduction: Reduction | None = None) -> MemoryPolicy:
     r"""The memory policy of ``settings.memory`` for training on ``n_examples`` examples, up to
     ``settings.max_layers`` layers.
 
@@ -52,7 +54,10 @@ def memory_policy(settings: Settings, n_examples: int, budget: int | None = None
     (:class:`~ocdl.memory.Reversible`, Leapfrog and Verlet: about 1.4x the
     gradient time) or recomputes them from :math:`\lceil\sqrt{N_{max}}\,\rceil`
     checkpoints (:class:`~ocdl.memory.Recompute`, fewer than three extra
-    forward sweeps). All give the same derivatives up to rounding.
+    forward sweeps). All give the same derivatives up to rounding. With a
+    data-parallel ``reduction`` each worker plans for its examples and its
+    share of the memory, and all store everything only if it fits on every
+    one of them, so that they take one decision.
 
     Parameters
     ----------
@@ -60,16 +65,22 @@ def memory_policy(settings: Settings, n_examples: int, budget: int | None = None
     n_examples : int
         Training examples.
     budget : int, optional
-        Bytes the stored sweep may take (default: half of
-        :func:`ocdl.backend.memory_bytes` of ``settings.device``: the host's
-        memory, or the GPU's free memory with ``device="gpu"``, where the
-        training data already lie when the policy is chosen).
+        Bytes the stored sweep may take (default: half of this process's
+        memory, :func:`ocdl.distributed.memory_per_rank`: the host's memory, or
+        the GPU's free memory with ``device="gpu"``, where the training data
+        already lie when the policy is chosen, divided by the data-parallel
+        ranks of ``reduction`` that share it).
+    reduction : Reduction, optional
+        The workers of a data-parallel run (``n_examples``: this worker's);
+        default: one process. With ``"auto"``, a collective operation.
     """
     choice = settings.memory
     if choice == "auto":
         itemsize = np.dtype(settings.dtype).itemsize
         stored = (settings.max_layers + 1) * examples_kept(settings, n_examples) * numbers_per_step(settings) * itemsize
-        if stored <= (memory_bytes(settings.device) // 2 if budget is None else budget):
+        reduction = Reduction() if reduction is None else reduction
+        fits = stored <= (memory_per_rank(reduction, settings.device) // 2 if budget is None else budget)
+        if all(reduction.gather(fits)):
             choice = "store-all"
         else:
             choice = "reversible" if KINDS[settings.stepper].reversible else "recompute"
@@ -136,7 +147,7 @@ def build_problem(settings: Settings, Y: Array, C: Array, n_classes: int,
     """The learning problem (eq. 2.4) on the widened examples ``Y`` with labels ``C``, first level's network
     (``Y, C``: this worker's share with a data-parallel ``reduction``)."""
     return LearningProblem(
-        build_network(settings, settings.first_layers, memory_policy(settings, Y.shape[0])),
+        build_network(settings, settings.first_layers, memory_policy(settings, Y.shape[0], reduction=reduction)),
         build_objective(n_classes),
         Y,
         C,

@@ -155,7 +155,7 @@ def compare(problem: str, steppers: Sequence[str], out: str | Path, progress: bo
     if not steppers or len(set(steppers)) != len(steppers):
         raise ValueError(f"steppers must be distinct and at least one, got {list(steppers)}")
     all_settings = [paper_settings(problem, stepper, **overrides) for stepper in steppers]  # validate all first
-    data = load_data(all_settings[0])  # the same for every stepper
+    data = load_data(all_settings[0], reduction)  # the same for every stepper (this process's share of MNIST)
     out = Path(out)
     writes = reduction is None or reduction.rank == 0
     if writes:

@@ -199,7 +199,8 @@ def plot_mnist(fig: Figure, run: Run, n_examples: int = 4) -> Figure:
     run : Run
         A run on MNIST.
     n_examples : int
-        Validation images to show.
+        Validation images to show, the first ones (fewer if the run holds fewer: rank 0's share under
+        ``mpiexec``).
 
     Returns
     -------
@@ -207,6 +208,7 @@ def plot_mnist(fig: Figure, run: Run, n_examples: int = 4) -> Figure:
     """
     channels = run.settings.width
     height, width = run.data.image_shape[1:]
+    n_examples = min(n_examples, run.data.Y_val.shape[0])  # rank 0's share of them under mpiexec
     images = run.data.Y_val[:n_examples]
     propagated = run.features(images).reshape(n_examples, channels, height, width)
     predicted = run.predict(images)

@@ -13,7 +13,7 @@ from ocdl.problems import Dataset
 from ocdl.solvers import BlockCoordinateDescent, Checkpointing, MultilevelResult, multilevel
 
 from ..backend import asnumpy, to_device
-from ..distributed import select_gpu, share
+from ..distributed import check_share, select_gpu, share
 from ..learning_problem import LearningProblem
 from ..propagation import Network
 from ..reduction import Reduction
@@ -33,7 +33,8 @@ class Run:
     ----------
     settings : Settings
     data : ocdl.problems.Dataset
-        The data set before widening (on the host).
+        The data set before widening (on the host): as :func:`train` was given
+        it, whole or this process's share (MNIST under ``mpiexec``).
     problem : LearningProblem
         The learning problem with the finest level's network (this process's
         share of the training examples when they are split over processes).
@@ -98,8 +99,8 @@ class Run:
             "problem": self.settings.problem,
             "stepper": self.settings.stepper,
             "settings": self.settings.to_dict(),
-            "n_train": int(self.data.Y_train.shape[0]),
-            "n_val": int(self.data.Y_val.shape[0]),
+            "n_train": self.data.whole_size("train"),
+            "n_val": self.data.whole_size("val"),
             "n_features": int(self.problem.n_features),
             "n_params": int(self.network.n_params),
             "levels": levels,
@@ -136,13 +137,20 @@ def _finite_or_none(value: float) -> float | None:
 def _problem_and_validation(settings: Settings, data: Dataset,
                             reduction: Reduction | None) -> tuple[LearningProblem, tuple]:
     """The learning problem and the validation pair on ``settings.device``; with a data-parallel
-    ``reduction``, of this process's share of the examples (rank ``r`` on GPU ``r mod (GPUs)``)."""
+    ``reduction``, of this process's share of the examples (rank ``r`` on GPU ``r mod (GPUs)``): the rows of
+    ``data`` that :func:`~ocdl.distributed.share` gives it, or ``data`` itself if it is that share already
+    (a :attr:`~ocdl.problems.Dataset.part`, checked)."""
     reduction = Reduction() if reduction is None else reduction
     train_rows, val_rows = (data.Y_train, data.C_train), (data.Y_val, data.C_val)
     if reduction.size > 1:
         reduction.check_same("settings", settings.to_dict())
         if settings.device == "gpu":
             select_gpu(reduction.rank)
+    if data.part is not None:
+        for split, (Y, _) in (("train", train_rows), ("val", val_rows)):
+            first, total = data.part[split]
+            check_share(reduction, f"{split} examples", first, Y.shape[0], total)
+    elif reduction.size > 1:
         train_rows, val_rows = share(reduction, *train_rows), share(reduction, *val_rows)
 
     def device(x):
@@ -174,7 +182,9 @@ def train(settings: Settings, data: Dataset | None = None, progress: bool = True
     ----------
     settings : Settings
     data : ocdl.problems.Dataset, optional
-        The data (default :func:`load_data` ``(settings)``).
+        The data (default :func:`load_data` ``(settings, reduction)``): the
+        whole data set, or with a data-parallel ``reduction`` this process's
+        share of it (a :attr:`~ocdl.problems.Dataset.part`).
     progress : bool
         Show a tqdm progress bar per level.
     checkpoint : ocdl.solvers.Checkpointing, optional
@@ -184,9 +194,10 @@ def train(settings: Settings, data: Dataset | None = None, progress: bool = True
         Default: none.
     reduction : Reduction, optional
         With a data-parallel reduction (:func:`ocdl.distributed.world` under
-        ``mpiexec``), every process passes the whole ``data`` and trains on its
-        share of the training and validation examples; the run is the same on
-        every process, and only rank 0 writes the checkpoints. Default: local.
+        ``mpiexec``), every process passes the whole ``data`` or its share of
+        it (as :func:`load_data` reads MNIST) and trains on its share of the
+        training and validation examples; the run is the same on every
+        process, and only rank 0 writes the checkpoints. Default: local.
 
     Returns
     -------
@@ -201,7 +212,7 @@ def train(settings: Settings, data: Dataset | None = None, progress: bool = True
     ocdl.solvers.checkpoint.TrainingInterrupted
         On Ctrl-C with a checkpoint (after writing it).
     """
-    data = load_data(settings) if data is None else data
+    data = load_data(settings, reduction) if data is None else data
     problem, validation = _problem_and_validation(settings, data, reduction)
     theta0 = to_device(initial_parameters(settings, problem.network), settings.device)
     if checkpoint is not None:
@@ -231,7 +242,7 @@ def iteration_cost(settings: Settings, n_layers: int, data: Dataset | None = Non
     dict
         ``iteration_s, gn_product_s, cg_iters, n_layers, n_train, n_val, n_hessian`` (seconds, counts).
     """
-    data = load_data(settings) if data is None else data
+    data = load_data(settings, reduction) if data is None else data
     problem, validation = _problem_and_validation(settings, data, reduction)
     problem = problem.with_network(problem.network.with_steps(n_layers))
     theta0 = to_device(initial_parameters(settings, problem.network), settings.device)
@@ -250,6 +261,6 @@ def iteration_cost(settings: Settings, n_layers: int, data: Dataset | None = Non
         "cg_iters": int(result.history[0]["cg_iters"]),
         "n_layers": n_layers,
         "n_train": problem.n_examples,
-        "n_val": int(data.Y_val.shape[0]),
+        "n_val": data.whole_size("val"),
         "n_hessian": n_hessian,
     }
