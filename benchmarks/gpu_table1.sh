@@ -42,7 +42,7 @@ table1_session() {
     budget=$((($(left) - GRACE - 10 - tta_overhead) / 3))
     ((budget > 600)) && budget=600
     if [ "$QUICK" = 1 ]; then
-        stage "time to accuracy" 60 "${LAUNCH[@]}" benchmarks/time_to_accuracy.py --quick --device gpu \
+        stage "time to accuracy" 60 "${TRAIN_ENV[@]}" "${LAUNCH[@]}" benchmarks/time_to_accuracy.py --quick --device gpu \
             --data-dir "$MNIST_DIR" --json "$OUT/tta_gpu.json" --plot "$OUT/tta_gpu.png"
     elif ((finished && budget >= 50)); then
         stage "time to accuracy" $(($(left) - GRACE - 5)) "${LAUNCH[@]}" benchmarks/time_to_accuracy.py --full \
