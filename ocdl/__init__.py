@@ -4,6 +4,7 @@ Forward propagation is time stepping, ``x_{j+1} = step(x_j, theta_j, h)``;
 sensitivities and adjoints come from each stepper's one-step linearisation.
 """
 
+from . import kernels as kernels
 from . import stability
 from ._version import __version__ as __version__
 from .activations import Activation, Identity, ReLU, SmoothReLU, Tanh, get_activation

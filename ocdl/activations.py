@@ -19,6 +19,10 @@ class Activation:
     name = "activation"
     #: Whether :math:`\sigma` is differentiable everywhere (the Taylor tests assume it).
     smooth = True
+    #: CUDA C statements setting ``s`` :math:`= \sigma(z)` and ``ds`` :math:`= \sigma'(z)` from ``z``, all of
+    #: type ``T`` (``float`` or ``double``), for the fused GPU kernels (:mod:`ocdl.kernels`); ``None``: the
+    #: layer takes the plain path on the GPU (a subclass's own activation, until it gives its source).
+    cuda: str | None = None
 
     def value_and_derivative(self, x: Any) -> tuple[Any, Any]:
         """Return :math:`(\\sigma(x), \\sigma'(x))` entry by entry."""
@@ -55,6 +59,7 @@ class Tanh(Activation):
     r""":math:`\sigma(x) = \tanh x`, :math:`\sigma'(x) = 1 - \tanh^2 x`."""
 
     name = "tanh"
+    cuda = "s = tanh(z); ds = (T)1 - s * s;"
 
     def value_and_derivative(self, x):
         xp = get_array_module(x)
@@ -86,6 +91,7 @@ class ReLU(Activation):
 
     name = "relu"
     smooth = False
+    cuda = "s = z > (T)0 ? z : (T)0; ds = z > (T)0 ? (T)1 : (T)0;"
 
     def value_and_derivative(self, x):
         xp = get_array_module(x)
@@ -110,6 +116,8 @@ class SmoothReLU(Activation):
 
     def __init__(self, eta: float = 0.1) -> None:
         self.eta = check_positive("eta", eta)
+        self.cuda = (f"const T r = sqrt(z * z + (T)({self.eta**2!r})); "
+                     "s = (T)0.5 * (z + r); ds = (T)0.5 * ((T)1 + z / r);")
 
     def value_and_derivative(self, x):
         xp = get_array_module(x)
@@ -124,6 +132,7 @@ class Identity(Activation):
     r""":math:`\sigma(x) = x`, :math:`\sigma'(x) = 1`."""
 
     name = "identity"
+    cuda = "s = z; ds = (T)1;"
 
     def value_and_derivative(self, x):
         xp = get_array_module(x)

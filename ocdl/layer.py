@@ -8,6 +8,7 @@ from ._threads import row_blocks
 from ._workspace import step_empty
 from .activations import Activation, get_activation
 from .backend import get_array_module
+from .kernels import layer_steps
 from .transforms import Transform
 
 
@@ -42,6 +43,10 @@ class Layer:
     large states on several threads. ``X = None`` stands for zero (then
     :meth:`step` returns :math:`c F` and :math:`c\sigma'`: with :math:`c = 1`
     the layer's value and derivative), and so do ``dX`` and ``lam_V``.
+
+    On CuPy arrays each method is one to three fused CUDA kernels where the
+    transform has an explicit form and the activation CUDA source
+    (:mod:`ocdl.kernels`; :func:`ocdl.kernels.fused` switches them off).
     """
 
     def __init__(self, transform: Transform, activation: str | Activation = "tanh") -> None:
@@ -77,6 +82,9 @@ class Layer:
         :func:`~ocdl._workspace.step_empty` (owned by the sweep running the
         step, if any) and filled block by block.
         """
+        fused = layer_steps.step(self, theta, V, X, c, transpose, derivative)
+        if fused is not None:
+            return fused
         theta_K, b = theta[:-1], theta[-1:].reshape(())  # a 0-d bias broadcasts fastest
         product_blocks = self.transform._apply_blocks
         axpy = self.activation._axpy_into
@@ -101,6 +109,9 @@ class Layer:
         ``D`` is the cache :meth:`step` returned at ``V``; ``dX`` may be ``None`` (zero).
         Returns a new array of ``D``'s shape.
         """
+        fused = layer_steps.step_jvp(self, theta, V, D, dV, dtheta, dX, transpose)
+        if fused is not None:
+            return fused
         xp = get_array_module(V, dV)
         theta_K, dtheta_K, db = theta[:-1], dtheta[:-1], dtheta[-1:].reshape(())
         tangent = self.transform.tangent
@@ -129,6 +140,9 @@ class Layer:
         none), and the parameter gradient. The cotangent of ``X`` is ``lam``
         itself. The parameter gradient is a sum over rows: each block adds its share.
         """
+        fused = layer_steps.step_vjp(self, theta, V, D, lam, lam_V, transpose)
+        if fused is not None:
+            return fused
         xp = get_array_module(V, lam)
         theta_K = theta[:-1]
         cotangent = self.transform.cotangent

@@ -15,7 +15,11 @@ The device's memory, ``cuda.Device().mem_info``, is the module's
 a test to raise. The device's name, PCI bus id (the module's ``pci_bus_id``,
 for a test to set) and CUDA versions are made up
 (``cuda.runtime.getDeviceProperties``, ``deviceGetPCIBusId``, ``driverGetVersion``,
-``runtimeGetVersion``), and ``synchronize`` does nothing.
+``runtimeGetVersion``), its 4 multiprocessors and 48 KiB of shared memory per
+block too (``getDeviceProperties``, ``Device().attributes``), and
+``synchronize`` does nothing. ``RawModule`` and ``RawKernel`` compile CUDA
+kernels for the CPU and run them (``cuda_emulator.py``; where
+:func:`can_run_kernels`).
 Copies to the host (``asnumpy``, ``float``, ``bool``, ``item``, ...) are
 recorded in ``TRANSFERS``, by their number of entries.
 
@@ -28,9 +32,11 @@ of a NumPy subclass it does not), and NumPy functions that CuPy lacks.
 from __future__ import annotations
 
 import functools
+import shutil
 import sys
 import types
 
+import cuda_emulator  # its RawModule and RawKernel (it reads StandInArray from here: attributes only)
 import numpy as np
 import scipy.fft
 
@@ -172,8 +178,17 @@ class _Device:
     def mem_info(self) -> tuple[int, int]:
         return self._module.device_mem_info
 
+    @property
+    def attributes(self) -> dict[str, int]:
+        return {"MultiProcessorCount": 4, "MaxSharedMemoryPerBlock": 49152}
+
     def synchronize(self) -> None:
         pass
+
+
+def can_run_kernels() -> bool:
+    """Whether ``RawModule`` and ``RawKernel`` can run kernels here (g++ compiles them; tests skip otherwise)."""
+    return shutil.which("g++") is not None
 
 
 def install(monkeypatch=None) -> StandInModule:
@@ -182,13 +197,15 @@ def install(monkeypatch=None) -> StandInModule:
     module.__version__ = "stand-in"
     module.device_mem_info = (1 << 34, 1 << 34)  # one "device" of 16 GiB, all free: device="gpu" runs on it
     module.pool_free_bytes = 0
+    module.RawModule, module.RawKernel = cuda_emulator.RawModule, cuda_emulator.RawKernel
     module.pci_bus_id = "0000:01:00.0"
     module.get_default_memory_pool = lambda: types.SimpleNamespace(
         free_bytes=lambda: module.pool_free_bytes, free_all_blocks=lambda: None)
     module.cuda = types.SimpleNamespace(
         runtime=types.SimpleNamespace(
             getDeviceCount=lambda: 1,
-            getDeviceProperties=lambda device: {"name": b"stand-in", "totalGlobalMem": module.device_mem_info[1]},
+            getDeviceProperties=lambda device: {"name": b"stand-in", "totalGlobalMem": module.device_mem_info[1],
+                                                "multiProcessorCount": 4, "sharedMemPerBlock": 49152},
             deviceGetPCIBusId=lambda device: module.pci_bus_id,
             driverGetVersion=lambda: 13000,
             runtimeGetVersion=lambda: 13000,

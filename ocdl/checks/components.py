@@ -53,7 +53,12 @@ def check_transform(
     * Taylor tests of ``tangent`` (both orientations) as the derivative of
       :math:`(\theta, Y) \mapsto Y K(\theta)` and the dot tests of
       ``tangent`` against ``cotangent``;
-    * each row transformed alone: ``apply`` on two halves of the rows.
+    * each row transformed alone: ``apply`` on two halves of the rows;
+    * for a transform with an explicit form (``explicit_kind``, what the fused
+      GPU kernels use): ``explicit`` applied as a matrix or, for a stencil, by
+      a zero-padded correlation written independently here, against ``apply``;
+      the Taylor test of ``explicit`` against ``explicit_jvp`` and the dot test
+      of ``explicit_jvp`` against ``explicit_vjp``.
     """
     rng = np.random.default_rng(rng)
     xp = get_array_module(Y, theta)
@@ -102,6 +107,8 @@ def check_transform(
         results["rows transformed alone"] = rows_alone(
             lambda y: transform.apply(theta, y), Y, transform.apply(theta, Y), 100 * np.finfo(float).eps
         )
+    if transform.explicit_kind is not None:
+        results.update(_explicit_rows(transform, theta, Y, dtheta, rng, tol))
     maps = {
         "apply": lambda t, y, z, dt: transform.apply(t, y),
         "jvp": lambda t, y, z, dt: transform.jvp(t, y, dt),
@@ -109,6 +116,38 @@ def check_transform(
     }
     notes = precision_rows(results, dtype, maps, (theta, Y, Z, dtheta))
     return CheckReport(f"check_transform({transform!r})", results, notes)
+
+
+def explicit_product(transform: Any, K: Any, Y: Any) -> Any:
+    r""":math:`Y K` from the explicit form ``K`` of ``transform``: a matrix product, or for a stencil
+    ``(c_out, c_in, k, k)`` on images ``image_shape`` the zero-padded correlation
+    :math:`Z_{o,y,x} = \sum_{i,a,b} K_{o,i,a,b} Y_{i,\,y+a-r,\,x+b-r}`, summed shift by shift over a padded copy."""
+    if transform.explicit_kind == "matrix":
+        return Y @ K
+    xp = get_array_module(Y, K)
+    c_out, c_in, k, _ = K.shape
+    H, W = transform.image_shape
+    r, s = k // 2, Y.shape[0]
+    padded = xp.zeros((s, c_in, H + 2 * r, W + 2 * r), dtype=Y.dtype)
+    padded[:, :, r : r + H, r : r + W] = Y.reshape(s, c_in, H, W)
+    Z = xp.zeros((s, c_out, H, W), dtype=Y.dtype)
+    for a in range(k):
+        for b in range(k):
+            Z += xp.einsum("oi,siyx->soyx", K[:, :, a, b], padded[:, :, a : a + H, b : b + W])
+    return Z.reshape(s, -1)
+
+
+def _explicit_rows(transform: Any, theta: Any, Y: Any, dtheta: Any, rng: np.random.Generator, tol: float) -> dict:
+    K = transform.explicit(theta)
+    return {
+        "explicit: apply": agreement(explicit_product(transform, K, Y), transform.apply(theta, Y), tol),
+        "explicit: theta": taylor_test(lambda t: transform.explicit(t), theta, dtheta,
+                                       transform.explicit_jvp(theta, dtheta)),
+        "explicit_jvp/explicit_vjp": dot_test(
+            lambda v: transform.explicit_jvp(theta, v), lambda g: transform.explicit_vjp(theta, g), dtheta,
+            random_like(K, rng), tol,
+        ),
+    }
 
 
 def check_layer(

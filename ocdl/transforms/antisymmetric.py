@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..backend import get_array_module
 from ..validation import check_nonnegative
 from .base import Transform
 
@@ -30,6 +31,9 @@ class Antisymmetric(Transform):
         self.base, self.gamma = base, check_nonnegative("gamma", gamma)
         self.n_in = self.n_out = base.n_in
         self.n_params, self.param_shape = base.n_params, base.param_shape
+        self.explicit_kind = base.explicit_kind
+        if self.explicit_kind == "stencil":
+            self.explicit_shape, self.image_shape = base.explicit_shape, base.image_shape
 
     def apply(self, theta, Y):
         out = self.base.apply(theta, Y) - self.base.apply_transpose(theta, Y)
@@ -51,6 +55,33 @@ class Antisymmetric(Transform):
 
     def vjp(self, theta, Y, lam):
         return 0.5 * (self.base.vjp(theta, Y, lam) - self.base.vjp(theta, lam, Y))
+
+    def _skew(self, M):
+        r""":math:`\tfrac12 (M - M^T)` of a matrix, or of a square stencil (its transpose: channels
+        exchanged and the stencil flipped, the exact adjoint of the correlation, padding included)."""
+        if self.explicit_kind == "stencil":
+            return 0.5 * (M - M.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+        return 0.5 * (M - M.T)
+
+    def explicit(self, theta):
+        r""":math:`\tfrac12 (B - B^T) - \tfrac\gamma2 I` (for a stencil, :math:`-\gamma/2` at the centre of each
+        channel's own stencil)."""
+        K = self._skew(self.base.explicit(theta))
+        if self.gamma:
+            shift = 0.5 * self.gamma * get_array_module(K).eye(K.shape[0], dtype=K.dtype)
+            if self.explicit_kind == "stencil":
+                r = K.shape[2] // 2
+                K[:, :, r, r] -= shift
+            else:
+                K -= shift
+        return K
+
+    def explicit_jvp(self, theta, dtheta):
+        return self._skew(self.base.explicit_jvp(theta, dtheta))
+
+    def explicit_vjp(self, theta, g):
+        # the map M -> (M - M^T) / 2 is its own adjoint (the transpose is a permutation and an involution)
+        return self.base.explicit_vjp(theta, self._skew(g))
 
     def __repr__(self) -> str:
         return f"Antisymmetric({self.base!r}, gamma={self.gamma})"

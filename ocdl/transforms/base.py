@@ -53,6 +53,13 @@ class Transform:
     n_params: int
     param_shape: tuple[int, ...]
     linear_in_params = True
+    #: How :meth:`explicit` writes :math:`K(\theta)` for the fused GPU kernels (:mod:`ocdl.kernels`):
+    #: ``"matrix"`` (``n_in x n_out``), ``"stencil"`` (``explicit_shape = (c_out, c_in, k, k)`` on
+    #: images of ``image_shape``, the correlation of :class:`~ocdl.transforms.Conv2d`), or ``None``
+    #: (no explicit form: the plain path).
+    explicit_kind: str | None = None
+    #: Whether :meth:`explicit` is ``theta`` itself, reshaped (its gradient is the parameter gradient).
+    explicit_is_theta = False
 
     def apply(self, theta: Any, Y: Any) -> Any:
         """:math:`Y K(\\theta)`, ``s x n_out``."""
@@ -88,6 +95,20 @@ class Transform:
         if transpose:
             return self.apply(theta, lam), self.transpose_vjp(theta, Y, lam)
         return self.apply_transpose(theta, lam), self.vjp(theta, Y, lam)
+
+    def explicit(self, theta: Any) -> Any:
+        """:math:`K(\theta)` as the array :attr:`explicit_kind` names (a matrix or a stencil)."""
+        raise NotImplementedError(missing_method(self, "explicit(theta) -> K as a matrix or stencil"))
+
+    def explicit_jvp(self, theta: Any, dtheta: Any) -> Any:
+        """:math:`K'(\theta)[d\theta]` in the form of :meth:`explicit` (by default, for a linear
+        :math:`K`: ``explicit(dtheta)``)."""
+        return self.explicit(dtheta)
+
+    def explicit_vjp(self, theta: Any, g: Any) -> Any:
+        """The parameter gradient :math:`K'(\theta)^T g` of :math:`\\langle K(\theta), g\rangle`, ``g`` in the
+        form of :meth:`explicit`; ``n_params`` entries."""
+        raise NotImplementedError(missing_method(self, "explicit_vjp(theta, g) -> K'(theta)^T g"))
 
     def _apply_blocks(self, theta: Any, Y: Any, consume, transpose: bool = False) -> None:
         """``consume(rows, Z[rows])`` over row blocks covering ``Z = Y K`` (``Y K^T`` with ``transpose``).

@@ -87,6 +87,9 @@ class Conv2d(Transform):
     with a padded width (one GEMM per vertical shift, then a crop).
     """
 
+    explicit_kind = "stencil"
+    explicit_is_theta = True
+
     def __init__(self, c_in: int, c_out: int, height: int, width: int, kernel_size: int = 3) -> None:
         if min(c_in, c_out, height, width) < 1:
             raise ValueError(
@@ -100,6 +103,7 @@ class Conv2d(Transform):
         self.n_out = self.c_out * self.height * self.width
         self.param_shape = (self.c_out, self.c_in, self.kernel_size, self.kernel_size)
         self.n_params = self.c_out * self.c_in * self.kernel_size**2
+        self.explicit_shape, self.image_shape = self.param_shape, (self.height, self.width)
 
     # -- blocked correlation (see the class docstring) -----------------------
     def _kernel(self, theta, transpose: bool):
@@ -257,6 +261,13 @@ class Conv2d(Transform):
         holds every shift of ``lam`` that the parameter gradient pairs with ``Y``."""
         out, G = self._sweep([lam], stacks=self._stacks(self._kernel(theta, not transpose)), weights=Y)
         return out, self._theta_layout(G, flipped=not transpose)
+
+    def explicit(self, theta):
+        """The stencil ``theta`` as ``(c_out, c_in, k, k)``."""
+        return theta.reshape(self.param_shape)
+
+    def explicit_vjp(self, theta, g):
+        return g.reshape(-1)
 
     def init_params(self, rng, scale=1.0, dtype=np.float64):
         fan_in = self.c_in * self.kernel_size**2

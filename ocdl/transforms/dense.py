@@ -27,6 +27,9 @@ class Dense(Transform):
     :math:`\nabla_\theta \langle Y K, \lambda \rangle = \operatorname{vec}(Y^T \lambda)`.
     """
 
+    explicit_kind = "matrix"
+    explicit_is_theta = True
+
     def __init__(self, n_in: int, n_out: int | None = None) -> None:
         n_out = n_in if n_out is None else n_out
         self.n_in, self.n_out = check_positive("n_in", n_in, integer=True), check_positive("n_out", n_out, integer=True)
@@ -51,3 +54,9 @@ class Dense(Transform):
 
     def matrix(self, theta):
         return self._K(theta)
+
+    def explicit(self, theta):
+        return self._K(theta)
+
+    def explicit_vjp(self, theta, g):
+        return g.reshape(-1)

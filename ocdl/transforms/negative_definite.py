@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend import get_array_module
 from ..validation import check_nonnegative
 from .base import Transform
 
@@ -29,6 +30,8 @@ class NegativeDefinite(Transform):
         self.base, self.gamma = base, check_nonnegative("gamma", gamma)
         self.n_in = self.n_out = base.n_out
         self.n_params, self.param_shape = base.n_params, base.param_shape
+        # a stencil's C^T C is no stencil at the image's border: only a matrix base has an explicit K
+        self.explicit_kind = "matrix" if base.explicit_kind == "matrix" else None
 
     def apply(self, theta, Y):
         out = -self.base.apply(theta, self.base.apply_transpose(theta, Y))
@@ -50,6 +53,25 @@ class NegativeDefinite(Transform):
 
     def transpose_vjp(self, theta, Z, lam):
         return self.vjp(theta, Z, lam)
+
+    def explicit(self, theta):
+        r""":math:`-C^T C - \gamma I` from the base's matrix :math:`C` (``m x n``)."""
+        C = self.base.explicit(theta)
+        K = -(C.T @ C)
+        if self.gamma:
+            K -= self.gamma * get_array_module(K).eye(K.shape[0], dtype=K.dtype)
+        return K
+
+    def explicit_jvp(self, theta, dtheta):
+        C, dC = self.base.explicit(theta), self.base.explicit_jvp(theta, dtheta)
+        CtdC = C.T @ dC
+        return -(CtdC + CtdC.T)
+
+    def explicit_vjp(self, theta, g):
+        r""":math:`\langle -dC^T C - C^T dC, g\rangle = \langle dC, -C (g + g^T)\rangle`, pulled back through
+        the base."""
+        C = self.base.explicit(theta)
+        return self.base.explicit_vjp(theta, -(C @ (g + g.T)))
 
     def init_params(self, rng, scale=1.0, dtype=np.float64):
         return self.base.init_params(rng, scale, dtype)
