@@ -133,3 +133,9 @@ def write_records(records: list, path: str) -> None:
 
     write_text(path, json.dumps(records, indent=1, default=float))
     print(f"wrote {len(records)} records to {path}")
+
+
+def library_name(library: str, kernels: str | None) -> str:
+    """A library of ``run.py``'s records as its table and figure name it: ``ocdl`` (with its fused kernels, the
+    default), ``ocdl plain`` (without), ``torch``, ``torch-tf32``."""
+    return library if kernels in (None, "fused") else f"{library} {kernels}"

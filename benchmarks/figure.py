@@ -9,7 +9,7 @@ count (NumPy's GEMM and elementwise rates, so PyTorch's MKL can beat it).
 The forward panel also marks the issue's 2x target. Records without a roofline
 (``--no-roofline``) are drawn in milliseconds instead. GPU records
 (``--device gpu``) are drawn over their memory-bandwidth limit (``gpu.py``), with
-PyTorch's TF32 row as a third bar.
+ocdl without its fused kernels (``plain``) and PyTorch's TF32 row as more bars.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ QUANTITIES = (
     ("gradient_s", "roofline_gradient_s", "gradient"),
     ("gn_matvec_s", "roofline_gn_matvec_s", "Gauss-Newton product"),
 )
-COLOURS = {"ocdl": "tab:blue", "torch": "tab:orange", "torch-tf32": "tab:red"}
+COLOURS = {"ocdl": "tab:blue", "ocdl plain": "tab:cyan", "torch": "tab:orange", "torch-tf32": "tab:red"}
 TICKS = (0.01, 0.1, 0.25, 0.5, 1, 2, 4, 8, 10, 100, 1000, 10000)
 
 
@@ -29,12 +29,14 @@ def plot_records(records: list[dict], path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from common import library_name
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
     records = [r for r in records if "error" not in r]  # cases that ran out of GPU memory have no times
     cases = list(dict.fromkeys((r["workload"], r["stepper"], r["dtype"]) for r in records))
-    by_case = {(r["workload"], r["stepper"], r["dtype"], r["library"]): r for r in records}
-    libraries = [lib for lib in COLOURS if any(r["library"] == lib for r in records)]
+    by_case = {(r["workload"], r["stepper"], r["dtype"], library_name(r["library"], r.get("kernels"))): r
+               for r in records}
+    libraries = [lib for lib in COLOURS if any(key[3] == lib for key in by_case)]
     roofline = all(r.get("roofline_s") is not None for r in records if r["library"] == "ocdl")
     device = records[0].get("device")  # --device gpu: the roofline is the bandwidth limit (gpu.py)
     fig, axes = plt.subplots(1, 3, figsize=(13, 0.45 * len(cases) + 1.6), sharey=True)

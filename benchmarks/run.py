@@ -8,6 +8,7 @@ Usage::
     python benchmarks/run.py --workloads W1,W3 --dtypes float32 --repeats 7
     python benchmarks/run.py --quick              # tiny sizes: a smoke run of a few seconds
     python benchmarks/run.py --device gpu --json gpu.json   # CuPy and PyTorch CUDA, W1-W3 and W3L
+    python benchmarks/run.py --device gpu --workloads W3L:float32,W3 --time-limit 180 --json gpu.json
 
 For every workload (see ``workloads.py``), stepper and dtype it times, best of
 ``--repeats`` runs after ``--warmup`` runs: the forward propagation, the
@@ -21,13 +22,19 @@ float32 twice (TF32 off: ``torch``; on: ``torch-tf32``); the limit of each
 case is the memory bandwidth of a fused sweep instead of the CPU roofline,
 and the records carry ``device`` (GPU, driver, CUDA, CuPy) and ``tf32``. A
 case that runs out of GPU memory is recorded with its ``error`` and skipped.
-The JSON file is rewritten after every workload, so a run stopped early
-keeps what it measured.
+ocdl runs once per setting of its fused GPU kernels (``--kernels``; on the
+GPU both, ``fused`` and ``plain``, by default), each record saying which
+(``kernels``), and the issue's targets are printed below the table and
+stored in the fused records (``targets.py``; the speed-up over the CPU
+needs ``--cpu-json``). The JSON file is rewritten after every case, so a
+run stopped early keeps what it measured; ``--time-limit`` ends a run in
+time by starting no case after it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -36,13 +43,20 @@ import time
 import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)  # the benchmarks import each other by plain name
+
+from common import library_name  # noqa: E402 - no NumPy import: the thread limits come first
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--json", metavar="FILE", help="write the list of records to FILE")
     p.add_argument("--plot", metavar="FILE", help="draw the times as multiples of the roofline into FILE (figure.py)")
-    p.add_argument("--workloads", help="comma-separated (default W1,W2,W3; with --device gpu W1,W2,W3,W3L)")
+    p.add_argument(
+        "--workloads",
+        help="comma-separated (default W1,W2,W3; with --device gpu W1,W2,W3,W3L); NAME:DTYPE measures NAME in "
+        "that dtype only (W3L:float32)",
+    )
     p.add_argument(
         "--device", default="cpu", choices=("cpu", "gpu"),
         help="cpu (default): NumPy and PyTorch on the CPU; gpu: ocdl on CuPy and PyTorch on CUDA, TF32 off and "
@@ -52,6 +66,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steppers", default="resnet,verlet", help="comma-separated (default resnet,verlet)")
     p.add_argument("--dtypes", default="float64,float32", help="comma-separated (default float64,float32)")
     p.add_argument("--libraries", default="ocdl,torch", help="comma-separated (default ocdl,torch)")
+    p.add_argument(
+        "--kernels",
+        help="ocdl's kernels, comma-separated: fused (ocdl.kernels.fused(True)), plain (False); ocdl is measured "
+        "once per setting (default fused,plain with --device gpu, else fused)",
+    )
+    p.add_argument(
+        "--time-limit", type=float, metavar="S",
+        help="start no case (workload, dtype, stepper) after S seconds; those left are listed as not measured",
+    )
+    p.add_argument(
+        "--cpu-json", metavar="FILE",
+        help="with --device gpu or --merge of GPU records: records of run.py --device cpu on the same machine "
+        "(all cores), for the target GPU / CPU (targets.py)",
+    )
     p.add_argument("--repeats", type=int, default=None, help="timed runs, best reported (default 5; 1 with --quick)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
     p.add_argument(
@@ -88,7 +116,42 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.workloads = "W1,W2,W3,W3L" if args.device == "gpu" else "W1,W2,W3"
     if args.torch_device is None:
         args.torch_device = "cuda" if args.device == "gpu" else "cpu"
+    if args.kernels is None:
+        args.kernels = "fused,plain" if args.device == "gpu" else "fused"
+    args.kernels = _split(args.kernels)
+    if not args.kernels or len(set(args.kernels)) != len(args.kernels) or set(args.kernels) - set(KERNELS):
+        p.error(f"--kernels must be a comma-separated list of distinct {', '.join(KERNELS)}; got {args.kernels}")
     return args
+
+
+KERNELS = ("fused", "plain")
+"""The settings of ocdl's one kernel switch (``ocdl.kernels.fused``) that ``--kernels`` chooses from."""
+
+
+def kernel_setting(kernels: str | None):
+    """A context manager that runs ocdl with its fused GPU kernels on (``"fused"``) or off (``"plain"``);
+    ``None`` (PyTorch's cases) changes nothing."""
+    if kernels is None:
+        return contextlib.nullcontext()
+    from ocdl import kernels as switch
+
+    return switch.fused(kernels == "fused")
+
+
+def _parse_workloads(text: str, table: dict, dtypes: list) -> list[tuple]:
+    """``(workload, dtypes)`` for each entry of ``--workloads``: ``NAME`` in every dtype, ``NAME:DTYPE`` in one."""
+    import numpy as np
+
+    found = []
+    for entry in _split(text):
+        name, _, dtype = entry.partition(":")
+        if name not in table:
+            raise SystemExit(f"unknown workload {name!r} in --workloads; choose from {sorted(table)}")
+        try:
+            found.append((table[name], [np.dtype(dtype)] if dtype else dtypes))
+        except TypeError:
+            raise SystemExit(f"--workloads {entry}: {dtype!r} is not a dtype (float64, float32)") from None
+    return found
 
 
 def _split(text: str) -> list[str]:
@@ -97,9 +160,9 @@ def _split(text: str) -> list[str]:
 
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
-    sys.path.insert(0, HERE)
     if args.merge:
-        return merge(args.merge, args.json, args.plot)
+        return merge(args.merge, args.json, args.plot, args.cpu_json)
+    start = time.perf_counter()
     from common import limit_threads  # no NumPy import yet
 
     thread_setup = limit_threads(args.threads)
@@ -122,13 +185,11 @@ def main(argv=None) -> list[dict]:
         if not cupy_available():
             raise SystemExit("--device gpu needs CuPy and a CUDA device")
     table = workloads.QUICK if args.quick else workloads.WORKLOADS
-    names = _split(args.workloads)
-    unknown = [n for n in names if n not in table]
-    if unknown:
-        raise SystemExit(f"unknown workloads {unknown}; choose from {sorted(table)}")
+    cases = _parse_workloads(args.workloads, table, [np.dtype(d) for d in _split(args.dtypes)])
     steppers = _split(args.steppers)
     libraries = _split(args.libraries)
-    dtypes = [np.dtype(d) for d in _split(args.dtypes)]
+    if set(libraries) - {"ocdl", "torch"}:
+        raise SystemExit(f"--libraries must be a comma-separated list of ocdl, torch; got {args.libraries!r}")
 
     have_torch = "torch" in libraries and torch_reference.available(args.torch_device)
     if "torch" in libraries and not have_torch:
@@ -138,7 +199,8 @@ def main(argv=None) -> list[dict]:
         import torch
 
         torch.set_num_threads(args.threads)
-    libs = [lib for lib in libraries if lib != "torch" or have_torch]
+    # what is measured per case: (library, kernels), ocdl once per kernel setting; PyTorch's added per dtype
+    variants = [("ocdl", kernels) for kernels in args.kernels] if "ocdl" in libraries else []
 
     machine = machine_info()
     machine["thread_setup"] = thread_setup
@@ -151,9 +213,8 @@ def main(argv=None) -> list[dict]:
         device["copy_bandwidth_bytes_per_s"] = gpu.copy_bandwidth(1 << 20 if args.quick else 1 << 30)
         print("# " + ", ".join(f"{k} {v}" for k, v in device.items()), flush=True)
 
-    records = []
-    for name in names:
-        wl = table[name]
+    records, left_out = [], []
+    for wl, dtypes in cases:
         print(f"# {wl.describe()}", flush=True)
         for dtype in dtypes:
             rates = None
@@ -163,65 +224,92 @@ def main(argv=None) -> list[dict]:
                     time.sleep(0.5)  # OpenBLAS's threads spin for a while after NumPy's calls: let them sleep first
                     rates["torch_gemm_flops_per_s"] = torch_reference.gemm_rates(wl, dtype, max(3, args.repeats))
                 print(_gemm_line(dtype.name, rates), flush=True)
-            case_libs = [lib for lib in libs if lib != "torch"]
+            case_variants = list(variants)
             if have_torch and on_gpu:  # TF32 off, and on where it applies (float32)
-                case_libs += [lib for lib, tf32 in gpu.TORCH_TF32.items() if not tf32 or dtype == np.float32]
+                case_variants += [(lib, None) for lib, tf32 in gpu.TORCH_TF32.items()
+                                  if not tf32 or dtype == np.float32]
             elif have_torch:
-                case_libs.append("torch")
+                case_variants.append(("torch", None))
             for stepper in steppers:
+                if args.time_limit is not None and time.perf_counter() - start > args.time_limit:
+                    left_out.append(f"{wl.name} {stepper} {dtype.name}")
+                    continue
                 if on_gpu:
                     roof = gpu.bandwidth_limit(wl, stepper, dtype, device["copy_bandwidth_bytes_per_s"])
                 else:
                     roof = roofline.estimate(wl, stepper, dtype, rates) if rates else None
                 best, gradients, errors = {}, {}, {}
                 for _ in range(max(1, args.rounds)):  # the libraries take turns
-                    for lib in case_libs:
-                        if lib in errors:
+                    for variant in case_variants:
+                        if variant in errors:
                             continue
+                        lib, kernels = variant
                         try:
-                            rec = _measure(lib, wl, stepper, dtype, args)
+                            with kernel_setting(kernels):
+                                rec = _measure(lib, wl, stepper, dtype, args)
                         except Exception as err:
                             if not (on_gpu and gpu.is_out_of_memory(err)):
                                 raise
-                            errors[lib] = f"out of memory: {' '.join(str(err).split())}"
-                            print(f"{wl.name} {stepper} {dtype.name} {lib}: {errors[lib]}", flush=True)
+                            errors[variant] = f"out of memory: {' '.join(str(err).split())}"
+                            print(f"{wl.name} {stepper} {dtype.name} {library_name(lib, kernels)}: {errors[variant]}",
+                                  flush=True)
                             continue
                         finally:
                             if on_gpu:
                                 gpu.release()
-                        gradients.setdefault(lib, rec.pop("gradient"))
-                        best[lib] = _best_of(best[lib], rec) if lib in best else dict(rec, rounds_s=[_times(rec)])
+                        gradients.setdefault(variant, rec.pop("gradient"))
+                        best[variant] = (_best_of(best[variant], rec) if variant in best
+                                         else dict(rec, rounds_s=[_times(rec)]))
                 agreement = _agreement(gradients, dtype)
-                for lib in case_libs:
+                for variant in case_variants:
+                    lib, kernels = variant
                     common = dict(threads=args.threads, repeats=args.repeats, rounds=max(1, args.rounds),
-                                  versions=vers, machine=machine)
+                                  n_examples=wl.n_examples, versions=vers, machine=machine)
+                    if kernels is not None:
+                        common["kernels"] = kernels
                     if on_gpu:
                         common.update(device=device, tf32=gpu.TORCH_TF32.get(lib, gpu.cupy_tf32()))
-                    if lib in errors:
+                    if variant in errors:
                         records.append(dict(workload=wl.name, stepper=stepper, dtype=dtype.name, library=lib,
-                                            error=errors[lib], **common))
+                                            error=errors[variant], **common))
                         continue
-                    rec = best[lib]
+                    rec = best[variant]
                     rec.update(
                         roofline_s=roof["forward"]["total_s"] if roof else None,
                         roofline_gradient_s=roof["gradient"]["total_s"] if roof else None,
                         roofline_gn_matvec_s=roof["gn_matvec"]["total_s"] if roof else None,
                         roofline=roof,
                         rates=rates,
-                        gradient_rel_diff=agreement.get(lib),
+                        **agreement.get(variant, {"gradient_rel_diff": None}),
                         **common,
                     )
                     records.append(rec)
                     print(_row(rec), flush=True)
-        gc.collect()
-        if args.json:  # what was measured so far survives a run stopped early
-            from ocdl.io import write_text
+                gc.collect()
+                if args.json:  # what was measured so far survives a run stopped early
+                    from ocdl.io import write_text
 
-            write_text(args.json, json.dumps(records, indent=1, default=float))
+                    write_text(args.json, json.dumps(records, indent=1, default=float))
     print()
     print(format_table(records))
-    _write(records, args.json, args.plot)
+    if left_out:
+        print(f"not measured (--time-limit {args.time_limit:g} s): " + "; ".join(left_out))
+    _finish(records, args.json, args.plot, args.cpu_json)
     return records
+
+
+def _finish(records: list[dict], json_path: str | None, plot_path: str | None, cpu_json: str | None) -> None:
+    """The targets of GPU records (printed, and stored in the fused records), then the records written and drawn."""
+    if any("device" in r for r in records):
+        import targets
+
+        cpu_records = None
+        if cpu_json:
+            with open(cpu_json) as f:
+                cpu_records = json.load(f)
+        print()
+        print(targets.format_targets(targets.attach(records, cpu_records)))
+    _write(records, json_path, plot_path)
 
 
 def _write(records: list[dict], json_path: str | None, plot_path: str | None) -> None:
@@ -239,7 +327,6 @@ def _write(records: list[dict], json_path: str | None, plot_path: str | None) ->
 
 
 TIMES = ("forward_s", "gradient_s", "gn_matvec_s")
-TORCH_LIBRARIES = ("torch", "torch-tf32")  # PyTorch's rows; torch-tf32 on the GPU only (gpu.TORCH_TF32)
 ROOFLINES = ("roofline_s", "roofline_gradient_s", "roofline_gn_matvec_s")
 
 
@@ -259,18 +346,19 @@ def _best_of(best: dict, rec: dict) -> dict:
     return best
 
 
-def merge(paths: list[str], out: str | None = None, plot: str | None = None) -> list[dict]:
-    """Records of several runs combined: per case and library the best of each time.
+def merge(paths: list[str], out: str | None = None, plot: str | None = None, cpu_json: str | None = None) -> list[dict]:
+    """Records of several runs combined: per case, library and kernel setting the best of each time.
 
     The roofline entries are the smallest estimates (the best measured
     rates); ``merged_from`` lists each run's file, load average and times.
+    GPU records get their targets anew (``cpu_json`` as in ``--cpu-json``).
     """
     combined: dict = {}
     failed: dict = {}  # cases that failed (out of GPU memory), kept where no run measured them
     for path in paths:
         with open(path) as f:
             for rec in json.load(f):
-                key = (rec["workload"], rec["stepper"], rec["dtype"], rec["library"])
+                key = (rec["workload"], rec["stepper"], rec["dtype"], rec["library"], rec.get("kernels"))
                 if "error" in rec:
                     failed.setdefault(key, rec)
                     continue
@@ -291,32 +379,48 @@ def merge(paths: list[str], out: str | None = None, plot: str | None = None) -> 
     records = list(combined.values()) + [rec for key, rec in failed.items() if key not in combined]
     print(f"# best of {len(paths)} runs: " + ", ".join(paths))
     print(format_table(records))
-    _write(records, out, plot)
+    _finish(records, out, plot, cpu_json)
     return records
 
 
 def _agreement(gradients: dict, dtype) -> dict:
-    """``||g_ocdl - g_lib|| / ||g_lib||`` of each other library's gradient, by library (``ocdl``'s: PyTorch's).
+    """Relative differences of the gradients of one case, by variant ``(library, kernels)``: the fields of its record.
 
-    The timings compare like with like only if both compute the same gradient:
-    a difference above :func:`ocdl.checks.default_tol` of the dtype (``1e-10``
-    in float64) is printed as a warning, except for ``torch-tf32``, whose
-    float32 products round to TF32 on purpose.
+    ``gradient_rel_diff``: ``||g_ocdl - g_torch|| / ||g_torch||``, for each
+    ocdl variant against PyTorch (TF32 off), for each PyTorch variant against
+    the first ocdl variant. ``kernels_rel_diff`` (the ocdl variants after the
+    first, e.g. ``plain``): against the first (``fused``). The timings compare
+    like with like only if all compute the same gradient: a difference above
+    :func:`ocdl.checks.default_tol` of the dtype (``1e-10`` in float64) is
+    printed as a warning, except for ``torch-tf32``, whose float32 products
+    round to TF32 on purpose.
     """
     from ocdl.checks import agreement, default_tol
 
-    if "ocdl" not in gradients:
+    ours = [variant for variant in gradients if variant[0] == "ocdl"]
+    if not ours:
         return {}
+
+    def rel_diff(a, b, what: str, warn: bool = True) -> float:
+        result = agreement(gradients[a], gradients[b], default_tol(dtype))
+        if warn and not result.passed:
+            print(f"WARNING: {what} differ by {result.rel_error:.2e} (relative)", flush=True)
+        return result.rel_error
+
+    reference, torch = ours[0], ("torch", None)
     found = {}
-    for lib, gradient in gradients.items():
-        if lib == "ocdl":
+    for variant in gradients:
+        lib, kernels = variant
+        if lib != "ocdl":
+            found[variant] = {"gradient_rel_diff": rel_diff(reference, variant, f"ocdl's and {lib}'s gradients",
+                                                            warn=lib != "torch-tf32")}
             continue
-        result = agreement(gradients["ocdl"], gradient, default_tol(dtype))
-        found[lib] = result.rel_error
-        if not result.passed and lib != "torch-tf32":
-            print(f"WARNING: ocdl's and {lib}'s gradients differ by {result.rel_error:.2e} (relative)", flush=True)
-    if "torch" in found:
-        found["ocdl"] = found["torch"]
+        found[variant] = {"gradient_rel_diff": rel_diff(variant, torch, f"ocdl ({kernels})'s and torch's gradients",
+                                                        warn=variant != reference)
+                          if torch in gradients else None}
+        if variant != reference:
+            found[variant]["kernels_rel_diff"] = rel_diff(
+                variant, reference, f"ocdl's gradients with {kernels} and {reference[1]} kernels")
     return found
 
 
@@ -397,24 +501,28 @@ def _row(r: dict) -> str:
     roof = f"  roofline {1e3 * r['roofline_s']:.2f} ms" if r.get("roofline_s") else ""
     gn = f" ({r['gn_method']})" if r["library"] != "ocdl" else ""
     return (
-        f"{r['workload']} {r['stepper']:6s} {r['dtype']:7s} {r['library']:5s}  fwd {1e3 * r['forward_s']:.2f} ms  "
-        f"grad {1e3 * r['gradient_s']:.2f} ms  gn {1e3 * r['gn_matvec_s']:.2f} ms{gn}{roof}"
+        f"{r['workload']} {r['stepper']:6s} {r['dtype']:7s} {library_name(r['library'], r.get('kernels')):10s}  "
+        f"fwd {1e3 * r['forward_s']:.2f} ms  grad {1e3 * r['gradient_s']:.2f} ms  gn {1e3 * r['gn_matvec_s']:.2f} ms"
+        f"{gn}{roof}"
     )
 
 
 def format_table(records: list[dict]) -> str:
-    """One line per workload, stepper, dtype and PyTorch setting: times in ms and the ratios the issues target.
+    """One line per workload, stepper, dtype, ocdl kernel setting and PyTorch setting: times in ms and the ratios.
 
-    On the GPU float32 has two lines, PyTorch with TF32 off and (``tf32``) on;
-    "roof" is then the memory-bandwidth limit of fused sweeps (``gpu.py``).
-    Cases that failed (out of GPU memory) are listed below the table.
+    ocdl with its fused kernels (the default) and, where measured, without
+    (``plain``) each against PyTorch; on the GPU float32 has one more line,
+    fused ocdl against PyTorch with TF32 on (``tf32``); "roof" is then the
+    memory-bandwidth limit of fused sweeps (``gpu.py``). Cases that failed
+    (out of GPU memory) are listed below the table.
     """
     by_key, failed = {}, []
     for r in records:
+        name = library_name(r["library"], r.get("kernels"))
         if "error" in r:
-            failed.append(f"{r['workload']} {r['stepper']} {r['dtype']} {r['library']}: {r['error']}")
+            failed.append(f"{r['workload']} {r['stepper']} {r['dtype']} {name}: {r['error']}")
             continue
-        by_key.setdefault((r["workload"], r["stepper"], r["dtype"]), {})[r["library"]] = r
+        by_key.setdefault((r["workload"], r["stepper"], r["dtype"]), {})[name] = r
     head = (
         f"{'case (times in ms)':24s} {'ocdl fwd':>9s} {'grad':>9s} {'gn':>9s} | {'torch fwd':>9s} {'grad':>9s} "
         f"{'gn':>9s} | {'grad o/t':>8s} {'roof/t':>6s} {'grad/fwd':>8s} {'gn/fwd':>7s} | {'roof fwd':>9s} "
@@ -429,24 +537,25 @@ def format_table(records: list[dict]) -> str:
         return f"{a / b:{width}.2f}" if a is not None and b else " " * width
 
     for (w, st, dt), libs in by_key.items():
-        o = libs.get("ocdl")
-        ofw, ogr, ogn = (o["forward_s"], o["gradient_s"], o["gn_matvec_s"]) if o else (None,) * 3
-        roof = (o or {}).get("roofline") or {}
-        rf, rg, rn = (roof.get(q, {}).get("total_s") for q in ("forward", "gradient", "gn_matvec"))
-        for lib in [lib for lib in TORCH_LIBRARIES if lib in libs] or ["torch"]:
-            t = libs.get(lib)
+        ours = [name for name in libs if name.split()[0] == "ocdl"] or ["ocdl"]
+        pairs = [(name, "torch") for name in ours]
+        if "torch-tf32" in libs:
+            pairs.append((ours[0], "torch-tf32"))
+        for name, lib in pairs:
+            o, t = libs.get(name), libs.get(lib)
+            ofw, ogr, ogn = (o["forward_s"], o["gradient_s"], o["gn_matvec_s"]) if o else (None,) * 3
             tfw, tgr, tgn = (t["forward_s"], t["gradient_s"], t["gn_matvec_s"]) if t else (None,) * 3
-            label = f"{w} {st} {dt}" + (" tf32" if lib == "torch-tf32" else "")
+            roof = (o or {}).get("roofline") or {}
+            rf, rg, rn = (roof.get(q, {}).get("total_s") for q in ("forward", "gradient", "gn_matvec"))
+            label = " ".join([w, st, dt, *name.split()[1:]] + (["tf32"] if lib == "torch-tf32" else []))
             lines.append(
                 f"{label:24s} {ms(ofw)} {ms(ogr)} {ms(ogn)} | {ms(tfw)} {ms(tgr)} {ms(tgn)} | "
                 f"{ratio(ogr, tgr, 8)} {ratio(rg, tgr, 6)} {ratio(ogr, ofw, 8)} {ratio(ogn, ofw, 7)} | {ms(rf)} "
                 f"{ratio(ofw, rf, 8)} {ratio(ogr, rg, 9)} {ratio(ogn, rn, 7)} | {ratio(rg, rf, 8)} {ratio(rn, rf, 8)}"
             )
     if any("device" in r for r in records):
-        lines.append("targets (GPU): grad o/t <= 1 against PyTorch with TF32 off (aim 0.5 on W3L), fwd/roof <= 3 "
-                     "on W3L")
         lines.append("roof: the memory-bandwidth limit of fused sweeps (bytes over the device's copy bandwidth, "
-                     "gpu.py); tf32: PyTorch with TF32 on")
+                     "gpu.py); plain: ocdl with its fused kernels off; tf32: PyTorch with TF32 on")
     else:
         lines.append("targets: grad o/t <= 1 (aim 0.7), grad/fwd <= 2.5, gn/fwd <= 3.5, fwd/roof <= 2")
         lines.append("roof g/f, roof n/f: gradient/forward and Gauss-Newton/forward at the roofline (their least)")

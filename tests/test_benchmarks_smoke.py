@@ -8,8 +8,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import tarfile
 
 import numpy as np
 import pytest
@@ -187,6 +190,49 @@ def test_table_ratios_from_the_records():
     assert row["roof g/f"] == "4.00" and row["roof n/f"] == "8.00"
 
 
+def test_targets_from_made_up_records():
+    """The targets of issue 24 (targets.py) recomputed by hand: fused ocdl's gradient over PyTorch's with TF32 off
+    (not TF32 on, not ocdl plain), W3L's forward over its bandwidth limit, the CPU's gradient scaled from W3 to
+    W3L's examples over the GPU's; each stored in its fused record."""
+    targets = _load("targets")
+
+    def rec(workload, stepper, library, gradient_s, kernels=None, **more):
+        found = {"workload": workload, "stepper": stepper, "dtype": "float32", "library": library,
+                 "gradient_s": gradient_s, "forward_s": 0.5, **more}
+        return found if kernels is None else dict(found, kernels=kernels)
+
+    records = [
+        rec("W1", "resnet", "ocdl", 2.0, "fused"), rec("W1", "resnet", "ocdl", 3.0, "plain"),
+        rec("W1", "resnet", "torch", 4.0), rec("W1", "resnet", "torch-tf32", 1.0),
+        rec("W3", "resnet", "ocdl", 8.0, "fused"), rec("W3", "resnet", "torch", 1.0),  # W3 is no target
+        rec("W3L", "resnet", "ocdl", 1.0, "fused", forward_s=0.3, roofline_s=0.1, n_examples=50000),
+        rec("W3L", "resnet", "torch", 0.8),
+        rec("W3L", "verlet", "ocdl", 2.0, "fused", forward_s=0.5, roofline_s=0.1, n_examples=50000),
+        rec("W2", "verlet", "ocdl", 1.0, "fused", error="out of memory"), rec("W2", "verlet", "torch", 1.0),
+    ]
+    cpu = [rec("W3", "resnet", "ocdl", 0.25, "fused", n_examples=500, threads=16),
+           rec("W3", "resnet", "ocdl", 0.01, "plain", n_examples=500, threads=16)]
+    entries = targets.attach(records, cpu)
+    found = {(e["target"], e["workload"], e["stepper"]): e for e in entries}
+    assert set(found) == {("gradient", "W1", "resnet"), ("gradient", "W3L", "resnet"), ("forward", "W3L", "resnet"),
+                          ("cpu", "W3L", "resnet"), ("forward", "W3L", "verlet"), ("cpu", "W3L", "verlet")}
+    assert (found["gradient", "W1", "resnet"]["value"], found["gradient", "W1", "resnet"]["met"]) == (0.5, True)
+    assert "aim" not in found["gradient", "W1", "resnet"]
+    w3l = found["gradient", "W3L", "resnet"]
+    assert (w3l["value"], w3l["met"], w3l["aim"], w3l["bound"]) == (pytest.approx(1.25), False, 0.5, 1.0)
+    assert found["forward", "W3L", "resnet"]["value"] == pytest.approx(3.0)  # 0.3 s over 0.1 s: at the bound, met
+    assert found["forward", "W3L", "resnet"]["met"] is True and found["forward", "W3L", "verlet"]["met"] is False
+    speedup = found["cpu", "W3L", "resnet"]
+    assert speedup["value"] == pytest.approx(0.25 * 100 / 1.0) and speedup["met"] is True  # 25 s on the CPU
+    assert "W3, 500 examples x 100, 16 threads" in speedup["detail"]
+    assert found["cpu", "W3L", "verlet"]["value"] is None  # no CPU record of Verlet
+    assert [e["target"] for e in records[0]["targets"]] == ["gradient"]
+    assert "targets" not in records[1] and "targets" not in records[2] and "targets" not in records[4]
+    assert [e["target"] for e in records[6]["targets"]] == ["gradient", "forward", "cpu"]
+    text = targets.format_targets(entries)
+    assert "MISSED" in text and text.endswith("met: 3 of 5 measured")
+
+
 def test_convolution_methods_agree(tmp_path):
     """benchmarks/convolution.py --quick: every method (im2col, shifted matmuls, FFT, PyTorch when
     installed) gives Conv2d's product, which checks Conv2d against three independent algorithms."""
@@ -238,18 +284,21 @@ runpy.run_path({script}, run_name="__main__")
 
 def test_gpu_mode_on_the_standin(tmp_path):
     """``run.py --device gpu`` on the stand-in device (PyTorch, when installed, on the CPU in its place):
-    the records carry the device and the TF32 setting, float32 has PyTorch with TF32 off and on, each case
-    its bandwidth limit (counted here by hand), and a case out of memory is recorded, listed and skipped."""
+    the records carry the device and the TF32 setting, ocdl is measured with its fused kernels and without (the
+    two gradients agree), float32 has PyTorch with TF32 off and on, each case its bandwidth limit (counted here by
+    hand), a case out of memory is recorded, listed and skipped, and the targets are stored and printed."""
     out, figure = tmp_path / "gpu.json", tmp_path / "gpu.png"
     printed, records = _run("run.py", "--device", "gpu", "--torch-device", "cpu", "--quick", "--workloads", "W1,W3L",
                             "--plot", str(figure), json_path=out, wrapper=STANDIN_GPU)
     assert figure.read_bytes()[:4] == b"\x89PNG"
     workloads = _load("workloads")
     torch = _torch_importable()
-    expected = {(w, s, d, lib) for w in ("W1", "W3L") for s in ("resnet", "verlet") for d in ("float64", "float32")
-                for lib in ("ocdl",) + (("torch",) if torch else ()) + (("torch-tf32",) if torch and d == "float32"
-                                                                         else ())}
-    assert {(r["workload"], r["stepper"], r["dtype"], r["library"]) for r in records} == expected
+    expected = {(w, s, d, lib, kernels) for w in ("W1", "W3L") for s in ("resnet", "verlet")
+                for d in ("float64", "float32")
+                for lib, kernels in [("ocdl", "fused"), ("ocdl", "plain")] + [("torch", None)] * torch
+                + [("torch-tf32", None)] * (torch and d == "float32")}
+    found = [(r["workload"], r["stepper"], r["dtype"], r["library"], r.get("kernels")) for r in records]
+    assert sorted(found, key=str) == sorted(expected, key=str)  # each case once
     # arrays a fused sweep reads or writes per step: ResNet 2 / 5 / 6, Verlet (two half-steps) 6 / 14 / 16
     passes = {"resnet": (2, 5, 6), "verlet": (6, 14, 16)}
     for rec in records:
@@ -258,23 +307,35 @@ def test_gpu_mode_on_the_standin(tmp_path):
         assert (device["driver_cuda"], device["cuda_runtime"]) == ("13.0", "13.0")
         assert device["copy_bandwidth_bytes_per_s"] > 0 and "driver" in device
         assert rec["tf32"] is (rec["library"] == "torch-tf32")
+        wl = workloads.QUICK[rec["workload"]]
+        assert rec["n_examples"] == wl.n_examples
         if rec["workload"] == "W3L" and rec["stepper"] == "verlet" and rec["library"] == "ocdl":
             assert rec["error"] == ("out of memory: Out of memory allocating 1,073,741,824 bytes "
                                     "(allocated so far: 16,106,127,360 bytes).")
-            assert f"failed: W3L verlet {rec['dtype']} ocdl: out of memory" in printed
+            name = "ocdl" if rec["kernels"] == "fused" else "ocdl plain"
+            assert f"failed: W3L verlet {rec['dtype']} {name}: out of memory" in printed
             continue
-        wl = workloads.QUICK[rec["workload"]]
         state_bytes = wl.n_examples * wl.n_features * (8 if rec["dtype"] == "float64" else 4)
         for key, count in zip(("roofline_s", "roofline_gradient_s", "roofline_gn_matvec_s"), passes[rec["stepper"]]):
             assert rec[key] == pytest.approx(wl.n_steps * count * state_bytes / device["copy_bandwidth_bytes_per_s"])
         for key in ("forward_s", "gradient_s", "gn_matvec_s"):
             assert rec[key] > 0
-        if rec["library"] == "torch" and rec["gradient_rel_diff"] is not None:
+        if rec["library"] in ("torch", "ocdl") and rec["gradient_rel_diff"] is not None:
             assert rec["gradient_rel_diff"] <= (1e-10 if rec["dtype"] == "float64" else 1e-4), rec
+        if rec.get("kernels") == "plain":  # the gradient without the fused kernels, against the one with them
+            assert rec["kernels_rel_diff"] <= (1e-12 if rec["dtype"] == "float64" else 1e-5), rec
+        # the targets, in the fused records: W3L's forward over its limit (and the gradient over PyTorch's)
+        if rec.get("kernels") == "fused" and rec["workload"] == "W3L":
+            by_name = {entry["target"]: entry for entry in rec["targets"]}
+            assert by_name["forward"]["value"] == pytest.approx(rec["forward_s"] / rec["roofline_s"])
+            assert by_name["cpu"]["value"] is None and by_name["cpu"]["met"] is None  # no --cpu-json
+        else:
+            assert not any(entry["target"] in ("forward", "cpu") for entry in rec.get("targets", ()))
     assert "roof: the memory-bandwidth limit of fused sweeps" in printed
-    # --merge keeps the failed case where no run measured it
+    assert "W3L resnet float32 plain" in printed and "forward / bandwidth limit" in printed
+    # --merge keeps the failed cases (both kernel settings) where no run measured them
     _, merged = _run("run.py", "--merge", str(out), json_path=tmp_path / "merged.json", timeout=60)
-    assert sum("error" in r for r in merged) == sum("error" in r for r in records) == 2
+    assert sum("error" in r for r in merged) == sum("error" in r for r in records) == 4
 
 
 @pytest.fixture
@@ -329,3 +390,60 @@ def test_time_to_accuracy_gives_pytorch_ocdls_network(mnist_files):
                                 final_time=6.0)
         theirs = torch_reference.TorchNetwork(wl, stepper, theta0)(torch.from_numpy(Y)).numpy()
         np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
+
+
+def _script(name: str, env: dict, timeout: int = 240) -> str:
+    """Run ``bash benchmarks/<name>`` with ``env`` added, as the device tool may start it: from a shell without
+    job control, SIGINT ignored. Its exit status must be 0; returns what it printed."""
+    proc = subprocess.run(["bash", os.path.join(BENCH, name)], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash and timeout")
+def test_gpu_scripts_quick_mode_stops_table1_at_its_limit_and_resumes_it(tmp_path, mnist_files):
+    """``gpu_session.sh`` and ``gpu_table1.sh`` with ``GPU_SESSION_QUICK=1``, on the stand-in for CuPy: every stage
+    runs; Table 1's run is stopped by its time limit with a checkpoint of its last iteration, comes back in
+    ``table1.tar.gz``, and the second script, on a "fresh machine" that has only that archive, continues it
+    (--resume) to the end, then runs time to accuracy."""
+    from ocdl.solvers.checkpoint import load_checkpoint
+
+    out, runs = tmp_path / "out", tmp_path / "runs" / "table1"
+    env = {key: value for key, value in os.environ.items() if key != "OCDL_STANDIN_CUPY"}
+    env.update(GPU_SESSION_QUICK="1", OUT=str(out), PYTHON=sys.executable, GPU_MNIST_SOURCE=str(mnist_files),
+               GPU_MNIST_DIR=str(tmp_path / "mnist"), GPU_RUNS=str(runs), GPU_BENCH_WORKLOADS="W3L:float32",
+               GPU_TESTS="tests/test_gpu.py::test_gpu_matches_cpu", GPU_TABLE1_LIMIT="4",
+               GPU_TABLE1_ARCHIVE=str(tmp_path / "none.tar.gz"))
+    printed = _script("gpu_session.sh", env)
+    assert (out / "session.log").read_text() == printed
+    for line in ("tests: 0 (", "benchmark: CPU reference: 0 (", "benchmark: GPU: 0 (", "table1 resnet: 124 ("):
+        assert line in printed, line
+    records = json.loads((out / "gpu.json").read_text())
+    assert {(r["workload"], r["dtype"], r.get("kernels")) for r in records if r["library"] == "ocdl"} == {
+        ("W3L", "float32", "fused"), ("W3L", "float32", "plain")}  # W3L:float32: no float64
+    for rec in records:  # the CPU reference gives the speed-up target its value
+        if rec["workload"] == "W3L" and rec.get("kernels") == "fused":
+            (speedup,) = [entry for entry in rec["targets"] if entry["target"] == "cpu"]
+            assert speedup["value"] > 0 and "CPU: W3" in speedup["detail"]
+    with tarfile.open(out / "table1.tar.gz") as packed:
+        names = packed.getnames()
+    assert "table1/resnet/checkpoint.h5" in names and "table1/resnet/results.json" not in names
+    stopped = load_checkpoint(runs / "resnet" / "checkpoint.h5")
+    assert not stopped.finished
+    assert "resnet: unfinished (continue with --resume): level " in printed
+    assert printed.rindex("targets (issue 24)") > printed.index("table1 resnet: exit status 124")  # repeated at the end
+
+    # the next call on a fresh machine: the run folders from the archive that came back
+    shutil.rmtree(runs)
+    archive = shutil.copy(out / "table1.tar.gz", tmp_path / "table1.tar.gz")
+    env.pop("GPU_TABLE1_LIMIT")
+    printed = _script("gpu_table1.sh", dict(env, GPU_TABLE1_STEPPERS="resnet", GPU_TABLE1_ARCHIVE=str(archive)))
+    assert (out / "table1.log").read_text() == printed
+    assert f"table1: {runs} unpacked from {archive}" in printed
+    assert "table1 resnet, resumed: 0 (" in printed and "time to accuracy: 0 (" in printed
+    summary = json.loads((runs / "resnet" / "results.json").read_text())
+    assert [level["iterations"] for level in summary["levels"]] == [25, 25]  # the whole run: 2 levels of 25
+    assert stopped.iteration + 25 * stopped.level < 50  # of which the first call had done less
+    assert "resnet: finished: validation error" in printed and "| ResNet | " in printed
+    assert set(json.loads((out / "tta_gpu.json").read_text())["methods"]) >= {"bcd", "adam"}
