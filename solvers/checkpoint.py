@@ -209,17 +209,31 @@ class Checkpoint:
         """Completed iterations of the level in progress."""
         return 0 if self.state is None else self.state.iteration
 
+    def deepens(self, layers: Any) -> bool:
+        """Whether ``layers`` (the numbers of layers of a run's levels) are this checkpoint's and more after them.
+
+        A run with more levels than the one that wrote the checkpoint, and
+        the same before, continues it as if it had planned them from the
+        start: nothing of a level depends on the levels after it.
+        """
+        planned = self.run["layers"]
+        return isinstance(layers, list) and len(layers) > len(planned) and layers[: len(planned)] == planned
+
     def check_run(self, run: dict, path: str | os.PathLike) -> None:
         """Raise ``ValueError`` naming every entry of ``run`` that differs from the checkpoint's.
 
         The entry ``"problem"`` (a :meth:`~ocdl.LearningProblem.fingerprint`)
         is compared entry by entry, and only in the entries the checkpoint
         records: a checkpoint written before an entry was recorded is checked
-        for the rest.
+        for the rest. The entry ``"layers"`` may extend the checkpoint's by
+        more levels after its last (:meth:`deepens`): a deeper run continues
+        this one.
         """
         now = _plain_json(run)
         problem_now, problem_was = now.pop("problem", None), self.run.get("problem")
         was = {key: value for key, value in self.run.items() if key != "problem"}
+        if self.deepens(now.get("layers")):
+            was["layers"] = now["layers"]
         changed = [f"{key}: {was.get(key)!r} there, {now.get(key)!r} now" for key in sorted(set(now) | set(was))
                    if was.get(key) != now.get(key)]
         if changed:
@@ -371,7 +385,10 @@ class CheckpointWriter:
     def resume(self, device: str = "cpu") -> Checkpoint | None:
         """The checkpoint to continue from (``None`` if there is no file), checked against this run.
 
-        Its arrays go to ``device`` (``"cpu"`` or ``"gpu"``).
+        Its arrays go to ``device`` (``"cpu"`` or ``"gpu"``), and its
+        :attr:`Checkpoint.run` becomes this run's: the same, or with more
+        levels after the checkpoint's (:meth:`Checkpoint.deepens`), which a
+        finished checkpoint then continues with.
 
         Raises
         ------
@@ -392,6 +409,7 @@ class CheckpointWriter:
             saved = self.reduction.on_rank0(read)
         if saved is None:
             return None
+        saved.run = self.run  # this run's levels: those of the checkpoint, or more after them (a deeper run)
         if not self.settings:
             self.settings = saved.settings
         self._written = saved

@@ -14,7 +14,9 @@ and so is checkpointing (``checkpoint=``: :class:`~ocdl.solvers.checkpoint.Check
 with it the run is resumable: :mod:`ocdl.solvers.checkpoint` writes its full
 state every ``every`` iterations, at each level's end and on Ctrl-C, and
 ``resume=True`` continues from the file exactly, so that the final parameters
-equal those of an uninterrupted run with the same seed.
+equal those of an uninterrupted run with the same seed. A larger ``max_layers``
+on resuming adds levels: a finished run continues deeper, from its finest
+level, as if it had planned them from the start.
 """
 
 from __future__ import annotations
@@ -132,10 +134,16 @@ def multilevel(
         continues exactly: level, iteration, parameters, best parameters,
         solver buffers, history and random generator are restored, so the
         result equals that of an uninterrupted run; a finished checkpoint
-        returns its result without training. A checkpoint of another run
+        returns its result without training. A checkpoint of a run with
+        fewer levels (a smaller ``max_layers``, all else the same) continues
+        with the levels it lacks, finished or not: training to 16 layers and
+        then resuming its checkpoint with ``max_layers=32`` gives, bit for
+        bit, the result of a run straight to 32 layers, without training
+        the first levels again. A checkpoint of another run
         (another solver, ``repr`` compared, or levels, sizes) or of another
         problem (its :meth:`~ocdl.LearningProblem.fingerprint`) is refused
-        (see Raises). Default: no checkpoints.
+        (see Raises), and so is one of a run with more levels. Default: no
+        checkpoints.
 
     Returns
     -------

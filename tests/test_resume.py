@@ -247,9 +247,9 @@ def test_an_old_checkpoint_is_still_checked_for_the_rest(tmp_path):
     del saved.run["problem"]
     save_checkpoint(path, saved)
     problem, theta0, validation = small_problem()
-    with pytest.raises(ValueError, match=r"written by a different run \(layers: \[2, 4\] there, \[2, 4, 8\] now"):
+    with pytest.raises(ValueError, match=r"written by a different run \(layers: \[2, 4\] there, \[2\] now"):
         multilevel(problem, theta0, validation=validation, checkpoint=Checkpointing(path, resume=True),
-                   **dict(SMALL, max_layers=8))
+                   **dict(SMALL, max_layers=2))
 
 
 @pytest.mark.gpu
@@ -259,3 +259,81 @@ def test_the_fingerprint_does_not_depend_on_the_device():
     on_gpu = LearningProblem(problem.network, ocdl.SoftmaxCrossEntropy(), to_device(problem.Y0, "gpu"),
                              to_device(C, "gpu"))
     assert on_gpu.fingerprint(to_device((Y_val, C_val), "gpu")) == problem.fingerprint((Y_val, C_val))
+
+
+# -- resuming with more levels: a deeper run continues a shorter one ---------------------
+
+DEEPER = dict(SMALL, max_layers=8)
+
+
+def assert_same_run(resumed, straight):
+    """``resumed`` equals ``straight`` bit for bit: parameters, iterations, every level's record and traces."""
+    for a, b in zip(resumed.x, straight.x):
+        np.testing.assert_array_equal(a, b)
+    assert resumed.nit == straight.nit and resumed.message == straight.message
+    assert resumed.network.n_steps == straight.network.n_steps
+    assert len(resumed.history) == len(straight.history)
+    for got, expected in zip(resumed.history, straight.history):
+        for key in ("level", "n_layers", "iterations", "objective", "train_accuracy", "best_val_accuracy"):
+            assert got[key] == expected[key], key
+        for key in ("objective", "val_accuracy", "train_accuracy"):
+            np.testing.assert_array_equal(got["result"].trace(key), expected["result"].trace(key), err_msg=key)
+        for a, b in zip(got["result"].x, expected["result"].x):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.fixture(scope="module")
+def deeper_reference():
+    problem, theta0, validation = small_problem()
+    return multilevel(problem, theta0, validation=validation, **DEEPER)
+
+
+def deeper(path, **options):
+    problem, theta0, validation = small_problem()
+    return multilevel(problem, theta0, validation=validation, checkpoint=Checkpointing(path, resume=True),
+                      **(DEEPER | options))
+
+
+def test_a_finished_run_continues_deeper_exactly(tmp_path, deeper_reference):
+    path = tmp_path / "c.h5"
+    problem, theta0, validation = small_problem()
+    short = multilevel(problem, theta0, validation=validation, checkpoint=Checkpointing(path), **SMALL)
+    assert load_checkpoint(path).finished and short.network.n_steps == 4
+    levels_trained = []
+    resumed = deeper(path, callback=lambda k, state: levels_trained.append(state.params.theta.size // 5))
+    assert set(levels_trained) == {8}  # the 2- and 4-layer levels are not trained again
+    assert_same_run(resumed, deeper_reference)
+    saved = load_checkpoint(path)
+    assert saved.finished and saved.run["layers"] == [2, 4, 8]
+    assert deeper(path).nit == deeper_reference.nit  # finished now at 8 layers: returned as it is
+
+
+def test_an_unfinished_run_continues_deeper_exactly(tmp_path, deeper_reference):
+    path = interrupted_checkpoint(tmp_path / "c.h5")  # planned 2, 4 layers; stopped in the 4-layer level
+    assert_same_run(deeper(path), deeper_reference)
+
+
+def test_a_deeper_run_interrupted_in_its_new_level_resumes_exactly(tmp_path, deeper_reference):
+    path = tmp_path / "c.h5"
+    problem, theta0, validation = small_problem()
+    multilevel(problem, theta0, validation=validation, checkpoint=Checkpointing(path), **SMALL)
+
+    def interrupt(k, state):
+        if k == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted, match="continues with the 8-layer level after 2 iterations"):
+        deeper(path, callback=interrupt)
+    saved = load_checkpoint(path)
+    assert (saved.level, saved.iteration, saved.run["layers"]) == (2, 2, [2, 4, 8])
+    assert_same_run(deeper(path), deeper_reference)
+
+
+def test_fewer_levels_than_the_checkpoint_are_refused(tmp_path):
+    path = tmp_path / "c.h5"
+    problem, theta0, validation = small_problem()
+    multilevel(problem, theta0, validation=validation, checkpoint=Checkpointing(path), **DEEPER)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match=r"different run \(layers: \[2, 4, 8\] there, \[2, 4\] now\)"):
+        deeper(path, max_layers=4)
+    assert path.read_bytes() == before
