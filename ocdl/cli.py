@@ -5,6 +5,7 @@
     ocdl demo                                     # ResNet, antisymmetric, Verlet on ellipses; prints a table
     ocdl train --problem swiss-roll --stepper verlet --max-layers 64 --out runs/swiss-verlet
     ocdl train --resume runs/swiss-verlet             # after Ctrl-C or a crash: continue from the checkpoint
+    ocdl train --resume runs/swiss-verlet --max-layers 128   # a finished run: continue it with more levels
     ocdl compare --problem peaks --steppers resnet,antisymmetric,verlet --max-layers 64 --out runs/peaks
     ocdl train --problem mnist --stepper resnet --train-size 5000 --val-size 1000 --max-layers 8 --out runs/mnist
     ocdl phase-plane --out runs/stability
@@ -283,16 +284,18 @@ def _absolute_data_dir(overrides: dict) -> dict:
     return overrides
 
 
-def _resume_folder(command: str, args: argparse.Namespace, kept: Sequence[str]) -> Path:
+def _resume_folder(command: str, args: argparse.Namespace, kept: Sequence[str], may_change: str = "--data-dir"
+                   ) -> Path:
     """The folder ``--resume`` names (itself, or the folder of a file in it); refuse the options a resumed run
-    takes from its folder (all but ``--data-dir`` and those in ``kept``)."""
+    takes from its folder (all but ``--data-dir`` and those in ``kept``: names of settings, or ``"force"``).
+    ``may_change`` says in words which options a resumed run takes."""
     given = [name for name in ("problem", "stepper", "steppers", *_SETTING_NAMES)
              if getattr(args, name, None) is not None and name != "data_dir" and name not in kept]
     flags = [FLAGS.get(name, f"--{name}") for name in given] + ["--out"] * bool(args.out)
-    flags += ["--force"] * args.force + ["--overwrite"] * args.overwrite
+    flags += ["--force"] * (args.force and "force" not in kept) + ["--overwrite"] * args.overwrite
     if flags:
-        raise UsageError(f"ocdl {command}: --resume takes the settings and the folder from the run (only --data-dir "
-                         f"may change); drop {', '.join(flags)}")
+        raise UsageError(f"ocdl {command}: --resume takes the settings and the folder from the run (only "
+                         f"{may_change} may change); drop {', '.join(flags)}")
     path = Path(args.resume)
     return path.parent if path.is_file() else path
 
@@ -307,22 +310,46 @@ def _finished_message(command: str, out: Path, summaries: Sequence[dict]) -> str
     best = "; ".join(f"{run['stepper']} {100 * run['best_val_accuracy']:.2f}% at {run['best_val_n_layers']} layers"
                      for run in summaries)
     finest = max(rec["n_layers"] for run in summaries for rec in run["levels"])
+    said = (f"ocdl {command}: {out} holds a finished run, up to {finest} layers (best validation accuracy: {best}); "
+            "nothing to resume.")
+    if command == "train":
+        return f"{said} Continue it deeper, from its {finest}-layer level: ocdl train --resume {out} " \
+               f"--max-layers {2 * finest}"
     steppers = ",".join(run["stepper"] for run in summaries)
-    deeper = (f"ocdl {command} --problem {summaries[0]['problem']} --{'stepper' if command == 'train' else 'steppers'} "
-              f"{steppers} --max-layers {2 * finest} --out NEW_DIR")
-    return (f"ocdl {command}: {out} holds a finished run, up to {finest} layers (best validation accuracy: {best}); "
-            f"nothing to resume. A deeper run starts anew, as its checkpoints continue only the levels they planned: "
-            f"{deeper}, with its other settings")
+    return (f"{said} A deeper comparison starts anew: ocdl compare --problem {summaries[0]['problem']} --steppers "
+            f"{steppers} --max-layers {2 * finest} --out NEW_DIR, with its other settings")
+
+
+def _deeper(settings: Settings, max_layers: int, out: Path, finished: bool) -> Settings:
+    """``settings`` of the run in ``out`` with ``max_layers``, which must add levels to those it planned.
+
+    Raises
+    ------
+    ValueError
+        If ``max_layers`` adds no level (the message names the least that does).
+    """
+    with _said_in_flags():
+        deeper = settings.replace(max_layers=max_layers)
+    planned = settings.levels[-1]
+    if len(deeper.levels) <= len(settings.levels):
+        state = "is finished at" if finished else "plans levels up to"
+        raise ValueError(f"--max-layers {max_layers} adds no level to the run in {out}, which {state} {planned} "
+                         f"layers; give --max-layers {2 * planned} or more to continue it deeper")
+    return deeper
 
 
 def _train(args: argparse.Namespace) -> int:
     if args.resume:
-        out = _resume_folder("train", args, kept=())
+        deeper = args.max_layers is not None
+        out = _resume_folder("train", args, kept=("max_layers", "force") if deeper else (),
+                             may_change="--data-dir and, to add levels, --max-layers")
         path = Path(args.resume) if Path(args.resume).is_file() else out / CHECKPOINT_NAME
 
         def read() -> tuple[Settings, str | None]:
             with _said_in_flags():
                 settings = _resume_settings(path)
+            if deeper:
+                return _deeper(settings, args.max_layers, out, _finished(path)), None
             finished = None
             if _finished(path) and (out / "results.json").is_file():
                 summary = json.loads((out / "results.json").read_text(encoding="utf-8"))
@@ -338,6 +365,8 @@ def _train(args: argparse.Namespace) -> int:
                 settings = settings.replace(data_dir=_data_dir_anew(args))
         with _said_in_flags():
             data = load_data(settings, args.reduction)
+        if deeper:
+            _check_request(settings, data, args.force, args.reduction)
     else:
         if args.problem is None or args.stepper is None:
             raise UsageError("ocdl train: --problem and --stepper are required (or --resume DIR)")
@@ -444,7 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
                               help="write DIR/checkpoint.h5 every K iterations, after each level and on Ctrl-C "
                                    "(default: 10)")
     train_parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint; --data-dir "
-                              f"(or ${ENV_VAR}) may name the MNIST folder anew")
+                              f"(or ${ENV_VAR}) may name the MNIST folder anew; --max-layers beyond its finest "
+                              "level adds levels (continues a finished run deeper, as if they had been planned)")
     train_parser.add_argument("--overwrite", action="store_true",
                               help="discard what DIR holds (a checkpoint, a finished run's outputs) and start anew")
     train_parser.add_argument("--force", action="store_true",

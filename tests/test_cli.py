@@ -509,6 +509,102 @@ def test_resume_names_a_finished_run_and_takes_the_checkpoint_file(tmp_path, cap
     best = f"{100 * results['best_val_accuracy']:.2f}% at {results['best_val_n_layers']} layers"
     assert said.startswith(f"ocdl train: {out} holds a finished run, up to 8 layers (best validation accuracy: "
                            f"verlet {best}); nothing to resume.")
-    assert said.endswith("ocdl train --problem ellipses --stepper verlet --max-layers 16 --out NEW_DIR, with its other "
-                         "settings")
+    assert said.endswith(f"Continue it deeper, from its 8-layer level: ocdl train --resume {out} --max-layers 16")
     assert {path.name: path.read_bytes() for path in out.iterdir()} == files  # nothing trained or written again
+
+
+DEEPER = ["--problem", "ellipses", "--stepper", "verlet", "--iterations", "2", "--checkpoint-every", "1",
+          "--no-progress"]
+
+
+def same_runs(a, b) -> None:
+    """The run folders ``a`` and ``b`` hold the same run, bit for bit: parameters, settings, every level's
+    record and traces (all but the times)."""
+    first, second = (load_params(folder / "params.h5") for folder in (a, b))
+    assert all((first[key] == second[key]).all() for key in ("theta", "W", "mu"))
+    results = [json.loads((folder / "results.json").read_text()) for folder in (a, b)]
+    for summary in results:
+        summary.pop("time_s")
+        for level in summary["levels"]:
+            level.pop("time_s")
+    assert results[0] == results[1]
+    assert all((folder / name).is_file() for folder in (a, b) for name in ("accuracy.png", "features.png"))
+
+
+@pytest.fixture(scope="module")
+def straight_to_16(tmp_path_factory):
+    out = tmp_path_factory.mktemp("straight") / "run"
+    assert main(["train", *DEEPER, "--max-layers", "16", "--out", str(out)]) == 0
+    return out
+
+
+def test_a_finished_run_continues_deeper_exactly(tmp_path, capsys, monkeypatch, straight_to_16):
+    import ocdl.experiments.training as training
+
+    out = tmp_path / "run"
+    assert main(["train", *DEEPER, "--max-layers", "8", "--out", str(out)]) == 0
+    multilevel, trained = training.multilevel, []
+    monkeypatch.setattr(training, "multilevel", lambda *args, **kwargs: multilevel(
+        *args, callback=lambda k, state: trained.append(state.params.theta.size // 5), **kwargs))
+    assert main(["train", "--resume", str(out), "--max-layers", "16", "--no-progress"]) == 0
+    assert set(trained) == {16}  # the 4- and 8-layer levels are not trained again
+    same_runs(out, straight_to_16)
+    summary = json.loads((out / "results.json").read_text())
+    assert [rec["n_layers"] for rec in summary["levels"]] == [4, 8, 16] and summary["settings"]["max_layers"] == 16
+    assert load_checkpoint(out / "checkpoint.h5").settings["max_layers"] == 16
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0  # finished now at 16 layers
+    assert "up to 16 layers" in capsys.readouterr().out
+
+
+def test_a_deeper_run_interrupted_in_its_new_level_resumes_exactly(tmp_path, capsys, monkeypatch, straight_to_16):
+    out = tmp_path / "run"
+    assert main(["train", *DEEPER, "--max-layers", "8", "--out", str(out)]) == 0
+    import ocdl.experiments.training as training
+
+    multilevel = raise_during_training(monkeypatch, KeyboardInterrupt(),
+                                       lambda call, k, state: k == 1 and state.params.theta.size == 16 * 5)
+    assert main(["train", "--resume", str(out), "--max-layers", "16", "--no-progress"]) == 130
+    assert "continues with the 16-layer level after 2 iterations" in capsys.readouterr().err
+    monkeypatch.setattr(training, "multilevel", multilevel)
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0  # the stored settings plan 16 layers now
+    same_runs(out, straight_to_16)
+
+
+def test_an_unfinished_run_continues_deeper_exactly(tmp_path, monkeypatch, straight_to_16):
+    import ocdl.experiments.training as training
+
+    out = tmp_path / "run"
+    multilevel = raise_during_training(monkeypatch, KeyboardInterrupt(),
+                                       lambda call, k, state: k == 0 and state.params.theta.size == 8 * 5)
+    assert main(["train", *DEEPER, "--max-layers", "8", "--out", str(out)]) == 130
+    monkeypatch.setattr(training, "multilevel", multilevel)
+    saved = load_checkpoint(out / "checkpoint.h5")
+    assert (saved.level, saved.iteration) == (1, 1)  # in the 8-layer level
+    assert main(["train", "--resume", str(out), "--max-layers", "16", "--no-progress"]) == 0
+    same_runs(out, straight_to_16)
+
+
+def test_max_layers_on_resume_must_add_a_level(tmp_path, capsys, monkeypatch):
+    out, cut = tmp_path / "run", tmp_path / "cut"
+    assert main(["train", *DEEPER, "--max-layers", "8", "--out", str(out)]) == 0
+    interrupted_run(["train", *DEEPER, "--max-layers", "8", "--out", str(cut)], monkeypatch, after_iterations=1)
+    files = {path.name: path.read_bytes() for path in out.iterdir()}
+    capsys.readouterr()
+    for max_layers in ("8", "15", "4"):
+        assert main(["train", "--resume", str(out), "--max-layers", max_layers]) == 1
+        assert capsys.readouterr().err.strip() == (
+            f"ocdl: error: --max-layers {max_layers} adds no level to the run in {out}, which is finished at 8 "
+            "layers; give --max-layers 16 or more to continue it deeper")
+    assert main(["train", "--resume", str(cut), "--max-layers", "8"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"ocdl: error: --max-layers 8 adds no level to the run in {cut}, which plans levels up to 8 layers; give "
+        "--max-layers 16 or more to continue it deeper")
+    assert main(["train", "--resume", str(out), "--max-layers", "2"]) == 1
+    assert "--max-layers (2) must be at least --first-layers (4)" in capsys.readouterr().err
+    assert main(["train", "--resume", str(out), "--max-layers", "16", "--iterations", "3"]) == 2
+    assert ("--resume takes the settings and the folder from the run (only --data-dir and, to add levels, "
+            "--max-layers may change); drop --iterations") in capsys.readouterr().err
+    assert main(["train", "--resume", str(out), "--force"]) == 2  # --force only with --max-layers
+    assert "drop --force" in capsys.readouterr().err
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == files  # nothing trained or written
