@@ -243,6 +243,23 @@ def test_a_killed_rank_then_resume_on_one_and_on_three_ranks(uninterrupted, tmp_
                 np.testing.assert_array_equal(value, final_params(reference)[key])
 
 
+def test_a_finished_run_continues_deeper_on_two_ranks(uninterrupted, tmp_path):
+    """``mpiexec -n 2 ocdl train --resume DIR --max-layers 16`` on the finished 8-layer run equals, bit for bit,
+    the two-rank run straight to 16 layers (rank 0 reads the checkpoint and its settings for every rank)."""
+    finished, _ = uninterrupted
+    shutil.copytree(finished, tmp_path / "deeper")
+    proc = ocdl(2, "train", "--resume", "deeper", "--max-layers", "16", "--no-progress", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("wrote deeper/results.json") == 1
+    straight = ocdl(2, *TRAIN, "--max-layers", "16", "--out", "straight", "--no-progress", cwd=tmp_path)  # the last wins
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    for key, value in final_params(tmp_path / "deeper").items():
+        np.testing.assert_array_equal(value, final_params(tmp_path / "straight")[key])
+    results = json.loads((tmp_path / "deeper" / "results.json").read_text())
+    assert [level["n_layers"] for level in results["levels"]] == [4, 8, 16] and results["ranks"] == 2
+    assert_same_run(tmp_path / "deeper", tmp_path / "straight", 2)
+
+
 def test_errors_are_one_line_printed_once_with_the_status_of_every_rank(tmp_path):
     proc = ocdl(2, *TRAIN, "--width", "3", cwd=tmp_path)  # every rank rejects the settings
     assert proc.returncode == 1
