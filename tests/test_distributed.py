@@ -251,7 +251,7 @@ def test_a_finished_run_continues_deeper_on_two_ranks(uninterrupted, tmp_path):
     proc = ocdl(2, "train", "--resume", "deeper", "--max-layers", "16", "--no-progress", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("wrote deeper/results.json") == 1
-    straight = ocdl(2, *TRAIN, "--max-layers", "16", "--out", "straight", "--no-progress", cwd=tmp_path)  # the last wins
+    straight = ocdl(2, *TRAIN, "--max-layers", "16", "--out", "straight", "--no-progress", cwd=tmp_path)  # last wins
     assert straight.returncode == 0, straight.stderr[-3000:]
     for key, value in final_params(tmp_path / "deeper").items():
         np.testing.assert_array_equal(value, final_params(tmp_path / "straight")[key])
