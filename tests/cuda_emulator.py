@@ -57,6 +57,11 @@ a value parameter takes a NumPy scalar of the parameter's size and kind. A NumPy
 as a 64-bit value, whatever the kernel declares). ``TypeError`` names the kernel, the parameter
 and what was given; so does a wrong number of arguments.
 
+Every C-contiguous array argument runs in a copy between guard zones of 0xFF bytes
+(:class:`_Guarded`): a read past either end gives NaN (or -1 for integers) that the results show,
+and a write there fails the launch, naming the parameter (on a GPU both are silent: the memory
+pool puts arrays side by side). The same array passed twice shares one copy.
+
 The libraries are cached by a hash of their source (the prelude, the code and the trampolines),
 the g++ options and the compiler's version in ``$OCDL_EMULATOR_CACHE`` (by default a folder under
 ``tempfile.gettempdir()``), written atomically, and loaded once per process. A compile error raises
@@ -637,15 +642,20 @@ class Function:
         if len(args) != len(parameters):
             raise TypeError(f"kernel {self.name} takes {len(parameters)} arguments "
                             f"({', '.join(map(str, parameters))}), {len(args)} given")
+        guarded = _Guarded(args)
         storage = [self._argument(parameter, described, value)
-                   for parameter, described, value in zip(parameters, self._parameters, args)]
+                   for parameter, described, value in zip(parameters, self._parameters, guarded.args)]
         pointers = (ctypes.c_void_p * max(1, len(storage)))(*(ctypes.addressof(s) for s in storage))
         error = ctypes.create_string_buffer(1024)
         with _LAUNCH:
             status = self._launch((ctypes.c_uint * 3)(*grid3), (ctypes.c_uint * 3)(*block3), pointers, error,
                                   len(error))
+        written = guarded.finish()
         if status != 0:
             raise RuntimeError(f"kernel {self.name}: {error.value.decode(errors='replace')}")
+        if written:
+            raise RuntimeError(f"kernel {self.name} wrote outside its array arguments: "
+                               + "; ".join(f"`{parameters[i]}` {where}" for i, where in written))
 
     def _shape(self, what: str, value, limits: tuple[int, int, int]) -> tuple[int, int, int]:
         """``value`` (a tuple of 1-3 positive ints) as three ints."""
@@ -689,6 +699,60 @@ class Function:
                             f"a NumPy scalar, np.{np.dtype(f'{kind}{size}').name}(...) (CuPy passes a Python "
                             "int or float as 64 bits, whatever the kernel declares)")
         raise TypeError(f"{where} takes a {expected} as a NumPy scalar, given {type(value).__name__}")
+
+
+#: Bytes of the guard zones around every array argument (0xFF bytes: NaN as a float, -1 as an int).
+GUARD_BYTES = 1 << 14
+
+
+class _Guarded:
+    """The arguments of a launch with every C-contiguous array copied between guard zones.
+
+    A GPU's memory pool puts arrays side by side, so a kernel reading past an
+    array's end reads its neighbour's numbers and writing there corrupts it,
+    silently. Here each such array is copied into a buffer with
+    :data:`GUARD_BYTES` of 0xFF bytes on either side: a read outside gives NaN
+    (or -1), which the results show, and :meth:`finish` reports a write there.
+    Arguments that are the same array share one copy, as in-place kernels need;
+    views that overlap otherwise, and non-contiguous views, are passed as they
+    are. After the launch the copies are written back into the arrays.
+    """
+
+    def __init__(self, args) -> None:
+        self.args, self._copies = list(args), []
+        spans: dict = {}
+        for i, a in enumerate(args):
+            if isinstance(a, standin_cupy.StandInArray) and a.flags.c_contiguous and a.nbytes:
+                spans.setdefault((a.ctypes.data, a.nbytes), []).append(i)
+        ordered = sorted(spans)
+        overlapping = set()
+        for first, second in zip(ordered, ordered[1:]):
+            if first[0] + first[1] > second[0]:
+                overlapping |= {first, second}
+        for key, indices in spans.items():
+            if key in overlapping:
+                continue
+            original = args[indices[0]]
+            buffer = np.full(2 * GUARD_BYTES + original.nbytes, 0xFF, dtype=np.uint8)
+            inner = buffer[GUARD_BYTES : GUARD_BYTES + original.nbytes]
+            inner[...] = original.reshape(-1).view(np.ndarray).view(np.uint8)
+            copy = inner.view(original.dtype).reshape(original.shape).view(standin_cupy.StandInArray)
+            for i in indices:
+                self.args[i] = copy
+            self._copies.append((indices, original, buffer, inner))
+
+    def finish(self) -> list[tuple[int, str]]:
+        """Write the copies back; ``(argument index, where)`` for every guard zone written into."""
+        written = []
+        for indices, original, buffer, inner in self._copies:
+            original.reshape(-1).view(np.ndarray).view(np.uint8)[...] = inner
+            before, after = buffer[:GUARD_BYTES], buffer[GUARD_BYTES + inner.size :]
+            if (before != 0xFF).any():
+                far = GUARD_BYTES - np.flatnonzero(before != 0xFF)[0]
+                written.append((indices[0], f"before its start (up to {far} bytes)"))
+            if (after != 0xFF).any():
+                written.append((indices[0], f"past its end (up to {np.flatnonzero(after != 0xFF)[-1] + 1} bytes)"))
+        return written
 
 
 class RawKernel:

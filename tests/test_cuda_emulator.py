@@ -10,6 +10,7 @@ without harm to the next. The nvcc check compiles the reduction for the H200 whe
 
 import itertools
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -444,3 +445,44 @@ def test_install_gives_the_kernels_and_the_device_properties(xp):
     properties = xp.cuda.runtime.getDeviceProperties(0)
     assert properties["multiProcessorCount"] == 4 and properties["sharedMemPerBlock"] == 49152
     assert xp.cuda.Device().attributes["MultiProcessorCount"] == 4
+
+
+SHIFTED = r"""
+// y[i] = x[i + shift] for i < n: with shift != 0 the kernel reads outside x (an off-by-one)
+extern "C" __global__ void shifted_copy(const double* x, double* y, int n, int shift) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x) y[i] = x[i + shift];
+}
+
+// y[i + shift] = 2 x[i] for i < n: with shift != 0 the kernel writes outside y
+extern "C" __global__ void shifted_store(const double* x, double* y, int n, int shift) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x) y[i + shift] = 2 * x[i];
+}
+
+// x[i] = x[i] + y[i] in place, x passed twice
+extern "C" __global__ void add_into(const double* x, const double* y, double* out, int n) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x) out[i] = x[i] + y[i];
+}
+"""
+
+
+def test_reads_outside_an_array_give_nan_and_writes_outside_are_refused():
+    """A GPU's pool puts arrays side by side, so an off-by-one reads a neighbour's numbers and writes
+    corrupt it, silently. The emulator copies each array between guard zones: a read outside gives NaN,
+    a write outside fails the launch, naming the parameter, and in-place arguments still share memory."""
+    module = cuda_emulator.RawModule(code=SHIFTED)
+    x = np.arange(1.0, 11.0).view(standin_cupy.StandInArray)
+    y = np.zeros(10).view(standin_cupy.StandInArray)
+    copy = module.get_function("shifted_copy")
+    copy((2,), (4,), (x, y, np.int32(10), np.int32(0)))
+    np.testing.assert_array_equal(np.asarray(y), np.arange(1.0, 11.0))
+    copy((2,), (4,), (x, y, np.int32(10), np.int32(1)))
+    assert np.isnan(np.asarray(y)[-1]) and np.array_equal(np.asarray(y)[:-1], np.arange(2.0, 11.0))
+    copy((2,), (4,), (x, y, np.int32(10), np.int32(-3)))
+    assert np.isnan(np.asarray(y)[:3]).all()
+    store = module.get_function("shifted_store")
+    for shift, where in ((1, "past its end (up to 8 bytes)"), (-2, "before its start (up to 16 bytes)")):
+        with pytest.raises(RuntimeError, match=rf"shifted_store wrote outside .*`double\* y` {re.escape(where)}"):
+            store((1,), (8,), (x, y, np.int32(10), np.int32(shift)))
+    add = module.get_function("add_into")
+    add((1,), (16,), (x, x, x, np.int32(10)))
+    np.testing.assert_array_equal(np.asarray(x), 2 * np.arange(1.0, 11.0))
