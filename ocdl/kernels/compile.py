@@ -37,12 +37,13 @@ def source(name: str, dtype: Any, activation: str, **sizes: int) -> str:
 
     ``activation`` is a statement setting ``s`` and ``ds`` from ``z``
     (:attr:`ocdl.activations.Activation.cuda`); ``sizes`` become ``#define``
-    lines.
+    lines; ``common.cu`` (the grid-stride loop, the copy to shared memory)
+    comes before the file.
     """
     lines = [f"typedef {_C_TYPES[np.dtype(dtype)]} T;", f"#define BLOCK {BLOCK}"]
     lines += [f"#define {key} {int(value)}" for key, value in sorted(sizes.items())]
     lines.append(f"__device__ __forceinline__ void activation(const T z, T& s, T& ds) {{ {activation} }}")
-    return "\n".join(lines) + "\n" + _kernel_file(name)
+    return "\n".join(lines) + "\n" + _kernel_file("common.cu") + _kernel_file(name)
 
 
 def function(xp, name: str, kernel: str, dtype: Any, activation: str = "s = z; ds = 1;", **sizes: int):

@@ -23,6 +23,22 @@
 #endif
 #define W_AT(w, t, f, a, b) w[W_INDEX(t, f, a, b)]
 
+// Entry i of the loops over the s H W pixels of a batch: its image and its pixel p = y W + x there.
+struct Pixel {
+    long long image;
+    int p, y, x;
+};
+
+__device__ __forceinline__ Pixel pixel(const long long i, const int H, const int W)
+{
+    Pixel q;
+    q.image = i / ((long long)H * W);
+    q.p = (int)(i - q.image * H * W);
+    q.y = q.p / W;
+    q.x = q.p % W;
+    return q;
+}
+
 // acc[t] += sum_{f,a,b} W_AT(w, t, f, a, b) U[f, y + SHIFT(a), x + SHIFT(b)] with U[f] = u[f] (or u[f] v[f]
 // when PRODUCT: the transpose of a step reads G = D lam without storing it)
 template <int PRODUCT>
@@ -50,19 +66,17 @@ extern "C" __global__ void conv_step(const T* U, const T* w, const T* b, const T
                                      const long long s, const int H, const int W, const int has_x, const int has_d)
 {
     __shared__ T ws[N_W];
-    for (int q = threadIdx.x; q < N_W; q += blockDim.x) ws[q] = w[q];
+    to_shared(ws, w, N_W);
     __syncthreads();
     const T bias = b[0];
     const long long HW = (long long)H * W;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < s * HW;
-         i += (long long)blockDim.x * gridDim.x) {
-        const long long image = i / HW;
-        const int p = (int)(i - image * HW), y = p / W, x = p % W;
+    GRID_STRIDE(i, s * HW) {
+        const Pixel px = pixel(i, H, W);
         T acc[C_TO];
         for (int t = 0; t < C_TO; ++t) acc[t] = 0;
-        correlate<0>(acc, ws, U + image * C_FROM * HW, U, y, x, H, W);
+        correlate<0>(acc, ws, U + px.image * C_FROM * HW, U, px.y, px.x, H, W);
         for (int t = 0; t < C_TO; ++t) {
-            const long long o = (image * C_TO + t) * HW + p;
+            const long long o = (px.image * C_TO + t) * HW + px.p;
             T sv, ds;
             activation(acc[t] + bias, sv, ds);
             out[o] = has_x ? X[o] + c * sv : c * sv;
@@ -77,23 +91,19 @@ extern "C" __global__ void conv_tangent(const T* dU, const T* w, const T* U, con
                                         const int has_x)
 {
     __shared__ T ws[2 * N_W];
-    for (int q = threadIdx.x; q < N_W; q += blockDim.x) {
-        ws[q] = w[q];
-        ws[N_W + q] = dw[q];
-    }
+    to_shared(ws, w, N_W);
+    to_shared(ws + N_W, dw, N_W);
     __syncthreads();
     const T bias = db[0];
     const long long HW = (long long)H * W;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < s * HW;
-         i += (long long)blockDim.x * gridDim.x) {
-        const long long image = i / HW;
-        const int p = (int)(i - image * HW), y = p / W, x = p % W;
+    GRID_STRIDE(i, s * HW) {
+        const Pixel px = pixel(i, H, W);
         T acc[C_TO];
         for (int t = 0; t < C_TO; ++t) acc[t] = bias;
-        correlate<0>(acc, ws, dU + image * C_FROM * HW, dU, y, x, H, W);
-        correlate<0>(acc, ws + N_W, U + image * C_FROM * HW, U, y, x, H, W);
+        correlate<0>(acc, ws, dU + px.image * C_FROM * HW, dU, px.y, px.x, H, W);
+        correlate<0>(acc, ws + N_W, U + px.image * C_FROM * HW, U, px.y, px.x, H, W);
         for (int t = 0; t < C_TO; ++t) {
-            const long long o = (image * C_TO + t) * HW + p;
+            const long long o = (px.image * C_TO + t) * HW + px.p;
             out[o] = has_x ? dX[o] + D[o] * acc[t] : D[o] * acc[t];
         }
     }
@@ -105,19 +115,17 @@ extern "C" __global__ void conv_cotangent(const T* D, const T* lam, const T* w, 
                                           const long long s, const int H, const int W, const int has_lam_V)
 {
     __shared__ T ws[N_W];
-    for (int q = threadIdx.x; q < N_W; q += blockDim.x) ws[q] = w[q];
+    to_shared(ws, w, N_W);
     __syncthreads();
     const long long HW = (long long)H * W;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < s * HW;
-         i += (long long)blockDim.x * gridDim.x) {
-        const long long image = i / HW;
-        const int p = (int)(i - image * HW), y = p / W, x = p % W;
+    GRID_STRIDE(i, s * HW) {
+        const Pixel px = pixel(i, H, W);
         T acc[C_TO];
         for (int t = 0; t < C_TO; ++t) acc[t] = 0;
-        const long long first = image * C_FROM * HW;
-        correlate<1>(acc, ws, D + first, lam + first, y, x, H, W);
+        const long long first = px.image * C_FROM * HW;
+        correlate<1>(acc, ws, D + first, lam + first, px.y, px.x, H, W);
         for (int t = 0; t < C_TO; ++t) {
-            const long long o = (image * C_TO + t) * HW + p;
+            const long long o = (px.image * C_TO + t) * HW + px.p;
             out[o] = has_lam_V ? lam_V[o] + acc[t] : acc[t];
         }
     }
@@ -147,17 +155,16 @@ extern "C" __global__ void conv_gradient(const T* D, const T* lam, const T* U, T
     const long long HW = (long long)H * W, total = s * HW;
     if (active) {
         for (long long i = (long long)blockIdx.y * 32 + lane; i < total; i += (long long)gridDim.y * 32) {
-            const long long image = i / HW;
-            const int p = (int)(i - image * HW), y = p / W, x = p % W;
-            const long long o = (image * C_TO + t) * HW + p;
+            const Pixel px = pixel(i, H, W);
+            const long long o = (px.image * C_TO + t) * HW + px.p;
             const T g = D[o] * lam[o];
             acc_bias += g;
-            const T* u = U + (image * C_FROM + f) * HW;
+            const T* u = U + (px.image * C_FROM + f) * HW;
             for (int a = 0; a < KS; ++a) {
-                const int yy = y + SHIFT(a);
+                const int yy = px.y + SHIFT(a);
                 if (yy < 0 || yy >= H) continue;
                 for (int b = 0; b < KS; ++b) {
-                    const int xx = x + SHIFT(b);
+                    const int xx = px.x + SHIFT(b);
                     if (xx < 0 || xx >= W) continue;
                     acc[a * KS + b] += g * u[(long long)yy * W + xx];
                 }

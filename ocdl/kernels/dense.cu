@@ -1,7 +1,7 @@
 // Layer step, tangent, transpose and parameter gradient for a small explicit matrix (at most 32 x 32):
 // each a single kernel, the product with the matrix done in registers, the matrix in shared memory.
 //
-// Compile-time: T, activation(z, s, ds) (see elementwise.cu), and
+// Compile-time: T, activation(z, s, ds) and common.cu (see elementwise.cu), and
 //   N_IN, N_OUT   the matrix K (N_IN x N_OUT, row-major) of the transform,
 //   TRANSPOSE     0: the layer applies A = K (rows of width N_IN to N_OUT); 1: A = K^T,
 // so a step maps rows of width N_FROM to N_TO.  All arrays are C-contiguous, s rows.
@@ -17,21 +17,15 @@
 #endif
 #define N_K (N_IN * N_OUT)
 
-__device__ __forceinline__ void load_matrix(T* dst, const T* src)
-{
-    for (int q = threadIdx.x; q < N_K; q += blockDim.x) dst[q] = src[q];
-}
-
 // out = X + c sigma(V A + b), D = c sigma'(V A + b); one thread per entry of out
 extern "C" __global__ void dense_step(const T* V, const T* K, const T* b, const T c, const T* X, T* out, T* D,
                                       const long long s, const int has_x, const int has_d)
 {
     __shared__ T Ks[N_K];
-    load_matrix(Ks, K);
+    to_shared(Ks, K, N_K);
     __syncthreads();
     const T bias = b[0];
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < s * N_TO;
-         i += (long long)blockDim.x * gridDim.x) {
+    GRID_STRIDE(i, s * N_TO) {
         const long long row = i / N_TO;
         const int t = (int)(i - row * N_TO);
         const T* v = V + row * N_FROM;
@@ -50,12 +44,11 @@ extern "C" __global__ void dense_tangent(const T* V, const T* dV, const T* K, co
 {
     __shared__ T Ks[N_K];
     __shared__ T dKs[N_K];
-    load_matrix(Ks, K);
-    load_matrix(dKs, dK);
+    to_shared(Ks, K, N_K);
+    to_shared(dKs, dK, N_K);
     __syncthreads();
     const T bias = db[0];
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < s * N_TO;
-         i += (long long)blockDim.x * gridDim.x) {
+    GRID_STRIDE(i, s * N_TO) {
         const long long row = i / N_TO;
         const int t = (int)(i - row * N_TO);
         const T* v = V + row * N_FROM;
@@ -71,10 +64,9 @@ extern "C" __global__ void dense_cotangent(const T* K, const T* D, const T* lam,
                                            const long long s, const int has_lam_V)
 {
     __shared__ T Ks[N_K];
-    load_matrix(Ks, K);
+    to_shared(Ks, K, N_K);
     __syncthreads();
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < s * N_FROM;
-         i += (long long)blockDim.x * gridDim.x) {
+    GRID_STRIDE(i, s * N_FROM) {
         const long long row = i / N_FROM;
         const int f = (int)(i - row * N_FROM);
         const T* d = D + row * N_TO;

@@ -1,7 +1,7 @@
 // The elementwise passes of a layer step after a GEMM (large dense transforms), each one kernel.
 //
-// Prepended at compile time (ocdl/kernels/compile.py): `typedef float|double T;` and
-// `activation(z, s, ds)`, which sets s = sigma(z) and ds = sigma'(z).
+// Prepended at compile time (ocdl/kernels/compile.py): `typedef float|double T;`,
+// `activation(z, s, ds)`, which sets s = sigma(z) and ds = sigma'(z), and common.cu.
 // Every array is C-contiguous with n entries; a flag says whether an optional one is given.
 
 // out = X + c sigma(Z + b),  D = c sigma'(Z + b)
@@ -9,8 +9,7 @@ extern "C" __global__ void step_epilogue(const T* Z, const T* b, const T c, cons
                                          const long long n, const int has_x, const int has_d)
 {
     const T bias = b[0];
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-         i += (long long)blockDim.x * gridDim.x) {
+    GRID_STRIDE(i, n) {
         T s, ds;
         activation(Z[i] + bias, s, ds);
         out[i] = has_x ? X[i] + c * s : c * s;
@@ -23,8 +22,7 @@ extern "C" __global__ void tangent_epilogue(const T* Z1, const T* Z2, const T* d
                                             const long long n, const int has_z2, const int has_x)
 {
     const T bias = db[0];
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-         i += (long long)blockDim.x * gridDim.x) {
+    GRID_STRIDE(i, n) {
         T z = Z1[i] + bias;
         if (has_z2) z += Z2[i];
         out[i] = has_x ? dX[i] + D[i] * z : D[i] * z;
