@@ -33,15 +33,12 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 class _Plan:
     """What a layer's fused kernels need: the module, the explicit form and the sizes of the product."""
 
-    def __init__(self, layer, theta, V, transpose: bool) -> None:
-        self.xp = get_array_module(theta, V)
-        transform = layer.transform
+    def __init__(self, xp, layer, dtype, transpose: bool) -> None:
+        self.xp, self.dtype, self.transpose = xp, dtype, transpose
+        self.transform = transform = layer.transform
         self.kind = transform.explicit_kind
-        self.dtype = V.dtype
         self.activation = layer.activation.cuda
-        self.transpose = transpose
-        self.transform = transform
-        self.n_from, self.n_to = (transform.n_out, transform.n_in) if transpose else (transform.n_in, transform.n_out)
+        self.n_to = transform.n_in if transpose else transform.n_out
 
     # -- the explicit form and the kernels -----------------------------------
     def explicit(self, theta_K):
@@ -97,7 +94,7 @@ def _plan(layer, theta, V, others, transpose: bool) -> _Plan | None:
         c_out, c_in, k, _ = transform.explicit_shape
         if max(c_out, c_in) > MAX_CHANNELS or 2 * c_out * c_in * k * k * V.dtype.itemsize > _SHARED_BYTES:
             return None
-    return _Plan(layer, theta, V, transpose)
+    return _Plan(xp, layer, V.dtype, transpose)
 
 
 def _c(plan: _Plan, value: float):
