@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..backend import get_array_module
 from ..validation import check_nonnegative
 from .base import Transform
+from .conv2d import transposed_stencil
 
 
 class Antisymmetric(Transform):
@@ -57,10 +58,10 @@ class Antisymmetric(Transform):
         return 0.5 * (self.base.vjp(theta, Y, lam) - self.base.vjp(theta, lam, Y))
 
     def _skew(self, M):
-        r""":math:`\tfrac12 (M - M^T)` of a matrix, or of a square stencil (its transpose: channels
-        exchanged and the stencil flipped, the exact adjoint of the correlation, padding included)."""
+        r""":math:`\tfrac12 (M - M^T)` of a matrix, or of a square stencil (its transpose:
+        :func:`~ocdl.transforms.conv2d.transposed_stencil`)."""
         if self.explicit_kind == "stencil":
-            return 0.5 * (M - M.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+            return 0.5 * (M - transposed_stencil(M))
         return 0.5 * (M - M.T)
 
     def explicit(self, theta):

@@ -38,6 +38,12 @@ def _buffer(xp, name: Hashable, shape: tuple, dtype, zero: bool = False):
     return a
 
 
+def transposed_stencil(w):
+    """The stencil of the transposed correlation: ``w`` ``(c_out, c_in, k, k)`` flipped in space, its channels
+    exchanged, ``(c_in, c_out, k, k)``; the exact adjoint, zero padding included (a view)."""
+    return w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+
+
 class Conv2d(Transform):
     r"""Convolution with a ``k x k`` stencil and zero padding that keeps the image size.
 
@@ -110,7 +116,7 @@ class Conv2d(Transform):
         """``theta`` as ``(c_to, c_from, k, k)``; for the transpose flipped in space, channels exchanged."""
         k = self.kernel_size
         kernel = theta.reshape(self.c_out, self.c_in, k, k)
-        return kernel[:, :, ::-1, ::-1].transpose(1, 0, 2, 3) if transpose else kernel
+        return transposed_stencil(kernel) if transpose else kernel
 
     def _stacks(self, kernel):
         """``(k c_to, k c_from)``: ``kernel[o, i, a, b]`` at ``[a c_to + o, b c_from + i]``."""
