@@ -209,11 +209,7 @@ class Workspace:
         (:func:`run_kernel`) may take from the workspace meanwhile.
         """
         mark = len(self._owned)
-        token = _RUNNING.set(self)
-        try:
-            result = step(*args)
-        finally:
-            _RUNNING.reset(token)
+        result = self._running(step, args)
         if len(self._owned) > mark:
             self._settle(mark, result)
         return result
@@ -225,14 +221,18 @@ class Workspace:
         state's arrays and the step's temporaries go back together. A result
         that cannot be seen into keeps everything.
         """
-        token = _RUNNING.set(self)
-        try:
-            result = step(*args)
-        finally:
-            _RUNNING.reset(token)
+        result = self._running(step, args)
         if self._owned:
             self._settle(0, result)
         return result
+
+    def _running(self, step, args: tuple):
+        """``step(*args)`` with this workspace as the running one (:func:`step_empty` takes from it)."""
+        token = _RUNNING.set(self)
+        try:
+            return step(*args)
+        finally:
+            _RUNNING.reset(token)
 
     def _settle(self, start: int, result: Any) -> None:
         """Give back the owned arrays from position ``start`` on that ``result`` does not refer to."""
@@ -310,11 +310,7 @@ def run_kernel(kernel, *args):
     if step is None:
         return kernel(*args)
     scope = Workspace(temporaries)  # this kernel's: other blocks of the step may run at the same time
-    token = _RUNNING.set(scope)
-    try:
-        result = kernel(*args)
-    finally:
-        _RUNNING.reset(token)
+    result = scope._running(kernel, args)
     if scope._owned:
         scope._settle(0, result)
         step._owned.extend(scope._owned)  # atomic, as the step's other threads add theirs
