@@ -1,5 +1,5 @@
-# Shared by gpu_session.sh and gpu_table1.sh (sourced, not run): settings, the clock, stages under time limits,
-# the install, the MNIST files and Table 1's runs. benchmarks/README.md ("A session with a GPU") has the plan.
+# Shared by gpu_session.sh, gpu_table1.sh and cpu_table1.sh (sourced, not run): settings, the clock, stages under
+# time limits, the install, the MNIST files and Table 1's runs. benchmarks/README.md ("A session with a GPU") has the plan.
 #
 # Environment (default):
 #   OUT                  the folder the device tool brings back (/tmp/ocdl-gpu; quick: /tmp/ocdl-gpu-quick)
@@ -26,7 +26,9 @@ if [ "$QUICK" = 1 ]; then  # never the real runs
 else
     OUT=${OUT:-/tmp/ocdl-gpu} RUNS=${GPU_RUNS:-runs/table1} ARCHIVE=${GPU_TABLE1_ARCHIVE:-benchmarks/results/table1.tar.gz}
 fi
+PACKED=$OUT/table1.tar.gz  # where pack_table1 writes the run folders (cpu_table1.sh: the archive itself)
 TABLE1_DTYPE=${GPU_TABLE1_DTYPE:-float32}
+TABLE1_DEVICE=gpu  # Table 1's --device (cpu_table1.sh: cpu)
 THREADS=$(nproc)
 LAUNCH=("$PYTHON" benchmarks/launch.py)  # SIGINT as Ctrl-C; the stand-in for CuPy when OCDL_STANDIN_CUPY=1
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
@@ -125,7 +127,7 @@ table1() {
             --data-dir "$MNIST_DIR" --checkpoint-every 1 --no-progress
     else
         stage "table1 $stepper" "$limit" "${TRAIN_ENV[@]}" "${LAUNCH[@]}" -m ocdl train --problem mnist \
-            --stepper "$stepper" --device gpu --dtype "$TABLE1_DTYPE" --data-dir "$MNIST_DIR" --out "$dir" \
+            --stepper "$stepper" --device "$TABLE1_DEVICE" --dtype "$TABLE1_DTYPE" --data-dir "$MNIST_DIR" --out "$dir" \
             --checkpoint-every 1 --no-progress "${TABLE1_ARGS[@]}"
     fi
     [ -f "$dir/results.json" ]
@@ -140,12 +142,12 @@ restore_table1() {
     fi
 }
 
-# pack_table1: Table 1's run folders into $OUT/table1.tar.gz (for the next call: copied to $ARCHIVE, or unpacked
-# into the parent of $RUNS and carried), and where each run stands.
+# pack_table1: Table 1's run folders into $PACKED ($OUT/table1.tar.gz, for the next call: copied to $ARCHIVE, or
+# unpacked into the parent of $RUNS and carried; written whole or not at all), and where each run stands.
 pack_table1() {
     [ -d "$RUNS" ] || return 0
-    tar -czf "$OUT/table1.tar.gz" -C "$(dirname "$RUNS")" "$(basename "$RUNS")"
-    say "table1: $RUNS packed into $OUT/table1.tar.gz ($(du -k "$OUT/table1.tar.gz" | cut -f1) KiB)"
+    tar -czf "$PACKED.tmp" -C "$(dirname "$RUNS")" "$(basename "$RUNS")" && mv "$PACKED.tmp" "$PACKED"
+    say "table1: $RUNS packed into $PACKED ($(du -k "$PACKED" | cut -f1) KiB)"
     "$PYTHON" benchmarks/table1.py "$RUNS"
 }
 
@@ -154,7 +156,7 @@ finish() {
     echo
     say "$1 done; exit status of each stage (124: stopped at its time limit):"
     printf '  %s\n' "${SUMMARY[@]}"
-    ls -l "$OUT"
+    [ ! -d "$OUT" ] || ls -l "$OUT"
     if ((${#FAILED[@]})); then
         say "failed: ${FAILED[*]}"
         return 1

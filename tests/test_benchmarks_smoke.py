@@ -447,3 +447,31 @@ def test_gpu_scripts_quick_mode_stops_table1_at_its_limit_and_resumes_it(tmp_pat
     assert stopped.iteration + 25 * stopped.level < 50  # of which the first call had done less
     assert "resnet: finished: validation error" in printed and "| ResNet | " in printed
     assert set(json.loads((out / "tta_gpu.json").read_text())["methods"]) >= {"bcd", "adam"}
+
+
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash and timeout")
+def test_cpu_table1_stops_at_its_limit_and_resumes_from_its_archive(tmp_path, mnist_files):
+    """``cpu_table1.sh`` with ``GPU_SESSION_QUICK=1``: Table 1's run on the CPU is stopped by its time limit with a
+    checkpoint of its last iteration packed into the archive; on a "fresh clone" that has only the archive the next
+    call continues it (--resume, --device cpu) to the end and packs the finished run back."""
+    from ocdl.solvers.checkpoint import load_checkpoint
+
+    runs, archive = tmp_path / "runs" / "table1-cpu", tmp_path / "table1_cpu.tar.gz"
+    env = dict(os.environ, GPU_SESSION_QUICK="1", OUT=str(tmp_path / "out"), PYTHON=sys.executable,
+               GPU_MNIST_SOURCE=str(mnist_files), CPU_RUNS=str(runs), CPU_TABLE1_ARCHIVE=str(archive),
+               GPU_TABLE1_STEPPERS="resnet")
+    printed = _script("cpu_table1.sh", dict(env, GPU_TABLE1_LIMIT="4"))
+    assert "--device cpu" in printed and "table1 resnet: 124 (" in printed
+    stopped = load_checkpoint(runs / "resnet" / "checkpoint.h5")
+    assert not stopped.finished and stopped.settings["device"] == "cpu"
+    with tarfile.open(archive) as packed:
+        assert "table1-cpu/resnet/checkpoint.h5" in packed.getnames()
+
+    shutil.rmtree(runs)
+    printed = _script("cpu_table1.sh", env)
+    assert f"table1: {runs} unpacked from {archive}" in printed and "table1 resnet, resumed: 0 (" in printed
+    summary = json.loads((runs / "resnet" / "results.json").read_text())
+    assert [level["iterations"] for level in summary["levels"]] == [25, 25]
+    assert stopped.iteration + 25 * stopped.level < 50 and "| ResNet | " in printed
+    with tarfile.open(archive) as packed:
+        assert "table1-cpu/resnet/results.json" in packed.getnames()
