@@ -64,17 +64,6 @@ def best_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1,
     return best
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _memory_gib() -> float | None:
     try:
         with open("/proc/meminfo") as f:
@@ -99,8 +88,10 @@ def _blas() -> str | None:
 
 def machine_info() -> dict:
     """CPU, cores, memory, OS, Python, BLAS and the load average at the time of the call."""
+    from ocdl.backend import cpu_model  # here: this module imports no NumPy before limit_threads
+
     info = {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "logical_cpus": os.cpu_count(),
         "memory_gib": _memory_gib(),
         "os": f"{platform.system()} {platform.release()}",

@@ -67,7 +67,7 @@ def table(summaries: dict[str, dict], device: str | None) -> str:
              "| wall time | device |", "|---|---|---|---|---|---|"]
     for stepper, summary in summaries.items():
         levels = summary["levels"]
-        where = device or f"{summary['settings']['device']}, {summary['settings']['dtype']}"
+        where = device or f"{summary.get('device_name', summary['settings']['device'])}, {summary['settings']['dtype']}"
         seconds = summary["time_s"]
         lines.append(f"| {STEPPERS[stepper]} | {_errors(levels)} | {100 * (1 - levels[-1]['train_accuracy']):.2f}% "
                      f"| {PAPER_VAL_ERROR[stepper]:.2f}% | {seconds:.0f} s ({seconds / 60:.0f} min) | {where} |")

@@ -7,6 +7,7 @@ for the module that owns its inputs and calls that module's functions.
 from __future__ import annotations
 
 import os
+import platform
 from types import ModuleType
 from typing import Any
 
@@ -93,6 +94,36 @@ def memory_bytes(device: str) -> int:
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):  # pragma: no cover - depends on the system
         return 1 << 33
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux's ``/proc/cpuinfo``; elsewhere what :mod:`platform` says)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:  # pragma: no cover - depends on the system
+        pass
+    return platform.processor() or platform.machine()  # pragma: no cover - depends on the system
+
+
+def device_name(device: str) -> str:
+    """What ``device`` is on this machine, for a run's records.
+
+    ``"cpu"``: the CPU's model and the logical CPUs this process may run on
+    (e.g. ``"Intel(R) Xeon(R) Processor, 2 logical CPUs"``); ``"gpu"``: the
+    name of the current CUDA device (e.g. ``"NVIDIA H200"``).
+    """
+    if device == "gpu":
+        if not cupy_available():
+            raise RuntimeError("device='gpu' needs CuPy and a CUDA device; install ocdl[gpu] or use device='cpu'")
+        name = _cupy.cuda.runtime.getDeviceProperties(_cupy.cuda.Device().id)["name"]
+        return name.decode() if isinstance(name, bytes) else str(name)
+    if device != "cpu":
+        raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{cpu_model()}, {cpus} logical CPUs"
 
 
 #: Words by which CUDA libraries report a failed allocation (cuBLAS, cuFFT, cuSOLVER: ``*_ALLOC_FAILED``;

@@ -148,6 +148,25 @@ def test_experiment_on_the_standin_device(standin, tmp_path, problem):
     assert all(type(a) is StandInArray for a in fused.result.x)
     paths = write_run(fused, tmp_path / "run")
     assert all(p.exists() for p in paths.values())
+    assert fused.summary()["device_name"] == "stand-in"
+    assert cpu.summary()["device_name"] == ocdl.backend.device_name("cpu")
+
+
+def test_device_name_says_which_cpu_or_gpu(standin):
+    """``device_name``: the GPU's name from CUDA's device properties; the CPU's model from ``/proc/cpuinfo`` (read
+    here line by line, where there is one) with the logical CPUs this process may use; a clear error otherwise."""
+    from ocdl.backend import device_name
+
+    assert device_name("gpu") == "stand-in"  # standin_cupy's getDeviceProperties: b"stand-in"
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert device_name("cpu").endswith(f", {cpus} logical CPUs")
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as info:
+            models = [line.partition(":")[2].strip() for line in info if line.startswith("model name")]
+        if models:
+            assert device_name("cpu") == f"{models[0]}, {cpus} logical CPUs"
+    with pytest.raises(ValueError, match="device must be 'cpu' or 'gpu', got 'tpu'"):
+        device_name("tpu")
 
 
 def test_the_gpu_tests_pass_on_the_standin():

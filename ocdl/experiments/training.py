@@ -12,7 +12,7 @@ import numpy as np
 from ocdl.problems import Dataset
 from ocdl.solvers import BlockCoordinateDescent, Checkpointing, MultilevelResult, multilevel
 
-from ..backend import asnumpy, to_device
+from ..backend import asnumpy, device_name, to_device
 from ..distributed import check_share, select_gpu, share
 from ..learning_problem import LearningProblem
 from ..propagation import Network
@@ -91,7 +91,13 @@ class Run:
         return float(sum(rec["time_s"] for rec in self.result.history))
 
     def summary(self) -> dict:
-        """The content of ``results.json`` (JSON-ready; ``None`` where a failed iteration has no accuracy)."""
+        """The content of ``results.json`` (JSON-ready; ``None`` where a failed iteration has no accuracy).
+
+        ``time_s`` is the wall time of the training, summed over the sessions
+        of a resumed run; ``device_name`` (:func:`ocdl.backend.device_name`)
+        the device of the session that finished it, rank 0's under
+        ``mpiexec`` (``ranks`` says how many processes).
+        """
         levels = self.levels()
         scored = [rec for rec in levels if np.isfinite(rec["best_val_accuracy"])] or levels
         best = max(scored, key=lambda rec: rec["best_val_accuracy"])
@@ -108,6 +114,7 @@ class Run:
             "best_val_n_layers": best["n_layers"],
             "final_val_accuracy": levels[-1]["best_val_accuracy"],
             "time_s": self.time_s,
+            "device_name": device_name(self.settings.device),
             "ranks": self.ranks,
             "success": bool(self.result.success),
             "message": self.result.message,
