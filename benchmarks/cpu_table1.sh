@@ -10,8 +10,8 @@
 # completed iteration kept) 30 s before the budget ends. The run folders are unpacked from
 # benchmarks/results/table1_cpu.tar.gz when runs/table1-cpu is missing (a fresh clone), and packed back into it
 # at the end: commit the archive, and each finished run's results.json as benchmarks/results/table1_cpu/STEPPER.json.
-# On 2 cores (ResNet, float32) an iteration takes about 60, 120 and 240 s at 4, 8 and 16 layers: a ResNet or
-# antisymmetric run about 2.5 hours, a Verlet run (two layer applications per step) about 5.
+# On 2 cores (ResNet, float32) an iteration took 65, 91 and 188 s at 4, 8 and 16 layers, the run 2.0 hours; the
+# antisymmetric ResNet and Verlet take about 1.6 times as long.
 # GPU_SESSION_QUICK=1: tiny runs (gpu_lib.sh's), into runs/table1-cpu-quick and $OUT/table1.tar.gz; CPU_RUNS and
 # CPU_TABLE1_ARCHIVE name other folders and archives; gpu_lib.sh lists the other variables.
 set -uo pipefail
