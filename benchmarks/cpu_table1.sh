@@ -11,7 +11,7 @@
 # benchmarks/results/table1_cpu.tar.gz when runs/table1-cpu is missing (a fresh clone), and packed back into it
 # at the end: commit the archive, and each finished run's results.json as benchmarks/results/table1_cpu/STEPPER.json.
 # On 2 cores (ResNet, float32) an iteration took 65, 91 and 188 s at 4, 8 and 16 layers, the run 2.0 hours; the
-# antisymmetric ResNet and Verlet take about 1.6 times as long.
+# antisymmetric ResNet's iterations take about twice as long (135 s at 4 layers), Verlet's about as long.
 # GPU_SESSION_QUICK=1: tiny runs (gpu_lib.sh's), into runs/table1-cpu-quick and $OUT/table1.tar.gz; CPU_RUNS and
 # CPU_TABLE1_ARCHIVE name other folders and archives; gpu_lib.sh lists the other variables.
 set -uo pipefail
