@@ -33,10 +33,7 @@ cpu_table1() {
     say "ocdl Table 1 on the CPU ($THREADS cores): $(git log -1 --format='%h %s' 2>/dev/null | cut -c1-100); budget ${BUDGET} s"
     ensure_mnist || return 1
     restore_table1
-    local stepper
-    for stepper in ${GPU_TABLE1_STEPPERS:-resnet antisymmetric verlet}; do
-        table1 "$stepper" "${GPU_TABLE1_LIMIT:-$(($(left) - GRACE - 10))}" || break  # out of time: next call
-    done
+    table1_runs
     pack_table1
     finish "cpu_table1.sh"
 }

@@ -133,6 +133,16 @@ table1() {
     [ -f "$dir/results.json" ]
 }
 
+# table1_runs: Table 1's runs of $GPU_TABLE1_STEPPERS (resnet antisymmetric verlet) one after another, each for at
+# most GPU_TABLE1_LIMIT seconds or what the budget leaves; stops at the first one left unfinished (out of time: the
+# next call continues it). Returns 0 when all are finished.
+table1_runs() {
+    local stepper
+    for stepper in ${GPU_TABLE1_STEPPERS:-resnet antisymmetric verlet}; do
+        table1 "$stepper" "${GPU_TABLE1_LIMIT:-$(($(left) - GRACE - 10))}" || return 1
+    done
+}
+
 # restore_table1: Table 1's run folders from $ARCHIVE when $RUNS is missing (a fresh machine; the folders of a
 # warm machine's earlier call, or carried ones, are newer and kept).
 restore_table1() {

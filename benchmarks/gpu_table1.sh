@@ -29,13 +29,8 @@ table1_session() {
     install_ocdl || return 1
     ensure_mnist || return 1
     restore_table1
-    local stepper finished=1
-    for stepper in ${GPU_TABLE1_STEPPERS:-resnet antisymmetric verlet}; do
-        if ! table1 "$stepper" "${GPU_TABLE1_LIMIT:-$(($(left) - GRACE - 10))}"; then
-            finished=0
-            break  # out of time: the next call continues this run
-        fi
-    done
+    local finished=1
+    table1_runs || finished=0
     pack_table1
 
     local tta_overhead=90 budget  # data, the learning-rate sweep (3 epochs of PyTorch), each method's last step

@@ -40,6 +40,7 @@ import threading
 import numpy as np
 
 from ._workspace import run_kernel
+from .backend import usable_cpus
 
 __all__ = ["map_blocks", "row_blocks"]
 
@@ -66,10 +67,7 @@ def _num_threads() -> int:
             continue
         if n >= 1:
             return n
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    return usable_cpus()
 
 
 def _executor():

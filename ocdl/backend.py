@@ -108,6 +108,14 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()  # pragma: no cover - depends on the system
 
 
+def usable_cpus() -> int:
+    """The logical CPUs this process may run on (its affinity mask where the system has one), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def device_name(device: str) -> str:
     """What ``device`` is on this machine, for a run's records.
 
@@ -122,8 +130,7 @@ def device_name(device: str) -> str:
         return name.decode() if isinstance(name, bytes) else str(name)
     if device != "cpu":
         raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{cpu_model()}, {cpus} logical CPUs"
+    return f"{cpu_model()}, {usable_cpus()} logical CPUs"
 
 
 #: Words by which CUDA libraries report a failed allocation (cuBLAS, cuFFT, cuSOLVER: ``*_ALLOC_FAILED``;
