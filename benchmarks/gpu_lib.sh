@@ -13,6 +13,7 @@
 #                        (benchmarks/results/table1.tar.gz; quick: none)
 #   GPU_TABLE1_LIMIT     seconds for the Table 1 stage (all that the script's budget leaves)
 #   GPU_TABLE1_DTYPE     Table 1's dtype (float32)
+#   GPU_TABLE1_QUICK_ITERATIONS  iterations per level of the quick mode's Table 1 runs (25)
 #   GPU_TESTS            what pytest -m gpu runs (tests)
 # shellcheck disable=SC2034  # the variables are the sourcing scripts'
 
@@ -40,7 +41,9 @@ if [ "$QUICK" = 1 ]; then
     [ "$OCDL_STANDIN_CUPY" = 1 ] && TRAIN_ENV=(env OCDL_FUSED_KERNELS=0)
     # Table 1's quick runs: 2 levels (4, 8 layers) of 25 iterations on 64 images, about 0.1 s each on an idle
     # machine and 6 s in all, long enough for the smoke test to stop one at 4 s and resume it
-    TABLE1_ARGS=(--train-size 64 --val-size 32 --hessian-batch-size 16 --max-layers 8 --width 2 --iterations 25
+    # (GPU_TABLE1_QUICK_ITERATIONS: more, where a run without the stand-in would end before that)
+    TABLE1_ARGS=(--train-size 64 --val-size 32 --hessian-batch-size 16 --max-layers 8 --width 2
+                 --iterations "${GPU_TABLE1_QUICK_ITERATIONS:-25}"
                  --classifier-newton-steps 1 --classifier-cg-maxiter 2)
 else
     GRACE=20  # seconds from a stage's SIGINT to its SIGKILL (ocdl train writes its checkpoint within one or two)
