@@ -66,6 +66,39 @@ def test_conv2d_fused_products_equal_the_separate_ones(c_in, c_out, transpose, r
         np.testing.assert_allclose(fused, separate, rtol=1e-12, atol=1e-10)
 
 
+@pytest.mark.parametrize("base", [lambda: ocdl.Dense(5), lambda: ocdl.Conv2d(3, 3, 6, 5)], ids=["dense", "conv2d"])
+@pytest.mark.parametrize("gamma", [0.0, 0.4])
+def test_antisymmetric_products_equal_those_of_the_base_and_its_transpose(base, gamma, rng):
+    """Antisymmetric runs each product as one product of its base with the stencil or matrix S(theta); they
+    equal eq. (4.12)'s K = (B - B^T - gamma I) / 2 written with the base's own products of B and B^T."""
+    B = base()
+    A = ocdl.Antisymmetric(B, gamma)
+    theta, dtheta = rng.standard_normal(A.n_params), rng.standard_normal(A.n_params)
+    Y, dY, lam = (rng.standard_normal((7, A.n_in)) for _ in range(3))
+
+    def K(t, X, g=gamma):  # X K(t), and X K(t)^T = -X K(t) - g X
+        return 0.5 * (B.apply(t, X) - B.apply_transpose(t, X) - g * X)
+
+    def grad(X, L):  # grad_t <X K(t), L>
+        return 0.5 * (B.vjp(theta, X, L) - B.vjp(theta, L, X))
+
+    close = dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(A.apply(theta, Y), K(theta, Y), **close)
+    np.testing.assert_allclose(A.apply_transpose(theta, Y), -K(theta, Y) - gamma * Y, **close)
+    np.testing.assert_allclose(A.jvp(theta, Y, dtheta), K(dtheta, Y, 0.0), **close)
+    np.testing.assert_allclose(A.vjp(theta, Y, lam), grad(Y, lam), **close)
+    np.testing.assert_allclose(A.tangent(theta, Y, dY, dtheta), K(theta, dY) + K(dtheta, Y, 0.0), **close)
+    np.testing.assert_allclose(A.tangent(theta, Y, dY, dtheta, transpose=True),
+                               -K(theta, dY) - gamma * dY - K(dtheta, Y, 0.0), **close)
+    for got, want in zip(A.cotangent(theta, Y, lam), (-K(theta, lam) - gamma * lam, grad(Y, lam)), strict=True):
+        np.testing.assert_allclose(got, want, **close)
+    for got, want in zip(A.cotangent(theta, Y, lam, transpose=True), (K(theta, lam), grad(lam, Y)), strict=True):
+        np.testing.assert_allclose(got, want, **close)
+    blocks = []
+    A._apply_blocks(theta, Y, lambda rows, Z: blocks.append(np.array(Z)), transpose=True)
+    np.testing.assert_allclose(np.concatenate(blocks), -K(theta, Y) - gamma * Y, **close)
+
+
 def test_dense_family_matrices(rng):
     B = rng.standard_normal((4, 4))
     Y = rng.standard_normal((5, 4))
