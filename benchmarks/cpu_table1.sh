@@ -10,8 +10,8 @@
 # completed iteration kept) 30 s before the budget ends. The run folders are unpacked from
 # benchmarks/results/table1_cpu.tar.gz when runs/table1-cpu is missing (a fresh clone), and packed back into it
 # at the end: commit the archive, and each finished run's results.json as benchmarks/results/table1_cpu/STEPPER.json.
-# On 2 cores (ResNet, float32) an iteration took 65, 91 and 188 s at 4, 8 and 16 layers, the run 2.0 hours; the
-# antisymmetric ResNet's iterations take about twice as long (135 s at 4 layers), Verlet's about as long.
+# On 2 cores (float32) an iteration took 65, 91 and 188 s at 4, 8 and 16 layers for ResNet (the run 2.0 hours),
+# about 93, 130 and 190 s for the antisymmetric ResNet (2.5 hours); Verlet's run is about 3 hours.
 # GPU_SESSION_QUICK=1: tiny runs (gpu_lib.sh's), into runs/table1-cpu-quick and $OUT/table1.tar.gz; CPU_RUNS and
 # CPU_TABLE1_ARCHIVE name other folders and archives; gpu_lib.sh lists the other variables.
 set -uo pipefail
@@ -24,6 +24,11 @@ if [ "$QUICK" = 1 ]; then
     RUNS=${CPU_RUNS:-runs/table1-cpu-quick} ARCHIVE=${CPU_TABLE1_ARCHIVE:-}
 else
     RUNS=${CPU_RUNS:-runs/table1-cpu} ARCHIVE=${CPU_TABLE1_ARCHIVE:-benchmarks/results/table1_cpu.tar.gz}
+    # Verlet keeps twice ResNet's numbers per step: with chunks of 5,000 its stored sweeps (12.8 GB at 16
+    # layers) exceed half of this project's 23 GB host, and memory="auto" rebuilds the states backward in
+    # every product, 1.5x slower (186 s an iteration at 4 layers, measured 2026-12-05); chunks of 2,500 store
+    # them (9.6 GB). The chunks change how the sums are split, not the problem.
+    TABLE1_VERLET_ARGS=(--chunk-size "${CPU_TABLE1_VERLET_CHUNK:-2500}")
 fi
 PACKED=${ARCHIVE:-$OUT/table1.tar.gz}
 MNIST_DIR=${GPU_MNIST_DIR:-$MNIST_SOURCE}  # read in place: nothing is carried

@@ -49,6 +49,7 @@ else
     GRACE=20  # seconds from a stage's SIGINT to its SIGKILL (ocdl train writes its checkpoint within one or two)
     TABLE1_ARGS=()  # the paper's settings (ocdl.experiments.paper_settings)
 fi
+TABLE1_VERLET_ARGS=()  # added to a new Verlet run's options (cpu_table1.sh: a smaller chunk on a small host)
 SUMMARY=() FAILED=()
 
 # say TEXT: a line of the log, with the time and the seconds since the script started.
@@ -131,7 +132,7 @@ table1() {
     else
         stage "table1 $stepper" "$limit" "${TRAIN_ENV[@]}" "${LAUNCH[@]}" -m ocdl train --problem mnist \
             --stepper "$stepper" --device "$TABLE1_DEVICE" --dtype "$TABLE1_DTYPE" --data-dir "$MNIST_DIR" --out "$dir" \
-            --checkpoint-every 1 --no-progress "${TABLE1_ARGS[@]}"
+            --checkpoint-every 1 --no-progress "${TABLE1_ARGS[@]}" $([ "$stepper" = verlet ] && echo "${TABLE1_VERLET_ARGS[@]}")
     fi
     [ -f "$dir/results.json" ]
 }
