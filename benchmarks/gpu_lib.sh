@@ -121,7 +121,8 @@ ensure_mnist() {
 # most LIMIT seconds: started, or continued from its checkpoint; nothing if finished. Returns 0 when it is finished.
 # No progress bars (the device tool shows the last 12,000 characters): each level's history is in the checkpoint.
 table1() {
-    local stepper=$1 limit=$2 dir=$RUNS/$1
+    local stepper=$1 limit=$2 dir=$RUNS/$1 extra=()
+    [ "$stepper" = verlet ] && extra=("${TABLE1_VERLET_ARGS[@]}")
     if [ -f "$dir/results.json" ]; then
         say "table1 $stepper: finished before ($dir/results.json)"
         return 0
@@ -132,7 +133,7 @@ table1() {
     else
         stage "table1 $stepper" "$limit" "${TRAIN_ENV[@]}" "${LAUNCH[@]}" -m ocdl train --problem mnist \
             --stepper "$stepper" --device "$TABLE1_DEVICE" --dtype "$TABLE1_DTYPE" --data-dir "$MNIST_DIR" --out "$dir" \
-            --checkpoint-every 1 --no-progress "${TABLE1_ARGS[@]}" $([ "$stepper" = verlet ] && echo "${TABLE1_VERLET_ARGS[@]}")
+            --checkpoint-every 1 --no-progress "${TABLE1_ARGS[@]}" "${extra[@]}"
     fi
     [ -f "$dir/results.json" ]
 }

@@ -53,9 +53,9 @@ class Antisymmetric(Transform):
         """:math:`S(\theta)` as the base's parameter vector."""
         return self.explicit(theta).reshape(-1)
 
-    def _dS(self, dtheta):
-        """:math:`S'(\theta)[d\theta]` (:math:`S` is affine) as the base's parameter vector."""
-        return self._skew(self.base.explicit(dtheta)).reshape(-1)
+    def _dS(self, theta, dtheta):
+        """:math:`S'(\theta)[d\theta]` (:meth:`explicit_jvp`) as the base's parameter vector."""
+        return self.explicit_jvp(theta, dtheta).reshape(-1)
 
     def _grad(self, theta, g):
         """The parameter gradient :math:`S'(\theta)^T g` of the base's gradient ``g``."""
@@ -79,7 +79,7 @@ class Antisymmetric(Transform):
 
     def jvp(self, theta, Y, dtheta):
         if self._direct:
-            return self.base.apply(self._dS(dtheta), Y)
+            return self.base.apply(self._dS(theta, dtheta), Y)
         return 0.5 * (self.base.apply(dtheta, Y) - self.base.apply_transpose(dtheta, Y))
 
     def transpose_jvp(self, theta, Z, dtheta):
@@ -92,7 +92,7 @@ class Antisymmetric(Transform):
 
     def tangent(self, theta, Y, dY, dtheta, transpose=False, out=None):
         if self._direct:  # the base's own tangent: one stack of [dY, Y] for a Conv2d
-            return self.base.tangent(self._S(theta), Y, dY, self._dS(dtheta), transpose, out)
+            return self.base.tangent(self._S(theta), Y, dY, self._dS(theta, dtheta), transpose, out)
         return super().tangent(theta, Y, dY, dtheta, transpose, out)
 
     def cotangent(self, theta, Y, lam, transpose=False):
