@@ -25,9 +25,10 @@ if [ "$QUICK" = 1 ]; then
 else
     RUNS=${CPU_RUNS:-runs/table1-cpu} ARCHIVE=${CPU_TABLE1_ARCHIVE:-benchmarks/results/table1_cpu.tar.gz}
     # Verlet keeps twice ResNet's numbers per step: with chunks of 5,000 its stored sweeps (12.8 GB at 16
-    # layers) exceed half of this project's 23 GB host, and memory="auto" rebuilds the states backward in
-    # every product, 1.5x slower (186 s an iteration at 4 layers, measured 2026-12-05); chunks of 2,500 store
-    # them (9.6 GB). The chunks change how the sums are split, not the problem.
+    # layers) exceed half of this project's 23 GB host, and memory="auto" rebuilds the 16-layer states
+    # backward in every product, 1.5x slower (186 s an iteration, measured 2026-12-05 at 4 layers when auto
+    # still planned every level for the finest); chunks of 2,500 store them (9.6 GB). The chunks change how
+    # the sums are split, not the problem (and the run in the archive was started with them).
     TABLE1_VERLET_ARGS=(--chunk-size "${CPU_TABLE1_VERLET_CHUNK:-2500}")
 fi
 PACKED=${ARCHIVE:-$OUT/table1.tar.gz}

@@ -111,8 +111,8 @@ SETTING_OPTIONS = (
     ("--device", "device", DEVICES, None, "cpu (NumPy) or gpu (CuPy)"),
     ("--dtype", "dtype", DTYPES, None, "floating type of data and parameters"),
     ("--memory", "memory", MEMORY, None, "forward states: all stored, recomputed from checkpoints, rebuilt backward "
-     "(leapfrog, verlet), or auto: stored when they fit in half the memory, on the GPU half its free memory; "
-     "under mpiexec, half a rank's share of it"),
+     "(leapfrog, verlet), or auto: at each level, stored when they fit in half the memory, on the GPU half its free "
+     "memory; under mpiexec, half a rank's share of it"),
     ("--data-dir", "data_dir", str, "DIR", "MNIST: folder of the four IDX files"),
     ("--train-size", "train_size", int, "S", "MNIST: training images"),
     ("--val-size", "val_size", int, "S", "MNIST: validation images"),

@@ -78,9 +78,11 @@ class Network:
         """The step size :math:`h = T / N`."""
         return self.final_time / self.n_steps
 
-    def with_steps(self, n_steps: int) -> Network:
-        """The same dynamics and final time with ``n_steps`` steps (multilevel training)."""
-        return Network(self.stepper, n_steps, self.final_time, self.memory, self.blow_up)
+    def with_steps(self, n_steps: int, memory: MemoryPolicy | None = None) -> Network:
+        """The same dynamics and final time with ``n_steps`` steps (multilevel training), under ``memory``
+        (default: this network's policy)."""
+        return Network(self.stepper, n_steps, self.final_time, self.memory if memory is None else memory,
+                       self.blow_up)
 
     # -- parameters -------------------------------------------------------
     def theta_steps(self, theta: Any, name: str = "theta", finite: bool = True) -> Any:

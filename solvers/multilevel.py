@@ -22,12 +22,14 @@ level, as if it had planned them from the start.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ocdl.backend import Array, device_of, get_array_module
 from ocdl.learning_problem import LearningProblem
+from ocdl.memory import MemoryPolicy
 from ocdl.propagation import Network
 from ocdl.validation import is_integer
 
@@ -88,6 +90,7 @@ def multilevel(
     callback: Callback | None = None,
     progress: bool = True,
     checkpoint: Checkpointing | None = None,
+    memory: Callable[[int], MemoryPolicy] | None = None,
 ) -> MultilevelResult:
     r"""Train coarse to fine: :math:`N_0, 2N_0, 4N_0, \dots \le` ``max_layers`` layers.
 
@@ -144,6 +147,15 @@ def multilevel(
         problem (its :meth:`~ocdl.LearningProblem.fingerprint`) is refused
         (see Raises), and so is one of a run with more levels. Default: no
         checkpoints.
+    memory : callable, optional
+        ``memory(N)``: the memory policy (:mod:`ocdl.memory`) of the level
+        with :math:`N` layers, called when that level's network is built, so
+        that a level stores its forward states when they fit and only the
+        deeper ones rebuild or recompute them (e.g.
+        :func:`ocdl.experiments.memory_policy` planned for :math:`N`). Called on
+        every worker of a data-parallel problem at the same level, so it may
+        be a collective operation. Default: the coarsest network's policy at
+        every level. The policies give the same derivatives up to rounding.
 
     Returns
     -------
@@ -184,14 +196,20 @@ def multilevel(
         raise TypeError(f"solver must be a TrainingSolver such as BlockCoordinateDescent(...), got {solver!r}")
     if checkpoint is not None and not isinstance(checkpoint, Checkpointing):
         raise TypeError(f"checkpoint must be a Checkpointing(path, every=..., resume=...), got {checkpoint!r}")
+    if memory is not None and not callable(memory):
+        raise TypeError(f"memory must be a function of the number of layers returning a memory policy, got {memory!r}")
     layers = [network.n_steps]
     while 2 * layers[-1] <= max_layers:
         layers.append(2 * layers[-1])
 
     def level_problem(n_layers: int) -> LearningProblem:
-        if n_layers == network.n_steps:
+        policy = None if memory is None else memory(n_layers)
+        if policy is not None and not isinstance(policy, MemoryPolicy):
+            raise TypeError(f"memory({n_layers}) must return an ocdl memory policy (StoreAll(), Recompute(n), "
+                            f"HDF5(path), Reversible()), got {policy!r}")
+        if n_layers == network.n_steps and policy is None:
             return problem
-        return problem.with_network(network.with_steps(n_layers))
+        return problem.with_network(network.with_steps(n_layers, policy))
 
     writer = saved = None
     if checkpoint is not None:
@@ -215,7 +233,7 @@ def multilevel(
         rng, history, first, state = np.random.default_rng(rng), [], 0, None
         if writer is not None:
             writer.start(rng)
-    level_lp = level_problem(layers[min(first, len(layers) - 1)])  # a finished checkpoint: the last level's
+    level_lp = None
     try:
         for level in range(first, len(layers)):
             level_lp = level_problem(layers[level])
@@ -253,6 +271,8 @@ def multilevel(
         if writer is None:
             raise
         raise writer.interrupted() from interrupt
+    if level_lp is None:  # a finished checkpoint: its last level's network
+        level_lp = level_problem(history[-1]["n_layers"])
     result = history[-1]["result"]
     message = f"{len(history)} levels, {history[0]['n_layers']} to {history[-1]['n_layers']} layers"
     stalled = [rec["n_layers"] for rec in history if rec["result"].status is Status.LINE_SEARCH_FAILED]

@@ -94,6 +94,10 @@ def test_memory_policy_stores_what_fits_and_recomputes_or_reverses_the_rest():
     assert isinstance(memory_policy(resnet.replace(memory="recompute", max_layers=8), 10), ocdl.memory.Recompute)
     assert memory_policy(resnet.replace(memory="recompute", max_layers=8), 10).n_checkpoints == 3  # ceil(sqrt(8))
     assert isinstance(memory_policy(verlet.replace(memory="store-all"), 10**9, budget=0), ocdl.memory.StoreAll)
+    # planned for a coarser level: its 9 states fit where the finest level's 17 do not
+    assert isinstance(memory_policy(resnet, 1000, budget=9 * 1000 * 2 * n * 8, n_layers=8), ocdl.memory.StoreAll)
+    coarse = memory_policy(resnet, 1000, budget=9 * 1000 * 2 * n * 8 - 1, n_layers=8)
+    assert isinstance(coarse, ocdl.memory.Recompute) and coarse.n_checkpoints == 3  # ceil(sqrt(8))
 
 
 def test_chunk_size_setting():
@@ -124,6 +128,27 @@ def test_training_with_recomputed_states_gives_the_same_run():
     recomputed = train(settings.replace(memory="recompute"), progress=False)
     assert isinstance(recomputed.problem.network.memory, ocdl.memory.Recompute)
     for a, b in zip(recomputed.result.x, stored.result.x):  # the same operations on the same numbers
+        np.testing.assert_array_equal(a, b)
+
+
+def test_auto_memory_decides_at_each_level(monkeypatch):
+    settings = paper_settings("ellipses", "resnet", **TINY)  # levels of 4 and 8 layers
+    stored = train(settings.replace(memory="store-all"), progress=False)
+    n_examples = stored.problem.Y0.shape[0]
+    per_state = examples_kept(settings, n_examples) * numbers_per_step(settings) * 8
+    # half the machine holds the 5 states of 4 layers, not the 9 of 8 layers
+    monkeypatch.setattr(ocdl.experiments.model, "memory_per_rank", lambda reduction, device: 2 * 5 * per_state)
+    chosen = []
+
+    def recorded(*args, **kwargs):
+        chosen.append((kwargs["n_layers"], memory_policy(*args, **kwargs)))
+        return chosen[-1][1]
+
+    monkeypatch.setattr(ocdl.experiments.training, "memory_policy", recorded)
+    run = train(settings, progress=False)
+    assert [(n, type(policy)) for n, policy in chosen] == [(4, ocdl.memory.StoreAll), (8, ocdl.memory.Recompute)]
+    assert run.result.network.memory is chosen[-1][1]
+    for a, b in zip(run.result.x, stored.result.x):  # recomputed states: the same operations on the same numbers
         np.testing.assert_array_equal(a, b)
 
 

@@ -212,6 +212,30 @@ def test_multilevel_warm_starts_finer_levels():
         multilevel(lp, theta0, max_layers=1)
 
 
+def test_multilevel_builds_each_level_under_its_memory_policy():
+    lp, theta0, validation = small_problem("resnet", n_steps=2)
+    solver = BlockCoordinateDescent(max_iter=2, batch_size=40)
+    stored = multilevel(lp, theta0, max_layers=8, solver=solver, validation=validation, progress=False)
+    policies = {2: ocdl.memory.StoreAll(), 4: ocdl.memory.Recompute(2), 8: ocdl.memory.Recompute(3)}
+    used = []
+
+    @dataclass(frozen=True)
+    class Recording(BlockCoordinateDescent):
+        def minimize(self, problem, params0, **options):
+            used.append((problem.network.n_steps, problem.network.memory))
+            return super().minimize(problem, params0, **options)
+
+    result = multilevel(lp, theta0, max_layers=8, solver=Recording(max_iter=2, batch_size=40),
+                        validation=validation, progress=False, memory=policies.__getitem__)
+    assert used == list(policies.items()) and result.network.memory is policies[8]
+    for a, b in zip(result.x, stored.x):  # recomputed states: the same operations on the same numbers
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(TypeError, match="memory must be a function of the number of layers"):
+        multilevel(lp, theta0, max_layers=8, memory=ocdl.memory.StoreAll())
+    with pytest.raises(TypeError, match=r"memory\(2\) must return an ocdl memory policy"):
+        multilevel(lp, theta0, max_layers=8, memory=lambda n: "store-all")
+
+
 def _level_ending_with(record, status):
     """A solver that runs block coordinate descent, then reports ``record`` as its last iteration and ``status``."""
 

@@ -135,8 +135,7 @@ def finest_level_cost(settings: Settings, data: Dataset, seconds_per_layer: floa
     sweeps = (SWEEPS_PER_EXAMPLE["batch"] * batch + SWEEPS_PER_EXAMPLE["hessian_per_cg"] * settings.cg_maxiter
               * hessian) * n_mine / n_train + SWEEPS_PER_EXAMPLE["validation"] * n_val_mine
     itemsize = np.dtype(settings.dtype).itemsize
-    finest = settings.replace(max_layers=n_layers)
-    policy = memory_policy(finest, n_mine, reduction=reduction)
+    policy = memory_policy(settings, n_mine, reduction=reduction, n_layers=n_layers)
     if isinstance(policy, StoreAll):
         states = n_layers + 1
     elif isinstance(policy, Recompute):

@@ -41,23 +41,25 @@ def examples_kept(settings: Settings, n_examples: int) -> int:
 
 
 def memory_policy(settings: Settings, n_examples: int, budget: int | None = None,
-                  reduction: Reduction | None = None) -> MemoryPolicy:
-    r"""The memory policy of ``settings.memory`` for training on ``n_examples`` examples, up to
-    ``settings.max_layers`` layers.
+                  reduction: Reduction | None = None, n_layers: int | None = None) -> MemoryPolicy:
+    r"""The memory policy of ``settings.memory`` for training a network of ``n_layers`` layers on
+    ``n_examples`` examples.
 
-    ``"auto"`` estimates the stored forward sweeps of the finest level,
-    :math:`(N_{max} + 1)\, s\, m` numbers, :math:`s` the examples kept at once
+    ``"auto"`` estimates the stored forward sweeps of that network,
+    :math:`(N + 1)\, s\, m` numbers, :math:`s` the examples kept at once
     (:func:`examples_kept`), :math:`m` the numbers per example
     of one step's state and cache (:func:`numbers_per_step`), and keeps
     everything (:class:`~ocdl.memory.StoreAll`) when that fits in ``budget``
     bytes; otherwise it rebuilds the states backward
     (:class:`~ocdl.memory.Reversible`, Leapfrog and Verlet: about 1.4x the
-    gradient time) or recomputes them from :math:`\lceil\sqrt{N_{max}}\,\rceil`
+    gradient time) or recomputes them from :math:`\lceil\sqrt{N}\,\rceil`
     checkpoints (:class:`~ocdl.memory.Recompute`, fewer than three extra
     forward sweeps). All give the same derivatives up to rounding. With a
     data-parallel ``reduction`` each worker plans for its examples and its
     share of the memory, and all store everything only if it fits on every
-    one of them, so that they take one decision.
+    one of them, so that they take one decision. Multilevel training
+    (:func:`~ocdl.experiments.train`) asks once per level, so that only the
+    levels whose states do not fit pay for rebuilding them.
 
     Parameters
     ----------
@@ -73,11 +75,15 @@ def memory_policy(settings: Settings, n_examples: int, budget: int | None = None
     reduction : Reduction, optional
         The workers of a data-parallel run (``n_examples``: this worker's);
         default: one process. With ``"auto"``, a collective operation.
+    n_layers : int, optional
+        The network's layers :math:`N` (default ``settings.max_layers``, the
+        finest level).
     """
+    n_layers = settings.max_layers if n_layers is None else n_layers
     choice = settings.memory
     if choice == "auto":
         itemsize = np.dtype(settings.dtype).itemsize
-        stored = (settings.max_layers + 1) * examples_kept(settings, n_examples) * numbers_per_step(settings) * itemsize
+        stored = (n_layers + 1) * examples_kept(settings, n_examples) * numbers_per_step(settings) * itemsize
         reduction = Reduction() if reduction is None else reduction
         fits = stored <= (memory_per_rank(reduction, settings.device) // 2 if budget is None else budget)
         if all(reduction.gather(fits)):
@@ -88,7 +94,7 @@ def memory_policy(settings: Settings, n_examples: int, budget: int | None = None
         return StoreAll()
     if choice == "reversible":
         return Reversible()
-    return Recompute(math.isqrt(settings.max_layers - 1) + 1)
+    return Recompute(math.isqrt(n_layers - 1) + 1)
 
 
 def numbers_per_step(settings: Settings) -> int:
@@ -147,7 +153,8 @@ def build_problem(settings: Settings, Y: Array, C: Array, n_classes: int,
     """The learning problem (eq. 2.4) on the widened examples ``Y`` with labels ``C``, first level's network
     (``Y, C``: this worker's share with a data-parallel ``reduction``)."""
     return LearningProblem(
-        build_network(settings, settings.first_layers, memory_policy(settings, Y.shape[0], reduction=reduction)),
+        build_network(settings, settings.first_layers,
+                      memory_policy(settings, Y.shape[0], reduction=reduction, n_layers=settings.first_layers)),
         build_objective(n_classes),
         Y,
         C,

@@ -18,7 +18,7 @@ from ..learning_problem import LearningProblem
 from ..propagation import Network
 from ..reduction import Reduction
 from .data import load_data, widen
-from .model import build_problem, initial_parameters
+from .model import build_problem, initial_parameters, memory_policy
 from .settings import Settings
 
 CHUNK = 2048
@@ -227,6 +227,7 @@ def train(settings: Settings, data: Dataset | None = None, progress: bool = True
     result = multilevel(
         problem, theta0, max_layers=settings.max_layers, solver=_solver(settings), validation=validation,
         rng=settings.seed, progress=progress, checkpoint=checkpoint,
+        memory=lambda n_layers: memory_policy(settings, problem.Y0.shape[0], reduction=reduction, n_layers=n_layers),
     )
     return Run(settings, data, problem.with_network(result.network), result)
 
