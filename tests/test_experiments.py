@@ -324,6 +324,12 @@ def test_mnist_figures_use_the_error_as_the_table_does_and_show_the_weights_scal
     assert f"best {error}%" in left.get_legend().get_texts()[0].get_text()
     assert f"{error} (4 layers)" in results_table([summary])
 
+    assert right.get_yscale() == "linear"  # errors within a factor of 10
+    transient = dict(summary, levels=[dict(level, val_accuracy=[0.436, 0.97, 0.99]) for level in summary["levels"]])
+    assert plot_levels(Figure(), [transient]).axes[1].get_yscale() == "log"  # 56.4% beside 1%: a log axis
+    close = dict(summary, levels=[dict(level, val_accuracy=[0.97, 0.99]) for level in summary["levels"]])
+    assert plot_levels(Figure(), [close]).axes[1].get_yscale() == "linear"  # 3% beside 1%
+
     fig = plot_mnist(Figure(figsize=(11, 13), layout="constrained"), run)
     colorbars = [ax for ax in fig.axes if ax.get_ylabel() == "weight"]
     assert len(colorbars) == 1

@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from .training import Run
 
@@ -33,12 +34,20 @@ def _percent_axis(ax, label: str) -> None:
     ax.grid(True, alpha=0.3)
 
 
+def _spans_decades(traces: Sequence[np.ndarray]) -> bool:
+    """Whether the positive finite values of ``traces`` span more than a factor of 10 (then drawn on a log axis)."""
+    values = np.concatenate([np.ravel(t) for t in traces]) if traces else np.empty(0)
+    values = values[np.isfinite(values) & (values > 0)]
+    return values.size > 0 and values.max() > 10 * values.min()
+
+
 def plot_levels(fig: Figure, summaries: Sequence[dict]) -> Figure:
     """Figure 3: best validation accuracy against the number of layers, and per iteration.
 
     MNIST is drawn as the validation error (the paper's Table 1 and
     :func:`~ocdl.experiments.results_table` give errors there), the 2-D
-    problems as the accuracy.
+    problems as the accuracy. Errors per iteration that span more than a
+    factor of 10 (a large prolongation transient) are drawn on a log axis.
 
     Parameters
     ----------
@@ -61,6 +70,7 @@ def plot_levels(fig: Figure, summaries: Sequence[dict]) -> Figure:
         accuracy = np.asarray(accuracy, dtype=float)  # None (a failed iteration): NaN
         return 100 * (1 - accuracy if error else accuracy)
 
+    traces = []
     for i, summary in enumerate(summaries):
         levels = summary["levels"]
         best = percent([rec["best_val_accuracy"] for rec in levels])
@@ -69,6 +79,7 @@ def plot_levels(fig: Figure, summaries: Sequence[dict]) -> Figure:
         for k, rec in enumerate(levels):
             trace = percent(rec["val_accuracy"])
             right.plot(k * span + np.arange(1, trace.size + 1), trace, color=f"C{i}", linewidth=1)
+            traces.append(trace)
     for k, n_layers in enumerate(all_layers):
         if k:
             right.axvline(k * span + 0.5, color="0.75", linewidth=0.8)
@@ -82,7 +93,12 @@ def plot_levels(fig: Figure, summaries: Sequence[dict]) -> Figure:
     left.set_title(f"best validation {measure} per level")
     right.set_xlabel("block coordinate descent iteration (levels marked by their layers)")
     _percent_axis(right, f"validation {measure} (%)")
-    if error:
+    if error and _spans_decades(traces):  # a transient (Verlet's 56% after a prolongation) would flatten the rest
+        right.set_yscale("log")
+        right.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 1, 2, 5, 10, 20, 50 %
+        right.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        right.yaxis.set_minor_formatter(NullFormatter())
+    elif error:
         right.set_ylim(0.0, min(100.5, right.get_ylim()[1]))
     else:
         right.set_ylim(max(0.0, right.get_ylim()[0]), 100.5)
