@@ -12,7 +12,8 @@
 # at the end: commit the archive, and each finished run's results.json as benchmarks/results/table1_cpu/STEPPER.json.
 # On 2 cores (float32) an iteration took 65, 91 and 188 s at 4, 8 and 16 layers for ResNet (the run 2.0 hours),
 # about 93, 130 and 190 s for the antisymmetric ResNet (2.5 hours), about 150, 235 and 367 s for Verlet (4.2
-# hours; its per-level means, evaluations included). The archive holds the three finished runs: the script finds them and trains nothing.
+# hours; its per-level means, evaluations included). The archive holds the three finished runs (2026-12-05): the
+# script finds them and trains nothing.
 # GPU_SESSION_QUICK=1: tiny runs (gpu_lib.sh's), into runs/table1-cpu-quick and $OUT/table1.tar.gz; CPU_RUNS and
 # CPU_TABLE1_ARCHIVE name other folders and archives; gpu_lib.sh lists the other variables.
 set -uo pipefail
