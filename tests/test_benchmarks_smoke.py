@@ -1,6 +1,7 @@
 """Smoke test of ``benchmarks/run.py`` and an independent check of ocdl's derivatives against PyTorch.
 
-PyTorch is optional: the comparison is skipped when it does not import.
+PyTorch is optional: the comparison is skipped when it does not import. The Table 1 rows of the README and
+the documentation are checked against the committed runs' ``results.json``.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -476,3 +478,40 @@ def test_cpu_table1_stops_at_its_limit_and_resumes_from_its_archive(tmp_path, mn
     assert stopped.iteration + 200 * stopped.level < 400 and "| ResNet | " in printed
     with tarfile.open(archive) as packed:
         assert "table1-cpu/resnet/results.json" in packed.getnames()
+
+
+def _table1_row(page: str, stepper: str) -> list[str]:
+    """The cells of the Table 1 row of ``stepper`` on ``page`` (README.md, docs/experiments.md).
+
+    Its name (``table1.STEPPERS``) first, the paper's error (``table1.PAPER_VAL_ERROR``) fourth; the first
+    such row, as the table at the paper's settings comes before the older six-iteration one.
+    """
+    table1 = _load("table1")
+    rows = [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in open(os.path.join(ROOT, page), encoding="utf-8").read().splitlines()
+        if line.startswith(f"| {table1.STEPPERS[stepper]} |")
+    ]
+    paper = f"{table1.PAPER_VAL_ERROR[stepper]:.2f}%"
+    rows = [cells for cells in rows if len(cells) == 6 and cells[3] == paper]
+    assert rows, f"{page}: no Table 1 row for {stepper}"
+    return rows[0]
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/experiments.md"])
+@pytest.mark.parametrize("stepper", ["antisymmetric", "resnet", "verlet"])
+def test_table1_row_matches_its_results_json(page, stepper):
+    """The README's and the documentation's Table 1 rows say what the committed runs measured: each row is
+    recomputed from its ``results.json`` in ``benchmarks/results/table1_cpu/``, straight from the JSON fields
+    (not through ``table1.py``'s formatting, which wrote the rows): the best validation error of each level, the
+    training error at the finest level and the wall time must all appear in it, so a row edited by hand or left
+    from an older run fails."""
+    with open(os.path.join(BENCH, "results", "table1_cpu", f"{stepper}.json")) as f:
+        record = json.load(f)
+    levels = record["levels"]
+    assert [level["n_layers"] for level in levels] == [4, 8, 16]
+    cells = _table1_row(page, stepper)
+    errors = re.findall(r"(\d+\.\d\d)%", cells[1])
+    assert errors == [f"{100 * (1 - level['best_val_accuracy']):.2f}" for level in levels], cells[1]
+    assert f"{100 * (1 - levels[-1]['train_accuracy']):.2f}%" in cells[2]
+    assert f"{record['time_s']:.0f} s" in cells[4]
