@@ -15,7 +15,11 @@ image blocks) among threads: the A/B of ocdl's own threading (trees with
 of ``workloads.py`` (``W1``, ``W2``, ``W3``), a stepper among ``resnet``,
 ``leapfrog``, ``verlet``, ``rk4`` (each on ``Layer(transform, "tanh")``) and
 a measure among ``forward``, ``gradient`` (of :math:`\tfrac12\|Y_N\|^2`:
-trajectory and adjoint), ``gn_matvec`` (:math:`J^T J v` on stored states).
+trajectory and adjoint), ``gn_matvec`` (:math:`J^T J v` on stored states),
+``loss_gradient`` (:meth:`ocdl.LearningProblem.value_and_gradient` of the
+softmax cross-entropy over 10 classes, random labels and classifier, with
+the regularizers: a mini-batch step of a first-order method on the
+workload's examples, the classifier's products included).
 
 ::
 
@@ -40,7 +44,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 STEPPERS = ("resnet", "leapfrog", "verlet", "rk4")
-MEASURES = ("forward", "gradient", "gn_matvec")
+MEASURES = ("forward", "gradient", "gn_matvec", "loss_gradient")
 
 
 def parse_tree(text: str) -> dict:
@@ -99,7 +103,15 @@ def _callables(workload_name: str, stepper: str, dtype: str, quick: bool) -> dic
         traj = stored["traj"]
         return net.vjp(theta, Y0, net.jvp(theta, Y0, v, trajectory=traj), trajectory=traj)
 
-    return {"forward": forward, "gradient": gradient, "gn_matvec": gn_matvec}
+    labels = rng.integers(0, 10, workload.n_examples)
+    W = np.ascontiguousarray(0.01 * rng.standard_normal((workload.n_features, 10)), dtype=dtype)
+    mu = np.zeros(10, dtype=dtype)
+    problem = ocdl.LearningProblem(net, ocdl.SoftmaxCrossEntropy(), Y0, labels, n_classes=10)
+
+    def loss_gradient():
+        return problem.value_and_gradient(theta, W, mu)
+
+    return {"forward": forward, "gradient": gradient, "gn_matvec": gn_matvec, "loss_gradient": loss_gradient}
 
 
 def worker(path: str, unthreaded: bool, cases: list, dtype: str, repeats: int, quick: bool) -> dict:

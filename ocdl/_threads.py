@@ -11,11 +11,14 @@ The kernel interface, the only names the numerical modules import from here
 (a test holds them to it):
 
 * :func:`row_blocks` runs a kernel that acts on rows alone over row blocks of
-  its arrays (the layer's step kernels);
+  its arrays (the layer's step kernels, the objective's products with the
+  classifier);
 * :func:`map_blocks` runs the items of one product (``Conv2d``'s blocks of
-  images), shared among the threads when the data are large.
+  images), shared among the threads when the data are large;
+* :func:`vdot` is ``xp.vdot`` with the BLAS held to one thread on long
+  vectors (the inner products of the solvers and of :mod:`ocdl.checks`).
 
-Both decide alone whether to use threads: only for NumPy arrays of at least
+The first two decide alone whether to use threads: only for NumPy arrays of at least
 ``_THREADED_ELEMENTS`` entries (CuPy and small arrays get one call, or the
 items one after another). Everything else here (the thread pool, the sizes,
 the BLAS limit) is private; tests and ``benchmarks/threads.py`` reach in.
@@ -29,6 +32,16 @@ step (2048 x 256, float64) took 4.0 ms as a threaded GEMM followed by
 elementwise passes and 3.1 ms as blocks of GEMM plus passes with
 single-threaded BLAS. Where no BLAS's thread count can be set, the step
 kernels run on the whole arrays, BLAS threading the products.
+
+The same spinning is why the objective's products (``Y_N W`` and the like)
+run as row blocks too, though one threaded BLAS call would do them as fast:
+after such a call the BLAS's threads kept spinning into the propagation's
+blocks that followed it. On a mini-batch of 128 MNIST images (16 layers,
+float32, 2-core Xeon, 2026-12-05) the gradient took 140 ms with them and
+96 ms with the products in blocks. An inner product of long vectors wakes
+them too (OpenBLAS threads ``dot`` from 10,000 entries): the norm of each
+mini-batch gradient (47,000 classifier weights) made Adam's next mini-batch
+on MNIST 40 ms slower (143 ms against 105 ms), hence :func:`vdot`.
 """
 
 from __future__ import annotations
@@ -40,15 +53,18 @@ import threading
 import numpy as np
 
 from ._workspace import run_kernel
-from .backend import usable_cpus
+from .backend import get_array_module, usable_cpus
 
-__all__ = ["map_blocks", "row_blocks"]
+__all__ = ["map_blocks", "row_blocks", "vdot"]
 
 #: Most entries per row block, about; the blocks are as many as a multiple of
 #: the threads. Large blocks keep the fixed cost per call small (Conv2d's:
 #: blocks of 2^17 entries made the convolutional benchmark 5-10% slower),
 #: and W2's states (2^19 entries) get one block per thread.
 _BLOCK_ELEMENTS = 1 << 20
+#: From this many entries :func:`vdot` holds the BLAS to one thread (OpenBLAS
+#: threads its level-1 products from 10,000; below, the limit costs more than the product).
+_VDOT_HELD_ENTRIES = 1 << 13
 #: From this many entries blocks of GEMM work are shared among threads (the
 #: step kernels' rows, Conv2d's images); below it one call on the whole arrays
 #: costs less than the hand-off (narrow networks: 3x slower threaded).
@@ -227,18 +243,20 @@ def row_blocks(kernel, *arrays) -> list:
 
     ``kernel`` must act on rows alone: each output row depends only on the
     same rows of the inputs (a time step's product ``Y K`` and elementwise
-    passes). NumPy arrays of at least ``_THREADED_ELEMENTS`` entries, where
-    the BLAS can be held to one thread, are cut into blocks of about
-    ``_BLOCK_ELEMENTS`` entries shared among the threads; otherwise (smaller
-    arrays, CuPy) ``kernel`` gets the whole arrays in one call. Returns the
+    passes). NumPy arrays the largest of which has at least
+    ``_THREADED_ELEMENTS`` entries, where the BLAS can be held to one thread,
+    are cut into blocks of about ``_BLOCK_ELEMENTS`` entries (of the largest)
+    shared among the threads; otherwise (smaller arrays, CuPy) ``kernel``
+    gets the whole arrays in one call. Returns the
     kernel's return values, one per block. The buffers a kernel takes and
     does not return are given back when it returns
     (:func:`ocdl._workspace.run_kernel`).
     """
     X = arrays[0]
-    if X.ndim == 0 or not _large(X) or not blas_threads_settable():
+    largest = max((a for a in arrays if a is not None), key=lambda a: a.size)
+    if X.ndim == 0 or not _large(largest) or not blas_threads_settable():
         return [run_kernel(kernel, *arrays)]
-    size = X.size
+    size = largest.size
     pool = _executor()
     rows, threads = X.shape[0], pool._max_workers + 1 if pool else 1
     step = -(-rows // (threads * -(-size // (threads * _BLOCK_ELEMENTS))))
@@ -248,3 +266,19 @@ def row_blocks(kernel, *arrays) -> list:
         return run_kernel(kernel, *(a[i : i + step] if a is not None else None for a in arrays))
 
     return in_parallel(run, -(-rows // step), True)
+
+
+def vdot(u, v):
+    """``xp.vdot(u, v)``, with the BLAS held to one thread for NumPy vectors of ``_VDOT_HELD_ENTRIES`` or more.
+
+    A threaded ``dot`` is no faster on the vectors ocdl takes inner products
+    of (parameters, classifier weights: memory-bound, microseconds), and the
+    BLAS's threads keep spinning after it, into the propagation's blocks that
+    follow (see the module's docstring). Holding the limit costs about 15
+    microseconds. CuPy arrays and short vectors: ``xp.vdot`` as is.
+    """
+    xp = get_array_module(u, v)
+    if xp is not np or u.size < _VDOT_HELD_ENTRIES or not blas_threads_settable():
+        return xp.vdot(u, v)
+    with single_threaded_blas():
+        return xp.vdot(u, v)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ocdl._threads import vdot
 from ocdl.backend import Array, get_array_module
 from ocdl.validation import check_array, check_nonnegative
 
@@ -117,7 +118,7 @@ def pcg(
     apply_M = (lambda r: r) if M is None else _as_operator(M)
 
     def dot(u: Array, v: Array) -> float:
-        value = xp.vdot(u, v)
+        value = vdot(u, v)
         if xp.iscomplexobj(value):
             raise TypeError(
                 "pcg solves real systems: A or M returned complex values (an inner product "

@@ -515,3 +515,22 @@ def test_table1_row_matches_its_results_json(page, stepper):
     assert errors == [f"{100 * (1 - level['best_val_accuracy']):.2f}" for level in levels], cells[1]
     assert f"{100 * (1 - levels[-1]['train_accuracy']):.2f}%" in cells[2]
     assert f"{record['time_s']:.0f} s" in cells[4]
+
+
+@pytest.mark.parametrize(("page", "labels"), [
+    ("README.md", {"bcd": "| ocdl multilevel Gauss-Newton BCD", "adam": "| ocdl Adam", "torch": "| PyTorch Adam"}),
+    ("docs/benchmarks.md", {"bcd": "| ocdl Gauss-Newton BCD (all", "adam": "| ocdl Adam", "torch": "| PyTorch Adam"}),
+])
+def test_time_to_accuracy_rows_match_the_committed_run(page, labels):
+    """The full-size CPU time-to-accuracy rows say what ``time_to_accuracy_cpu_full.json`` measured: each method's
+    seconds to 98% and 98.5% (rounded, or "not reached") and its best accuracy, recomputed from the JSON fields."""
+    with open(os.path.join(BENCH, "results", "time_to_accuracy_cpu_full.json")) as f:
+        methods = json.load(f)["methods"]
+    lines = open(os.path.join(ROOT, page), encoding="utf-8").read().splitlines()
+    for method, label in labels.items():
+        row = [line for line in lines if line.startswith(label) and "%" in line][-1]  # after the CPU subset's
+        record = methods[method]
+        for key in ("98%", "98.5%"):
+            t = record["time_to_s"][key]
+            assert ("not reached" if t is None else f"{t:.0f}") in row, (method, key, row)
+        assert f"{100 * record['best_val_accuracy']:.2f}%" in row, (method, row)

@@ -214,6 +214,41 @@ def test_float32_keeps_dtype(obj, n_classes):
     assert all(h.dtype == np.float32 for h in obj.hessian_W(YN, W, mu, C, W, mu))
 
 
+@pytest.mark.parametrize(("obj", "n_classes"), list(zip(OBJECTIVES, N_CLASSES, strict=True)), ids=IDS)
+def test_large_products_run_in_row_blocks_and_equal_whole_products(obj, n_classes, monkeypatch):
+    """On arrays big enough for ocdl's threads, the products with the classifier run as row blocks
+    (``ocdl._threads.row_blocks``) and give what whole NumPy products give."""
+    from ocdl import _threads
+
+    n = 64
+    s = _threads._THREADED_ELEMENTS // n + 7  # threaded blocks, a ragged last one
+    YN, W, mu, C = problem(obj, n_classes, s=s, n=n)
+    threaded, in_parallel = [], _threads.in_parallel
+
+    def recording(task, k, use_threads):
+        threaded.append(use_threads and k > 1)
+        return in_parallel(task, k, use_threads)
+
+    monkeypatch.setattr(_threads, "in_parallel", recording)
+
+    Z = YN @ W + mu  # whole products, and the loss's own z-level formulas
+    value, G = obj.value_and_gradient_z(Z, C)
+    dY = np.cos(YN)
+    dW, dmu = np.sin(W), np.cos(mu)
+    got_value, (got_dY, got_dW, got_dmu) = obj.value_and_gradient(YN, W, mu, C)
+    assert got_value == pytest.approx(float(value), rel=1e-13)
+    np.testing.assert_allclose(got_dY, G @ W.T, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(got_dW, YN.T @ G, rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(got_dmu, G.sum(axis=0), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(obj.hessian_Y(YN, W, mu, C, dY), obj.hessian_z(Z, C, dY @ W) @ W.T,
+                               rtol=1e-12, atol=1e-15)
+    HdZ = obj.hessian_z(Z, C, YN @ dW + dmu)
+    for got, expected in zip(obj.hessian_W(YN, W, mu, C, dW, dmu), (YN.T @ HdZ, HdZ.sum(axis=0)), strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-15)
+    if _threads.blas_threads_settable():
+        assert threaded and all(threaded), threaded
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA device")
 @pytest.mark.parametrize(("obj", "n_classes"), list(zip(OBJECTIVES, N_CLASSES, strict=True)), ids=IDS)

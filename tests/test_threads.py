@@ -41,6 +41,31 @@ def test_blocks_give_the_whole_array_result(rows, rng):
     assert sum(sums) == pytest.approx(expected.sum(), rel=1e-12)
 
 
+def test_row_blocks_decide_on_the_largest_array(rng):
+    """A small first array (a product's few columns) with a large second one still gets threaded blocks."""
+    if not blas_threads_settable():
+        pytest.skip("no BLAS whose thread count can be set in this process")
+    G, K = rng.standard_normal((LARGE_ROWS, 3)), rng.standard_normal((3, 16))
+    out = np.empty((LARGE_ROWS, 16))
+    blocks = row_blocks(lambda g, o: np.matmul(g, K, out=o).shape[0], G, out)
+    assert len(blocks) > 1 and sum(blocks) == LARGE_ROWS
+    np.testing.assert_allclose(out, G @ K, rtol=1e-14)
+
+
+def test_vdot_holds_the_blas_to_one_thread_on_long_vectors(rng, monkeypatch):
+    """Long NumPy vectors: the product under a one-thread BLAS; short ones and other arrays: as is."""
+    if not blas_threads_settable():
+        pytest.skip("no BLAS whose thread count can be set in this process")
+    seen = []
+    monkeypatch.setattr(np, "vdot", lambda u, v: seen.append(_blas_threads()) or float(np.sum(u * v)))
+    long = rng.standard_normal(_threads._VDOT_HELD_ENTRIES)
+    short = long[: _threads._VDOT_HELD_ENTRIES - 1]
+    with _threads._blas().limit(limits=2):  # two BLAS threads outside, whatever the test run's setting
+        assert _threads.vdot(long, long) == pytest.approx(float(long @ long), rel=1e-12)
+        assert _threads.vdot(short, short + 1) == pytest.approx(float(short @ (short + 1)), rel=1e-12)
+    assert all(n == 1 for n in seen[0]) and all(n == 2 for n in seen[1]), seen
+
+
 def test_map_blocks_threads_only_large_numpy_data(monkeypatch):
     for size in (3, _threads._THREADED_ELEMENTS):
         assert _threads.map_blocks(lambda i: i * i, 4, np.empty(size)) == [0, 1, 4, 9]
@@ -145,7 +170,7 @@ def test_threaded_blocks_see_one_blas_thread():
 
 
 def test_only_the_kernel_interface_is_imported_from_the_threads_module():
-    """The numerical modules use row_blocks and map_blocks alone; no other module controls threads or BLAS."""
+    """The numerical modules use row_blocks, map_blocks and vdot alone; no other module controls threads or BLAS."""
     users, others = {}, []
     for path in sorted((ROOT / "ocdl").rglob("*.py")) + sorted((ROOT / "solvers").rglob("*.py")):
         if path.name == "_threads.py":
@@ -157,8 +182,9 @@ def test_only_the_kernel_interface_is_imported_from_the_threads_module():
             module = getattr(node, "module", None) or ""
             if any(n.split(".")[0] in ("ctypes", "threadpoolctl") for n in names + [module]):
                 others.append(path.relative_to(ROOT).as_posix())
-    assert set(users) == {"ocdl/layer.py", "ocdl/transforms/conv2d.py"}, users
-    assert set().union(*users.values()) <= set(_threads.__all__) == {"row_blocks", "map_blocks"}
+    assert set(users) == {"ocdl/checks/core.py", "ocdl/layer.py", "ocdl/objectives/base.py",
+                          "ocdl/transforms/conv2d.py", "solvers/pcg.py"}, users
+    assert set().union(*users.values()) <= set(_threads.__all__) == {"row_blocks", "map_blocks", "vdot"}
     assert not others, f"thread or BLAS control outside ocdl/_threads.py: {others}"
 
 

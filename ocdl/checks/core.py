@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .._threads import vdot
 from ..backend import asnumpy, get_array_module
 
 Arrays = Any  # an array or a tuple of arrays
@@ -42,7 +43,7 @@ def inner(a: Arrays, b: Arrays) -> float:
         if u is None or v is None:
             continue
         xp = get_array_module(u, v)
-        total += float(xp.vdot(xp.ravel(u).astype(xp.float64), xp.ravel(v).astype(xp.float64)))
+        total += float(vdot(xp.ravel(u).astype(xp.float64), xp.ravel(v).astype(xp.float64)))
     return total
 
 

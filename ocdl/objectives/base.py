@@ -29,6 +29,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 from numpy.typing import DTypeLike
 
+from .._threads import row_blocks
 from ..backend import Array, get_array_module
 from .labels import check_n_classes, one_hot
 
@@ -208,7 +209,7 @@ class Objective(ABC):
         """
         Z, C = self._logits(YN, W, mu, C)
         val, G = self.value_and_gradient_z(Z, C)
-        return float(val), (G @ W.T, YN.T @ G, G.sum(axis=0))
+        return float(val), (_times(G, W.T), _transpose_times(YN, G), G.sum(axis=0))
 
     def gradient(self, YN: Array, W: Array, mu: Array, C: Array) -> tuple[Array, Array, Array]:
         r"""Gradient :math:`(\partial S/\partial Y_N, \partial S/\partial W, \partial S/\partial \mu)`.
@@ -218,7 +219,7 @@ class Objective(ABC):
         """
         Z, C = self._logits(YN, W, mu, C)
         _, G = self.value_and_gradient_z(Z, C)
-        return G @ W.T, YN.T @ G, G.sum(axis=0)
+        return _times(G, W.T), _transpose_times(YN, G), G.sum(axis=0)
 
     def hessian_Y(self, YN: Array, W: Array, mu: Array, C: Array, dY: Array) -> Array:
         r"""Hessian-vector product in the features, :math:`(\partial^2 S/\partial Y_N^2)\, dY`.
@@ -243,7 +244,7 @@ class Objective(ABC):
         """
         Z, C = self._logits(YN, W, mu, C)
         _check_like("dY", dY, YN)
-        return self.hessian_z(Z, C, dY @ W) @ W.T
+        return _times(self.hessian_z(Z, C, _times(dY, W)), W.T)
 
     def hessian_W(
         self, YN: Array, W: Array, mu: Array, C: Array, dW: Array, dmu: Array
@@ -273,8 +274,8 @@ class Objective(ABC):
         Z, C = self._logits(YN, W, mu, C)
         _check_like("dW", dW, W)
         _check_like("dmu", dmu, mu)
-        HdZ = self.hessian_z(Z, C, YN @ dW + dmu)
-        return YN.T @ HdZ, HdZ.sum(axis=0)
+        HdZ = self.hessian_z(Z, C, _times(YN, dW, dmu))
+        return _transpose_times(YN, HdZ), HdZ.sum(axis=0)
 
     def predict(self, YN: Array, W: Array, mu: Array) -> Array:
         """Predicted class indices, shape ``(s,)``, integer dtype.
@@ -322,10 +323,36 @@ class Objective(ABC):
                 f"W must have at least {self.min_outputs} columns (classes) for "
                 f"{type(self).__name__}, got shape {np.shape(W)}"
             )
-        Z = YN @ W + mu
+        Z = _times(YN, W, mu)
         if C is not None:
             C = get_array_module(Z).asarray(C, dtype=Z.dtype)
         return Z, C
+
+
+def _times(A: Array, B: Array, shift: Array | None = None) -> Array:
+    r""":math:`A B` (plus ``shift``, a row added to every row), one block of rows of :math:`A` at a time.
+
+    The blocks run on ocdl's threads with a single-threaded BLAS
+    (:func:`ocdl._threads.row_blocks`; why: the module's docstring), CuPy
+    arrays and small ones in one call.
+    """
+    xp = get_array_module(A, B)
+    operands = (A, B) if shift is None else (A, B, shift)
+    out = xp.empty((A.shape[0], B.shape[1]), dtype=xp.result_type(*operands))
+
+    def kernel(a, o):
+        xp.matmul(a, B, out=o)
+        if shift is not None:
+            xp.add(o, shift, out=o)
+
+    row_blocks(kernel, A, out)
+    return out
+
+
+def _transpose_times(A: Array, G: Array) -> Array:
+    r""":math:`A^T G = \sum_b A_b^T G_b`, the sum over blocks of rows :math:`b` (as :func:`_times`)."""
+    shares = row_blocks(lambda a, g: a.T @ g, A, G)
+    return shares[0] if len(shares) == 1 else sum(shares[1:], shares[0])
 
 
 def _check_shapes(YN: Array, W: Array, mu: Array, C: Array | None = None) -> None:
