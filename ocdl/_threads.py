@@ -269,16 +269,18 @@ def row_blocks(kernel, *arrays) -> list:
 
 
 def vdot(u, v):
-    """``xp.vdot(u, v)``, with the BLAS held to one thread for NumPy vectors of ``_VDOT_HELD_ENTRIES`` or more.
+    """``xp.vdot(u, v)``, with the BLAS held to one thread for host vectors of ``_VDOT_HELD_ENTRIES`` or more.
 
     A threaded ``dot`` is no faster on the vectors ocdl takes inner products
     of (parameters, classifier weights: memory-bound, microseconds), and the
     BLAS's threads keep spinning after it, into the propagation's blocks that
     follow (see the module's docstring). Holding the limit costs about 15
-    microseconds. CuPy arrays and short vectors: ``xp.vdot`` as is.
+    microseconds. CuPy arrays and short vectors: ``xp.vdot`` as is. The test
+    is on the memory, not the module: any ``np.ndarray`` (a subclass too) is
+    multiplied by the host's BLAS.
     """
     xp = get_array_module(u, v)
-    if xp is not np or u.size < _VDOT_HELD_ENTRIES or not blas_threads_settable():
+    if not isinstance(u, np.ndarray) or u.size < _VDOT_HELD_ENTRIES or not blas_threads_settable():
         return xp.vdot(u, v)
     with single_threaded_blas():
         return xp.vdot(u, v)
