@@ -352,7 +352,7 @@ def _times(A: Array, B: Array, shift: Array | None = None) -> Array:
 def _transpose_times(A: Array, G: Array) -> Array:
     r""":math:`A^T G = \sum_b A_b^T G_b`, the sum over blocks of rows :math:`b` (as :func:`_times`)."""
     shares = row_blocks(lambda a, g: a.T @ g, A, G)
-    return shares[0] if len(shares) == 1 else sum(shares[1:], shares[0])
+    return sum(shares[1:], shares[0])
 
 
 def _check_shapes(YN: Array, W: Array, mu: Array, C: Array | None = None) -> None:
