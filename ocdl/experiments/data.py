@@ -68,7 +68,9 @@ def widen(Y: np.ndarray, settings: Settings) -> np.ndarray:
     copies, remainder = divmod(network_width(settings), Y.shape[1])
     if remainder or copies < 1:
         raise ValueError(f"width {settings.width} is not a multiple of the data's {Y.shape[1]} features")
-    return np.tile(Y, (1, copies)).astype(settings.dtype, copy=False)
+    # converted before it is duplicated: one s x n array of settings.dtype is made, not a float64 one
+    # besides (full-size MNIST in float32: 0.9 GB instead of 0.9 + 1.9 GB)
+    return np.tile(np.asarray(Y, dtype=settings.dtype), (1, copies))
 
 
 def network_width(settings: Settings) -> int:
