@@ -19,7 +19,11 @@ trajectory and adjoint), ``gn_matvec`` (:math:`J^T J v` on stored states),
 ``loss_gradient`` (:meth:`ocdl.LearningProblem.value_and_gradient` of the
 softmax cross-entropy over 10 classes, random labels and classifier, with
 the regularizers: a mini-batch step of a first-order method on the
-workload's examples, the classifier's products included).
+workload's examples, the classifier's products included),
+``classifier_newton`` (block coordinate descent's classifier step at the
+paper's settings: :func:`ocdl.solvers.newton_pcg` on
+:meth:`~ocdl.LearningProblem.classifier_problem`, 5 Newton steps of at most
+10 CG iterations, the same problem, on the network's output features).
 
 ::
 
@@ -44,7 +48,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 STEPPERS = ("resnet", "leapfrog", "verlet", "rk4")
-MEASURES = ("forward", "gradient", "gn_matvec", "loss_gradient")
+MEASURES = ("forward", "gradient", "gn_matvec", "loss_gradient", "classifier_newton")
 
 
 def parse_tree(text: str) -> dict:
@@ -103,16 +107,29 @@ def _callables(workload_name: str, stepper: str, dtype: str, quick: bool) -> dic
         traj = stored["traj"]
         return net.vjp(theta, Y0, net.jvp(theta, Y0, v, trajectory=traj), trajectory=traj)
 
-    def loss_gradient():
-        if "problem" not in stored:  # built by the untimed warm-up call, and only for this measure
+    def learning_problem():
+        if "problem" not in stored:  # built by the untimed warm-up call, and only for the measures that use it
             labels = rng.integers(0, 10, workload.n_examples)
             W = np.ascontiguousarray(0.01 * rng.standard_normal((workload.n_features, 10)), dtype=dtype)
             problem = ocdl.LearningProblem(net, ocdl.SoftmaxCrossEntropy(), Y0, labels, n_classes=10)
             stored["problem"] = problem, W, np.zeros(10, dtype=dtype)
-        problem, W, mu = stored["problem"]
+        return stored["problem"]
+
+    def loss_gradient():
+        problem, W, mu = learning_problem()
         return problem.value_and_gradient(theta, W, mu)
 
-    return {"forward": forward, "gradient": gradient, "gn_matvec": gn_matvec, "loss_gradient": loss_gradient}
+    def classifier_newton():
+        from ocdl.solvers import newton_pcg
+
+        problem, W, mu = learning_problem()
+        if "YN" not in stored:
+            stored["YN"] = net.forward(theta, Y0)
+        return newton_pcg(problem.classifier_problem(stored["YN"]), problem.pack_classifier(W, mu), max_iter=5,
+                          cg_maxiter=10)
+
+    return {"forward": forward, "gradient": gradient, "gn_matvec": gn_matvec, "loss_gradient": loss_gradient,
+            "classifier_newton": classifier_newton}
 
 
 def worker(path: str, unthreaded: bool, cases: list, dtype: str, repeats: int, quick: bool) -> dict:

@@ -10,7 +10,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_ab_runs_two_trees_and_writes_records(tmp_path):
     out = tmp_path / "ab.json"
-    cases = ["W2:leapfrog:gradient", "W3:rk4:gn_matvec", "W1:verlet:forward", "W3:resnet:loss_gradient"]
+    cases = ["W2:leapfrog:gradient", "W3:rk4:gn_matvec", "W1:verlet:forward", "W3:resnet:loss_gradient",
+             "W3:verlet:classifier_newton"]
     command = [sys.executable, os.path.join(ROOT, "benchmarks", "ab.py"), "--quick", "--rounds", "2", "--repeats", "1",
                "--tree", f"threaded={ROOT}", "--tree", f"unthreaded={ROOT}:unthreaded", "--json", str(out)]
     run = subprocess.run(command + [a for c in cases for a in ("--case", c)], capture_output=True, text=True,

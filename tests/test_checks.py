@@ -170,6 +170,44 @@ def test_check_array_states_the_dimension_once():
         check_array("theta", np.ones((2, 3)), ndim=1)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_check_array_finds_every_non_finite_entry(dtype):
+    """NaN, +Inf and -Inf, alone or together, anywhere; extremes of the dtype and empty arrays pass."""
+    from ocdl.validation import check_array
+
+    rng = np.random.default_rng(3)
+    big = np.finfo(dtype).max
+    for shape in [(7,), (5, 9), (3, 4, 6)]:
+        x = rng.standard_normal(shape).astype(dtype)
+        x.flat[0], x.flat[-1] = big, -big  # finite: max - min would overflow, min and max do not
+        assert check_array("x", x) is x
+        for bad in [(np.nan,), (np.inf,), (-np.inf,), (np.nan, -np.inf), (np.inf, -np.inf), (np.nan, np.inf)]:
+            y = x.copy()
+            for value in bad:
+                y.flat[rng.integers(y.size)] = value
+            with pytest.raises(ValueError, match="^x contains NaN or Inf entries$"):
+                check_array("x", y)
+            assert check_array("x", y, finite=False) is y
+    assert check_array("x", np.empty((0, 3), dtype)).shape == (0, 3)
+
+
+def test_check_array_makes_no_copy_to_test_finiteness():
+    """The features of full-size MNIST are 0.9 GB (float32): a boolean array of their size besides is 235 MB.
+    NumPy reports its arrays to tracemalloc."""
+    import tracemalloc
+
+    from ocdl.validation import check_array
+
+    x = np.random.default_rng(0).standard_normal((500, 400)).astype(np.float32)
+    tracemalloc.start()
+    try:
+        check_array("x", x)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < x.size // 16, peak  # a boolean array of x's shape would be x.size bytes
+
+
 # -- transforms, activations, objectives, regularizers ------------------------------------------------
 
 
@@ -268,6 +306,12 @@ class Asymmetric(ocdl.LeastSquares):
         return dZ + 0.1 * np.roll(dZ, 1, axis=1)  # a cyclic shift is not symmetric
 
 
+class StaleLogits(ocdl.SoftmaxCrossEntropy):
+    def value_and_gradient_W(self, YN, W, mu, C):
+        value, gradient, Z = super().value_and_gradient_W(YN, W, mu, C)
+        return value, gradient, Z - mu  # the logits without the bias: Hessian products at another point
+
+
 def _classifier_data(m, dtype=np.float64):
     rng = np.random.default_rng(6)
     return (rng.standard_normal((9, 4)).astype(dtype), rng.standard_normal((4, m)).astype(dtype),
@@ -287,6 +331,9 @@ def test_check_objective_catches_planted_bugs():
     assert bad.results["gradient: YN"].passed
     bad = ocdl.check_objective(Asymmetric(), *_classifier_data(3))
     assert not bad.results["hessian_Y symmetric"].passed
+    bad = ocdl.check_objective(StaleLogits(), *_classifier_data(3))
+    assert not bad.results["value_and_gradient_W"].passed
+    assert bad.results["hessian_W"].passed and bad.results["value_and_gradient"].passed
 
 
 class LooseShift(ocdl.WeightDecay):

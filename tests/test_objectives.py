@@ -201,6 +201,11 @@ def test_shape_validation():
         obj.hessian_Y(YN, W, mu, C, YN[1:])
     with pytest.raises(ValueError, match=r"C must hold one label per row of YN"):
         obj.accuracy(YN, W, mu, np.zeros(3, dtype=int))
+    with pytest.raises(ValueError, match=r"mu must have shape \(m,\) = \(3,\)"):
+        obj.value_and_gradient_W(YN, W, mu[:2], C)
+    expected = r"^logits must have shape \(s, m\) = \(11, 3\) \(YN W \+ e mu\^T\), got \(10, 3\)$"
+    with pytest.raises(ValueError, match=expected):
+        obj.hessian_W(YN, W, mu, C, W, mu, logits=(YN @ W + mu)[1:])
 
 
 @pytest.mark.parametrize(("obj", "n_classes"), list(zip(OBJECTIVES, N_CLASSES, strict=True)), ids=IDS)
@@ -212,6 +217,10 @@ def test_float32_keeps_dtype(obj, n_classes):
     assert all(g.dtype == np.float32 for g in grads)
     assert obj.hessian_Y(YN, W, mu, C, YN).dtype == np.float32
     assert all(h.dtype == np.float32 for h in obj.hessian_W(YN, W, mu, C, W, mu))
+    val_W, grads_W, Z = obj.value_and_gradient_W(YN, W, mu, C)
+    assert val_W == pytest.approx(ref, rel=1e-5)
+    assert Z.dtype == np.float32 and all(g.dtype == np.float32 for g in grads_W)
+    assert all(h.dtype == np.float32 for h in obj.hessian_W(YN, W, mu, C, W, mu, logits=Z))
 
 
 @pytest.mark.parametrize(("obj", "n_classes"), list(zip(OBJECTIVES, N_CLASSES, strict=True)), ids=IDS)
@@ -245,6 +254,15 @@ def test_large_products_run_in_row_blocks_and_equal_whole_products(obj, n_classe
     HdZ = obj.hessian_z(Z, C, YN @ dW + dmu)
     for got, expected in zip(obj.hessian_W(YN, W, mu, C, dW, dmu), (YN.T @ HdZ, HdZ.sum(axis=0)), strict=True):
         np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-15)
+    # the Newton problem in (W, mu): value, gradient and logits in one pass, then Hessian products from the logits
+    got_value, (got_dW, got_dmu), got_Z = obj.value_and_gradient_W(YN, W, mu, C)
+    assert got_value == pytest.approx(float(value), rel=1e-13)
+    np.testing.assert_allclose(got_Z, Z, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(got_dW, YN.T @ G, rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(got_dmu, G.sum(axis=0), rtol=1e-12, atol=1e-15)
+    for got, expected in zip(obj.hessian_W(YN, W, mu, C, dW, dmu, logits=got_Z), (YN.T @ HdZ, HdZ.sum(axis=0)),
+                             strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-15)
     if _threads.blas_threads_settable():
         assert threaded and all(threaded), threaded
 
@@ -267,6 +285,12 @@ def test_cupy_matches_numpy(obj, n_classes):
     for a, b in zip(obj.hessian_W(*gpu, dW, dmu), obj.hessian_W(*args, cupy.asnumpy(dW), cupy.asnumpy(dmu)),
                     strict=True):
         np.testing.assert_allclose(cupy.asnumpy(a), b, rtol=1e-10, atol=1e-14)
+    value, (gW, gmu), Z = obj.value_and_gradient_W(*gpu)
+    assert value == pytest.approx(obj.value(*args), rel=1e-12)
+    for a, b in zip((gW, gmu), obj.gradient(*args)[1:], strict=True):
+        np.testing.assert_allclose(cupy.asnumpy(a), b, rtol=1e-10, atol=1e-14)
+    for a, b in zip(obj.hessian_W(*gpu, dW, dmu, logits=Z), obj.hessian_W(*gpu, dW, dmu), strict=True):
+        np.testing.assert_allclose(cupy.asnumpy(a), cupy.asnumpy(b), rtol=1e-12, atol=1e-15)
     assert obj.accuracy(*gpu) == obj.accuracy(*args)
     labels = cupy.asarray(np.random.default_rng(0).integers(0, n_classes, 5))
     assert isinstance(obj.prepare_labels(labels, n_classes), cupy.ndarray)

@@ -283,7 +283,9 @@ def check_objective(
       :math:`(W, \mu)`;
     * Taylor tests of ``gradient`` against ``hessian_Y`` and ``hessian_W``;
     * the dot tests of both Hessians against themselves (symmetry);
-    * ``value_and_gradient`` against ``value`` and ``gradient``.
+    * ``value_and_gradient`` against ``value`` and ``gradient``;
+      ``value_and_gradient_W`` and ``hessian_W`` from its logits against
+      them and ``hessian_W``.
     """
     rng = np.random.default_rng(rng)
     dtype = YN.dtype
@@ -305,6 +307,7 @@ def check_objective(
         return objective.hessian_W(YN, W, mu, C, *d)
 
     value, gradient = objective.value_and_gradient(YN, W, mu, C)
+    value_W, gradient_W, Z = objective.value_and_gradient_W(YN, W, mu, C)
     results: dict = {
         "gradient: YN": taylor_test(lambda y: objective.value(y, W, mu, C), YN, vY, inner(dY, vY)),
         "gradient: W, mu": taylor_test(
@@ -316,6 +319,11 @@ def check_objective(
         "hessian_W symmetric": dot_test(HW, HW, random_like((W, mu), rng), random_like((W, mu), rng), tol),
         "value_and_gradient": agreement(
             (value, *gradient), (objective.value(YN, W, mu, C), dY, dW, dmu),
+            100 * np.finfo(float).eps,
+        ),
+        "value_and_gradient_W": agreement(
+            (value_W, *gradient_W, *objective.hessian_W(YN, W, mu, C, *vWmu, logits=Z)),
+            (value, dW, dmu, *HW(vWmu)),
             100 * np.finfo(float).eps,
         ),
     }

@@ -73,9 +73,10 @@ class ClassifierModel:
         lp = owner.problem
         self.owner = owner
         self.W, self.mu = lp.unpack_classifier(x)
-        S, (_, dW, dmu) = (
-            lp.objective.value_and_gradient(owner.YN, self.W, self.mu, owner.C) if owner.count
-            else (0.0, (None, *lp.initial_classifier()))  # a worker without examples of the sub-sample: zeros
+        # the logits Z are kept for the Hessian products at this point (each then one pass over YN)
+        S, (dW, dmu), self.Z = (
+            lp.objective.value_and_gradient_W(owner.YN, self.W, self.mu, owner.C) if owner.count
+            else (0.0, lp.initial_classifier(), None)  # a worker without examples of the sub-sample: zeros
         )
         mean = lp.reduction.mean
         self.value = mean(S, owner.count) + lp.alpha_W * lp.W_regularizer.value(self.W)
@@ -87,8 +88,8 @@ class ClassifierModel:
         r""":math:`\nabla^2_{(W,\mu)} S\,(dW, d\mu) + \alpha_W (H_{R_W} dW, 0)`, exact."""
         lp, owner = self.owner.problem, self.owner
         dW, dmu = lp.unpack_classifier(v)
-        HdW, Hdmu = (lp.objective.hessian_W(owner.YN, self.W, self.mu, owner.C, dW, dmu) if owner.count
-                     else lp.initial_classifier())
+        HdW, Hdmu = (lp.objective.hessian_W(owner.YN, self.W, self.mu, owner.C, dW, dmu, logits=self.Z)
+                     if owner.count else lp.initial_classifier())
         mean = lp.reduction.mean
         return lp.pack_classifier(
             mean(HdW, owner.count) + lp.alpha_W * lp.W_regularizer.hessian_matvec(dW), mean(Hdmu, owner.count)
