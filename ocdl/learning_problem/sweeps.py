@@ -50,9 +50,23 @@ def chunks(count: int, chunk_size: int | None) -> list[slice]:
 
 
 def propagate(network: Network, theta: Array, Y0: Array, chunk_size: int | None) -> Array:
-    r""":math:`Y_N(\theta)` of the rows ``Y0``, one chunk at a time (keeping no forward state)."""
-    parts = [network.forward(theta, Y0[rows]) for rows in chunks(Y0.shape[0], chunk_size)]
-    return parts[0] if len(parts) == 1 else get_array_module(Y0).concatenate(parts)
+    r""":math:`Y_N(\theta)` of the rows ``Y0``, one chunk at a time (keeping no forward state).
+
+    Each chunk's features are copied into the result as soon as they are
+    computed, so that the memory is the result's and one chunk's (collecting
+    the chunks and concatenating them held the result twice: 0.9 GB more on
+    full-size MNIST).
+    """
+    parts = chunks(Y0.shape[0], chunk_size)
+    YN = network.forward(theta, Y0[parts[0]])
+    if len(parts) == 1:
+        return YN
+    first, YN = YN, get_array_module(Y0).empty((Y0.shape[0], *YN.shape[1:]), dtype=YN.dtype)
+    YN[parts[0]] = first
+    del first
+    for rows in parts[1:]:
+        YN[rows] = network.forward(theta, Y0[rows])
+    return YN
 
 
 def forward_chunks(
