@@ -58,12 +58,12 @@ def propagate(network: Network, theta: Array, Y0: Array, chunk_size: int | None)
     full-size MNIST).
     """
     parts = chunks(Y0.shape[0], chunk_size)
-    YN = network.forward(theta, Y0[parts[0]])
+    first = network.forward(theta, Y0[parts[0]])
     if len(parts) == 1:
-        return YN
-    first, YN = YN, get_array_module(Y0).empty((Y0.shape[0], *YN.shape[1:]), dtype=YN.dtype)
+        return first
+    YN = get_array_module(Y0).empty((Y0.shape[0], *first.shape[1:]), dtype=first.dtype)
     YN[parts[0]] = first
-    del first
+    del first  # freed before the next chunk's sweep
     for rows in parts[1:]:
         YN[rows] = network.forward(theta, Y0[rows])
     return YN
