@@ -259,11 +259,9 @@ class Objective(ABC):
         Z : array, shape ``(s, m)``
             The logits :math:`Y_N W + e\mu^T`.
         """
-        _check_shapes(YN, W, mu, C)
-        self._check_outputs(W)
+        C = self._targets(YN, W, mu, C)
         xp = get_array_module(YN, W, mu)
-        Z = xp.empty((YN.shape[0], W.shape[1]), dtype=xp.result_type(YN, W, mu))
-        C = xp.asarray(C, dtype=Z.dtype)
+        Z = xp.empty((YN.shape[0], W.shape[1]), dtype=C.dtype)
 
         def kernel(y, z, c, scale):
             xp.matmul(y, W, out=z)
@@ -336,13 +334,11 @@ class Objective(ABC):
         if logits is None:
             Z, C = self._logits(YN, W, mu, C)
         else:
-            _check_shapes(YN, W, mu, C)
-            self._check_outputs(W)
+            C = self._targets(YN, W, mu, C)
             if np.shape(logits) != (YN.shape[0], W.shape[1]):
                 raise ValueError(f"logits must have shape (s, m) = {(YN.shape[0], W.shape[1])} (YN W + e mu^T), "
                                  f"got {np.shape(logits)}")
             Z = logits
-            C = get_array_module(Z).asarray(C, dtype=Z.dtype)
         _check_like("dW", dW, W)
         _check_like("dmu", dmu, mu)
 
@@ -390,21 +386,23 @@ class Objective(ABC):
             labels = self.classes_of_targets(C)
         return float((self.predict(YN, W, mu) == labels).mean())
 
-    def _check_outputs(self, W: Array) -> None:
+    def _targets(self, YN: Array, W: Array, mu: Array, C: Array | None = None) -> Array | None:
+        """Validate the shapes and ``W``'s columns; return ``C`` in the dtype of the logits (``None`` as is)."""
+        _check_shapes(YN, W, mu, C)
         if np.shape(W)[1] < self.min_outputs:
             raise ValueError(
                 f"W must have at least {self.min_outputs} columns (classes) for "
                 f"{type(self).__name__}, got shape {np.shape(W)}"
             )
+        if C is None:
+            return None
+        xp = get_array_module(YN, W, mu)
+        return xp.asarray(C, dtype=xp.result_type(YN, W, mu))
 
     def _logits(self, YN: Array, W: Array, mu: Array, C: Array | None = None) -> tuple[Array, Array]:
         """Validate shapes; return ``Z = YN W + e mu^T`` and ``C`` in the dtype of ``Z``."""
-        _check_shapes(YN, W, mu, C)
-        self._check_outputs(W)
-        Z = _times(YN, W, mu)
-        if C is not None:
-            C = get_array_module(Z).asarray(C, dtype=Z.dtype)
-        return Z, C
+        C = self._targets(YN, W, mu, C)
+        return _times(YN, W, mu), C
 
 
 def _row_sums(kernel, YN: Array, Z: Array, C: Array) -> tuple:
@@ -417,7 +415,12 @@ def _row_sums(kernel, YN: Array, Z: Array, C: Array) -> tuple:
     examples, so this is exact (and ``1.0`` for one block).
     """
     s = YN.shape[0]
-    shares = row_blocks(lambda y, z, c: kernel(y, z, c, y.shape[0] / s), YN, Z, C)
+    return _block_sums(lambda y, z, c: kernel(y, z, c, y.shape[0] / s), YN, Z, C)
+
+
+def _block_sums(kernel, *arrays) -> tuple:
+    """The sums over the row blocks of :func:`ocdl._threads.row_blocks` of ``kernel``'s tuple of arrays, in order."""
+    shares = row_blocks(kernel, *arrays)
     return tuple(sum(parts[1:], parts[0]) for parts in zip(*shares))
 
 
@@ -443,8 +446,7 @@ def _times(A: Array, B: Array, shift: Array | None = None) -> Array:
 
 def _transpose_times(A: Array, G: Array) -> Array:
     r""":math:`A^T G = \sum_b A_b^T G_b`, the sum over blocks of rows :math:`b` (as :func:`_times`)."""
-    shares = row_blocks(lambda a, g: a.T @ g, A, G)
-    return sum(shares[1:], shares[0])
+    return _block_sums(lambda a, g: (a.T @ g,), A, G)[0]
 
 
 def _check_shapes(YN: Array, W: Array, mu: Array, C: Array | None = None) -> None:
