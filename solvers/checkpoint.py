@@ -42,7 +42,8 @@ JSON text in ``uint8`` datasets (no attribute size limit).
 Ctrl-C during a run with checkpoints writes the last completed iteration (a
 half-done iteration is discarded, so the resumed run repeats it exactly) and
 raises :class:`TrainingInterrupted`, a :class:`KeyboardInterrupt` that says
-where the checkpoint is.
+where the checkpoint is. A Ctrl-C that Python loses (:class:`InterruptLatch`)
+stops the run after the iteration it arrived in.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ import copy
 import dataclasses
 import json
 import os
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,8 +72,8 @@ from .result import SolverResult, Status
 from .training_loop import TrainingState
 
 __all__ = [
-    "CHECKPOINT_KIND", "CHECKPOINT_NAME", "Checkpoint", "CheckpointWriter", "Checkpointing", "TrainingInterrupted",
-    "load_checkpoint", "save_checkpoint",
+    "CHECKPOINT_KIND", "CHECKPOINT_NAME", "Checkpoint", "CheckpointWriter", "Checkpointing", "InterruptLatch",
+    "TrainingInterrupted", "load_checkpoint", "save_checkpoint",
 ]
 
 CHECKPOINT_KIND = "ocdl-checkpoint"
@@ -342,6 +345,47 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Checkpoint:
         message = f"missing entry {err}" if isinstance(err, KeyError) else str(err)
         raise OcdlFileError(f"{path}: damaged ocdl checkpoint: {message}") from None
     return checkpoint
+
+
+class InterruptLatch:
+    """Ctrl-C that is not lost: remembered as well as raised, and raised again by :meth:`check`.
+
+    Python raises ``KeyboardInterrupt`` from its SIGINT handler in whatever
+    the main thread runs next. When that is a finalizer (``__del__``, a weak
+    reference's callback: array libraries run them all the time), Python
+    prints "Exception ignored" and goes on, and a run stopped by Ctrl-C, or
+    by ``timeout -s INT`` at the end of its time, trains on (seen: a run went
+    on until it was killed, losing its last iterations). Inside ``with
+    InterruptLatch() as latch:`` in the main thread, where Python's own
+    handler is in place (not where SIGINT is ignored or handled otherwise),
+    SIGINT also sets :attr:`arrived`, and :meth:`check`, called where
+    stopping is safe (after an iteration), raises the ``KeyboardInterrupt``
+    that was lost.
+    """
+
+    def __init__(self) -> None:
+        self.arrived = False
+        self._installed = False
+
+    def __enter__(self) -> InterruptLatch:
+        self._installed = (threading.current_thread() is threading.main_thread()
+                           and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+        if self._installed:
+            signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.arrived = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        """Raise ``KeyboardInterrupt`` if SIGINT arrived (its own raise was lost, or it would not be here)."""
+        if self.arrived:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class CheckpointWriter:

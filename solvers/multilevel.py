@@ -34,7 +34,7 @@ from ocdl.propagation import Network
 from ocdl.validation import is_integer
 
 from .block_coordinate_descent import BlockCoordinateDescent
-from .checkpoint import Checkpointing, CheckpointWriter
+from .checkpoint import Checkpointing, CheckpointWriter, InterruptLatch
 from .params import Params
 from .result import MultilevelResult, SolverResult, Status
 from .training_loop import Callback, TrainingSolver
@@ -234,43 +234,45 @@ def multilevel(
         if writer is not None:
             writer.start(rng)
     level_lp = None
-    try:
-        for level in range(first, len(layers)):
-            level_lp = level_problem(layers[level])
-            if state is not None:  # continued from the checkpoint's state
-                start_params = None
-            elif level == 0:
-                start_params = params0
-            else:
-                best = history[-1]["result"].x
-                start_params = Params(prolongate(best.theta, network.with_steps(layers[level - 1])), best.W, best.mu)
-            start, resumed_time = time.perf_counter(), 0.0 if state is None else state.elapsed
-            result = solver.minimize(level_lp, start_params, validation=validation, rng=rng,
-                                     callback=_level_callback(writer, callback, level, history),
-                                     progress=progress, state=state)
-            state = None
-            val = [rec["val_accuracy"] for rec in result.history if "val_accuracy" in rec]
-            history.append(
-                {
-                    "level": level,
-                    "n_layers": layers[level],
-                    "iterations": result.nit,
-                    "objective": result.fun,
-                    "train_accuracy": level_lp.accuracy(*result.x),
-                    "best_val_accuracy": max(val) if val else np.nan,
-                    "time_s": resumed_time + time.perf_counter() - start,
-                    "result": result,
-                }
-            )
-            level_lp.release()  # its kept output features: no later level reads them
-            if _failed(result):
-                break
-            if writer is not None:
-                writer.level_done(history, rng)
-    except KeyboardInterrupt as interrupt:
-        if writer is None:
-            raise
-        raise writer.interrupted() from interrupt
+    with InterruptLatch() as latch:  # a Ctrl-C that Python loses stops the run after its iteration
+        try:
+            for level in range(first, len(layers)):
+                level_lp = level_problem(layers[level])
+                if state is not None:  # continued from the checkpoint's state
+                    start_params = None
+                elif level == 0:
+                    start_params = params0
+                else:
+                    best = history[-1]["result"].x
+                    theta = prolongate(best.theta, network.with_steps(layers[level - 1]))
+                    start_params = Params(theta, best.W, best.mu)
+                start, resumed_time = time.perf_counter(), 0.0 if state is None else state.elapsed
+                result = solver.minimize(level_lp, start_params, validation=validation, rng=rng,
+                                         callback=_level_callback(writer, callback, level, history, latch),
+                                         progress=progress, state=state)
+                state = None
+                val = [rec["val_accuracy"] for rec in result.history if "val_accuracy" in rec]
+                history.append(
+                    {
+                        "level": level,
+                        "n_layers": layers[level],
+                        "iterations": result.nit,
+                        "objective": result.fun,
+                        "train_accuracy": level_lp.accuracy(*result.x),
+                        "best_val_accuracy": max(val) if val else np.nan,
+                        "time_s": resumed_time + time.perf_counter() - start,
+                        "result": result,
+                    }
+                )
+                level_lp.release()  # its kept output features: no later level reads them
+                if _failed(result):
+                    break
+                if writer is not None:
+                    writer.level_done(history, rng)
+        except KeyboardInterrupt as interrupt:
+            if writer is None:
+                raise
+            raise writer.interrupted() from interrupt
     if level_lp is None:  # a finished checkpoint: its last level's network
         level_lp = level_problem(history[-1]["n_layers"])
     result = history[-1]["result"]
@@ -299,14 +301,17 @@ def _failed(result: SolverResult) -> bool:
 
 
 def _level_callback(
-    writer: CheckpointWriter | None, callback: Callback | None, level: int, history: list[dict]
-) -> Callback | None:
-    """The solver's callback at ``level``: the checkpoint writer, then the caller's ``callback``."""
-    if writer is None:
-        return callback
+    writer: CheckpointWriter | None, callback: Callback | None, level: int, history: list[dict],
+    latch: InterruptLatch,
+) -> Callback:
+    """The solver's callback at ``level``: the checkpoint writer, the caller's ``callback``, then a Ctrl-C that
+    arrived in the iteration and was lost (:class:`~ocdl.solvers.checkpoint.InterruptLatch`)."""
 
     def level_callback(k: int, state: Any) -> bool | None:
-        writer.iteration(level, history, state)
-        return callback(k, state) if callback is not None else None
+        if writer is not None:
+            writer.iteration(level, history, state)
+        stop = callback(k, state) if callback is not None else None
+        latch.check()
+        return stop
 
     return level_callback

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 from pathlib import Path
 
 import h5py
@@ -25,6 +26,7 @@ from ocdl.solvers import (
 from ocdl.solvers.checkpoint import (
     CHECKPOINT_KIND,
     Checkpoint,
+    InterruptLatch,
     TrainingInterrupted,
     load_checkpoint,
     save_checkpoint,
@@ -249,6 +251,50 @@ def test_ctrl_c_saves_the_newest_iteration_between_periodic_writes(tmp_path):
     assert (info.value.level, info.value.iteration) == (0, 1)
     saved = load_checkpoint(path)
     assert saved.iteration == 1 and saved.state.history[0]["iteration"] == 0
+
+
+class _InterruptedFinalizer:
+    """An object whose finalizer receives SIGINT: Python raises the KeyboardInterrupt inside ``__del__``,
+    prints "Exception ignored" and goes on, as when Ctrl-C falls on an array freed in the middle of a run."""
+
+    def __del__(self):
+        signal.raise_signal(signal.SIGINT)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("with_checkpoint", [True, False])
+def test_a_ctrl_c_that_python_loses_still_stops_the_run(tmp_path, with_checkpoint):
+    """SIGINT in a finalizer during iteration 2: the run stops after that iteration (with checkpoints: the
+    iteration written, TrainingInterrupted) instead of training on until it is killed; the handler is
+    Python's again afterwards."""
+    lp, theta0, _ = small_problem()
+
+    def callback(k, state):
+        if k == 1:
+            _InterruptedFinalizer()  # dropped at once: its __del__ runs here
+
+    options = dict(max_layers=4, solver=BlockCoordinateDescent(max_iter=5), progress=False, callback=callback)
+    if with_checkpoint:
+        with pytest.raises(TrainingInterrupted) as info:
+            multilevel(lp, theta0, checkpoint=Checkpointing(tmp_path / "c.h5"), **options)
+        assert (info.value.level, info.value.iteration) == (0, 2)
+        assert load_checkpoint(tmp_path / "c.h5").iteration == 2
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            multilevel(lp, theta0, **options)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_the_latch_leaves_other_sigint_handlers_alone():
+    """Where SIGINT is ignored (a background job) or handled by the program, the latch installs nothing."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with InterruptLatch() as latch:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            latch.check()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.gpu
