@@ -236,6 +236,8 @@ class Network:
             with self.trajectory(theta, Y0) as traj:
                 return self.jvp(theta, Y0, dtheta, dY0, trajectory=traj)
         dstate = self.stepper.init(dY0)
+        if trajectory.sweep is not None:  # the stepper's sweep in one piece (Stepper.sweep)
+            return self.stepper.output(trajectory.sweep.jvp(steps, dstate, dsteps))
         with Workspace(temporaries) as sweep:  # owns the tangent carried from step to step
             for j, state, cache in trajectory.steps():
                 dstate = sweep.carry(self.stepper.step_jvp, state, steps[j], self.h, dstate, dsteps[j], cache)
@@ -257,6 +259,10 @@ class Network:
         YN = self.stepper.output(trajectory.final_state)
         _same_dtype("lam", check_array("lam", lam, shape=YN.shape), YN)
         lam_state = self.stepper.output_vjp(trajectory.final_state, lam)
+        if trajectory.sweep is not None:  # the stepper's sweep in one piece (Stepper.sweep)
+            lam_state, grad = trajectory.sweep.vjp(steps, lam_state)
+            grad = grad.ravel()
+            return (grad, self.stepper.init_vjp(lam_state)) if return_dY0 else grad
         grad = xp.empty_like(steps)
         with Workspace(temporaries) as sweep:  # owns the adjoint carried from step to step
             for j, state, cache in trajectory.reversed_steps():

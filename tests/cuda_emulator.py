@@ -654,7 +654,7 @@ class Function:
         if status != 0:
             raise RuntimeError(f"kernel {self.name}: {error.value.decode(errors='replace')}")
         if written:
-            raise RuntimeError(f"kernel {self.name} wrote outside its array arguments: "
+            raise RuntimeError(f"kernel {self.name} wrote where it may not: "
                                + "; ".join(f"`{parameters[i]}` {where}" for i, where in written))
 
     def _shape(self, what: str, value, limits: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -715,7 +715,9 @@ class _Guarded:
     (or -1), which the results show, and :meth:`finish` reports a write there.
     Arguments that are the same array share one copy, as in-place kernels need;
     views that overlap otherwise, and non-contiguous views, are passed as they
-    are. After the launch the copies are written back into the arrays.
+    are. After the launch the copies are written back into the arrays (a
+    read-only array, which a stand-in array can be and a CuPy array cannot, is
+    an input: :meth:`finish` reports a write into it).
     """
 
     def __init__(self, args) -> None:
@@ -742,10 +744,15 @@ class _Guarded:
             self._copies.append((indices, original, buffer, inner))
 
     def finish(self) -> list[tuple[int, str]]:
-        """Write the copies back; ``(argument index, where)`` for every guard zone written into."""
+        """Write the copies back; ``(argument index, where)`` for every guard zone and read-only array written
+        into."""
         written = []
         for indices, original, buffer, inner in self._copies:
-            original.reshape(-1).view(np.ndarray).view(np.uint8)[...] = inner
+            target = original.reshape(-1).view(np.ndarray).view(np.uint8)
+            if original.flags.writeable:
+                target[...] = inner
+            elif (target != inner).any():  # a read-only NumPy array (CuPy has none): a kernel's input
+                written.append((indices[0], "into its read-only memory"))
             before, after = buffer[:GUARD_BYTES], buffer[GUARD_BYTES + inner.size :]
             if (before != 0xFF).any():
                 far = GUARD_BYTES - np.flatnonzero(before != 0xFF)[0]

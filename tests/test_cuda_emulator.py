@@ -481,8 +481,23 @@ def test_reads_outside_an_array_give_nan_and_writes_outside_are_refused():
     assert np.isnan(np.asarray(y)[:3]).all()
     store = module.get_function("shifted_store")
     for shift, where in ((1, "past its end (up to 8 bytes)"), (-2, "before its start (up to 16 bytes)")):
-        with pytest.raises(RuntimeError, match=rf"shifted_store wrote outside .*`double\* y` {re.escape(where)}"):
+        message = rf"shifted_store wrote where it may not: `double\* y` {re.escape(where)}"
+        with pytest.raises(RuntimeError, match=message):
             store((1,), (8,), (x, y, np.int32(10), np.int32(shift)))
     add = module.get_function("add_into")
     add((1,), (16,), (x, x, x, np.int32(10)))
     np.testing.assert_array_equal(np.asarray(x), 2 * np.arange(1.0, 11.0))
+
+
+def test_read_only_arrays_are_inputs():
+    """A stand-in array can be read-only (a memory policy's copy of the parameters), a CuPy array cannot:
+    a kernel reads one as it is, and a write into one fails the launch, naming the parameter."""
+    module = cuda_emulator.RawModule(code=SHIFTED)
+    x = np.arange(1.0, 11.0).view(standin_cupy.StandInArray)
+    x.flags.writeable = False
+    y = np.zeros(10).view(standin_cupy.StandInArray)
+    module.get_function("shifted_store")((1,), (8,), (x, y, np.int32(10), np.int32(0)))
+    np.testing.assert_array_equal(np.asarray(y), 2 * np.arange(1.0, 11.0))
+    with pytest.raises(RuntimeError, match=r"shifted_store wrote where it may not: `double\* y` into its read-only"):
+        module.get_function("shifted_store")((1,), (8,), (y, x, np.int32(10), np.int32(0)))
+    np.testing.assert_array_equal(np.asarray(x), np.arange(1.0, 11.0))

@@ -26,7 +26,7 @@ from standin_cupy import install
 import ocdl
 from ocdl.backend import cupy_available
 from ocdl.kernels import compile as kernel_compile
-from ocdl.kernels import fused, fused_enabled, layer_steps
+from ocdl.kernels import fused, fused_enabled, layer_steps, sweeps
 
 TRANSFORMS = {
     "dense-small": lambda: ocdl.Dense(5, 3),
@@ -71,6 +71,7 @@ def launches(monkeypatch):
         return run
 
     monkeypatch.setattr(layer_steps, "function", counting)
+    monkeypatch.setattr(sweeps, "function", counting)
     return names
 
 
@@ -155,19 +156,21 @@ def test_fused_steppers_pass_check_stepper(device, launches, kind):
     assert "dense_step" in launches
 
 
-def test_w1_resnet_step_is_one_kernel_and_its_adjoint_two(device, launches):
+def test_a_small_matrix_step_is_one_kernel_and_its_adjoint_two(device, launches):
     """The launch count that made W1 slow on the GPU: a ResNet step on a small matrix is one kernel,
-    its tangent one, and its transpose two plus the sum of the partial gradients."""
-    net = ocdl.Network(ocdl.ResNet(ocdl.Layer(ocdl.Dense(8), "tanh")), 16, 1.0)
+    its tangent one, and its transpose two plus the sum of the partial gradients (the per-step path,
+    where a sweep does not run in one piece: here a stored trajectory of a Verlet network takes two
+    steps of the layer each)."""
+    net = ocdl.Network(ocdl.Verlet(ocdl.Layer(ocdl.Dense(8), "tanh")), 16, 1.0)
     rng = np.random.default_rng(3)
     theta, Y0 = _dev(device, net.init_params(rng), rng.standard_normal((40, 8)))
     net.forward(theta, Y0)
-    assert launches == ["dense_step"] * 16
+    assert launches == ["dense_step"] * 32
     del launches[:]
     net.vjp(theta, Y0, Y0)
-    assert launches.count("dense_step") == 16
-    assert launches.count("dense_cotangent") == launches.count("dense_gradient") == 16
-    assert len(launches) == 48
+    assert launches.count("dense_step") == 32
+    assert launches.count("dense_cotangent") == launches.count("dense_gradient") == 32
+    assert len(launches) == 96
 
 
 def test_plain_path_for_what_the_kernels_do_not_cover(device, launches):

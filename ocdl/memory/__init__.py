@@ -18,7 +18,7 @@ from .recompute import (
     repetition_number,
 )
 from .reversible import Reversible, ReversibleTrajectory
-from .store_all import StoreAll, StoredTrajectory
+from .store_all import StoreAll, StoredTrajectory, SweptTrajectory
 
 __all__ = [
     "HDF5",
@@ -30,6 +30,7 @@ __all__ = [
     "ReversibleTrajectory",
     "StoreAll",
     "StoredTrajectory",
+    "SweptTrajectory",
     "Trajectory",
     "binomial_schedule",
     "optimal_recomputations",

@@ -27,10 +27,14 @@ class Trajectory:
     ----------
     final_state : the state :math:`x_N`.
     n_steps : :math:`N`.
+    sweep : where the forward sweep ran in one piece, the stepper's record of it
+        (:meth:`~ocdl.steppers.Stepper.sweep`), whose derivative sweeps the
+        generic solvers then run in one piece too; else ``None``.
     """
 
     final_state: tuple
     n_steps: int
+    sweep: Any = None
 
     def steps(self) -> Iterator[tuple[int, tuple, Any]]:
         """``(j, state_j, cache_j)`` for ``j = 0, ..., N-1``.
@@ -77,6 +81,9 @@ def propagate(stepper: Any, theta_steps: Any, h: float, state0: tuple) -> tuple:
     """
     # Arrays under a MiB are not pooled (the C library recycles those without page faults): a narrow
     # network's many small steps then skip the bookkeeping (measured on W1: a few microseconds a step).
+    swept = stepper.sweep(theta_steps, h, state0, store=False)
+    if swept is not None:
+        return swept.final_state
     with Workspace(BufferPool(min_bytes=temporaries.min_bytes)) as sweep:
         state = state0
         for theta_j in theta_steps:

@@ -48,13 +48,35 @@ class StoredTrajectory(Trajectory):
             self._pool.replace(arrays)
 
 
+class SweptTrajectory(Trajectory):
+    """The trajectory of a forward sweep run in one piece (:meth:`~ocdl.steppers.Stepper.sweep`): its
+    record serves the states and caches, and its derivative sweeps (:attr:`Trajectory.sweep`)."""
+
+    def __init__(self, sweep) -> None:
+        self.sweep, self.final_state, self.n_steps = sweep, sweep.final_state, sweep.n_steps
+
+    def steps(self):
+        for j in range(self.n_steps):
+            yield (j, *self.sweep.record(j))
+
+    def reversed_steps(self):
+        for j in reversed(range(self.n_steps)):
+            yield (j, *self.sweep.record(j))
+
+    def close(self) -> None:
+        self.sweep, self.n_steps = None, 0
+
+
 class StoreAll(MemoryPolicy):
     """Store every forward state and its cache (the default for small problems).
 
     ``reuse`` (default ``True``): closed trajectories hand their arrays back
     for the next forward sweep (see the module docstring); the policy then
     holds up to one trajectory's memory between sweeps, which :meth:`release`
-    frees. Trajectories open at the same time never share an array.
+    frees. Trajectories open at the same time never share an array. Where
+    the stepper runs the whole sweep in one piece
+    (:meth:`~ocdl.steppers.Stepper.sweep`, a fused GPU kernel), the
+    trajectory is that sweep's record (:class:`SweptTrajectory`).
     """
 
     def __init__(self, reuse: bool = True) -> None:
@@ -62,6 +84,9 @@ class StoreAll(MemoryPolicy):
         self._pool = BufferPool()
 
     def forward(self, stepper, theta_steps, h, state0):
+        swept = stepper.sweep(theta_steps, h, state0)
+        if swept is not None:
+            return SweptTrajectory(swept)
         workspace = Workspace(self._pool if self.reuse else temporaries)
         records, state = [], state0
         for theta_j in theta_steps:

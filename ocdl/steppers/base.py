@@ -25,6 +25,10 @@ for any dynamics:
 * ``diagnose(state, theta, h)`` explains a blow-up at the step (a sentence
   for :class:`~ocdl.validation.PropagationError`); the default gives advice
   that holds for any explicit stepper.
+* ``sweep(theta_steps, h, state0, store=True)`` (optional) runs all the steps
+  in one piece (a fused GPU kernel) and returns an object that serves the
+  states and caches and runs the derivative sweeps in one piece too; the
+  default, ``None``, lets the generic solvers step.
 
 ``n_params`` is the length of one step's parameter vector. Every example
 steps alone (row ``i`` of :math:`x_{j+1}` depends on row ``i`` of
@@ -117,6 +121,35 @@ class Stepper:
         Euler factor of eq. 3.9).
         """
         return "Use a smaller step (more steps or a smaller final_time) or smaller weights."
+
+    def sweep(self, theta_steps: Any, h: float, state0: State, store: bool = True) -> Any:
+        r"""All ``N = len(theta_steps)`` steps from ``state0`` in one piece, or ``None`` (the default): step.
+
+        Where a stepper can propagate a whole trajectory at once (one GPU
+        kernel instead of ``N`` launches, :mod:`ocdl.kernels.sweeps`), it
+        returns an object with
+
+        * ``final_state``: :math:`x_N`, the caller's;
+        * ``n_steps``: :math:`N`;
+        * ``record(j)``: ``(state_j, cache_j)`` as :meth:`step` gives them
+          (only with ``store``);
+        * ``jvp(theta_steps, dstate0, dtheta_steps)``: :math:`dx_N` of the
+          sensitivity sweep (only with ``store``);
+        * ``vjp(theta_steps, lam_N)``: :math:`(\lambda_0, g)` of the adjoint
+          sweep, ``g`` the ``(N, n_params)`` gradient (only with ``store``).
+
+        The memory policy :class:`~ocdl.memory.StoreAll` keeps it as its
+        trajectory, :func:`~ocdl.memory.propagate` asks for the final state
+        with ``store=False``; the results agree with stepping to rounding
+        (``tests/test_sweeps.py`` compares them).
+        """
+        return None
+
+    def _steps_as(self, cls: type) -> bool:
+        """Whether this stepper's equations are ``cls``'s: none of their methods is overridden below it (a
+        subclass that changes a step must not inherit ``cls``'s :meth:`sweep`)."""
+        names = ("init", "init_vjp", "step", "advance", "step_jvp", "step_vjp", "output", "output_vjp")
+        return all(getattr(type(self), name) is getattr(cls, name) for name in names)
 
     def init_params(self, rng: Any, scale: float = 1.0, dtype: Any = None) -> Any:
         """Random parameters for one step (used by :meth:`ocdl.Network.init_params`)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..kernels import sweeps
 from ..stability import layer_growth_diagnosis
 from ..transforms import Antisymmetric
 from .base import LayerStepper
@@ -38,6 +39,10 @@ class ResNet(LayerStepper):
         (Y,), (L,) = state, lam
         L_prev, gtheta = self.layer.step_vjp(theta, Y, cache, L, L)
         return (L_prev,), gtheta
+
+    def sweep(self, theta_steps, h, state0, store=True):
+        """On the GPU, with a small dense layer, the whole sweep in one kernel (:func:`ocdl.kernels.sweeps.resnet`)."""
+        return sweeps.resnet(self.layer, theta_steps, h, state0[0], store) if self._steps_as(ResNet) else None
 
     def diagnose(self, state, theta, h):
         r"""The forward Euler factor :math:`\max|1 + h\lambda|` (eq. 3.9) and :math:`\max \operatorname{Re}\lambda`

@@ -1,0 +1,215 @@
+"""Whole sweeps in one kernel (:mod:`ocdl.kernels.sweeps`), run on the CPU through the stand-in's CUDA emulator.
+
+A ResNet with a small dense layer on CuPy arrays propagates, differentiates
+and transposes its whole trajectory in one kernel each. Compared here with
+the per-step fused path, the plain path (the switch off) and NumPy; the
+public derivative checks pass on it; it strides over more rows than its
+grid; everything it does not cover steps as before.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import standin_cupy
+from standin_cupy import install
+
+import ocdl
+from ocdl.backend import cupy_available
+from ocdl.kernels import compile as kernel_compile
+from ocdl.kernels import fused, sweeps
+from ocdl.memory import StoredTrajectory, SweptTrajectory
+
+
+@pytest.fixture(params=[
+    pytest.param("standin", marks=pytest.mark.skipif(not standin_cupy.can_run_kernels(), reason="needs g++")),
+    pytest.param("cupy", marks=[pytest.mark.gpu, pytest.mark.skipif(not cupy_available(), reason="needs a GPU")]),
+])
+def device(request, monkeypatch):
+    """The stand-in (kernels emulated on the CPU) or CuPy on a GPU."""
+    if request.param == "standin":
+        return install(monkeypatch)
+    import cupy
+
+    return cupy
+
+
+@pytest.fixture
+def launches(monkeypatch):
+    """The names of the sweep kernels launched, in order."""
+    names: list[str] = []
+    compiled = kernel_compile.function
+
+    def counting(xp, name, kernel, *args, **kwargs):
+        inner = compiled(xp, name, kernel, *args, **kwargs)
+
+        def run(*a, **k):
+            names.append(kernel)
+            return inner(*a, **k)
+
+        return run
+
+    monkeypatch.setattr(sweeps, "function", counting)
+    return names
+
+
+def _host(a):
+    return ocdl.asnumpy(a).view(np.ndarray)
+
+
+def _problem(n, s, n_steps, dtype, activation="tanh", seed=0):
+    rng = np.random.default_rng(seed)
+    net = ocdl.Network(ocdl.ResNet(ocdl.Layer(ocdl.Dense(n), activation)), n_steps, 1.5)
+    theta = (net.init_params(rng, scale=0.8) + 0.2 * rng.standard_normal(net.n_params)).astype(dtype)
+    arrays = [rng.standard_normal(shape).astype(dtype) for shape in ((s, n), (s, n), net.n_params, (s, n))]
+    return net, (theta, *arrays)  # theta, Y0, lam, dtheta, dY0
+
+
+def _everything(net, theta, Y0, lam, dtheta, dY0):
+    """Forward, the stored trajectory's states and caches in both orders, the gradient in theta and Y0, the
+    sensitivity: what a solver reads off a network."""
+    with net.trajectory(theta, Y0) as traj:
+        records = [(j, state[0], cache) for j, state, cache in traj.steps()]
+        backward = [(j, state[0], cache) for j, state, cache in traj.reversed_steps()]
+        assert [r[0] for r in backward] == [r[0] for r in records][::-1]
+        grad, dY = net.vjp(theta, Y0, lam, trajectory=traj, return_dY0=True)
+        tangent = net.jvp(theta, Y0, dtheta, dY0, trajectory=traj)
+        final, kind = traj.final_state[0], type(traj)
+    out = [net.forward(theta, Y0), final, grad, dY, tangent]
+    out += [r[1] for r in records] + [r[2] for r in records] + [r[1] for r in backward] + [r[2] for r in backward]
+    return kind, [_host(a) for a in out]
+
+
+ACTIVATIONS = ["tanh", "relu", ocdl.SmoothReLU(0.3), "identity"]
+
+
+@pytest.mark.parametrize("n", [1, 8, 32])
+@pytest.mark.parametrize("activation", ACTIVATIONS, ids=lambda a: a if isinstance(a, str) else a.name)
+def test_sweep_agrees_with_the_per_step_paths_and_numpy(device, launches, n, activation):
+    """Every quantity through the sweep, the per-step fused kernels (the same kernels' equations in another
+    grouping), the plain path and NumPy: float64 to 1e-12, float32 to 1e-5 (70 rows: a partial block)."""
+    for dtype, rtol in ((np.float64, 1e-12), (np.float32, 1e-5)):
+        net, args = _problem(n, 70, 5, dtype, activation)
+        kind, expected = _everything(net, *args)
+        assert kind is StoredTrajectory
+        on_device = [device.asarray(a) for a in args]
+        kind, swept = _everything(net, *on_device)
+        assert kind is SweptTrajectory
+        with fused(False):
+            kind, plain = _everything(net, *on_device)
+        assert kind is StoredTrajectory
+        for ours, theirs, numpys in zip(swept, plain, expected):
+            assert ours.dtype == numpys.dtype == dtype
+            scale = max(1.0, float(np.abs(numpys).max()))
+            np.testing.assert_allclose(ours, numpys, rtol=rtol, atol=rtol * scale)
+            np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=rtol * scale)
+    assert launches.count("resnet_forward") and launches.count("resnet_adjoint") == 2
+
+
+def test_w1_sweeps_are_one_kernel_each(device, launches):
+    """The launch count that made W1 slow on the GPU: 16 steps forward are one kernel (not 16), the gradient
+    two (forward and adjoint, not 64), a Gauss-Newton product over the stored states two."""
+    net, (theta, Y0, lam, dtheta, _) = _problem(8, 40, 16, np.float64)
+    theta, Y0, lam, dtheta = (device.asarray(a) for a in (theta, Y0, lam, dtheta))
+    net.forward(theta, Y0)
+    assert launches == ["resnet_forward"]
+    del launches[:]
+    net.vjp(theta, Y0, lam)
+    assert launches == ["resnet_forward", "resnet_adjoint"]
+    del launches[:]
+    with net.trajectory(theta, Y0) as traj:
+        net.vjp(theta, Y0, net.jvp(theta, Y0, dtheta, trajectory=traj), trajectory=traj)
+    assert launches == ["resnet_forward", "resnet_tangent", "resnet_adjoint"]
+
+
+def test_sweep_passes_the_derivative_checks(device, launches):
+    """Taylor rates >= 1.9 and dot tests <= 1e-10 (float64) through the whole propagation (check_stepper's
+    network rows), and the dot test of a longer sweep over a partial block of rows."""
+    stepper = ocdl.ResNet(ocdl.Layer(ocdl.Dense(6), "tanh"))
+    rng = np.random.default_rng(2)
+    Y0 = device.asarray(rng.standard_normal((9, 6)))
+    report = ocdl.check_stepper(stepper, Y0, rng=rng, n_steps=4)
+    assert report.passed, str(report)
+    assert "resnet_adjoint" in launches and "resnet_tangent" in launches
+    net, (theta, Y0, lam, dtheta, dY0) = _problem(6, 70, 6, np.float64)
+    theta, Y0 = device.asarray(theta), device.asarray(Y0)
+    with net.trajectory(theta, Y0) as traj:
+        result = ocdl.dot_test(
+            lambda v: _host(net.jvp(theta, Y0, device.asarray(v[0]), device.asarray(v[1]), trajectory=traj)),
+            lambda w: tuple(map(_host, net.vjp(theta, Y0, device.asarray(w), trajectory=traj, return_dY0=True))),
+            (dtheta, dY0), lam)
+    assert result.passed, result
+
+
+def test_the_adjoint_strides_over_more_row_groups_than_its_blocks(device, launches, monkeypatch):
+    """With the partial sums capped to one block and the grid to two, one block takes every group of rows
+    (the last one partial) and adds their sums, and the other kernels stride over the rows: still NumPy's
+    results."""
+    monkeypatch.setattr(sweeps, "MAX_BLOCKS", 2)
+    monkeypatch.setattr(sweeps, "MAX_PARTIAL_BLOCKS", 1)
+    net, args = _problem(4, 3 * sweeps.ROWS + 5, 3, np.float64)
+    _, expected = _everything(net, *args)
+    _, ours = _everything(net, *(device.asarray(a) for a in args))
+    for a, c in zip(ours, expected):
+        np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-12 * max(1.0, float(np.abs(c).max())))
+    assert launches.count("resnet_adjoint") == 1
+
+
+def test_what_the_sweep_does_not_cover_steps(device, launches):
+    """Other transforms (antisymmetric, wider than 32), other steppers, a subclass that changes the step,
+    NumPy arrays and the switch off: no sweep, the generic solvers step."""
+    rng = np.random.default_rng(4)
+
+    class Damped(ocdl.ResNet):
+        def step(self, state, theta, h):
+            (Y_next,), D = super().step(state, theta, h)
+            return (0.5 * Y_next,), D
+
+    class Observed(ocdl.ResNet):  # changes no equation: keeps the sweep
+        pass
+
+    cases = [
+        (ocdl.ResNet(ocdl.Layer(ocdl.Antisymmetric(ocdl.Dense(4)), "tanh")), True, False),
+        (ocdl.ResNet(ocdl.Layer(ocdl.Dense(33), "tanh")), True, False),
+        (ocdl.Verlet(ocdl.Layer(ocdl.Dense(4), "tanh")), True, False),
+        (Damped(ocdl.Layer(ocdl.Dense(4), "tanh")), True, False),
+        (ocdl.ResNet(ocdl.Layer(ocdl.Dense(4), "tanh")), False, False),
+        (Observed(ocdl.Layer(ocdl.Dense(4), "tanh")), True, True),
+    ]
+    for stepper, on_device, swept in cases:
+        net = ocdl.Network(stepper, 3, 1.0)
+        theta, Y0 = net.init_params(rng), rng.standard_normal((5, stepper.n_features))
+        if on_device:
+            theta, Y0 = device.asarray(theta), device.asarray(Y0)
+        with net.trajectory(theta, Y0) as traj:
+            assert (type(traj) is SweptTrajectory) is swept, stepper
+        assert (stepper.sweep(net.theta_steps(theta), net.h, (Y0,)) is not None) is swept
+    with fused(False):
+        stepper = ocdl.ResNet(ocdl.Layer(ocdl.Dense(4), "tanh"))
+        assert stepper.sweep(device.asarray(np.zeros((2, 17))), 0.5, (device.asarray(np.zeros((3, 4))),)) is None
+    assert launches == ["resnet_forward"] * 2
+
+
+def test_other_memory_policies_step_and_agree(device, launches, tmp_path):
+    """Recomputation and HDF5 keep their own states (no sweep to store): the same gradient as the sweep's."""
+    net, (theta, Y0, lam, _, _) = _problem(5, 20, 6, np.float64)
+    theta, Y0, lam = (device.asarray(a) for a in (theta, Y0, lam))
+    reference = _host(net.vjp(theta, Y0, lam))
+    assert launches == ["resnet_forward", "resnet_adjoint"]
+    for memory in (ocdl.Recompute(2), ocdl.HDF5(tmp_path / "states.h5")):
+        grad = _host(net.with_steps(6, memory).vjp(theta, Y0, lam))
+        np.testing.assert_allclose(grad, reference, rtol=1e-12, atol=1e-12 * float(np.abs(reference).max()))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n", [8, 32])
+def test_sweep_compiles_for_the_h200_without_spilling(dtype, n):
+    from cuda_emulator import nvcc_compile
+
+    report = nvcc_compile(kernel_compile.source("sweep.cu", dtype, ocdl.Tanh.cuda, N_F=n, ROWS=sweeps.ROWS))
+    if report is None:
+        pytest.skip("needs nvcc")
+    spilled = [int(k) for k in re.findall(r"(\d+) bytes spill (?:stores|loads)", report)]
+    assert spilled and not any(spilled), report
