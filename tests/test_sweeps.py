@@ -1,7 +1,8 @@
 """Whole sweeps in one kernel (:mod:`ocdl.kernels.sweeps`), run on the CPU through the stand-in's CUDA emulator.
 
-A ResNet with a small dense layer on CuPy arrays propagates, differentiates
-and transposes its whole trajectory in one kernel each. Compared here with
+A ResNet or Verlet network with a small dense layer on CuPy arrays
+propagates, differentiates and transposes its whole trajectory in one
+kernel each. Compared here with
 the per-step fused path, the plain path (the switch off) and NumPy; the
 public derivative checks pass on it; it strides over more rows than its
 grid; everything it does not cover steps as before.
@@ -59,9 +60,16 @@ def _host(a):
     return ocdl.asnumpy(a).view(np.ndarray)
 
 
-def _problem(n, s, n_steps, dtype, activation="tanh", seed=0):
+STEPPERS = {"resnet": ocdl.ResNet, "verlet": ocdl.Verlet}
+# (stepper, K's shape): square and rectangular, from one row to the largest matrix a sweep takes
+SHAPES = [("resnet", (1, 1)), ("resnet", (8, 8)), ("resnet", (32, 32)), ("verlet", (1, 1)), ("verlet", (4, 3)),
+          ("verlet", (3, 7)), ("verlet", (32, 32))]
+
+
+def _problem(n, s, n_steps, dtype, activation="tanh", seed=0, stepper="resnet", m=None):
     rng = np.random.default_rng(seed)
-    net = ocdl.Network(ocdl.ResNet(ocdl.Layer(ocdl.Dense(n), activation)), n_steps, 1.5)
+    layer = ocdl.Layer(ocdl.Dense(n, n if m is None else m), activation)
+    net = ocdl.Network(STEPPERS[stepper](layer), n_steps, 1.5)
     theta = (net.init_params(rng, scale=0.8) + 0.2 * rng.standard_normal(net.n_params)).astype(dtype)
     arrays = [rng.standard_normal(shape).astype(dtype) for shape in ((s, n), (s, n), net.n_params, (s, n))]
     return net, (theta, *arrays)  # theta, Y0, lam, dtheta, dY0
@@ -71,27 +79,28 @@ def _everything(net, theta, Y0, lam, dtheta, dY0):
     """Forward, the stored trajectory's states and caches in both orders, the gradient in theta and Y0, the
     sensitivity: what a solver reads off a network."""
     with net.trajectory(theta, Y0) as traj:
-        records = [(j, state[0], cache) for j, state, cache in traj.steps()]
-        backward = [(j, state[0], cache) for j, state, cache in traj.reversed_steps()]
-        assert [r[0] for r in backward] == [r[0] for r in records][::-1]
+        records = [(j, state, cache) for j, state, cache in traj.steps()]
+        backward = [(j, state, cache) for j, state, cache in traj.reversed_steps()]
+        assert [r[0] for r in records] == [r[0] for r in backward][::-1] == list(range(net.n_steps))
         grad, dY = net.vjp(theta, Y0, lam, trajectory=traj, return_dY0=True)
         tangent = net.jvp(theta, Y0, dtheta, dY0, trajectory=traj)
-        final, kind = traj.final_state[0], type(traj)
-    out = [net.forward(theta, Y0), final, grad, dY, tangent]
-    out += [r[1] for r in records] + [r[2] for r in records] + [r[1] for r in backward] + [r[2] for r in backward]
+        final, kind = traj.final_state, type(traj)
+    out = [net.forward(theta, Y0), *final, grad, dY, tangent]
+    for _, state, cache in records + backward:  # every state and cache (tuples for Verlet)
+        out += [*state, *(cache if isinstance(cache, tuple) else (cache,))]
     return kind, [_host(a) for a in out]
 
 
 ACTIVATIONS = ["tanh", "relu", ocdl.SmoothReLU(0.3), "identity"]
 
 
-@pytest.mark.parametrize("n", [1, 8, 32])
+@pytest.mark.parametrize("stepper,shape", SHAPES, ids=[f"{k}-{n}x{m}" for k, (n, m) in SHAPES])
 @pytest.mark.parametrize("activation", ACTIVATIONS, ids=lambda a: a if isinstance(a, str) else a.name)
-def test_sweep_agrees_with_the_per_step_paths_and_numpy(device, launches, n, activation):
+def test_sweep_agrees_with_the_per_step_paths_and_numpy(device, launches, stepper, shape, activation):
     """Every quantity through the sweep, the per-step fused kernels (the same kernels' equations in another
     grouping), the plain path and NumPy: float64 to 1e-12, float32 to 1e-5 (70 rows: a partial block)."""
     for dtype, rtol in ((np.float64, 1e-12), (np.float32, 1e-5)):
-        net, args = _problem(n, 70, 5, dtype, activation)
+        net, args = _problem(shape[0], 70, 5, dtype, activation, stepper=stepper, m=shape[1])
         kind, expected = _everything(net, *args)
         assert kind is StoredTrajectory
         on_device = [device.asarray(a) for a in args]
@@ -105,35 +114,36 @@ def test_sweep_agrees_with_the_per_step_paths_and_numpy(device, launches, n, act
             scale = max(1.0, float(np.abs(numpys).max()))
             np.testing.assert_allclose(ours, numpys, rtol=rtol, atol=rtol * scale)
             np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=rtol * scale)
-    assert launches.count("resnet_forward") and launches.count("resnet_adjoint") == 2
+    assert launches.count(f"{stepper}_forward") and launches.count(f"{stepper}_adjoint") == 2
 
 
-def test_w1_sweeps_are_one_kernel_each(device, launches):
-    """The launch count that made W1 slow on the GPU: 16 steps forward are one kernel (not 16), the gradient
-    two (forward and adjoint, not 64), a Gauss-Newton product over the stored states two."""
-    net, (theta, Y0, lam, dtheta, _) = _problem(8, 40, 16, np.float64)
+@pytest.mark.parametrize("stepper", STEPPERS)
+def test_w1_sweeps_are_one_kernel_each(device, launches, stepper):
+    """The launch count that made W1 slow on the GPU: 16 steps forward are one kernel (not 16 or 32), the
+    gradient two (forward and adjoint, not 64 or 128), a Gauss-Newton product over the stored states two."""
+    net, (theta, Y0, lam, dtheta, _) = _problem(8, 40, 16, np.float64, stepper=stepper)
     theta, Y0, lam, dtheta = (device.asarray(a) for a in (theta, Y0, lam, dtheta))
     net.forward(theta, Y0)
-    assert launches == ["resnet_forward"]
+    assert launches == [f"{stepper}_forward"]
     del launches[:]
     net.vjp(theta, Y0, lam)
-    assert launches == ["resnet_forward", "resnet_adjoint"]
+    assert launches == [f"{stepper}_forward", f"{stepper}_adjoint"]
     del launches[:]
     with net.trajectory(theta, Y0) as traj:
         net.vjp(theta, Y0, net.jvp(theta, Y0, dtheta, trajectory=traj), trajectory=traj)
-    assert launches == ["resnet_forward", "resnet_tangent", "resnet_adjoint"]
+    assert launches == [f"{stepper}_{name}" for name in ("forward", "tangent", "adjoint")]
 
 
-def test_sweep_passes_the_derivative_checks(device, launches):
+@pytest.mark.parametrize("stepper", STEPPERS)
+def test_sweep_passes_the_derivative_checks(device, launches, stepper):
     """Taylor rates >= 1.9 and dot tests <= 1e-10 (float64) through the whole propagation (check_stepper's
     network rows), and the dot test of a longer sweep over a partial block of rows."""
-    stepper = ocdl.ResNet(ocdl.Layer(ocdl.Dense(6), "tanh"))
     rng = np.random.default_rng(2)
     Y0 = device.asarray(rng.standard_normal((9, 6)))
-    report = ocdl.check_stepper(stepper, Y0, rng=rng, n_steps=4)
+    report = ocdl.check_stepper(STEPPERS[stepper](ocdl.Layer(ocdl.Dense(6), "tanh")), Y0, rng=rng, n_steps=4)
     assert report.passed, str(report)
-    assert "resnet_adjoint" in launches and "resnet_tangent" in launches
-    net, (theta, Y0, lam, dtheta, dY0) = _problem(6, 70, 6, np.float64)
+    assert f"{stepper}_adjoint" in launches and f"{stepper}_tangent" in launches
+    net, (theta, Y0, lam, dtheta, dY0) = _problem(6, 70, 6, np.float64, stepper=stepper)
     theta, Y0 = device.asarray(theta), device.asarray(Y0)
     with net.trajectory(theta, Y0) as traj:
         result = ocdl.dot_test(
@@ -143,22 +153,23 @@ def test_sweep_passes_the_derivative_checks(device, launches):
     assert result.passed, result
 
 
-def test_the_adjoint_strides_over_more_row_groups_than_its_blocks(device, launches, monkeypatch):
+@pytest.mark.parametrize("stepper", STEPPERS)
+def test_the_adjoint_strides_over_more_row_groups_than_its_blocks(device, launches, monkeypatch, stepper):
     """With the partial sums capped to one block and the grid to two, one block takes every group of rows
     (the last one partial) and adds their sums, and the other kernels stride over the rows: still NumPy's
     results."""
     monkeypatch.setattr(sweeps, "MAX_BLOCKS", 2)
     monkeypatch.setattr(sweeps, "MAX_PARTIAL_BLOCKS", 1)
-    net, args = _problem(4, 3 * sweeps.ROWS + 5, 3, np.float64)
+    net, args = _problem(4, 3 * sweeps.ROWS + 5, 3, np.float64, stepper=stepper, m=4 if stepper == "resnet" else 3)
     _, expected = _everything(net, *args)
     _, ours = _everything(net, *(device.asarray(a) for a in args))
     for a, c in zip(ours, expected):
         np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-12 * max(1.0, float(np.abs(c).max())))
-    assert launches.count("resnet_adjoint") == 1
+    assert launches.count(f"{stepper}_adjoint") == 1
 
 
 def test_what_the_sweep_does_not_cover_steps(device, launches):
-    """Other transforms (antisymmetric, wider than 32), other steppers, a subclass that changes the step,
+    """Other transforms (antisymmetric, wider than 32), other steppers, subclasses that change a step,
     NumPy arrays and the switch off: no sweep, the generic solvers step."""
     rng = np.random.default_rng(4)
 
@@ -170,13 +181,22 @@ def test_what_the_sweep_does_not_cover_steps(device, launches):
     class Observed(ocdl.ResNet):  # changes no equation: keeps the sweep
         pass
 
+    class Started(ocdl.Verlet):  # another Z_0
+        def init(self, Y0):
+            return (Y0, Y0[:, :1] + 1.0)
+
+    dense = ocdl.Layer(ocdl.Dense(4), "tanh")
     cases = [
         (ocdl.ResNet(ocdl.Layer(ocdl.Antisymmetric(ocdl.Dense(4)), "tanh")), True, False),
         (ocdl.ResNet(ocdl.Layer(ocdl.Dense(33), "tanh")), True, False),
-        (ocdl.Verlet(ocdl.Layer(ocdl.Dense(4), "tanh")), True, False),
-        (Damped(ocdl.Layer(ocdl.Dense(4), "tanh")), True, False),
-        (ocdl.ResNet(ocdl.Layer(ocdl.Dense(4), "tanh")), False, False),
-        (Observed(ocdl.Layer(ocdl.Dense(4), "tanh")), True, True),
+        (ocdl.Verlet(ocdl.Layer(ocdl.Dense(4, 33), "tanh")), True, False),
+        (ocdl.Leapfrog(dense), True, False),
+        (ocdl.RK4(dense), True, False),
+        (Damped(dense), True, False),
+        (Started(ocdl.Layer(ocdl.Dense(4, 1), "tanh")), True, False),
+        (ocdl.ResNet(dense), False, False),
+        (ocdl.Verlet(dense), False, False),
+        (Observed(dense), True, True),
     ]
     for stepper, on_device, swept in cases:
         net = ocdl.Network(stepper, 3, 1.0)
@@ -185,7 +205,7 @@ def test_what_the_sweep_does_not_cover_steps(device, launches):
             theta, Y0 = device.asarray(theta), device.asarray(Y0)
         with net.trajectory(theta, Y0) as traj:
             assert (type(traj) is SweptTrajectory) is swept, stepper
-        assert (stepper.sweep(net.theta_steps(theta), net.h, (Y0,)) is not None) is swept
+        assert (stepper.sweep(net.theta_steps(theta), net.h, stepper.init(Y0)) is not None) is swept
     with fused(False):
         stepper = ocdl.ResNet(ocdl.Layer(ocdl.Dense(4), "tanh"))
         assert stepper.sweep(device.asarray(np.zeros((2, 17))), 0.5, (device.asarray(np.zeros((3, 4))),)) is None
@@ -204,11 +224,13 @@ def test_other_memory_policies_step_and_agree(device, launches, tmp_path):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("n", [8, 32])
-def test_sweep_compiles_for_the_h200_without_spilling(dtype, n):
+@pytest.mark.parametrize("shape", [(8, 8), (4, 3), (32, 32)])
+def test_sweep_compiles_for_the_h200_without_spilling(dtype, shape):
+    """The module's every kernel, with the sizes that run (the static shared memory within CUDA's 48 KiB,
+    which the emulator does not check), and no register spilled."""
     from cuda_emulator import nvcc_compile
 
-    report = nvcc_compile(kernel_compile.source("sweep.cu", dtype, ocdl.Tanh.cuda, N_F=n, ROWS=sweeps.ROWS))
+    report = nvcc_compile(kernel_compile.source("sweep.cu", dtype, ocdl.Tanh.cuda, **sweeps.sizes(*shape, dtype)))
     if report is None:
         pytest.skip("needs nvcc")
     spilled = [int(k) for k in re.findall(r"(\d+) bytes spill (?:stores|loads)", report)]

@@ -1,21 +1,24 @@
-// Whole sweeps of a ResNet with a small dense layer, Y_{j+1} = Y_j + h sigma(Y_j K_j + b_j), j = 0..N-1:
-// the forward sweep, its tangent and its adjoint, each one kernel over all N steps.  A thread carries one
-// example (one row, N_F numbers in registers) through every step, so a sweep is one launch instead of one
-// or more per step.
+// Whole sweeps of networks with a small dense layer, each one kernel over all N steps: the forward sweep, its
+// tangent and its adjoint, for ResNet and for Verlet.  A thread carries one example (its rows of the state, in
+// registers) through every step, so a sweep is one launch instead of one or more per step.
 //
 // Compile-time: T, activation(z, s, ds) and common.cu (see elementwise.cu), and
-//   N_F    the width of the rows (K_j is N_F x N_F, at most 32),
-//   ROWS   threads per block: the rows of a block (the adjoint's partial sums are over them).
-// theta is the N x P row-major view of the parameters: step j's K_j (N_F x N_F, row-major), then b_j.
-// The states Ys and caches Ds (D_j = h sigma'(Y_j K_j + b_j)) are N x s x N_F, step-major: Ys[j] is Y_j.
+//   N_IN, N_OUT  the matrix K_j (N_IN x N_OUT, row-major; at most 32 x 32),
+//   ROWS         threads per block: the rows of a block (the adjoints' partial sums are over them).
+// theta is the N x P row-major view of the parameters: step j's K_j, then b_j.  The stored states and
+// caches are step-major, N x s x width: X[j] is step j's.  Every kernel ends with (s, n_steps).
 
-#define P (N_F * N_F + 1)
-#define K_AT(th, j, f, t) th[(long long)(j) * P + (f) * N_F + (t)]
-#define B_AT(th, j) th[(long long)(j) * P + N_F * N_F]
+#define P (N_IN * N_OUT + 1)
+#define K_AT(th, j, f, t) th[(long long)(j) * P + (f) * N_OUT + (t)]
+#define B_AT(th, j) th[(long long)(j) * P + N_IN * N_OUT]
+
+// ---- ResNet, Y_{j+1} = Y_j + h sigma(Y_j K_j + b_j) with a square K_j (N_F = N_IN = N_OUT):
+// Ys[j] = Y_j, Ds[j] = D_j = h sigma'(Y_j K_j + b_j).
+#define N_F N_IN
 
 // Y_{j+1} = Y_j + h sigma(Y_j K_j + b_j) from Y0 to YN; with store, Ys[j] = Y_j and Ds[j] = h sigma'(...).
 extern "C" __global__ void resnet_forward(const T* Y0, const T* theta, const T h, T* Ys, T* Ds, T* YN,
-                                          const long long s, const int n_steps, const int store)
+                                          const int store, const long long s, const int n_steps)
 {
     GRID_STRIDE(r, s) {
         T y[N_F], z[N_F];
@@ -109,5 +112,158 @@ extern "C" __global__ void resnet_adjoint(const T* Ys, const T* Ds, const T* the
         }
         if (row)
             for (int f = 0; f < N_F; ++f) lam0[r * N_F + f] = lam[f];
+    }
+}
+
+// ---- Verlet (the paper's eq. 4.17) with K_j of size N_IN x N_OUT: the state (Y_j, Z_j), rows of widths N_IN, N_OUT,
+//   Z_{j+1} = Z_j - h sigma(Y_j K_j + b_j),          D1_j = -h sigma'(Y_j K_j + b_j),
+//   Y_{j+1} = Y_j + h sigma(Z_{j+1} K_j^T + b_j),    D2_j =  h sigma'(Z_{j+1} K_j^T + b_j).
+// Ys, D2s are N x s x N_IN; Zs is (N + 1) x s x N_OUT (Zs[j] = Z_j, Zs[N] = Z_N); D1s is N x s x N_OUT.
+
+extern "C" __global__ void verlet_forward(const T* Y0, const T* Z0, const T* theta, const T h, T* Ys, T* Zs, T* D1s,
+                                          T* D2s, T* YN, T* ZN, const int store, const long long s, const int n_steps)
+{
+    GRID_STRIDE(r, s) {
+        T y[N_IN], z[N_OUT], u[N_OUT], v[N_IN];
+        for (int f = 0; f < N_IN; ++f) y[f] = Y0[r * N_IN + f];
+        for (int t = 0; t < N_OUT; ++t) z[t] = Z0[r * N_OUT + t];
+        for (int j = 0; j < n_steps; ++j) {
+            const T bias = B_AT(theta, j);
+            const long long at_y = ((long long)j * s + r) * N_IN, at_z = ((long long)j * s + r) * N_OUT;
+            if (store) {
+                for (int f = 0; f < N_IN; ++f) Ys[at_y + f] = y[f];
+                for (int t = 0; t < N_OUT; ++t) Zs[at_z + t] = z[t];
+            }
+            for (int t = 0; t < N_OUT; ++t) {
+                T acc = 0;
+                for (int f = 0; f < N_IN; ++f) acc += y[f] * K_AT(theta, j, f, t);
+                u[t] = acc;
+            }
+            for (int t = 0; t < N_OUT; ++t) {
+                T sv, ds;
+                activation(u[t] + bias, sv, ds);
+                z[t] = z[t] + (-h) * sv;
+                if (store) D1s[at_z + t] = (-h) * ds;
+            }
+            for (int f = 0; f < N_IN; ++f) {
+                T acc = 0;
+                for (int t = 0; t < N_OUT; ++t) acc += z[t] * K_AT(theta, j, f, t);
+                v[f] = acc;
+            }
+            for (int f = 0; f < N_IN; ++f) {
+                T sv, ds;
+                activation(v[f] + bias, sv, ds);
+                y[f] = y[f] + h * sv;
+                if (store) D2s[at_y + f] = h * ds;
+            }
+        }
+        if (store)
+            for (int t = 0; t < N_OUT; ++t) Zs[((long long)n_steps * s + r) * N_OUT + t] = z[t];
+        for (int f = 0; f < N_IN; ++f) YN[r * N_IN + f] = y[f];
+        for (int t = 0; t < N_OUT; ++t) ZN[r * N_OUT + t] = z[t];
+    }
+}
+
+// dZ_{j+1} = dZ_j + D1_j (dY_j K_j + Y_j dK_j + db_j),  dY_{j+1} = dY_j + D2_j (dZ_{j+1} K_j^T + Z_{j+1} dK_j^T + db_j)
+extern "C" __global__ void verlet_tangent(const T* Ys, const T* Zs, const T* D1s, const T* D2s, const T* theta,
+                                          const T* dtheta, const T* dY0, const T* dZ0, T* dYN, T* dZN,
+                                          const long long s, const int n_steps)
+{
+    GRID_STRIDE(r, s) {
+        T dy[N_IN], dz[N_OUT], u[N_OUT], v[N_IN];
+        for (int f = 0; f < N_IN; ++f) dy[f] = dY0[r * N_IN + f];
+        for (int t = 0; t < N_OUT; ++t) dz[t] = dZ0[r * N_OUT + t];
+        for (int j = 0; j < n_steps; ++j) {
+            const T dbias = B_AT(dtheta, j);
+            const long long at_y = ((long long)j * s + r) * N_IN, at_z = ((long long)j * s + r) * N_OUT;
+            const long long at_z1 = at_z + s * N_OUT;  // Z_{j+1}
+            // The outer loops stay loops (unroll 1): unrolled, nvcc loads both matrices' entries at once and
+            // spills registers for 8 x 8 in float64; their results go to local memory, the rows stay in registers.
+#pragma unroll 1
+            for (int t = 0; t < N_OUT; ++t) {
+                T acc = dbias;
+                for (int f = 0; f < N_IN; ++f)
+                    acc += dy[f] * K_AT(theta, j, f, t) + Ys[at_y + f] * K_AT(dtheta, j, f, t);
+                u[t] = acc;
+            }
+            for (int t = 0; t < N_OUT; ++t) dz[t] = dz[t] + D1s[at_z + t] * u[t];
+#pragma unroll 1
+            for (int f = 0; f < N_IN; ++f) {
+                T acc = dbias;
+                for (int t = 0; t < N_OUT; ++t)
+                    acc += dz[t] * K_AT(theta, j, f, t) + Zs[at_z1 + t] * K_AT(dtheta, j, f, t);
+                v[f] = acc;
+            }
+            for (int f = 0; f < N_IN; ++f) dy[f] = dy[f] + D2s[at_y + f] * v[f];
+        }
+        for (int f = 0; f < N_IN; ++f) dYN[r * N_IN + f] = dy[f];
+        for (int t = 0; t < N_OUT; ++t) dZN[r * N_OUT + t] = dz[t];
+    }
+}
+
+// The adjoint sweep from (L_Y, L_Z) at N down to 0: with G2 = D2_j L_Y and G1 = D1_j Lam,
+//   Lam = L_Z + G2 K_j,   L_Y <- L_Y + G1 K_j^T,   L_Z <- Lam,
+//   g_j = (G2^T Z_{j+1} + Y_j^T G1 in K_j's layout, the sums of G2's and G1's entries);
+// partial sums per block as in resnet_adjoint.
+extern "C" __global__ void verlet_adjoint(const T* Ys, const T* Zs, const T* D1s, const T* D2s, const T* theta,
+                                          const T* LYN, const T* LZN, T* LY0, T* LZ0, T* partials,
+                                          const long long s, const int n_steps)
+{
+    __shared__ T Vs[ROWS * N_IN];   // Y_j
+    __shared__ T G2s[ROWS * N_IN];
+    __shared__ T Ws[ROWS * N_OUT];  // Z_{j+1}
+    __shared__ T G1s[ROWS * N_OUT];
+    __shared__ T Rs[ROWS];
+    const long long groups = (s + ROWS - 1) / ROWS;
+    for (long long g = blockIdx.x; g < groups; g += gridDim.x) {
+        const long long r = g * ROWS + threadIdx.x;
+        const bool row = r < s;
+        T ly[N_IN], lz[N_OUT], g2[N_IN], g1[N_OUT];
+        for (int f = 0; f < N_IN; ++f) ly[f] = row ? LYN[r * N_IN + f] : (T)0;
+        for (int t = 0; t < N_OUT; ++t) lz[t] = row ? LZN[r * N_OUT + t] : (T)0;
+        for (int j = n_steps - 1; j >= 0; --j) {
+            const long long at_y = ((long long)j * s + r) * N_IN, at_z = ((long long)j * s + r) * N_OUT;
+            const long long at_z1 = at_z + s * N_OUT;
+            T rowsum = 0;
+            for (int f = 0; f < N_IN; ++f) {
+                g2[f] = row ? D2s[at_y + f] * ly[f] : (T)0;
+                rowsum += g2[f];
+                G2s[threadIdx.x * N_IN + f] = g2[f];
+                Vs[threadIdx.x * N_IN + f] = row ? Ys[at_y + f] : (T)0;
+            }
+            for (int t = 0; t < N_OUT; ++t) {  // Lam = L_Z + G2 K, then G1 = D1 Lam
+                T acc = 0;
+                for (int f = 0; f < N_IN; ++f) acc += g2[f] * K_AT(theta, j, f, t);
+                lz[t] = lz[t] + acc;
+                g1[t] = row ? D1s[at_z + t] * lz[t] : (T)0;
+                rowsum += g1[t];
+                G1s[threadIdx.x * N_OUT + t] = g1[t];
+                Ws[threadIdx.x * N_OUT + t] = row ? Zs[at_z1 + t] : (T)0;
+            }
+            for (int f = 0; f < N_IN; ++f) {
+                T acc = 0;
+                for (int t = 0; t < N_OUT; ++t) acc += g1[t] * K_AT(theta, j, f, t);
+                ly[f] = ly[f] + acc;
+            }
+            Rs[threadIdx.x] = rowsum;
+            __syncthreads();
+            T* out = partials + ((long long)blockIdx.x * n_steps + j) * P;
+            for (int q = threadIdx.x; q < P; q += ROWS) {
+                T sum = 0;
+                if (q < N_IN * N_OUT) {
+                    const int f = q / N_OUT, t = q % N_OUT;
+                    for (int k = 0; k < ROWS; ++k)
+                        sum += G2s[k * N_IN + f] * Ws[k * N_OUT + t] + Vs[k * N_IN + f] * G1s[k * N_OUT + t];
+                } else {
+                    for (int k = 0; k < ROWS; ++k) sum += Rs[k];
+                }
+                out[q] += sum;
+            }
+            __syncthreads();
+        }
+        if (row) {
+            for (int f = 0; f < N_IN; ++f) LY0[r * N_IN + f] = ly[f];
+            for (int t = 0; t < N_OUT; ++t) LZ0[r * N_OUT + t] = lz[t];
+        }
     }
 }

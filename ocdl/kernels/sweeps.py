@@ -1,27 +1,33 @@
-r"""Whole sweeps in one kernel: a ResNet with a small dense layer on CuPy arrays (``sweep.cu``).
+r"""Whole sweeps in one kernel: ResNet and Verlet networks with a small dense layer on CuPy arrays (``sweep.cu``).
 
 A deep, narrow network on the GPU (the issue's W1: 1,024 steps of
 ``4000 x 8`` states) is bound by kernel launches and by Python, not by the
-device: each step of the per-step fused path (:mod:`.layer_steps`) is a
-launch and a few microseconds of Python, for a few microseconds of work.
-Here one thread carries one example through all :math:`N` steps of
+device: each step of the per-step fused path (:mod:`.layer_steps`) is one or
+more launches and a few microseconds of Python, for a few microseconds of
+work. Here one thread carries one example (its rows of the state, in
+registers) through all :math:`N` steps, so the forward sweep, the
+sensitivity sweep and the adjoint sweep are one kernel each; the adjoint's
+parameter gradient is summed per block of rows in the kernel and over the
+blocks afterwards, in a fixed order.
 
-.. math::  Y_{j+1} = Y_j + h\,\sigma(Y_j K_j + b_j), \qquad D_j = h\,\sigma'(Y_j K_j + b_j),
+* :class:`~ocdl.steppers.ResNet`:
+  :math:`Y_{j+1} = Y_j + h\,\sigma(Y_j K_j + b_j)`, :math:`D_j = h\,\sigma'(Y_j K_j + b_j)`;
+  tangent :math:`dY_{j+1} = dY_j + D_j \odot (dY_j K_j + Y_j\, dK_j + db_j)`;
+  adjoint :math:`\lambda_j = \lambda_{j+1} + G_j K_j^T` with :math:`G_j = D_j \odot \lambda_{j+1}`,
+  :math:`g_j = (Y_j^T G_j,\ \mathbf 1^T G_j \mathbf 1)`.
+* :class:`~ocdl.steppers.Verlet` (``K_j`` of size ``n x m``):
+  :math:`Z_{j+1} = Z_j - h\,\sigma(Y_j K_j + b_j)`, :math:`Y_{j+1} = Y_j + h\,\sigma(Z_{j+1} K_j^T + b_j)`,
+  with the two half-steps' tangents and, backward, :math:`G_2 = D_{2,j} \odot L_Y`,
+  :math:`\Lambda = L_Z + G_2 K_j`, :math:`G_1 = D_{1,j} \odot \Lambda`,
+  :math:`L_Y \leftarrow L_Y + G_1 K_j^T`, :math:`L_Z \leftarrow \Lambda`,
+  :math:`g_j = (G_2^T Z_{j+1} + Y_j^T G_1,\ \text{the sums of } G_1, G_2)`.
 
-so the forward sweep, the sensitivity sweep
-:math:`dY_{j+1} = dY_j + D_j \odot (dY_j K_j + Y_j\, dK_j + db_j)` and the
-adjoint sweep :math:`\lambda_j = \lambda_{j+1} + G_j K_j^T`,
-:math:`G_j = D_j \odot \lambda_{j+1}`, :math:`g_j = (Y_j^T G_j, \mathbf 1^T G_j \mathbf 1)`
-are one kernel each (the adjoint's parameter gradient as partial sums per
-block of rows, summed afterwards in a fixed order). The equations and the
-order of every sum are those of the per-step kernels (``dense.cu``), so both
-paths agree to rounding.
-
-It applies where the per-step fused kernels do (CuPy arrays of one float
-dtype, the switch on, an activation with CUDA source) to a
-:class:`~ocdl.steppers.ResNet` whose transform's parameters are its matrix
-(``Dense(n)``, ``n`` at most 32); :meth:`ocdl.steppers.Stepper.sweep` is the
-entry point and :class:`ResNetSweep` the result.
+The equations and the order of the products are those of the per-step
+kernels (``dense.cu``), so both paths agree to rounding. A sweep applies
+where the per-step fused kernels do (CuPy arrays of one float dtype, the
+switch on, an activation with CUDA source) and the transform's parameters
+are its matrix (``Dense``, both sides at most 32); elsewhere the steppers
+step. :meth:`ocdl.steppers.Stepper.sweep` is the entry point.
 """
 
 from __future__ import annotations
@@ -31,61 +37,118 @@ from typing import Any
 import numpy as np
 
 from .compile import MAX_BLOCKS, MAX_PARTIAL_BLOCKS, function
-from .layer_steps import _plan
+from .layer_steps import _SHARED_BYTES, _plan
 
-#: Threads (rows) per block of the sweep kernels: small blocks spread a few thousand rows over many SMs.
+#: Threads (rows) per block of the sweep kernels: small blocks spread a few thousand rows over many SMs (half
+#: as many where the shared memory would overflow, :func:`sizes`).
 ROWS = 64
 #: Bytes the adjoint's partial sums may take at least (more where the states take more).
 _PARTIAL_BYTES = 1 << 26
 
 
-class ResNetSweep:
-    r"""The states and caches of a forward sweep in two arrays, and the derivative sweeps over them.
+def sizes(n_in: int, n_out: int, dtype: Any) -> dict:
+    """The compile-time sizes of ``sweep.cu`` for a matrix of ``n_in x n_out`` in ``dtype``: :data:`ROWS`
+    rows a block, or half as many where the Verlet adjoint's shared arrays (``2 (n_in + n_out) + 1`` numbers
+    a row) would pass CUDA's static limit (one module holds every kernel of the file)."""
+    shared = ROWS * (2 * (n_in + n_out) + 1) * np.dtype(dtype).itemsize
+    return {"N_IN": n_in, "N_OUT": n_out, "ROWS": ROWS if shared <= _SHARED_BYTES else ROWS // 2}
 
-    ``states[j]`` is :math:`Y_j` and ``caches[j]`` is :math:`D_j` (``N x s x n``, absent for a sweep
-    that keeps nothing); ``final_state`` is :math:`(Y_N,)`. Built by :func:`resnet`.
-    """
 
-    def __init__(self, plan, n_steps: int, states, caches, final_state: tuple) -> None:
-        self._plan, self.n_steps = plan, n_steps
-        self.states, self.caches, self.final_state = states, caches, final_state
+class _Sweep:
+    """What the sweeps of every stepper share: the states, the kernels, the adjoint's partial sums."""
 
-    def _kernel(self, name: str):
+    kind: str  # the kernels' prefix in sweep.cu
+
+    def __init__(self, plan, n_steps: int, arrays: dict | None, final_state: tuple) -> None:
+        self._plan, self.n_steps, self.final_state = plan, n_steps, final_state
+        self.arrays = arrays  # the stored states and caches by name (None: a sweep that keeps nothing)
+        self._sizes = sizes(plan.transform.n_in, plan.transform.n_out, plan.dtype)
+        self.rows = self._sizes["ROWS"]
+
+    def _launch(self, name: str, s: int, args: tuple, blocks: int | None = None) -> None:
         p = self._plan
-        return function(p.xp, "sweep.cu", name, p.dtype, p.activation, N_F=p.transform.n_in, ROWS=ROWS)
+        kernel = function(p.xp, "sweep.cu", f"{self.kind}_{name}", p.dtype, p.activation, **self._sizes)
+        blocks = _blocks(s, self.rows) if blocks is None else blocks
+        kernel((blocks,), (self.rows,), (*args, np.int64(s), np.int32(self.n_steps)))
+
+    def _adjoint(self, theta_steps, cotangents: tuple, stored: tuple) -> tuple[tuple, Any]:
+        """``(cotangents at step 0, (N, p) gradient)`` by the adjoint kernel from the ``cotangents`` at N."""
+        xp, dtype = self._plan.xp, self._plan.dtype
+        theta = xp.ascontiguousarray(theta_steps)
+        cotangents = tuple(xp.ascontiguousarray(c) for c in cotangents)
+        s, (n_steps, p) = cotangents[0].shape[0], theta.shape
+        state_bytes = sum(a.nbytes for a in stored)
+        blocks = max(1, min(_blocks(s, self.rows), MAX_PARTIAL_BLOCKS,
+                            max(_PARTIAL_BYTES, state_bytes) // (n_steps * p * dtype.itemsize)))
+        partials = xp.zeros((blocks, n_steps, p), dtype=dtype)
+        first = tuple(xp.empty_like(c) for c in cotangents)
+        self._launch("adjoint", s, (*stored, theta, *cotangents, *first, partials), blocks)
+        return first, partials.sum(axis=0)
+
+
+def _blocks(s: int, rows: int) -> int:
+    return int(max(1, min(MAX_BLOCKS, -(-int(s) // rows))))
+
+
+class ResNetSweep(_Sweep):
+    r"""A ResNet's forward sweep: ``arrays["Y"][j]`` is :math:`Y_j` and ``arrays["D"][j]`` is :math:`D_j`
+    (``N x s x n``); ``final_state`` is :math:`(Y_N,)`. Built by :func:`resnet`."""
+
+    kind = "resnet"
 
     def record(self, j: int) -> tuple[tuple, Any]:
         """``(state_j, cache_j)`` as :meth:`ocdl.steppers.ResNet.step` gives them: ``((Y_j,), D_j)``."""
-        return (self.states[j],), self.caches[j]
+        return (self.arrays["Y"][j],), self.arrays["D"][j]
 
     def jvp(self, theta_steps, dstate: tuple, dtheta_steps) -> tuple:
         r"""The sensitivity sweep: :math:`(dY_N,)` from :math:`(dY_0,)` and the ``(N, p)`` direction."""
         xp = self._plan.xp
         theta, dtheta, dY0 = (xp.ascontiguousarray(a) for a in (theta_steps, dtheta_steps, dstate[0]))
         dYN = xp.empty_like(dY0)
-        s = dY0.shape[0]
-        self._kernel("resnet_tangent")((_blocks(s),), (ROWS,),
-                                       (self.states, self.caches, theta, dtheta, dY0, dYN, np.int64(s),
-                                        np.int32(self.n_steps)))
+        self._launch("tangent", dY0.shape[0], (self.arrays["Y"], self.arrays["D"], theta, dtheta, dY0, dYN))
         return (dYN,)
 
     def vjp(self, theta_steps, lam_state: tuple) -> tuple[tuple, Any]:
         r"""The adjoint sweep: :math:`((\lambda_0,), g)` from :math:`(\lambda_N,)`, ``g`` of shape ``(N, p)``."""
-        xp, dtype = self._plan.xp, self._plan.dtype
-        theta, lamN = xp.ascontiguousarray(theta_steps), xp.ascontiguousarray(lam_state[0])
-        s, n_steps, p = lamN.shape[0], self.n_steps, theta.shape[1]
-        per_block = n_steps * p * dtype.itemsize
-        blocks = max(1, min(_blocks(s), MAX_PARTIAL_BLOCKS, max(_PARTIAL_BYTES, self.states.nbytes) // per_block))
-        partials = xp.zeros((blocks, n_steps, p), dtype=dtype)
-        lam0 = xp.empty_like(lamN)
-        self._kernel("resnet_adjoint")((blocks,), (ROWS,),
-                                       (self.states, self.caches, theta, lamN, lam0, partials, np.int64(s),
-                                        np.int32(n_steps)))
-        return (lam0,), partials.sum(axis=0)
+        return self._adjoint(theta_steps, lam_state, (self.arrays["Y"], self.arrays["D"]))
 
 
-def _blocks(s: int) -> int:
-    return int(max(1, min(MAX_BLOCKS, -(-int(s) // ROWS))))
+class VerletSweep(_Sweep):
+    r"""A Verlet network's forward sweep: ``arrays["Y"][j]`` is :math:`Y_j`, ``arrays["Z"][j]`` is
+    :math:`Z_j` (``N + 1`` of them), ``arrays["D1"][j]`` and ``arrays["D2"][j]`` the half-steps'
+    derivatives; ``final_state`` is :math:`(Y_N, Z_N)`. Built by :func:`verlet`."""
+
+    kind = "verlet"
+
+    def _stored(self) -> tuple:
+        a = self.arrays
+        return a["Y"], a["Z"], a["D1"], a["D2"]
+
+    def record(self, j: int) -> tuple[tuple, Any]:
+        """``(state_j, cache_j)`` as :meth:`ocdl.steppers.Verlet.step` gives them:
+        ``((Y_j, Z_j), (Z_{j+1}, D1_j, D2_j))``."""
+        a = self.arrays
+        return (a["Y"][j], a["Z"][j]), (a["Z"][j + 1], a["D1"][j], a["D2"][j])
+
+    def jvp(self, theta_steps, dstate: tuple, dtheta_steps) -> tuple:
+        r"""The sensitivity sweep: :math:`(dY_N, dZ_N)` from :math:`(dY_0, dZ_0)` and the ``(N, p)`` direction."""
+        xp = self._plan.xp
+        theta, dtheta, dY0, dZ0 = (xp.ascontiguousarray(a) for a in (theta_steps, dtheta_steps, *dstate))
+        dYN, dZN = xp.empty_like(dY0), xp.empty_like(dZ0)
+        self._launch("tangent", dY0.shape[0], (*self._stored(), theta, dtheta, dY0, dZ0, dYN, dZN))
+        return (dYN, dZN)
+
+    def vjp(self, theta_steps, lam_state: tuple) -> tuple[tuple, Any]:
+        r"""The adjoint sweep: :math:`((L_{Y,0}, L_{Z,0}), g)` from :math:`(L_{Y,N}, L_{Z,N})`."""
+        return self._adjoint(theta_steps, lam_state, self._stored())
+
+
+def _applies(layer, theta_steps, V, others: tuple = ()):
+    """The per-step kernels' plan where a sweep applies (a transform whose parameters are a small matrix)."""
+    plan = _plan(layer, theta_steps, V, others, transpose=False)
+    if plan is None or not (plan.small() and layer.transform.explicit_is_theta):
+        return None
+    return plan
 
 
 def resnet(layer, theta_steps, h: float, Y0, store: bool = True) -> ResNetSweep | None:
@@ -95,20 +158,37 @@ def resnet(layer, theta_steps, h: float, Y0, store: bool = True) -> ResNetSweep 
     then steps. With ``store=False`` only the final state is kept
     (prediction, a line search's trial).
     """
-    plan = _plan(layer, theta_steps, Y0, (), transpose=False)
-    transform = layer.transform
-    if plan is None or not (plan.small() and transform.explicit_is_theta and transform.n_in == transform.n_out):
+    plan = _applies(layer, theta_steps, Y0)
+    if plan is None or layer.transform.n_in != layer.transform.n_out:
+        return None
+    xp = plan.xp
+    theta, Y0 = xp.ascontiguousarray(theta_steps), xp.ascontiguousarray(Y0)
+    n_steps = theta.shape[0]
+    YN = xp.empty_like(Y0)
+    arrays = {name: xp.empty((n_steps, *Y0.shape), dtype=plan.dtype) for name in ("Y", "D")} if store else None
+    sweep = ResNetSweep(plan, n_steps, arrays, (YN,))
+    Ys, Ds = (YN, YN) if arrays is None else (arrays["Y"], arrays["D"])  # placeholders where nothing is kept
+    sweep._launch("forward", Y0.shape[0], (Y0, theta, plan.dtype.type(h), Ys, Ds, YN, np.int32(store)))
+    return sweep
+
+
+def verlet(layer, theta_steps, h: float, state0: tuple, store: bool = True) -> VerletSweep | None:
+    r"""The forward sweep of the Verlet network (see the module docstring) in one kernel, or ``None``, as
+    :func:`resnet`."""
+    Y0, Z0 = state0
+    plan = _applies(layer, theta_steps, Y0, (Z0,))
+    if plan is None:
         return None
     xp, dtype = plan.xp, plan.dtype
-    theta, Y0 = xp.ascontiguousarray(theta_steps), xp.ascontiguousarray(Y0)
+    theta, Y0, Z0 = (xp.ascontiguousarray(a) for a in (theta_steps, Y0, Z0))
     (n_steps, _), s = theta.shape, Y0.shape[0]
-    YN = xp.empty_like(Y0)
-    states = caches = None
-    if store:
-        states, caches = xp.empty((n_steps, *Y0.shape), dtype=dtype), xp.empty((n_steps, *Y0.shape), dtype=dtype)
-    sweep = ResNetSweep(plan, n_steps, states, caches, (YN,))
-    sweep._kernel("resnet_forward")((_blocks(s),), (ROWS,),
-                                    (Y0, theta, dtype.type(h), YN if states is None else states,
-                                     YN if caches is None else caches, YN, np.int64(s), np.int32(n_steps),
-                                     np.int32(store)))
+    YN, ZN = xp.empty_like(Y0), xp.empty_like(Z0)
+    arrays = None
+    if store:  # Z_0 .. Z_N: the cache of step j holds Z_{j+1}
+        shapes = {"Y": (n_steps, *Y0.shape), "Z": (n_steps + 1, *Z0.shape), "D1": (n_steps, *Z0.shape),
+                  "D2": (n_steps, *Y0.shape)}
+        arrays = {name: xp.empty(shape, dtype=dtype) for name, shape in shapes.items()}
+    sweep = VerletSweep(plan, n_steps, arrays, (YN, ZN))
+    stored = (YN, ZN, ZN, YN) if arrays is None else sweep._stored()  # placeholders where nothing is kept
+    sweep._launch("forward", s, (Y0, Z0, theta, dtype.type(h), *stored, YN, ZN, np.int32(store)))
     return sweep

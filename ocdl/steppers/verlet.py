@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..backend import get_array_module
+from ..kernels import sweeps
 from .base import LayerStepper
 
 
@@ -66,6 +67,10 @@ class Verlet(LayerStepper):
         L_Y_prev, gtheta1 = self.layer.step_vjp(theta, Y, D1, Lam, L_Y)
         gtheta2 += gtheta1
         return (L_Y_prev, Lam), gtheta2
+
+    def sweep(self, theta_steps, h, state0, store=True):
+        """On the GPU, with a small dense layer, the whole sweep in one kernel (:func:`ocdl.kernels.sweeps.verlet`)."""
+        return sweeps.verlet(self.layer, theta_steps, h, state0, store) if self._steps_as(Verlet) else None
 
     def reverse_step(self, state_next, theta, h):
         # the half-steps undone in reverse order, each a layer step with -c; its D is -1 times step's
