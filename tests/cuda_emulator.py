@@ -12,7 +12,9 @@ The CUDA subset
 - Declarations: ``__global__``, ``__device__``, ``__host__``, ``__forceinline__``, ``__noinline__``,
   ``__launch_bounds__(...)`` (ignored), ``__restrict__``, and ``__shared__`` for static arrays
   declared in a kernel (made ``static`` locals: shared by the threads of a block; blocks run one
-  after another, so each block finds them as the GPU leaves them, undefined). Dynamic
+  after another, so each block finds them as the GPU leaves them, undefined). A kernel whose
+  arrays take more than CUDA's static limit of 48 KiB fails the module's compilation, as it fails
+  the module's load on a GPU (:data:`MAX_STATIC_SHARED_BYTES`). Dynamic
   ``extern __shared__`` memory, ``__constant__`` memory and warp shuffles are not emulated.
 - ``threadIdx``, ``blockIdx`` (``uint3``, one per thread), ``blockDim``, ``gridDim`` (``dim3``).
 - ``__syncthreads()``: every thread of the block must reach the same one (the same source line), as
@@ -89,6 +91,8 @@ SOURCE_NAME = "kernel.cu"
 """The file name of the kernel source in g++'s and nvcc's messages (the lines are the source's)."""
 
 MAX_THREADS_PER_BLOCK = 1024
+#: Bytes of the ``__shared__`` arrays a kernel may declare (CUDA's static limit; ptxas refuses more).
+MAX_STATIC_SHARED_BYTES = 48 * 1024
 _MAX_GRID = (2**31 - 1, 65535, 65535)
 _MAX_BLOCK = (1024, 1024, 64)
 
@@ -399,6 +403,7 @@ _SIGNATURE = re.compile(
     r'extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?([A-Za-z_]\w*)\s*\(([^)]*)\)')
 _COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.DOTALL)
 _RESTRICT = re.compile(r"\b__restrict__\b")
+_SHARED = re.compile(r"\b__shared__\s+([^;\[]*?)\s*\b[A-Za-z_]\w*\s*((?:\[[^\]]+\]\s*)+);")
 
 
 class CompileError(Exception):
@@ -420,6 +425,7 @@ class _KernelSource:
     parameters: tuple[_Parameter, ...]
     line: int  # of the signature in the code, from 1
     barriers: bool  # whether it may call __syncthreads (then its threads run as fibers)
+    shared: tuple[str, ...] = ()  # the C++ sizes of its __shared__ arrays ("sizeof(T) * (ROWS * N)")
 
 
 def _without_comments(code: str) -> str:
@@ -463,8 +469,10 @@ def _parse(code: str) -> dict[str, _KernelSource]:
             raise CompileError(f"{SOURCE_NAME}: the kernel {name} is defined twice")
         parameters = tuple(_parameter(name, declaration) for declaration in match.group(2).split(",")
                            if declaration.strip() not in ("", "void"))
+        shared = tuple(f"sizeof({kind}) * " + " * ".join(f"({d})" for d in re.findall(r"\[([^\]]+)\]", dims))
+                       for kind, dims in _SHARED.findall(text[start:end]))
         kernels[name] = _KernelSource(name, parameters, text.count("\n", 0, match.start()) + 1,
-                                      barriers_outside or "__syncthreads" in text[start:end])
+                                      barriers_outside or "__syncthreads" in text[start:end], shared)
     return kernels
 
 
@@ -484,7 +492,9 @@ def _trampoline(kernel: _KernelSource) -> str:
                       f"    P{i} p{i} = *static_cast<const P{i}*>(args[{i}]);\n" for i, t in enumerate(types))
     described = "".join(f"ocdl_emulator::describe<{t}>(), " for t in types)
     values = ", ".join(f"p{i}" for i in range(len(types)))
+    shared = " + ".join(f"(long long)({size})" for size in kernel.shared) or "0"
     return (f'#line {kernel.line} "{SOURCE_NAME}"\n'
+            f'extern "C" const long long ocdl_shared_bytes_{kernel.name} = {shared};\n'
             f'extern "C" const ocdl_emulator::Parameter ocdl_parameters_{kernel.name}[] = {{{described}{{}}}};\n'
             f'extern "C" int ocdl_launch_{kernel.name}(const unsigned int* grid, const unsigned int* block,\n'
             f"        void* const* args, char* error, int error_size) {{\n"
@@ -596,6 +606,11 @@ class RawModule:
             path = _compile(_source(self.code, kernels), _gxx_options(self.options))
             if path not in _LIBRARIES:
                 _LIBRARIES[path] = ctypes.CDLL(path)
+            for name in kernels:  # as a GPU loads the module: every kernel within the static limit
+                used = ctypes.c_longlong.in_dll(_LIBRARIES[path], f"ocdl_shared_bytes_{name}").value
+                if used > MAX_STATIC_SHARED_BYTES:
+                    raise CompileError(f"kernel {name} uses too much shared data ({used} bytes of __shared__ "
+                                       f"arrays, {MAX_STATIC_SHARED_BYTES} max): ptxas refuses it on a GPU")
             self._kernels, self._library = kernels, _LIBRARIES[path]
 
     def get_function(self, name: str) -> Function:

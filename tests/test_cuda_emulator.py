@@ -501,3 +501,28 @@ def test_read_only_arrays_are_inputs():
     with pytest.raises(RuntimeError, match=r"shifted_store wrote where it may not: `double\* y` into its read-only"):
         module.get_function("shifted_store")((1,), (8,), (y, x, np.int32(10), np.int32(0)))
     np.testing.assert_array_equal(np.asarray(x), np.arange(1.0, 11.0))
+
+
+SHARED_ARRAYS = r"""
+#define ROWS 64
+typedef double T;
+// two arrays of ROWS * (N + 1) numbers each: with N = 47, 2 * 64 * 48 * 8 = 48 KiB exactly
+extern "C" __global__ void two_arrays(T* out) {
+    __shared__ T a[ROWS * (N + 1)];
+    __shared__ T b[ROWS][N + 1];
+    a[threadIdx.x] = threadIdx.x;
+    b[threadIdx.x][0] = 1;
+    __syncthreads();
+    out[threadIdx.x] = a[threadIdx.x] + b[threadIdx.x][0];
+}
+"""
+
+
+def test_a_kernel_over_the_static_shared_memory_limit_fails_to_compile():
+    """CUDA refuses a kernel whose __shared__ arrays take more than 48 KiB when the module loads (ptxas:
+    "uses too much shared data"); g++ would take any size. The emulator refuses it too, naming the kernel."""
+    out = np.zeros(64).view(standin_cupy.StandInArray)
+    cuda_emulator.RawModule(code=SHARED_ARRAYS, options=("-DN=47",)).get_function("two_arrays")((1,), (64,), (out,))
+    np.testing.assert_array_equal(np.asarray(out), np.arange(64.0) + 1)
+    with pytest.raises(cuda_emulator.CompileError, match=r"two_arrays uses too much shared data \(50176 bytes"):
+        cuda_emulator.RawModule(code=SHARED_ARRAYS, options=("-DN=48",)).compile()
