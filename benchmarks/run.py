@@ -445,6 +445,7 @@ def _measure(lib, wl, stepper, dtype, args) -> dict:
     if lib == "ocdl":
         fns = workloads.ocdl_callables(wl, stepper, dtype, device=args.device)
         setups, gn_method = {"jvp+vjp on a stored trajectory": fns["gn_setup"]}, None
+        rec["swept"] = fns["swept"]  # each sweep one kernel (ocdl.kernels.sweeps) or step by step
     else:
         if args.device == "gpu":
             gpu.set_tf32(gpu.TORCH_TF32[lib])

@@ -142,7 +142,8 @@ def ocdl_callables(workload: Workload, stepper: str, dtype, seed: int = 0, devic
       and theirs are never held at once.
 
     ``gradient_value`` returns the gradient itself, on the host (for checks against PyTorch); ``close``
-    releases the Gauss-Newton product's states.
+    releases the Gauss-Newton product's states; ``swept`` says whether the sweeps run in one piece
+    (:meth:`ocdl.steppers.Stepper.sweep`: with the fused GPU kernels, W1's ResNet and Verlet).
     """
     net = workload.network(stepper)
     theta, Y0, v = to_device(workload.data(stepper, dtype, seed), device)
@@ -177,4 +178,5 @@ def ocdl_callables(workload: Workload, stepper: str, dtype, seed: int = 0, devic
         "gn_setup": gn_setup,
         "gradient_value": lambda: to_device(gradient(), "cpu"),
         "close": close,
+        "swept": net.stepper.sweep(net.theta_steps(theta), net.h, net.stepper.init(Y0), store=False) is not None,
     }

@@ -322,6 +322,8 @@ def test_gpu_mode_on_the_standin(tmp_path):
             assert rec[key] == pytest.approx(wl.n_steps * count * state_bytes / device["copy_bandwidth_bytes_per_s"])
         for key in ("forward_s", "gradient_s", "gn_matvec_s"):
             assert rec[key] > 0
+        if rec["library"] == "ocdl":  # W1's small dense layer sweeps in one kernel with the fused kernels
+            assert rec["swept"] is (rec["workload"] == "W1" and rec["kernels"] == "fused"), rec
         if rec["library"] in ("torch", "ocdl") and rec["gradient_rel_diff"] is not None:
             assert rec["gradient_rel_diff"] <= (1e-10 if rec["dtype"] == "float64" else 1e-4), rec
         if rec.get("kernels") == "plain":  # the gradient without the fused kernels, against the one with them

@@ -142,6 +142,7 @@ def test_sweep_passes_the_derivative_checks(device, launches, stepper):
     Y0 = device.asarray(rng.standard_normal((9, 6)))
     report = ocdl.check_stepper(STEPPERS[stepper](ocdl.Layer(ocdl.Dense(6), "tanh")), Y0, rng=rng, n_steps=4)
     assert report.passed, str(report)
+    assert "network: sweep = stepping" in report.results
     assert f"{stepper}_adjoint" in launches and f"{stepper}_tangent" in launches
     net, (theta, Y0, lam, dtheta, dY0) = _problem(6, 70, 6, np.float64, stepper=stepper)
     theta, Y0 = device.asarray(theta), device.asarray(Y0)
@@ -151,6 +152,22 @@ def test_sweep_passes_the_derivative_checks(device, launches, stepper):
             lambda w: tuple(map(_host, net.vjp(theta, Y0, device.asarray(w), trajectory=traj, return_dY0=True))),
             (dtheta, dY0), lam)
     assert result.passed, result
+
+
+def test_check_stepper_finds_a_sweep_that_is_not_the_steps(device, launches):
+    """A user's sweep of other equations (here the step size off by 1%) is consistent with its own derivatives:
+    only check_stepper's row comparing it with stepping fails. On NumPy there is no sweep and no such row."""
+
+    class Drifting(ocdl.ResNet):
+        def sweep(self, theta_steps, h, state0, store=True):
+            return sweeps.resnet(self.layer, theta_steps, 1.01 * h, state0[0], store)
+
+    rng = np.random.default_rng(7)
+    Y0 = rng.standard_normal((9, 5))
+    report = ocdl.check_stepper(Drifting(ocdl.Layer(ocdl.Dense(5), "tanh")), device.asarray(Y0), rng=1)
+    assert [name for name, r in report.results.items() if not r.passed] == ["network: sweep = stepping"], str(report)
+    report = ocdl.check_stepper(ocdl.ResNet(ocdl.Layer(ocdl.Dense(5), "tanh")), Y0, rng=1)
+    assert report.passed and "network: sweep = stepping" not in report.results
 
 
 @pytest.mark.parametrize("stepper", STEPPERS)

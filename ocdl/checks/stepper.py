@@ -43,7 +43,11 @@ def check_stepper(
       one from stored states;
     * the Taylor and dot tests for the whole propagation over ``n_steps``
       steps (:meth:`ocdl.Network.jvp` / :meth:`~ocdl.Network.vjp`),
-      including the derivative with respect to ``Y0``.
+      including the derivative with respect to ``Y0``;
+    * where the stepper runs the whole sweep in one piece on these arrays
+      (:meth:`~ocdl.steppers.Stepper.sweep`: ResNet and Verlet with a small
+      dense layer on the GPU, or a user's), that the output, final state,
+      gradients and sensitivity agree with stepping (within ``1e4`` eps).
 
     The four layer steppers take every step with their layer's
     :meth:`~ocdl.Layer.step`, ``step_jvp`` and ``step_vjp``, so these tests
@@ -84,7 +88,7 @@ def check_stepper(
         stepper's ``n_features`` columns, ``theta`` not a 1-D array of
         ``stepper.n_params`` entries.
     """
-    from ..memory import Reversible
+    from ..memory import Recompute, Reversible
     from ..propagation import Network
 
     rng = np.random.default_rng(rng)
@@ -169,6 +173,16 @@ def check_stepper(
         tol,
     )
     stored = net.vjp(theta_all, Y0, lam_N, trajectory=traj, return_dY0=True)
+    if traj.sweep is not None:  # the sweep ran in one piece (Stepper.sweep): it must agree with stepping
+        swept = (net.forward(theta_all, Y0), traj.final_state, stored,
+                 net.jvp(theta_all, Y0, dtheta_all, dY0=dY0, trajectory=traj))
+        stepping = Network(stepper, n_steps, h * n_steps, memory=Recompute(n_steps))
+        with stepping.trajectory(theta_all, Y0) as steps:
+            stepped = (stepper.output(steps.final_state), steps.final_state,
+                       stepping.vjp(theta_all, Y0, lam_N, trajectory=steps, return_dY0=True),
+                       stepping.jvp(theta_all, Y0, dtheta_all, dY0=dY0, trajectory=steps))
+        # the sums over rows are grouped otherwise: rounding, far below any error of the equations
+        results["network: sweep = stepping"] = agreement(swept, stepped, 1e4 * eps)
     traj.close()
     if stepper.reversible:
         reversed_net = Network(stepper, n_steps, h * n_steps, memory=Reversible())

@@ -22,8 +22,9 @@ blocks afterwards, in a fixed order.
   :math:`L_Y \leftarrow L_Y + G_1 K_j^T`, :math:`L_Z \leftarrow \Lambda`,
   :math:`g_j = (G_2^T Z_{j+1} + Y_j^T G_1,\ \text{the sums of } G_1, G_2)`.
 
-The equations and the order of the products are those of the per-step
-kernels (``dense.cu``), so both paths agree to rounding. A sweep applies
+The equations are those of the per-step kernels (``dense.cu``), each product
+summed in the same order; only the parameter gradient's sums over rows are
+grouped otherwise, so both paths agree to rounding. A sweep applies
 where the per-step fused kernels do (CuPy arrays of one float dtype, the
 switch on, an activation with CUDA source) and the transform's parameters
 are its matrix (``Dense``, both sides at most 32); elsewhere the steppers

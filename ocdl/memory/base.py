@@ -77,13 +77,14 @@ def propagate(stepper: Any, theta_steps: Any, h: float, state0: tuple) -> tuple:
     and gives those of step :math:`j` back once step :math:`j + 1` is
     computed, so step :math:`j + 2` writes into them: a sweep touches the
     memory of two steps and no fresh pages after its first steps. The final
-    state is the caller's.
+    state is the caller's. A stepper that runs the whole sweep in one piece
+    (:meth:`~ocdl.steppers.Stepper.sweep` with ``store=False``) does so.
     """
-    # Arrays under a MiB are not pooled (the C library recycles those without page faults): a narrow
-    # network's many small steps then skip the bookkeeping (measured on W1: a few microseconds a step).
     swept = stepper.sweep(theta_steps, h, state0, store=False)
     if swept is not None:
         return swept.final_state
+    # Arrays under a MiB are not pooled (the C library recycles those without page faults): a narrow
+    # network's many small steps then skip the bookkeeping (measured on W1: a few microseconds a step).
     with Workspace(BufferPool(min_bytes=temporaries.min_bytes)) as sweep:
         state = state0
         for theta_j in theta_steps:
