@@ -20,13 +20,10 @@ import sys
 
 import numpy as np
 import pytest
-import standin_cupy
-from standin_cupy import install
 
 import ocdl
-from ocdl.backend import cupy_available
 from ocdl.kernels import compile as kernel_compile
-from ocdl.kernels import fused, fused_enabled, layer_steps, sweeps
+from ocdl.kernels import fused, fused_enabled
 
 TRANSFORMS = {
     "dense-small": lambda: ocdl.Dense(5, 3),
@@ -40,39 +37,6 @@ TRANSFORMS = {
     "antisymmetric-conv": lambda: ocdl.Antisymmetric(ocdl.Conv2d(3, 3, 5, 4), gamma=0.3),
 }
 ACTIVATIONS = ["tanh", "relu", ocdl.SmoothReLU(0.3), "identity"]
-
-
-@pytest.fixture(params=[
-    pytest.param("standin", marks=pytest.mark.skipif(not standin_cupy.can_run_kernels(), reason="needs g++")),
-    pytest.param("cupy", marks=[pytest.mark.gpu, pytest.mark.skipif(not cupy_available(), reason="needs a GPU")]),
-])
-def device(request, monkeypatch):
-    """The module the fused kernels run on: the stand-in, its kernels emulated on the CPU, or CuPy on a GPU."""
-    if request.param == "standin":
-        return install(monkeypatch)
-    import cupy
-
-    return cupy
-
-
-@pytest.fixture
-def launches(monkeypatch):
-    """The names of the fused kernels launched, in order."""
-    names: list[str] = []
-    compiled = kernel_compile.function
-
-    def counting(xp, name, kernel, *args, **kwargs):
-        inner = compiled(xp, name, kernel, *args, **kwargs)
-
-        def run(*a, **k):
-            names.append(kernel)
-            return inner(*a, **k)
-
-        return run
-
-    monkeypatch.setattr(layer_steps, "function", counting)
-    monkeypatch.setattr(sweeps, "function", counting)
-    return names
 
 
 def _dev(xp, *arrays):
