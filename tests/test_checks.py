@@ -229,6 +229,24 @@ def test_check_transform_catches_planted_bugs():
     assert not bad.results["apply/apply_transpose"].passed
 
 
+class FlatStacks(ocdl.NegativeDefinite):
+    """Says its explicit forms take stacks but transposes with ``.T`` (which reverses every axis of a stack)."""
+
+    def explicit(self, theta):
+        C = self.base.explicit(theta)
+        return -(C.T @ C) if C.ndim == 2 else -(C.T.swapaxes(0, 1) @ C)
+
+
+def test_check_transform_checks_stacks_of_explicit_forms():
+    """Where a transform says its explicit forms take stacks (what the GPU's whole sweeps use), each form of a
+    stack must be its row's; one wrong only on stacks fails that row alone (its matrices are right)."""
+    report = ocdl.check_transform(ocdl.NegativeDefinite(ocdl.Dense(3, 4)))
+    assert report.results["explicit: stacks = rows"].passed
+    bad = ocdl.check_transform(FlatStacks(ocdl.Dense(3, 4)))
+    assert [name for name, r in bad.results.items() if not r.passed] == ["explicit: stacks = rows"], str(bad)
+    assert "explicit: stacks = rows" not in ocdl.check_transform(ocdl.Conv2d(2, 2, 3, 3)).results
+
+
 class NotAlone(ocdl.Dense):
     """Mixes the examples: each row gets the mean of all rows added."""
 

@@ -1,6 +1,6 @@
 """Whole sweeps in one kernel (:mod:`ocdl.kernels.sweeps`), run on the CPU through the stand-in's CUDA emulator.
 
-A ResNet or Verlet network with a small dense layer on CuPy arrays
+A ResNet or Verlet network with a small matrix (dense, antisymmetric, negative definite) on CuPy arrays
 propagates, differentiates and transposes its whole trajectory in one
 kernel each. Compared here with the per-step fused path, the plain path
 (the switch off) and NumPy; the public derivative checks pass on it; it
@@ -29,11 +29,17 @@ STEPPERS = {"resnet": ocdl.ResNet, "verlet": ocdl.Verlet}
 # (stepper, K's shape): square and rectangular, from one row to the largest matrix a sweep takes
 SHAPES = [("resnet", (1, 1)), ("resnet", (8, 8)), ("resnet", (32, 32)), ("verlet", (1, 1)), ("verlet", (4, 3)),
           ("verlet", (3, 7)), ("verlet", (32, 32))]
+# matrices formed from the parameters for all steps at once (explicit_stacks): their gradients pulled back
+FORMED = {
+    "antisymmetric": lambda: ocdl.Antisymmetric(ocdl.Dense(6), gamma=0.1),
+    "negdef": lambda: ocdl.NegativeDefinite(ocdl.Dense(4, 6), gamma=0.2),
+}
 
 
-def _problem(n, s, n_steps, dtype, activation="tanh", seed=0, stepper="resnet", m=None):
+def _problem(n, s, n_steps, dtype, activation="tanh", seed=0, stepper="resnet", m=None, transform=None):
     rng = np.random.default_rng(seed)
-    layer = ocdl.Layer(ocdl.Dense(n, n if m is None else m), activation)
+    layer = ocdl.Layer(ocdl.Dense(n, n if m is None else m) if transform is None else transform, activation)
+    n = layer.transform.n_in
     net = ocdl.Network(STEPPERS[stepper](layer), n_steps, 1.5)
     theta = (net.init_params(rng, scale=0.8) + 0.2 * rng.standard_normal(net.n_params)).astype(dtype)
     arrays = [rng.standard_normal(shape).astype(dtype) for shape in ((s, n), (s, n), net.n_params, (s, n))]
@@ -80,6 +86,26 @@ def test_sweep_agrees_with_the_per_step_paths_and_numpy(device, launches, steppe
             np.testing.assert_allclose(ours, numpys, rtol=rtol, atol=rtol * scale)
             np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=rtol * scale)
     assert launches.count(f"{stepper}_forward") and launches.count(f"{stepper}_adjoint") == 2
+
+
+@pytest.mark.parametrize("stepper", STEPPERS)
+@pytest.mark.parametrize("name", FORMED)
+def test_sweep_of_formed_matrices_agrees_with_the_per_step_paths_and_numpy(device, launches, stepper, name):
+    """Antisymmetric and negative definite matrices, formed for all steps at once (and their gradients pulled
+    back at once): the same comparisons, float64 to 1e-12 and float32 to 1e-5."""
+    for dtype, rtol in ((np.float64, 1e-12), (np.float32, 1e-5)):
+        net, args = _problem(0, 70, 5, dtype, stepper=stepper, transform=FORMED[name]())
+        kind, expected = _everything(net, *args)
+        on_device = [device.asarray(a) for a in args]
+        kind, swept = _everything(net, *on_device)
+        assert kind is SweptTrajectory
+        with fused(False):
+            _, plain = _everything(net, *on_device)
+        for ours, theirs, numpys in zip(swept, plain, expected):
+            scale = max(1.0, float(np.abs(numpys).max()))
+            np.testing.assert_allclose(ours, numpys, rtol=rtol, atol=rtol * scale)
+            np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=rtol * scale)
+    assert launches.count(f"{stepper}_adjoint") == 2 and "dense_step" not in launches
 
 
 @pytest.mark.parametrize("stepper", STEPPERS)
@@ -169,7 +195,7 @@ def test_what_the_sweep_does_not_cover_steps(device, launches):
 
     dense = ocdl.Layer(ocdl.Dense(4), "tanh")
     cases = [
-        (ocdl.ResNet(ocdl.Layer(ocdl.Antisymmetric(ocdl.Dense(4)), "tanh")), True, False),
+        (ocdl.ResNet(ocdl.Layer(ocdl.Antisymmetric(ocdl.Conv2d(1, 1, 2, 2)), "tanh")), True, False),
         (ocdl.ResNet(ocdl.Layer(ocdl.Dense(33), "tanh")), True, False),
         (ocdl.Verlet(ocdl.Layer(ocdl.Dense(4, 33), "tanh")), True, False),
         (ocdl.Leapfrog(dense), True, False),
@@ -206,14 +232,19 @@ def test_other_memory_policies_step_and_agree(device, launches, tmp_path):
         np.testing.assert_allclose(grad, reference, rtol=1e-12, atol=1e-12 * float(np.abs(reference).max()))
 
 
+NVCC_TRANSFORMS = {"8x8": lambda: ocdl.Dense(8), "4x3": lambda: ocdl.Dense(4, 3), "32x32": lambda: ocdl.Dense(32),
+                   "antisymmetric-8x8": lambda: ocdl.Antisymmetric(ocdl.Dense(8))}
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("shape", [(8, 8), (4, 3), (32, 32)])
-def test_sweep_compiles_for_the_h200_without_spilling(dtype, shape):
-    """The module's every kernel, with the sizes that run (the static shared memory within CUDA's 48 KiB,
-    which the emulator does not check), and no register spilled."""
+@pytest.mark.parametrize("name", NVCC_TRANSFORMS)
+def test_sweep_compiles_for_the_h200_without_spilling(dtype, name):
+    """The module's every kernel with the sizes that run (its static shared memory within CUDA's 48 KiB, as the
+    emulator checks too), and no register spilled."""
     from cuda_emulator import nvcc_compile
 
-    report = nvcc_compile(kernel_compile.source("sweep.cu", dtype, ocdl.Tanh.cuda, **sweeps.sizes(*shape, dtype)))
+    sizes = sweeps.sizes(NVCC_TRANSFORMS[name](), dtype)
+    report = nvcc_compile(kernel_compile.source("sweep.cu", dtype, ocdl.Tanh.cuda, **sizes))
     if report is None:
         pytest.skip("needs nvcc")
     spilled = [int(k) for k in re.findall(r"(\d+) bytes spill (?:stores|loads)", report)]

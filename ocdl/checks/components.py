@@ -58,7 +58,8 @@ def check_transform(
       GPU kernels use): ``explicit`` applied as a matrix or, for a stencil, by
       a zero-padded correlation written independently here, against ``apply``;
       the Taylor test of ``explicit`` against ``explicit_jvp`` and the dot test
-      of ``explicit_jvp`` against ``explicit_vjp``.
+      of ``explicit_jvp`` against ``explicit_vjp``; where ``explicit_stacks``,
+      those three on a stack of parameter vectors against each row alone.
     """
     rng = np.random.default_rng(rng)
     xp = get_array_module(Y, theta)
@@ -139,7 +140,17 @@ def explicit_product(transform: Any, K: Any, Y: Any) -> Any:
 
 def _explicit_rows(transform: Any, theta: Any, Y: Any, dtheta: Any, rng: np.random.Generator, tol: float) -> dict:
     K = transform.explicit(theta)
-    return {
+    rows = {}
+    if transform.explicit_stacks:  # a stack of three parameter vectors: each result the row's own
+        xp = get_array_module(theta)
+        thetas, dthetas, gs = (xp.stack([x, *(random_like(x, rng) for _ in range(2))]) for x in (theta, dtheta, K))
+        stacked = (transform.explicit(thetas), transform.explicit_jvp(thetas, dthetas),
+                   transform.explicit_vjp(thetas, gs))
+        one_by_one = tuple(xp.stack(list(map(f, thetas, other))) for f, other in (
+            (lambda t, _: transform.explicit(t), thetas), (transform.explicit_jvp, dthetas),
+            (transform.explicit_vjp, gs)))
+        rows["explicit: stacks = rows"] = agreement(stacked, one_by_one, 1e3 * np.finfo(float).eps)
+    return rows | {
         "explicit: apply": agreement(explicit_product(transform, K, Y), transform.apply(theta, Y), tol),
         "explicit: theta": taylor_test(lambda t: transform.explicit(t), theta, dtheta,
                                        transform.explicit_jvp(theta, dtheta)),

@@ -3,21 +3,25 @@
 // registers) through every step, so a sweep is one launch instead of one or more per step.
 //
 // Compile-time: T, activation(z, s, ds) and common.cu (see elementwise.cu), and
-//   N_IN, N_OUT  the matrix K_j (N_IN x N_OUT, row-major; at most 32 x 32),
+//   N_IN, N_OUT  the matrices K_j (N_IN x N_OUT, row-major; at most 32 x 32),
+//   A_STRIDE     numbers from K_j to K_{j+1} in the array A of the matrices (and dA of their directions),
+//   P_THETA      numbers per step of theta, the N x P_THETA row-major view of the parameters (b_j last),
 //   ROWS         threads per block: the rows of a block (the adjoints' partial sums are over them).
-// theta is the N x P row-major view of the parameters: step j's K_j, then b_j.  The stored states and
-// caches are step-major, N x s x width: X[j] is step j's.  Every kernel ends with (s, n_steps).
+// A is theta itself where the parameters are the matrix (Dense: A_STRIDE = P_THETA), else the stack of the
+// explicit matrices (A_STRIDE = N_IN N_OUT).  The stored states and caches are step-major, N x s x width:
+// X[j] is step j's.  The adjoints' gradients are in K_j's entries, then b_j (Q numbers a step).  Every kernel
+// ends with (s, n_steps).
 
-#define P (N_IN * N_OUT + 1)
-#define K_AT(th, j, f, t) th[(long long)(j) * P + (f) * N_OUT + (t)]
-#define B_AT(th, j) th[(long long)(j) * P + N_IN * N_OUT]
+#define Q (N_IN * N_OUT + 1)
+#define K_AT(A, j, f, t) A[(long long)(j) * A_STRIDE + (f) * N_OUT + (t)]
+#define B_AT(th, j) th[(long long)(j) * P_THETA + P_THETA - 1]
 
 // ---- ResNet, Y_{j+1} = Y_j + h sigma(Y_j K_j + b_j) with a square K_j (N_F = N_IN = N_OUT):
 // Ys[j] = Y_j, Ds[j] = D_j = h sigma'(Y_j K_j + b_j).
 #define N_F N_IN
 
 // Y_{j+1} = Y_j + h sigma(Y_j K_j + b_j) from Y0 to YN; with store, Ys[j] = Y_j and Ds[j] = h sigma'(...).
-extern "C" __global__ void resnet_forward(const T* Y0, const T* theta, const T h, T* Ys, T* Ds, T* YN,
+extern "C" __global__ void resnet_forward(const T* Y0, const T* A, const T* theta, const T h, T* Ys, T* Ds, T* YN,
                                           const int store, const long long s, const int n_steps)
 {
     GRID_STRIDE(r, s) {
@@ -26,7 +30,7 @@ extern "C" __global__ void resnet_forward(const T* Y0, const T* theta, const T h
         for (int j = 0; j < n_steps; ++j) {
             for (int t = 0; t < N_F; ++t) {
                 T acc = 0;
-                for (int f = 0; f < N_F; ++f) acc += y[f] * K_AT(theta, j, f, t);
+                for (int f = 0; f < N_F; ++f) acc += y[f] * K_AT(A, j, f, t);
                 z[t] = acc;
             }
             const T bias = B_AT(theta, j);
@@ -46,8 +50,8 @@ extern "C" __global__ void resnet_forward(const T* Y0, const T* theta, const T h
 }
 
 // dY_{j+1} = dY_j + D_j (dY_j K_j + Y_j dK_j + db_j) from dY0 to dYN (the sensitivity sweep).
-extern "C" __global__ void resnet_tangent(const T* Ys, const T* Ds, const T* theta, const T* dtheta, const T* dY0,
-                                          T* dYN, const long long s, const int n_steps)
+extern "C" __global__ void resnet_tangent(const T* Ys, const T* Ds, const T* A, const T* dA, const T* dtheta,
+                                          const T* dY0, T* dYN, const long long s, const int n_steps)
 {
     GRID_STRIDE(r, s) {
         T dy[N_F], z[N_F];
@@ -56,7 +60,7 @@ extern "C" __global__ void resnet_tangent(const T* Ys, const T* Ds, const T* the
             const long long at = ((long long)j * s + r) * N_F;
             for (int t = 0; t < N_F; ++t) {
                 T acc = B_AT(dtheta, j);
-                for (int f = 0; f < N_F; ++f) acc += dy[f] * K_AT(theta, j, f, t) + Ys[at + f] * K_AT(dtheta, j, f, t);
+                for (int f = 0; f < N_F; ++f) acc += dy[f] * K_AT(A, j, f, t) + Ys[at + f] * K_AT(dA, j, f, t);
                 z[t] = acc;
             }
             for (int t = 0; t < N_F; ++t) dy[t] = dy[t] + Ds[at + t] * z[t];
@@ -67,9 +71,9 @@ extern "C" __global__ void resnet_tangent(const T* Ys, const T* Ds, const T* the
 
 // The adjoint sweep from lam_N = lamN down to lam_0 = lam0, with G_j = D_j lam_{j+1}:
 //   lam_j = lam_{j+1} + G_j K_j^T,   g_j = (Y_j^T G_j, sum of G_j's entries)   (K_j's layout, then b_j).
-// partials (gridDim.x x N x P, zero on entry) receives each block's sums of g_j over its rows: a block takes
+// partials (gridDim.x x N x Q, zero on entry) receives each block's sums of g_j over its rows: a block takes
 // groups of ROWS rows in turn and adds each group's sums; the caller sums the blocks (a fixed order).
-extern "C" __global__ void resnet_adjoint(const T* Ys, const T* Ds, const T* theta, const T* lamN, T* lam0,
+extern "C" __global__ void resnet_adjoint(const T* Ys, const T* Ds, const T* A, const T* lamN, T* lam0,
                                           T* partials, const long long s, const int n_steps)
 {
     __shared__ T Vs[ROWS * N_F];
@@ -93,12 +97,12 @@ extern "C" __global__ void resnet_adjoint(const T* Ys, const T* Ds, const T* the
             Rs[threadIdx.x] = rowsum;
             for (int f = 0; f < N_F; ++f) {
                 T acc = 0;
-                for (int t = 0; t < N_F; ++t) acc += gr[t] * K_AT(theta, j, f, t);
+                for (int t = 0; t < N_F; ++t) acc += gr[t] * K_AT(A, j, f, t);
                 lam[f] = lam[f] + acc;
             }
             __syncthreads();
-            T* out = partials + ((long long)blockIdx.x * n_steps + j) * P;
-            for (int q = threadIdx.x; q < P; q += ROWS) {
+            T* out = partials + ((long long)blockIdx.x * n_steps + j) * Q;
+            for (int q = threadIdx.x; q < Q; q += ROWS) {
                 T sum = 0;
                 if (q < N_F * N_F) {
                     const int f = q / N_F, t = q % N_F;
@@ -120,8 +124,9 @@ extern "C" __global__ void resnet_adjoint(const T* Ys, const T* Ds, const T* the
 //   Y_{j+1} = Y_j + h sigma(Z_{j+1} K_j^T + b_j),    D2_j =  h sigma'(Z_{j+1} K_j^T + b_j).
 // Ys, D2s are N x s x N_IN; Zs is (N + 1) x s x N_OUT (Zs[j] = Z_j, Zs[N] = Z_N); D1s is N x s x N_OUT.
 
-extern "C" __global__ void verlet_forward(const T* Y0, const T* Z0, const T* theta, const T h, T* Ys, T* Zs, T* D1s,
-                                          T* D2s, T* YN, T* ZN, const int store, const long long s, const int n_steps)
+extern "C" __global__ void verlet_forward(const T* Y0, const T* Z0, const T* A, const T* theta, const T h, T* Ys,
+                                          T* Zs, T* D1s, T* D2s, T* YN, T* ZN, const int store, const long long s,
+                                          const int n_steps)
 {
     GRID_STRIDE(r, s) {
         T y[N_IN], z[N_OUT], u[N_OUT], v[N_IN];
@@ -136,7 +141,7 @@ extern "C" __global__ void verlet_forward(const T* Y0, const T* Z0, const T* the
             }
             for (int t = 0; t < N_OUT; ++t) {
                 T acc = 0;
-                for (int f = 0; f < N_IN; ++f) acc += y[f] * K_AT(theta, j, f, t);
+                for (int f = 0; f < N_IN; ++f) acc += y[f] * K_AT(A, j, f, t);
                 u[t] = acc;
             }
             for (int t = 0; t < N_OUT; ++t) {
@@ -147,7 +152,7 @@ extern "C" __global__ void verlet_forward(const T* Y0, const T* Z0, const T* the
             }
             for (int f = 0; f < N_IN; ++f) {
                 T acc = 0;
-                for (int t = 0; t < N_OUT; ++t) acc += z[t] * K_AT(theta, j, f, t);
+                for (int t = 0; t < N_OUT; ++t) acc += z[t] * K_AT(A, j, f, t);
                 v[f] = acc;
             }
             for (int f = 0; f < N_IN; ++f) {
@@ -165,8 +170,8 @@ extern "C" __global__ void verlet_forward(const T* Y0, const T* Z0, const T* the
 }
 
 // dZ_{j+1} = dZ_j + D1_j (dY_j K_j + Y_j dK_j + db_j),  dY_{j+1} = dY_j + D2_j (dZ_{j+1} K_j^T + Z_{j+1} dK_j^T + db_j)
-extern "C" __global__ void verlet_tangent(const T* Ys, const T* Zs, const T* D1s, const T* D2s, const T* theta,
-                                          const T* dtheta, const T* dY0, const T* dZ0, T* dYN, T* dZN,
+extern "C" __global__ void verlet_tangent(const T* Ys, const T* Zs, const T* D1s, const T* D2s, const T* A,
+                                          const T* dA, const T* dtheta, const T* dY0, const T* dZ0, T* dYN, T* dZN,
                                           const long long s, const int n_steps)
 {
     GRID_STRIDE(r, s) {
@@ -183,7 +188,7 @@ extern "C" __global__ void verlet_tangent(const T* Ys, const T* Zs, const T* D1s
             for (int t = 0; t < N_OUT; ++t) {
                 T acc = dbias;
                 for (int f = 0; f < N_IN; ++f)
-                    acc += dy[f] * K_AT(theta, j, f, t) + Ys[at_y + f] * K_AT(dtheta, j, f, t);
+                    acc += dy[f] * K_AT(A, j, f, t) + Ys[at_y + f] * K_AT(dA, j, f, t);
                 u[t] = acc;
             }
             for (int t = 0; t < N_OUT; ++t) dz[t] = dz[t] + D1s[at_z + t] * u[t];
@@ -191,7 +196,7 @@ extern "C" __global__ void verlet_tangent(const T* Ys, const T* Zs, const T* D1s
             for (int f = 0; f < N_IN; ++f) {
                 T acc = dbias;
                 for (int t = 0; t < N_OUT; ++t)
-                    acc += dz[t] * K_AT(theta, j, f, t) + Zs[at_z1 + t] * K_AT(dtheta, j, f, t);
+                    acc += dz[t] * K_AT(A, j, f, t) + Zs[at_z1 + t] * K_AT(dA, j, f, t);
                 v[f] = acc;
             }
             for (int f = 0; f < N_IN; ++f) dy[f] = dy[f] + D2s[at_y + f] * v[f];
@@ -205,7 +210,7 @@ extern "C" __global__ void verlet_tangent(const T* Ys, const T* Zs, const T* D1s
 //   Lam = L_Z + G2 K_j,   L_Y <- L_Y + G1 K_j^T,   L_Z <- Lam,
 //   g_j = (G2^T Z_{j+1} + Y_j^T G1 in K_j's layout, the sums of G2's and G1's entries);
 // partial sums per block as in resnet_adjoint.
-extern "C" __global__ void verlet_adjoint(const T* Ys, const T* Zs, const T* D1s, const T* D2s, const T* theta,
+extern "C" __global__ void verlet_adjoint(const T* Ys, const T* Zs, const T* D1s, const T* D2s, const T* A,
                                           const T* LYN, const T* LZN, T* LY0, T* LZ0, T* partials,
                                           const long long s, const int n_steps)
 {
@@ -233,7 +238,7 @@ extern "C" __global__ void verlet_adjoint(const T* Ys, const T* Zs, const T* D1s
             }
             for (int t = 0; t < N_OUT; ++t) {  // Lam = L_Z + G2 K, then G1 = D1 Lam
                 T acc = 0;
-                for (int f = 0; f < N_IN; ++f) acc += g2[f] * K_AT(theta, j, f, t);
+                for (int f = 0; f < N_IN; ++f) acc += g2[f] * K_AT(A, j, f, t);
                 lz[t] = lz[t] + acc;
                 g1[t] = row ? D1s[at_z + t] * lz[t] : (T)0;
                 rowsum += g1[t];
@@ -242,13 +247,13 @@ extern "C" __global__ void verlet_adjoint(const T* Ys, const T* Zs, const T* D1s
             }
             for (int f = 0; f < N_IN; ++f) {
                 T acc = 0;
-                for (int t = 0; t < N_OUT; ++t) acc += g1[t] * K_AT(theta, j, f, t);
+                for (int t = 0; t < N_OUT; ++t) acc += g1[t] * K_AT(A, j, f, t);
                 ly[f] = ly[f] + acc;
             }
             Rs[threadIdx.x] = rowsum;
             __syncthreads();
-            T* out = partials + ((long long)blockIdx.x * n_steps + j) * P;
-            for (int q = threadIdx.x; q < P; q += ROWS) {
+            T* out = partials + ((long long)blockIdx.x * n_steps + j) * Q;
+            for (int q = threadIdx.x; q < Q; q += ROWS) {
                 T sum = 0;
                 if (q < N_IN * N_OUT) {
                     const int f = q / N_OUT, t = q % N_OUT;

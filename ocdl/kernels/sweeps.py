@@ -1,4 +1,4 @@
-r"""Whole sweeps in one kernel: ResNet and Verlet networks with a small dense layer on CuPy arrays (``sweep.cu``).
+r"""Whole sweeps in one kernel: ResNet and Verlet networks with a small matrix on CuPy arrays (``sweep.cu``).
 
 A deep, narrow network on the GPU (the issue's W1: 1,024 steps of
 ``4000 x 8`` states) is bound by kernel launches and by Python, not by the
@@ -22,13 +22,19 @@ blocks afterwards, in a fixed order.
   :math:`L_Y \leftarrow L_Y + G_1 K_j^T`, :math:`L_Z \leftarrow \Lambda`,
   :math:`g_j = (G_2^T Z_{j+1} + Y_j^T G_1,\ \text{the sums of } G_1, G_2)`.
 
-The equations are those of the per-step kernels (``dense.cu``), each product
-summed in the same order; only the parameter gradient's sums over rows are
-grouped otherwise, so both paths agree to rounding. A sweep applies
-where the per-step fused kernels do (CuPy arrays of one float dtype, the
-switch on, an activation with CUDA source) and the transform's parameters
-are its matrix (``Dense``, both sides at most 32); elsewhere the steppers
-step. :meth:`ocdl.steppers.Stepper.sweep` is the entry point.
+Every step's matrix :math:`K_j = K(\theta_j)` is formed before a sweep, all
+at once: it is ``theta`` itself where the parameters are the matrix
+(``Dense``), else the transform's explicit form of the stack of parameters
+(:attr:`~ocdl.transforms.Transform.explicit_stacks`: ``Antisymmetric`` and
+``NegativeDefinite`` of a ``Dense``), whose parameter gradient is then
+:meth:`~ocdl.transforms.Transform.explicit_vjp` of the stack of the
+matrices' gradients. The equations are those of the per-step kernels
+(``dense.cu``), each product summed in the same order; only the parameter
+gradient's sums over rows are grouped otherwise, so both paths agree to
+rounding. A sweep applies where the per-step fused kernels do (CuPy arrays
+of one float dtype, the switch on, an activation with CUDA source) to
+matrices of at most 32 x 32; elsewhere the steppers step.
+:meth:`ocdl.steppers.Stepper.sweep` is the entry point.
 """
 
 from __future__ import annotations
@@ -47,12 +53,16 @@ ROWS = 64
 _PARTIAL_BYTES = 1 << 26
 
 
-def sizes(n_in: int, n_out: int, dtype: Any) -> dict:
-    """The compile-time sizes of ``sweep.cu`` for a matrix of ``n_in x n_out`` in ``dtype``: :data:`ROWS`
-    rows a block, or half as many where the Verlet adjoint's shared arrays (``2 (n_in + n_out) + 1`` numbers
-    a row) would pass CUDA's static limit (one module holds every kernel of the file)."""
+def sizes(transform, dtype: Any) -> dict:
+    """The compile-time sizes of ``sweep.cu`` for ``transform``'s matrices in ``dtype``: their shape; the
+    stride of the matrices (in ``theta`` itself where the parameters are the matrix, else in the stack of
+    explicit forms); ``theta``'s numbers per step; and :data:`ROWS` rows a block, or half as many where the
+    Verlet adjoint's shared arrays (``2 (n_in + n_out) + 1`` numbers a row) would pass CUDA's static limit
+    (one module holds every kernel of the file)."""
+    n_in, n_out, p = transform.n_in, transform.n_out, transform.n_params + 1
     shared = ROWS * (2 * (n_in + n_out) + 1) * np.dtype(dtype).itemsize
-    return {"N_IN": n_in, "N_OUT": n_out, "ROWS": ROWS if shared <= _SHARED_BYTES else ROWS // 2}
+    return {"N_IN": n_in, "N_OUT": n_out, "A_STRIDE": p if transform.explicit_is_theta else n_in * n_out,
+            "P_THETA": p, "ROWS": ROWS if shared <= _SHARED_BYTES else ROWS // 2}
 
 
 class _Sweep:
@@ -63,8 +73,30 @@ class _Sweep:
     def __init__(self, plan, n_steps: int, arrays: dict | None, final_state: tuple) -> None:
         self._plan, self.n_steps, self.final_state = plan, n_steps, final_state
         self.arrays = arrays  # the stored states and caches by name (None: a sweep that keeps nothing)
-        self._sizes = sizes(plan.transform.n_in, plan.transform.n_out, plan.dtype)
+        self._sizes = sizes(plan.transform, plan.dtype)
         self.rows = self._sizes["ROWS"]
+
+    # -- every step's matrix at once: theta itself (Dense), or the stack of explicit forms -----------------
+    def _matrices(self, theta):
+        """``A``: the matrices :math:`K_j` of the contiguous ``(N, p)`` parameters, as the kernels read them."""
+        t = self._plan.transform
+        return theta if t.explicit_is_theta else self._plan.xp.ascontiguousarray(t.explicit(theta[:, :-1]))
+
+    def _directions(self, theta, dtheta):
+        """``dA``: the matrices' directions :math:`K'(\theta_j)[d\theta_j]`, as the kernels read them."""
+        t = self._plan.transform
+        if t.explicit_is_theta:
+            return dtheta
+        return self._plan.xp.ascontiguousarray(t.explicit_jvp(theta[:, :-1], dtheta[:, :-1]))
+
+    def _gradient(self, theta, g):
+        """The ``(N, p)`` parameter gradient from ``g``, the gradient in the matrices' entries and the biases."""
+        t = self._plan.transform
+        if t.explicit_is_theta:
+            return g
+        n_steps = g.shape[0]
+        gK = t.explicit_vjp(theta[:, :-1], g[:, :-1].reshape(n_steps, t.n_in, t.n_out))
+        return self._plan.xp.concatenate((gK.reshape(n_steps, -1), g[:, -1:]), axis=1)
 
     def _launch(self, name: str, s: int, args: tuple, blocks: int | None = None) -> None:
         p = self._plan
@@ -74,17 +106,17 @@ class _Sweep:
 
     def _adjoint(self, theta_steps, cotangents: tuple, stored: tuple) -> tuple[tuple, Any]:
         """``(cotangents at step 0, (N, p) gradient)`` by the adjoint kernel from the ``cotangents`` at N."""
-        xp, dtype = self._plan.xp, self._plan.dtype
+        xp, dtype, t = self._plan.xp, self._plan.dtype, self._plan.transform
         theta = xp.ascontiguousarray(theta_steps)
         cotangents = tuple(xp.ascontiguousarray(c) for c in cotangents)
-        s, (n_steps, p) = cotangents[0].shape[0], theta.shape
+        s, n_steps, q = cotangents[0].shape[0], theta.shape[0], t.n_in * t.n_out + 1
         state_bytes = sum(a.nbytes for a in stored)
         blocks = max(1, min(_blocks(s, self.rows), MAX_PARTIAL_BLOCKS,
-                            max(_PARTIAL_BYTES, state_bytes) // (n_steps * p * dtype.itemsize)))
-        partials = xp.zeros((blocks, n_steps, p), dtype=dtype)
+                            max(_PARTIAL_BYTES, state_bytes) // (n_steps * q * dtype.itemsize)))
+        partials = xp.zeros((blocks, n_steps, q), dtype=dtype)
         first = tuple(xp.empty_like(c) for c in cotangents)
-        self._launch("adjoint", s, (*stored, theta, *cotangents, *first, partials), blocks)
-        return first, partials.sum(axis=0)
+        self._launch("adjoint", s, (*stored, self._matrices(theta), *cotangents, *first, partials), blocks)
+        return first, self._gradient(theta, partials.sum(axis=0))
 
 
 def _blocks(s: int, rows: int) -> int:
@@ -106,7 +138,8 @@ class ResNetSweep(_Sweep):
         xp = self._plan.xp
         theta, dtheta, dY0 = (xp.ascontiguousarray(a) for a in (theta_steps, dtheta_steps, dstate[0]))
         dYN = xp.empty_like(dY0)
-        self._launch("tangent", dY0.shape[0], (self.arrays["Y"], self.arrays["D"], theta, dtheta, dY0, dYN))
+        self._launch("tangent", dY0.shape[0], (self.arrays["Y"], self.arrays["D"], self._matrices(theta),
+                                               self._directions(theta, dtheta), dtheta, dY0, dYN))
         return (dYN,)
 
     def vjp(self, theta_steps, lam_state: tuple) -> tuple[tuple, Any]:
@@ -136,7 +169,8 @@ class VerletSweep(_Sweep):
         xp = self._plan.xp
         theta, dtheta, dY0, dZ0 = (xp.ascontiguousarray(a) for a in (theta_steps, dtheta_steps, *dstate))
         dYN, dZN = xp.empty_like(dY0), xp.empty_like(dZ0)
-        self._launch("tangent", dY0.shape[0], (*self._stored(), theta, dtheta, dY0, dZ0, dYN, dZN))
+        self._launch("tangent", dY0.shape[0], (*self._stored(), self._matrices(theta),
+                                               self._directions(theta, dtheta), dtheta, dY0, dZ0, dYN, dZN))
         return (dYN, dZN)
 
     def vjp(self, theta_steps, lam_state: tuple) -> tuple[tuple, Any]:
@@ -145,9 +179,10 @@ class VerletSweep(_Sweep):
 
 
 def _applies(layer, theta_steps, V, others: tuple = ()):
-    """The per-step kernels' plan where a sweep applies (a transform whose parameters are a small matrix)."""
+    """The per-step kernels' plan where a sweep applies (small matrices, formed for all steps at once)."""
     plan = _plan(layer, theta_steps, V, others, transpose=False)
-    if plan is None or not (plan.small() and layer.transform.explicit_is_theta):
+    transform = layer.transform
+    if plan is None or not (plan.small() and (transform.explicit_is_theta or transform.explicit_stacks)):
         return None
     return plan
 
@@ -169,7 +204,8 @@ def resnet(layer, theta_steps, h: float, Y0, store: bool = True) -> ResNetSweep 
     arrays = {name: xp.empty((n_steps, *Y0.shape), dtype=plan.dtype) for name in ("Y", "D")} if store else None
     sweep = ResNetSweep(plan, n_steps, arrays, (YN,))
     Ys, Ds = (YN, YN) if arrays is None else (arrays["Y"], arrays["D"])  # placeholders where nothing is kept
-    sweep._launch("forward", Y0.shape[0], (Y0, theta, plan.dtype.type(h), Ys, Ds, YN, np.int32(store)))
+    sweep._launch("forward", Y0.shape[0],
+                  (Y0, sweep._matrices(theta), theta, plan.dtype.type(h), Ys, Ds, YN, np.int32(store)))
     return sweep
 
 
@@ -191,5 +227,6 @@ def verlet(layer, theta_steps, h: float, state0: tuple, store: bool = True) -> V
         arrays = {name: xp.empty(shape, dtype=dtype) for name, shape in shapes.items()}
     sweep = VerletSweep(plan, n_steps, arrays, (YN, ZN))
     stored = (YN, ZN, ZN, YN) if arrays is None else sweep._stored()  # placeholders where nothing is kept
-    sweep._launch("forward", s, (Y0, Z0, theta, dtype.type(h), *stored, YN, ZN, np.int32(store)))
+    sweep._launch("forward", s, (Y0, Z0, sweep._matrices(theta), theta, dtype.type(h), *stored, YN, ZN,
+                                 np.int32(store)))
     return sweep

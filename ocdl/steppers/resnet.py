@@ -41,7 +41,7 @@ class ResNet(LayerStepper):
         return (L_prev,), gtheta
 
     def sweep(self, theta_steps, h, state0, store=True):
-        """On the GPU, with a small dense layer, the whole sweep in one kernel (:func:`ocdl.kernels.sweeps.resnet`)."""
+        """On the GPU, with a small matrix, the whole sweep in one kernel (:func:`ocdl.kernels.sweeps.resnet`)."""
         return sweeps.resnet(self.layer, theta_steps, h, state0[0], store) if self._steps_as(ResNet) else None
 
     def diagnose(self, state, theta, h):

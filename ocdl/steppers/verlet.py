@@ -69,7 +69,7 @@ class Verlet(LayerStepper):
         return (L_Y_prev, Lam), gtheta2
 
     def sweep(self, theta_steps, h, state0, store=True):
-        """On the GPU, with a small dense layer, the whole sweep in one kernel (:func:`ocdl.kernels.sweeps.verlet`)."""
+        """On the GPU, with a small matrix, the whole sweep in one kernel (:func:`ocdl.kernels.sweeps.verlet`)."""
         return sweeps.verlet(self.layer, theta_steps, h, state0, store) if self._steps_as(Verlet) else None
 
     def reverse_step(self, state_next, theta, h):

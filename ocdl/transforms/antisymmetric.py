@@ -48,6 +48,7 @@ class Antisymmetric(Transform):
             self.explicit_shape, self.image_shape = base.explicit_shape, base.image_shape
         # the products through the base with S(theta) as its parameters (see the class docstring)
         self._direct = base.explicit_kind is not None and base.explicit_is_theta
+        self.explicit_stacks = self.explicit_kind == "matrix" and base.explicit_stacks
 
     def _S(self, theta):
         """:math:`S(\theta)` as the base's parameter vector."""
@@ -111,14 +112,14 @@ class Antisymmetric(Transform):
         :func:`~ocdl.transforms.conv2d.transposed_stencil`)."""
         if self.explicit_kind == "stencil":
             return 0.5 * (M - transposed_stencil(M))
-        return 0.5 * (M - M.T)
+        return 0.5 * (M - M.swapaxes(-1, -2))  # a stack of matrices too
 
     def explicit(self, theta):
         r""":math:`\tfrac12 (B - B^T) - \tfrac\gamma2 I` (for a stencil, :math:`-\gamma/2` at the centre of each
         channel's own stencil)."""
         K = self._skew(self.base.explicit(theta))
         if self.gamma:
-            shift = 0.5 * self.gamma * get_array_module(K).eye(K.shape[0], dtype=K.dtype)
+            shift = 0.5 * self.gamma * get_array_module(K).eye(K.shape[-1], dtype=K.dtype)
             if self.explicit_kind == "stencil":
                 r = K.shape[2] // 2
                 K[:, :, r, r] -= shift

@@ -60,6 +60,11 @@ class Transform:
     explicit_kind: str | None = None
     #: Whether :meth:`explicit` is ``theta`` itself, reshaped (its gradient is the parameter gradient).
     explicit_is_theta = False
+    #: Whether :meth:`explicit`, :meth:`explicit_jvp` and :meth:`explicit_vjp` also take a stack of
+    #: parameter vectors (``theta`` of shape ``(N, n_params)``, ``g`` of ``(N, *form)``) and return the stack
+    #: of their results, one per row: the whole sweeps of :mod:`ocdl.kernels.sweeps` form every step's
+    #: matrix at once. :func:`~ocdl.checks.check_transform` checks the stacks against the rows.
+    explicit_stacks = False
 
     def apply(self, theta: Any, Y: Any) -> Any:
         """:math:`Y K(\\theta)`, ``s x n_out``."""

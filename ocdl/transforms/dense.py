@@ -29,6 +29,7 @@ class Dense(Transform):
 
     explicit_kind = "matrix"
     explicit_is_theta = True
+    explicit_stacks = True
 
     def __init__(self, n_in: int, n_out: int | None = None) -> None:
         n_out = n_in if n_out is None else n_out
@@ -37,7 +38,8 @@ class Dense(Transform):
         self.n_params = self.n_in * self.n_out
 
     def _K(self, theta):
-        return theta.reshape(self.n_in, self.n_out)
+        """``theta`` as the matrix (a stack of them for a stack of ``theta``)."""
+        return theta.reshape(*theta.shape[:-1], self.n_in, self.n_out)
 
     def apply(self, theta, Y):
         return _product(Y, self._K(theta))
@@ -59,4 +61,4 @@ class Dense(Transform):
         return self._K(theta)
 
     def explicit_vjp(self, theta, g):
-        return g.reshape(-1)
+        return g.reshape(*g.shape[:-2], -1)

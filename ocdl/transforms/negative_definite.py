@@ -32,6 +32,7 @@ class NegativeDefinite(Transform):
         self.n_params, self.param_shape = base.n_params, base.param_shape
         # a stencil's C^T C is no stencil at the image's border: only a matrix base has an explicit K
         self.explicit_kind = "matrix" if base.explicit_kind == "matrix" else None
+        self.explicit_stacks = self.explicit_kind == "matrix" and base.explicit_stacks
 
     def apply(self, theta, Y):
         out = -self.base.apply(theta, self.base.apply_transpose(theta, Y))
@@ -57,21 +58,21 @@ class NegativeDefinite(Transform):
     def explicit(self, theta):
         r""":math:`-C^T C - \gamma I` from the base's matrix :math:`C` (``m x n``)."""
         C = self.base.explicit(theta)
-        K = -(C.T @ C)
+        K = -(C.swapaxes(-1, -2) @ C)  # a stack of matrices too (explicit_stacks)
         if self.gamma:
-            K -= self.gamma * get_array_module(K).eye(K.shape[0], dtype=K.dtype)
+            K -= self.gamma * get_array_module(K).eye(K.shape[-1], dtype=K.dtype)
         return K
 
     def explicit_jvp(self, theta, dtheta):
         C, dC = self.base.explicit(theta), self.base.explicit_jvp(theta, dtheta)
-        CtdC = C.T @ dC
-        return -(CtdC + CtdC.T)
+        CtdC = C.swapaxes(-1, -2) @ dC
+        return -(CtdC + CtdC.swapaxes(-1, -2))
 
     def explicit_vjp(self, theta, g):
         r""":math:`\langle -dC^T C - C^T dC, g\rangle = \langle dC, -C (g + g^T)\rangle`, pulled back through
         the base."""
         C = self.base.explicit(theta)
-        return self.base.explicit_vjp(theta, -(C @ (g + g.T)))
+        return self.base.explicit_vjp(theta, -(C @ (g + g.swapaxes(-1, -2))))
 
     def init_params(self, rng, scale=1.0, dtype=np.float64):
         return self.base.init_params(rng, scale, dtype)
