@@ -113,3 +113,21 @@ def test_rst_in_docstrings_becomes_markdown():
         "Parameters", "----------", "n", "    $N \\ge 1$.", "m : int", "    Count.", "",
         "Notes", "-----", "Prose after the entries.",
     ]
+
+
+def test_no_docstring_holds_a_control_character():
+    r"""A backslash that starts a LaTeX command in a docstring that is not raw is a string escape when it is
+    ``\t``, ``\b``, ``\f``, ``\a``, ``\v`` or ``\r`` (``:math:`K(\theta)``` holds a tab): the page then shows
+    "K( heta)". Every string constant of the package, the tests, examples and benchmarks is read here."""
+    import ast
+
+    control = {chr(code) for code in (7, 8, 9, 11, 12, 13)}  # what \a \b \t \v \f \r become
+    found = []
+    for folder in ("ocdl", "solvers", "problems", "tests", "examples", "benchmarks"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    bad = sorted({repr(c) for c in node.value if c in control})
+                    if bad:
+                        found.append(f"{path.relative_to(ROOT)}:{node.lineno} {' '.join(bad)}")
+    assert not found, "string escapes where a raw string was meant (r\"\"\"...): " + "; ".join(found)

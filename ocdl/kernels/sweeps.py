@@ -83,7 +83,7 @@ class _Sweep:
         return theta if t.explicit_is_theta else self._plan.xp.ascontiguousarray(t.explicit(theta[:, :-1]))
 
     def _directions(self, theta, dtheta):
-        """``dA``: the matrices' directions :math:`K'(\theta_j)[d\theta_j]`, as the kernels read them."""
+        r"""``dA``: the matrices' directions :math:`K'(\theta_j)[d\theta_j]`, as the kernels read them."""
         t = self._plan.transform
         if t.explicit_is_theta:
             return dtheta

@@ -51,15 +51,15 @@ class Antisymmetric(Transform):
         self.explicit_stacks = self.explicit_kind == "matrix" and base.explicit_stacks
 
     def _S(self, theta):
-        """:math:`S(\theta)` as the base's parameter vector."""
+        r""":math:`S(\theta)` as the base's parameter vector."""
         return self.explicit(theta).reshape(-1)
 
     def _dS(self, theta, dtheta):
-        """:math:`S'(\theta)[d\theta]` (:meth:`explicit_jvp`) as the base's parameter vector."""
+        r""":math:`S'(\theta)[d\theta]` (:meth:`explicit_jvp`) as the base's parameter vector."""
         return self.explicit_jvp(theta, dtheta).reshape(-1)
 
     def _grad(self, theta, g):
-        """The parameter gradient :math:`S'(\theta)^T g` of the base's gradient ``g``."""
+        r"""The parameter gradient :math:`S'(\theta)^T g` of the base's gradient ``g``."""
         return self.explicit_vjp(theta, g.reshape(self.base.param_shape))
 
     def apply(self, theta, Y):

@@ -102,16 +102,16 @@ class Transform:
         return self.apply_transpose(theta, lam), self.vjp(theta, Y, lam)
 
     def explicit(self, theta: Any) -> Any:
-        """:math:`K(\theta)` as the array :attr:`explicit_kind` names (a matrix or a stencil)."""
+        r""":math:`K(\theta)` as the array :attr:`explicit_kind` names (a matrix or a stencil)."""
         raise NotImplementedError(missing_method(self, "explicit(theta) -> K as a matrix or stencil"))
 
     def explicit_jvp(self, theta: Any, dtheta: Any) -> Any:
-        """:math:`K'(\theta)[d\theta]` in the form of :meth:`explicit` (by default, for a linear
+        r""":math:`K'(\theta)[d\theta]` in the form of :meth:`explicit` (by default, for a linear
         :math:`K`: ``explicit(dtheta)``)."""
         return self.explicit(dtheta)
 
     def explicit_vjp(self, theta: Any, g: Any) -> Any:
-        """The parameter gradient :math:`K'(\theta)^T g` of :math:`\\langle K(\theta), g\rangle`, ``g`` in the
+        r"""The parameter gradient :math:`K'(\theta)^T g` of :math:`\langle K(\theta), g\rangle`, ``g`` in the
         form of :meth:`explicit`; ``n_params`` entries."""
         raise NotImplementedError(missing_method(self, "explicit_vjp(theta, g) -> K'(theta)^T g"))
 
