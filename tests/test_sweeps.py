@@ -46,6 +46,16 @@ def _problem(n, s, n_steps, dtype, activation="tanh", seed=0, stepper="resnet", 
     return net, (theta, *arrays)  # theta, Y0, lam, dtheta, dY0
 
 
+def _stepping(net):
+    """``net`` with a stepper that declines to sweep: the per-step fused kernels on the GPU."""
+
+    class Stepping(type(net.stepper)):
+        def sweep(self, theta_steps, h, state0, store=True):
+            return None
+
+    return ocdl.Network(Stepping(net.stepper.layer), net.n_steps, net.final_time)
+
+
 def _everything(net, theta, Y0, lam, dtheta, dY0):
     """Forward, the stored trajectory's states and caches in both orders, the gradient in theta and Y0, the
     sensitivity: what a solver reads off a network."""
@@ -76,8 +86,9 @@ def _case_id(stepper, shape, activation):
 
 @pytest.mark.parametrize("stepper,shape,activation", CASES, ids=[_case_id(*case) for case in CASES])
 def test_sweep_agrees_with_the_per_step_paths_and_numpy(device, launches, stepper, shape, activation):
-    """Every quantity through the sweep, the per-step fused kernels (the same kernels' equations in another
-    grouping), the plain path and NumPy: float64 to 1e-12, float32 to 1e-5 (70 rows: a partial block)."""
+    """Every quantity through the sweep against the per-step fused kernels (the same equations, one launch a
+    layer step), the plain path (CuPy's array functions) and NumPy: float64 to 1e-12, float32 to 1e-5 (70 rows:
+    a partial block)."""
     for dtype, rtol in ((np.float64, 1e-12), (np.float32, 1e-5)):
         net, args = _problem(shape[0], 70, 5, dtype, activation, stepper=stepper, m=shape[1])
         kind, expected = _everything(net, *args)
@@ -85,15 +96,18 @@ def test_sweep_agrees_with_the_per_step_paths_and_numpy(device, launches, steppe
         on_device = [device.asarray(a) for a in args]
         kind, swept = _everything(net, *on_device)
         assert kind is SweptTrajectory
+        kind, per_step = _everything(_stepping(net), *on_device)
+        assert kind is StoredTrajectory
         with fused(False):
             kind, plain = _everything(net, *on_device)
         assert kind is StoredTrajectory
-        for ours, theirs, numpys in zip(swept, plain, expected):
+        for ours, *theirs, numpys in zip(swept, per_step, plain, expected):
             assert ours.dtype == numpys.dtype == dtype
             scale = max(1.0, float(np.abs(numpys).max()))
-            np.testing.assert_allclose(ours, numpys, rtol=rtol, atol=rtol * scale)
-            np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=rtol * scale)
+            for reference in (*theirs, numpys):
+                np.testing.assert_allclose(ours, reference, rtol=rtol, atol=rtol * scale)
     assert launches.count(f"{stepper}_forward") and launches.count(f"{stepper}_adjoint") == 2
+    assert "dense_step" in launches and "dense_gradient" in launches  # the per-step fused kernels ran too
 
 
 @pytest.mark.parametrize("stepper", STEPPERS)
@@ -107,13 +121,14 @@ def test_sweep_of_formed_matrices_agrees_with_the_per_step_paths_and_numpy(devic
         on_device = [device.asarray(a) for a in args]
         kind, swept = _everything(net, *on_device)
         assert kind is SweptTrajectory
+        _, per_step = _everything(_stepping(net), *on_device)
         with fused(False):
             _, plain = _everything(net, *on_device)
-        for ours, theirs, numpys in zip(swept, plain, expected):
+        for ours, *theirs, numpys in zip(swept, per_step, plain, expected):
             scale = max(1.0, float(np.abs(numpys).max()))
-            np.testing.assert_allclose(ours, numpys, rtol=rtol, atol=rtol * scale)
-            np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=rtol * scale)
-    assert launches.count(f"{stepper}_adjoint") == 2 and "dense_step" not in launches
+            for reference in (*theirs, numpys):
+                np.testing.assert_allclose(ours, reference, rtol=rtol, atol=rtol * scale)
+    assert launches.count(f"{stepper}_adjoint") == 2 and "dense_step" in launches
 
 
 @pytest.mark.parametrize("stepper", STEPPERS)
