@@ -1,6 +1,6 @@
 """Whole sweeps in one kernel (:mod:`ocdl.kernels.sweeps`), run on the CPU through the stand-in's CUDA emulator.
 
-A ResNet or Verlet network with a small matrix (dense, antisymmetric, negative definite) on CuPy arrays
+A ResNet, leapfrog or Verlet network with a small matrix (dense, antisymmetric, negative definite) on CuPy arrays
 propagates, differentiates and transposes its whole trajectory in one
 kernel each. Compared here with the per-step fused path, the plain path
 (the switch off) and NumPy; the public derivative checks pass on it; it
@@ -25,10 +25,10 @@ def _host(a):
     return ocdl.asnumpy(a).view(np.ndarray)
 
 
-STEPPERS = {"resnet": ocdl.ResNet, "verlet": ocdl.Verlet}
+STEPPERS = {"resnet": ocdl.ResNet, "leapfrog": ocdl.Leapfrog, "verlet": ocdl.Verlet}
 # (stepper, K's shape): square and rectangular, from one row to the largest matrix a sweep takes
-SHAPES = [("resnet", (1, 1)), ("resnet", (8, 8)), ("resnet", (32, 32)), ("verlet", (1, 1)), ("verlet", (4, 3)),
-          ("verlet", (3, 7)), ("verlet", (32, 32))]
+SHAPES = [("resnet", (1, 1)), ("resnet", (8, 8)), ("resnet", (32, 32)), ("leapfrog", (1, 1)), ("leapfrog", (8, 8)),
+          ("leapfrog", (32, 32)), ("verlet", (1, 1)), ("verlet", (4, 3)), ("verlet", (3, 7)), ("verlet", (32, 32))]
 # matrices formed from the parameters for all steps at once (explicit_stacks): their gradients pulled back
 FORMED = {
     "antisymmetric": lambda: ocdl.Antisymmetric(ocdl.Dense(6), gamma=0.1),
@@ -76,7 +76,7 @@ ACTIVATIONS = ["tanh", "relu", ocdl.SmoothReLU(0.3), "identity"]
 # every shape with tanh, every activation on one shape of each stepper (each case compiles its own modules:
 # on a GPU's first run NVRTC takes a fraction of a second for each)
 CASES = [(stepper, shape, "tanh") for stepper, shape in SHAPES] + [
-    (stepper, shape, activation) for stepper, shape in (("resnet", (8, 8)), ("verlet", (4, 3)))
+    (stepper, shape, activation) for stepper, shape in (("resnet", (8, 8)), ("leapfrog", (8, 8)), ("verlet", (4, 3)))
     for activation in ACTIVATIONS[1:]]
 
 
@@ -191,7 +191,7 @@ def test_the_adjoint_strides_over_more_row_groups_than_its_blocks(device, launch
     results."""
     monkeypatch.setattr(sweeps, "MAX_BLOCKS", 2)
     monkeypatch.setattr(sweeps, "MAX_PARTIAL_BLOCKS", 1)
-    net, args = _problem(4, 3 * sweeps.ROWS + 5, 3, np.float64, stepper=stepper, m=4 if stepper == "resnet" else 3)
+    net, args = _problem(4, 3 * sweeps.ROWS + 5, 3, np.float64, stepper=stepper, m=3 if stepper == "verlet" else 4)
     _, expected = _everything(net, *args)
     _, ours = _everything(net, *(device.asarray(a) for a in args))
     for a, c in zip(ours, expected):
@@ -221,7 +221,7 @@ def test_what_the_sweep_does_not_cover_steps(device, launches):
         (ocdl.ResNet(ocdl.Layer(ocdl.Antisymmetric(ocdl.Conv2d(1, 1, 2, 2)), "tanh")), True, False),
         (ocdl.ResNet(ocdl.Layer(ocdl.Dense(33), "tanh")), True, False),
         (ocdl.Verlet(ocdl.Layer(ocdl.Dense(4, 33), "tanh")), True, False),
-        (ocdl.Leapfrog(dense), True, False),
+        (ocdl.Leapfrog(ocdl.Layer(ocdl.Dense(33), "tanh")), True, False),
         (ocdl.RK4(dense), True, False),
         (Damped(dense), True, False),
         (Started(ocdl.Layer(ocdl.Dense(4, 1), "tanh")), True, False),

@@ -1,5 +1,5 @@
-// Whole sweeps of networks with a small dense layer, each one kernel over all N steps: the forward sweep, its
-// tangent and its adjoint, for ResNet and for Verlet.  A thread carries one example (its rows of the state, in
+// Whole sweeps of networks with a small matrix, each one kernel over all N steps: the forward sweep, its tangent
+// and its adjoint, for ResNet, leapfrog and Verlet.  A thread carries one example (its rows of the state, in
 // registers) through every step, so a sweep is one launch instead of one or more per step.
 //
 // Compile-time: T, activation(z, s, ds) and common.cu (see elementwise.cu), and
@@ -270,5 +270,140 @@ extern "C" __global__ void verlet_adjoint(const T* Ys, const T* Zs, const T* D1s
             for (int f = 0; f < N_IN; ++f) LY0[r * N_IN + f] = ly[f];
             for (int t = 0; t < N_OUT; ++t) LZ0[r * N_OUT + t] = lz[t];
         }
+    }
+}
+
+// ---- Leapfrog (the paper's eq. 4.16) with a square K_j (N_F = N_IN = N_OUT): the state (Y_j, Y_{j-1}),
+//   Y_{j+1} = (Y_j + h^2 sigma(Y_j K_j + b_j)) + Y_j - Y_{j-1},   D_j = h^2 sigma'(Y_j K_j + b_j)
+// (the per-step order: the layer step, then + Y_j, then - Y_{j-1}).  Ys is (N + 1) x s x N_F with Ys[0] =
+// Y_{-1} and Ys[j + 1] = Y_j; Ds[j] = D_j.
+
+extern "C" __global__ void leapfrog_forward(const T* Y0, const T* Yprev0, const T* A, const T* theta, const T hh,
+                                            T* Ys, T* Ds, T* YN, T* YprevN, const int store, const long long s,
+                                            const int n_steps)
+{
+    GRID_STRIDE(r, s) {
+        T y[N_F], yp[N_F], z[N_F];
+        for (int f = 0; f < N_F; ++f) {
+            y[f] = Y0[r * N_F + f];
+            yp[f] = Yprev0[r * N_F + f];
+        }
+        if (store)
+            for (int f = 0; f < N_F; ++f) Ys[r * N_F + f] = yp[f];
+        for (int j = 0; j < n_steps; ++j) {
+            for (int t = 0; t < N_F; ++t) {
+                T acc = 0;
+                for (int f = 0; f < N_F; ++f) acc += y[f] * K_AT(A, j, f, t);
+                z[t] = acc;
+            }
+            const T bias = B_AT(theta, j);
+            const long long at = ((long long)j * s + r) * N_F;
+            for (int t = 0; t < N_F; ++t) {
+                T sv, ds;
+                activation(z[t] + bias, sv, ds);
+                if (store) {
+                    Ys[at + s * N_F + t] = y[t];
+                    Ds[at + t] = hh * ds;
+                }
+                const T next = ((y[t] + hh * sv) + y[t]) - yp[t];
+                yp[t] = y[t];
+                y[t] = next;
+            }
+        }
+        for (int f = 0; f < N_F; ++f) {
+            YN[r * N_F + f] = y[f];
+            YprevN[r * N_F + f] = yp[f];
+        }
+    }
+}
+
+// dY_{j+1} = (dY_j + D_j (dY_j K_j + Y_j dK_j + db_j)) + dY_j - dY_{j-1} (the sensitivity sweep).
+extern "C" __global__ void leapfrog_tangent(const T* Ys, const T* Ds, const T* A, const T* dA, const T* dtheta,
+                                            const T* dY0, const T* dYprev0, T* dYN, T* dYprevN, const long long s,
+                                            const int n_steps)
+{
+    GRID_STRIDE(r, s) {
+        T dy[N_F], dyp[N_F], z[N_F];
+        for (int f = 0; f < N_F; ++f) {
+            dy[f] = dY0[r * N_F + f];
+            dyp[f] = dYprev0[r * N_F + f];
+        }
+        for (int j = 0; j < n_steps; ++j) {
+            const long long at = ((long long)j * s + r) * N_F, at_y = at + s * N_F;  // Y_j is Ys[j + 1]
+            // Loops kept short (unroll 1, then 8): fully unrolled, nvcc spills registers for 32 x 32 in float64.
+#pragma unroll 1
+            for (int t = 0; t < N_F; ++t) {
+                T acc = B_AT(dtheta, j);
+#pragma unroll 8
+                for (int f = 0; f < N_F; ++f) acc += dy[f] * K_AT(A, j, f, t) + Ys[at_y + f] * K_AT(dA, j, f, t);
+                z[t] = acc;
+            }
+            for (int t = 0; t < N_F; ++t) {
+                const T next = ((dy[t] + Ds[at + t] * z[t]) + dy[t]) - dyp[t];
+                dyp[t] = dy[t];
+                dy[t] = next;
+            }
+        }
+        for (int f = 0; f < N_F; ++f) {
+            dYN[r * N_F + f] = dy[f];
+            dYprevN[r * N_F + f] = dyp[f];
+        }
+    }
+}
+
+// The adjoint sweep from (L, L') at N down to 0: with G_j = D_j L,
+//   (L, L') <- ((L + G_j K_j^T) + L + L', -L),   g_j = (Y_j^T G_j, sum of G_j's entries);
+// partial sums per block as in resnet_adjoint.
+extern "C" __global__ void leapfrog_adjoint(const T* Ys, const T* Ds, const T* A, const T* LN, const T* LprevN,
+                                            T* L0, T* Lprev0, T* partials, const long long s, const int n_steps)
+{
+    __shared__ T Vs[ROWS * N_F];
+    __shared__ T Gs[ROWS * N_F];
+    __shared__ T Rs[ROWS];
+    const long long groups = (s + ROWS - 1) / ROWS;
+    for (long long g = blockIdx.x; g < groups; g += gridDim.x) {
+        const long long r = g * ROWS + threadIdx.x;
+        const bool row = r < s;
+        T lam[N_F], lamp[N_F], gr[N_F];
+        for (int f = 0; f < N_F; ++f) {
+            lam[f] = row ? LN[r * N_F + f] : (T)0;
+            lamp[f] = row ? LprevN[r * N_F + f] : (T)0;
+        }
+        for (int j = n_steps - 1; j >= 0; --j) {
+            const long long at = ((long long)j * s + r) * N_F, at_y = at + s * N_F;
+            T rowsum = 0;
+            for (int t = 0; t < N_F; ++t) {
+                gr[t] = row ? Ds[at + t] * lam[t] : (T)0;
+                rowsum += gr[t];
+                Gs[threadIdx.x * N_F + t] = gr[t];
+                Vs[threadIdx.x * N_F + t] = row ? Ys[at_y + t] : (T)0;
+            }
+            Rs[threadIdx.x] = rowsum;
+            for (int f = 0; f < N_F; ++f) {
+                T acc = 0;
+                for (int t = 0; t < N_F; ++t) acc += gr[t] * K_AT(A, j, f, t);
+                const T l = lam[f];
+                lam[f] = ((l + acc) + l) + lamp[f];
+                lamp[f] = -l;
+            }
+            __syncthreads();
+            T* out = partials + ((long long)blockIdx.x * n_steps + j) * Q;
+            for (int q = threadIdx.x; q < Q; q += ROWS) {
+                T sum = 0;
+                if (q < N_F * N_F) {
+                    const int f = q / N_F, t = q % N_F;
+                    for (int k = 0; k < ROWS; ++k) sum += Vs[k * N_F + f] * Gs[k * N_F + t];
+                } else {
+                    for (int k = 0; k < ROWS; ++k) sum += Rs[k];
+                }
+                out[q] += sum;
+            }
+            __syncthreads();
+        }
+        if (row)
+            for (int f = 0; f < N_F; ++f) {
+                L0[r * N_F + f] = lam[f];
+                Lprev0[r * N_F + f] = lamp[f];
+            }
     }
 }

@@ -1,4 +1,4 @@
-r"""Whole sweeps in one kernel: ResNet and Verlet networks with a small matrix on CuPy arrays (``sweep.cu``).
+r"""Whole sweeps in one kernel: ResNet, leapfrog and Verlet networks with a small matrix on CuPy arrays.
 
 A deep, narrow network on the GPU (the issue's W1: 1,024 steps of
 ``4000 x 8`` states) is bound by kernel launches and by Python, not by the
@@ -15,6 +15,9 @@ blocks afterwards, in a fixed order.
   tangent :math:`dY_{j+1} = dY_j + D_j \odot (dY_j K_j + Y_j\, dK_j + db_j)`;
   adjoint :math:`\lambda_j = \lambda_{j+1} + G_j K_j^T` with :math:`G_j = D_j \odot \lambda_{j+1}`,
   :math:`g_j = (Y_j^T G_j,\ \mathbf 1^T G_j \mathbf 1)`.
+* :class:`~ocdl.steppers.Leapfrog`:
+  :math:`Y_{j+1} = (Y_j + h^2\sigma(Y_j K_j + b_j)) + Y_j - Y_{j-1}`, :math:`D_j = h^2\sigma'(\cdot)`;
+  backward, with :math:`G_j = D_j \odot L`: :math:`(L, L') \leftarrow (2L + G_j K_j^T + L', -L)`.
 * :class:`~ocdl.steppers.Verlet` (``K_j`` of size ``n x m``):
   :math:`Z_{j+1} = Z_j - h\,\sigma(Y_j K_j + b_j)`, :math:`Y_{j+1} = Y_j + h\,\sigma(Z_{j+1} K_j^T + b_j)`,
   with the two half-steps' tangents and, backward, :math:`G_2 = D_{2,j} \odot L_Y`,
@@ -147,6 +150,32 @@ class ResNetSweep(_Sweep):
         return self._adjoint(theta_steps, lam_state, (self.arrays["Y"], self.arrays["D"]))
 
 
+class LeapfrogSweep(_Sweep):
+    r"""A leapfrog network's forward sweep: ``arrays["Y"][j + 1]`` is :math:`Y_j` (``arrays["Y"][0]`` is
+    :math:`Y_{-1}`, ``N + 1`` of them) and ``arrays["D"][j]`` is :math:`D_j = h^2 \sigma'(Y_j K_j + b_j)`;
+    ``final_state`` is :math:`(Y_N, Y_{N-1})`. Built by :func:`leapfrog`."""
+
+    kind = "leapfrog"
+
+    def record(self, j: int) -> tuple[tuple, Any]:
+        """``(state_j, cache_j)`` as :meth:`ocdl.steppers.Leapfrog.step` gives them: ``((Y_j, Y_{j-1}), D_j)``."""
+        Ys = self.arrays["Y"]
+        return (Ys[j + 1], Ys[j]), self.arrays["D"][j]
+
+    def jvp(self, theta_steps, dstate: tuple, dtheta_steps) -> tuple:
+        r"""The sensitivity sweep: :math:`(dY_N, dY_{N-1})` from :math:`(dY_0, dY_{-1})` and the direction."""
+        xp = self._plan.xp
+        theta, dtheta, dY0, dYp0 = (xp.ascontiguousarray(a) for a in (theta_steps, dtheta_steps, *dstate))
+        dYN, dYpN = xp.empty_like(dY0), xp.empty_like(dY0)
+        self._launch("tangent", dY0.shape[0], (self.arrays["Y"], self.arrays["D"], self._matrices(theta),
+                                               self._directions(theta, dtheta), dtheta, dY0, dYp0, dYN, dYpN))
+        return (dYN, dYpN)
+
+    def vjp(self, theta_steps, lam_state: tuple) -> tuple[tuple, Any]:
+        r"""The adjoint sweep: :math:`((L_0, L'_0), g)` from :math:`(L_N, L'_N)`."""
+        return self._adjoint(theta_steps, lam_state, (self.arrays["Y"], self.arrays["D"]))
+
+
 class VerletSweep(_Sweep):
     r"""A Verlet network's forward sweep: ``arrays["Y"][j]`` is :math:`Y_j`, ``arrays["Z"][j]`` is
     :math:`Z_j` (``N + 1`` of them), ``arrays["D1"][j]`` and ``arrays["D2"][j]`` the half-steps'
@@ -206,6 +235,27 @@ def resnet(layer, theta_steps, h: float, Y0, store: bool = True) -> ResNetSweep 
     Ys, Ds = (YN, YN) if arrays is None else (arrays["Y"], arrays["D"])  # placeholders where nothing is kept
     sweep._launch("forward", Y0.shape[0],
                   (Y0, sweep._matrices(theta), theta, plan.dtype.type(h), Ys, Ds, YN, np.int32(store)))
+    return sweep
+
+
+def leapfrog(layer, theta_steps, h: float, state0: tuple, store: bool = True) -> LeapfrogSweep | None:
+    r"""The forward sweep of :math:`Y_{j+1} = 2 Y_j - Y_{j-1} + h^2 \sigma(Y_j K_j + b_j)` in one kernel, or
+    ``None``, as :func:`resnet`."""
+    Y0, Yp0 = state0
+    plan = _applies(layer, theta_steps, Y0, (Yp0,))
+    if plan is None or layer.transform.n_in != layer.transform.n_out:
+        return None
+    xp, dtype = plan.xp, plan.dtype
+    theta, Y0, Yp0 = (xp.ascontiguousarray(a) for a in (theta_steps, Y0, Yp0))
+    n_steps = theta.shape[0]
+    YN, YpN = xp.empty_like(Y0), xp.empty_like(Y0)
+    arrays = None
+    if store:  # Y_{-1} .. Y_{N-1}: the state of step j is (Y_j, Y_{j-1})
+        arrays = {"Y": xp.empty((n_steps + 1, *Y0.shape), dtype=dtype), "D": xp.empty((n_steps, *Y0.shape), dtype)}
+    sweep = LeapfrogSweep(plan, n_steps, arrays, (YN, YpN))
+    Ys, Ds = (YN, YN) if arrays is None else (arrays["Y"], arrays["D"])  # placeholders where nothing is kept
+    sweep._launch("forward", Y0.shape[0], (Y0, Yp0, sweep._matrices(theta), theta, dtype.type(h * h), Ys, Ds, YN,
+                                           YpN, np.int32(store)))
     return sweep
 
 

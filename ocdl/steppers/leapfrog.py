@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..kernels import sweeps
 from ..stability import layer_growth_diagnosis
 from .base import LayerStepper
 
@@ -64,6 +65,10 @@ class Leapfrog(LayerStepper):
         lam_Y += L
         lam_Y += L_prev
         return (lam_Y, -L), gtheta
+
+    def sweep(self, theta_steps, h, state0, store=True):
+        """On the GPU, with a small matrix, the whole sweep in one kernel (:func:`ocdl.kernels.sweeps.leapfrog`)."""
+        return sweeps.leapfrog(self.layer, theta_steps, h, state0, store) if self._steps_as(Leapfrog) else None
 
     def reverse_step(self, state_next, theta, h):
         Y_next, Y = state_next
