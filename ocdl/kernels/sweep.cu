@@ -20,6 +20,22 @@
 // Ys[j] = Y_j, Ds[j] = D_j = h sigma'(Y_j K_j + b_j).
 #define N_F N_IN
 
+// Adds the gradient of step j over a block's rows to out (Q numbers): Y_j^T G_j in K_j's layout, then the bias
+// entry, from Vs = Y_j, Gs = G_j and Rs = the rows' sums of G_j in shared memory (between the caller's barriers).
+__device__ __forceinline__ void add_block_gradient(T* out, const T* Vs, const T* Gs, const T* Rs)
+{
+    for (int q = threadIdx.x; q < Q; q += ROWS) {
+        T sum = 0;
+        if (q < N_F * N_F) {
+            const int f = q / N_F, t = q % N_F;
+            for (int k = 0; k < ROWS; ++k) sum += Vs[k * N_F + f] * Gs[k * N_F + t];
+        } else {
+            for (int k = 0; k < ROWS; ++k) sum += Rs[k];
+        }
+        out[q] += sum;
+    }
+}
+
 // Y_{j+1} = Y_j + h sigma(Y_j K_j + b_j) from Y0 to YN; with store, Ys[j] = Y_j and Ds[j] = h sigma'(...).
 extern "C" __global__ void resnet_forward(const T* Y0, const T* A, const T* theta, const T h, T* Ys, T* Ds, T* YN,
                                           const int store, const long long s, const int n_steps)
@@ -101,17 +117,7 @@ extern "C" __global__ void resnet_adjoint(const T* Ys, const T* Ds, const T* A, 
                 lam[f] = lam[f] + acc;
             }
             __syncthreads();
-            T* out = partials + ((long long)blockIdx.x * n_steps + j) * Q;
-            for (int q = threadIdx.x; q < Q; q += ROWS) {
-                T sum = 0;
-                if (q < N_F * N_F) {
-                    const int f = q / N_F, t = q % N_F;
-                    for (int k = 0; k < ROWS; ++k) sum += Vs[k * N_F + f] * Gs[k * N_F + t];
-                } else {
-                    for (int k = 0; k < ROWS; ++k) sum += Rs[k];
-                }
-                out[q] += sum;
-            }
+            add_block_gradient(partials + ((long long)blockIdx.x * n_steps + j) * Q, Vs, Gs, Rs);
             __syncthreads();
         }
         if (row)
@@ -387,17 +393,7 @@ extern "C" __global__ void leapfrog_adjoint(const T* Ys, const T* Ds, const T* A
                 lamp[f] = -l;
             }
             __syncthreads();
-            T* out = partials + ((long long)blockIdx.x * n_steps + j) * Q;
-            for (int q = threadIdx.x; q < Q; q += ROWS) {
-                T sum = 0;
-                if (q < N_F * N_F) {
-                    const int f = q / N_F, t = q % N_F;
-                    for (int k = 0; k < ROWS; ++k) sum += Vs[k * N_F + f] * Gs[k * N_F + t];
-                } else {
-                    for (int k = 0; k < ROWS; ++k) sum += Rs[k];
-                }
-                out[q] += sum;
-            }
+            add_block_gradient(partials + ((long long)blockIdx.x * n_steps + j) * Q, Vs, Gs, Rs);
             __syncthreads();
         }
         if (row)
