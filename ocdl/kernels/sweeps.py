@@ -69,15 +69,41 @@ def sizes(transform, dtype: Any) -> dict:
 
 
 class _Sweep:
-    """What the sweeps of every stepper share: the states, the kernels, the adjoint's partial sums."""
+    """What the sweeps of every stepper share: the stored arrays, the kernels, the derivative sweeps.
+
+    A stepper's sweep names its kernels (``kind``: ``KIND_forward``, ``KIND_tangent``, ``KIND_adjoint`` of
+    ``sweep.cu``), the arrays its forward sweep stores (:meth:`shapes`, in the kernels' order), the factor
+    of its layer steps (:meth:`factor`) and how a step's state and cache are read off them (:meth:`record`).
+    The kernels take, in order: forward ``(*state_0, A, theta, factor, *stored, *state_N, store)``, tangent
+    ``(*stored, A, dA, dtheta, *dstate_0, *dstate_N)``, adjoint ``(*stored, A, *lam_N, *lam_0, partials)``,
+    each followed by ``(s, n_steps)``.
+    """
 
     kind: str  # the kernels' prefix in sweep.cu
+    square = True  # whether the stepper needs a square matrix (its state steps through K alone)
 
     def __init__(self, plan, n_steps: int, arrays: dict | None, final_state: tuple) -> None:
         self._plan, self.n_steps, self.final_state = plan, n_steps, final_state
         self.arrays = arrays  # the stored states and caches by name (None: a sweep that keeps nothing)
         self._sizes = sizes(plan.transform, plan.dtype)
         self.rows = self._sizes["ROWS"]
+
+    @staticmethod
+    def shapes(n_steps: int, state0: tuple) -> dict:
+        """The stored arrays by name, in the kernels' order, and their shapes."""
+        raise NotImplementedError
+
+    @staticmethod
+    def factor(h: float) -> float:
+        r"""The factor :math:`c` of the layer steps :math:`X + c\,\sigma(\cdot)` that the derivatives carry."""
+        return h
+
+    def record(self, j: int) -> tuple[tuple, Any]:
+        """``(state_j, cache_j)`` as the stepper's ``step`` gives them."""
+        raise NotImplementedError
+
+    def _stored(self) -> tuple:
+        return tuple(self.arrays.values())
 
     # -- every step's matrix at once: theta itself (Dense), or the stack of explicit forms -----------------
     def _matrices(self, theta):
@@ -107,12 +133,24 @@ class _Sweep:
         blocks = _blocks(s, self.rows) if blocks is None else blocks
         kernel((blocks,), (self.rows,), (*args, np.int64(s), np.int32(self.n_steps)))
 
-    def _adjoint(self, theta_steps, cotangents: tuple, stored: tuple) -> tuple[tuple, Any]:
-        """``(cotangents at step 0, (N, p) gradient)`` by the adjoint kernel from the ``cotangents`` at N."""
+    # -- the derivative sweeps ------------------------------------------------------------------------------
+    def jvp(self, theta_steps, dstate: tuple, dtheta_steps) -> tuple:
+        r"""The sensitivity sweep: :math:`dx_N` from :math:`dx_0` and the ``(N, p)`` direction."""
+        xp = self._plan.xp
+        theta, dtheta = xp.ascontiguousarray(theta_steps), xp.ascontiguousarray(dtheta_steps)
+        dstate = tuple(xp.ascontiguousarray(d) for d in dstate)
+        last = tuple(xp.empty_like(d) for d in dstate)
+        self._launch("tangent", dstate[0].shape[0], (*self._stored(), self._matrices(theta),
+                                                     self._directions(theta, dtheta), dtheta, *dstate, *last))
+        return last
+
+    def vjp(self, theta_steps, lam_state: tuple) -> tuple[tuple, Any]:
+        r"""The adjoint sweep: :math:`(\lambda_0, g)` from :math:`\lambda_N`, ``g`` the ``(N, p)`` gradient."""
         xp, dtype, t = self._plan.xp, self._plan.dtype, self._plan.transform
         theta = xp.ascontiguousarray(theta_steps)
-        cotangents = tuple(xp.ascontiguousarray(c) for c in cotangents)
+        cotangents = tuple(xp.ascontiguousarray(c) for c in lam_state)
         s, n_steps, q = cotangents[0].shape[0], theta.shape[0], t.n_in * t.n_out + 1
+        stored = self._stored()
         state_bytes = sum(a.nbytes for a in stored)
         blocks = max(1, min(_blocks(s, self.rows), MAX_PARTIAL_BLOCKS,
                             max(_PARTIAL_BYTES, state_bytes) // (n_steps * q * dtype.itemsize)))
@@ -132,22 +170,14 @@ class ResNetSweep(_Sweep):
 
     kind = "resnet"
 
+    @staticmethod
+    def shapes(n_steps, state0):
+        (Y0,) = state0
+        return {"Y": (n_steps, *Y0.shape), "D": (n_steps, *Y0.shape)}
+
     def record(self, j: int) -> tuple[tuple, Any]:
-        """``(state_j, cache_j)`` as :meth:`ocdl.steppers.ResNet.step` gives them: ``((Y_j,), D_j)``."""
+        """``((Y_j,), D_j)``, as :meth:`ocdl.steppers.ResNet.step` gives them."""
         return (self.arrays["Y"][j],), self.arrays["D"][j]
-
-    def jvp(self, theta_steps, dstate: tuple, dtheta_steps) -> tuple:
-        r"""The sensitivity sweep: :math:`(dY_N,)` from :math:`(dY_0,)` and the ``(N, p)`` direction."""
-        xp = self._plan.xp
-        theta, dtheta, dY0 = (xp.ascontiguousarray(a) for a in (theta_steps, dtheta_steps, dstate[0]))
-        dYN = xp.empty_like(dY0)
-        self._launch("tangent", dY0.shape[0], (self.arrays["Y"], self.arrays["D"], self._matrices(theta),
-                                               self._directions(theta, dtheta), dtheta, dY0, dYN))
-        return (dYN,)
-
-    def vjp(self, theta_steps, lam_state: tuple) -> tuple[tuple, Any]:
-        r"""The adjoint sweep: :math:`((\lambda_0,), g)` from :math:`(\lambda_N,)`, ``g`` of shape ``(N, p)``."""
-        return self._adjoint(theta_steps, lam_state, (self.arrays["Y"], self.arrays["D"]))
 
 
 class LeapfrogSweep(_Sweep):
@@ -157,23 +187,19 @@ class LeapfrogSweep(_Sweep):
 
     kind = "leapfrog"
 
+    @staticmethod
+    def shapes(n_steps, state0):  # Y_{-1} .. Y_{N-1}: the state of step j is (Y_j, Y_{j-1})
+        Y0, _ = state0
+        return {"Y": (n_steps + 1, *Y0.shape), "D": (n_steps, *Y0.shape)}
+
+    @staticmethod
+    def factor(h):
+        return h * h
+
     def record(self, j: int) -> tuple[tuple, Any]:
-        """``(state_j, cache_j)`` as :meth:`ocdl.steppers.Leapfrog.step` gives them: ``((Y_j, Y_{j-1}), D_j)``."""
+        """``((Y_j, Y_{j-1}), D_j)``, as :meth:`ocdl.steppers.Leapfrog.step` gives them."""
         Ys = self.arrays["Y"]
         return (Ys[j + 1], Ys[j]), self.arrays["D"][j]
-
-    def jvp(self, theta_steps, dstate: tuple, dtheta_steps) -> tuple:
-        r"""The sensitivity sweep: :math:`(dY_N, dY_{N-1})` from :math:`(dY_0, dY_{-1})` and the direction."""
-        xp = self._plan.xp
-        theta, dtheta, dY0, dYp0 = (xp.ascontiguousarray(a) for a in (theta_steps, dtheta_steps, *dstate))
-        dYN, dYpN = xp.empty_like(dY0), xp.empty_like(dY0)
-        self._launch("tangent", dY0.shape[0], (self.arrays["Y"], self.arrays["D"], self._matrices(theta),
-                                               self._directions(theta, dtheta), dtheta, dY0, dYp0, dYN, dYpN))
-        return (dYN, dYpN)
-
-    def vjp(self, theta_steps, lam_state: tuple) -> tuple[tuple, Any]:
-        r"""The adjoint sweep: :math:`((L_0, L'_0), g)` from :math:`(L_N, L'_N)`."""
-        return self._adjoint(theta_steps, lam_state, (self.arrays["Y"], self.arrays["D"]))
 
 
 class VerletSweep(_Sweep):
@@ -182,38 +208,40 @@ class VerletSweep(_Sweep):
     derivatives; ``final_state`` is :math:`(Y_N, Z_N)`. Built by :func:`verlet`."""
 
     kind = "verlet"
+    square = False
 
-    def _stored(self) -> tuple:
-        a = self.arrays
-        return a["Y"], a["Z"], a["D1"], a["D2"]
+    @staticmethod
+    def shapes(n_steps, state0):  # Z_0 .. Z_N: the cache of step j holds Z_{j+1}
+        Y0, Z0 = state0
+        return {"Y": (n_steps, *Y0.shape), "Z": (n_steps + 1, *Z0.shape), "D1": (n_steps, *Z0.shape),
+                "D2": (n_steps, *Y0.shape)}
 
     def record(self, j: int) -> tuple[tuple, Any]:
-        """``(state_j, cache_j)`` as :meth:`ocdl.steppers.Verlet.step` gives them:
-        ``((Y_j, Z_j), (Z_{j+1}, D1_j, D2_j))``."""
+        """``((Y_j, Z_j), (Z_{j+1}, D1_j, D2_j))``, as :meth:`ocdl.steppers.Verlet.step` gives them."""
         a = self.arrays
         return (a["Y"][j], a["Z"][j]), (a["Z"][j + 1], a["D1"][j], a["D2"][j])
 
-    def jvp(self, theta_steps, dstate: tuple, dtheta_steps) -> tuple:
-        r"""The sensitivity sweep: :math:`(dY_N, dZ_N)` from :math:`(dY_0, dZ_0)` and the ``(N, p)`` direction."""
-        xp = self._plan.xp
-        theta, dtheta, dY0, dZ0 = (xp.ascontiguousarray(a) for a in (theta_steps, dtheta_steps, *dstate))
-        dYN, dZN = xp.empty_like(dY0), xp.empty_like(dZ0)
-        self._launch("tangent", dY0.shape[0], (*self._stored(), self._matrices(theta),
-                                               self._directions(theta, dtheta), dtheta, dY0, dZ0, dYN, dZN))
-        return (dYN, dZN)
 
-    def vjp(self, theta_steps, lam_state: tuple) -> tuple[tuple, Any]:
-        r"""The adjoint sweep: :math:`((L_{Y,0}, L_{Z,0}), g)` from :math:`(L_{Y,N}, L_{Z,N})`."""
-        return self._adjoint(theta_steps, lam_state, self._stored())
-
-
-def _applies(layer, theta_steps, V, others: tuple = ()):
-    """The per-step kernels' plan where a sweep applies (small matrices, formed for all steps at once)."""
-    plan = _plan(layer, theta_steps, V, others, transpose=False)
+def _sweep(cls, layer, theta_steps, h: float, state0: tuple, store: bool):
+    """The forward sweep of ``cls``'s stepper from ``state0`` in one kernel, or ``None`` where it does not
+    apply: the plan of the per-step kernels, small matrices formed for all steps at once (square for a
+    stepper whose state steps through :math:`K` alone)."""
+    plan = _plan(layer, theta_steps, state0[0], state0[1:], transpose=False)
     transform = layer.transform
     if plan is None or not (plan.small() and (transform.explicit_is_theta or transform.explicit_stacks)):
         return None
-    return plan
+    if cls.square and transform.n_in != transform.n_out:
+        return None
+    xp, dtype = plan.xp, plan.dtype
+    theta = xp.ascontiguousarray(theta_steps)
+    state0 = tuple(xp.ascontiguousarray(x) for x in state0)
+    n_steps, shapes = theta.shape[0], cls.shapes(theta.shape[0], state0)
+    arrays = {name: xp.empty(shape, dtype=dtype) for name, shape in shapes.items()} if store else None
+    sweep = cls(plan, n_steps, arrays, tuple(xp.empty_like(x) for x in state0))
+    stored = sweep._stored() if store else (sweep.final_state[0],) * len(shapes)  # placeholders, not written
+    sweep._launch("forward", state0[0].shape[0], (*state0, sweep._matrices(theta), theta, dtype.type(cls.factor(h)),
+                                                  *stored, *sweep.final_state, np.int32(store)))
+    return sweep
 
 
 def resnet(layer, theta_steps, h: float, Y0, store: bool = True) -> ResNetSweep | None:
@@ -223,60 +251,16 @@ def resnet(layer, theta_steps, h: float, Y0, store: bool = True) -> ResNetSweep 
     then steps. With ``store=False`` only the final state is kept
     (prediction, a line search's trial).
     """
-    plan = _applies(layer, theta_steps, Y0)
-    if plan is None or layer.transform.n_in != layer.transform.n_out:
-        return None
-    xp = plan.xp
-    theta, Y0 = xp.ascontiguousarray(theta_steps), xp.ascontiguousarray(Y0)
-    n_steps = theta.shape[0]
-    YN = xp.empty_like(Y0)
-    arrays = {name: xp.empty((n_steps, *Y0.shape), dtype=plan.dtype) for name in ("Y", "D")} if store else None
-    sweep = ResNetSweep(plan, n_steps, arrays, (YN,))
-    Ys, Ds = (YN, YN) if arrays is None else (arrays["Y"], arrays["D"])  # placeholders where nothing is kept
-    sweep._launch("forward", Y0.shape[0],
-                  (Y0, sweep._matrices(theta), theta, plan.dtype.type(h), Ys, Ds, YN, np.int32(store)))
-    return sweep
+    return _sweep(ResNetSweep, layer, theta_steps, h, (Y0,), store)
 
 
 def leapfrog(layer, theta_steps, h: float, state0: tuple, store: bool = True) -> LeapfrogSweep | None:
     r"""The forward sweep of :math:`Y_{j+1} = 2 Y_j - Y_{j-1} + h^2 \sigma(Y_j K_j + b_j)` in one kernel, or
     ``None``, as :func:`resnet`."""
-    Y0, Yp0 = state0
-    plan = _applies(layer, theta_steps, Y0, (Yp0,))
-    if plan is None or layer.transform.n_in != layer.transform.n_out:
-        return None
-    xp, dtype = plan.xp, plan.dtype
-    theta, Y0, Yp0 = (xp.ascontiguousarray(a) for a in (theta_steps, Y0, Yp0))
-    n_steps = theta.shape[0]
-    YN, YpN = xp.empty_like(Y0), xp.empty_like(Y0)
-    arrays = None
-    if store:  # Y_{-1} .. Y_{N-1}: the state of step j is (Y_j, Y_{j-1})
-        arrays = {"Y": xp.empty((n_steps + 1, *Y0.shape), dtype=dtype), "D": xp.empty((n_steps, *Y0.shape), dtype)}
-    sweep = LeapfrogSweep(plan, n_steps, arrays, (YN, YpN))
-    Ys, Ds = (YN, YN) if arrays is None else (arrays["Y"], arrays["D"])  # placeholders where nothing is kept
-    sweep._launch("forward", Y0.shape[0], (Y0, Yp0, sweep._matrices(theta), theta, dtype.type(h * h), Ys, Ds, YN,
-                                           YpN, np.int32(store)))
-    return sweep
+    return _sweep(LeapfrogSweep, layer, theta_steps, h, state0, store)
 
 
 def verlet(layer, theta_steps, h: float, state0: tuple, store: bool = True) -> VerletSweep | None:
     r"""The forward sweep of the Verlet network (see the module docstring) in one kernel, or ``None``, as
     :func:`resnet`."""
-    Y0, Z0 = state0
-    plan = _applies(layer, theta_steps, Y0, (Z0,))
-    if plan is None:
-        return None
-    xp, dtype = plan.xp, plan.dtype
-    theta, Y0, Z0 = (xp.ascontiguousarray(a) for a in (theta_steps, Y0, Z0))
-    (n_steps, _), s = theta.shape, Y0.shape[0]
-    YN, ZN = xp.empty_like(Y0), xp.empty_like(Z0)
-    arrays = None
-    if store:  # Z_0 .. Z_N: the cache of step j holds Z_{j+1}
-        shapes = {"Y": (n_steps, *Y0.shape), "Z": (n_steps + 1, *Z0.shape), "D1": (n_steps, *Z0.shape),
-                  "D2": (n_steps, *Y0.shape)}
-        arrays = {name: xp.empty(shape, dtype=dtype) for name, shape in shapes.items()}
-    sweep = VerletSweep(plan, n_steps, arrays, (YN, ZN))
-    stored = (YN, ZN, ZN, YN) if arrays is None else sweep._stored()  # placeholders where nothing is kept
-    sweep._launch("forward", s, (Y0, Z0, sweep._matrices(theta), theta, dtype.type(h), *stored, YN, ZN,
-                                 np.int32(store)))
-    return sweep
+    return _sweep(VerletSweep, layer, theta_steps, h, state0, store)
