@@ -16,6 +16,26 @@
 #define K_AT(A, j, f, t) A[(long long)(j) * A_STRIDE + (f) * N_OUT + (t)]
 #define B_AT(th, j) th[(long long)(j) * P_THETA + P_THETA - 1]
 
+// z = y K_j: a row of N_IN numbers times K_j, each entry summed over f in order (z and y in registers).
+__device__ __forceinline__ void times_K(T* z, const T* y, const T* A, const int j)
+{
+    for (int t = 0; t < N_OUT; ++t) {
+        T acc = 0;
+        for (int f = 0; f < N_IN; ++f) acc += y[f] * K_AT(A, j, f, t);
+        z[t] = acc;
+    }
+}
+
+// v = z K_j^T: a row of N_OUT numbers times K_j's transpose, each entry summed over t in order.
+__device__ __forceinline__ void times_KT(T* v, const T* z, const T* A, const int j)
+{
+    for (int f = 0; f < N_IN; ++f) {
+        T acc = 0;
+        for (int t = 0; t < N_OUT; ++t) acc += z[t] * K_AT(A, j, f, t);
+        v[f] = acc;
+    }
+}
+
 // ---- ResNet, Y_{j+1} = Y_j + h sigma(Y_j K_j + b_j) with a square K_j (N_F = N_IN = N_OUT):
 // Ys[j] = Y_j, Ds[j] = D_j = h sigma'(Y_j K_j + b_j).
 #define N_F N_IN
@@ -44,11 +64,7 @@ extern "C" __global__ void resnet_forward(const T* Y0, const T* A, const T* thet
         T y[N_F], z[N_F];
         for (int f = 0; f < N_F; ++f) y[f] = Y0[r * N_F + f];
         for (int j = 0; j < n_steps; ++j) {
-            for (int t = 0; t < N_F; ++t) {
-                T acc = 0;
-                for (int f = 0; f < N_F; ++f) acc += y[f] * K_AT(A, j, f, t);
-                z[t] = acc;
-            }
+            times_K(z, y, A, j);
             const T bias = B_AT(theta, j);
             const long long at = ((long long)j * s + r) * N_F;
             for (int t = 0; t < N_F; ++t) {
@@ -99,7 +115,7 @@ extern "C" __global__ void resnet_adjoint(const T* Ys, const T* Ds, const T* A, 
     for (long long g = blockIdx.x; g < groups; g += gridDim.x) {  // every thread of a block runs the same loops
         const long long r = g * ROWS + threadIdx.x;
         const bool row = r < s;
-        T lam[N_F], gr[N_F];
+        T lam[N_F], gr[N_F], w[N_F];
         for (int f = 0; f < N_F; ++f) lam[f] = row ? lamN[r * N_F + f] : (T)0;
         for (int j = n_steps - 1; j >= 0; --j) {
             const long long at = ((long long)j * s + r) * N_F;
@@ -111,11 +127,8 @@ extern "C" __global__ void resnet_adjoint(const T* Ys, const T* Ds, const T* A, 
                 Vs[threadIdx.x * N_F + t] = row ? Ys[at + t] : (T)0;
             }
             Rs[threadIdx.x] = rowsum;
-            for (int f = 0; f < N_F; ++f) {
-                T acc = 0;
-                for (int t = 0; t < N_F; ++t) acc += gr[t] * K_AT(A, j, f, t);
-                lam[f] = lam[f] + acc;
-            }
+            times_KT(w, gr, A, j);
+            for (int f = 0; f < N_F; ++f) lam[f] = lam[f] + w[f];
             __syncthreads();
             add_block_gradient(partials + ((long long)blockIdx.x * n_steps + j) * Q, Vs, Gs, Rs);
             __syncthreads();
@@ -145,22 +158,14 @@ extern "C" __global__ void verlet_forward(const T* Y0, const T* Z0, const T* A, 
                 for (int f = 0; f < N_IN; ++f) Ys[at_y + f] = y[f];
                 for (int t = 0; t < N_OUT; ++t) Zs[at_z + t] = z[t];
             }
-            for (int t = 0; t < N_OUT; ++t) {
-                T acc = 0;
-                for (int f = 0; f < N_IN; ++f) acc += y[f] * K_AT(A, j, f, t);
-                u[t] = acc;
-            }
+            times_K(u, y, A, j);
             for (int t = 0; t < N_OUT; ++t) {
                 T sv, ds;
                 activation(u[t] + bias, sv, ds);
                 z[t] = z[t] + (-h) * sv;
                 if (store) D1s[at_z + t] = (-h) * ds;
             }
-            for (int f = 0; f < N_IN; ++f) {
-                T acc = 0;
-                for (int t = 0; t < N_OUT; ++t) acc += z[t] * K_AT(A, j, f, t);
-                v[f] = acc;
-            }
+            times_KT(v, z, A, j);
             for (int f = 0; f < N_IN; ++f) {
                 T sv, ds;
                 activation(v[f] + bias, sv, ds);
@@ -229,7 +234,7 @@ extern "C" __global__ void verlet_adjoint(const T* Ys, const T* Zs, const T* D1s
     for (long long g = blockIdx.x; g < groups; g += gridDim.x) {
         const long long r = g * ROWS + threadIdx.x;
         const bool row = r < s;
-        T ly[N_IN], lz[N_OUT], g2[N_IN], g1[N_OUT];
+        T ly[N_IN], lz[N_OUT], g2[N_IN], g1[N_OUT], u[N_OUT], v[N_IN];
         for (int f = 0; f < N_IN; ++f) ly[f] = row ? LYN[r * N_IN + f] : (T)0;
         for (int t = 0; t < N_OUT; ++t) lz[t] = row ? LZN[r * N_OUT + t] : (T)0;
         for (int j = n_steps - 1; j >= 0; --j) {
@@ -242,20 +247,16 @@ extern "C" __global__ void verlet_adjoint(const T* Ys, const T* Zs, const T* D1s
                 G2s[threadIdx.x * N_IN + f] = g2[f];
                 Vs[threadIdx.x * N_IN + f] = row ? Ys[at_y + f] : (T)0;
             }
+            times_K(u, g2, A, j);
             for (int t = 0; t < N_OUT; ++t) {  // Lam = L_Z + G2 K, then G1 = D1 Lam
-                T acc = 0;
-                for (int f = 0; f < N_IN; ++f) acc += g2[f] * K_AT(A, j, f, t);
-                lz[t] = lz[t] + acc;
+                lz[t] = lz[t] + u[t];
                 g1[t] = row ? D1s[at_z + t] * lz[t] : (T)0;
                 rowsum += g1[t];
                 G1s[threadIdx.x * N_OUT + t] = g1[t];
                 Ws[threadIdx.x * N_OUT + t] = row ? Zs[at_z1 + t] : (T)0;
             }
-            for (int f = 0; f < N_IN; ++f) {
-                T acc = 0;
-                for (int t = 0; t < N_OUT; ++t) acc += g1[t] * K_AT(A, j, f, t);
-                ly[f] = ly[f] + acc;
-            }
+            times_KT(v, g1, A, j);
+            for (int f = 0; f < N_IN; ++f) ly[f] = ly[f] + v[f];
             Rs[threadIdx.x] = rowsum;
             __syncthreads();
             T* out = partials + ((long long)blockIdx.x * n_steps + j) * Q;
@@ -297,11 +298,7 @@ extern "C" __global__ void leapfrog_forward(const T* Y0, const T* Yprev0, const 
         if (store)
             for (int f = 0; f < N_F; ++f) Ys[r * N_F + f] = yp[f];
         for (int j = 0; j < n_steps; ++j) {
-            for (int t = 0; t < N_F; ++t) {
-                T acc = 0;
-                for (int f = 0; f < N_F; ++f) acc += y[f] * K_AT(A, j, f, t);
-                z[t] = acc;
-            }
+            times_K(z, y, A, j);
             const T bias = B_AT(theta, j);
             const long long at = ((long long)j * s + r) * N_F;
             for (int t = 0; t < N_F; ++t) {
@@ -370,7 +367,7 @@ extern "C" __global__ void leapfrog_adjoint(const T* Ys, const T* Ds, const T* A
     for (long long g = blockIdx.x; g < groups; g += gridDim.x) {
         const long long r = g * ROWS + threadIdx.x;
         const bool row = r < s;
-        T lam[N_F], lamp[N_F], gr[N_F];
+        T lam[N_F], lamp[N_F], gr[N_F], w[N_F];
         for (int f = 0; f < N_F; ++f) {
             lam[f] = row ? LN[r * N_F + f] : (T)0;
             lamp[f] = row ? LprevN[r * N_F + f] : (T)0;
@@ -385,11 +382,10 @@ extern "C" __global__ void leapfrog_adjoint(const T* Ys, const T* Ds, const T* A
                 Vs[threadIdx.x * N_F + t] = row ? Ys[at_y + t] : (T)0;
             }
             Rs[threadIdx.x] = rowsum;
+            times_KT(w, gr, A, j);
             for (int f = 0; f < N_F; ++f) {
-                T acc = 0;
-                for (int t = 0; t < N_F; ++t) acc += gr[t] * K_AT(A, j, f, t);
                 const T l = lam[f];
-                lam[f] = ((l + acc) + l) + lamp[f];
+                lam[f] = ((l + w[f]) + l) + lamp[f];
                 lamp[f] = -l;
             }
             __syncthreads();
