@@ -146,9 +146,9 @@ def _explicit_rows(transform: Any, theta: Any, Y: Any, dtheta: Any, rng: np.rand
         thetas, dthetas, gs = (xp.stack([x, *(random_like(x, rng) for _ in range(2))]) for x in (theta, dtheta, K))
         stacked = (transform.explicit(thetas), transform.explicit_jvp(thetas, dthetas),
                    transform.explicit_vjp(thetas, gs))
-        one_by_one = tuple(xp.stack(list(map(f, thetas, other))) for f, other in (
-            (lambda t, _: transform.explicit(t), thetas), (transform.explicit_jvp, dthetas),
-            (transform.explicit_vjp, gs)))
+        one_by_one = (xp.stack([transform.explicit(t) for t in thetas]),
+                      xp.stack([transform.explicit_jvp(t, d) for t, d in zip(thetas, dthetas)]),
+                      xp.stack([transform.explicit_vjp(t, g) for t, g in zip(thetas, gs)]))
         rows["explicit: stacks = rows"] = agreement(stacked, one_by_one, 1e3 * np.finfo(float).eps)
     return rows | {
         "explicit: apply": agreement(explicit_product(transform, K, Y), transform.apply(theta, Y), tol),
