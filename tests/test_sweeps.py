@@ -1,6 +1,6 @@
 """Whole sweeps in one kernel (:mod:`ocdl.kernels.sweeps`), run on the CPU through the stand-in's CUDA emulator.
 
-A ResNet, leapfrog or Verlet network with a small matrix (dense, antisymmetric, negative definite) on CuPy arrays
+A ResNet, leapfrog, Verlet or RK4 network with a small matrix (dense, antisymmetric, negative definite) on CuPy arrays
 propagates, differentiates and transposes its whole trajectory in one
 kernel each. Compared here with the per-step fused path, the plain path
 (the switch off) and NumPy; the public derivative checks pass on it; it
@@ -25,10 +25,11 @@ def _host(a):
     return ocdl.asnumpy(a).view(np.ndarray)
 
 
-STEPPERS = {"resnet": ocdl.ResNet, "leapfrog": ocdl.Leapfrog, "verlet": ocdl.Verlet}
+STEPPERS = {"resnet": ocdl.ResNet, "leapfrog": ocdl.Leapfrog, "verlet": ocdl.Verlet, "rk4": ocdl.RK4}
 # (stepper, K's shape): square and rectangular, from one row to the largest matrix a sweep takes
 SHAPES = [("resnet", (1, 1)), ("resnet", (8, 8)), ("resnet", (32, 32)), ("leapfrog", (1, 1)), ("leapfrog", (8, 8)),
-          ("leapfrog", (32, 32)), ("verlet", (1, 1)), ("verlet", (4, 3)), ("verlet", (3, 7)), ("verlet", (32, 32))]
+          ("leapfrog", (32, 32)), ("verlet", (1, 1)), ("verlet", (4, 3)), ("verlet", (3, 7)), ("verlet", (32, 32)),
+          ("rk4", (1, 1)), ("rk4", (8, 8)), ("rk4", (32, 32))]
 # matrices formed from the parameters for all steps at once (explicit_stacks): their gradients pulled back
 FORMED = {
     "antisymmetric": lambda: ocdl.Antisymmetric(ocdl.Dense(6), gamma=0.1),
@@ -76,7 +77,8 @@ ACTIVATIONS = ["tanh", "relu", ocdl.SmoothReLU(0.3), "identity"]
 # every shape with tanh, every activation on one shape of each stepper (each case compiles its own modules:
 # on a GPU's first run NVRTC takes a fraction of a second for each)
 CASES = [(stepper, shape, "tanh") for stepper, shape in SHAPES] + [
-    (stepper, shape, activation) for stepper, shape in (("resnet", (8, 8)), ("leapfrog", (8, 8)), ("verlet", (4, 3)))
+    (stepper, shape, activation)
+    for stepper, shape in (("resnet", (8, 8)), ("leapfrog", (8, 8)), ("verlet", (4, 3)), ("rk4", (8, 8)))
     for activation in ACTIVATIONS[1:]]
 
 
@@ -222,11 +224,12 @@ def test_what_the_sweep_does_not_cover_steps(device, launches):
         (ocdl.ResNet(ocdl.Layer(ocdl.Dense(33), "tanh")), True, False),
         (ocdl.Verlet(ocdl.Layer(ocdl.Dense(4, 33), "tanh")), True, False),
         (ocdl.Leapfrog(ocdl.Layer(ocdl.Dense(33), "tanh")), True, False),
-        (ocdl.RK4(dense), True, False),
+        (ocdl.RK4(ocdl.Layer(ocdl.Dense(33), "tanh")), True, False),
         (Damped(dense), True, False),
         (Started(ocdl.Layer(ocdl.Dense(4, 1), "tanh")), True, False),
         (ocdl.ResNet(dense), False, False),
         (ocdl.Verlet(dense), False, False),
+        (ocdl.RK4(dense), False, False),
         (Observed(dense), True, True),
     ]
     for stepper, on_device, swept in cases:
@@ -240,7 +243,7 @@ def test_what_the_sweep_does_not_cover_steps(device, launches):
     with fused(False):
         stepper = ocdl.ResNet(ocdl.Layer(ocdl.Dense(4), "tanh"))
         assert stepper.sweep(device.asarray(np.zeros((2, 17))), 0.5, (device.asarray(np.zeros((3, 4))),)) is None
-    assert [name for name in launches if name.startswith(("resnet_", "verlet_"))] == ["resnet_forward"] * 2
+    assert [name for name in launches if name.startswith(tuple(f"{k}_" for k in STEPPERS))] == ["resnet_forward"] * 2
     assert "dense_step" in launches  # the others took the per-step kernels
 
 

@@ -45,7 +45,7 @@ def check_stepper(
       steps (:meth:`ocdl.Network.jvp` / :meth:`~ocdl.Network.vjp`),
       including the derivative with respect to ``Y0``;
     * where the stepper runs the whole sweep in one piece on these arrays
-      (:meth:`~ocdl.steppers.Stepper.sweep`: ResNet, leapfrog and Verlet with a small
+      (:meth:`~ocdl.steppers.Stepper.sweep`: ResNet, leapfrog, Verlet and RK4 with a small
       dense layer on the GPU, or a user's), that the output, final state,
       gradients and sensitivity agree with stepping (within ``1e4`` eps).
 

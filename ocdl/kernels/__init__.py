@@ -24,8 +24,8 @@ kernels:
 Where even one launch per step is too many (a deep, narrow network: W1's
 1,024 steps, each a few microseconds of work), a stepper may run its whole
 sweep in one kernel (:meth:`ocdl.steppers.Stepper.sweep`): a
-:class:`~ocdl.steppers.ResNet`, :class:`~ocdl.steppers.Leapfrog` or
-:class:`~ocdl.steppers.Verlet` network with a small matrix (at most
+:class:`~ocdl.steppers.ResNet`, :class:`~ocdl.steppers.Leapfrog`,
+:class:`~ocdl.steppers.Verlet` or :class:`~ocdl.steppers.RK4` network with a small matrix (at most
 32 x 32: ``Dense``, or ``Antisymmetric`` or ``NegativeDefinite`` of one)
 propagates, differentiates and transposes all its steps in one kernel
 each, one thread carrying one example through every step

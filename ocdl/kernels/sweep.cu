@@ -1,5 +1,5 @@
 // Whole sweeps of networks with a small matrix, each one kernel over all N steps: the forward sweep, its tangent
-// and its adjoint, for ResNet, leapfrog and Verlet.  A thread carries one example (its rows of the state, in
+// and its adjoint, for ResNet, leapfrog, Verlet and RK4.  A thread carries one example (its rows of the state, in
 // registers) through every step, so a sweep is one launch instead of one or more per step.
 //
 // Compile-time: T, activation(z, s, ds) and common.cu (see elementwise.cu), and
@@ -53,6 +53,38 @@ __device__ __forceinline__ void add_block_gradient(T* out, const T* Vs, const T*
             for (int k = 0; k < ROWS; ++k) sum += Rs[k];
         }
         out[q] += sum;
+    }
+}
+
+// Adds one layer step's gradient over a block's rows to out: its rows of G = gr (registers) and of V (Vg at
+// `at`; zero past the last row) into shared memory, then add_block_gradient between barriers.
+__device__ __forceinline__ void add_rows_gradient(T* out, T* Vs, T* Gs, T* Rs, const T* gr, const T* Vg,
+                                                  const long long at, const bool row)
+{
+    T rowsum = 0;
+    for (int t = 0; t < N_F; ++t) {
+        rowsum += gr[t];
+        Gs[threadIdx.x * N_F + t] = gr[t];
+        Vs[threadIdx.x * N_F + t] = row ? Vg[at + t] : (T)0;
+    }
+    Rs[threadIdx.x] = rowsum;
+    __syncthreads();
+    add_block_gradient(out, Vs, Gs, Rs);
+    __syncthreads();
+}
+
+// z = db_j + dv K_j + V dK_j: the tangent of a row's product (dv in registers, V the stored row at `at`), each
+// entry summed over f in order.  Loops kept short (unroll 1, then 8): fully unrolled, nvcc spills registers for
+// 32 x 32 in float64.
+__device__ __forceinline__ void tangent_K(T* z, const T* dv, const T* Vg, const long long at, const T* A,
+                                          const T* dA, const T dbias, const int j)
+{
+#pragma unroll 1
+    for (int t = 0; t < N_F; ++t) {
+        T acc = dbias;
+#pragma unroll 8
+        for (int f = 0; f < N_F; ++f) acc += dv[f] * K_AT(A, j, f, t) + Vg[at + f] * K_AT(dA, j, f, t);
+        z[t] = acc;
     }
 }
 
@@ -119,19 +151,10 @@ extern "C" __global__ void resnet_adjoint(const T* Ys, const T* Ds, const T* A, 
         for (int f = 0; f < N_F; ++f) lam[f] = row ? lamN[r * N_F + f] : (T)0;
         for (int j = n_steps - 1; j >= 0; --j) {
             const long long at = ((long long)j * s + r) * N_F;
-            T rowsum = 0;
-            for (int t = 0; t < N_F; ++t) {
-                gr[t] = row ? Ds[at + t] * lam[t] : (T)0;
-                rowsum += gr[t];
-                Gs[threadIdx.x * N_F + t] = gr[t];
-                Vs[threadIdx.x * N_F + t] = row ? Ys[at + t] : (T)0;
-            }
-            Rs[threadIdx.x] = rowsum;
+            for (int t = 0; t < N_F; ++t) gr[t] = row ? Ds[at + t] * lam[t] : (T)0;
+            add_rows_gradient(partials + ((long long)blockIdx.x * n_steps + j) * Q, Vs, Gs, Rs, gr, Ys, at, row);
             times_KT(w, gr, A, j);
             for (int f = 0; f < N_F; ++f) lam[f] = lam[f] + w[f];
-            __syncthreads();
-            add_block_gradient(partials + ((long long)blockIdx.x * n_steps + j) * Q, Vs, Gs, Rs);
-            __syncthreads();
         }
         if (row)
             for (int f = 0; f < N_F; ++f) lam0[r * N_F + f] = lam[f];
@@ -333,14 +356,7 @@ extern "C" __global__ void leapfrog_tangent(const T* Ys, const T* Ds, const T* A
         }
         for (int j = 0; j < n_steps; ++j) {
             const long long at = ((long long)j * s + r) * N_F, at_y = at + s * N_F;  // Y_j is Ys[j + 1]
-            // Loops kept short (unroll 1, then 8): fully unrolled, nvcc spills registers for 32 x 32 in float64.
-#pragma unroll 1
-            for (int t = 0; t < N_F; ++t) {
-                T acc = B_AT(dtheta, j);
-#pragma unroll 8
-                for (int f = 0; f < N_F; ++f) acc += dy[f] * K_AT(A, j, f, t) + Ys[at_y + f] * K_AT(dA, j, f, t);
-                z[t] = acc;
-            }
+            tangent_K(z, dy, Ys, at_y, A, dA, B_AT(dtheta, j), j);
             for (int t = 0; t < N_F; ++t) {
                 const T next = ((dy[t] + Ds[at + t] * z[t]) + dy[t]) - dyp[t];
                 dyp[t] = dy[t];
@@ -374,28 +390,169 @@ extern "C" __global__ void leapfrog_adjoint(const T* Ys, const T* Ds, const T* A
         }
         for (int j = n_steps - 1; j >= 0; --j) {
             const long long at = ((long long)j * s + r) * N_F, at_y = at + s * N_F;
-            T rowsum = 0;
-            for (int t = 0; t < N_F; ++t) {
-                gr[t] = row ? Ds[at + t] * lam[t] : (T)0;
-                rowsum += gr[t];
-                Gs[threadIdx.x * N_F + t] = gr[t];
-                Vs[threadIdx.x * N_F + t] = row ? Ys[at_y + t] : (T)0;
-            }
-            Rs[threadIdx.x] = rowsum;
+            for (int t = 0; t < N_F; ++t) gr[t] = row ? Ds[at + t] * lam[t] : (T)0;
+            add_rows_gradient(partials + ((long long)blockIdx.x * n_steps + j) * Q, Vs, Gs, Rs, gr, Ys, at_y, row);
             times_KT(w, gr, A, j);
             for (int f = 0; f < N_F; ++f) {
                 const T l = lam[f];
                 lam[f] = ((l + w[f]) + l) + lamp[f];
                 lamp[f] = -l;
             }
-            __syncthreads();
-            add_block_gradient(partials + ((long long)blockIdx.x * n_steps + j) * Q, Vs, Gs, Rs);
-            __syncthreads();
         }
         if (row)
             for (int f = 0; f < N_F; ++f) {
                 L0[r * N_F + f] = lam[f];
                 Lprev0[r * N_F + f] = lamp[f];
             }
+    }
+}
+
+// ---- RK4 (ocdl.steppers.RK4) with a square K_j (N_F = N_IN = N_OUT) held over the step: four layer steps
+// X + c_i sigma(V K_j + b_j), c = (h/2, h/2, h, h/6),
+//   U1 = Y_j + c0 sigma(Y_j K_j + b_j),  U2 = Y_j + c1 sigma(U1 K_j + b_j),  U3 = Y_j + c2 sigma(U2 K_j + b_j),
+//   Y_{j+1} = X + c3 sigma(U3 K_j + b_j),  X = (((2 U2 + U1) + U3) - Y_j) / 3,
+// the stages' caches D_i = c_i sigma'(.) (the per-step order of every sum).  Ys, U1s, U2s, U3s and D0s .. D3s
+// are N x s x N_F.  X is built as the stages come (2 U2 + U1 once U2 is known), so a thread holds four rows.
+
+// z <- c sigma(z + b_j), and with store Ds[at + .] = c sigma'(z + b_j): a stage's force on a row.  The loop stays a
+// loop (unroll 1), so z lives in local memory and the other three rows in registers: with all four there, nvcc
+// spills registers for 32 x 32 in float64.
+__device__ __forceinline__ void rk4_force(T* z, const T bias, const T c, T* Ds, const long long at, const int store)
+{
+#pragma unroll 1
+    for (int t = 0; t < N_F; ++t) {
+        T sv, ds;
+        activation(z[t] + bias, sv, ds);
+        z[t] = c * sv;
+        if (store) Ds[at + t] = c * ds;
+    }
+}
+
+extern "C" __global__ void rk4_forward(const T* Y0, const T* A, const T* theta, const T h, T* Ys, T* U1s, T* U2s,
+                                       T* U3s, T* D0s, T* D1s, T* D2s, T* D3s, T* YN, const int store,
+                                       const long long s, const int n_steps)
+{
+    const T half = h * (T)0.5, sixth = h / (T)6;
+    GRID_STRIDE(r, s) {
+        T y[N_F], u[N_F], x[N_F], z[N_F];  // Y_j, the last stage U_i, the combination X, the force
+        for (int f = 0; f < N_F; ++f) y[f] = Y0[r * N_F + f];
+        for (int j = 0; j < n_steps; ++j) {
+            const T bias = B_AT(theta, j);
+            const long long at = ((long long)j * s + r) * N_F;
+            times_K(z, y, A, j);
+            rk4_force(z, bias, half, D0s, at, store);
+            for (int t = 0; t < N_F; ++t) u[t] = y[t] + z[t];
+            times_K(z, u, A, j);
+            rk4_force(z, bias, half, D1s, at, store);
+            for (int t = 0; t < N_F; ++t) {
+                const T u2 = y[t] + z[t];
+                x[t] = (T)2 * u2 + u[t];
+                if (store) {
+                    Ys[at + t] = y[t];
+                    U1s[at + t] = u[t];
+                }
+                u[t] = u2;
+            }
+            times_K(z, u, A, j);
+            rk4_force(z, bias, h, D2s, at, store);
+            for (int t = 0; t < N_F; ++t) {
+                const T u3 = y[t] + z[t];
+                x[t] = ((x[t] + u3) - y[t]) / (T)3;
+                if (store) {
+                    U2s[at + t] = u[t];
+                    U3s[at + t] = u3;
+                }
+                u[t] = u3;
+            }
+            times_K(z, u, A, j);
+            rk4_force(z, bias, sixth, D3s, at, store);
+            for (int t = 0; t < N_F; ++t) y[t] = x[t] + z[t];
+        }
+        for (int f = 0; f < N_F; ++f) YN[r * N_F + f] = y[f];
+    }
+}
+
+// The sensitivity sweep: per step the stages' tangents dU_i = dY_j + D_{i-1} (dU_{i-1} K_j + U_{i-1} dK_j + db_j)
+// (dU_0 = dY_j, U_0 = Y_j), dX = (((2 dU2 + dU1) + dU3) - dY_j) / 3, dY_{j+1} = dX + D3 (dU3 K_j + U3 dK_j + db_j).
+extern "C" __global__ void rk4_tangent(const T* Ys, const T* U1s, const T* U2s, const T* U3s, const T* D0s,
+                                       const T* D1s, const T* D2s, const T* D3s, const T* A, const T* dA,
+                                       const T* dtheta, const T* dY0, T* dYN, const long long s, const int n_steps)
+{
+    GRID_STRIDE(r, s) {
+        T dy[N_F], du[N_F], dx[N_F], z[N_F];
+        for (int f = 0; f < N_F; ++f) dy[f] = dY0[r * N_F + f];
+        for (int j = 0; j < n_steps; ++j) {
+            const T dbias = B_AT(dtheta, j);
+            const long long at = ((long long)j * s + r) * N_F;
+            tangent_K(z, dy, Ys, at, A, dA, dbias, j);
+            for (int t = 0; t < N_F; ++t) du[t] = dy[t] + D0s[at + t] * z[t];
+            tangent_K(z, du, U1s, at, A, dA, dbias, j);
+            for (int t = 0; t < N_F; ++t) {
+                const T du2 = dy[t] + D1s[at + t] * z[t];
+                dx[t] = (T)2 * du2 + du[t];
+                du[t] = du2;
+            }
+            tangent_K(z, du, U2s, at, A, dA, dbias, j);
+            for (int t = 0; t < N_F; ++t) {
+                const T du3 = dy[t] + D2s[at + t] * z[t];
+                dx[t] = ((dx[t] + du3) - dy[t]) / (T)3;
+                du[t] = du3;
+            }
+            tangent_K(z, du, U3s, at, A, dA, dbias, j);
+            for (int t = 0; t < N_F; ++t) dy[t] = dx[t] + D3s[at + t] * z[t];
+        }
+        for (int f = 0; f < N_F; ++f) dYN[r * N_F + f] = dy[f];
+    }
+}
+
+// The adjoint sweep from lam_N = lamN down to lam_0 = lam0, the stages' transposes backward (L = lam_{j+1}, l_i
+// the cotangent of U_i):
+//   G3 = D3 L,    l3 = L/3 + G3 K_j^T,       G2 = D2 l3,   l2 = 2 (L/3) + G2 K_j^T,
+//   G1 = D1 l2,   l1 = L/3 + G1 K_j^T,       G0 = D0 l1,   lam_j = (((l1 + l2) + l3) - L/3) + G0 K_j^T,
+//   g_j = U3^T G3 + U2^T G2 + U1^T G1 + Y_j^T G0 and the sums of the G's entries, in that order;
+// partial sums per block as in resnet_adjoint.  A thread holds four rows: L/3, l3, l2 (then l1), G.
+extern "C" __global__ void rk4_adjoint(const T* Ys, const T* U1s, const T* U2s, const T* U3s, const T* D0s,
+                                       const T* D1s, const T* D2s, const T* D3s, const T* A, const T* lamN, T* lam0,
+                                       T* partials, const long long s, const int n_steps)
+{
+    __shared__ T Vs[ROWS * N_F];
+    __shared__ T Gs[ROWS * N_F];
+    __shared__ T Rs[ROWS];
+    const long long groups = (s + ROWS - 1) / ROWS;
+    for (long long g = blockIdx.x; g < groups; g += gridDim.x) {
+        const long long r = g * ROWS + threadIdx.x;
+        const bool row = r < s;
+        T lam[N_F], l3[N_F], l2[N_F], gr[N_F];
+        for (int f = 0; f < N_F; ++f) lam[f] = row ? lamN[r * N_F + f] : (T)0;
+        for (int j = n_steps - 1; j >= 0; --j) {
+            const long long at = ((long long)j * s + r) * N_F;
+            T* out = partials + ((long long)blockIdx.x * n_steps + j) * Q;
+            for (int t = 0; t < N_F; ++t) {
+                gr[t] = row ? D3s[at + t] * lam[t] : (T)0;
+                lam[t] = lam[t] / (T)3;  // from here on lam holds L/3
+            }
+            add_rows_gradient(out, Vs, Gs, Rs, gr, U3s, at, row);
+            times_KT(l3, gr, A, j);
+            for (int f = 0; f < N_F; ++f) l3[f] = lam[f] + l3[f];
+            for (int t = 0; t < N_F; ++t) gr[t] = row ? D2s[at + t] * l3[t] : (T)0;
+            add_rows_gradient(out, Vs, Gs, Rs, gr, U2s, at, row);
+            times_KT(l2, gr, A, j);
+            for (int f = 0; f < N_F; ++f) l2[f] = (T)2 * lam[f] + l2[f];
+            for (int t = 0; t < N_F; ++t) gr[t] = row ? D1s[at + t] * l2[t] : (T)0;
+            add_rows_gradient(out, Vs, Gs, Rs, gr, U1s, at, row);
+            for (int f = 0; f < N_F; ++f) {  // times_KT's sums, one entry at a time: l1 into l2, the sum into l3
+                T acc = 0;
+                for (int t = 0; t < N_F; ++t) acc += gr[t] * K_AT(A, j, f, t);
+                const T l1 = lam[f] + acc;
+                l3[f] = ((l1 + l2[f]) + l3[f]) - lam[f];
+                l2[f] = l1;
+            }
+            for (int t = 0; t < N_F; ++t) gr[t] = row ? D0s[at + t] * l2[t] : (T)0;
+            add_rows_gradient(out, Vs, Gs, Rs, gr, Ys, at, row);
+            times_KT(l2, gr, A, j);
+            for (int f = 0; f < N_F; ++f) lam[f] = l3[f] + l2[f];
+        }
+        if (row)
+            for (int f = 0; f < N_F; ++f) lam0[r * N_F + f] = lam[f];
     }
 }

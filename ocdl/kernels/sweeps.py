@@ -1,4 +1,4 @@
-r"""Whole sweeps in one kernel: ResNet, leapfrog and Verlet networks with a small matrix on CuPy arrays.
+r"""Whole sweeps in one kernel: ResNet, leapfrog, Verlet and RK4 networks with a small matrix on CuPy arrays.
 
 A deep, narrow network on the GPU (the issue's W1: 1,024 steps of
 ``4000 x 8`` states) is bound by kernel launches and by Python, not by the
@@ -24,6 +24,11 @@ blocks afterwards, in a fixed order.
   :math:`\Lambda = L_Z + G_2 K_j`, :math:`G_1 = D_{1,j} \odot \Lambda`,
   :math:`L_Y \leftarrow L_Y + G_1 K_j^T`, :math:`L_Z \leftarrow \Lambda`,
   :math:`g_j = (G_2^T Z_{j+1} + Y_j^T G_1,\ \text{the sums of } G_1, G_2)`.
+
+* :class:`~ocdl.steppers.RK4`: its four layer steps :math:`U_i = Y_j + c_{i-1}\sigma(U_{i-1} K_j + b_j)`
+  (:math:`U_0 = Y_j`, :math:`c = (h/2, h/2, h, h/6)`) and
+  :math:`Y_{j+1} = \tfrac13 (2U_2 + U_1 + U_3 - Y_j) + \tfrac h6 \sigma(U_3 K_j + b_j)`, their tangents
+  forward and their transposes backward, as :meth:`ocdl.steppers.RK4.step_jvp` and ``step_vjp`` chain them.
 
 Every step's matrix :math:`K_j = K(\theta_j)` is formed before a sweep, all
 at once: it is ``theta`` itself where the parameters are the matrix
@@ -222,6 +227,25 @@ class VerletSweep(_Sweep):
         return (a["Y"][j], a["Z"][j]), (a["Z"][j + 1], a["D1"][j], a["D2"][j])
 
 
+class RK4Sweep(_Sweep):
+    r"""An RK4 network's forward sweep: ``arrays["Y"][j]`` is :math:`Y_j`, ``arrays["U1"][j]`` ..
+    ``arrays["U3"][j]`` its stages and ``arrays["D0"][j]`` .. ``arrays["D3"][j]`` their derivatives
+    :math:`c_i \sigma'(\cdot)` (``N x s x n`` each); ``final_state`` is :math:`(Y_N,)`. Built by :func:`rk4`."""
+
+    kind = "rk4"
+
+    @staticmethod
+    def shapes(n_steps, state0):
+        (Y0,) = state0
+        return {name: (n_steps, *Y0.shape) for name in ("Y", "U1", "U2", "U3", "D0", "D1", "D2", "D3")}
+
+    def record(self, j: int) -> tuple[tuple, Any]:
+        """``((Y_j,), ((U1, U2, U3), (D0, D1, D2, D3)))`` of step ``j``, as :meth:`ocdl.steppers.RK4.step` gives
+        them."""
+        a = self.arrays
+        return (a["Y"][j],), (tuple(a[f"U{i}"][j] for i in (1, 2, 3)), tuple(a[f"D{i}"][j] for i in range(4)))
+
+
 def _sweep(cls, layer, theta_steps, h: float, state0: tuple, store: bool):
     """The forward sweep of ``cls``'s stepper from ``state0`` in one kernel, or ``None`` where it does not
     apply: the plan of the per-step kernels, small matrices formed for all steps at once (square for a
@@ -264,3 +288,9 @@ def verlet(layer, theta_steps, h: float, state0: tuple, store: bool = True) -> V
     r"""The forward sweep of the Verlet network (see the module docstring) in one kernel, or ``None``, as
     :func:`resnet`."""
     return _sweep(VerletSweep, layer, theta_steps, h, state0, store)
+
+
+def rk4(layer, theta_steps, h: float, Y0, store: bool = True) -> RK4Sweep | None:
+    r"""The forward sweep of classical RK4 on :math:`\dot Y = \sigma(Y K_j + b_j)` (:class:`~ocdl.steppers.RK4`,
+    four layer steps a step) in one kernel, or ``None``, as :func:`resnet`."""
+    return _sweep(RK4Sweep, layer, theta_steps, h, (Y0,), store)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .._workspace import step_empty
 from ..backend import get_array_module
+from ..kernels import sweeps
 from ..stability import layer_growth_diagnosis
 from .base import LayerStepper
 
@@ -88,6 +89,10 @@ class RK4(LayerStepper):
         lam_Y, g = self.layer.step_vjp(theta, Y, D0, lam_U1, lam_Y)
         gtheta += g
         return (lam_Y,), gtheta
+
+    def sweep(self, theta_steps, h, state0, store=True):
+        """On the GPU, with a small matrix, the whole sweep in one kernel (:func:`ocdl.kernels.sweeps.rk4`)."""
+        return sweeps.rk4(self.layer, theta_steps, h, state0[0], store) if self._steps_as(RK4) else None
 
     def diagnose(self, state, theta, h):
         r""":math:`\max \operatorname{Re}\lambda` of the force's Jacobian at the step's input (positive:
