@@ -21,7 +21,8 @@ With ``--device gpu`` (``gpu.py``) ocdl runs on CuPy and PyTorch on CUDA, in
 float32 twice (TF32 off: ``torch``; on: ``torch-tf32``); the limit of each
 case is the memory bandwidth of a fused sweep instead of the CPU roofline,
 and the records carry ``device`` (GPU, driver, CUDA, CuPy) and ``tf32``. A
-case that runs out of GPU memory is recorded with its ``error`` and skipped.
+case that runs out of GPU memory, or fails otherwise (a kernel that does not compile there), is
+recorded with its ``error`` and skipped; the others run.
 ocdl runs once per setting of its fused GPU kernels (``--kernels``; on the
 GPU both, ``fused`` and ``plain``, by default), each record saying which
 (``kernels``), and the issue's targets are printed below the table and
@@ -40,6 +41,7 @@ import json
 import os
 import sys
 import time
+import traceback
 import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -248,9 +250,9 @@ def main(argv=None) -> list[dict]:
                             with kernel_setting(kernels):
                                 rec = _measure(lib, wl, stepper, dtype, args)
                         except Exception as err:
-                            if not (on_gpu and gpu.is_out_of_memory(err)):
+                            if not on_gpu:
                                 raise
-                            errors[variant] = f"out of memory: {' '.join(str(err).split())}"
+                            errors[variant] = _failure(err)
                             print(f"{wl.name} {stepper} {dtype.name} {library_name(lib, kernels)}: {errors[variant]}",
                                   flush=True)
                             continue
@@ -328,6 +330,18 @@ def _write(records: list[dict], json_path: str | None, plot_path: str | None) ->
 
 TIMES = ("forward_s", "gradient_s", "gn_matvec_s")
 ROOFLINES = ("roofline_s", "roofline_gradient_s", "roofline_gn_matvec_s")
+
+
+def _failure(err: Exception) -> str:
+    """A GPU case's failure as one line for its record: out of memory, or (a kernel that does not compile or
+    launch on this device, a peer's API that differs) the exception, its traceback on stderr. The run goes on
+    with the other cases: a GPU session's few minutes measure what they can."""
+    import gpu
+
+    if gpu.is_out_of_memory(err):
+        return f"out of memory: {' '.join(str(err).split())}"
+    traceback.print_exception(type(err), err, err.__traceback__)
+    return f"{type(err).__name__}: {' '.join(str(err).split())[:300]}"
 
 
 def _times(rec: dict) -> dict:
