@@ -468,6 +468,50 @@ def test_gpu_scripts_quick_mode_stops_table1_at_its_limit_and_resumes_it(tmp_pat
     assert set(json.loads((out / "tta_gpu.json").read_text())["methods"]) >= {"bcd", "adam"}
 
 
+# A stand-in for `python benchmarks/launch.py -m ocdl train ...`: fails at once with the fused kernels (as a kernel
+# that does not compile on a device would), else writes the run's results.json; logs each call's setting.
+FAKE_TRAIN = """
+import json, os, sys
+args = sys.argv[1:]
+run = args[args.index("--out") + 1] if "--out" in args else args[args.index("--resume") + 1]
+fused = os.environ.get("OCDL_FUSED_KERNELS", "1") != "0"
+os.makedirs(run, exist_ok=True)
+with open(os.path.join(os.path.dirname(run), "calls.log"), "a") as log:
+    log.write(("fused " if fused else "plain ") + ("resume" if "--resume" in args else "start") + "\\n")
+if fused:
+    open(os.path.join(run, "checkpoint.h5"), "w").close()  # the run's first iterations, then the kernel fails
+    sys.exit("CompileException: stand-in")
+json.dump({"finished": True}, open(os.path.join(run, "results.json"), "w"))
+"""
+
+
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash and timeout")
+def test_table1_run_that_fails_with_the_fused_kernels_continues_on_the_plain_path(tmp_path):
+    """gpu_lib.sh's table1: a run that fails with the fused kernels (not at its time limit) is continued with
+    OCDL_FUSED_KERNELS=0, and so are the script's later runs; one that fails on the plain path is not retried."""
+    fake = tmp_path / "fake_train.py"
+    fake.write_text(FAKE_TRAIN)
+    runs = tmp_path / "runs"
+    script = f"""
+        BUDGET=300 GPU_RUNS={runs} OUT={tmp_path / "out"}
+        source {os.path.join(BENCH, "gpu_lib.sh")}
+        LAUNCH=({sys.executable} {fake})
+        table1 resnet 100; echo "resnet: $?"
+        table1 verlet 100; echo "verlet: $?"
+        TRAIN_ENV=(env OCDL_FUSED_KERNELS=1)  # failing on the path named: no second try
+        table1 antisymmetric 100; echo "antisymmetric: $?"
+    """
+    env = {key: value for key, value in os.environ.items() if key not in ("GPU_SESSION_QUICK", "GPU_RUNS")}
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert "resnet: 0" in proc.stdout and "verlet: 0" in proc.stdout, proc.stdout + proc.stderr
+    assert "antisymmetric: 1" in proc.stdout, proc.stdout
+    assert "table1 resnet: failed with the fused kernels (exit status 1); continued on the plain path" in proc.stdout
+    assert (runs / "calls.log").read_text().split("\n")[:-1] == [
+        "fused start", "plain resume", "plain start", "fused start"]
+    assert (runs / "resnet" / "results.json").exists() and (runs / "verlet" / "results.json").exists()
+    assert not (runs / "antisymmetric" / "results.json").exists()
+
+
 @pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash and timeout")
 def test_cpu_table1_stops_at_its_limit_and_resumes_from_its_archive(tmp_path, mnist_files):
     """``cpu_table1.sh`` with ``GPU_SESSION_QUICK=1``: Table 1's run on the CPU is stopped by its time limit with a
