@@ -15,6 +15,7 @@
 #   GPU_TABLE1_DTYPE     Table 1's dtype (float32)
 #   GPU_TABLE1_QUICK_ITERATIONS  iterations per level of the quick mode's Table 1 runs (25)
 #   GPU_TESTS            what pytest -m gpu runs (tests)
+#   GPU_TEST_WORKERS     pytest-xdist processes for pytest -m gpu, where xdist imports (8)
 # shellcheck disable=SC2034  # the variables are the sourcing scripts'
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1

@@ -31,7 +31,8 @@ The CUDA subset
 Kernels are declared one per declaration, ``extern "C" __global__ void NAME(TYPE name, ...)``
 (``__launch_bounds__(...)`` may follow ``void``), their parameter types being arithmetic types or
 pointers to them, through ``typedef``s of the code or not (``const T* __restrict__ x``, ``T a``,
-``int n``, ``long long n``).
+``int n``, ``long long n``). A kernel in a branch that the preprocessor leaves out (``#ifdef``,
+``#if``) is not in the module, as with NVRTC; each name appears once in the file.
 
 Launches
 --------
@@ -426,6 +427,7 @@ class _KernelSource:
     line: int  # of the signature in the code, from 1
     barriers: bool  # whether it may call __syncthreads (then its threads run as fibers)
     shared: tuple[str, ...] = ()  # the C++ sizes of its __shared__ arrays ("sizeof(T) * (ROWS * N)")
+    end: int = 0  # the offset in the code after its body's closing brace (its trampoline goes there)
 
 
 def _without_comments(code: str) -> str:
@@ -472,7 +474,7 @@ def _parse(code: str) -> dict[str, _KernelSource]:
         shared = tuple(f"sizeof({kind}) * " + " * ".join(f"({d})" for d in re.findall(r"\[([^\]]+)\]", dims))
                        for kind, dims in _SHARED.findall(text[start:end]))
         kernels[name] = _KernelSource(name, parameters, text.count("\n", 0, match.start()) + 1,
-                                      barriers_outside or "__syncthreads" in text[start:end], shared)
+                                      barriers_outside or "__syncthreads" in text[start:end], shared, end)
     return kernels
 
 
@@ -505,8 +507,14 @@ def _trampoline(kernel: _KernelSource) -> str:
 
 
 def _source(code: str, kernels: dict[str, _KernelSource]) -> str:
-    trampolines = "".join(_trampoline(kernel) for kernel in kernels.values())
-    return f'{_PRELUDE}#line 1 "{SOURCE_NAME}"\n{code}\n{trampolines}'
+    """The prelude, then ``code`` with each kernel's trampoline right after its body: inside the same ``#if``
+    branches, so that a kernel the preprocessor leaves out has none (and the lines after it keep theirs)."""
+    parts, done = [f'{_PRELUDE}#line 1 "{SOURCE_NAME}"\n'], 0
+    for kernel in sorted(kernels.values(), key=lambda k: k.end):
+        line = code.count("\n", 0, kernel.end) + 1
+        parts += [code[done:kernel.end], "\n", _trampoline(kernel), f'#line {line} "{SOURCE_NAME}"\n']
+        done = kernel.end
+    return "".join(parts) + code[done:] + "\n"
 
 
 def _gxx_options(options) -> list[str]:
@@ -606,6 +614,8 @@ class RawModule:
             path = _compile(_source(self.code, kernels), _gxx_options(self.options))
             if path not in _LIBRARIES:
                 _LIBRARIES[path] = ctypes.CDLL(path)
+            # the kernels the preprocessor kept (those in an inactive #if branch have no trampoline)
+            kernels = {name: k for name, k in kernels.items() if hasattr(_LIBRARIES[path], f"ocdl_launch_{name}")}
             for name in kernels:  # as a GPU loads the module: every kernel within the static limit
                 used = ctypes.c_longlong.in_dll(_LIBRARIES[path], f"ocdl_shared_bytes_{name}").value
                 if used > MAX_STATIC_SHARED_BYTES:

@@ -526,3 +526,30 @@ def test_a_kernel_over_the_static_shared_memory_limit_fails_to_compile():
     np.testing.assert_array_equal(np.asarray(out), np.arange(64.0) + 1)
     with pytest.raises(cuda_emulator.CompileError, match=r"two_arrays uses too much shared data \(50176 bytes"):
         cuda_emulator.RawModule(code=SHARED_ARRAYS, options=("-DN=48",)).compile()
+
+
+CONDITIONAL = """
+#ifdef FIRST
+extern "C" __global__ void first(double* y) { y[threadIdx.x] = 1; }
+#else
+extern "C" __global__ void second(double* y) { y[threadIdx.x] = 2; }
+#endif
+extern "C" __global__ void always(double* y) {
+    y[threadIdx.x] = undeclared_unless_first;
+}
+"""
+
+
+def test_kernels_in_branches_the_preprocessor_leaves_out_are_not_in_the_module():
+    """As NVRTC compiles a module: a kernel in an inactive #if branch is not there (get_function fails, naming
+    the kernels that are); the others run, and a compile error after the branch gives its line in the source."""
+    y = np.zeros(4).view(standin_cupy.StandInArray)
+    module = cuda_emulator.RawModule(code=CONDITIONAL, options=("-DFIRST", "-Dundeclared_unless_first=3"))
+    module.get_function("first")((1,), (4,), (y,))
+    np.testing.assert_array_equal(np.asarray(y), 1.0)
+    module.get_function("always")((1,), (4,), (y,))
+    np.testing.assert_array_equal(np.asarray(y), 3.0)
+    with pytest.raises(RuntimeError, match=r"no kernel named 'second' in the code \(its kernels: first, always\)"):
+        module.get_function("second")
+    with pytest.raises(cuda_emulator.CompileError, match=r"kernel\.cu:8:\d+: error: .undeclared_unless_first. was"):
+        cuda_emulator.RawModule(code=CONDITIONAL).compile()

@@ -6,7 +6,9 @@
 //   N_IN, N_OUT  the matrices K_j (N_IN x N_OUT, row-major; at most 32 x 32),
 //   A_STRIDE     numbers from K_j to K_{j+1} in the array A of the matrices (and dA of their directions),
 //   P_THETA      numbers per step of theta, the N x P_THETA row-major view of the parameters (b_j last),
-//   ROWS         threads per block: the rows of a block (the adjoints' partial sums are over them).
+//   ROWS         threads per block: the rows of a block (the adjoints' partial sums are over them),
+//   SWEEP_RESNET, SWEEP_LEAPFROG, SWEEP_VERLET or SWEEP_RK4: the stepper whose three kernels the module holds
+//                (a module compiles only the kernels it runs).
 // A is theta itself where the parameters are the matrix (Dense: A_STRIDE = P_THETA), else the stack of the
 // explicit matrices (A_STRIDE = N_IN N_OUT).  The stored states and caches are step-major, N x s x width:
 // X[j] is step j's.  The adjoints' gradients are in K_j's entries, then b_j (Q numbers a step).  Every kernel
@@ -36,8 +38,7 @@ __device__ __forceinline__ void times_KT(T* v, const T* z, const T* A, const int
     }
 }
 
-// ---- ResNet, Y_{j+1} = Y_j + h sigma(Y_j K_j + b_j) with a square K_j (N_F = N_IN = N_OUT):
-// Ys[j] = Y_j, Ds[j] = D_j = h sigma'(Y_j K_j + b_j).
+// ---- What the steppers with a square K_j (N_F = N_IN = N_OUT) share: ResNet, leapfrog and RK4.
 #define N_F N_IN
 
 // Adds the gradient of step j over a block's rows to out (Q numbers): Y_j^T G_j in K_j's layout, then the bias
@@ -87,6 +88,9 @@ __device__ __forceinline__ void tangent_K(T* z, const T* dv, const T* Vg, const 
         z[t] = acc;
     }
 }
+
+#ifdef SWEEP_RESNET
+// ---- ResNet, Y_{j+1} = Y_j + h sigma(Y_j K_j + b_j): Ys[j] = Y_j, Ds[j] = D_j = h sigma'(Y_j K_j + b_j).
 
 // Y_{j+1} = Y_j + h sigma(Y_j K_j + b_j) from Y0 to YN; with store, Ys[j] = Y_j and Ds[j] = h sigma'(...).
 extern "C" __global__ void resnet_forward(const T* Y0, const T* A, const T* theta, const T h, T* Ys, T* Ds, T* YN,
@@ -161,6 +165,9 @@ extern "C" __global__ void resnet_adjoint(const T* Ys, const T* Ds, const T* A, 
     }
 }
 
+#endif
+
+#ifdef SWEEP_VERLET
 // ---- Verlet (the paper's eq. 4.17) with K_j of size N_IN x N_OUT: the state (Y_j, Z_j), rows of widths N_IN, N_OUT,
 //   Z_{j+1} = Z_j - h sigma(Y_j K_j + b_j),          D1_j = -h sigma'(Y_j K_j + b_j),
 //   Y_{j+1} = Y_j + h sigma(Z_{j+1} K_j^T + b_j),    D2_j =  h sigma'(Z_{j+1} K_j^T + b_j).
@@ -303,6 +310,9 @@ extern "C" __global__ void verlet_adjoint(const T* Ys, const T* Zs, const T* D1s
     }
 }
 
+#endif
+
+#ifdef SWEEP_LEAPFROG
 // ---- Leapfrog (the paper's eq. 4.16) with a square K_j (N_F = N_IN = N_OUT): the state (Y_j, Y_{j-1}),
 //   Y_{j+1} = (Y_j + h^2 sigma(Y_j K_j + b_j)) + Y_j - Y_{j-1},   D_j = h^2 sigma'(Y_j K_j + b_j)
 // (the per-step order: the layer step, then + Y_j, then - Y_{j-1}).  Ys is (N + 1) x s x N_F with Ys[0] =
@@ -407,6 +417,9 @@ extern "C" __global__ void leapfrog_adjoint(const T* Ys, const T* Ds, const T* A
     }
 }
 
+#endif
+
+#ifdef SWEEP_RK4
 // ---- RK4 (ocdl.steppers.RK4) with a square K_j (N_F = N_IN = N_OUT) held over the step: four layer steps
 // X + c_i sigma(V K_j + b_j), c = (h/2, h/2, h, h/6),
 //   U1 = Y_j + c0 sigma(Y_j K_j + b_j),  U2 = Y_j + c1 sigma(U1 K_j + b_j),  U3 = Y_j + c2 sigma(U2 K_j + b_j),
@@ -556,3 +569,4 @@ extern "C" __global__ void rk4_adjoint(const T* Ys, const T* U1s, const T* U2s, 
             for (int f = 0; f < N_F; ++f) lam0[r * N_F + f] = lam[f];
     }
 }
+#endif

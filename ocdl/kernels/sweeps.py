@@ -55,22 +55,10 @@ from .compile import MAX_BLOCKS, MAX_PARTIAL_BLOCKS, function
 from .layer_steps import _SHARED_BYTES, _plan
 
 #: Threads (rows) per block of the sweep kernels: small blocks spread a few thousand rows over many SMs (half
-#: as many where the shared memory would overflow, :func:`sizes`).
+#: as many where the adjoint's shared memory would overflow, :meth:`_Sweep.sizes`).
 ROWS = 64
 #: Bytes the adjoint's partial sums may take at least (more where the states take more).
 _PARTIAL_BYTES = 1 << 26
-
-
-def sizes(transform, dtype: Any) -> dict:
-    """The compile-time sizes of ``sweep.cu`` for ``transform``'s matrices in ``dtype``: their shape; the
-    stride of the matrices (in ``theta`` itself where the parameters are the matrix, else in the stack of
-    explicit forms); ``theta``'s numbers per step; and :data:`ROWS` rows a block, or half as many where the
-    Verlet adjoint's shared arrays (``2 (n_in + n_out) + 1`` numbers a row) would pass CUDA's static limit
-    (one module holds every kernel of the file)."""
-    n_in, n_out, p = transform.n_in, transform.n_out, transform.n_params + 1
-    shared = ROWS * (2 * (n_in + n_out) + 1) * np.dtype(dtype).itemsize
-    return {"N_IN": n_in, "N_OUT": n_out, "A_STRIDE": p if transform.explicit_is_theta else n_in * n_out,
-            "P_THETA": p, "ROWS": ROWS if shared <= _SHARED_BYTES else ROWS // 2}
 
 
 class _Sweep:
@@ -90,8 +78,26 @@ class _Sweep:
     def __init__(self, plan, n_steps: int, arrays: dict | None, final_state: tuple) -> None:
         self._plan, self.n_steps, self.final_state = plan, n_steps, final_state
         self.arrays = arrays  # the stored states and caches by name (None: a sweep that keeps nothing)
-        self._sizes = sizes(plan.transform, plan.dtype)
+        self._sizes = self.sizes(plan.transform, plan.dtype)
         self.rows = self._sizes["ROWS"]
+
+    @staticmethod
+    def shared_per_row(n_in: int, n_out: int) -> int:
+        """Numbers the adjoint kernel keeps in shared memory per row: a row of the layer's input and of its
+        :math:`G`, and the row's sum of :math:`G`."""
+        return 2 * n_in + 1
+
+    @classmethod
+    def sizes(cls, transform, dtype: Any) -> dict:
+        """The compile-time sizes of this stepper's kernels in ``sweep.cu`` for ``transform``'s matrices in
+        ``dtype``: their shape; the stride of the matrices (in ``theta`` itself where the parameters are the
+        matrix, else in the stack of explicit forms); ``theta``'s numbers per step; :data:`ROWS` rows a block,
+        or half as many where the adjoint's shared arrays (:meth:`shared_per_row`) would pass CUDA's static
+        limit; and the stepper (``SWEEP_RESNET``, ...: a module holds its three kernels alone)."""
+        n_in, n_out, p = transform.n_in, transform.n_out, transform.n_params + 1
+        shared = ROWS * cls.shared_per_row(n_in, n_out) * np.dtype(dtype).itemsize
+        return {"N_IN": n_in, "N_OUT": n_out, "A_STRIDE": p if transform.explicit_is_theta else n_in * n_out,
+                "P_THETA": p, "ROWS": ROWS if shared <= _SHARED_BYTES else ROWS // 2, f"SWEEP_{cls.kind.upper()}": 1}
 
     @staticmethod
     def shapes(n_steps: int, state0: tuple) -> dict:
@@ -214,6 +220,12 @@ class VerletSweep(_Sweep):
 
     kind = "verlet"
     square = False
+
+    @staticmethod
+    def shared_per_row(n_in, n_out):
+        """Rows of :math:`Y_j`, :math:`G_2` (``n_in`` each), :math:`Z_{j+1}`, :math:`G_1` (``n_out`` each) and
+        the row's sum of both."""
+        return 2 * (n_in + n_out) + 1
 
     @staticmethod
     def shapes(n_steps, state0):  # Z_0 .. Z_N: the cache of step j holds Z_{j+1}
