@@ -507,9 +507,10 @@ def _trampoline(kernel: _KernelSource) -> str:
 
 
 def _source(code: str, kernels: dict[str, _KernelSource]) -> str:
-    """The prelude, then ``code`` with each kernel's trampoline right after its body: inside the same ``#if``
-    branches, so that a kernel the preprocessor leaves out has none (and the lines after it keep theirs)."""
-    parts, done = [f'{_PRELUDE}#line 1 "{SOURCE_NAME}"\n'], 0
+    """``code`` with each kernel's trampoline right after its body (compiled after the prelude): inside the
+    same ``#if`` branches, so that a kernel the preprocessor leaves out has none (and the lines after it keep
+    theirs)."""
+    parts, done = [f'#line 1 "{SOURCE_NAME}"\n'], 0
     for kernel in sorted(kernels.values(), key=lambda k: k.end):
         line = code.count("\n", 0, kernel.end) + 1
         parts += [code[done:kernel.end], "\n", _trampoline(kernel), f'#line {line} "{SOURCE_NAME}"\n']
@@ -548,24 +549,28 @@ def cache_folder() -> str:
 
 
 def _compile(source: str, options: list[str]) -> str:
-    """The path of the library of ``source`` in the cache, compiling it if it is not there."""
+    """The path of the library of ``source`` (compiled after the prelude) in the cache, compiling it if it is
+    not there."""
     gxx, version = _gxx()
     flags = [*GXX_FLAGS, *options]
-    key = hashlib.sha256("\0".join([source, *flags, version]).encode()).hexdigest()[:32]
+    key = hashlib.sha256("\0".join([_PRELUDE + source, *flags, version]).encode()).hexdigest()[:32]
     folder = cache_folder()
     path = os.path.join(folder, f"{key}.so")
     if os.path.exists(path):
         return path
     os.makedirs(folder, exist_ok=True)
+    prelude = _precompiled_prelude(gxx, version, flags, folder)
     partial = os.path.join(folder, f"{key}.{os.getpid()}.{uuid.uuid4().hex}")
     try:
         with open(f"{partial}.cpp", "w", encoding="utf-8") as file:
             file.write(source)
-        result = subprocess.run([gxx, *flags, "-x", "c++", f"{partial}.cpp", "-o", f"{partial}.so"],
-                                capture_output=True, text=True)
+        result = subprocess.run([gxx, *flags, "-include", prelude, "-x", "c++", f"{partial}.cpp", "-o",
+                                 f"{partial}.so"], capture_output=True, text=True)
         if result.returncode != 0:
             raise CompileError(f"g++ could not compile the kernel source:\n{result.stderr.replace(partial, key)}")
-        os.replace(f"{partial}.cpp", os.path.join(folder, f"{key}.cpp"))  # beside the library, to read
+        with open(f"{partial}.cpp", "w", encoding="utf-8") as file:  # the whole source beside the library, to read
+            file.write(_PRELUDE + source)
+        os.replace(f"{partial}.cpp", os.path.join(folder, f"{key}.cpp"))
         os.replace(f"{partial}.so", path)
     finally:
         for leftover in (f"{partial}.cpp", f"{partial}.so"):
@@ -573,6 +578,32 @@ def _compile(source: str, options: list[str]) -> str:
                 os.remove(leftover)
     COMPILES.append(path)
     return path
+
+
+def _precompiled_prelude(gxx: str, version: str, flags: list[str], folder: str) -> str:
+    """The prelude as a header in the cache with its precompiled form beside it (``.gch``, for these flags),
+    which every library includes: g++ then parses the prelude's system headers once, not once per library
+    (0.35 s instead of 0.8 s for a small kernel file). Written atomically; where the ``.gch`` is missing or
+    does not fit, g++ reads the header itself."""
+    compile_flags = [flag for flag in flags if flag != "-shared"]
+    key = hashlib.sha256("\0".join([_PRELUDE, *compile_flags, version]).encode()).hexdigest()[:32]
+    header = os.path.join(folder, f"prelude-{key}.h")
+    if os.path.exists(f"{header}.gch"):
+        return header
+    partial = f"{header}.{os.getpid()}.{uuid.uuid4().hex}"
+    try:
+        with open(f"{partial}.h", "w", encoding="utf-8") as file:
+            file.write(_PRELUDE)
+        os.replace(f"{partial}.h", header)
+        result = subprocess.run([gxx, *compile_flags, "-x", "c++-header", header, "-o", f"{partial}.gch"],
+                                capture_output=True, text=True)
+        if result.returncode == 0:
+            os.replace(f"{partial}.gch", f"{header}.gch")
+    finally:
+        for leftover in (f"{partial}.h", f"{partial}.gch"):
+            if os.path.exists(leftover):
+                os.remove(leftover)
+    return header
 
 
 class _CParameter(ctypes.Structure):
