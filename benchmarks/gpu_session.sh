@@ -45,7 +45,7 @@ session() {
     if [ "$QUICK" = 1 ]; then
         tests_limit=60 cpu_limit=30 bench_limit=60 soft_limit=50 cpu_quick=(--quick) gpu_quick=(--quick --torch-device cpu)
     fi
-    # NVRTC compiles about 130 modules on a fresh machine (~60 s of nvcc here, one process): with pytest-xdist
+    # NVRTC compiles about 180 modules on a fresh machine (about a minute of nvcc here, one process): with pytest-xdist
     # (in the GPU machine's image) GPU_TEST_WORKERS processes share the GPU and compile in parallel
     local workers=()
     "$PYTHON" -c "import xdist" 2>/dev/null && workers=(-n "${GPU_TEST_WORKERS:-8}")
