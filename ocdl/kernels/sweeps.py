@@ -65,8 +65,9 @@ class _Sweep:
     """What the sweeps of every stepper share: the stored arrays, the kernels, the derivative sweeps.
 
     A stepper's sweep names its kernels (``kind``: ``KIND_forward``, ``KIND_tangent``, ``KIND_adjoint`` of
-    ``sweep.cu``, in its section ``SWEEP_KIND``, a module of their own), the arrays its forward sweep stores (:meth:`shapes`, in the kernels' order), the factor
-    of its layer steps (:meth:`factor`) and how a step's state and cache are read off them (:meth:`record`).
+    ``sweep.cu``, in its section ``SWEEP_KIND``, a module of their own), the arrays its forward sweep stores
+    (:meth:`shapes`, in the kernels' order), the factor of its layer steps (:meth:`factor`) and how a step's
+    state and cache are read off them (:meth:`record`).
     The kernels take, in order: forward ``(*state_0, A, theta, factor, *stored, *state_N, store)``, tangent
     ``(*stored, A, dA, dtheta, *dstate_0, *dstate_N)``, adjoint ``(*stored, A, *lam_N, *lam_0, partials)``,
     each followed by ``(s, n_steps)``.
