@@ -562,14 +562,12 @@ def _compile(source: str, options: list[str]) -> str:
     prelude = _precompiled_prelude(gxx, version, flags, folder)
     partial = os.path.join(folder, f"{key}.{os.getpid()}.{uuid.uuid4().hex}")
     try:
-        with open(f"{partial}.cpp", "w", encoding="utf-8") as file:
-            file.write(source)
+        with open(f"{partial}.cpp", "w", encoding="utf-8") as file:  # kept beside the library, to read
+            file.write(f"// compiled after {os.path.basename(prelude)} (g++ -include)\n{source}")
         result = subprocess.run([gxx, *flags, "-include", prelude, "-x", "c++", f"{partial}.cpp", "-o",
                                  f"{partial}.so"], capture_output=True, text=True)
         if result.returncode != 0:
             raise CompileError(f"g++ could not compile the kernel source:\n{result.stderr.replace(partial, key)}")
-        with open(f"{partial}.cpp", "w", encoding="utf-8") as file:  # the whole source beside the library, to read
-            file.write(_PRELUDE + source)
         os.replace(f"{partial}.cpp", os.path.join(folder, f"{key}.cpp"))
         os.replace(f"{partial}.so", path)
     finally:
