@@ -5,7 +5,10 @@ library after a prelude that emulates the CUDA subset below, and each ``extern "
 kernel is launched through a generated C++ trampoline, so that the fused code paths of ocdl run,
 and are tested, on a machine without a GPU. ``nvcc_compile`` compiles the same source for the
 H200 (sm_90) with nvcc, where it is installed, and reports the registers, spills and shared
-memory that ptxas allots: it catches what g++ accepts and CUDA does not.
+memory that ptxas allots: it catches what g++ accepts and CUDA does not. ``nvrtc_compile`` does the
+same with NVRTC, the compiler CuPy's ``RawModule`` calls, and CuPy's options; with
+``$OCDL_EMULATOR_NVRTC`` set, every module the emulator compiles goes through it too (see
+:func:`nvrtc_compile`).
 
 The CUDA subset
 ---------------
@@ -74,8 +77,11 @@ the g++ options and the compiler's version in ``$OCDL_EMULATOR_CACHE`` (by defau
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import functools
+import glob
 import hashlib
+import importlib.util
 import os
 import re
 import shutil
@@ -641,6 +647,8 @@ class RawModule:
         if self._library is None:
             kernels = _parse(self.code)
             path = _compile(_source(self.code, kernels), _gxx_options(self.options))
+            if os.environ.get("OCDL_EMULATOR_NVRTC"):
+                _check_nvrtc(self.code, self.options)
             if path not in _LIBRARIES:
                 _LIBRARIES[path] = ctypes.CDLL(path)
             # the kernels the preprocessor kept (those in an inactive #if branch have no trampoline)
@@ -873,3 +881,103 @@ def nvcc_compile(code: str, options: tuple = ()) -> str | None:
     if result.returncode != 0:
         raise CompileError(f"nvcc could not compile the kernel source:\n{result.stderr}")
     return result.stderr
+
+
+CUPY_NVRTC_OPTIONS = ("--std=c++17", "-ftz=true", "-arch=sm_90", "--device-as-default-execution-space")
+"""The options CuPy 14's ``RawModule`` gives NVRTC on an H200 besides the caller's (its include folders and
+``--pch`` aside, which change nothing for code that includes no header): ``--std=c++17`` unless the caller
+names a standard."""
+
+
+@functools.cache
+def _nvrtc_library() -> ctypes.CDLL | None:
+    """NVRTC's library: ``$OCDL_EMULATOR_NVRTC`` where it is a path, else the system's, else that of the
+    ``nvidia-cuda-nvrtc`` wheel (``pip install nvidia-cuda-nvrtc``); ``None`` where there is none."""
+    given = os.environ.get("OCDL_EMULATOR_NVRTC", "")
+    if os.path.sep in given:
+        candidates = [given]  # a path that does not load is an error, not a reason to look elsewhere
+    else:
+        candidates = [found] if (found := ctypes.util.find_library("nvrtc")) else []
+        spec = importlib.util.find_spec("nvidia")
+        for root in (spec.submodule_search_locations or ()) if spec is not None else ():
+            candidates += sorted(glob.glob(os.path.join(root, "*", "lib", "libnvrtc.so*")), reverse=True)
+        candidates = [c for c in candidates if "builtins" not in c and ".alt." not in c]
+    for path in candidates:
+        try:
+            # its builtins beside it first: the wheel's folder is not on the loader's path
+            for builtins in glob.glob(os.path.join(os.path.dirname(path), "libnvrtc-builtins.so*")):
+                if ".alt." not in builtins:
+                    ctypes.CDLL(builtins, mode=ctypes.RTLD_GLOBAL)
+            library = ctypes.CDLL(path)
+        except OSError:
+            if path == given:
+                raise
+            continue
+        library.nvrtcGetErrorString.restype = ctypes.c_char_p
+        return library
+    return None
+
+
+def nvrtc_compile(code: str, options: tuple = ()) -> str | None:
+    """Compile ``code`` for the H200 with NVRTC, as CuPy's ``RawModule`` does, and return its log with
+    ptxas' report (``--ptxas-options=-v``).
+
+    The options are :data:`CUPY_NVRTC_OPTIONS` and the caller's; the cubin is dropped. With
+    ``$OCDL_EMULATOR_NVRTC`` set (to ``1``, or to the library's path), :meth:`RawModule.compile`
+    also compiles every module this way and raises :class:`CompileError` where NVRTC warns or ptxas
+    spills a register: ``OCDL_EMULATOR_NVRTC=1 pytest tests/test_kernels.py tests/test_sweeps.py
+    tests/test_gpu.py`` checks each kernel configuration the tests run as a GPU's first run would
+    compile it.
+
+    Parameters
+    ----------
+    code : str
+        The CUDA source given to :class:`RawModule`.
+    options : tuple of str
+        NVRTC's options, passed as they are.
+
+    Returns
+    -------
+    str or None
+        NVRTC's log: its warnings and ptxas' resource report (registers, spill stores and loads,
+        shared memory per kernel), or ``None`` where NVRTC's library is not found (the caller skips).
+
+    Raises
+    ------
+    CompileError
+        With NVRTC's message when it does not compile.
+    """
+    library = _nvrtc_library()
+    if library is None:
+        return None
+    named_standard = any(str(option).startswith(("-std", "--std")) for option in options)
+    own = [option for option in CUPY_NVRTC_OPTIONS if not (named_standard and option.startswith("--std"))]
+    encoded = [option.encode() for option in (*own, *options, "--ptxas-options=-v")]
+    program = ctypes.c_void_p()
+    if library.nvrtcCreateProgram(ctypes.byref(program), code.encode(), SOURCE_NAME.encode(), 0, None, None):
+        raise CompileError("NVRTC could not create a program of the kernel source")
+    try:
+        result = library.nvrtcCompileProgram(program, len(encoded), (ctypes.c_char_p * len(encoded))(*encoded))
+        size = ctypes.c_size_t()
+        library.nvrtcGetProgramLogSize(program, ctypes.byref(size))
+        log = ctypes.create_string_buffer(size.value)
+        library.nvrtcGetProgramLog(program, log)
+    finally:
+        library.nvrtcDestroyProgram(ctypes.byref(program))
+    text = log.value.decode(errors="replace")
+    if result:
+        raise CompileError(f"NVRTC could not compile the kernel source "
+                           f"({library.nvrtcGetErrorString(result).decode()}):\n{text}")
+    return text
+
+
+@functools.cache
+def _check_nvrtc(code: str, options: tuple) -> None:
+    """Compile ``code`` with :func:`nvrtc_compile` (``$OCDL_EMULATOR_NVRTC``); raise where NVRTC is missing,
+    warns, or ptxas spills."""
+    log = nvrtc_compile(code, options)
+    if log is None:
+        raise CompileError("OCDL_EMULATOR_NVRTC is set but NVRTC's library was not found: set it to the path of "
+                           "libnvrtc.so, or pip install nvidia-cuda-nvrtc")
+    if re.search(r"\bwarning\b", log) or any(int(n) for n in re.findall(r"(\d+) bytes spill", log)):
+        raise CompileError(f"NVRTC warns or spills (OCDL_EMULATOR_NVRTC):\n{log}")

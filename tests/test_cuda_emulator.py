@@ -5,7 +5,8 @@ out in Python; the argument checks, the cache, the barrier check and the compile
 they must say. The threads of a block with barriers run as fibers: kernels with many barriers (in
 loops, as many as a block's threads in a 1024-thread block, a number that differs between blocks)
 give NumPy's results, fast; a missing barrier shows, and a kernel that throws fails its launch
-without harm to the next. The nvcc check compiles the reduction for the H200 where nvcc is installed.
+without harm to the next. The nvcc and NVRTC checks compile the reduction for the H200 where they are
+installed.
 """
 
 import itertools
@@ -442,6 +443,33 @@ def test_nvcc_compiles_for_the_h200():
         "tanh(x[i])", "twice(x[i])")
     with pytest.raises(cuda_emulator.CompileError, match=r"kernel\.cu\(\d+\): error: calling a __host__ function"):
         cuda_emulator.nvcc_compile(host_function)
+
+
+def test_nvrtc_compiles_for_the_h200_as_cupy_does():
+    report = cuda_emulator.nvrtc_compile(REDUCTION, options=("-DUNUSED=1", "--std=c++17", "-use_fast_math"))
+    if report is None:
+        pytest.skip("NVRTC is not installed (pip install nvidia-cuda-nvrtc)")
+    assert "block_sums" in report and "sm_90" in report
+    assert "registers" in report and "0 bytes spill stores" in report and "2048 bytes smem" in report
+    # CuPy makes functions without __device__ device functions (nvcc refuses to call them; see above)
+    plain_function = "double twice(double v) { return 2 * v; }\n" + AXPY.format(ctype="double").replace(
+        "tanh(x[i])", "twice(x[i])")
+    assert "tanh_axpy" in cuda_emulator.nvrtc_compile(plain_function, options=("--std=c++11",))
+    undeclared = AXPY.format(ctype="double").replace("tanh(x[i])", "undeclared")
+    with pytest.raises(cuda_emulator.CompileError, match=r'kernel\.cu\(\d+\): error: identifier "undeclared"'):
+        cuda_emulator.nvrtc_compile(undeclared)
+
+
+def test_with_ocdl_emulator_nvrtc_set_every_module_is_checked_by_nvrtc(xp, monkeypatch):
+    """A module that g++ runs but NVRTC warns about fails its compilation (an unused variable here)."""
+    if cuda_emulator.nvrtc_compile(REDUCTION) is None:
+        pytest.skip("NVRTC is not installed (pip install nvidia-cuda-nvrtc)")
+    unused = AXPY.format(ctype="double").replace("tanh(x[i])", "tanh(x[i]); int unused")
+    module = xp.RawModule(unused)
+    monkeypatch.setenv("OCDL_EMULATOR_NVRTC", "1")
+    with pytest.raises(cuda_emulator.CompileError, match=r"(?s)NVRTC warns or spills.*\"unused\" was declared"):
+        module.compile()
+    xp.RawModule(AXPY.format(ctype="double")).compile()  # NVRTC has nothing to say about the kernel as written
 
 
 def test_install_gives_the_kernels_and_the_device_properties(xp):

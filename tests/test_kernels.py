@@ -192,13 +192,16 @@ NVCC_CASES = [
 
 @pytest.mark.parametrize("name,sizes", NVCC_CASES, ids=[f"{n}-{'-'.join(map(str, s.values()))}" for n, s in NVCC_CASES])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_kernels_compile_for_the_h200_without_spilling(name, sizes, dtype):
-    from cuda_emulator import nvcc_compile
+@pytest.mark.parametrize("compiler", ["nvcc", "nvrtc"])
+def test_kernels_compile_for_the_h200_without_spilling(name, sizes, dtype, compiler):
+    """nvcc, and NVRTC with CuPy's options (what a GPU's first run compiles), where installed."""
+    import cuda_emulator
 
     code = kernel_compile.source(name, dtype, ocdl.Tanh.cuda, **sizes)
-    report = nvcc_compile(code)
+    report = getattr(cuda_emulator, f"{compiler}_compile")(code)
     if report is None:
-        pytest.skip("needs nvcc")
+        pytest.skip(f"needs {compiler}")
+    assert "warning" not in report
     assert "registers" in report
     spilled = [int(n) for n in re.findall(r"(\d+) bytes spill (?:stores|loads)", report)]
     assert spilled and not any(spilled), report

@@ -264,18 +264,22 @@ NVCC_TRANSFORMS = {"8x8": lambda: ocdl.Dense(8), "4x3": lambda: ocdl.Dense(4, 3)
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name", NVCC_TRANSFORMS)
-def test_sweep_compiles_for_the_h200_without_spilling(dtype, name):
+@pytest.mark.parametrize("compiler", ["nvcc", "nvrtc"])
+def test_sweep_compiles_for_the_h200_without_spilling(dtype, name, compiler):
     """Each stepper's module with the sizes that run (its static shared memory within CUDA's 48 KiB, as the
-    emulator checks too): its three kernels and no other, no register spilled."""
-    from cuda_emulator import nvcc_compile
+    emulator checks too), by nvcc and by NVRTC with CuPy's options, where installed: its three kernels and
+    no other, no warning, no register spilled."""
+    import cuda_emulator
 
     transform = NVCC_TRANSFORMS[name]()
     for cls in (sweeps.ResNetSweep, sweeps.LeapfrogSweep, sweeps.VerletSweep, sweeps.RK4Sweep):
         if cls.square and transform.n_in != transform.n_out:
             continue
-        report = nvcc_compile(kernel_compile.source("sweep.cu", dtype, ocdl.Tanh.cuda, **cls.sizes(transform, dtype)))
+        code = kernel_compile.source("sweep.cu", dtype, ocdl.Tanh.cuda, **cls.sizes(transform, dtype))
+        report = getattr(cuda_emulator, f"{compiler}_compile")(code)
         if report is None:
-            pytest.skip("needs nvcc")
+            pytest.skip(f"needs {compiler}")
+        assert "warning" not in report, report
         kernels = re.findall(r"Compiling entry function '(\w+)'", report)
         assert sorted(kernels) == [f"{cls.kind}_{name}" for name in ("adjoint", "forward", "tangent")], report
         spilled = [int(k) for k in re.findall(r"(\d+) bytes spill (?:stores|loads)", report)]
