@@ -3,7 +3,7 @@
 ``StandInArray`` is a NumPy subclass, so ``type(x) is np.ndarray`` fails for
 it and ocdl's code takes the branches meant for CuPy arrays; an operation
 that mixes it with a NumPy array (other than 0-d) raises ``TypeError``, as
-CuPy does, and reductions return 0-d arrays. ``StandInModule`` wraps NumPy's
+CuPy does, and reductions and functions that give a number return 0-d arrays. ``StandInModule`` wraps NumPy's
 functions (or ``scipy.fft``'s, for ``cupyx.scipy.fft``) to return stand-in
 arrays. :func:`install` hands the stand-in to ``ocdl.backend`` as its CuPy,
 with one 16 GiB "device" (``to_device(x, "gpu")``, ``device="gpu"``), and
@@ -25,13 +25,17 @@ recorded in ``TRANSFERS``, by their number of entries.
 
 ``tests/test_array_module.py`` uses it per test; ``OCDL_STANDIN_CUPY=1
 pytest -m gpu`` (``conftest.py``) runs the suite's GPU tests on it.
+NumPy's functions that CuPy 14.2 lacks (``tests/data/cupy_names.txt``, :data:`CUPY_NAMES`) are
+refused as CuPy refuses them: ``AttributeError`` from the module (``xp.geomspace``), ``TypeError``
+from NumPy's dispatch to CuPy (``np.geomspace(x)`` on a device array).
 Not emulated: an implicit conversion (``np.asarray`` of a CuPy array raises;
-of a NumPy subclass it does not), and NumPy functions that CuPy lacks.
+of a NumPy subclass it does not), and the arguments that CuPy's functions lack.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import sys
 import types
@@ -41,6 +45,12 @@ import numpy as np
 import scipy.fft
 
 import ocdl.backend
+
+#: The public names of CuPy 14.2's modules that the stand-in serves or dispatches to (``cupy.sum``,
+#: ``cupy.linalg.norm``, ``cupyx.scipy.fft.dctn``, ...): ``tests/data/cupy_names.txt``, which says how it was made.
+CUPY_NAMES = frozenset(
+    line for line in open(os.path.join(os.path.dirname(__file__), "data", "cupy_names.txt"), encoding="utf-8")
+    .read().split("\n") if line and not line.startswith("#"))
 
 
 class StandInArray(np.ndarray):
@@ -61,6 +71,11 @@ class StandInArray(np.ndarray):
         return _cast(result)
 
     def __array_function__(self, func, types, args, kwargs):
+        # CuPy runs the function of its own of the same module and name (numpy.linalg.norm: cupy.linalg.norm)
+        cupy_name = ".".join(["cupy", *func.__module__.split(".")[1:], func.__name__])
+        if cupy_name not in CUPY_NAMES:
+            raise TypeError(f"no implementation found for '{func.__module__}.{func.__name__}' on types that "
+                            f"implement __array_function__: CuPy has no {cupy_name}")
         _refuse_mixing(func.__name__, _leaves((args, kwargs)))
         return _cast(func(*_plain(args), **_plain(kwargs)))
 
@@ -123,6 +138,8 @@ def _refuse_mixing(name, arrays):
 
 
 def _cast(result):
+    if isinstance(result, np.generic):  # CuPy's functions return 0-d arrays, not scalars (cupy.sum, cupy.vdot)
+        result = np.asarray(result)
     if type(result) is np.ndarray:
         return result.view(StandInArray)
     if isinstance(result, tuple):
@@ -136,13 +153,15 @@ class StandInModule(types.ModuleType):
 
     ndarray = StandInArray
 
-    def __init__(self, name: str = "standin", source: types.ModuleType = np) -> None:
+    def __init__(self, name: str = "cupy", source: types.ModuleType = np) -> None:
         super().__init__(name)
         self._source = source
 
     def __getattr__(self, name):
         if name.startswith("__"):
             raise AttributeError(name)
+        if f"{self.__name__}.{name}" not in CUPY_NAMES:
+            raise AttributeError(f"module {self.__name__!r} has no attribute {name!r} (CuPy 14.2 lacks it)")
         attr = getattr(self._source, name)
         if isinstance(attr, (type, np.ufunc)) or not callable(attr):
             return attr  # ufuncs keep the subclass of their inputs

@@ -152,6 +152,24 @@ def test_experiment_on_the_standin_device(standin, tmp_path, problem):
     assert cpu.summary()["device_name"] == ocdl.backend.device_name("cpu")
 
 
+def test_the_standin_refuses_what_cupy_lacks(standin):
+    """NumPy's functions that CuPy 14.2 lacks are refused, from the module and through NumPy's dispatch, as
+    CuPy refuses them; those it has run (the list, ``tests/data/cupy_names.txt``, came from CuPy itself)."""
+    import cupyx.scipy.fft
+
+    x = np.linspace(1.0, 2.0, 6).view(StandInArray)
+    assert type(standin.sum(x)) is StandInArray and type(np.linalg.norm(x)) is StandInArray
+    assert type(cupyx.scipy.fft.dctn(x, type=2)) is StandInArray
+    with pytest.raises(AttributeError, match="module 'cupy' has no attribute 'geomspace'"):
+        standin.geomspace(1.0, 2.0, 3)
+    with pytest.raises(AttributeError, match="module 'cupyx.scipy.fft' has no attribute 'set_workers'"):
+        getattr(cupyx.scipy.fft, "set_workers")  # noqa: B009 (the attribute access is the test)
+    with pytest.raises(TypeError, match="no implementation found for 'numpy.insert'.*CuPy has no cupy.insert"):
+        np.insert(x, 0, 1.0)
+    with pytest.raises(TypeError, match="CuPy has no cupy.linalg.vector_norm"):
+        np.linalg.vector_norm(x)
+
+
 def test_device_name_says_which_cpu_or_gpu(standin):
     """``device_name``: the GPU's name from CUDA's device properties; the CPU's model from ``/proc/cpuinfo`` (read
     here line by line, where there is one) with the logical CPUs this process may use; a clear error otherwise."""
