@@ -81,11 +81,19 @@ def release() -> None:
 
 
 def set_tf32(enabled: bool) -> None:
-    """TF32 in PyTorch's CUDA matrix products and cuDNN convolutions, on or off."""
+    """TF32 in PyTorch's CUDA matrix products and cuDNN convolutions, on or off.
+
+    PyTorch 2.9 and later take ``fp32_precision`` (``"tf32"`` or ``"ieee"``) and warn that the
+    ``allow_tf32`` flags, the only ones before, are to be deprecated; setting both kinds raises."""
     import torch
 
-    torch.backends.cuda.matmul.allow_tf32 = enabled
-    torch.backends.cudnn.allow_tf32 = enabled
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        precision = "tf32" if enabled else "ieee"
+        torch.backends.cuda.matmul.fp32_precision = precision
+        torch.backends.cudnn.conv.fp32_precision = precision
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = enabled
+        torch.backends.cudnn.allow_tf32 = enabled
 
 
 def cupy_tf32() -> bool:

@@ -291,6 +291,36 @@ runpy.run_path({script}, run_name="__main__")
 """.replace("{tests}", repr(os.path.join(ROOT, "tests")))
 
 
+@pytest.mark.parametrize("new_api", [True, False])
+def test_tf32_switch_takes_the_api_pytorch_has(monkeypatch, new_api):
+    """PyTorch 2.9 and later: ``fp32_precision`` alone (setting both kinds raises); before: ``allow_tf32``."""
+    import types
+
+    gpu = _load("gpu")
+
+    class Backend(types.SimpleNamespace):
+        def __setattr__(self, name, value):
+            if name not in self.__dict__:
+                raise AttributeError(f"PyTorch has no {name}")
+            super().__setattr__(name, value)
+
+    if new_api:
+        matmul, conv = Backend(fp32_precision="none"), Backend(fp32_precision="none")
+        cudnn = Backend(conv=conv)
+    else:
+        matmul, cudnn = Backend(allow_tf32=True), Backend(allow_tf32=True)
+        conv = None
+    fake = types.SimpleNamespace(backends=types.SimpleNamespace(cuda=types.SimpleNamespace(matmul=matmul), cudnn=cudnn))
+    monkeypatch.setitem(sys.modules, "torch", fake)
+    for enabled in (False, True):
+        gpu.set_tf32(enabled)
+        if new_api:
+            assert matmul.fp32_precision == conv.fp32_precision == ("tf32" if enabled else "ieee")
+            assert "allow_tf32" not in vars(matmul) and "allow_tf32" not in vars(cudnn)
+        else:
+            assert matmul.allow_tf32 is cudnn.allow_tf32 is enabled
+
+
 def test_gpu_mode_on_the_standin(tmp_path):
     """``run.py --device gpu`` on the stand-in device (PyTorch, when installed, on the CPU in its place):
     the records carry the device and the TF32 setting, ocdl is measured with its fused kernels and without (the
