@@ -30,6 +30,11 @@ The CUDA subset
   which NVRTC lacks), ``rsqrt``/``rsqrtf``, and CUDA's overloads of ``min``/``max`` (of ``int``,
   ``long``, ``long long``, signed or not, ``float`` and ``double``; a call that is ambiguous in
   CUDA, ``min(3, 2.5f)``, is ambiguous here too). Intrinsics such as ``__fdividef`` are not emulated.
+- Rounding: as nvcc and NVRTC do by default (``--fmad=true``), g++ contracts ``a * b + c`` into one
+  fused multiply-add where the CPU has FMA (``-mfma -ffp-contract=fast``; not where it has none, as
+  FMA in software is slow), so that the tests' tolerances meet a GPU's rounding; ``--fmad=false``
+  among the options turns it off (``-ffp-contract=off``). Which products a compiler contracts is its
+  own choice: the results are a GPU's to rounding, not bit for bit.
 
 Kernels are declared one per declaration, ``extern "C" __global__ void NAME(TYPE name, ...)``
 (``__launch_bounds__(...)`` may follow ``void``), their parameter types being arithmetic types or
@@ -535,7 +540,21 @@ def _gxx_options(options) -> list[str]:
                 option = spelling + option[len(prefix):]
         if option.startswith(("-D", "-U", "-I")):
             passed.append(option)
+        elif option in ("--fmad=false", "-fmad=false"):
+            passed.append("-ffp-contract=off")
     return passed
+
+
+@functools.cache
+def _contraction_flags() -> tuple[str, ...]:
+    """``-mfma -ffp-contract=fast`` where the CPU has FMA (``/proc/cpuinfo``'s flags), else none: CUDA
+    contracts ``a * b + c`` by default."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as file:
+            info = file.read()
+    except OSError:
+        return ()
+    return ("-mfma", "-ffp-contract=fast") if re.search(r"^flags\s*:.*\bfma\b", info, re.MULTILINE) else ()
 
 
 @functools.cache
@@ -558,7 +577,7 @@ def _compile(source: str, options: list[str]) -> str:
     """The path of the library of ``source`` (compiled after the prelude) in the cache, compiling it if it is
     not there."""
     gxx, version = _gxx()
-    flags = [*GXX_FLAGS, *options]
+    flags = [*GXX_FLAGS, *_contraction_flags(), *options]  # the options' -ffp-contract=off last, to prevail
     key = hashlib.sha256("\0".join([_PRELUDE + source, *flags, version]).encode()).hexdigest()[:32]
     folder = cache_folder()
     path = os.path.join(folder, f"{key}.so")
@@ -628,7 +647,8 @@ class RawModule:
         CUDA C++ source of the subset in this module's docstring, with ``extern "C" __global__`` kernels.
     options : tuple of str
         NVRTC's options: ``-D``, ``-U`` and ``-I`` (also ``--define-macro=`` and the like) reach g++,
-        the others (``--std=c++17``, ``-use_fast_math``, ``-lineinfo``, ...) are ignored.
+        ``--fmad=false`` as ``-ffp-contract=off``; the others (``--std=c++17``, ``-use_fast_math``,
+        ``-lineinfo``, ...) are ignored.
     **ignored
         CuPy's other arguments (``backend``, ``name_expressions``, ``jitify``, ...); ``path`` is refused.
     """

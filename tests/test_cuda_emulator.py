@@ -190,6 +190,20 @@ def test_grid_stride_elementwise_matches_numpy(xp, rng, dtype):
     np.testing.assert_allclose(xp.asnumpy(y_device), y + dtype(0.5) * np.tanh(x), rtol=rtol, atol=rtol / 10)
 
 
+def test_products_are_contracted_into_fused_multiply_adds_as_on_a_gpu(xp):
+    """``x * x - p`` with ``p = fl(x * x)`` is the product's rounding error (2^-60 for x = 1 + 2^-30) where
+    it is one fused multiply-add, CUDA's default, and 0 with ``--fmad=false``."""
+    if not cuda_emulator._contraction_flags():
+        pytest.skip("the CPU has no FMA")
+    code = ('extern "C" __global__ void residual(const double* x, const double* p, double* y) '
+            '{ y[0] = x[0] * x[0] - p[0]; }')
+    x = np.array([1.0 + 2.0**-30])
+    for options, expected in (((), 2.0**-60), (("--fmad=false",), 0.0)):
+        y = xp.zeros(1)
+        xp.RawKernel(code, "residual", options=options)((1,), (1,), (xp.array(x), xp.array(x * x), y))
+        assert float(y[0]) == expected
+
+
 def test_block_reduction_with_shared_memory_and_barriers(xp, rng):
     kernel = xp.RawKernel(REDUCTION, "block_sums")
     n, block = 5_000, 256
