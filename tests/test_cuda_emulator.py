@@ -447,31 +447,26 @@ def test_compile_errors_give_the_lines_of_the_kernel_source(xp):
         pointers.get_function("f")
 
 
-def test_nvcc_compiles_for_the_h200():
-    report = cuda_emulator.nvcc_compile(REDUCTION, options=("-DUNUSED=1", "--std=c++17", "-use_fast_math"))
+@pytest.mark.parametrize("compiler", ["nvcc", "nvrtc"])
+def test_compiles_for_the_h200(compiler):
+    """nvcc, and NVRTC with CuPy's options, where installed: ptxas' report. A function without ``__device__``
+    is a host function to nvcc and a device function to CuPy (``--device-as-default-execution-space``)."""
+    compile_for_h200 = getattr(cuda_emulator, f"{compiler}_compile")
+    report = compile_for_h200(REDUCTION, options=("-DUNUSED=1", "--std=c++17", "-use_fast_math"))
     if report is None:
-        pytest.skip("nvcc is not installed")
+        pytest.skip(f"{compiler} is not installed" + (" (pip install nvidia-cuda-nvrtc)" * (compiler == "nvrtc")))
     assert "block_sums" in report and "sm_90" in report
     assert "registers" in report and "0 bytes spill stores" in report and "2048 bytes smem" in report
-    host_function = "double twice(double v) { return 2 * v; }\n" + AXPY.format(ctype="double").replace(
-        "tanh(x[i])", "twice(x[i])")
-    with pytest.raises(cuda_emulator.CompileError, match=r"kernel\.cu\(\d+\): error: calling a __host__ function"):
-        cuda_emulator.nvcc_compile(host_function)
-
-
-def test_nvrtc_compiles_for_the_h200_as_cupy_does():
-    report = cuda_emulator.nvrtc_compile(REDUCTION, options=("-DUNUSED=1", "--std=c++17", "-use_fast_math"))
-    if report is None:
-        pytest.skip("NVRTC is not installed (pip install nvidia-cuda-nvrtc)")
-    assert "block_sums" in report and "sm_90" in report
-    assert "registers" in report and "0 bytes spill stores" in report and "2048 bytes smem" in report
-    # CuPy makes functions without __device__ device functions (nvcc refuses to call them; see above)
     plain_function = "double twice(double v) { return 2 * v; }\n" + AXPY.format(ctype="double").replace(
         "tanh(x[i])", "twice(x[i])")
-    assert "tanh_axpy" in cuda_emulator.nvrtc_compile(plain_function, options=("--std=c++11",))
+    if compiler == "nvcc":
+        with pytest.raises(cuda_emulator.CompileError, match=r"kernel\.cu\(\d+\): error: calling a __host__ function"):
+            compile_for_h200(plain_function)
+        return
+    assert "tanh_axpy" in compile_for_h200(plain_function, options=("--std=c++11",))
     undeclared = AXPY.format(ctype="double").replace("tanh(x[i])", "undeclared")
     with pytest.raises(cuda_emulator.CompileError, match=r'kernel\.cu\(\d+\): error: identifier "undeclared"'):
-        cuda_emulator.nvrtc_compile(undeclared)
+        compile_for_h200(undeclared)
 
 
 def test_with_ocdl_emulator_nvrtc_set_every_module_is_checked_by_nvrtc(xp, monkeypatch):
