@@ -3,9 +3,9 @@
 ``StandInArray`` is a NumPy subclass, so ``type(x) is np.ndarray`` fails for
 it and ocdl's code takes the branches meant for CuPy arrays; an operation
 that mixes it with a NumPy array (other than 0-d) raises ``TypeError``, as
-CuPy does, and reductions and functions that give a number return 0-d arrays. ``StandInModule`` wraps NumPy's
-functions (or ``scipy.fft``'s, for ``cupyx.scipy.fft``) to return stand-in
-arrays. :func:`install` hands the stand-in to ``ocdl.backend`` as its CuPy,
+CuPy does, and reductions and functions that give a number return 0-d
+arrays. ``StandInModule`` wraps NumPy's functions (or ``scipy.fft``'s, for
+``cupyx.scipy.fft``) to return stand-in arrays. :func:`install` hands the stand-in to ``ocdl.backend`` as its CuPy,
 with one 16 GiB "device" (``to_device(x, "gpu")``, ``device="gpu"``), and
 registers it as ``cupy`` and ``cupyx.scipy.fft`` for code that imports them.
 The device's memory, ``cuda.Device().mem_info``, is the module's
@@ -35,10 +35,10 @@ of a NumPy subclass it does not), and the arguments that CuPy's functions lack.
 from __future__ import annotations
 
 import functools
-import os
 import shutil
 import sys
 import types
+from pathlib import Path
 
 import cuda_emulator  # its RawModule and RawKernel (it reads StandInArray from here: attributes only)
 import numpy as np
@@ -48,9 +48,8 @@ import ocdl.backend
 
 #: The public names of CuPy 14.2's modules that the stand-in serves or dispatches to (``cupy.sum``,
 #: ``cupy.linalg.norm``, ``cupyx.scipy.fft.dctn``, ...): ``tests/data/cupy_names.txt``, which says how it was made.
-CUPY_NAMES = frozenset(
-    line for line in open(os.path.join(os.path.dirname(__file__), "data", "cupy_names.txt"), encoding="utf-8")
-    .read().split("\n") if line and not line.startswith("#"))
+CUPY_NAMES = frozenset(line for line in Path(__file__).with_name("data").joinpath("cupy_names.txt").read_text(
+    "utf-8").splitlines() if line and not line.startswith("#"))
 
 
 class StandInArray(np.ndarray):
