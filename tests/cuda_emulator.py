@@ -47,7 +47,10 @@ Launches
 ``kernel(grid, block, args, shared_mem=0)`` as in CuPy: ``grid`` and ``block`` tuples of one to
 three positive ints, within the GPU's limits (a block of at most 1024 threads). Everything runs in
 the launching OS thread, one thread of the grid at a time (``threadIdx`` and ``blockIdx`` are globals
-that each switch sets): the blocks one after another, ``blockIdx.x`` fastest. A kernel whose source
+that each switch sets): the blocks one after another, ``blockIdx.x`` fastest, from the first block up
+on a kernel's first launch and every other one after it, from the last block down on the others (CUDA
+runs blocks in no order: a kernel whose blocks depend on one another's writes within a launch gives
+two results). A kernel whose source
 (or that of the module's device functions) calls no ``__syncthreads`` runs the threads of a block
 one after another, rank by rank (``threadIdx.x`` fastest); one that does runs them as fibers that
 take turns: each runs until it reaches a ``__syncthreads`` (or the kernel's end)
@@ -363,18 +366,22 @@ template <class Kernel> void fiber_main() {
     }
 }
 
-// Runs kernel() for every thread of the grid; 0, or 1 with a message in error.
+// Runs kernel() for every thread of the grid; 0, or 1 with a message in error. The blocks run from the
+// first up on the kernel's 1st, 3rd, ... launch, from the last down on the others.
 template <class Kernel>
 int launch(const unsigned int* grid, const unsigned int* block_shape, bool barriers, Kernel kernel,
            char* error, int error_size) {
+    static unsigned long long launches = 0;  // of this kernel (one instance of the template per kernel)
+    const bool descending_blocks = launches++ % 2 == 1;
     gridDim = dim3(grid[0], grid[1], grid[2]);
     blockDim = dim3(block_shape[0], block_shape[1], block_shape[2]);
     unsigned long long blocks = 1ull * grid[0] * grid[1] * grid[2];
     unsigned int threads = block_shape[0] * block_shape[1] * block_shape[2];
+    auto number = [&](unsigned long long turn) { return descending_blocks ? blocks - 1 - turn : turn; };
     try {
         if (!barriers) {
             for (unsigned long long b = 0; b < blocks; ++b) {
-                blockIdx = unravel(b, gridDim);
+                blockIdx = unravel(number(b), gridDim);
                 for (unsigned int t = 0; t < threads; ++t) {
                     threadIdx = unravel(t, blockDim);
                     kernel();
@@ -389,8 +396,8 @@ int launch(const unsigned int* grid, const unsigned int* block_shape, bool barri
         }
         block = &state;
         for (unsigned long long b = 0; b < blocks && !state.failed; ++b) {
-            blockIdx = unravel(b, gridDim);
-            state.descending = b % 2 == 1;
+            blockIdx = unravel(number(b), gridDim);
+            state.descending = number(b) % 2 == 1;
             do {
                 switch_to(state.launcher, state.first());  // a phase: each fiber runs to its next barrier
                 state.check();

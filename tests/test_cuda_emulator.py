@@ -228,28 +228,51 @@ def test_block_reduction_is_launched_with_barriers_and_elementwise_without():
 @pytest.mark.parametrize("barrier", [False, True], ids=["threads", "fibers"])
 @pytest.mark.parametrize(("grid", "block"), [((3, 2), (4, 2, 2)), ((2, 2, 3), (5,))])
 def test_indices_of_multidimensional_grids_and_blocks(xp, grid, block, barrier):
-    """Without barriers a block's threads run one after another, rank (threadIdx.x fastest) by rank; with
-    them as fibers, which take turns from rank 0 up in even blocks, from the last rank down in odd ones."""
+    """The blocks one after another (blockIdx.x fastest), from the first up on one launch and from the last
+    down on the next. Without barriers a block's threads run one after another, rank (threadIdx.x fastest)
+    by rank; with them as fibers, which take turns from rank 0 up in even blocks, from the last rank down in
+    odd ones."""
     kernel = xp.RawModule(INDICES.replace("BARRIER", "__syncthreads();" if barrier else "")).get_function("indices")
     grid3, block3 = grid + (1,) * (3 - len(grid)), block + (1,) * (3 - len(block))
     threads = int(np.prod(grid3) * np.prod(block3))
-    record, order = xp.zeros(12 * threads, dtype=np.uint32), xp.zeros(threads, dtype=np.int32)
-    counter = xp.zeros(1, dtype=np.uint64)
-    kernel(grid, block, (record, counter, order))
-    expected_record, expected_order = np.zeros((threads, 12), dtype=np.uint32), np.zeros(threads, dtype=np.int32)
-    # blocks one after another, blockIdx.x fastest; in a block the threads, threadIdx.x fastest
     blocks = [(bx, by, bz) for bz, by, bx in itertools.product(*(range(g) for g in reversed(grid3)))]
     threads_of_block = [(tx, ty, tz) for tz, ty, tx in itertools.product(*(range(b) for b in reversed(block3)))]
-    turns = [(b, t) for number, b in enumerate(blocks)
-             for t in (threads_of_block[::-1] if barrier and number % 2 else threads_of_block)]
-    for rank, ((bx, by, bz), (tx, ty, tz)) in enumerate(turns):
-        x, y, z = (bx * block3[0] + tx, by * block3[1] + ty, bz * block3[2] + tz)
-        k = (z * grid3[1] * block3[1] + y) * grid3[0] * block3[0] + x
-        expected_record[k] = (tx, ty, tz, bx, by, bz, *block3, *grid3)
-        expected_order[k] = rank
-    np.testing.assert_array_equal(xp.asnumpy(record).reshape(threads, 12), expected_record)
-    np.testing.assert_array_equal(xp.asnumpy(order), expected_order)
-    assert int(counter[0]) == threads
+    expected = {}
+    for descending_blocks in (False, True):
+        numbered = list(enumerate(blocks))
+        turns = [(b, t) for number, b in (numbered[::-1] if descending_blocks else numbered)
+                 for t in (threads_of_block[::-1] if barrier and number % 2 else threads_of_block)]
+        expected_record, expected_order = np.zeros((threads, 12), dtype=np.uint32), np.zeros(threads, dtype=np.int32)
+        for rank, ((bx, by, bz), (tx, ty, tz)) in enumerate(turns):
+            x, y, z = (bx * block3[0] + tx, by * block3[1] + ty, bz * block3[2] + tz)
+            k = (z * grid3[1] * block3[1] + y) * grid3[0] * block3[0] + x
+            expected_record[k] = (tx, ty, tz, bx, by, bz, *block3, *grid3)
+            expected_order[k] = rank
+        expected[descending_blocks] = expected_record, expected_order
+    orders = []
+    for _ in range(2):  # one launch each way, in an order that earlier launches of the same kernel decide
+        record, order = xp.zeros(12 * threads, dtype=np.uint32), xp.zeros(threads, dtype=np.int32)
+        counter = xp.zeros(1, dtype=np.uint64)
+        kernel(grid, block, (record, counter, order))
+        np.testing.assert_array_equal(xp.asnumpy(record).reshape(threads, 12), expected[False][0])
+        assert int(counter[0]) == threads
+        orders.append([d for d in (False, True) if np.array_equal(xp.asnumpy(order), expected[d][1])])
+    assert sorted(orders) == [[False], [True]]
+
+
+def test_a_kernel_whose_blocks_depend_on_one_another_gives_two_results(xp):
+    """Block b adds 1 to what block b - 1 wrote in the same launch (an order CUDA does not promise): the blocks
+    from the first up give 1, 2, 3, 4, from the last down 1, 1, 1, 1, so that tests comparing both launches'
+    results with NumPy's catch it."""
+    chained = ('extern "C" __global__ void chained(int* out) '
+               '{ out[blockIdx.x] = (blockIdx.x ? out[blockIdx.x - 1] : 0) + 1; }')
+    kernel = xp.RawKernel(chained, "chained")
+    results = []
+    for _ in range(2):
+        out = xp.zeros(4, dtype=np.int32)
+        kernel((4,), (1,), (out,))
+        results.append(xp.asnumpy(out).tolist())
+    assert sorted(results) == [[1, 1, 1, 1], [1, 2, 3, 4]]
 
 
 def test_atomic_add_of_floats_and_integers(xp, rng):
