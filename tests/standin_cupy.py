@@ -5,7 +5,10 @@ it and ocdl's code takes the branches meant for CuPy arrays; an operation
 that mixes it with a NumPy array (other than 0-d) raises ``TypeError``, as
 CuPy does, and reductions and functions that give a number return 0-d
 arrays. ``StandInModule`` wraps NumPy's functions (or ``scipy.fft``'s, for
-``cupyx.scipy.fft``) to return stand-in arrays. :func:`install` hands the stand-in to ``ocdl.backend`` as its CuPy,
+``cupyx.scipy.fft``) to return stand-in arrays; ``empty`` and ``empty_like`` fill
+theirs with 0xFF bytes (NaN, -1), as a GPU's memory pool hands back what an
+earlier array left (NumPy's fresh pages are zeros): an entry read before it
+is written shows. :func:`install` hands the stand-in to ``ocdl.backend`` as its CuPy,
 with one 16 GiB "device" (``to_device(x, "gpu")``, ``device="gpu"``), and
 registers it as ``cupy`` and ``cupyx.scipy.fft`` for code that imports them.
 The device's memory, ``cuda.Device().mem_info``, is the module's
@@ -146,6 +149,10 @@ def _cast(result):
     return result
 
 
+#: The functions whose arrays hold what the memory pool's last user left there, on a GPU.
+_UNINITIALISED = frozenset({"empty", "empty_like"})
+
+
 class StandInModule(types.ModuleType):
     """The functions of ``source`` (NumPy by default), returning :class:`StandInArray`; ufuncs and
     types as they are. With ``source=scipy.fft`` it stands in for ``cupyx.scipy.fft``."""
@@ -168,7 +175,10 @@ class StandInModule(types.ModuleType):
         @functools.wraps(attr)
         def wrapped(*args, **kwargs):
             _refuse_mixing(name, _leaves((args, kwargs)))
-            return _cast(attr(*args, **kwargs))
+            result = _cast(attr(*args, **kwargs))
+            if name in _UNINITIALISED:
+                result.view(np.uint8).fill(0xFF)  # what an earlier array left: NaN, -1
+            return result
 
         return wrapped
 

@@ -170,6 +170,15 @@ def test_the_standin_refuses_what_cupy_lacks(standin):
         np.linalg.vector_norm(x)
 
 
+def test_standin_empty_arrays_hold_what_an_earlier_array_left(standin):
+    """``empty`` and ``empty_like`` give 0xFF bytes (NaN, -1), not NumPy's zeroed fresh pages: a result that reads
+    an entry before writing it shows, as it would on a GPU."""
+    assert np.isnan(np.asarray(standin.empty((1000, 100)))).all()
+    ints = standin.empty_like(standin.zeros(7, dtype=np.int32))
+    assert type(ints) is StandInArray and (np.asarray(ints) == -1).all()
+    assert not np.asarray(standin.zeros((1000, 100))).any()
+
+
 def test_device_name_says_which_cpu_or_gpu(standin):
     """``device_name``: the GPU's name from CUDA's device properties; the CPU's model from ``/proc/cpuinfo`` (read
     here line by line, where there is one) with the logical CPUs this process may use; a clear error otherwise."""
