@@ -910,6 +910,11 @@ def nvcc_compile(code: str, options: tuple = ()) -> str | None:
     return result.stderr
 
 
+def spilled_bytes(report: str) -> list[int]:
+    """The bytes of each spill store and load in ptxas' report (nvcc's or NVRTC's), in order."""
+    return [int(n) for n in re.findall(r"(\d+) bytes spill (?:stores|loads)", report)]
+
+
 CUPY_NVRTC_OPTIONS = ("--std=c++17", "-ftz=true", "-arch=sm_90", "--device-as-default-execution-space")
 """The options CuPy 14's ``RawModule`` gives NVRTC on an H200 besides the caller's (its include folders and
 ``--pch`` aside, which change nothing for code that includes no header): ``--std=c++17`` unless the caller
@@ -1006,5 +1011,5 @@ def _check_nvrtc(code: str, options: tuple) -> None:
     if log is None:
         raise CompileError("OCDL_EMULATOR_NVRTC is set but NVRTC's library was not found: set it to the path of "
                            "libnvrtc.so, or pip install nvidia-cuda-nvrtc")
-    if re.search(r"\bwarning\b", log) or any(int(n) for n in re.findall(r"(\d+) bytes spill", log)):
+    if re.search(r"\bwarning\b", log) or any(spilled_bytes(log)):
         raise CompileError(f"NVRTC warns or spills (OCDL_EMULATOR_NVRTC):\n{log}")

@@ -172,11 +172,13 @@ class StandInModule(types.ModuleType):
         if isinstance(attr, (type, np.ufunc)) or not callable(attr):
             return attr  # ufuncs keep the subclass of their inputs
 
+        uninitialised = name in _UNINITIALISED
+
         @functools.wraps(attr)
         def wrapped(*args, **kwargs):
             _refuse_mixing(name, _leaves((args, kwargs)))
             result = _cast(attr(*args, **kwargs))
-            if name in _UNINITIALISED:
+            if uninitialised:
                 result.view(np.uint8).fill(0xFF)  # what an earlier array left: NaN, -1
             return result
 

@@ -237,9 +237,9 @@ def test_indices_of_multidimensional_grids_and_blocks(xp, grid, block, barrier):
     threads = int(np.prod(grid3) * np.prod(block3))
     blocks = [(bx, by, bz) for bz, by, bx in itertools.product(*(range(g) for g in reversed(grid3)))]
     threads_of_block = [(tx, ty, tz) for tz, ty, tx in itertools.product(*(range(b) for b in reversed(block3)))]
+    numbered = list(enumerate(blocks))
     expected = {}
     for descending_blocks in (False, True):
-        numbered = list(enumerate(blocks))
         turns = [(b, t) for number, b in (numbered[::-1] if descending_blocks else numbered)
                  for t in (threads_of_block[::-1] if barrier and number % 2 else threads_of_block)]
         expected_record, expected_order = np.zeros((threads, 12), dtype=np.uint32), np.zeros(threads, dtype=np.int32)

@@ -14,7 +14,6 @@ source, with and without the optional arrays; the public derivative checks
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 
@@ -203,7 +202,7 @@ def test_kernels_compile_for_the_h200_without_spilling(name, sizes, dtype, compi
         pytest.skip(f"needs {compiler}")
     assert "warning" not in report
     assert "registers" in report
-    spilled = [int(n) for n in re.findall(r"(\d+) bytes spill (?:stores|loads)", report)]
+    spilled = cuda_emulator.spilled_bytes(report)
     assert spilled and not any(spilled), report
 
 
