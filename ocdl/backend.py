@@ -32,6 +32,12 @@ def cupy_available() -> bool:
         return False
 
 
+def _require_gpu() -> None:
+    """Raise the one error for ``device="gpu"`` where :func:`cupy_available` is False."""
+    if not cupy_available():
+        raise RuntimeError("device='gpu' needs CuPy and a CUDA device; install ocdl[gpu] or use device='cpu'")
+
+
 def get_array_module(*arrays: Any) -> ModuleType:
     """Return ``cupy`` if any argument is a CuPy array, else ``numpy``.
 
@@ -52,11 +58,7 @@ def to_device(x: Any, device: str = "cpu") -> Any:
     if device == "cpu":
         return asnumpy(x)
     if device == "gpu":
-        if not cupy_available():
-            raise RuntimeError(
-                "device='gpu' needs CuPy and a CUDA device; install ocdl[gpu] "
-                "or use device='cpu'"
-            )
+        _require_gpu()
         return _cupy.asarray(x)
     raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
 
@@ -84,8 +86,7 @@ def memory_bytes(device: str) -> int:
     to make room, so what is free at one moment understates what a run can use.
     """
     if device == "gpu":
-        if not cupy_available():
-            raise RuntimeError("device='gpu' needs CuPy and a CUDA device; install ocdl[gpu] or use device='cpu'")
+        _require_gpu()
         free, _ = _cupy.cuda.Device().mem_info
         return int(free) + int(_cupy.get_default_memory_pool().free_bytes())
     if device != "cpu":
@@ -124,8 +125,7 @@ def device_name(device: str) -> str:
     name of the current CUDA device (e.g. ``"NVIDIA H200"``).
     """
     if device == "gpu":
-        if not cupy_available():
-            raise RuntimeError("device='gpu' needs CuPy and a CUDA device; install ocdl[gpu] or use device='cpu'")
+        _require_gpu()
         name = _cupy.cuda.runtime.getDeviceProperties(_cupy.cuda.Device().id)["name"]
         return name.decode() if isinstance(name, bytes) else str(name)
     if device != "cpu":

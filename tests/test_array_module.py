@@ -23,6 +23,7 @@ import os
 import re
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -194,6 +195,21 @@ def test_device_name_says_which_cpu_or_gpu(standin):
             assert device_name("cpu") == f"{models[0]}, {cpus} logical CPUs"
     with pytest.raises(ValueError, match="device must be 'cpu' or 'gpu', got 'tpu'"):
         device_name("tpu")
+
+
+@pytest.mark.parametrize("call", ["to_device", "memory_bytes", "device_name"])
+def test_gpu_without_a_device_says_what_to_install(monkeypatch, call):
+    """Without CuPy (as in CI) or without a CUDA device, asking for the GPU raises one error that says what to
+    install and what to use instead, from each function that takes ``device``."""
+    import ocdl.backend as backend
+
+    no_device = SimpleNamespace(cuda=SimpleNamespace(runtime=SimpleNamespace(getDeviceCount=lambda: 0)))
+    for cupy in (None, no_device):
+        monkeypatch.setattr(backend, "_cupy", cupy)
+        args = (np.zeros(3), "gpu") if call == "to_device" else ("gpu",)
+        with pytest.raises(RuntimeError, match=re.escape("needs CuPy and a CUDA device; install ocdl[gpu] or use "
+                                                         "device='cpu'")):
+            getattr(backend, call)(*args)
 
 
 def test_the_gpu_tests_pass_on_the_standin():
