@@ -193,12 +193,13 @@ def test_check_array_finds_every_non_finite_entry(dtype):
 
 def test_check_array_makes_no_copy_to_test_finiteness():
     """The features of full-size MNIST are 0.9 GB (float32): a boolean array of their size besides is 235 MB.
-    NumPy reports its arrays to tracemalloc."""
+    NumPy reports its arrays to tracemalloc. Its reductions may take a buffer of a fixed size (NumPy 2.2's
+    float32 ``min``: 8,192 entries, 32 kB), so ``x`` is large enough that a copy of its size stands out."""
     import tracemalloc
 
     from ocdl.validation import check_array
 
-    x = np.random.default_rng(0).standard_normal((500, 400)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((4000, 400)).astype(np.float32)
     tracemalloc.start()
     try:
         check_array("x", x)
