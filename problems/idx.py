@@ -194,8 +194,9 @@ def read_idx_rows(path: str | os.PathLike, rows: Sequence[slice]) -> list[np.nda
     return [part.reshape(-1, *header.shape[1:]) for part in parts]
 
 
-_CHUNK = 1 << 20
-"""Bytes read at once: what a gzip stream decompresses into a temporary buffer."""
+_CHUNK = 1 << 18
+"""Bytes read at once: what a gzip stream decompresses into temporary buffers (on Python 3.12 two copies of the
+chunk: 0.7 MB at 256 kB, 2.3 MB at 1 MB; reading MNIST's training images takes 0.2 s either way)."""
 
 
 def _read(path: Path, ranges: Callable[[IDXHeader], list[tuple[int, int]]]) -> tuple[IDXHeader, list[np.ndarray]]:

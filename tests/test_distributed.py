@@ -383,4 +383,4 @@ def test_the_data_memory_benchmark_runs(tmp_path):
         ranks = record["per_rank"]
         assert [r["n_train"] for r in ranks] == [24 // record["ranks"]] * record["ranks"]
         assert sum(r["n_val"] for r in ranks) == 12 and {r["examples"] for r in ranks} == {24}
-        assert all(r["start_mib"] <= r["load_peak_mib"] <= r["setup_peak_mib"] for r in ranks)
+        assert all(r["start_mib"] <= r["load_peak_mib"] <= r["setup_peak_mib"] for r in ranks), ranks

@@ -158,8 +158,9 @@ def assert_same_solve(result, reference, A, b):
     In exact arithmetic CG takes the same steps whatever the order of the
     sums; in floating point the directions lose orthogonality at different
     rates, so past the first few dozen iterations the residual histories
-    oscillate out of step and the iteration counts differ by a few (101 and
-    103 here: CuPy against NumPy, or NumPy with its columns reversed). What
+    oscillate out of step and the iteration counts may differ by a few (101 and
+    103: CuPy against NumPy on an H200, and NumPy 2.4 with its columns reversed;
+    101 both with NumPy 2.5's OpenBLAS, whose residuals still differ). What
     must agree: the first 20 residuals (rounding has not yet grown there),
     convergence within 10% of the iterations, and the solutions, each within
     :math:`\kappa(A)` times its true residual of the direct solution.
@@ -183,7 +184,11 @@ def test_rounding_changes_iterations_not_the_solve():
     A_reversed = np.ascontiguousarray(A[:, ::-1])
     reordered = pcg(lambda v: A_reversed @ v[::-1], b, rtol=1e-10, maxiter=200)
     plain = pcg(lambda v: A @ v, b, rtol=1e-10, maxiter=200)
-    assert reordered.nit != plain.nit  # rounding does change the count: equal counts are no criterion
+    # rounding changes the path (the late residuals differ by factors, and with them the count on some BLAS
+    # builds): equal counts are no criterion
+    n = min(len(reordered.residual_history), len(plain.residual_history))
+    ratio = np.asarray(reordered.residual_history[:n]) / np.asarray(plain.residual_history[:n])
+    assert np.max(np.abs(np.log(ratio))) > 0.1
     assert_same_solve(reordered, plain, A, b)
 
 
