@@ -46,7 +46,7 @@ def plot_records(records: list[dict], path: str) -> None:
             values, rows = [], []
             for i, case in enumerate(cases):
                 rec, ours = by_case.get(case + (lib,)), by_case.get(case + ("ocdl",))
-                if rec is None or ours is None:
+                if rec is None or ours is None or rec[key] is None:  # None: a product out of GPU memory
                     continue
                 values.append(rec[key] / ours[roof_key] if roofline else 1e3 * rec[key])
                 rows.append(i + (k - (len(libraries) - 1) / 2) * height)

@@ -22,7 +22,8 @@ float32 twice (TF32 off: ``torch``; on: ``torch-tf32``); the limit of each
 case is the memory bandwidth of a fused sweep instead of the CPU roofline,
 and the records carry ``device`` (GPU, driver, CUDA, CuPy) and ``tf32``. A
 case that runs out of GPU memory, or fails otherwise (a kernel that does not compile there), is
-recorded with its ``error`` and skipped; the others run.
+recorded with its ``error`` and skipped; the others run. A Gauss-Newton product alone out of GPU
+memory keeps its case's other times (``gn_matvec_s`` is ``None``, ``gn_errors`` says why).
 ocdl runs once per setting of its fused GPU kernels (``--kernels``; on the
 GPU both, ``fused`` and ``plain``, by default), each record saying which
 (``kernels``), and the issue's targets are printed below the table and
@@ -348,15 +349,20 @@ def _times(rec: dict) -> dict:
     return {k: rec[k] for k in TIMES}
 
 
+def _least(a: float | None, b: float | None) -> float | None:
+    """The smaller of two times, ``None`` (not measured: out of GPU memory) where neither was measured."""
+    return min((t for t in (a, b) if t is not None), default=None)
+
+
 def _best_of(best: dict, rec: dict) -> dict:
     """``best`` with each time the minimum over it and ``rec`` (another round of the same case)."""
     best["rounds_s"].append(_times(rec))
     for k in TIMES:
-        best[k] = min(best[k], rec[k])
+        best[k] = _least(best[k], rec[k])
     if "gn_methods_s" in rec:
         for name, t in rec["gn_methods_s"].items():
             best["gn_methods_s"][name] = min(best["gn_methods_s"].get(name, t), t)
-        best["gn_method"] = min(best["gn_methods_s"], key=best["gn_methods_s"].get)
+        best["gn_method"] = min(best["gn_methods_s"], key=best["gn_methods_s"].get, default=None)
     return best
 
 
@@ -384,7 +390,7 @@ def merge(paths: list[str], out: str | None = None, plot: str | None = None, cpu
                 best = combined[key]
                 best["merged_from"].append(run)
                 for k in TIMES:
-                    best[k] = min(best[k], rec[k])
+                    best[k] = _least(best[k], rec[k])
                 if rec.get("roofline_s") is not None and (
                     best.get("roofline_s") is None or rec["roofline_s"] < best["roofline_s"]
                 ):
@@ -458,7 +464,7 @@ def _measure(lib, wl, stepper, dtype, args) -> dict:
 
     if lib == "ocdl":
         fns = workloads.ocdl_callables(wl, stepper, dtype, device=args.device)
-        setups, gn_method = {"jvp+vjp on a stored trajectory": fns["gn_setup"]}, None
+        setups = {"jvp+vjp on a stored trajectory": fns["gn_setup"]}
         rec["swept"] = fns["swept"]  # each sweep one kernel (ocdl.kernels.sweeps) or step by step
     else:
         if args.device == "gpu":
@@ -476,23 +482,25 @@ def _measure(lib, wl, stepper, dtype, args) -> dict:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # torch.fx warnings from torch.func.linearize
-                gn = setup()
-        except Exception as exc:  # torch.func differs between versions (or its graph fills the GPU): keep the other
-            if lib == "ocdl" or len(errors) + 1 == len(setups):
+                methods[name] = timed(setup())
+        except Exception as exc:
+            # torch.func differs between versions: keep the other method. A product whose graphs do not fit the
+            # GPU keeps the case's other times (PyTorch's double backward of W3L's Verlet holds about 140 states,
+            # 130 GB, more than an H100 has): gn_matvec_s is None and gn_errors says why.
+            out_of_memory = args.device == "gpu" and gpu.is_out_of_memory(exc)
+            if not out_of_memory and (lib == "ocdl" or len(errors) + 1 == len(setups)):
                 raise
-            errors[name] = f"{type(exc).__name__}: {exc}"
-            continue
-        methods[name] = timed(gn)
-        del gn
-        gc.collect()  # the graphs of one method go before the next is built
+            errors[name] = _failure(exc) if out_of_memory else f"{type(exc).__name__}: {exc}"
+        finally:
+            gc.collect()  # the graphs of one method go before the next is built
     if "close" in fns:
         fns["close"]()
-    gn_method = min(methods, key=methods.get)
-    t["gn_matvec_s"] = methods[gn_method]
+    gn_method = min(methods, key=methods.get) if methods else None
+    t["gn_matvec_s"] = methods.get(gn_method)
     if lib != "ocdl":
         rec["gn_methods_s"] = methods
-        if errors:
-            rec["gn_errors"] = errors
+    if errors:
+        rec["gn_errors"] = errors
     rec.update(t)
     rec["gn_method"] = gn_method
     del fns
@@ -514,11 +522,13 @@ def _gemm_line(dtype: str, rates: dict) -> str:
 
 def _row(r: dict) -> str:
     roof = f"  roofline {1e3 * r['roofline_s']:.2f} ms" if r.get("roofline_s") else ""
-    gn = f" ({r['gn_method']})" if r["library"] != "ocdl" else ""
+    if r["gn_matvec_s"] is None:
+        gn = f"gn not measured ({'; '.join(r['gn_errors'].values())})"
+    else:
+        gn = f"gn {1e3 * r['gn_matvec_s']:.2f} ms" + (f" ({r['gn_method']})" if r["library"] != "ocdl" else "")
     return (
         f"{r['workload']} {r['stepper']:6s} {r['dtype']:7s} {library_name(r['library'], r.get('kernels')):10s}  "
-        f"fwd {1e3 * r['forward_s']:.2f} ms  grad {1e3 * r['gradient_s']:.2f} ms  gn {1e3 * r['gn_matvec_s']:.2f} ms"
-        f"{gn}{roof}"
+        f"fwd {1e3 * r['forward_s']:.2f} ms  grad {1e3 * r['gradient_s']:.2f} ms  {gn}{roof}"
     )
 
 
@@ -529,7 +539,7 @@ def format_table(records: list[dict]) -> str:
     (``plain``) each against PyTorch; on the GPU float32 has one more line,
     fused ocdl against PyTorch with TF32 on (``tf32``); "roof" is then the
     memory-bandwidth limit of fused sweeps (``gpu.py``). Cases that failed
-    (out of GPU memory) are listed below the table.
+    (out of GPU memory), and Gauss-Newton products that did, are listed below the table.
     """
     by_key, failed = {}, []
     for r in records:
@@ -537,6 +547,9 @@ def format_table(records: list[dict]) -> str:
         if "error" in r:
             failed.append(f"{r['workload']} {r['stepper']} {r['dtype']} {name}: {r['error']}")
             continue
+        if r["gn_matvec_s"] is None:
+            failed.append(f"{r['workload']} {r['stepper']} {r['dtype']} {name}, Gauss-Newton product: "
+                          + "; ".join(f"{method}: {err}" for method, err in r["gn_errors"].items()))
         by_key.setdefault((r["workload"], r["stepper"], r["dtype"]), {})[name] = r
     head = (
         f"{'case (times in ms)':24s} {'ocdl fwd':>9s} {'grad':>9s} {'gn':>9s} | {'torch fwd':>9s} {'grad':>9s} "

@@ -266,8 +266,9 @@ def test_threads_benchmark_runs(tmp_path):
 
 
 # benchmarks/run.py with the stand-in CuPy (tests/standin_cupy.py) as its GPU. A Verlet step on 16 examples
-# (W3L in --quick) runs out of the stand-in's memory, as W3L's float64 Verlet may on a GPU; the fused float32 sweep
-# of a dense ResNet (W1) fails as a kernel that does not compile on a device would.
+# (W3L in --quick) runs out of the stand-in's memory, as W3L's float64 Verlet may on a GPU; so does the float64
+# ResNet's Gauss-Newton product there (a tangent sweep), as PyTorch's double backward of W3L's Verlet does on an
+# H100; the fused float32 sweep of a dense ResNet (W1) fails as a kernel that does not compile on a device would.
 STANDIN_GPU = """
 import runpy, sys
 sys.path.insert(0, {tests})
@@ -280,6 +281,12 @@ def step_out_of_memory(self, state, theta, h):
         raise cupy.cuda.memory.OutOfMemoryError(1 << 30, 15 << 30)
     return step(self, state, theta, h)
 ocdl.Verlet.step = step_out_of_memory
+jvp = ocdl.Network.jvp
+def jvp_out_of_memory(self, theta, Y0, *args, **kwargs):
+    if Y0.shape[0] == 16 and Y0.dtype == "float64" and isinstance(self.stepper, ocdl.ResNet):
+        raise cupy.cuda.memory.OutOfMemoryError(1 << 31, 15 << 30)
+    return jvp(self, theta, Y0, *args, **kwargs)
+ocdl.Network.jvp = jvp_out_of_memory
 resnet_sweep = ocdl.kernels.sweeps.resnet
 def resnet_sweep_failing(layer, theta_steps, *args):
     if ocdl.kernels.fused_enabled() and theta_steps.dtype == "float32" and isinstance(layer.transform, ocdl.Dense):
@@ -289,6 +296,29 @@ ocdl.kernels.sweeps.resnet = resnet_sweep_failing
 sys.argv = [{script}, *sys.argv[1:]]
 runpy.run_path({script}, run_name="__main__")
 """.replace("{tests}", repr(os.path.join(ROOT, "tests")))
+
+
+def test_gradient_memory_counts_the_states_held(tmp_path):
+    """``gradient_memory.py --quick``: a record per library, stepper and quantity, each above a lower bound
+    counted from the networks, not from the script: ocdl's stored trajectory holds the N states (Verlet: two
+    variables each); PyTorch's autograd saves each layer application's input and its tanh's output (2 states a
+    ResNet step, 4 a Verlet step), and its Gauss-Newton product's graphs hold more than its gradient's."""
+    printed, records = _run("gradient_memory.py", "--quick", json_path=tmp_path / "memory.json")
+    libraries = ("ocdl", "torch") if _torch_importable() else ("ocdl",)
+    if len(libraries) == 1:
+        assert "PyTorch is not installed" in printed
+    by_case = {(r["library"], r["stepper"], r["quantity"]): r for r in records}
+    assert sorted(by_case) == [(lib, s, q) for lib in libraries for s in ("resnet", "verlet")
+                               for q in ("gn_matvec", "gradient")]
+    n_steps = _load("workloads").WORKLOADS["W3L"].n_steps
+    for (library, stepper, _), rec in by_case.items():
+        assert rec["state_bytes"] == 16 * 6 * 28 * 28 * 4 and rec["states"] == rec["peak_bytes"] / rec["state_bytes"]
+        per_step = {"ocdl": 1, "torch": 2}[library] * (1 if stepper == "resnet" else 2)
+        assert rec["states"] >= per_step * n_steps, rec
+        assert rec["bytes_at_w3l"] == pytest.approx(rec["states"] * 50000 * 6 * 28 * 28 * 4)
+    for stepper in ("resnet", "verlet") if "torch" in libraries else ():
+        gn, gradient = (by_case["torch", stepper, q]["peak_bytes"] for q in ("gn_matvec", "gradient"))
+        assert gn > gradient
 
 
 @pytest.mark.parametrize("new_api", [True, False])
@@ -325,11 +355,11 @@ def test_gpu_mode_on_the_standin(tmp_path):
     """``run.py --device gpu`` on the stand-in device (PyTorch, when installed, on the CPU in its place):
     the records carry the device and the TF32 setting, ocdl is measured with its fused kernels and without (the
     two gradients agree), float32 has PyTorch with TF32 off and on, each case its bandwidth limit (counted here by
-    hand), a case out of memory or failing otherwise is recorded, listed and skipped, and the targets are stored
-    and printed."""
+    hand), a case out of memory or failing otherwise is recorded, listed and skipped, a Gauss-Newton product out of
+    memory leaves its case's other times, and the targets are stored and printed."""
     out, figure = tmp_path / "gpu.json", tmp_path / "gpu.png"
     printed, records = _run("run.py", "--device", "gpu", "--torch-device", "cpu", "--quick", "--workloads", "W1,W3L",
-                            "--plot", str(figure), json_path=out, wrapper=STANDIN_GPU)
+                            "--rounds", "2", "--plot", str(figure), json_path=out, wrapper=STANDIN_GPU)
     assert figure.read_bytes()[:4] == b"\x89PNG"
     workloads = _load("workloads")
     torch = _torch_importable()
@@ -362,8 +392,19 @@ def test_gpu_mode_on_the_standin(tmp_path):
         state_bytes = wl.n_examples * wl.n_features * (8 if rec["dtype"] == "float64" else 4)
         for key, count in zip(("roofline_s", "roofline_gradient_s", "roofline_gn_matvec_s"), passes[rec["stepper"]]):
             assert rec[key] == pytest.approx(wl.n_steps * count * state_bytes / device["copy_bandwidth_bytes_per_s"])
-        for key in ("forward_s", "gradient_s", "gn_matvec_s"):
-            assert rec[key] > 0
+        gn_out_of_memory = (rec["workload"], rec["stepper"], rec["dtype"], rec["library"]) == (
+            "W3L", "resnet", "float64", "ocdl")
+        for key in ("forward_s", "gradient_s") + ("gn_matvec_s",) * (not gn_out_of_memory):
+            assert rec[key] > 0 and all(r[key] > 0 for r in rec["rounds_s"])
+        if gn_out_of_memory:  # the forward and the gradient were timed all the same
+            assert rec["gn_matvec_s"] is None and rec["gn_method"] is None
+            assert rec["gn_errors"] == {"jvp+vjp on a stored trajectory": (
+                "out of memory: Out of memory allocating 2,147,483,648 bytes "
+                "(allocated so far: 16,106,127,360 bytes).")}
+            name = "ocdl" if rec["kernels"] == "fused" else "ocdl plain"
+            assert f"failed: W3L resnet float64 {name}, Gauss-Newton product: jvp+vjp" in printed
+        else:
+            assert "gn_errors" not in rec
         if rec["library"] == "ocdl":  # W1's small dense layer sweeps in one kernel with the fused kernels
             assert rec["swept"] is (rec["workload"] == "W1" and rec["kernels"] == "fused"), rec
         if rec["library"] in ("torch", "ocdl") and rec["gradient_rel_diff"] is not None:
@@ -382,9 +423,13 @@ def test_gpu_mode_on_the_standin(tmp_path):
             assert not any(entry["target"] in ("forward", "cpu") for entry in rec.get("targets", ()))
     assert "roof: the memory-bandwidth limit of fused sweeps" in printed
     assert "W3L resnet float32 plain" in printed and "forward / bandwidth limit" in printed
-    # --merge keeps the failed cases (both kernel settings) where no run measured them
-    _, merged = _run("run.py", "--merge", str(out), json_path=tmp_path / "merged.json", timeout=60)
+    # --merge keeps the failed cases (both kernel settings) where no run measured them, and the times of the cases
+    # whose Gauss-Newton product failed
+    _, merged = _run("run.py", "--merge", str(out), str(out), json_path=tmp_path / "merged.json", timeout=60)
     assert sum("error" in r for r in merged) == sum("error" in r for r in records) == 5
+    no_gn = [(r["forward_s"], r["gradient_s"]) for r in merged if "error" not in r and r["gn_matvec_s"] is None]
+    assert sorted(no_gn) == sorted((r["forward_s"], r["gradient_s"]) for r in records
+                                   if "error" not in r and r["gn_matvec_s"] is None) and len(no_gn) == 2
 
 
 @pytest.fixture
