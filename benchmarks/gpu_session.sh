@@ -44,7 +44,7 @@ session() {
 
     local tests_limit=120 cpu_limit=25 bench_limit=200 soft_limit=185 cpu_quick=() gpu_quick=()
     if [ "$QUICK" = 1 ]; then
-        tests_limit=60 cpu_limit=30 bench_limit=60 soft_limit=50 cpu_quick=(--quick) gpu_quick=(--quick --torch-device cpu)
+        tests_limit=240 cpu_limit=30 bench_limit=60 soft_limit=50 cpu_quick=(--quick) gpu_quick=(--quick --torch-device cpu)
     fi
     # NVRTC compiles about 180 modules on a fresh machine (about a minute of nvcc here, one process): with pytest-xdist
     # (in the GPU machine's image) GPU_TEST_WORKERS processes share the GPU and compile in parallel; without it the
