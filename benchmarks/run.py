@@ -354,15 +354,23 @@ def _least(a: float | None, b: float | None) -> float | None:
     return min((t for t in (a, b) if t is not None), default=None)
 
 
-def _best_of(best: dict, rec: dict) -> dict:
-    """``best`` with each time the minimum over it and ``rec`` (another round of the same case)."""
-    best["rounds_s"].append(_times(rec))
+def _combine(best: dict, rec: dict) -> None:
+    """Take into ``best`` the least of each of its times and ``rec``'s (another round or run of the same case), and
+    each method's least Gauss-Newton time (``gn_methods_s``). ``gn_method`` and ``gn_errors`` come with the product
+    time kept: a product out of memory in one round and measured in another is recorded as measured."""
+    if rec["gn_matvec_s"] is not None and (best["gn_matvec_s"] is None or rec["gn_matvec_s"] < best["gn_matvec_s"]):
+        best.pop("gn_errors", None)
+        best.update((k, rec[k]) for k in ("gn_method", "gn_errors") if k in rec)
     for k in TIMES:
         best[k] = _least(best[k], rec[k])
-    if "gn_methods_s" in rec:
-        for name, t in rec["gn_methods_s"].items():
-            best["gn_methods_s"][name] = min(best["gn_methods_s"].get(name, t), t)
-        best["gn_method"] = min(best["gn_methods_s"], key=best["gn_methods_s"].get, default=None)
+    for name, t in rec.get("gn_methods_s", {}).items():
+        best["gn_methods_s"][name] = min(best["gn_methods_s"].get(name, t), t)
+
+
+def _best_of(best: dict, rec: dict) -> dict:
+    """``best`` combined with ``rec``, another round of the same case (:func:`_combine`)."""
+    best["rounds_s"].append(_times(rec))
+    _combine(best, rec)
     return best
 
 
@@ -389,8 +397,7 @@ def merge(paths: list[str], out: str | None = None, plot: str | None = None, cpu
                     continue
                 best = combined[key]
                 best["merged_from"].append(run)
-                for k in TIMES:
-                    best[k] = _least(best[k], rec[k])
+                _combine(best, rec)
                 if rec.get("roofline_s") is not None and (
                     best.get("roofline_s") is None or rec["roofline_s"] < best["roofline_s"]
                 ):

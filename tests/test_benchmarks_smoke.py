@@ -432,6 +432,34 @@ def test_gpu_mode_on_the_standin(tmp_path):
                                    if "error" not in r and r["gn_matvec_s"] is None) and len(no_gn) == 2
 
 
+@pytest.mark.parametrize("measured_first", [True, False])
+def test_rounds_and_runs_keep_a_product_measured_in_either(tmp_path, measured_first):
+    """A PyTorch case whose double-backward product ran out of GPU memory in one round (or run) and was measured in
+    the other: ``--rounds`` and ``--merge`` keep the least of each time, the product's time with its method and
+    errors (the other method's failure, not the memory's), whichever came first."""
+    run = _load("run")
+    with open(os.path.join(BENCH, "results", "cpu.json")) as f:
+        template = next(r for r in json.load(f) if r["library"] == "torch")
+    failed_linearize = {"linearize": "TypeError: not in this PyTorch"}
+    measured = dict(template, forward_s=1.0, gradient_s=2.0, gn_matvec_s=3.0, gn_method="double-backward",
+                    gn_methods_s={"double-backward": 3.0}, gn_errors=failed_linearize)
+    out_of_memory = dict(template, forward_s=0.5, gradient_s=2.5, gn_matvec_s=None, gn_method=None, gn_methods_s={},
+                         gn_errors={"double-backward": "out of memory: ...", **failed_linearize})
+    first, second = (measured, out_of_memory) if measured_first else (out_of_memory, measured)
+    expected = dict(forward_s=0.5, gradient_s=2.0, gn_matvec_s=3.0, gn_method="double-backward",
+                    gn_methods_s={"double-backward": 3.0}, gn_errors=failed_linearize)
+    rounds = run._best_of(dict(json.loads(json.dumps(first)), rounds_s=[run._times(first)]), second)
+    paths = []
+    for k, rec in enumerate((first, second)):
+        paths.append(str(tmp_path / f"run{k}.json"))
+        with open(paths[-1], "w") as f:
+            json.dump([rec], f)
+    (merged,) = run.merge(paths)
+    for best in (rounds, merged):
+        assert {k: best[k] for k in expected} == expected
+    assert rounds["rounds_s"] == [run._times(first), run._times(second)]
+
+
 @pytest.fixture
 def mnist_files(tmp_path):
     from test_experiments import fake_mnist
