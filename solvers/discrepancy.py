@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ocdl.validation import check_nonnegative, check_positive
+
 from .newton import gauss_newton_pcg
 
 
@@ -49,8 +51,20 @@ def discrepancy_principle(
     :math:`\log\alpha` ``n_bisect`` times in the last bracket; each solve is
     :func:`ocdl.solvers.gauss_newton_pcg` warm-started from the previous one.
     Returns the largest :math:`\alpha` found with misfit :math:`\le \tau\delta`.
+
+    Raises
+    ------
+    ValueError
+        If ``delta``, ``tau`` or ``alpha0`` is not a positive number, ``factor``
+        not a number > 1 or ``n_bisect`` not an integer >= 0 (naming it).
+    RuntimeError
+        If the misfit stays above :math:`\tau\delta` down to
+        :math:`\alpha = 10^{-12}\sigma` (the noise level ``delta`` is too small).
     """
-    target = tau * delta
+    target = check_positive("tau", tau) * check_positive("delta", delta)
+    if check_positive("factor", factor) <= 1.0:
+        raise ValueError(f"factor must be a number > 1 (alpha is divided by it), got {factor!r}")
+    n_bisect = check_nonnegative("n_bisect", n_bisect, integer=True)
     options = {"max_iter": 10, "gtol": 1e-6, "cg_maxiter": 200, "cg_rtol": 1e-7} | gn_options
     path = []
 
@@ -59,7 +73,7 @@ def discrepancy_principle(
         path.append((alpha, problem.misfit(result.x), result.x))
         return path[-1][1], result.x
 
-    alpha = problem.sigma if alpha0 is None else alpha0
+    alpha = problem.sigma if alpha0 is None else check_positive("alpha0", alpha0)
     misfit, x = solve(alpha, np.zeros(problem.setup.n_params))
     while misfit > target:
         if alpha < 1e-12 * problem.sigma:

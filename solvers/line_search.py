@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from ocdl.validation import check_positive
+
 
 @dataclass
 class LineSearchResult:
@@ -42,7 +44,18 @@ def armijo(
     so a step into a blow-up is shortened, never accepted. After
     ``max_evals`` trials the search gives up with ``success=False`` and
     ``step=0`` (the caller keeps ``x``): it never loops forever.
+
+    Raises
+    ------
+    ValueError
+        If ``slope`` is not negative, ``c`` or ``beta`` is outside ``(0, 1)``,
+        ``t0`` is not a positive number or ``max_evals`` not an integer >= 1.
     """
+    for name, value in (("c", c), ("beta", beta)):
+        if not 0.0 < check_positive(name, value) < 1.0:
+            raise ValueError(f"{name} must lie in (0, 1), got {value!r}")
+    t0 = check_positive("t0", t0)
+    max_evals = check_positive("max_evals", max_evals, integer=True)
     if not slope < 0:
         raise ValueError(f"armijo needs a descent direction (slope < 0), got slope = {slope}")
     t = t0

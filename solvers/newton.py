@@ -21,11 +21,13 @@ The problem protocol:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 from ocdl.checks import inner, norm
+from ocdl.validation import check_nonnegative, check_positive
 
 from .line_search import armijo
 from .pcg import pcg
@@ -48,9 +50,9 @@ def newton_pcg(
     ----------
     problem : see the module docstring.
     x0 : initial point (NumPy or CuPy array of any shape).
-    max_iter : outer iterations.
-    gtol : stop when :math:`\\|g_k\\| \\le \\text{gtol}\\, \\|g_0\\|`.
-    cg_maxiter, cg_rtol : PCG's iteration cap and relative tolerance.
+    max_iter : outer iterations, an integer >= 0.
+    gtol : stop when :math:`\\|g_k\\| \\le \\text{gtol}\\, \\|g_0\\|` (>= 0).
+    cg_maxiter, cg_rtol : PCG's iteration cap (an integer >= 1) and relative tolerance (>= 0).
     callback : called as ``callback(k, x_k, record)`` after every iteration;
         returning ``True`` stops the solver.
     step0 : first trial step of the first line search along the Newton direction,
@@ -64,27 +66,38 @@ def newton_pcg(
     negative_curvature, gradient_fallback, time`` plus the model's ``metrics()``.
     When backtracking along the Newton direction fails (near-zero curvature
     makes the step far too long), one Armijo step along :math:`-g_k` is taken
-    instead (``gradient_fallback`` in the record). ``status`` is
+    instead (``gradient_fallback`` in the record), backtracked from
+    :math:`t = 1` through up to 60 trials (down to :math:`t \\approx 10^{-18}`:
+    a steep gradient needs short steps). ``status`` is
     :attr:`~ocdl.solvers.result.Status.CONVERGED` (the gradient test, or the
     gradient is zero) or :attr:`~ocdl.solvers.result.Status.CALLBACK` with
     ``success=True``; :attr:`~ocdl.solvers.result.Status.MAX_ITER`,
     :attr:`~ocdl.solvers.result.Status.LINE_SEARCH_FAILED` (along both
     directions) or :attr:`~ocdl.solvers.result.Status.NOT_FINITE` (a NaN
-    objective or gradient) with ``success=False``: never an endless loop.
+    or Inf objective or gradient) with ``success=False``: never an endless loop.
+
+    Raises
+    ------
+    ValueError
+        If an option is out of the range above, naming it.
     """
     start = time.perf_counter()
     x = x0
     history: list[dict] = []
     g0_norm = None
     status, success, message = Status.MAX_ITER, False, f"reached max_iter = {max_iter}"
+    max_iter = check_nonnegative("max_iter", max_iter, integer=True)
+    gtol = check_nonnegative("gtol", gtol)
+    cg_maxiter = check_positive("cg_maxiter", cg_maxiter, integer=True)
+    cg_rtol = check_nonnegative("cg_rtol", cg_rtol)
     if not 0.0 < step0 <= 1.0:
         raise ValueError(f"step0 must lie in (0, 1], got {step0!r}")
     model = problem.model(x)
     for k in range(max_iter):
         g_norm = norm(model.gradient)
         g0_norm = g_norm if g0_norm is None else g0_norm
-        if not (model.value == model.value and g_norm == g_norm):  # NaN
-            status, success, message = Status.NOT_FINITE, False, "objective or gradient is NaN; stopped"
+        if not (math.isfinite(model.value) and math.isfinite(g_norm)):
+            status, success, message = Status.NOT_FINITE, False, "objective or gradient is NaN or Inf; stopped"
             break
         if g_norm <= gtol * g0_norm or g_norm == 0.0:
             status, success, message = Status.CONVERGED, True, f"gradient norm reduced by {gtol:g}"
@@ -101,9 +114,10 @@ def newton_pcg(
         if gradient_fallback:
             # Near-zero curvature (saturated logits, e.g. right after a multilevel
             # prolongation) makes the Newton step too long for backtracking from
-            # t = 1: take a steepest-descent step instead.
+            # t = 1: take a steepest-descent step instead. Its length g_norm * t is
+            # not scaled, so it may need many halvings where the gradient is steep.
             p = -model.gradient
-            ls = armijo(problem.value, x, p, model.value, -(g_norm**2))
+            ls = armijo(problem.value, x, p, model.value, -(g_norm**2), max_evals=60)
         record = {
             "iteration": k,
             "objective": model.value,

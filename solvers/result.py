@@ -79,6 +79,10 @@ class MultilevelResult(SolverResult):
     ----------
     network : ocdl.Network
         The network of ``x.theta`` (the finest level's number of layers).
+    history : list of dict
+        One record per level, not per iteration (its keys are listed under
+        :func:`~ocdl.solvers.multilevel.multilevel`'s return value); each level's
+        iterations are in its record's ``result.history``.
     """
 
     network: Any

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
+
+from ocdl.validation import check_nonnegative
 
 from .line_search import armijo
 from .result import SolverResult, Status
@@ -15,21 +18,30 @@ def steepest_descent(problem, x0: np.ndarray, max_iter: int = 1000, gtol: float 
 
     .. math::  x_{k+1} = x_k - t_k \nabla\Phi(x_k),
 
-    :math:`t_k` backtracked from :math:`2 t_{k-1}` (from :math:`1/\|\nabla\Phi(x_0)\|`
-    at first). Stops, like :func:`ocdl.solvers.newton_pcg`, when
+    :math:`t_k` backtracked from :math:`2 t_{k-1}`, with :math:`t_{-1} = 1/\|\nabla\Phi(x_0)\|`.
+    Stops, like :func:`ocdl.solvers.newton_pcg`, when
     :math:`\|\nabla\Phi(x_k)\| \le \text{gtol}\, \|\nabla\Phi(x_0)\|`; the
     history records ``objective``, ``grad_norm``, ``rel_grad_norm``, ``step``
-    and the model's ``metrics()`` at :math:`x_{k+1}`. ``status`` as for
-    :func:`ocdl.solvers.newton_pcg` (without a callback or a NaN check).
+    and, if the model has them, its ``metrics()`` at :math:`x_{k+1}`; a failed
+    line search keeps its record (``step`` 0), as in :func:`ocdl.solvers.newton_pcg`.
+    ``status`` as there, without a callback: ``CONVERGED`` (also at a zero
+    gradient), ``MAX_ITER``, ``LINE_SEARCH_FAILED`` or ``NOT_FINITE`` (a NaN or
+    Inf objective or gradient). The problem protocol is
+    :mod:`ocdl.solvers.newton`'s (``hessian_matvec`` unused).
     """
+    max_iter = check_nonnegative("max_iter", max_iter, integer=True)
+    gtol = check_nonnegative("gtol", gtol)
     start = time.perf_counter()
     x, model = x0, problem.model(x0)
     g0_norm = float(np.linalg.norm(model.gradient))
-    step = 1.0 / g0_norm
+    step = 1.0 / g0_norm if g0_norm > 0.0 else 0.0  # 0: converged at once
     history: list[dict] = []
     status, success, message = Status.MAX_ITER, False, f"reached max_iter = {max_iter}"
     for k in range(max_iter):
         g_norm = float(np.linalg.norm(model.gradient))
+        if not (math.isfinite(model.value) and math.isfinite(g_norm)):
+            status, message = Status.NOT_FINITE, "objective or gradient is NaN or Inf; stopped"
+            break
         if g_norm <= gtol * g0_norm:
             status, success, message = Status.CONVERGED, True, f"gradient norm reduced by {gtol:g}"
             break
@@ -37,12 +49,14 @@ def steepest_descent(problem, x0: np.ndarray, max_iter: int = 1000, gtol: float 
         record = {"iteration": k, "objective": model.value, "grad_norm": g_norm,
                   "rel_grad_norm": g_norm / g0_norm, "step": ls.step}
         if not ls.success:
+            record["time"] = time.perf_counter() - start
+            history.append(record)
             status, message = Status.LINE_SEARCH_FAILED, "line search failed"
             break
         step = ls.step
         x = x - step * model.gradient
         model = problem.model(x)
-        record.update(model.metrics())
+        record.update(getattr(model, "metrics", dict)())
         record["time"] = time.perf_counter() - start
         history.append(record)
     return SolverResult(x=x, fun=model.value, nit=len(history), status=status, success=success, message=message,

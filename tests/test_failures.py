@@ -16,8 +16,11 @@ from ocdl.solvers import (
     Params,
     SolverResult,
     Status,
+    armijo,
+    discrepancy_principle,
     multilevel,
     newton_pcg,
+    steepest_descent,
 )
 from quadratic import Quadratic
 
@@ -123,6 +126,81 @@ def test_newton_stops_on_a_nan_objective():
     result = newton_pcg(problem, np.ones(2), max_iter=50)
     assert not result.success and result.nit == 0 and "NaN" in result.message
     assert result.status is Status.NOT_FINITE
+
+
+class InfiniteAt:
+    """A quadratic whose objective (or gradient) is infinite from iteration ``k`` on."""
+
+    def __init__(self, k, what):
+        self.quadratic, self.k, self.what, self.calls = Quadratic(np.diag([1.0, 10.0]), np.ones(2)), k, what, 0
+
+    def value(self, x):
+        return self.quadratic.value(x)
+
+    def model(self, x):
+        model, self.calls = self.quadratic.model(x), self.calls + 1
+        if self.calls > self.k:
+            if self.what == "value":
+                model.value = np.inf
+            else:
+                model.gradient = np.array([np.inf, 1.0])
+        return model
+
+
+@pytest.mark.parametrize("solver", [newton_pcg, steepest_descent])
+@pytest.mark.parametrize("what", ["value", "gradient"])
+@pytest.mark.parametrize("k", [0, 1])
+def test_an_infinite_objective_or_gradient_is_not_finite_never_converged(solver, what, k):
+    # inf <= gtol * inf held for an infinite first gradient (CONVERGED, success); an Inf later failed the
+    # line search (LINE_SEARCH_FAILED, which multilevel takes for a stalled level and goes on)
+    with np.errstate(invalid="ignore"):
+        result = solver(InfiniteAt(k, what), np.zeros(2), max_iter=10)
+    assert result.status is Status.NOT_FINITE and not result.success, result.message
+    assert result.nit == k and "NaN or Inf" in result.message
+
+
+def test_newtons_steepest_descent_fallback_reaches_a_steep_gradients_short_steps():
+    class Steep:
+        """f(x) = sqrt(1 + x0^2) + 5e6 x1^2 from (1e4, 1e-7): the Newton step in x0 is far too long and
+        a step along -g of length ~1 overshoots x1's valley; only t < 2e-7 decreases f."""
+
+        def value(self, x):
+            return float(np.sqrt(1 + x[0] ** 2) + 5e6 * x[1] ** 2)
+
+        def model(self, x):
+            problem = self
+
+            class Model:
+                value = problem.value(x)
+                gradient = np.array([x[0] / np.sqrt(1 + x[0] ** 2), 1e7 * x[1]])
+
+                def hessian_matvec(self, v):
+                    return np.array([v[0] / (1 + x[0] ** 2) ** 1.5, 1e7 * v[1]])
+
+            return Model()
+
+    x0, problem = np.array([1e4, 1e-7]), Steep()
+    result = newton_pcg(problem, x0, max_iter=1)
+    record = result.history[-1]
+    assert record["gradient_fallback"] and 0.0 < record["step"] < 1e-6, record  # 2^-22: 23 trials from t = 1
+    assert result.status is Status.MAX_ITER and result.fun < problem.value(x0)
+
+
+def test_steepest_descent_at_a_stationary_point_and_without_metrics():
+    problem = Quadratic(np.eye(2), np.ones(2))  # a model without metrics(): optional in the protocol
+    at_minimum = steepest_descent(problem, np.ones(2))
+    assert at_minimum.status is Status.CONVERGED and at_minimum.success and at_minimum.nit == 0
+    result = steepest_descent(problem, np.zeros(2), max_iter=3)
+    assert result.nit == 3 and result.fun < problem.value(np.zeros(2))
+
+
+def test_steepest_descent_keeps_the_record_of_a_failed_line_search():
+    problem = Quadratic(np.eye(2), np.ones(2))
+    problem.value = lambda x: 0.0 if not x.any() else np.nan
+    result = steepest_descent(problem, np.zeros(2), max_iter=5)
+    newton = newton_pcg(problem, np.zeros(2), max_iter=5)
+    assert result.status is newton.status is Status.LINE_SEARCH_FAILED
+    assert result.nit == newton.nit == 1 and result.history[-1]["step"] == 0.0
 
 
 def test_newton_reports_a_failed_line_search():
@@ -288,6 +366,62 @@ def test_solvers_check_their_input():
         multilevel(lp, theta0, solver="bcd")
     with pytest.raises(TypeError, match="problem must be an ocdl LearningProblem"):
         ocdl.solvers.multilevel(None, theta0)
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"max_iter": -1}, r"max_iter must be an integer >= 0, got -1"),
+        ({"max_iter": 2.5}, r"max_iter must be an integer >= 0, got 2.5"),
+        ({"gtol": -1e-6}, r"gtol must be a finite number >= 0"),
+        ({"cg_maxiter": 0}, r"cg_maxiter must be an integer >= 1, got 0"),
+        ({"cg_rtol": -1.0}, r"cg_rtol must be a finite number >= 0, got -1.0"),
+    ],
+)
+def test_newton_checks_its_options_by_their_names(options, match):
+    with pytest.raises(ValueError, match=match):
+        newton_pcg(Quadratic(np.eye(2), np.ones(2)), np.zeros(2), **options)
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"c": 1.0}, r"c must lie in \(0, 1\), got 1.0"),
+        ({"c": 0.0}, r"c must be a finite number > 0, got 0.0"),
+        ({"beta": 1.0}, r"beta must lie in \(0, 1\), got 1.0"),
+        ({"beta": 2.0}, r"beta must lie in \(0, 1\), got 2.0"),
+        ({"t0": 0.0}, r"t0 must be a finite number > 0, got 0.0"),
+        ({"max_evals": 0}, r"max_evals must be an integer >= 1, got 0"),
+    ],
+)
+def test_armijo_checks_its_options_by_their_names(options, match):
+    with pytest.raises(ValueError, match=match):
+        armijo(lambda x: float(x @ x), np.ones(2), -np.ones(2), 2.0, -4.0, **options)
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"factor": 1.0}, r"factor must be a number > 1 \(alpha is divided by it\), got 1.0"),
+        ({"factor": 0.5}, r"factor must be a number > 1"),
+        ({"factor": 0.0}, r"factor must be a finite number > 0, got 0.0"),
+        ({"delta": -1.0}, r"delta must be a finite number > 0, got -1.0"),
+        ({"tau": 0.0}, r"tau must be a finite number > 0, got 0.0"),
+        ({"alpha0": -1.0}, r"alpha0 must be a finite number > 0, got -1.0"),
+        ({"n_bisect": -1}, r"n_bisect must be an integer >= 0, got -1"),
+    ],
+)
+def test_discrepancy_principle_checks_its_options_before_any_solve(options, match):
+    # factor <= 1 looped for ever: alpha never fell (1) or grew (0.5); delta <= 0 cost 14 solves first
+    class Unsolvable:
+        sigma = 1.0
+
+        def with_alpha(self, alpha):
+            raise AssertionError("solved with a bad option")
+
+    arguments = {"delta": 0.1} | options
+    with pytest.raises(ValueError, match=match):
+        discrepancy_principle(Unsolvable(), **arguments)
 
 
 def test_wrong_types_are_type_errors_and_wrong_values_value_errors():
