@@ -134,8 +134,9 @@ def device_name(device: str) -> str:
 
 
 #: Words by which CUDA libraries report a failed allocation (cuBLAS, cuFFT, cuSOLVER: ``*_ALLOC_FAILED``;
-#: the runtime: ``cudaErrorMemoryAllocation``); CuPy's own allocator raises a ``MemoryError``.
-_ALLOCATION_FAILED = ("ALLOC_FAILED", "cudaErrorMemoryAllocation")
+#: the runtime: ``cudaErrorMemoryAllocation``; the driver, through which CuPy loads and launches the compiled
+#: kernels: ``CUDA_ERROR_OUT_OF_MEMORY``); CuPy's own allocator raises a ``MemoryError``.
+_ALLOCATION_FAILED = ("ALLOC_FAILED", "cudaErrorMemoryAllocation", "CUDA_ERROR_OUT_OF_MEMORY")
 
 
 def out_of_memory(err: BaseException) -> bool:
@@ -143,7 +144,7 @@ def out_of_memory(err: BaseException) -> bool:
 
     True for a ``MemoryError`` (NumPy's, and CuPy's
     ``cupy.cuda.memory.OutOfMemoryError``) and for a CUDA library's error that
-    reports a failed allocation (cuBLAS, cuFFT, cuSOLVER, the CUDA runtime).
+    reports a failed allocation (cuBLAS, cuFFT, cuSOLVER, the CUDA runtime and driver).
     """
     if isinstance(err, MemoryError):
         return True

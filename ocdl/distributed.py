@@ -67,6 +67,7 @@ import numpy as np
 from .backend import Array, asnumpy, get_array_module, memory_bytes
 from .fingerprint import digest
 from .reduction import Reduction
+from .validation import check_nonnegative
 
 LAUNCHER_SIZES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
 """Environment variables in which ``mpiexec`` (Open MPI; MPICH, Intel MPI, Slurm's PMI; MVAPICH) gives the
@@ -348,9 +349,7 @@ class MPIReduction(Reduction):
     def mean(self, x: Array, count: int) -> Array:
         r""":math:`\sum_k s_k x_k / \sum_k s_k` in rank order, in float64, over the ranks with :math:`s_k > 0`
         (the one rank's :math:`x_k` itself if only one has examples)."""
-        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
-            raise ValueError(f"count must be an integer >= 0, got {count!r}")
-        return self._reduce("mean", x, int(count))
+        return self._reduce("mean", x, check_nonnegative("count", count, integer=True))
 
     def gather(self, value: Any) -> list:
         """Every rank's ``value`` (pickled), in rank order, on every rank."""
@@ -391,7 +390,7 @@ class MPIReduction(Reduction):
             return _like(x, total)
         xp = get_array_module(x)
         shape, dtype = tuple(x.shape), np.dtype(x.dtype)
-        counts = self._exchange(op, (count, shape, dtype.str), _check_layout)
+        counts = self._exchange(op, (count, shape, dtype.str), lambda parts: _check_layout(op, parts))
         on_device = xp is not np and self.cuda_aware
         if on_device:
             send = xp.ascontiguousarray(x)
@@ -441,8 +440,9 @@ def _combine_numbers(op: str, parts: list[tuple[int, Any]]) -> Any:
     return total / sum(count for count, _ in weighted)
 
 
-def _check_layout(parts: list[tuple[int, tuple, str]]) -> list[int]:
-    """The ranks' counts, after checking that their arrays have one shape and dtype."""
+def _check_layout(op: str, parts: list[tuple[int, tuple, str]]) -> list[int]:
+    """The ranks' counts, after checking that their arrays have one shape and dtype (and, for ``mean``, that
+    some rank has examples): an error here reaches every rank, one in :func:`_combine_arrays` rank 0 alone."""
     layouts = {(shape, dtype) for _, shape, dtype in parts}
     if len(layouts) > 1:
         raise ValueError(
@@ -450,7 +450,10 @@ def _check_layout(parts: list[tuple[int, tuple, str]]) -> list[int]:
             + ", ".join(f"rank {rank}: {shape} {np.dtype(dtype)}" for rank, (_, shape, dtype) in enumerate(parts))
             + ")"
         )
-    return [count for count, _, _ in parts]
+    counts = [count for count, _, _ in parts]
+    if op == "mean" and not any(counts):
+        raise ValueError("a mean over no examples: every rank passed count 0")
+    return counts
 
 
 def _combine_arrays(op: str, parts: Array, counts: list[int], dtype: np.dtype) -> Array:
@@ -460,9 +463,7 @@ def _combine_arrays(op: str, parts: Array, counts: list[int], dtype: np.dtype) -
         for part in parts[1:]:
             total += part
         return total
-    ranks = [rank for rank, count in enumerate(counts) if count > 0]
-    if not ranks:
-        raise ValueError("a mean over no examples: every rank passed count 0")
+    ranks = [rank for rank, count in enumerate(counts) if count > 0]  # some: _check_layout
     if len(ranks) == 1:  # one rank holds all the examples: its mean, not rounded again
         return parts[ranks[0]].copy()
     total = counts[ranks[0]] * parts[ranks[0]].astype(np.float64)

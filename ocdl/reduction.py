@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .backend import Array
+from .validation import check_nonnegative
 
 
 class Reduction:
@@ -86,7 +87,15 @@ class Reduction:
         -------
         array or float
             The mean over all examples; locally ``x`` itself.
+
+        Raises
+        ------
+        ValueError
+            If ``count`` is not an integer >= 0, or is 0 on every worker (a
+            mean over no examples).
         """
+        if check_nonnegative("count", count, integer=True) == 0:
+            raise ValueError("a mean over no examples: every rank passed count 0")
         return x
 
     def gather(self, value: Any) -> list:

@@ -41,9 +41,8 @@ from typing import Any, ClassVar
 import numpy as np
 from tqdm.auto import tqdm
 
-from ocdl.backend import Array, get_array_module
+from ocdl.backend import Array
 from ocdl.learning_problem import LearningProblem
-from ocdl.validation import check_array
 
 from .params import Params
 from .result import SolverResult, Status
@@ -195,14 +194,8 @@ def initial_state(
         params0 = Params(params0, *problem.initial_classifier())
     n, m = problem.n_features, problem.n_outputs
     shapes = {"theta": (problem.network.n_params,), "W": (n, m), "mu": (m,)}
-    xp = get_array_module(problem.Y0)
     for name, x in zip(shapes, params0):
-        check_array(f"params0.{name}", x, shape=shapes[name])
-        if get_array_module(x) is not xp or x.dtype != problem.Y0.dtype:
-            raise TypeError(
-                f"params0.{name} must be a {xp.__name__} array of the examples' dtype {problem.Y0.dtype}, "
-                f"got a {get_array_module(x).__name__} array of dtype {x.dtype}"
-            )
+        problem.check_parameter(f"params0.{name}", x, shapes[name])
     return TrainingState(iteration=0, params=params0, rng=np.random.default_rng(rng))
 
 

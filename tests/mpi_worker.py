@@ -252,6 +252,35 @@ def check_blow_up_on_one_rank(red: MPIReduction) -> None:
     assert red.sum(1) == red.size
 
 
+def raises_on_every_rank(red: MPIReduction, error: type, message: str, call) -> None:
+    """``call()`` raises ``error`` with ``message`` on this rank, and the ranks are in step afterwards (a rank
+    left waiting in a reduction would hang the test until its timeout)."""
+    try:
+        call()
+    except error as err:
+        assert message in str(err), str(err)
+    else:
+        raise AssertionError(f"no {error.__name__} ({message})")
+    assert red.sum(1) == red.size
+
+
+def check_errors_in_one_share_reach_every_rank(red: MPIReduction) -> None:
+    """Errors of one rank's data or of arguments used only where a rank has rows stop every rank: a bad label
+    in the last share, a mean of arrays over no examples, a wrong classifier with a sub-sample on one rank."""
+    last = red.rank == red.size - 1
+    rng = np.random.default_rng(0)
+    Y0, C = rng.standard_normal((4, 3)), np.array([0, 1, 2, 7 if last else 0])
+    raises_on_every_rank(red, ValueError, "class index 7 >= n_classes = 3", lambda: ocdl.LearningProblem(
+        ocdl.network("resnet", 3, 2, 1.0), ocdl.SoftmaxCrossEntropy(), Y0, C, n_classes=3, reduction=red))
+    raises_on_every_rank(red, ValueError, "a mean over no examples", lambda: red.mean(np.ones(3), 0))
+    lp, theta, W, mu, _ = problem_on(red)
+    on_last_rank = np.array([21, 22])  # of 23 examples: in the last rank's share only
+    raises_on_every_rank(red, ValueError, "W must have shape 3 x 3, got (3, 2)",
+                         lambda: lp.value(theta, W[:, :2], mu, on_last_rank))
+    raises_on_every_rank(red, TypeError, "W must be a numpy array of the examples' dtype float64, got a numpy "
+                         "array of dtype float32", lambda: lp.value(theta, W.astype(np.float32), mu, on_last_rank))
+
+
 def check_workers_must_agree(red: MPIReduction) -> None:
     if red.size == 1:
         return
@@ -369,7 +398,8 @@ def check_loaded_share(red: MPIReduction) -> None:
 
 CHECKS = [check_numbers, check_arrays, check_cupy_paths, check_errors_are_raised_on_every_rank,
           check_out_of_step_and_mismatch, check_share, check_learning_problem, check_blow_up_on_one_rank,
-          check_workers_must_agree, check_memory_per_rank, check_loaded_share]
+          check_errors_in_one_share_reach_every_rank, check_workers_must_agree, check_memory_per_rank,
+          check_loaded_share]
 
 
 def scenario_reductions(reduction: MPIReduction, out: Path) -> None:

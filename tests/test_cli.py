@@ -285,6 +285,10 @@ def test_allocation_failures_are_recognised():
     assert out_of_memory(MemoryError("Unable to allocate 3.2 GiB for an array"))
     assert out_of_memory(cupy_error("cupy_backends.cuda.libs.cublas", "CUBLAS_STATUS_ALLOC_FAILED"))
     assert out_of_memory(cupy_error("cupy_backends.cuda.api.runtime", "cudaErrorMemoryAllocation: out of memory"))
+    # a module load or a kernel launch (RawModule, RawKernel) goes through the driver API
+    assert out_of_memory(cupy_error("cupy_backends.cuda.api.driver", "CUDA_ERROR_OUT_OF_MEMORY: out of memory"))
+    assert not out_of_memory(cupy_error("cupy_backends.cuda.api.driver", "CUDA_ERROR_ILLEGAL_ADDRESS: an illegal "
+                                        "memory access was encountered"))
     assert not out_of_memory(cupy_error("cupy_backends.cuda.api.runtime", "cudaErrorIllegalAddress"))
     assert not out_of_memory(RuntimeError("CUBLAS_STATUS_ALLOC_FAILED"))  # not CuPy's
     assert not out_of_memory(ValueError("memory must be one of auto, store-all"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from ocdl.solvers import BlockCoordinateDescent
 
 import ocdl
 from ocdl.backend import cupy_available
@@ -198,6 +199,65 @@ def test_regression_targets_and_with_network():
     assert lp.theta_regularizer.n_steps == 4
     with pytest.raises(ValueError, match="Y0 must have the network.s width n = 3"):
         lp.with_network(ocdl.network("resnet", 3, 4, 1.0))
+
+
+def test_a_regression_problem_scores_and_trains_with_validation_targets():
+    """Other examples' classes are their target matrix's argmax, as the training examples' (class labels
+    were required before: a regression problem could not be scored or trained with validation data)."""
+    rng = np.random.default_rng(4)
+    net = ocdl.network("resnet", 2, 4, 1.0)
+    Y0, targets, Y_val, targets_val = (rng.standard_normal((10, 2)), rng.standard_normal((10, 3)),
+                                       rng.standard_normal((6, 2)), rng.standard_normal((6, 3)))
+    lp = LearningProblem(net, ocdl.LeastSquares(), Y0, targets, regression=True)
+    theta, W, mu = net.init_params(0), rng.standard_normal((2, 3)), rng.standard_normal(3)
+    np.testing.assert_array_equal(lp.class_indices(targets_val), targets_val.argmax(axis=1))
+    predicted = (net.forward(theta, Y_val) @ W + mu).argmax(axis=1)
+    assert lp.accuracy(theta, W, mu, Y_val, targets_val) == np.mean(predicted == targets_val.argmax(axis=1))
+    result = BlockCoordinateDescent(max_iter=2).minimize(lp, theta, validation=(Y_val, targets_val),
+                                                                      progress=False)
+    assert result.success and "val_accuracy" in result.history[-1]
+    with pytest.raises(ValueError, match=r"C must have shape \* x 3, got \(6, 2\)"):
+        lp.class_indices(targets_val[:, :2])
+    np.testing.assert_array_equal(lp.class_indices(np.arange(6) % 3), np.arange(6) % 3)  # class indices too
+    with pytest.raises(TypeError, match="C must be a floating-point array"):
+        lp.class_indices(np.eye(3, dtype=int))
+
+
+@pytest.mark.parametrize(("objective", "targets", "match"), [
+    (ocdl.LogisticCrossEntropy(), [[0.2, 1.0], [2.0, 0.0]], r"C must have entries in \[0, 1\] for "
+                                                            r"LogisticCrossEntropy \(probabilities\), got entries "
+                                                            r"from 0 to 2"),
+    (ocdl.LogisticCrossEntropy(), [[-0.5], [1.0]], r"entries from -0.5 to 1"),
+    (ocdl.SoftmaxCrossEntropy(), [[0.5, 0.5], [-1.0, 2.0]], r"C must have entries >= 0 for SoftmaxCrossEntropy, "
+                                                            r"got -1"),
+    (ocdl.SoftmaxCrossEntropy(), [[1.0], [0.0]], r"C must have at least 2 columns for SoftmaxCrossEntropy, "
+                                                 r"got shape \(2, 1\)"),
+])
+def test_regression_targets_that_make_the_loss_unbounded_are_refused(objective, targets, match):
+    # logistic with c = 2: S -> -inf as z -> inf (measured -1000 at mu = 1000 before the check)
+    net = ocdl.network("resnet", 2, 2, 1.0)
+    with pytest.raises(ValueError, match=match):
+        LearningProblem(net, objective, np.ones((2, 2)), np.array(targets), regression=True)
+    soft = np.array([[0.2, 0.8], [1.0, 0.0]])  # admissible soft targets pass
+    assert LearningProblem(net, objective, np.ones((2, 2)), soft, regression=True).n_outputs == 2
+
+
+def test_a_classifier_of_the_wrong_shape_or_dtype_is_named_in_every_method():
+    """accuracy and predict gave a silent, meaningless figure for a W of other classes; value blamed C."""
+    lp, theta, W, mu, rng = make_problem()
+    n, m = W.shape
+    for call in (lambda W, mu: lp.accuracy(theta, W, mu), lambda W, mu: lp.predict(theta, W, mu),
+                 lambda W, mu: lp.value(theta, W, mu), lambda W, mu: lp.value_and_gradient(theta, W, mu),
+                 lambda W, mu: lp.theta_problem(W, mu)):
+        with pytest.raises(ValueError, match=rf"W must have shape {n} x {m}, got \({n}, {m - 1}\)"):
+            call(W[:, :-1], mu[:-1])
+        with pytest.raises(ValueError, match=rf"mu must have shape {m}, got \({m - 1},\)"):
+            call(W, mu[:-1])
+        with pytest.raises(TypeError, match="W must be a numpy array of the examples' dtype float64, got a numpy "
+                                            "array of dtype float32"):
+            call(W.astype(np.float32), mu)
+        with pytest.raises(TypeError, match="W must be a NumPy or CuPy array, got list"):
+            call(W.tolist(), mu)
 
 
 

@@ -34,6 +34,10 @@ def test_the_local_reduction_is_one_worker():
     red.check_same("settings", {"seed": 0})
     with pytest.raises(FloatingPointError, match="as it is"), red.errors():
         raise FloatingPointError("as it is")
+    with pytest.raises(ValueError, match="a mean over no examples"):  # as MPIReduction's when every count is 0
+        red.mean(x, 0)
+    with pytest.raises(ValueError, match="count must be an integer >= 0, got 2.0"):
+        red.mean(x, 2.0)
 
 
 def test_rows_are_shared_in_rank_order_sizes_differing_by_one():

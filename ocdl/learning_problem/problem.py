@@ -13,7 +13,7 @@ from ..objectives import Objective
 from ..propagation import Network
 from ..reduction import Reduction
 from ..regularizers import Regularizer, TimeSmoothness, WeightDecay
-from ..validation import check_nonnegative, check_positive
+from ..validation import check_array, check_nonnegative, check_positive
 from .classifier import ClassifierProblem, pack_classifier, unpack_classifier
 from .examples import Rows, check_examples, check_indices, share_of
 from .features import FeatureCache
@@ -105,8 +105,6 @@ class LearningProblem:
             raise TypeError(f"objective must be an ocdl Objective, got {type(objective).__name__}")
         self.network = network
         self.objective = objective
-        self.Y0 = self.check_examples(Y0)
-        self.n_examples, self.n_features = self.Y0.shape
         self.alpha_theta = check_nonnegative("alpha_theta", alpha_theta)
         self.alpha_W = check_nonnegative("alpha_W", alpha_W)
         self.regression = bool(regression)
@@ -116,15 +114,18 @@ class LearningProblem:
         if n_classes is None and self.reduction.size > 1 and not self.regression and getattr(C, "ndim", 1) == 1:
             raise ValueError("n_classes is required with class-index labels split over workers (a worker's share "
                              "may lack a class)")
-        self.C, self.n_classes, self.classes = training_targets(objective, C, self.Y0, n_classes, self.regression)
-        self.n_outputs = self.C.shape[1]
-        self.theta_regularizer = (
-            TimeSmoothness(network.n_steps, network.stepper.n_params, network.h)
-            if theta_regularizer is None
-            else theta_regularizer
-        )
-        self.W_regularizer = WeightDecay() if W_regularizer is None else W_regularizer
-        _check_regularizers(self)
+        with self.reduction.errors():  # a worker's bad share stops every worker, at check_same below
+            self.Y0 = self.check_examples(Y0)
+            self.n_features = self.Y0.shape[1]
+            self.C, self.n_classes, self.classes = training_targets(objective, C, self.Y0, n_classes, self.regression)
+            self.n_outputs = self.C.shape[1]
+            self.theta_regularizer = (
+                TimeSmoothness(network.n_steps, network.stepper.n_params, network.h)
+                if theta_regularizer is None
+                else theta_regularizer
+            )
+            self.W_regularizer = WeightDecay() if W_regularizer is None else W_regularizer
+            _check_regularizers(self)
         self.reduction.check_same("learning problems", self._description())
         self.first_example, self.n_examples = self.reduction.partition(self.Y0.shape[0])
 
@@ -209,6 +210,44 @@ class LearningProblem:
             "dtype": str(self.Y0.dtype),
         }
 
+    # -- the parameters ---------------------------------------------------------
+    def check_parameter(self, name: str, x: Array, shape: tuple[int, ...], finite: bool = True) -> Array:
+        """Check ``x`` as a parameter of this problem (``theta``, ``W`` or ``mu``) and return it.
+
+        Parameters
+        ----------
+        name : str
+            The argument's name in error messages.
+        x : array
+            A NumPy or CuPy array, as the examples are, of their dtype.
+        shape : tuple of int
+            Its shape: ``(network.n_params,)`` for :math:`\\theta`,
+            ``(n_features, n_outputs)`` for :math:`W`, ``(n_outputs,)`` for :math:`\\mu`.
+        finite : bool
+            Also check that every entry is finite.
+
+        Raises
+        ------
+        TypeError
+            Not a float array of the examples' module (NumPy or CuPy) and dtype.
+        ValueError
+            Another shape, or NaN or Inf entries (when ``finite``).
+        """
+        check_array(name, x, shape=shape, finite=finite)
+        xp = get_array_module(self.Y0)
+        if get_array_module(x) is not xp or x.dtype != self.Y0.dtype:
+            raise TypeError(
+                f"{name} must be a {xp.__name__} array of the examples' dtype {self.Y0.dtype}, "
+                f"got a {get_array_module(x).__name__} array of dtype {x.dtype}"
+            )
+        return x
+
+    def _check_classifier(self, W: Array, mu: Array) -> None:
+        """``W`` and ``mu`` checked (not their entries) on every worker alike, before any reduction: an error
+        raised only where a worker's rows use them would leave the others waiting."""
+        self.check_parameter("W", W, (self.n_features, self.n_outputs), finite=False)
+        self.check_parameter("mu", mu, (self.n_outputs,), finite=False)
+
     # -- the classifier as one flat vector ------------------------------------
     def pack_classifier(self, W: Array, mu: Array) -> Array:
         r"""The flat vector :math:`x = (\operatorname{vec}_\text{row}(W), \mu)` of ``n m + m`` entries."""
@@ -249,9 +288,11 @@ class LearningProblem:
 
     def value(self, theta: Array, W: Array, mu: Array, indices: Array | None = None) -> float:
         r""":math:`f(\theta, W, \mu)` with :math:`S` averaged over the examples ``indices`` (all if ``None``)."""
+        self._check_classifier(W, mu)
         idx = self._own_indices("indices", indices)
         C, count = (self.C, self.Y0.shape[0]) if idx is None else (self.C[idx], int(idx.size))
-        S = self.objective.value(self.features(theta, indices), W, mu, C) if count else 0.0
+        with self.reduction.errors():
+            S = self.objective.value(self.features(theta, indices), W, mu, C) if count else 0.0
         return self.reduction.mean(S, count) + self.regularization(theta, W)
 
     def value_and_gradient(
@@ -262,6 +303,7 @@ class LearningProblem:
         One forward sweep and one adjoint sweep (per chunk):
         :math:`\nabla_\theta f = J^T \partial S/\partial Y_N + \alpha_\theta H_R\theta`.
         """
+        self._check_classifier(W, mu)
         Y0, C, count = self.rows(indices)
         swept = forward_chunks(self.network, theta, Y0, C, self.chunk_size)
         with self.reduction.errors():  # a blow-up on this worker's examples stops every worker
@@ -313,6 +355,7 @@ class LearningProblem:
             :math:`\sigma > 0` of the preconditioner
             :math:`(\alpha_\theta H_R + \sigma I)^{-1}`.
         """
+        self._check_classifier(W, mu)
         return ThetaProblem(self, W, mu, indices, hessian_indices, shift)
 
     def classifier_problem(self, YN: Array, indices: Array | None = None, shift: float = 1e-2) -> ClassifierProblem:
@@ -334,12 +377,15 @@ class LearningProblem:
 
     # -- prediction --------------------------------------------------------
     def class_indices(self, C: Array) -> Array:
-        """Validate labels (class indices or one-hot) and return them as class indices ``(s,)``
-        on the device of the training examples."""
-        return class_indices(C, self.n_classes, self.Y0)
+        """Validate labels (class indices or one-hot; with ``regression``, class indices or a real
+        ``(s, n_outputs)`` target matrix, whose classes are the objective's
+        :meth:`~ocdl.Objective.classes_of_targets`) and return them as class indices ``(s,)`` on the device of
+        the training examples."""
+        return class_indices(self.objective, C, self.n_classes, self.Y0, self.regression)
 
     def predict(self, theta: Array, W: Array, mu: Array, Y0: Array | None = None) -> Array:
         """Predicted class indices of the examples ``Y0`` (default: the training examples)."""
+        self._check_classifier(W, mu)
         return self.objective.predict(self.features(theta, Y0=Y0), W, mu)
 
     def accuracy(
@@ -347,7 +393,8 @@ class LearningProblem:
     ) -> float:
         """Fraction of the examples ``Y0`` with labels ``C`` (default: the training set) classified correctly.
 
-        ``C``: class indices or one-hot matrix (required with ``Y0``).
+        ``C``: class indices or one-hot matrix, or with ``regression`` also the target matrix (required with
+        ``Y0``).
         """
         if Y0 is None:
             labels, count = self.classes, self.Y0.shape[0]

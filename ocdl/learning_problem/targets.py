@@ -50,8 +50,9 @@ def training_targets(
     ------
     ValueError
         ``C`` without one row per example, labels of neither form, fewer
-        than two classes, an inferred class without an example, or
-        ``n_classes`` given with ``regression``.
+        than two classes, an inferred class without an example,
+        ``n_classes`` given with ``regression``, or a target matrix the
+        objective rejects (:meth:`~ocdl.Objective.check_targets`).
     """
     C = get_array_module(like).asarray(C)
     s = like.shape[0]
@@ -62,7 +63,7 @@ def training_targets(
     if regression:
         if n_classes is not None:
             raise ValueError("n_classes must be None with regression=True (C is the target matrix)")
-        C = check_array("C", C, ndim=2).astype(like.dtype)
+        C = objective.check_targets(check_array("C", C, ndim=2).astype(like.dtype))
         n_classes = C.shape[1]
     else:
         n_classes = one_hot(C, n_classes).shape[1]  # validates C; infers n_classes
@@ -70,13 +71,22 @@ def training_targets(
     return Targets(C, n_classes, objective.classes_of_targets(C))
 
 
-def class_indices(C: Array, n_classes: int, like: Array) -> Array:
+def class_indices(objective: Objective, C: Array, n_classes: int, like: Array, regression: bool = False) -> Array:
     """Class labels ``C`` (class indices or one-hot) validated and returned as class indices ``(s,)``
-    on the device of ``like``.
+    on the device of ``like``; with ``regression``, ``C`` may also be a real target matrix of
+    ``n_classes`` columns (any 2-D ``C``), whose classes are ``objective.classes_of_targets(C)``.
 
     Raises
     ------
     ValueError
-        Labels of neither form, or a class index ``>= n_classes``.
+        Labels of neither form, or a class index ``>= n_classes``; with
+        ``regression``, a 2-D ``C`` not of ``n_classes`` columns or that the
+        objective rejects.
+    TypeError
+        With ``regression``, a 2-D ``C`` not of float32 or float64.
     """
-    return one_hot(get_array_module(like).asarray(C), n_classes).argmax(axis=1)
+    C = get_array_module(like).asarray(C)
+    if regression and C.ndim == 2:
+        C = objective.check_targets(check_array("C", C, shape=(None, n_classes)))
+        return objective.classes_of_targets(C)
+    return one_hot(C, n_classes).argmax(axis=1)

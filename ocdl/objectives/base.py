@@ -111,6 +111,34 @@ class Objective(ABC):
 
     # -- labels ----------------------------------------------------------------
 
+    def check_targets(self, C: Array) -> Array:
+        """Check a real target matrix ``C`` given as is (regression), for which this loss is bounded below.
+
+        Here: at least :attr:`min_outputs` columns. Subclasses add what their
+        loss needs of the entries.
+
+        Parameters
+        ----------
+        C : array, shape ``(s, m)``
+            A floating target matrix.
+
+        Returns
+        -------
+        array
+            ``C`` itself.
+
+        Raises
+        ------
+        ValueError
+            Naming ``C``: fewer than :attr:`min_outputs` columns, or entries
+            the loss does not admit.
+        """
+        if C.shape[1] < self.min_outputs:
+            raise ValueError(
+                f"C must have at least {self.min_outputs} columns for {type(self).__name__}, got shape {C.shape}"
+            )
+        return C
+
     def n_outputs(self, n_classes: int) -> int:
         """Number ``m`` of classifier columns (logits) needed for ``n_classes`` classes.
 

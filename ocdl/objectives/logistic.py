@@ -60,6 +60,15 @@ class LogisticCrossEntropy(Objective):
             return (Z[:, 0] > 0).astype(np.int64)
         return super().predict_z(Z)
 
+    def check_targets(self, C: Array) -> Array:
+        """Entries in :math:`[0, 1]` (probabilities of the Bernoulli labels): a :math:`c_{ij}` outside makes
+        :math:`S` unbounded below in :math:`z_{ij}`."""
+        C = super().check_targets(C)
+        if C.size and not (float(C.min()) >= 0.0 and float(C.max()) <= 1.0):
+            raise ValueError(f"C must have entries in [0, 1] for {type(self).__name__} (probabilities), "
+                             f"got entries from {float(C.min()):g} to {float(C.max()):g}")
+        return C
+
     def classes_of_targets(self, C: Array) -> Array:
         """Class ``c > 1/2`` for ``m = 1``; ``argmax`` over columns otherwise."""
         if C.shape[1] == 1:

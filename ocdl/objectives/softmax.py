@@ -43,6 +43,14 @@ class SoftmaxCrossEntropy(Objective):
 
     min_outputs = 2
 
+    def check_targets(self, C: Array) -> Array:
+        """At least two columns and entries :math:`\\ge 0` (soft labels, weights): a negative :math:`c_{ij}`
+        makes :math:`S` unbounded below in :math:`z_i`."""
+        C = super().check_targets(C)
+        if C.size and not float(C.min()) >= 0.0:
+            raise ValueError(f"C must have entries >= 0 for {type(self).__name__}, got {float(C.min()):g}")
+        return C
+
     def value_z(self, Z: Array, C: Array) -> Array:
         return -(C * log_softmax(Z)).sum() / Z.shape[0]
 

@@ -119,8 +119,9 @@ class Antisymmetric(Transform):
         channel's own stencil)."""
         K = self._skew(self.base.explicit(theta))
         if self.gamma:
-            shift = 0.5 * self.gamma * get_array_module(K).eye(K.shape[-1], dtype=K.dtype)
-            if self.explicit_kind == "stencil":
+            stencil = self.explicit_kind == "stencil"  # (c, c, k, k): the channels first; a matrix (n, n)
+            shift = 0.5 * self.gamma * get_array_module(K).eye(K.shape[0] if stencil else K.shape[-1], dtype=K.dtype)
+            if stencil:
                 r = K.shape[2] // 2
                 K[:, :, r, r] -= shift
             else:
