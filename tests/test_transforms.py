@@ -66,8 +66,8 @@ def test_conv2d_fused_products_equal_the_separate_ones(c_in, c_out, transpose, r
         np.testing.assert_allclose(fused, separate, rtol=1e-12, atol=1e-10)
 
 
-@pytest.mark.parametrize("base", [lambda: ocdl.Dense(5), lambda: ocdl.Conv2d(3, 3, 6, 5), lambda: ocdl.Conv2d(2, 2, 6, 5),
-                                  lambda: ocdl.Conv2d(4, 4, 5, 6, kernel_size=5)],
+@pytest.mark.parametrize("base", [lambda: ocdl.Dense(5), lambda: ocdl.Conv2d(3, 3, 6, 5),
+                                  lambda: ocdl.Conv2d(2, 2, 6, 5), lambda: ocdl.Conv2d(4, 4, 5, 6, kernel_size=5)],
                          ids=["dense", "conv2d", "conv2d-2-channels", "conv2d-4-channels-5x5"])  # c != k as well
 @pytest.mark.parametrize("gamma", [0.0, 0.4])
 def test_antisymmetric_products_equal_those_of_the_base_and_its_transpose(base, gamma, rng):
