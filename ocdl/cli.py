@@ -90,6 +90,17 @@ def _steppers(text: str) -> list[str]:
     return names
 
 
+def _positive_int(text: str) -> int:
+    """An option's integer >= 1 (argparse names the option in its message)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
 SETTING_OPTIONS = (
     # flag, Settings field, type, metavar, help (the default is added from the paper's settings)
     ("--max-layers", "max_layers", int, "N", "finest level's layers; levels double from --first-layers"),
@@ -247,6 +258,9 @@ RUN_FILES = (CHECKPOINT_NAME, "results.json", "params.h5", "accuracy.png", "feat
 COMPARE_FILES = (PLAN_NAME, "comparison.json", "table.md", "accuracy.png", "features.png")
 """What ``ocdl compare`` writes in its folder, beside one run folder per stepper."""
 
+COMPARISON_FILES = COMPARE_FILES + tuple(f"{name}/{file}" for name in KINDS for file in RUN_FILES)
+"""What a comparison's folder may hold of ocdl's: its own files and those of its run folders."""
+
 
 def _claim_folder(command: str, out: Path, overwrite: bool, names: Sequence[str], resume_hint: str) -> None:
     """Refuse a folder that holds a run's files unless ``overwrite`` (then remove them); create the folder.
@@ -300,8 +314,12 @@ def _resume_folder(command: str, args: argparse.Namespace, kept: Sequence[str], 
     return path.parent if path.is_file() else path
 
 
-def _data_dir_anew(args: argparse.Namespace) -> str | None:
-    """The MNIST folder a resumed run reads instead of its stored one: ``--data-dir``, else ``$OCDL_MNIST_DIR``."""
+def _data_dir_anew(args: argparse.Namespace, stored: str | None) -> str | None:
+    """The MNIST folder a resumed run reads instead of its stored one (``None``: the stored one): ``--data-dir``;
+    else, where the stored folder no longer exists (it moved), ``$OCDL_MNIST_DIR``. A run started without
+    ``--data-dir`` stored none, and reads ``$OCDL_MNIST_DIR`` or the default, as at its start."""
+    if args.data_dir is None and stored is not None and Path(stored).is_dir():
+        return None
     return _absolute_data_dir({"data_dir": args.data_dir or os.environ.get(ENV_VAR) or None})["data_dir"]
 
 
@@ -360,9 +378,10 @@ def _train(args: argparse.Namespace) -> int:
         if finished is not None:
             print(finished)
             return 0
-        if settings.problem == "mnist" and _data_dir_anew(args) is not None:
+        data_dir = _data_dir_anew(args, settings.data_dir) if settings.problem == "mnist" else None
+        if data_dir is not None:
             with _said_in_flags():
-                settings = settings.replace(data_dir=_data_dir_anew(args))
+                settings = settings.replace(data_dir=data_dir)
         with _said_in_flags():
             data = load_data(settings, args.reduction)
         if deeper:
@@ -405,7 +424,7 @@ def _compare(args: argparse.Namespace) -> int:
             print(finished)
             return 0
         args.resume_hint = f"ocdl compare --resume {out}"
-        data_dir = _data_dir_anew(args) if plan["problem"] == "mnist" else None
+        data_dir = _data_dir_anew(args, plan["overrides"].get("data_dir")) if plan["problem"] == "mnist" else None
         with _said_in_flags():
             _, table = resume_compare(out, progress=not args.no_progress, checkpoint_every=args.checkpoint_every,
                                       reduction=args.reduction, data_dir=data_dir)
@@ -420,9 +439,8 @@ def _compare(args: argparse.Namespace) -> int:
             data = load_data(all_settings[0], args.reduction)
         for settings in all_settings:
             _check_request(settings, data, args.force, args.reduction)
-        inside = COMPARE_FILES + tuple(f"{name}/{file}" for name in KINDS for file in RUN_FILES)
         hint = f"ocdl compare --resume {out}"
-        args.reduction.on_rank0(lambda: _claim_folder("compare", out, args.overwrite, inside, hint))
+        args.reduction.on_rank0(lambda: _claim_folder("compare", out, args.overwrite, COMPARISON_FILES, hint))
         args.resume_hint = f"ocdl compare --resume {out}"
         _, table = compare(args.problem, steppers, out, progress=not args.no_progress,
                            checkpoint_every=args.checkpoint_every, reduction=args.reduction, **overrides)
@@ -438,16 +456,30 @@ def _phase_plane(args: argparse.Namespace) -> int:
     return 0
 
 
+def _a_demo(out: Path) -> bool:
+    """Whether the folder ``out`` holds a demo's comparison (the paper's steppers on the ellipses), which a demo
+    replaces."""
+    try:
+        plan = compare_plan(out)
+    except (OSError, ValueError):
+        return False
+    return plan.get("problem") == "ellipses" and plan.get("steppers") == list(PAPER_STEPPERS)
+
+
 def _demo(args: argparse.Namespace) -> int:
     budget = dict(QUICK) if args.quick else {"max_layers": args.max_layers}
     start = time.perf_counter()
-    args.resume_hint = f"ocdl compare --resume {args.out}"
-    _, table = compare("ellipses", PAPER_STEPPERS, args.out, progress=not args.no_progress, reduction=args.reduction,
-                       **budget)
+    out = Path(args.out)
+    args.resume_hint = f"ocdl compare --resume {out}"
+    args.reduction.on_rank0(lambda: _claim_folder("demo", out, args.overwrite or _a_demo(out), COMPARISON_FILES,
+                                                  args.resume_hint))
+    with _said_in_flags():
+        _, table = compare("ellipses", PAPER_STEPPERS, out, progress=not args.no_progress, reduction=args.reduction,
+                           **budget)
     print(f"ResNet, antisymmetric ResNet and Verlet on the concentric ellipses, multilevel 4 to "
           f"{budget['max_layers']} layers (paper's settings otherwise):")
     print(table)
-    print(f"demo took {time.perf_counter() - start:.1f} s; wrote {args.out}/")
+    print(f"demo took {time.perf_counter() - start:.1f} s; wrote {out}/")
     return 0
 
 
@@ -458,9 +490,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="ResNet, antisymmetric ResNet, Verlet on ellipses, 4 to 64 layers (~15 s)")
     demo.add_argument("--out", default="runs/demo", metavar="DIR", help="run folder (default: runs/demo)")
-    demo.add_argument("--max-layers", type=int, default=DEMO_MAX_LAYERS, metavar="N",
-                      help=f"finest level's layers (default: {DEMO_MAX_LAYERS})")
-    demo.add_argument("--quick", action="store_true", help="a few seconds: 8 layers, 3 iterations per level")
+    budget = demo.add_mutually_exclusive_group()
+    budget.add_argument("--max-layers", type=_positive_int, default=DEMO_MAX_LAYERS, metavar="N",
+                        help=f"finest level's layers (default: {DEMO_MAX_LAYERS})")
+    budget.add_argument("--quick", action="store_true", help="a few seconds: 8 layers, 3 iterations per level")
+    demo.add_argument("--overwrite", action="store_true",
+                      help="replace what DIR holds of ocdl's (a demo's folder is replaced without it)")
     demo.set_defaults(handler=_demo)
 
     train_parser = commands.add_parser("train", help="train one stepper on one problem (multilevel)")
@@ -469,11 +504,12 @@ def build_parser() -> argparse.ArgumentParser:
     required.add_argument("--stepper", choices=KINDS, help="the forward propagation (required unless --resume)")
     train_parser.add_argument("--out", metavar="DIR",
                               help="run folder, with checkpoint.h5 (default: runs/PROBLEM-STEPPER)")
-    train_parser.add_argument("--checkpoint-every", type=int, default=10, metavar="K",
+    train_parser.add_argument("--checkpoint-every", type=_positive_int, default=10, metavar="K",
                               help="write DIR/checkpoint.h5 every K iterations, after each level and on Ctrl-C "
                                    "(default: 10)")
     train_parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint; --data-dir "
-                              f"(or ${ENV_VAR}) may name the MNIST folder anew; --max-layers beyond its finest "
+                              f"(or ${ENV_VAR} where the stored folder moved) may name the MNIST folder anew; "
+                              "--max-layers beyond its finest "
                               "level adds levels (continues a finished run deeper, as if they had been planned)")
     train_parser.add_argument("--overwrite", action="store_true",
                               help="discard what DIR holds (a checkpoint, a finished run's outputs) and start anew")
@@ -490,11 +526,12 @@ def build_parser() -> argparse.ArgumentParser:
                                 help=f"comma-separated, distinct, of {', '.join(KINDS)} "
                                      f"(default: {','.join(PAPER_STEPPERS)})")
     compare_parser.add_argument("--out", metavar="DIR", help="comparison folder (default: runs/PROBLEM-compare)")
-    compare_parser.add_argument("--checkpoint-every", type=int, default=10, metavar="K",
+    compare_parser.add_argument("--checkpoint-every", type=_positive_int, default=10, metavar="K",
                                 help="write DIR/STEPPER/checkpoint.h5 every K iterations, after each level and on "
                                      "Ctrl-C (default: 10)")
     compare_parser.add_argument("--resume", metavar="DIR", help="continue the comparison in DIR from its "
-                                f"checkpoints; --data-dir (or ${ENV_VAR}) may name the MNIST folder anew")
+                                f"checkpoints; --data-dir (or ${ENV_VAR} where the stored folder moved) may name the "
+                                "MNIST folder anew")
     compare_parser.add_argument("--overwrite", action="store_true",
                                 help="discard what DIR holds (a comparison, finished or not) and start anew")
     compare_parser.add_argument("--force", action="store_true",

@@ -28,7 +28,7 @@ import hashlib
 import json
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -78,12 +78,18 @@ def leftover_temporaries(path: str | os.PathLike) -> list[Path]:
     return sorted(path.parent.glob(f".{path.name}.*.tmp"))
 
 
-def write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically: a reader sees the old file or the new one, never a part."""
+def write_file(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
+    """Write ``path`` atomically by ``write(tmp)``, which writes a new file ``tmp`` beside it (e.g. a figure's
+    ``savefig`` with an explicit format): a reader sees the old file or the new one, never a part."""
     path = Path(path)
     with _atomic(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        write(tmp)
     return path
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`write_file`)."""
+    return write_file(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def _write_group(group: Any, tree: dict, compression: str | None) -> None:

@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -70,6 +71,47 @@ def test_phase_plane_and_quick_demo(tmp_path, capsys):
     assert (tmp_path / "demo" / "verlet" / "results.json").is_file()
 
 
+def test_the_demo_replaces_a_demo_and_keeps_any_other_run(tmp_path, capsys):
+    """``ocdl demo`` run again replaces its folder (the README's command may be run twice); a comparison of
+    other steppers, or a run folder, stays unless --overwrite (the demo wrote over them before)."""
+    demo = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(demo), "--no-progress"]) == 0
+    assert main(["demo", "--quick", "--out", str(demo), "--no-progress"]) == 0
+    other = tmp_path / "other"
+    assert main(["compare", "--problem", "ellipses", "--steppers", "resnet,verlet", "--max-layers", "4",
+                 "--iterations", "1", "--out", str(other), "--no-progress"]) == 0
+    run = tmp_path / "run"
+    assert main(["train", "--problem", "ellipses", "--stepper", "resnet", "--out", str(run), *TINY]) == 0
+    capsys.readouterr()
+    for out in (other, run):
+        before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+        assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 2
+        assert f"ocdl demo: {out} holds a finished run (" in capsys.readouterr().err
+        assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
+    assert main(["demo", "--quick", "--out", str(other), "--overwrite", "--no-progress"]) == 0
+    assert json.loads((other / "plan.json").read_text())["steppers"] == ["resnet", "antisymmetric", "verlet"]
+
+
+@pytest.mark.parametrize("command", ["train", "compare"])
+def test_a_run_killed_while_writing_its_folder_writes_it_on_resume(command, tmp_path, capsys):
+    """``results.json`` (``comparison.json``) is written last; a run killed before it, its checkpoint finished,
+    writes the whole folder again when resumed (it said "nothing to resume" and kept the folder incomplete)."""
+    out = tmp_path / "run"
+    argv = (["train", "--stepper", "resnet", *TINY] if command == "train" else
+            ["compare", "--steppers", "resnet", "--max-layers", "4", "--iterations", "1", "--no-progress"])
+    assert main([*argv, "--problem", "ellipses", "--out", str(out)]) == 0
+    marker = "results.json" if command == "train" else "comparison.json"
+    written = sorted(path.relative_to(out) for path in out.rglob("*") if path.is_file())
+    last = max(written, key=lambda path: (out / path).stat().st_mtime_ns)
+    assert last == Path(marker)
+    for name in (marker, "features.png"):  # as a kill while the figures were written leaves it
+        (out / name).unlink()
+    capsys.readouterr()
+    assert main([command, "--resume", str(out), "--no-progress"]) == 0
+    assert "nothing to resume" not in capsys.readouterr().out
+    assert sorted(path.relative_to(out) for path in out.rglob("*") if path.is_file()) == written
+
+
 @pytest.mark.parametrize(
     "argv, status, message",
     [
@@ -105,6 +147,12 @@ def test_phase_plane_and_quick_demo(tmp_path, capsys):
         (["train", "--resume", "/no/such/run"], 1, "/no/such/run/checkpoint.h5: no such file"),
         (["train", "--resume", "/no/such/run", "--seed", "3"], 2, "--resume takes the settings"),
         ([], 2, "the following arguments are required: COMMAND"),
+        (["train", "--problem", "ellipses", "--stepper", "resnet", "--checkpoint-every", "0"], 2,
+         "argument --checkpoint-every: must be an integer >= 1, got '0'"),
+        (["compare", "--problem", "ellipses", "--checkpoint-every", "x"], 2,
+         "argument --checkpoint-every: must be an integer >= 1, got 'x'"),
+        (["demo", "--max-layers", "0"], 2, "argument --max-layers: must be an integer >= 1, got '0'"),
+        (["demo", "--quick", "--max-layers", "16"], 2, "argument --max-layers: not allowed with argument --quick"),
     ],
 )
 def test_bad_input_is_one_line_without_traceback(argv, status, message, capsys, tmp_path):
@@ -450,7 +498,9 @@ def test_mnist_folder_is_stored_absolute_and_may_move_before_resuming(tmp_path, 
                      "--checkpoint-every", "1", "--out", str(out), "--no-progress"], monkeypatch)
     assert load_checkpoint(out / "checkpoint.h5").settings["data_dir"] == str(tmp_path / "work" / "digits")
     monkeypatch.chdir(tmp_path)  # resume from elsewhere: the stored folder is absolute
+    monkeypatch.setenv("OCDL_MNIST_DIR", str(fake_mnist(tmp_path / "other", seed=1)))  # not before a stored one
     interrupted_run(["train", "--resume", str(out), "--no-progress"], monkeypatch, after_iterations=2)
+    monkeypatch.delenv("OCDL_MNIST_DIR")
     (tmp_path / "work" / "digits").rename(tmp_path / "moved")
     capsys.readouterr()
     assert main(["train", "--resume", str(out), "--no-progress"]) == 1

@@ -15,9 +15,12 @@ resumed comparison reads), ``comparison.json``, ``table.md`` (one table) and
 ``accuracy.png`` (one figure, all steppers; 2-D problems also
 ``features.png`` with one row per stepper).
 
-The JSON and Markdown files and ``params.h5`` are written atomically (a
-temporary file renamed over the target, :mod:`ocdl.io`): a run killed while
-writing leaves the previous file or none, never a part of one.
+Every file is written atomically (a temporary file renamed over the target,
+:func:`ocdl.io.write_file`): a run killed while writing leaves the previous
+file or none, never a part of one. ``results.json`` (``comparison.json``) is
+written last: its presence marks a complete folder, which ``ocdl train
+--resume`` (``ocdl compare --resume``) reports as finished; without it, the
+resumed run, its checkpoint finished, writes the folder again.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from tqdm.auto import tqdm
 from ocdl.solvers import Checkpointing
 from ocdl.solvers.checkpoint import CHECKPOINT_NAME
 
-from ..io import save_params, write_text
+from ..io import save_params, write_file, write_text
 from ..reduction import Reduction
 from .data import load_data
 from .plotting import plot_2d, plot_levels, plot_mnist, uses_error
@@ -41,8 +44,7 @@ from .training import Run, train
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    fig.savefig(path, dpi=110)
-    return path
+    return write_file(path, lambda tmp: fig.savefig(tmp, dpi=110, format=path.suffix[1:]))
 
 
 def _figure_2d(runs: Sequence[Run], path: Path) -> Path:
@@ -58,8 +60,7 @@ def write_run(run: Run, out: str | Path) -> dict[str, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = run.summary()
-    paths = {"results": out / "results.json", "params": out / "params.h5"}
-    write_text(paths["results"], json.dumps(summary, indent=2) + "\n")
+    paths = {"params": out / "params.h5"}
     params = run.params()
     save_params(paths["params"], params["theta"], params["W"], params["mu"],
                 settings=dict(summary["settings"], n_layers=run.network.n_steps))
@@ -69,6 +70,7 @@ def write_run(run: Run, out: str | Path) -> dict[str, Path]:
         paths["images"] = _save(fig, out / "images.png")
     else:
         paths["features"] = _figure_2d([run], out / "features.png")
+    paths["results"] = write_text(out / "results.json", json.dumps(summary, indent=2) + "\n")  # last: complete
     return paths
 
 
@@ -174,11 +176,11 @@ def compare(problem: str, steppers: Sequence[str], out: str | Path, progress: bo
     table = results_table(summaries)
     if not writes:
         return summaries, table
-    write_text(out / "comparison.json", json.dumps(summaries, indent=2) + "\n")
     write_text(out / "table.md", table + "\n")
     _figure_levels(summaries, out / "accuracy.png")
     if problem != "mnist":
         _figure_2d(runs, out / "features.png")
+    write_text(out / "comparison.json", json.dumps(summaries, indent=2) + "\n")  # last: the folder is complete
     return summaries, table
 
 
