@@ -217,6 +217,18 @@ class Network:
             raise error
         return YN
 
+    def _check_trajectory(self, trajectory: Trajectory) -> None:
+        """A trajectory of this network's number of steps, not closed (a closed one serves none: the sweeps
+        would return zeros or never-written rows)."""
+        if not isinstance(trajectory, Trajectory):
+            raise TypeError(f"trajectory must be an ocdl Trajectory (of Network.trajectory), got "
+                            f"{type(trajectory).__name__}")
+        if trajectory.n_steps != self.n_steps:
+            raise ValueError(
+                f"trajectory serves {trajectory.n_steps} steps, this network has {self.n_steps}: pass the open "
+                "trajectory of this network's forward sweep (a closed one serves none; run the forward sweep again)"
+            )
+
     def jvp(self, theta: Any, Y0: Any, dtheta: Any, dY0: Any = None, trajectory: Trajectory | None = None) -> Any:
         """Sensitivity :math:`dY_N = J_\\theta\\, d\\theta + J_{Y_0} dY_0` by forward substitution.
 
@@ -235,6 +247,7 @@ class Network:
         if trajectory is None:
             with self.trajectory(theta, Y0) as traj:
                 return self.jvp(theta, Y0, dtheta, dY0, trajectory=traj)
+        self._check_trajectory(trajectory)
         dstate = self.stepper.init(dY0)
         if trajectory.sweep is not None:  # the stepper's sweep in one piece (Stepper.sweep)
             return self.stepper.output(trajectory.sweep.jvp(steps, dstate, dsteps))
@@ -254,6 +267,7 @@ class Network:
         if trajectory is None:
             with self.trajectory(theta, Y0) as traj:
                 return self.vjp(theta, Y0, lam, trajectory=traj, return_dY0=return_dY0)
+        self._check_trajectory(trajectory)
         xp = get_array_module(theta, Y0)
         steps = self.theta_steps(theta, finite=False)
         YN = self.stepper.output(trajectory.final_state)

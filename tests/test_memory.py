@@ -398,6 +398,30 @@ def test_hdf5_validates():
         HDF5(compression="zstd")
     with pytest.raises(ValueError, match="chunk_steps"):
         HDF5(chunk_steps=0)
+    net, theta, Y0, *_ = make("resnet", HDF5())
+    with pytest.raises(ValueError, match=r"HDF5 memory needs states with entries, got a state member of shape "
+                                         r"\(0, 3\) \(no example\?\)"):  # was h5py's "chunk dimensions"
+        net.trajectory(theta, Y0[:0])
+
+
+@pytest.mark.parametrize("kind", ["resnet", "verlet"])
+def test_a_closed_or_foreign_trajectory_is_refused(kind):
+    """The sweeps over a closed StoreAll trajectory returned zeros (jvp) or failed with an IndexError (vjp);
+    over another network's trajectory, the steps it lacks were never written (np.empty) or left out."""
+    net, theta, Y0, dtheta, dY0, W = make(kind)
+    with net.trajectory(theta, Y0) as traj:
+        pass
+    message = rf"trajectory serves 0 steps, this network has {N_STEPS}: pass the open trajectory"
+    with pytest.raises(ValueError, match=message):
+        net.jvp(theta, Y0, dtheta, trajectory=traj)
+    with pytest.raises(ValueError, match=message):
+        net.vjp(theta, Y0, W, trajectory=traj)
+    short = net.with_steps(N_STEPS - 3)
+    with short.trajectory(theta[: short.n_params], Y0) as traj, pytest.raises(
+            ValueError, match=rf"trajectory serves {N_STEPS - 3} steps, this network has {N_STEPS}"):
+        net.vjp(theta, Y0, W, trajectory=traj)
+    with pytest.raises(TypeError, match="trajectory must be an ocdl Trajectory"):
+        net.jvp(theta, Y0, dtheta, trajectory="states")
 
 
 def test_reprs():

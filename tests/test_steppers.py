@@ -148,3 +148,12 @@ def test_convergence_orders_in_h():
             errors.append(np.abs(net.forward(net.pack([K] * N, [b] * N), Y0)[0] - exact).max())
         rates = np.log2(np.array(errors[:-1]) / errors[1:])
         np.testing.assert_allclose(rates, order, atol=0.1, err_msg=kind)
+
+
+@pytest.mark.parametrize("kind", [ocdl.ResNet, ocdl.Leapfrog, ocdl.RK4])
+def test_steppers_whose_state_passes_through_k_need_a_square_transform(kind):
+    """They accepted Dense(3, 2) and failed at the first forward pass with NumPy's broadcasting error."""
+    with pytest.raises(ValueError, match=rf"{kind.__name__} needs a square transform \(n_in = n_out: its state "
+                                         r"passes through K\), got Dense\(n_in=3, n_out=2\) of 3 x 2"):
+        kind(ocdl.Layer(ocdl.Dense(3, 2)))
+    assert ocdl.Verlet(ocdl.Layer(ocdl.Dense(3, 2))).n_features == 3  # Verlet's state has a part of each width

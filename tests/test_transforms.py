@@ -101,6 +101,67 @@ def test_antisymmetric_products_equal_those_of_the_base_and_its_transpose(base, 
     np.testing.assert_allclose(np.concatenate(blocks), -K(theta, Y) - gamma * Y, **close)
 
 
+class MatrixSquare(ocdl.Transform):
+    """A user's transform nonlinear in theta, K(theta) = M M with M = theta as an n x n matrix."""
+
+    linear_in_params = False
+
+    def __init__(self, n):
+        self.n_in = self.n_out = n
+        self.n_params, self.param_shape = n * n, (n, n)
+
+    def apply(self, theta, Y):
+        M = theta.reshape(self.param_shape)
+        return Y @ M @ M
+
+    def apply_transpose(self, theta, Z):
+        M = theta.reshape(self.param_shape)
+        return Z @ M.T @ M.T
+
+    def jvp(self, theta, Y, dtheta):
+        M, dM = theta.reshape(self.param_shape), dtheta.reshape(self.param_shape)
+        return Y @ (dM @ M + M @ dM)
+
+    def transpose_jvp(self, theta, Z, dtheta):
+        M, dM = theta.reshape(self.param_shape), dtheta.reshape(self.param_shape)
+        return Z @ (dM @ M + M @ dM).T
+
+    def vjp(self, theta, Y, lam):
+        M, G = theta.reshape(self.param_shape), Y.T @ lam
+        return (G @ M.T + M.T @ G).ravel()
+
+    def init_params(self, rng, scale=1.0, dtype=np.float64):
+        return (scale * rng.standard_normal(self.n_params)).astype(dtype)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: MatrixSquare(3),
+    lambda: ocdl.Antisymmetric(MatrixSquare(3)),
+    lambda: ocdl.NegativeDefinite(MatrixSquare(3)),
+    lambda: ocdl.NegativeDefinite(ocdl.Antisymmetric(ocdl.Dense(3), gamma=0.3)),
+    lambda: ocdl.NegativeDefinite(ocdl.NegativeDefinite(ocdl.Dense(3))),
+], ids=["square", "antisymmetric-of-square", "negative-definite-of-square", "negative-definite-of-affine",
+        "negative-definite-of-quadratic"])
+def test_transforms_built_on_a_base_not_linear_in_theta(make, rng):
+    """Antisymmetric and NegativeDefinite took the base's derivative as C(dtheta), true of a base linear in
+    theta only: their jvp was off by 3% (an affine base) to 170% (a quadratic one) while their vjp was right."""
+    transform = make()
+    report = ocdl.check_transform(transform, rng.standard_normal((4, 3)))
+    assert report.passed, str(report)
+    theta, dtheta, Y = rng.standard_normal(transform.n_params), rng.standard_normal(transform.n_params), \
+        rng.standard_normal((4, 3))
+    eps = 1e-5  # central differences of apply, an independent computation: error O(eps^2)
+    fd = (transform.apply(theta + eps * dtheta, Y) - transform.apply(theta - eps * dtheta, Y)) / (2 * eps)
+    np.testing.assert_allclose(transform.jvp(theta, Y, dtheta), fd, rtol=1e-7, atol=1e-8 * np.abs(fd).max())
+
+
+def test_linear_in_params_says_what_k_is():
+    assert ocdl.Antisymmetric(ocdl.Dense(3)).linear_in_params
+    assert not ocdl.Antisymmetric(ocdl.Dense(3), gamma=0.1).linear_in_params  # affine
+    assert not ocdl.Antisymmetric(MatrixSquare(3)).linear_in_params
+    assert not ocdl.NegativeDefinite(ocdl.Dense(3)).linear_in_params
+
+
 def test_dense_family_matrices(rng):
     B = rng.standard_normal((4, 4))
     Y = rng.standard_normal((5, 4))

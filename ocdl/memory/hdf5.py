@@ -93,6 +93,10 @@ class HDF5Trajectory(Trajectory):
 
         self._raw_chunks = compression is None
         stepper, N, k = self._stepper, self.n_steps, self._chunk
+        empty = [x.shape for x in state0 if 0 in x.shape]
+        if empty:  # HDF5 chunks must not be empty
+            raise ValueError(f"HDF5 memory needs states with entries, got a state member of shape {empty[0]} "
+                             "(no example?); use StoreAll for an empty batch")
         attrs = self.file.attrs
         attrs.update(
             format=FORMAT,

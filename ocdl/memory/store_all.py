@@ -41,7 +41,7 @@ class StoredTrajectory(Trajectory):
             yield j, state, cache
 
     def close(self) -> None:
-        self._records = []
+        self._records, self.n_steps = [], 0
         self._workspace.hand_over(self.final_state)
         arrays = self._workspace.release()
         if self._pool is not None and arrays:

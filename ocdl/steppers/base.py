@@ -163,13 +163,28 @@ class LayerStepper(Stepper):
     """A stepper whose dynamics are built from one :class:`ocdl.Layer` per step.
 
     The step's parameters are the layer's: ``theta_j = (theta_K, b)``.
+
+    Attributes
+    ----------
+    square : bool
+        Whether the step needs a square transform (``n_in == n_out``: the
+        state itself passes through :math:`K`); ``False`` for a stepper whose
+        state has a part of each width (:class:`~ocdl.Verlet`).
     """
+
+    square = True
 
     def __init__(self, layer: Any) -> None:
         from ..layer import Layer
 
         if not isinstance(layer, Layer):
             raise TypeError(f"layer must be an ocdl Layer, got {type(layer).__name__}")
+        transform = layer.transform
+        if self.square and transform.n_in != transform.n_out:
+            raise ValueError(
+                f"{type(self).__name__} needs a square transform (n_in = n_out: its state passes through K), got "
+                f"{transform!r} of {transform.n_in} x {transform.n_out}; Verlet takes a rectangular one"
+            )
         self.layer = layer
         self.n_params = layer.n_params
         self.n_features = layer.transform.n_in

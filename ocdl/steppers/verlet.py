@@ -31,6 +31,8 @@ class Verlet(LayerStepper):
     :math:`g_j = h F'^{T}_{\theta,2}[L_Y] - h F'^{T}_{\theta,1}[\Lambda]`.
     """
 
+    square = False
+
     reversible = True
 
     def init(self, Y0):

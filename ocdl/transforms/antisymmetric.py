@@ -15,10 +15,13 @@ class Antisymmetric(Transform):
     :math:`\gamma \ge 0` their real parts are :math:`-\gamma/2 \le 0`: the
     continuous dynamics are stable and (for :math:`\gamma = 0`) non-dissipative.
     ``base`` is any square transform (``Dense(n)``, ``Conv2d`` with equal
-    channels); :math:`K` is linear in :math:`\theta`, and
+    channels); :math:`K` is affine in :math:`\theta` for a base linear in
+    :math:`\theta` (linear for :math:`\gamma = 0`), and with :math:`dB = B'(\theta)[d\theta]`
+    (the base's ``jvp``, for any base)
 
     .. math::
 
+       Y K'(\theta)[d\theta] = \tfrac12 (Y\, dB - Y\, dB^T), \qquad
        \nabla_\theta \langle Y K, \lambda\rangle
        = \tfrac12\big(\nabla_\theta\langle Y B, \lambda\rangle
        - \nabla_\theta\langle \lambda B, Y\rangle\big).
@@ -41,6 +44,7 @@ class Antisymmetric(Transform):
                 f"Antisymmetric needs a square base transform, got {base.n_in} x {base.n_out}"
             )
         self.base, self.gamma = base, check_nonnegative("gamma", gamma)
+        self.linear_in_params = base.linear_in_params and not self.gamma
         self.n_in = self.n_out = base.n_in
         self.n_params, self.param_shape = base.n_params, base.param_shape
         self.explicit_kind = base.explicit_kind
@@ -81,7 +85,7 @@ class Antisymmetric(Transform):
     def jvp(self, theta, Y, dtheta):
         if self._direct:
             return self.base.apply(self._dS(theta, dtheta), Y)
-        return 0.5 * (self.base.apply(dtheta, Y) - self.base.apply_transpose(dtheta, Y))
+        return 0.5 * (self.base.jvp(theta, Y, dtheta) - self.base.transpose_jvp(theta, Y, dtheta))
 
     def transpose_jvp(self, theta, Z, dtheta):
         return -self.jvp(theta, Z, dtheta)

@@ -79,9 +79,12 @@ class Transform:
         raise NotImplementedError(missing_method(self, "vjp(theta, Y, lam) -> grad_theta <Y K, lam>"))
 
     def jvp(self, theta: Any, Y: Any, dtheta: Any) -> Any:
+        """:math:`Y K'(\\theta)[d\\theta]`: here :math:`Y K(d\\theta)`, right for a transform linear in
+        :math:`\\theta` (``linear_in_params``); any other overrides it."""
         return self.apply(dtheta, Y)
 
     def transpose_jvp(self, theta: Any, Z: Any, dtheta: Any) -> Any:
+        """:math:`Z K'(\\theta)[d\\theta]^T`; as :meth:`jvp`, here :math:`Z K(d\\theta)^T`."""
         return self.apply_transpose(dtheta, Z)
 
     def transpose_vjp(self, theta: Any, Z: Any, lam: Any) -> Any:

@@ -14,8 +14,9 @@ class NegativeDefinite(Transform):
 
     In row convention ``base`` maps ``s x m`` to ``s x n`` by :math:`Y C`, so
     :math:`Y K = -(Y C^T) C - \gamma Y`. :math:`K` is symmetric negative
-    semi-definite (definite for :math:`\gamma > 0`) and quadratic in
-    :math:`\theta`:
+    semi-definite (definite for :math:`\gamma > 0`) and, for a base linear in
+    :math:`\theta`, quadratic in :math:`\theta`. With :math:`dC = C'(\theta)[d\theta]`
+    (the base's ``jvp``, for any base):
 
     .. math::
 
@@ -43,8 +44,9 @@ class NegativeDefinite(Transform):
     apply_transpose = apply  # K is symmetric
 
     def jvp(self, theta, Y, dtheta):
-        YCt = self.base.apply_transpose(theta, Y)
-        return -self.base.apply(dtheta, YCt) - self.base.apply(theta, self.base.apply_transpose(dtheta, Y))
+        # the base's own derivatives dC = C'(theta)[dtheta]: C(dtheta) only for a base linear in theta
+        b = self.base
+        return -b.jvp(theta, b.apply_transpose(theta, Y), dtheta) - b.apply(theta, b.transpose_jvp(theta, Y, dtheta))
 
     transpose_jvp = jvp
 
