@@ -191,7 +191,8 @@ def read_idx_rows(path: str | os.PathLike, rows: Sequence[slice]) -> list[np.nda
         return bounds
 
     header, parts = _read(path, ranges)
-    return [part.reshape(-1, *header.shape[1:]) for part in parts]
+    counts = [len(range(*piece.indices(header.shape[0]))) for piece in rows]  # not -1: rows may hold no value
+    return [part.reshape(count, *header.shape[1:]) for part, count in zip(parts, counts)]
 
 
 _CHUNK = 1 << 18
@@ -207,6 +208,7 @@ def _read(path: Path, ranges: Callable[[IDXHeader], list[tuple[int, int]]]) -> t
         with _open(path) as stream:
             header = _read_header(stream, path)
             offset = stream.tell()
+            _check_room(path, stream, header, offset)
             stored = header.dtype.newbyteorder(">")
             parts = []
             for start, stop in ranges(header):
@@ -229,6 +231,23 @@ def _read(path: Path, ranges: Callable[[IDXHeader], list[tuple[int, int]]]) -> t
             f"{header.dtype} needs {expected} bytes, got {size}"
         )
     return header, [part.astype(header.dtype, copy=False) for part in parts]
+
+
+_DEFLATE_RATIO = 1032
+"""The most bytes DEFLATE (gzip) decompresses one byte into: a gzip file of ``b`` bytes holds at most about
+``1032 b`` bytes of data."""
+
+
+def _check_room(path: Path, stream: BinaryIO, header: IDXHeader, offset: int) -> None:
+    """Refuse, before any allocation, a header that announces more data than the file can hold: a plain file's
+    bytes after the header (the exact check follows the reading), a gzip file's :data:`_DEFLATE_RATIO` times its
+    size (a damaged header announced terabytes, which NumPy then failed to allocate)."""
+    size = path.stat().st_size
+    compressed = isinstance(stream, gzip.GzipFile)
+    if header.data_bytes > (_DEFLATE_RATIO * size if compressed else size - offset):
+        got = f"more than a gzip file of {size} bytes can hold" if compressed else f"got {size - offset}"
+        raise IDXFormatError(f"{path}: truncated data: shape {header.shape} of {header.dtype} needs "
+                             f"{header.data_bytes} bytes, {got}")
 
 
 def _read_into(stream: BinaryIO, view: memoryview) -> None:

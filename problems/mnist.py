@@ -154,9 +154,9 @@ def _load_pair(data_dir: Path, split: str, verify: bool,
         verify_checksum(images_path)
         verify_checksum(labels_path)
     images_header, labels_header = read_idx_header(images_path), read_idx_header(labels_path)
-    if len(images_header.shape) != 3 or images_header.dtype != np.uint8:
+    if len(images_header.shape) != 3 or images_header.dtype != np.uint8 or 0 in images_header.shape[1:]:
         raise ValueError(
-            f"{images_path}: expected unsigned bytes of shape (count, rows, columns), "
+            f"{images_path}: expected unsigned bytes of shape (count, rows, columns), at least one pixel, "
             f"got {images_header.dtype} of shape {images_header.shape}"
         )
     if len(labels_header.shape) != 1 or labels_header.shape[0] != images_header.shape[0]:

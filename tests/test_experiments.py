@@ -288,6 +288,20 @@ def fake_mnist(folder, n_train=24, n_test=6, seed=0):
     return folder
 
 
+def test_mnist_images_of_another_size_are_refused_before_training(tmp_path):
+    """14 x 14 images (196 features) were tiled four times into the 28 x 28 network, trained, and failed only
+    when their figure was drawn, after the run's files were written."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    for split, count in (("train", 24), ("t10k", 6)):
+        write_idx(folder / f"{split}-images-idx3-ubyte", np.zeros((count, 14, 14), dtype=np.uint8))
+        write_idx(folder / f"{split}-labels-idx1-ubyte", (np.arange(count) % 10).astype(np.uint8))
+    settings = paper_settings("mnist", "resnet", width=1, train_size=16, val_size=8, data_dir=str(folder))
+    with pytest.raises(ValueError, match=rf"the images in {folder} are 14 x 14 pixels; the MNIST networks take "
+                                         "28 x 28"):
+        load_data(settings)
+
+
 def test_mnist_run_and_figure(tmp_path):
     settings = paper_settings("mnist", "antisymmetric", width=2, max_layers=4, max_iter=1, train_size=16,
                               val_size=8, data_dir=str(fake_mnist(tmp_path / "mnist")))

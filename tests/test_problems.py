@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import gzip
 import importlib
+import tracemalloc
 import types
 
 import numpy as np
@@ -285,6 +286,26 @@ def test_idx_reports_format_errors(tmp_path, data, match, compress):
     assert isinstance(error.value, ValueError)
 
 
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize("sizes", [(100_000, 100_000), (2**32 - 1,) * 3])
+def test_idx_header_announcing_more_than_the_file_holds_fails_before_allocating(tmp_path, compress, sizes):
+    """A damaged header announced 10 GB to 10^29 bytes: NumPy's MemoryError ('Unable to allocate 1.82 TiB') or
+    'Maximum allowed dimension exceeded', naming no file; now the format error, before any allocation."""
+    data = bytes([0, 0, 8, len(sizes)]) + b"".join(size.to_bytes(4, "big") for size in sizes) + bytes(1000)
+    path = write_bytes(tmp_path / "huge.idx", data, compress)
+    held = path.stat().st_size
+    got = f"more than a gzip file of {held} bytes can hold" if compress else "got 1000"
+    for read in (read_idx, lambda path: read_idx_rows(path, [slice(0, 1)])):
+        tracemalloc.start()
+        try:
+            with pytest.raises(IDXFormatError, match=rf"huge.idx: truncated data: shape \({sizes[0]}, .*{got}"):
+                read(path)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 10**7, peak
+
+
 def test_idx_truncated_gzip_stream(tmp_path):
     path = write_idx(tmp_path / "a.idx", np.arange(1000, dtype=np.float64), compress=True)
     path.write_bytes(path.read_bytes()[:-20])
@@ -343,6 +364,11 @@ def test_idx_rows_hold_only_their_rows_in_memory(tmp_path, compress):
             tracemalloc.stop()
         np.testing.assert_array_equal(result, array[rows])
     assert peak["rows"] < array[1000:1500].nbytes + (2 << 20) and peak["whole"] >= array.nbytes, peak
+
+
+def test_idx_rows_of_rows_without_values(tmp_path):
+    path = write_idx(tmp_path / "empty-rows.idx", np.zeros((5, 0, 3), dtype=np.uint8))
+    assert [part.shape for part in read_idx_rows(path, [slice(0, 2), slice(4, 5)])] == [(2, 0, 3), (1, 0, 3)]
 
 
 def test_idx_missing_file_and_unsupported_dtype(tmp_path):
@@ -470,6 +496,14 @@ def test_mnist_rejects_test_images_of_another_size(tmp_path):
     make_fake_mnist(tmp_path)
     write_idx(tmp_path / (FILES["test_images"] + ".gz"), np.zeros((5, 3, 4), dtype=np.uint8), compress=True)
     with pytest.raises(ValueError, match="test images are 3 x 4, the training images 4 x 4"):
+        mnist(tmp_path, n_train=5, n_val=5)
+
+
+def test_mnist_rejects_images_without_pixels(tmp_path):
+    make_fake_mnist(tmp_path)  # was NumPy's "cannot reshape array of size 0 into shape (0,0)", naming no file
+    write_idx(tmp_path / (FILES["train_images"] + ".gz"), np.zeros((10, 0, 0), dtype=np.uint8), compress=True)
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte.gz: expected unsigned bytes of shape \(count, "
+                                         r"rows, columns\), at least one pixel, got uint8 of shape \(10, 0, 0\)"):
         mnist(tmp_path, n_train=5, n_val=5)
 
 

@@ -34,16 +34,23 @@ def load_data(settings: Settings, reduction: Reduction | None = None) -> Dataset
     FileNotFoundError
         If the MNIST folder or one of its files is missing.
     ValueError
-        If ``train_size``, ``val_size`` or ``data_dir`` is given for a 2-D problem, or the workers' MNIST
-        files differ.
+        If ``train_size``, ``val_size`` or ``data_dir`` is given for a 2-D problem, the MNIST images are not
+        28 x 28 (:data:`~ocdl.experiments.settings.MNIST_IMAGE`), or the workers' MNIST files differ.
     """
     if settings.problem == "mnist":
         sizes = {"n_train": settings.train_size, "n_val": settings.val_size}
         options = {k: v for k, v in sizes.items() if v is not None}
         if reduction is None or reduction.size == 1:
-            return mnist(settings.data_dir, **options)
-        reduction.check_same("MNIST files (SHA-256)", files_digest(settings.data_dir))
-        return mnist(settings.data_dir, rows=lambda n: share_rows(n, reduction), **options)
+            data = mnist(settings.data_dir, **options)
+        else:
+            reduction.check_same("MNIST files (SHA-256)", files_digest(settings.data_dir))
+            data = mnist(settings.data_dir, rows=lambda n: share_rows(n, reduction), **options)
+        if data.image_shape[1:] != MNIST_IMAGE:
+            raise ValueError(
+                f"the images in {settings.data_dir or 'the MNIST folder'} are {data.image_shape[1]} x "
+                f"{data.image_shape[2]} pixels; the MNIST networks take {MNIST_IMAGE[0]} x {MNIST_IMAGE[1]}"
+            )
+        return data
     if settings.train_size is not None or settings.val_size is not None or settings.data_dir is not None:
         raise ValueError(
             f"train_size, val_size and data_dir are for mnist; the {settings.problem} generator makes its data"
