@@ -420,6 +420,27 @@ def test_cost_estimate_scales_with_layers_and_examples():
     assert (size(512), size(2.5e9)) == ("512 bytes", "2.5 GB")
 
 
+def test_the_layer_is_timed_on_as_many_examples_as_a_short_sweep_takes(monkeypatch):
+    """The estimate that refuses an absurd network must not run it: the timing grows from one example while a
+    sweep takes under its budget (it always took 1,024: minutes and 15 GB for 1,000 MNIST channels)."""
+    from ocdl.experiments import load_data, paper_settings
+    from ocdl.experiments.cost import layer_seconds
+
+    settings = paper_settings("ellipses", "resnet")
+    data = load_data(settings)
+    sizes, forward = [], ocdl.Network.forward
+
+    def counted(self, theta, Y0):
+        sizes.append(Y0.shape[0])
+        return forward(self, theta, Y0)
+
+    monkeypatch.setattr(ocdl.Network, "forward", counted)
+    assert layer_seconds(settings, data, budget=0.0) > 0 and set(sizes) == {1}  # a slow sweep: one example
+    sizes.clear()
+    assert layer_seconds(settings, data, budget=np.inf) > 0 and max(sizes) == min(1024, len(data.Y_train))
+    assert sizes[:3] == [1, 1, 1] and all(b >= 2 * a for a, b in zip(sizes[::3], sizes[3::3]))
+
+
 def test_tables_show_short_times_with_their_digits():
     from ocdl.experiments.output import results_table
 

@@ -88,19 +88,29 @@ class LevelCost:
                 f"{size(self.memory_bytes)} of memory ({has})")
 
 
-def layer_seconds(settings: Settings, data: Dataset, n_layers: int = 4, rows: int = 1024, repeats: int = 2) -> float:
+def layer_seconds(settings: Settings, data: Dataset, n_layers: int = 4, rows: int = 1024, repeats: int = 2,
+                  budget: float = 0.05) -> float:
     """Measured seconds of one layer on one example: the best of ``repeats`` forward sweeps of ``n_layers``
-    layers on ``rows`` training examples, divided by both."""
+    layers on up to ``rows`` training examples, divided by both.
+
+    The examples grow from one, as many as a sweep of ``budget`` seconds takes (at most ``rows``): a network
+    of absurd width is timed on a few examples, so that the estimate that refuses it is cheap (at ``rows``
+    examples, an MNIST network of 1,000 channels took minutes and 15 GB to time).
+    """
     rows = min(rows, data.Y_train.shape[0])
     net = build_network(settings, n_layers)
     theta = to_device(initial_parameters(settings, net), settings.device)
-    Y0 = to_device(widen(data.Y_train[:rows], settings), settings.device)
-    best = math.inf
-    for _ in range(repeats + 1):  # the first is a warm-up
-        start = time.perf_counter()
-        net.forward(theta, Y0)
-        best = min(best, time.perf_counter() - start)
-    return best / (n_layers * rows)
+    count = 1
+    while True:
+        Y0 = to_device(widen(data.Y_train[:count], settings), settings.device)
+        best = math.inf
+        for _ in range(repeats + 1):  # the first is a warm-up
+            start = time.perf_counter()
+            net.forward(theta, Y0)
+            best = min(best, time.perf_counter() - start)
+        if count == rows or best >= budget:
+            return best / (n_layers * count)
+        count = int(min(rows, max(2 * count, count * budget / max(best, 1e-9))))
 
 
 def finest_level_cost(settings: Settings, data: Dataset, seconds_per_layer: float | None = None,
