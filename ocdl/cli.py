@@ -323,6 +323,13 @@ def _data_dir_anew(args: argparse.Namespace, stored: str | None) -> str | None:
     return _absolute_data_dir({"data_dir": args.data_dir or os.environ.get(ENV_VAR) or None})["data_dir"]
 
 
+def _data_dir_for_mnist(command: str, args: argparse.Namespace, problem: str) -> None:
+    """Refuse ``--data-dir`` on resuming a run of a generated problem (it would be ignored)."""
+    if args.data_dir is not None and problem != "mnist":
+        raise UsageError(f"ocdl {command}: --data-dir is for mnist; the run in {args.resume} is on {problem}, whose "
+                         "generator makes its data: drop --data-dir")
+
+
 def _finished_message(command: str, out: Path, summaries: Sequence[dict]) -> str:
     """What ``--resume`` says about the finished run or comparison in ``out`` (``summaries``: its results)."""
     best = "; ".join(f"{run['stepper']} {100 * run['best_val_accuracy']:.2f}% at {run['best_val_n_layers']} layers"
@@ -378,6 +385,7 @@ def _train(args: argparse.Namespace) -> int:
         if finished is not None:
             print(finished)
             return 0
+        _data_dir_for_mnist("train", args, settings.problem)
         data_dir = _data_dir_anew(args, settings.data_dir) if settings.problem == "mnist" else None
         if data_dir is not None:
             with _said_in_flags():
@@ -424,6 +432,7 @@ def _compare(args: argparse.Namespace) -> int:
             print(finished)
             return 0
         args.resume_hint = f"ocdl compare --resume {out}"
+        _data_dir_for_mnist("compare", args, plan["problem"])
         data_dir = _data_dir_anew(args, plan["overrides"].get("data_dir")) if plan["problem"] == "mnist" else None
         with _said_in_flags():
             _, table = resume_compare(out, progress=not args.no_progress, checkpoint_every=args.checkpoint_every,

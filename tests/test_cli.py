@@ -420,6 +420,15 @@ def test_cost_estimate_scales_with_layers_and_examples():
     assert (size(512), size(2.5e9)) == ("512 bytes", "2.5 GB")
 
 
+def test_data_dir_on_resuming_a_generated_problem_is_refused(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"  # a fresh 2-D run refuses --data-dir; a resumed one ignored it
+    interrupted_run(["train", "--problem", "ellipses", "--stepper", "resnet", "--out", str(out), "--max-layers", "8",
+                     "--iterations", "2", "--checkpoint-every", "1", "--no-progress"], monkeypatch)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--data-dir", str(tmp_path), "--no-progress"]) == 2
+    assert f"ocdl train: --data-dir is for mnist; the run in {out} is on ellipses" in capsys.readouterr().err
+
+
 def test_the_layer_is_timed_on_as_many_examples_as_a_short_sweep_takes(monkeypatch):
     """The estimate that refuses an absurd network must not run it: the timing grows from one example while a
     sweep takes under its budget (it always took 1,024: minutes and 15 GB for 1,000 MNIST channels)."""

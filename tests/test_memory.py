@@ -404,6 +404,24 @@ def test_hdf5_validates():
         net.trajectory(theta, Y0[:0])
 
 
+def test_hdf5_chunks_stay_within_the_chunk_limit(tmp_path, monkeypatch):
+    """HDF5 refuses chunks of 4 GiB or more (60,000 MNIST images of 6 channels in float32 are 1.1 GB a state,
+    4.5 GB for chunk_steps = 4): a chunk holds fewer steps, and a state beyond the limit is named."""
+    import ocdl.memory.hdf5 as hdf5
+
+    net, theta, Y0, dtheta, dY0, W = make("verlet", HDF5(path=tmp_path / "t.h5", chunk_steps=4))
+    state_bytes = Y0.nbytes  # both of Verlet's members are s x n
+    monkeypatch.setattr(hdf5, "MAX_CHUNK_BYTES", 2 * state_bytes + 1)  # two steps a chunk
+    with net.trajectory(theta, Y0) as traj:
+        assert [ds.chunks[0] for ds in traj._datasets] == [2, 2]
+        reference = make("verlet")[0]
+        np.testing.assert_allclose(net.vjp(theta, Y0, W, trajectory=traj), reference.vjp(theta, Y0, W),
+                                   rtol=1e-14)
+    monkeypatch.setattr(hdf5, "MAX_CHUNK_BYTES", state_bytes - 1)
+    with pytest.raises(ValueError, match=rf"one chunk of at most 4 GiB, got one of {state_bytes:,} bytes"):
+        net.trajectory(theta, Y0)
+
+
 @pytest.mark.parametrize("kind", ["resnet", "verlet"])
 def test_a_closed_or_foreign_trajectory_is_refused(kind):
     """The sweeps over a closed StoreAll trajectory returned zeros (jvp) or failed with an IndexError (vjp);

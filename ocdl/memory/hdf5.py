@@ -33,6 +33,9 @@ from .base import MemoryPolicy, Trajectory
 FORMAT = "ocdl-trajectory"
 FORMAT_VERSION = 1
 COMPRESSIONS = (None, "gzip", "lzf")
+MAX_CHUNK_BYTES = 2**32 - 1
+"""HDF5's limit on the bytes of one chunk (4 GiB): a chunk holds fewer steps where ``chunk_steps`` states of a
+member would exceed it."""
 
 
 def _remove(path: str, temporary: bool) -> None:
@@ -92,11 +95,16 @@ class HDF5Trajectory(Trajectory):
         from .._version import __version__
 
         self._raw_chunks = compression is None
-        stepper, N, k = self._stepper, self.n_steps, self._chunk
+        stepper, N = self._stepper, self.n_steps
         empty = [x.shape for x in state0 if 0 in x.shape]
         if empty:  # HDF5 chunks must not be empty
             raise ValueError(f"HDF5 memory needs states with entries, got a state member of shape {empty[0]} "
                              "(no example?); use StoreAll for an empty batch")
+        largest = max(x.nbytes for x in state0)
+        if largest > MAX_CHUNK_BYTES:
+            raise ValueError(f"HDF5 memory keeps a state member in one chunk of at most 4 GiB, got one of "
+                             f"{largest:,} bytes: propagate fewer examples at once (chunk_size) or use Recompute")
+        self._chunk = k = min(self._chunk, MAX_CHUNK_BYTES // largest)
         attrs = self.file.attrs
         attrs.update(
             format=FORMAT,
@@ -196,7 +204,8 @@ class HDF5(MemoryPolicy):
         Temporary files are deleted by ``close``.
     compression : ``None``, ``"gzip"`` or ``"lzf"`` (HDF5 filters, per chunk).
     chunk_steps : steps per HDF5 chunk, and per read and write; the memory
-        held during a sweep is ``chunk_steps`` states.
+        held during a sweep is ``chunk_steps`` states. Fewer where their bytes
+        would pass HDF5's 4 GiB chunk limit (:data:`MAX_CHUNK_BYTES`).
 
     Memory :math:`O(\text{chunk\_steps}\cdot s n)`, disk :math:`N s \sum_k n_k`
     numbers; a reversal costs :math:`N` reads and :math:`N` steps (the
