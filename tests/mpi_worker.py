@@ -160,6 +160,18 @@ def check_errors_are_raised_on_every_rank(red: MPIReduction) -> None:
     assert red.sum(1) == red.size  # and the ranks are in step afterwards
 
 
+def raises_on_every_rank(red: MPIReduction, error: type, message: str, call) -> None:
+    """``call()`` raises ``error`` with ``message`` on this rank, and the ranks are in step afterwards (a rank
+    left waiting in a reduction would hang the test until its timeout)."""
+    try:
+        call()
+    except error as err:
+        assert message in str(err), str(err)
+    else:
+        raise AssertionError(f"no {error.__name__} ({message})")
+    assert red.sum(1) == red.size
+
+
 def check_out_of_step_and_mismatch(red: MPIReduction) -> None:
     if red.size == 1:
         return
@@ -169,12 +181,7 @@ def check_out_of_step_and_mismatch(red: MPIReduction) -> None:
         (lambda: red.check_same("settings", {"seed": red.rank == 1}), ValueError, "seed: True on rank 1"),
         (lambda: share(red, np.arange(9.0) + (red.rank == 1)), ValueError, "different data"),
     ):
-        try:
-            wrong()
-        except error as err:
-            assert message in str(err), str(err)
-        else:
-            raise AssertionError(f"no {error.__name__} ({message})")
+        raises_on_every_rank(red, error, message, wrong)
 
 
 def check_share(red: MPIReduction) -> None:
@@ -249,18 +256,6 @@ def check_blow_up_on_one_rank(red: MPIReduction) -> None:
             assert "forward propagation blew up: step 1 of 3" in str(error), str(error)
         else:
             raise AssertionError("no PropagationError")
-    assert red.sum(1) == red.size
-
-
-def raises_on_every_rank(red: MPIReduction, error: type, message: str, call) -> None:
-    """``call()`` raises ``error`` with ``message`` on this rank, and the ranks are in step afterwards (a rank
-    left waiting in a reduction would hang the test until its timeout)."""
-    try:
-        call()
-    except error as err:
-        assert message in str(err), str(err)
-    else:
-        raise AssertionError(f"no {error.__name__} ({message})")
     assert red.sum(1) == red.size
 
 
