@@ -414,3 +414,62 @@ def test_check_stepper_names_an_output_without_its_transpose():
     report = ocdl.check_stepper(Doubled(ocdl.Layer(ocdl.Dense(3))), np.random.default_rng(8).standard_normal((4, 3)))
     assert not report.results["output/output_vjp"].passed
     assert report.results["init/init_vjp"].passed and report.results["step: jvp/vjp adjoint"].passed
+
+
+# -- a check of nothing must not pass -------------------------------------------------------------
+
+
+def test_taylor_and_dot_tests_refuse_what_would_pass_without_testing():
+    """With one step length (no rate), a zero step, float16 (whose round-off floor lies above every residual)
+    or no entries, a derivative five times too large passed (rate1 = inf)."""
+    x = np.linspace(0.1, 1.0, 5)
+    v, wrong = np.ones(5), 5 * np.cos(x)
+    assert not taylor_test(np.sin, x, v, wrong).passed  # the test itself sees it
+    for options, error, match in (({"n_eps": 1}, ValueError, "n_eps must be an integer >= 2"),
+                                  ({"n_eps": 2.5}, TypeError, "n_eps must be an integer >= 1, got 2.5"),
+                                  ({"eps0": 0.0}, ValueError, "eps0 must be a finite number > 0, got 0.0"),
+                                  ({"factor": 1.0}, ValueError, "factor must be a number > 1")):
+        with pytest.raises(error, match=match):
+            taylor_test(np.sin, x, v, wrong, **options)
+    with pytest.raises(TypeError, match="x must be float32 or float64 .*, got float16"):
+        taylor_test(np.sin, x.astype(np.float16), v.astype(np.float16), wrong.astype(np.float16))
+    with pytest.raises(ValueError, match="x has no entries: a derivative test of nothing would pass"):
+        taylor_test(np.sin, x[:0], v[:0], wrong[:0])
+    with pytest.raises(ValueError, match="w has no entries"):
+        dot_test(lambda u: u, lambda u: 2 * u, x, x[:0])
+
+
+class _BrokenResNet(ocdl.ResNet):
+    """Derivatives wrong by factors 3 (jvp) and 2 (vjp): check_stepper fails on any sample with entries."""
+
+    def step_jvp(self, state, theta, h, dstate, dtheta, cache):
+        return tuple(3 * d for d in super().step_jvp(state, theta, h, dstate, dtheta, cache))
+
+    def step_vjp(self, state, theta, h, lam, cache):
+        ls, lt = super().step_vjp(state, theta, h, lam, cache)
+        return tuple(2 * x for x in ls), 2 * lt
+
+
+def test_checks_refuse_samples_without_entries(rng):
+    """check_stepper of a broken stepper on Y0 with no rows, and the other checks on empty samples (or
+    n_examples = 0, c = 0) printed 'passed' on every row."""
+    broken = _BrokenResNet(ocdl.Layer(ocdl.Dense(3)))
+    assert not ocdl.check_stepper(broken, rng.standard_normal((4, 3))).passed
+    with pytest.raises(ValueError, match="Y0 has no entries"):
+        ocdl.check_stepper(broken, np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="Y has no entries"):
+        ocdl.check_transform(ocdl.Dense(3, 2), np.zeros((0, 3)))
+    with pytest.raises(ValueError, match=r"Y must have shape \* x 3, got \(4, 2\)"):
+        ocdl.check_transform(ocdl.Dense(3, 2), np.ones((4, 2)))
+    with pytest.raises(ValueError, match="n_examples must be an integer >= 1, got 0"):
+        ocdl.check_transform(ocdl.Dense(3, 2), n_examples=0)
+    with pytest.raises(ValueError, match="c must be a finite number other than 0, got 0"):
+        ocdl.check_layer(ocdl.Layer(ocdl.Dense(3)), c=0)
+    with pytest.raises(ValueError, match="V has no entries"):
+        ocdl.check_layer(ocdl.Layer(ocdl.Dense(3)), np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="x has no entries"):
+        ocdl.check_activation(ocdl.Tanh(), np.zeros(0))
+    with pytest.raises(TypeError, match="x must be a floating-point array"):
+        ocdl.check_activation(ocdl.Tanh(), np.arange(3))
+    with pytest.raises(ValueError, match="x has no entries"):
+        ocdl.check_regularizer(ocdl.WeightDecay(), np.zeros(0))

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_array_module
-from .core import CheckReport, agreement, dot_test, inner, random_like, rows_alone, taylor_test
+from ..validation import check_array, check_positive
+from .core import CheckReport, agreement, check_data, dot_test, inner, random_like, rows_alone, taylor_test
 from .precision import as_dtype, precision_rows
 
 #: Shifts :math:`\sigma` at which :func:`check_regularizer` solves :math:`(H + \sigma I) z = r`.
@@ -31,6 +32,13 @@ def kink_notes(activation: Any) -> list[str]:
         "perturbation moved a pre-activation across a kink; check the derivatives with a smooth "
         "activation (SmoothReLU)"
     ]
+
+
+def sample(name: str, x: Any, width: int | None = None) -> Any:
+    """``x`` checked as the sample of a check: a float32 or float64 array with entries; with ``width``, rows
+    of ``width`` entries (at least one row). A check of no entries would pass without testing anything."""
+    check_array(name, x, shape=None if width is None else (None, width), finite=False)
+    return check_data(name, x)
 
 
 def check_transform(
@@ -61,6 +69,9 @@ def check_transform(
       of ``explicit_jvp`` against ``explicit_vjp``; where ``explicit_stacks``,
       those three on a stack of parameter vectors against each row alone.
     """
+    n_examples = check_positive("n_examples", n_examples, integer=True)
+    if Y is not None:
+        sample("Y", Y, transform.n_in)
     rng = np.random.default_rng(rng)
     xp = get_array_module(Y, theta)
     dtype = np.float64 if Y is None else Y.dtype
@@ -187,9 +198,14 @@ def check_layer(
       ``step`` less ``X``, and ``derivative=False`` against the full step;
     * each row stepping alone: ``step`` on two halves of the rows.
     """
+    transform = layer.transform
+    n_examples = check_positive("n_examples", n_examples, integer=True)
+    if V is not None:
+        sample("V", V, transform.n_in)
+    if not (np.isfinite(c) and c != 0):  # c = 0: the step is X alone, its tests pass whatever the layer does
+        raise ValueError(f"c must be a finite number other than 0, got {c!r}")
     rng = np.random.default_rng(rng)
     xp = get_array_module(V, theta)
-    transform = layer.transform
     dtype = np.float64 if V is None else V.dtype
     V = xp.asarray(rng.standard_normal((n_examples, transform.n_in))) if V is None else as_dtype(V, np.float64)
     if theta is None:
@@ -260,6 +276,8 @@ def check_activation(
     * the fused step kernel :math:`X + c\,\sigma(z + b)`, :math:`c\,\sigma'(z + b)`
       (``_axpy_into``, which the layers' steps use) against the formula.
     """
+    if x is not None:
+        sample("x", x)
     rng = np.random.default_rng(rng)
     dtype = np.float64 if x is None else x.dtype
     x = rng.standard_normal(64) if x is None else as_dtype(x, np.float64)
@@ -357,6 +375,7 @@ def check_regularizer(
     * ``precondition`` solves :math:`(H + \sigma I) z = r` for the shifts
       :data:`PRECONDITION_SHIFTS` (relative residual at most ``1e-8``).
     """
+    sample("x", x)
     rng = np.random.default_rng(rng)
     dtype = x.dtype
     x = as_dtype(x, np.float64)

@@ -25,6 +25,7 @@ import numpy as np
 
 from .._threads import vdot
 from ..backend import asnumpy, get_array_module
+from ..validation import check_positive
 
 Arrays = Any  # an array or a tuple of arrays
 
@@ -52,6 +53,25 @@ def dtype_of(x: Arrays) -> np.dtype:
     dtypes = [np.dtype(getattr(m, "dtype", np.float64)) for m in _members(x) if m is not None]
     floating = [d for d in dtypes if np.issubdtype(d, np.floating)]
     return min(floating, key=lambda d: d.itemsize) if floating else np.dtype(np.float64)
+
+
+def check_data(name: str, x: Arrays) -> Arrays:
+    """``x`` (array, tuple of arrays or scalar) as data of a derivative test: some entry, and no floating
+    member below float32 (float16's round-off floor lies above every residual: each test would pass).
+
+    Raises
+    ------
+    ValueError
+        If ``x`` has no entries (a test of nothing passes).
+    TypeError
+        If a member is float16.
+    """
+    members = [m for m in _members(x) if m is not None]
+    if sum(int(getattr(m, "size", 1)) for m in members) == 0:
+        raise ValueError(f"{name} has no entries: a derivative test of nothing would pass")
+    if dtype_of(x).itemsize < 4:
+        raise TypeError(f"{name} must be float32 or float64 (float64 to say much), got {dtype_of(x)}")
+    return x
 
 
 def default_tol(dtype: Any) -> float:
@@ -155,7 +175,21 @@ def taylor_test(
     dtype times :math:`\\|f(x)\\| + \\|J v\\|`) are not used for the rate; in
     float32 that floor is about :math:`10^{-4}` of the values, so run the test
     in float64 where it matters. ``f`` may return a scalar (an objective).
+
+    Raises
+    ------
+    ValueError, TypeError
+        For ``x`` or ``v`` without entries or of float16 (:func:`check_data`), ``eps0``
+        or ``min_rate`` not positive, ``n_eps`` not an integer >= 2 (a rate needs two
+        steps), ``factor`` not above 1.
     """
+    check_data("x", x)
+    check_data("v", v)
+    eps0, min_rate = check_positive("eps0", eps0), check_positive("min_rate", min_rate)
+    if check_positive("n_eps", n_eps, integer=True) < 2:
+        raise ValueError(f"n_eps must be an integer >= 2 (a rate needs two step lengths), got {n_eps!r}")
+    if check_positive("factor", factor) <= 1.0:
+        raise ValueError(f"factor must be a number > 1 (the step lengths shrink by it), got {factor!r}")
     fx = f(x)
     eps = eps0 / factor ** np.arange(n_eps)
     e0 = np.empty(n_eps)
@@ -222,8 +256,11 @@ def dot_test(
     arrays or tuples of arrays. The relative error is
     :math:`|a - b| / \\max(|a|, |b|)`; ``tol`` defaults to
     :func:`default_tol` of the lowest precision among ``v`` and ``w``
-    (``1e-10`` in float64).
+    (``1e-10`` in float64). ``v`` and ``w`` without entries, or of float16, are
+    refused (:func:`check_data`).
     """
+    check_data("v", v)
+    check_data("w", w)
     tol = default_tol(min(dtype_of(v), dtype_of(w), key=lambda d: d.itemsize)) if tol is None else tol
     a = inner(w, A(v))
     b = inner(AT(w), v)

@@ -9,7 +9,7 @@ import numpy as np
 from ..backend import get_array_module
 from ..validation import check_array
 from .components import kink_notes
-from .core import CheckReport, agreement, dot_test, random_like, rows_alone, taylor_test
+from .core import CheckReport, agreement, check_data, dot_test, random_like, rows_alone, taylor_test
 from .precision import as_dtype, precision_rows
 
 
@@ -201,8 +201,9 @@ def check_stepper(
 
 
 def _checked_features(stepper: Any, Y0: Any) -> Any:
-    """``Y0`` if it is ``s x n``, ``n`` the stepper's ``n_features`` (any width where that is ``None``)."""
-    Y0 = check_array("Y0", Y0, ndim=2)
+    """``Y0`` if it is ``s x n`` with ``s >= 1``, ``n`` the stepper's ``n_features`` (any width where that is
+    ``None``)."""
+    Y0 = check_data("Y0", check_array("Y0", Y0, ndim=2))
     n = getattr(stepper, "n_features", None)
     if n is not None and Y0.shape[1] != n:
         raise ValueError(f"Y0 must have the stepper's n_features = {n} columns (s x {n}, one example per row), "
