@@ -51,9 +51,20 @@ class PCGResult:
     residual_history: list[float]
 
 
-def _as_operator(A: Any) -> Callable[[Array], Array]:
-    """A callable (function, LinearOperator) as is; a matrix (dense, sparse) as ``v -> A @ v``."""
-    return A if callable(A) else (lambda v: A @ v)
+def _as_operator(name: str, A: Any, shape: tuple) -> Callable[[Array], Array]:
+    """A callable (function, LinearOperator), or a matrix (dense, sparse) as ``v -> A @ v``, whose results must
+    have ``shape`` (``b``'s): a column ``(n, 1)`` broadcast the iterates to ``(n, n, ...)``, growing each
+    iteration."""
+    apply = A if callable(A) else (lambda v: A @ v)
+
+    def checked(v: Array) -> Array:
+        out = apply(v)
+        if getattr(out, "shape", None) != shape:
+            got = getattr(out, "shape", type(out).__name__)
+            raise ValueError(f"{name} must return an array of b's shape {shape}, got {got}")
+        return out
+
+    return checked
 
 
 def pcg(
@@ -97,8 +108,8 @@ def pcg(
     Raises
     ------
     ValueError
-        If ``rtol`` or ``maxiter`` is not of the form above, or ``x0`` does not
-        have the shape of ``b``.
+        If ``rtol`` or ``maxiter`` is not of the form above, ``x0`` does not
+        have the shape of ``b``, or ``A`` or ``M`` returns another shape.
     TypeError
         If ``b`` or ``x0`` is not a float32 or float64 NumPy or CuPy array
         (complex systems are not supported: the inner products here are
@@ -114,8 +125,8 @@ def pcg(
         check_array("x0", x0, finite=False)
         if x0.shape != b.shape:
             raise ValueError(f"x0 must have the shape of b, {b.shape}, got {x0.shape}")
-    apply_A = _as_operator(A)
-    apply_M = (lambda r: r) if M is None else _as_operator(M)
+    apply_A = _as_operator("A", A, b.shape)
+    apply_M = (lambda r: r) if M is None else _as_operator("M", M, b.shape)
 
     def dot(u: Array, v: Array) -> float:
         value = vdot(u, v)

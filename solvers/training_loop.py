@@ -195,7 +195,7 @@ def initial_state(
     n, m = problem.n_features, problem.n_outputs
     shapes = {"theta": (problem.network.n_params,), "W": (n, m), "mu": (m,)}
     for name, x in zip(shapes, params0):
-        problem.check_parameter(f"params0.{name}", x, shapes[name])
+        problem.check_like_examples(f"params0.{name}", x, shapes[name])
     return TrainingState(iteration=0, params=params0, rng=np.random.default_rng(rng))
 
 
@@ -206,7 +206,8 @@ def _checked_validation(problem: LearningProblem, validation: Any) -> tuple[Arra
     if not isinstance(validation, (tuple, list)) or len(validation) != 2:
         raise TypeError("validation must be a pair (Y_val, C_val)")
     Y_val, C_val = validation
-    Y_val = problem.check_examples(Y_val, "Y_val")
+    Y_val = problem.check_like_examples("Y_val", problem.check_examples(Y_val, "Y_val"), (None, problem.n_features),
+                                        finite=False)  # the entries: check_examples
     C_val = problem.class_indices(C_val)
     if C_val.shape[0] != Y_val.shape[0]:
         raise ValueError(

@@ -360,6 +360,9 @@ def test_solvers_check_their_input():
         bcd.minimize(lp, theta0, validation=np.ones((3, 2)))
     with pytest.raises(ValueError, match="Y_val must have the network's width"):
         bcd.minimize(lp, theta0, validation=(np.ones((3, 3)), np.zeros(3, int)))
+    with pytest.raises(TypeError, match="Y_val must be a numpy array of the examples' dtype float64, got a numpy "
+                                        "array of dtype float32"):  # it failed after a first iteration, naming Y0
+        bcd.minimize(lp, theta0, validation=(np.ones((3, 2), dtype=np.float32), np.zeros(3, int)))
     with pytest.raises(TypeError, match="state must be a TrainingState"):
         bcd.minimize(lp, None, state={"iteration": 0})
     with pytest.raises(TypeError, match=r"solver must be a TrainingSolver such as BlockCoordinateDescent\(...\)"):

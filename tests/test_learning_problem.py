@@ -258,6 +258,20 @@ def test_a_classifier_of_the_wrong_shape_or_dtype_is_named_in_every_method():
             call(W.astype(np.float32), mu)
         with pytest.raises(TypeError, match="W must be a NumPy or CuPy array, got list"):
             call(W.tolist(), mu)
+    for call in (lambda W, mu: lp.accuracy(theta, W, mu), lambda W, mu: lp.predict(theta, W, mu),
+                 lambda W, mu: lp.value_and_gradient(theta, W, mu), lambda W, mu: lp.theta_problem(W, mu)):
+        # accuracy gave 0.35 (predict: class 0 everywhere), value_and_gradient named an internal 'lam'
+        with pytest.raises(ValueError, match="W contains NaN or Inf entries"):
+            call(W * np.nan, mu)
+        with pytest.raises(ValueError, match="mu contains NaN or Inf entries"):
+            call(W, mu * np.inf)
+    assert np.isnan(lp.value(theta, W * np.nan, mu))  # a line search's failed trial, not an error
+    with pytest.raises(ValueError, match="C is only used with Y0"):  # it was ignored: the training accuracy
+        lp.accuracy(theta, W, mu, C=np.zeros(lp.n_examples, dtype=int))
+    with pytest.raises(TypeError, match="reduction must be an ocdl Reduction"):
+        LearningProblem(lp.network, lp.objective, lp.Y0, lp.classes, reduction="mpi")
+    with pytest.raises(TypeError, match="network must be an ocdl Network, got NoneType"):
+        lp.with_network(None)
 
 
 

@@ -152,6 +152,18 @@ def test_complex_systems_are_rejected():
         pcg(A, [1.0, 2.0, 3.0])
 
 
+def test_an_operator_returning_another_shape_is_named():
+    """A column (n, 1) for a vector (n,) broadcast the iterates to (n, n), (n, n, n), ...: memory growing as
+    n^k (still running after 20 s at maxiter 50), or a wrong x of shape (n, n)."""
+    A, b = np.diag([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]), np.ones(6)
+    with pytest.raises(ValueError, match=r"A must return an array of b's shape \(6,\), got \(6, 1\)"):
+        pcg(lambda v: (A @ v)[:, None], b, maxiter=50)
+    with pytest.raises(ValueError, match=r"M must return an array of b's shape \(6,\), got \(1, 6\)"):
+        pcg(A, b, M=lambda r: r[None, :])
+    with pytest.raises(ValueError, match=r"A must return an array of b's shape \(6,\), got float"):
+        pcg(lambda v: 1.0, b)
+
+
 def assert_same_solve(result, reference, A, b):
     r"""Two PCG runs on the same ill-conditioned system whose products round differently.
 

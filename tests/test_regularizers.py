@@ -155,6 +155,15 @@ def test_validation():
         SpatialSmoothness((3, 4)).precondition(np.ones(12), 0.0)
     with pytest.raises(ValueError, match=r"shift must be > -1"):
         WeightDecay().precondition(np.ones(3), -1.0)
+    # integers overflowed in x^T x (0.0 for [2^32, 2^32]), float16 reached inf at 256, a list failed inside
+    with pytest.raises(TypeError, match="x must be a floating-point array .*, got dtype int64"):
+        WeightDecay().value(np.array([2**32, 2**32]))
+    with pytest.raises(TypeError, match="x must be a floating-point array .*, got dtype float16"):
+        WeightDecay().value(np.array([300.0, 300.0], dtype=np.float16))
+    with pytest.raises(TypeError, match="x must be a NumPy or CuPy array, got list"):
+        WeightDecay().gradient([1.0, 2.0])
+    with pytest.raises(TypeError, match="shift must be a number > -1, got None"):
+        WeightDecay().precondition(np.ones(3), None)
 
 
 @pytest.mark.parametrize(

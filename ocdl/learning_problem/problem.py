@@ -103,6 +103,9 @@ class LearningProblem:
             raise TypeError(f"network must be an ocdl Network, got {type(network).__name__}")
         if not isinstance(objective, Objective):
             raise TypeError(f"objective must be an ocdl Objective, got {type(objective).__name__}")
+        if reduction is not None and not isinstance(reduction, Reduction):
+            raise TypeError(f"reduction must be an ocdl Reduction (e.g. ocdl.distributed.MPIReduction), got "
+                            f"{type(reduction).__name__}")
         self.network = network
         self.objective = objective
         self.alpha_theta = check_nonnegative("alpha_theta", alpha_theta)
@@ -210,9 +213,10 @@ class LearningProblem:
             "dtype": str(self.Y0.dtype),
         }
 
-    # -- the parameters ---------------------------------------------------------
-    def check_parameter(self, name: str, x: Array, shape: tuple[int, ...], finite: bool = True) -> Array:
-        """Check ``x`` as a parameter of this problem (``theta``, ``W`` or ``mu``) and return it.
+    # -- the parameters and other arrays ---------------------------------------
+    def check_like_examples(self, name: str, x: Array, shape: tuple, finite: bool = True) -> Array:
+        """Check ``x`` as an array of this problem, of the examples' module and dtype (a parameter ``theta``,
+        ``W`` or ``mu``, or other examples), and return it.
 
         Parameters
         ----------
@@ -220,8 +224,8 @@ class LearningProblem:
             The argument's name in error messages.
         x : array
             A NumPy or CuPy array, as the examples are, of their dtype.
-        shape : tuple of int
-            Its shape: ``(network.n_params,)`` for :math:`\\theta`,
+        shape : tuple
+            Its shape (``None`` for a free dimension): ``(network.n_params,)`` for :math:`\\theta`,
             ``(n_features, n_outputs)`` for :math:`W`, ``(n_outputs,)`` for :math:`\\mu`.
         finite : bool
             Also check that every entry is finite.
@@ -242,11 +246,12 @@ class LearningProblem:
             )
         return x
 
-    def _check_classifier(self, W: Array, mu: Array) -> None:
-        """``W`` and ``mu`` checked (not their entries) on every worker alike, before any reduction: an error
-        raised only where a worker's rows use them would leave the others waiting."""
-        self.check_parameter("W", W, (self.n_features, self.n_outputs), finite=False)
-        self.check_parameter("mu", mu, (self.n_outputs,), finite=False)
+    def _check_classifier(self, W: Array, mu: Array, finite: bool = True) -> None:
+        """``W`` and ``mu`` checked on every worker alike, before any reduction (an error raised only where a
+        worker's rows use them would leave the others waiting); their entries too where ``finite``: not in
+        :meth:`value`, whose NaN or Inf an Armijo line search takes as a failed trial."""
+        self.check_like_examples("W", W, (self.n_features, self.n_outputs), finite=finite)
+        self.check_like_examples("mu", mu, (self.n_outputs,), finite=finite)
 
     # -- the classifier as one flat vector ------------------------------------
     def pack_classifier(self, W: Array, mu: Array) -> Array:
@@ -288,7 +293,7 @@ class LearningProblem:
 
     def value(self, theta: Array, W: Array, mu: Array, indices: Array | None = None) -> float:
         r""":math:`f(\theta, W, \mu)` with :math:`S` averaged over the examples ``indices`` (all if ``None``)."""
-        self._check_classifier(W, mu)
+        self._check_classifier(W, mu, finite=False)
         idx = self._own_indices("indices", indices)
         C, count = (self.C, self.Y0.shape[0]) if idx is None else (self.C[idx], int(idx.size))
         with self.reduction.errors():
@@ -397,6 +402,9 @@ class LearningProblem:
         ``Y0``).
         """
         if Y0 is None:
+            if C is not None:
+                raise ValueError("C is only used with Y0 (the labels of other examples); the training examples' "
+                                 "labels are the problem's")
             labels, count = self.classes, self.Y0.shape[0]
         else:
             if C is None:
@@ -414,6 +422,8 @@ class LearningProblem:
         A :class:`~ocdl.TimeSmoothness` regularizer (the default) is rebuilt for
         the new number of steps and step size; any other is kept.
         """
+        if not isinstance(network, Network):
+            raise TypeError(f"network must be an ocdl Network, got {type(network).__name__}")
         new = copy.copy(self)
         new.network = network
         new.release()
