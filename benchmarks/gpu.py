@@ -96,6 +96,20 @@ def set_tf32(enabled: bool) -> None:
         torch.backends.cudnn.allow_tf32 = enabled
 
 
+def torch_tf32() -> bool:
+    """Whether PyTorch's CUDA float32 matrix products and cuDNN convolutions use TF32 now, as PyTorch reports
+    it (what a record says it measured; :func:`set_tf32` sets it). Both or neither: a mixed setting raises."""
+    import torch
+
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        flags = tuple(b.fp32_precision == "tf32" for b in (torch.backends.cuda.matmul, torch.backends.cudnn.conv))
+    else:
+        flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    if flags[0] != flags[1]:
+        raise RuntimeError(f"PyTorch's TF32 is on in {'products' if flags[0] else 'convolutions'} only")
+    return bool(flags[0])
+
+
 def cupy_tf32() -> bool:
     """Whether CuPy's float32 products use TF32 (``CUPY_TF32=1``; off by default)."""
     return os.environ.get("CUPY_TF32", "0") not in ("", "0")
@@ -108,14 +122,20 @@ def is_out_of_memory(err: BaseException) -> bool:
     return out_of_memory(err) or type(err).__name__ == "OutOfMemoryError"
 
 
-def copy_bandwidth(nbytes: int, repeats: int = 10) -> float:
-    """Bytes per second of a device-to-device copy of ``nbytes`` (read plus written), the best of ``repeats``."""
+def copy_bandwidth(nbytes: int, repeats: int = 10, warmup_s: float = 0.2) -> float:
+    """Bytes per second of a device-to-device copy of ``nbytes`` (read plus written), the best of ``repeats``
+    after ``warmup_s`` seconds of copies (an idle GPU runs at a low clock, 345 MHz on the H200, until work has
+    kept it busy for a while: a bandwidth measured before would be low, and every limit from it generous)."""
     import cupy
 
     a = cupy.ones(max(1, nbytes // 4), dtype=np.float32)
     b = cupy.empty_like(a)
-    cupy.copyto(b, a)  # first touch
-    synchronize()
+    start = time.perf_counter()
+    while True:  # first touch, then the clocks up
+        cupy.copyto(b, a)
+        synchronize()
+        if time.perf_counter() - start >= warmup_s:
+            break
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()

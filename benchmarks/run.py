@@ -100,6 +100,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--no-roofline", action="store_true", help="skip the roofline measurements")
     p.add_argument(
+        "--no-gn", action="store_true",
+        help="skip the Gauss-Newton products (gn_matvec_s null): about half of a case's time, and no target needs "
+        "them (the GPU session's choice)",
+    )
+    p.add_argument(
         "--merge", nargs="+", metavar="JSON",
         help="measure nothing: combine earlier --json files (best time of each entry; on a shared machine "
         "runs at different times catch different quiet moments) and print the table",
@@ -471,17 +476,19 @@ def _measure(lib, wl, stepper, dtype, args) -> dict:
 
     if lib == "ocdl":
         fns = workloads.ocdl_callables(wl, stepper, dtype, device=args.device)
-        setups = {"jvp+vjp on a stored trajectory": fns["gn_setup"]}
+        setups = {} if args.no_gn else {"jvp+vjp on a stored trajectory": fns["gn_setup"]}
         rec["swept"] = fns["swept"]  # each sweep one kernel (ocdl.kernels.sweeps) or step by step
     else:
         if args.device == "gpu":
             gpu.set_tf32(gpu.TORCH_TF32[lib])
+            if gpu.torch_tf32() != gpu.TORCH_TF32[lib]:  # the record's tf32 is what PyTorch reports
+                raise RuntimeError(f"PyTorch's TF32 stayed {'on' if gpu.torch_tf32() else 'off'} for {lib}")
         gn_methods = args.torch_gn
         if gn_methods == "auto":
             gn_methods = "best" if wl.n_steps <= 64 else "double-backward"
         fns = torch_reference.torch_callables(wl, stepper, dtype, threads=args.threads, gn_methods=gn_methods,
                                               device=args.torch_device)
-        setups = fns["gn_setups"]
+        setups = {} if args.no_gn else fns["gn_setups"]
     t = {"forward_s": timed(fns["forward"]), "gradient_s": timed(fns["gradient"])}
     rec["gradient"] = np.asarray(fns["gradient_value"](), dtype=np.float64)  # compared, not stored
     methods, errors = {}, {}
@@ -530,7 +537,7 @@ def _gemm_line(dtype: str, rates: dict) -> str:
 def _row(r: dict) -> str:
     roof = f"  roofline {1e3 * r['roofline_s']:.2f} ms" if r.get("roofline_s") else ""
     if r["gn_matvec_s"] is None:
-        gn = f"gn not measured ({'; '.join(r['gn_errors'].values())})"
+        gn = "gn not measured" + (f" ({'; '.join(r['gn_errors'].values())})" if r.get("gn_errors") else "")
     else:
         gn = f"gn {1e3 * r['gn_matvec_s']:.2f} ms" + (f" ({r['gn_method']})" if r["library"] != "ocdl" else "")
     return (
@@ -554,7 +561,7 @@ def format_table(records: list[dict]) -> str:
         if "error" in r:
             failed.append(f"{r['workload']} {r['stepper']} {r['dtype']} {name}: {r['error']}")
             continue
-        if r["gn_matvec_s"] is None:
+        if r["gn_matvec_s"] is None and r.get("gn_errors"):  # without errors: not measured (--no-gn)
             failed.append(f"{r['workload']} {r['stepper']} {r['dtype']} {name}, Gauss-Newton product: "
                           + "; ".join(f"{method}: {err}" for method, err in r["gn_errors"].items()))
         by_key.setdefault((r["workload"], r["stepper"], r["dtype"]), {})[name] = r

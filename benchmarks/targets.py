@@ -14,6 +14,10 @@ All are about ocdl with its fused kernels (records with ``kernels`` ``"fused"``)
   examples: the sweeps run over blocks of images); without them the target
   is listed as not measured.
 
+Every target of the issue's grid (:data:`REQUIRED`) has an entry: one
+that was not measured (not run, stopped by a time limit, out of memory) is
+listed with ``value`` ``None`` and why, so that a run's list is complete.
+
 :func:`attach` stores each record's entries in it (``targets``, a list) and
 returns all of them; :func:`format_targets` writes them as lines, and
 ``python benchmarks/targets.py gpu.json`` prints those stored in a file.
@@ -29,6 +33,14 @@ GRADIENT_WORKLOADS = ("W1", "W2", "W3L")
 
 LARGE = "W3L"
 """The workload of the forward and CPU targets, and of the gradient's aim."""
+
+STEPPERS, DTYPES = ("resnet", "verlet"), ("float32", "float64")
+REQUIRED = (
+    [("gradient", w, st, dt) for w in GRADIENT_WORKLOADS for st in STEPPERS for dt in DTYPES]
+    + [(name, LARGE, st, "float32") for name in ("forward", "cpu") for st in STEPPERS]
+)
+"""The issue's targets, ``(target, workload, stepper, dtype)``: the gradient on W1, W2 and W3L in both dtypes,
+W3L's forward and GPU / CPU in float32 (the session's dtype there)."""
 
 TARGETS = {  # name: (what is divided by what, relation, bound, aim on LARGE)
     "gradient": ("gradient / PyTorch (TF32 off)", "<=", 1.0, 0.5),
@@ -83,7 +95,23 @@ def evaluate(records: list[dict], cpu_records: list[dict] | None = None) -> list
             entries.append(_entry("cpu", rec, None, "not measured: no CPU record of this case (run.py --cpu-json)"))
         else:
             entries.append(_entry("cpu", rec, cpu[0] / rec["gradient_s"], cpu[1]))
-    return entries
+    return entries + _not_measured(entries, records)
+
+
+def _not_measured(entries: list[dict], records: list[dict]) -> list[dict]:
+    """An entry for each target of :data:`REQUIRED` without one: ``value`` ``None``, and why (a failed record's
+    error, or no record)."""
+    have = {(e["target"], e["workload"], e["stepper"], e["dtype"]) for e in entries}
+    errors = {(r["workload"], r["stepper"], r["dtype"], r["library"]): r["error"] for r in records if "error" in r}
+    missing = []
+    for name, workload, stepper, dtype in REQUIRED:
+        if (name, workload, stepper, dtype) in have:
+            continue
+        why = [f"{lib}: {errors[workload, stepper, dtype, lib]}" for lib in ("ocdl", "torch")
+               if (workload, stepper, dtype, lib) in errors]
+        case = {"workload": workload, "stepper": stepper, "dtype": dtype}
+        missing.append(_entry(name, case, None, "not measured: " + ("; ".join(why) or "no record of this case")))
+    return missing
 
 
 def attach(records: list[dict], cpu_records: list[dict] | None = None) -> list[dict]:
@@ -114,15 +142,19 @@ def format_targets(entries: list[dict]) -> str:
         line = f"  {e['what']:32s} {case:20s} {value:>7s}  {bound:16s} {verdict}"
         lines.append(line + (f"  ({e['detail']})" if "detail" in e else ""))
     judged = [e for e in entries if e["met"] is not None]
-    lines.append(f"  met: {sum(e['met'] for e in judged)} of {len(judged)} measured")
+    lines.append(f"  met: {sum(e['met'] for e in judged)} of {len(judged)} measured; not measured: "
+                 f"{len(entries) - len(judged)}")
     return "\n".join(lines)
 
 
 def main(argv=None) -> list[dict]:
-    """Print the target entries stored in the records of the JSON file named by the one argument."""
+    """Print the target entries stored in the records of the JSON file named by the one argument, and those of
+    :data:`REQUIRED` not measured."""
     (path,) = sys.argv[1:] if argv is None else argv
     with open(path) as f:
-        entries = [entry for rec in json.load(f) for entry in rec.get("targets", ())]
+        records = json.load(f)
+    entries = [entry for rec in records for entry in rec.get("targets", ())]
+    entries += _not_measured(entries, records)
     print(format_targets(entries))
     return entries
 

@@ -3,7 +3,8 @@ import os
 import numpy as np
 import pytest
 
-if os.environ.get("OCDL_STANDIN_CUPY"):  # the GPU tests on a CPU stand-in for CuPy (tests/standin_cupy.py)
+if os.environ.get("OCDL_STANDIN_CUPY", "0") not in ("", "0"):  # the GPU tests on a CPU stand-in for CuPy
+    # (tests/standin_cupy.py); OCDL_STANDIN_CUPY=0, as gpu_lib.sh sets for a real GPU, means the real CuPy
     import standin_cupy
 
     standin_cupy.install()

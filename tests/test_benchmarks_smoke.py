@@ -192,7 +192,7 @@ def test_table_ratios_from_the_records():
     assert row["roof g/f"] == "4.00" and row["roof n/f"] == "8.00"
 
 
-def test_targets_from_made_up_records():
+def test_targets_from_made_up_records(tmp_path):
     """The targets of issue 24 (targets.py) recomputed by hand: fused ocdl's gradient over PyTorch's with TF32 off
     (not TF32 on, not ocdl plain), W3L's forward over its bandwidth limit, the CPU's gradient scaled from W3 to
     W3L's examples over the GPU's; each stored in its fused record."""
@@ -215,9 +215,16 @@ def test_targets_from_made_up_records():
     cpu = [rec("W3", "resnet", "ocdl", 0.25, "fused", n_examples=500, threads=16),
            rec("W3", "resnet", "ocdl", 0.01, "plain", n_examples=500, threads=16)]
     entries = targets.attach(records, cpu)
-    found = {(e["target"], e["workload"], e["stepper"]): e for e in entries}
-    assert set(found) == {("gradient", "W1", "resnet"), ("gradient", "W3L", "resnet"), ("forward", "W3L", "resnet"),
-                          ("cpu", "W3L", "resnet"), ("forward", "W3L", "verlet"), ("cpu", "W3L", "verlet")}
+    assert sorted((e["target"], e["workload"], e["stepper"], e["dtype"]) for e in entries) == sorted(
+        [("gradient", w, st, dt) for w in ("W1", "W2", "W3L") for st in ("resnet", "verlet")
+         for dt in ("float32", "float64")] + [(t, "W3L", st, "float32") for t in ("forward", "cpu")
+                                               for st in ("resnet", "verlet")])  # every target, measured or not
+    unmeasured = {(e["target"], e["workload"], e["stepper"], e["dtype"]): e["detail"] for e in entries
+                  if e["value"] is None}
+    assert unmeasured["gradient", "W2", "verlet", "float32"] == "not measured: ocdl: out of memory"
+    assert unmeasured["gradient", "W1", "verlet", "float64"] == "not measured: no record of this case"
+    assert len(unmeasured) == 11
+    found = {(e["target"], e["workload"], e["stepper"]): e for e in entries if e["dtype"] == "float32"}
     assert (found["gradient", "W1", "resnet"]["value"], found["gradient", "W1", "resnet"]["met"]) == (0.5, True)
     assert "aim" not in found["gradient", "W1", "resnet"]
     w3l = found["gradient", "W3L", "resnet"]
@@ -232,7 +239,11 @@ def test_targets_from_made_up_records():
     assert "targets" not in records[1] and "targets" not in records[2] and "targets" not in records[4]
     assert [e["target"] for e in records[6]["targets"]] == ["gradient", "forward", "cpu"]
     text = targets.format_targets(entries)
-    assert "MISSED" in text and text.endswith("met: 3 of 5 measured")
+    assert "MISSED" in text and text.endswith("met: 3 of 5 measured; not measured: 11")
+    path = tmp_path / "gpu.json"  # targets.py FILE: the entries stored in the records, and those not measured
+    path.write_text(json.dumps(records))
+    printed = targets.main([str(path)])
+    assert sorted(map(str, printed)) == sorted(map(str, entries))
 
 
 def test_convolution_methods_agree(tmp_path):
@@ -539,13 +550,18 @@ def test_gpu_scripts_quick_mode_stops_table1_at_its_limit_and_resumes_it(tmp_pat
                GPU_TABLE1_ARCHIVE=str(tmp_path / "none.tar.gz"))
     printed = _script("gpu_session.sh", env)
     assert (out / "session.log").read_text() == printed
-    for line in ("tests: 0 (", "benchmark: CPU reference: 0 (", "benchmark: GPU: 0 (", "table1 resnet: 124 ("):
+    for line in ("tests: 0 (", "benchmark: CPU reference: 0 (", "benchmark: GPU: 0 (",
+                 "benchmark: GPU, W3L float64 ResNet: 0 (", "benchmark: table and targets of all measured: 0 (",
+                 "table1 resnet: 124 ("):
         assert line in printed, line
-    records = json.loads((out / "gpu.json").read_text())
-    assert {(r["workload"], r["dtype"], r.get("kernels")) for r in records if r["library"] == "ocdl"} == {
-        ("W3L", "float32", "fused"), ("W3L", "float32", "plain")}  # W3L:float32: no float64
-    for rec in records:  # the CPU reference gives the speed-up target its value
-        if rec["workload"] == "W3L" and rec.get("kernels") == "fused":
+    records = json.loads((out / "gpu.json").read_text())  # both benchmark stages, merged
+    assert {(r["workload"], r["stepper"], r["dtype"], r.get("kernels")) for r in records if r["library"] == "ocdl"} \
+        == {("W3L", st, "float32", k) for st in ("resnet", "verlet") for k in ("fused", "plain")} | {
+            ("W3L", "resnet", "float64", "fused")}
+    assert all(r["gn_matvec_s"] is None and not r.get("gn_errors") for r in records)  # --no-gn
+    assert "not measured: no record of this case" in printed  # W1 and W2's targets, listed all the same
+    for rec in records:  # the CPU reference (float32) gives the speed-up target its value
+        if rec["workload"] == "W3L" and rec.get("kernels") == "fused" and rec["dtype"] == "float32":
             (speedup,) = [entry for entry in rec["targets"] if entry["target"] == "cpu"]
             assert speedup["value"] > 0 and "CPU: W3" in speedup["detail"]
     with tarfile.open(out / "table1.tar.gz") as packed:
