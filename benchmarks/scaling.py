@@ -57,7 +57,8 @@ FULL = {"n_train": 50000, "theta": 5200, "W": 4704 * 10, "mu": 10}
 """Full-size MNIST (paper): training examples and the sizes of the reduced vectors (16 layers of 325 numbers,
 the classifier of 4,704 features and 10 classes)."""
 CPU_ITERATION_S = 199.0
-"""A full-size MNIST iteration at 16 layers on this project's 2-core CPU (float64, default settings), seconds."""
+"""A full-size MNIST iteration at 16 layers on this project's 2-core CPU (float32, the six-iteration ResNet run of
+examples/results/mnist_full_resnet.json), seconds."""
 GPU_ITERATION_S = 3.4
 """The same on one H200 (float32), seconds."""
 NETWORK = {"alpha_s": 5e-6, "bandwidth_Bps": 10e9, "overhead_s": 50e-6}
