@@ -101,7 +101,8 @@ class Network:
 
         ``Ks`` holds ``n_steps`` arrays of the transform's ``param_shape``
         (``n x n`` for a dense transform, ``n x m`` for Verlet) and ``bs``
-        ``n_steps`` scalars.
+        ``n_steps`` scalars; integer ``Ks`` become float64, float32 or float64 ones keep their dtype
+        (float16 and complex are refused).
         """
         transform = self._layer_transform()
         if len(Ks) != self.n_steps or len(bs) != self.n_steps:
@@ -110,6 +111,9 @@ class Network:
         rows = []
         for j, (K, b) in enumerate(zip(Ks, bs)):
             K = xp.asarray(K)
+            if K.dtype.kind in "iub":  # an integer matrix (np.eye(3, dtype=int)) is a float64 one
+                K = K.astype(np.float64)
+            check_array(f"Ks[{j}]", K, finite=False)
             if K.shape != tuple(transform.param_shape) or xp.asarray(bs[j]).size != 1:
                 raise ValueError(
                     f"Ks[{j}] must have shape {tuple(transform.param_shape)} and bs[{j}] be a scalar, "
@@ -135,7 +139,10 @@ class Network:
     def init_params(
         self, rng: np.random.Generator | int | None = 0, scale: float = 1.0, dtype=np.float64
     ) -> np.ndarray:
-        """Random ``theta`` from the stepper's ``init_params`` (NumPy; move it with ``to_device``)."""
+        """Random ``theta`` from the stepper's ``init_params`` (NumPy; move it with ``to_device``), of ``dtype``
+        float32 or float64 (others are refused: the propagation takes only those)."""
+        if np.dtype(dtype) not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
         rng = np.random.default_rng(rng)
         scale = check_nonnegative("scale", scale)
         return np.concatenate([self.stepper.init_params(rng, scale, dtype) for _ in range(self.n_steps)])
@@ -217,12 +224,17 @@ class Network:
             raise error
         return YN
 
-    def _check_trajectory(self, trajectory: Trajectory) -> None:
+    def _check_trajectory(self, trajectory: Trajectory, Y0: Any) -> None:
         """A trajectory of this network's number of steps, not closed (a closed one serves none: the sweeps
-        would return zeros or never-written rows)."""
+        would return zeros or never-written rows), of ``Y0``'s examples."""
         if not isinstance(trajectory, Trajectory):
             raise TypeError(f"trajectory must be an ocdl Trajectory (of Network.trajectory), got "
                             f"{type(trajectory).__name__}")
+        check_array("Y0", Y0, ndim=2, finite=False)  # its entries: checked by the trajectory's sweep
+        rows = {x.shape[0] for x in trajectory.final_state}
+        if rows != {Y0.shape[0]}:
+            raise ValueError(f"trajectory is of {min(rows)} examples, Y0 has {Y0.shape[0]}: pass the trajectory of "
+                             "this Y0's forward sweep")
         if trajectory.n_steps != self.n_steps:
             raise ValueError(
                 f"trajectory serves {trajectory.n_steps} steps, this network has {self.n_steps}: pass the open "
@@ -247,7 +259,7 @@ class Network:
         if trajectory is None:
             with self.trajectory(theta, Y0) as traj:
                 return self.jvp(theta, Y0, dtheta, dY0, trajectory=traj)
-        self._check_trajectory(trajectory)
+        self._check_trajectory(trajectory, Y0)
         dstate = self.stepper.init(dY0)
         if trajectory.sweep is not None:  # the stepper's sweep in one piece (Stepper.sweep)
             return self.stepper.output(trajectory.sweep.jvp(steps, dstate, dsteps))
@@ -267,7 +279,7 @@ class Network:
         if trajectory is None:
             with self.trajectory(theta, Y0) as traj:
                 return self.vjp(theta, Y0, lam, trajectory=traj, return_dY0=return_dY0)
-        self._check_trajectory(trajectory)
+        self._check_trajectory(trajectory, Y0)
         xp = get_array_module(theta, Y0)
         steps = self.theta_steps(theta, finite=False)
         YN = self.stepper.output(trajectory.final_state)

@@ -317,6 +317,35 @@ def test_network_factory_rejects_bad_numbers(options, match):
         ocdl.network(**arguments)
 
 
+@pytest.mark.parametrize(("arguments", "error", "match"), [
+    ((2.5, 2, 4, 4), TypeError, "c_in must be an integer >= 1, got 2.5"),  # truncated to 2 before
+    ((True, 2, 4, 4), TypeError, "c_in must be an integer >= 1, got True"),
+    (("2", 2, 4, 4), TypeError, "c_in must be an integer >= 1, got '2'"),
+    ((2, 2, 0, 4), ValueError, "height must be an integer >= 1, got 0"),
+    ((2, 2, 4, 4, 3.5), TypeError, "kernel_size must be an integer >= 1, got 3.5"),
+    ((2, 2, 4, 4, 4), ValueError, "kernel_size must be odd and positive, got 4"),
+])
+def test_conv2d_sizes_are_integers(arguments, error, match):
+    with pytest.raises(error, match=match):
+        ocdl.Conv2d(*arguments)
+
+
+def test_parameters_are_float32_or_float64_from_the_start():
+    """float16, integer and complex parameters were made and failed only at the forward pass; integer Ks
+    truncated the biases."""
+    net = ocdl.network("resnet", 3, 4, 1.0)
+    for dtype in (np.float16, int, complex):
+        with pytest.raises(TypeError, match=f"dtype must be float32 or float64, got {np.dtype(dtype)}"):
+            net.init_params(dtype=dtype)
+    theta = net.pack([np.eye(3, dtype=int)] * 4, [0.5] * 4)
+    assert theta.dtype == np.float64 and net.unpack(theta)[1] == [0.5] * 4
+    with pytest.raises(TypeError, match=r"Ks\[0\] must be a floating-point array .*, got dtype float16"):
+        net.pack([np.eye(3, dtype=np.float16)] * 4, [0.5] * 4)
+    for make in (ocdl.Antisymmetric, ocdl.NegativeDefinite):
+        with pytest.raises(TypeError, match="base must be an ocdl Transform .*, got NoneType"):
+            make(None)
+
+
 def test_network_factory_accepts_numpy_integers():
     net = ocdl.network("verlet", np.int64(3), np.int32(4), 1.0, hidden_width=np.int16(5))
     assert net.n_steps == 4 and "Dense(n_in=3, n_out=5)" in repr(net)

@@ -440,6 +440,9 @@ def test_a_closed_or_foreign_trajectory_is_refused(kind):
         net.vjp(theta, Y0, W, trajectory=traj)
     with pytest.raises(TypeError, match="trajectory must be an ocdl Trajectory"):
         net.jvp(theta, Y0, dtheta, trajectory="states")
+    with net.trajectory(theta, Y0) as traj, pytest.raises(
+            ValueError, match=rf"trajectory is of {SAMPLES} examples, Y0 has 2"):  # a broadcasting error before
+        net.jvp(theta, Y0[:2], dtheta, trajectory=traj)
 
 
 def test_reprs():

@@ -203,6 +203,16 @@ def test_shape_validation():
         obj.accuracy(YN, W, mu, np.zeros(3, dtype=int))
     with pytest.raises(ValueError, match=r"mu must have shape \(m,\) = \(3,\)"):
         obj.value_and_gradient_W(YN, W, mu[:2], C)
+    # float16 and complex were computed (complex with a ComplexWarning only), a list failed inside NumPy
+    with pytest.raises(TypeError, match=r"YN must be a floating-point array .*, got dtype float16"):
+        obj.value(YN.astype(np.float16), W, mu, C)
+    with pytest.raises(TypeError, match=r"YN must be a floating-point array .*, got dtype complex128"):
+        obj.value(YN + 1j, W, mu, C)
+    with pytest.raises(TypeError, match=r"W must be a NumPy or CuPy array, got list"):
+        obj.value(YN, W.tolist(), mu, C)
+    for labels in (np.full(11, -1), np.full(11, 0.5)):  # matched no class: an accuracy of 0.0
+        with pytest.raises(ValueError, match=r"C must hold integer class indices >= 0"):
+            obj.accuracy(YN, W, mu, labels)
     expected = r"^logits must have shape \(s, m\) = \(11, 3\) \(YN W \+ e mu\^T\), got \(10, 3\)$"
     with pytest.raises(ValueError, match=expected):
         obj.hessian_W(YN, W, mu, C, W, mu, logits=(YN @ W + mu)[1:])

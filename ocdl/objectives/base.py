@@ -31,6 +31,7 @@ from numpy.typing import DTypeLike
 
 from .._threads import row_blocks
 from ..backend import Array, get_array_module
+from ..validation import check_array
 from .labels import check_n_classes, one_hot
 
 
@@ -408,6 +409,9 @@ class Objective(ABC):
                 raise ValueError(
                     f"C must hold one label per row of YN ({YN.shape[0]}), got shape {C.shape}"
                 )
+            if C.dtype.kind not in "iu" or (C.size and int(C.min()) < 0):  # -1 or 0.5 matched no class: 0.0
+                raise ValueError(f"C must hold integer class indices >= 0, got {C.dtype} labels"
+                                 + (f" from {C.min()}" if C.size else ""))
             labels = C
         else:
             _check_shapes(YN, W, mu, C)
@@ -478,7 +482,10 @@ def _transpose_times(A: Array, G: Array) -> Array:
 
 
 def _check_shapes(YN: Array, W: Array, mu: Array, C: Array | None = None) -> None:
-    """Raise ValueError naming the argument unless YN (s, n), W (n, m), mu (m,), C (s, m) agree."""
+    """Raise ValueError naming the argument unless YN (s, n), W (n, m), mu (m,), C (s, m) agree; TypeError
+    unless YN, W and mu are float32 or float64 arrays (float16 and complex were computed, lists failed inside)."""
+    for name, x in (("YN", YN), ("W", W), ("mu", mu)):
+        check_array(name, x, finite=False)
     shape_Y, shape_W, shape_mu = np.shape(YN), np.shape(W), np.shape(mu)
     if len(shape_Y) != 2:
         raise ValueError(f"YN must be 2-D (s x n, one example per row), got shape {shape_Y}")

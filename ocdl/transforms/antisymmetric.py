@@ -39,6 +39,8 @@ class Antisymmetric(Transform):
     """
 
     def __init__(self, base: Transform, gamma: float = 0.0) -> None:
+        if not isinstance(base, Transform):
+            raise TypeError(f"base must be an ocdl Transform (e.g. Dense(n)), got {type(base).__name__}")
         if base.n_in != base.n_out:
             raise ValueError(
                 f"Antisymmetric needs a square base transform, got {base.n_in} x {base.n_out}"

@@ -10,6 +10,7 @@ import numpy as np
 from .._threads import map_blocks
 from .._workspace import step_empty
 from ..backend import get_array_module
+from ..validation import check_positive
 from .base import Transform
 
 #: Bytes of the im2col stack of one block of images (about the L2 cache).
@@ -97,14 +98,14 @@ class Conv2d(Transform):
     explicit_is_theta = True
 
     def __init__(self, c_in: int, c_out: int, height: int, width: int, kernel_size: int = 3) -> None:
-        if min(c_in, c_out, height, width) < 1:
-            raise ValueError(
-                f"Conv2d needs positive c_in, c_out, height, width, got {c_in}, {c_out}, {height}, {width}"
-            )
-        if kernel_size < 1 or kernel_size % 2 == 0:
+        # integers >= 1 (2.5 channels were truncated to 2, True taken for 1)
+        self.c_in, self.c_out, self.height, self.width = (
+            check_positive(name, value, integer=True)
+            for name, value in (("c_in", c_in), ("c_out", c_out), ("height", height), ("width", width))
+        )
+        self.kernel_size = check_positive("kernel_size", kernel_size, integer=True)
+        if self.kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}")
-        self.c_in, self.c_out, self.height, self.width = int(c_in), int(c_out), int(height), int(width)
-        self.kernel_size = int(kernel_size)
         self.n_in = self.c_in * self.height * self.width
         self.n_out = self.c_out * self.height * self.width
         self.param_shape = (self.c_out, self.c_in, self.kernel_size, self.kernel_size)

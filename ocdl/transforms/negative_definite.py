@@ -28,6 +28,8 @@ class NegativeDefinite(Transform):
     linear_in_params = False
 
     def __init__(self, base: Transform, gamma: float = 0.0) -> None:
+        if not isinstance(base, Transform):
+            raise TypeError(f"base must be an ocdl Transform (e.g. Dense(m, n)), got {type(base).__name__}")
         self.base, self.gamma = base, check_nonnegative("gamma", gamma)
         self.n_in = self.n_out = base.n_out
         self.n_params, self.param_shape = base.n_params, base.param_shape
