@@ -96,18 +96,16 @@ def set_tf32(enabled: bool) -> None:
         torch.backends.cudnn.allow_tf32 = enabled
 
 
-def torch_tf32() -> bool:
-    """Whether PyTorch's CUDA float32 matrix products and cuDNN convolutions use TF32 now, as PyTorch reports
-    it (what a record says it measured; :func:`set_tf32` sets it). Both or neither: a mixed setting raises."""
+def torch_tf32() -> dict[str, bool]:
+    """Whether PyTorch's CUDA float32 matrix products (``matmul``) and cuDNN convolutions (``conv``) use TF32
+    now, as PyTorch reports it (:func:`set_tf32` sets both; PyTorch's default is products off, convolutions on)."""
     import torch
 
     if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
         flags = tuple(b.fp32_precision == "tf32" for b in (torch.backends.cuda.matmul, torch.backends.cudnn.conv))
     else:
         flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    if flags[0] != flags[1]:
-        raise RuntimeError(f"PyTorch's TF32 is on in {'products' if flags[0] else 'convolutions'} only")
-    return bool(flags[0])
+    return {"matmul": bool(flags[0]), "conv": bool(flags[1])}
 
 
 def cupy_tf32() -> bool:

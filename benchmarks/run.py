@@ -481,8 +481,8 @@ def _measure(lib, wl, stepper, dtype, args) -> dict:
     else:
         if args.device == "gpu":
             gpu.set_tf32(gpu.TORCH_TF32[lib])
-            if gpu.torch_tf32() != gpu.TORCH_TF32[lib]:  # the record's tf32 is what PyTorch reports
-                raise RuntimeError(f"PyTorch's TF32 stayed {'on' if gpu.torch_tf32() else 'off'} for {lib}")
+            if set(gpu.torch_tf32().values()) != {gpu.TORCH_TF32[lib]}:  # the record's tf32 is what PyTorch reports
+                raise RuntimeError(f"PyTorch's TF32 for {lib}: {gpu.torch_tf32()}, not all {gpu.TORCH_TF32[lib]}")
         gn_methods = args.torch_gn
         if gn_methods == "auto":
             gn_methods = "best" if wl.n_steps <= 64 else "double-backward"

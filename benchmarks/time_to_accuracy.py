@@ -368,7 +368,7 @@ def main(argv=None) -> dict:
         "versions": versions(("ocdl", "numpy", "scipy") + (("torch",) if have_torch else ())
                              + (("cupy",) if args.device == "gpu" else ())),
     }
-    if have_torch and torch_device == "cuda":  # PyTorch's own setting (TF32 on in its cuDNN convolutions)
+    if have_torch and torch_device == "cuda":  # PyTorch's own setting: TF32 off in products, on in convolutions
         import gpu
 
         record["settings"]["torch_tf32"] = gpu.torch_tf32()

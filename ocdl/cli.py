@@ -466,13 +466,12 @@ def _phase_plane(args: argparse.Namespace) -> int:
 
 
 def _a_demo(out: Path) -> bool:
-    """Whether the folder ``out`` holds a demo's comparison (the paper's steppers on the ellipses), which a demo
-    replaces."""
+    """Whether the folder ``out`` holds a demo's comparison (its ``plan.json`` says so), which a demo replaces."""
     try:
         plan = compare_plan(out)
     except (OSError, ValueError):
         return False
-    return plan.get("problem") == "ellipses" and plan.get("steppers") == list(PAPER_STEPPERS)
+    return plan.get("demo") is True
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -484,7 +483,7 @@ def _demo(args: argparse.Namespace) -> int:
                                                   args.resume_hint))
     with _said_in_flags():
         _, table = compare("ellipses", PAPER_STEPPERS, out, progress=not args.no_progress, reduction=args.reduction,
-                           **budget)
+                           demo=True, **budget)
     print(f"ResNet, antisymmetric ResNet and Verlet on the concentric ellipses, multilevel 4 to "
           f"{budget['max_layers']} layers (paper's settings otherwise):")
     print(table)

@@ -67,26 +67,32 @@ def check_positive(name: str, value: Any, integer: bool = False) -> Any:
     :class:`ArgumentTypeError` for another type and ``ValueError`` for a value
     out of range (numbers: also NaN and Inf), naming ``name``.
     """
-    return _check_scalar(name, value, integer, positive=True)
+    return _check_scalar(name, value, integer, 0, strict=True)
 
 
 def check_nonnegative(name: str, value: Any, integer: bool = False) -> Any:
     """Check a scalar ``>= 0`` (``integer=True``: a non-negative int); as :func:`check_positive`."""
-    return _check_scalar(name, value, integer, positive=False)
+    return _check_scalar(name, value, integer, 0, strict=False)
 
 
-def _check_scalar(name: str, value: Any, integer: bool, positive: bool) -> Any:
-    bound = "> 0" if positive else ">= 0"
+def check_above(name: str, value: Any, bound: float, integer: bool = False) -> Any:
+    """Check a scalar ``> bound`` (``integer=True``: an int ``> bound``, said as ``>=`` the next one); as
+    :func:`check_positive`, whose message states this bound."""
+    return _check_scalar(name, value, integer, bound, strict=True)
+
+
+def _check_scalar(name: str, value: Any, integer: bool, low: float, strict: bool) -> Any:
     if integer:
-        bound = ">= 1" if positive else ">= 0"
+        least = int(np.floor(low)) + 1 if strict else int(np.ceil(low))
         if not is_integer(value):
-            raise ArgumentTypeError(f"{name} must be an integer {bound}, got {value!r}")
-        if value < (1 if positive else 0):
-            raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
+            raise ArgumentTypeError(f"{name} must be an integer >= {least}, got {value!r}")
+        if value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
         return int(value)
+    bound = f"{'>' if strict else '>='} {low:g}"
     if not _is_real(value):
         raise ArgumentTypeError(f"{name} must be a finite number {bound}, got {value!r}")
-    if not np.isfinite(value) or value < 0 or (positive and value == 0):
+    if not np.isfinite(value) or value < low or (strict and value == low):
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
     return float(value)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ocdl.validation import check_nonnegative, check_positive
+from ocdl.validation import check_above, check_nonnegative, check_positive
 
 from .newton import gauss_newton_pcg
 
@@ -62,8 +62,7 @@ def discrepancy_principle(
         :math:`\alpha = 10^{-12}\sigma` (the noise level ``delta`` is too small).
     """
     target = check_positive("tau", tau) * check_positive("delta", delta)
-    if check_positive("factor", factor) <= 1.0:
-        raise ValueError(f"factor must be a number > 1 (alpha is divided by it), got {factor!r}")
+    factor = check_above("factor", factor, 1.0)  # alpha is divided by it
     n_bisect = check_nonnegative("n_bisect", n_bisect, integer=True)
     options = {"max_iter": 10, "gtol": 1e-6, "cg_maxiter": 200, "cg_rtol": 1e-7} | gn_options
     path = []

@@ -66,9 +66,8 @@ def newton_pcg(
     negative_curvature, gradient_fallback, time`` plus the model's ``metrics()``.
     When backtracking along the Newton direction fails (near-zero curvature
     makes the step far too long), one Armijo step along :math:`-g_k` is taken
-    instead (``gradient_fallback`` in the record), backtracked from
-    :math:`t = 1` through up to 60 trials (down to :math:`t \\approx 10^{-18}`:
-    a steep gradient needs short steps). ``status`` is
+    instead (``gradient_fallback`` in the record), backtracked from the Cauchy
+    step :math:`\\min(1, g_k^T g_k / g_k^T H_k g_k)` (one more Hessian product). ``status`` is
     :attr:`~ocdl.solvers.result.Status.CONVERGED` (the gradient test, or the
     gradient is zero) or :attr:`~ocdl.solvers.result.Status.CALLBACK` with
     ``success=True``; :attr:`~ocdl.solvers.result.Status.MAX_ITER`,
@@ -114,10 +113,15 @@ def newton_pcg(
         if gradient_fallback:
             # Near-zero curvature (saturated logits, e.g. right after a multilevel
             # prolongation) makes the Newton step too long for backtracking from
-            # t = 1: take a steepest-descent step instead. Its length g_norm * t is
-            # not scaled, so it may need many halvings where the gradient is steep.
+            # t = 1: take a steepest-descent step instead, from the Cauchy step of the
+            # model along -g, min(1, g^T g / g^T H g) (1 where the curvature along g is
+            # not positive): where the gradient is steep, t = 1 is far too long. Not more
+            # halvings: at t ~ 2^-40 a trial no longer changes x, and Armijo's test,
+            # rounded, would accept it.
             p = -model.gradient
-            ls = armijo(problem.value, x, p, model.value, -(g_norm**2), max_evals=60)
+            curvature = inner(p, model.hessian_matvec(p))
+            t0 = min(1.0, g_norm**2 / curvature) if curvature > 0 else 1.0
+            ls = armijo(problem.value, x, p, model.value, -(g_norm**2), t0=t0)
         record = {
             "iteration": k,
             "objective": model.value,

@@ -206,13 +206,14 @@ def _checked_validation(problem: LearningProblem, validation: Any) -> tuple[Arra
     if not isinstance(validation, (tuple, list)) or len(validation) != 2:
         raise TypeError("validation must be a pair (Y_val, C_val)")
     Y_val, C_val = validation
-    Y_val = problem.check_like_examples("Y_val", problem.check_examples(Y_val, "Y_val"), (None, problem.n_features),
-                                        finite=False)  # the entries: check_examples
-    C_val = problem.class_indices(C_val)
-    if C_val.shape[0] != Y_val.shape[0]:
-        raise ValueError(
-            f"validation labels must hold one label per row of Y_val ({Y_val.shape[0]}), got {C_val.shape[0]}"
-        )
+    with problem.reduction.errors():  # a worker's bad share stops every worker, at its next reduction
+        Y_val = problem.check_like_examples("Y_val", problem.check_examples(Y_val, "Y_val"),
+                                            (None, problem.n_features), finite=False)  # the entries: check_examples
+        C_val = problem.class_indices(C_val)
+        if C_val.shape[0] != Y_val.shape[0]:
+            raise ValueError(
+                f"validation labels must hold one label per row of Y_val ({Y_val.shape[0]}), got {C_val.shape[0]}"
+            )
     return Y_val, C_val
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from ocdl.problems import mnist, write_idx
 from ocdl.problems.mnist import FILES, default_data_dir
+from ocdl.solvers import BlockCoordinateDescent
 
 import ocdl
 from ocdl.distributed import MPIReduction, share, share_rows
@@ -274,6 +275,12 @@ def check_errors_in_one_share_reach_every_rank(red: MPIReduction) -> None:
                          lambda: lp.value(theta, W[:, :2], mu, on_last_rank))
     raises_on_every_rank(red, TypeError, "W must be a numpy array of the examples' dtype float64, got a numpy "
                          "array of dtype float32", lambda: lp.value(theta, W.astype(np.float32), mu, on_last_rank))
+    Y_val, C_val = np.ones((2, 3)), np.array([0, 7 if last else 1])  # other examples, a bad label on one rank
+    raises_on_every_rank(red, ValueError, "class index 7 >= n_classes = 3",
+                         lambda: lp.accuracy(theta, W, mu, Y_val, C_val))
+    raises_on_every_rank(red, ValueError, "class index 7 >= n_classes = 3",
+                         lambda: BlockCoordinateDescent(max_iter=1).minimize(lp, theta, validation=(Y_val, C_val),
+                                                                            progress=False))
 
 
 def check_workers_must_agree(red: MPIReduction) -> None:

@@ -360,6 +360,12 @@ def test_tf32_switch_takes_the_api_pytorch_has(monkeypatch, new_api):
             assert "allow_tf32" not in vars(matmul) and "allow_tf32" not in vars(cudnn)
         else:
             assert matmul.allow_tf32 is cudnn.allow_tf32 is enabled
+        assert gpu.torch_tf32() == {"matmul": enabled, "conv": enabled}  # read back
+    if new_api:  # PyTorch's default: products in IEEE float32, convolutions in TF32 (time_to_accuracy records it)
+        matmul.fp32_precision, conv.fp32_precision = "ieee", "tf32"
+    else:
+        matmul.allow_tf32, cudnn.allow_tf32 = False, True
+    assert gpu.torch_tf32() == {"matmul": False, "conv": True}
 
 
 def test_gpu_mode_on_the_standin(tmp_path):

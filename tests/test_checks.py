@@ -425,10 +425,11 @@ def test_taylor_and_dot_tests_refuse_what_would_pass_without_testing():
     x = np.linspace(0.1, 1.0, 5)
     v, wrong = np.ones(5), 5 * np.cos(x)
     assert not taylor_test(np.sin, x, v, wrong).passed  # the test itself sees it
-    for options, error, match in (({"n_eps": 1}, ValueError, "n_eps must be an integer >= 2"),
-                                  ({"n_eps": 2.5}, TypeError, "n_eps must be an integer >= 1, got 2.5"),
+    for options, error, match in (({"n_eps": 1}, ValueError, "n_eps must be an integer >= 2, got 1"),
+                                  ({"n_eps": 2.5}, TypeError, "n_eps must be an integer >= 2, got 2.5"),
                                   ({"eps0": 0.0}, ValueError, "eps0 must be a finite number > 0, got 0.0"),
-                                  ({"factor": 1.0}, ValueError, "factor must be a number > 1")):
+                                  ({"factor": 1.0}, ValueError, "factor must be a finite number > 1, got 1.0"),
+                                  ({"factor": 0}, ValueError, "factor must be a finite number > 1, got 0")):
         with pytest.raises(error, match=match):
             taylor_test(np.sin, x, v, wrong, **options)
     with pytest.raises(TypeError, match="x must be float32 or float64 .*, got float16"):

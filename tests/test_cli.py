@@ -77,13 +77,15 @@ def test_the_demo_replaces_a_demo_and_keeps_any_other_run(tmp_path, capsys):
     demo = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(demo), "--no-progress"]) == 0
     assert main(["demo", "--quick", "--out", str(demo), "--no-progress"]) == 0
-    other = tmp_path / "other"
+    other, same = tmp_path / "other", tmp_path / "same"
     assert main(["compare", "--problem", "ellipses", "--steppers", "resnet,verlet", "--max-layers", "4",
                  "--iterations", "1", "--out", str(other), "--no-progress"]) == 0
+    assert main(["compare", "--problem", "ellipses", "--max-layers", "8", "--iterations", "1", "--out", str(same),
+                 "--no-progress"]) == 0  # the demo's problem and steppers, but a user's comparison
     run = tmp_path / "run"
     assert main(["train", "--problem", "ellipses", "--stepper", "resnet", "--out", str(run), *TINY]) == 0
     capsys.readouterr()
-    for out in (other, run):
+    for out in (other, same, run):
         before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
         assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 2
         assert f"ocdl demo: {out} holds a finished run (" in capsys.readouterr().err

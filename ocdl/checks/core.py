@@ -25,7 +25,7 @@ import numpy as np
 
 from .._threads import vdot
 from ..backend import asnumpy, get_array_module
-from ..validation import check_positive
+from ..validation import check_above, check_positive
 
 Arrays = Any  # an array or a tuple of arrays
 
@@ -186,10 +186,8 @@ def taylor_test(
     check_data("x", x)
     check_data("v", v)
     eps0, min_rate = check_positive("eps0", eps0), check_positive("min_rate", min_rate)
-    if check_positive("n_eps", n_eps, integer=True) < 2:
-        raise ValueError(f"n_eps must be an integer >= 2 (a rate needs two step lengths), got {n_eps!r}")
-    if check_positive("factor", factor) <= 1.0:
-        raise ValueError(f"factor must be a number > 1 (the step lengths shrink by it), got {factor!r}")
+    n_eps = check_above("n_eps", n_eps, 1, integer=True)  # a rate needs two step lengths
+    factor = check_above("factor", factor, 1.0)  # the step lengths shrink by it
     fx = f(x)
     eps = eps0 / factor ** np.arange(n_eps)
     e0 = np.empty(n_eps)

@@ -10,8 +10,8 @@ A run folder holds
 * ``features.png`` (2-D problems) or ``images.png`` (MNIST).
 
 A comparison folder holds one run folder per stepper (with its
-``checkpoint.h5``), ``plan.json`` (problem, steppers, settings: what a
-resumed comparison reads), ``comparison.json``, ``table.md`` (one table) and
+``checkpoint.h5``), ``plan.json`` (problem, steppers, settings, and whether
+``ocdl demo`` made it: what a resumed comparison reads), ``comparison.json``, ``table.md`` (one table) and
 ``accuracy.png`` (one figure, all steppers; 2-D problems also
 ``features.png`` with one row per stepper).
 
@@ -115,7 +115,8 @@ PLAN_NAME = "plan.json"
 
 
 def compare(problem: str, steppers: Sequence[str], out: str | Path, progress: bool = True, checkpoint_every: int = 10,
-            resume: bool = False, reduction: Reduction | None = None, **overrides) -> tuple[list[dict], str]:
+            resume: bool = False, reduction: Reduction | None = None, demo: bool = False,
+            **overrides) -> tuple[list[dict], str]:
     """Train every stepper on ``problem`` with the paper's settings (and ``overrides``); write the folder ``out``.
 
     Each stepper's run writes its checkpoint, ``out / stepper / checkpoint.h5``
@@ -142,6 +143,9 @@ def compare(problem: str, steppers: Sequence[str], out: str | Path, progress: bo
     reduction : Reduction, optional
         Train on this process's share of the examples (see :func:`train`); only
         rank 0 writes ``out``.
+    demo : bool
+        Recorded in ``plan.json``: the folder is ``ocdl demo``'s, which a later
+        demo replaces (any other comparison it keeps).
     **overrides
         Settings for every run (``None`` values keep the paper's).
 
@@ -163,7 +167,7 @@ def compare(problem: str, steppers: Sequence[str], out: str | Path, progress: bo
     if writes:
         out.mkdir(parents=True, exist_ok=True)
         plan = {"problem": problem, "steppers": list(steppers), "overrides": {k: v for k, v in overrides.items()
-                                                                              if v is not None}}
+                                                                              if v is not None}, "demo": bool(demo)}
         write_text(out / PLAN_NAME, json.dumps(plan, indent=2) + "\n")
     runs = []
     for settings in tqdm(all_settings, desc=f"compare on {problem}", disable=not progress):
@@ -208,4 +212,4 @@ def resume_compare(out: str | Path, progress: bool = True, checkpoint_every: int
     plan = compare_plan(out)
     overrides = plan["overrides"] | {k: v for k, v in changes.items() if v is not None}
     return compare(plan["problem"], plan["steppers"], out, progress=progress, checkpoint_every=checkpoint_every,
-                   resume=True, reduction=reduction, **overrides)
+                   resume=True, reduction=reduction, demo=plan.get("demo", False), **overrides)

@@ -401,18 +401,19 @@ class LearningProblem:
         ``C``: class indices or one-hot matrix, or with ``regression`` also the target matrix (required with
         ``Y0``).
         """
-        if Y0 is None:
-            if C is not None:
-                raise ValueError("C is only used with Y0 (the labels of other examples); the training examples' "
-                                 "labels are the problem's")
-            labels, count = self.classes, self.Y0.shape[0]
-        else:
-            if C is None:
-                raise ValueError("accuracy on examples Y0 needs their labels C")
-            labels, count = self.class_indices(C), Y0.shape[0]
-            if labels.shape[0] != count:
-                raise ValueError(f"C must hold one label per row of Y0 ({count}), got {labels.shape[0]}")
-        correct = int((self.predict(theta, W, mu, Y0) == labels).sum())
+        with self.reduction.errors():  # a worker's bad labels stop every worker, at the sums below
+            if Y0 is None:
+                if C is not None:
+                    raise ValueError("C is only used with Y0 (the labels of other examples); the training "
+                                     "examples' labels are the problem's")
+                labels, count = self.classes, self.Y0.shape[0]
+            else:
+                if C is None:
+                    raise ValueError("accuracy on examples Y0 needs their labels C")
+                labels, count = self.class_indices(C), Y0.shape[0]
+                if labels.shape[0] != count:
+                    raise ValueError(f"C must hold one label per row of Y0 ({count}), got {labels.shape[0]}")
+            correct = int((self.predict(theta, W, mu, Y0) == labels).sum())
         return self.reduction.sum(correct) / self.reduction.sum(count)
 
     # -- multilevel ---------------------------------------------------------
