@@ -90,7 +90,7 @@ def _check_scalar(name: str, value: Any, integer: bool, low: float, strict: bool
             raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
         return int(value)
     bound = f"{'>' if strict else '>='} {low:g}"
-    if not _is_real(value):
+    if not is_real(value):
         raise ArgumentTypeError(f"{name} must be a finite number {bound}, got {value!r}")
     if not np.isfinite(value) or value < low or (strict and value == low):
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
@@ -102,7 +102,8 @@ def is_integer(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-def _is_real(value: Any) -> bool:
+def is_real(value: Any) -> bool:
+    """Whether ``value`` is a Python or NumPy real number, integer or float (not a bool or a string)."""
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 

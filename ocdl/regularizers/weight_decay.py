@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..backend import Array
-from ..validation import ArgumentTypeError, check_array
+from ..validation import ArgumentTypeError, check_array, is_real
 from .base import Regularizer
 
 
@@ -25,7 +23,7 @@ class WeightDecay(Regularizer):
 
     def precondition(self, r: Array, shift: float) -> Array:
         r""":math:`z = r / (1 + \sigma)`; requires ``shift > -1``."""
-        if isinstance(shift, bool) or not isinstance(shift, (int, float, np.integer, np.floating)):
+        if not is_real(shift):
             raise ArgumentTypeError(f"shift must be a number > -1, got {shift!r}")
         if not shift > -1:
             raise ValueError(f"shift must be > -1 so that (1 + shift) I is invertible, got {shift}")
