@@ -30,7 +30,7 @@ from ._workspace import Workspace, temporaries
 from .backend import asnumpy, get_array_module
 from .memory import MemoryPolicy, StoreAll, Trajectory, propagate
 from .steppers import Stepper
-from .validation import PropagationError, check_array, check_nonnegative, check_positive
+from .validation import PropagationError, check_array, check_nonnegative, check_positive, random_generator
 
 
 class Network:
@@ -143,7 +143,7 @@ class Network:
         float32 or float64 (others are refused: the propagation takes only those)."""
         if np.dtype(dtype) not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
-        rng = np.random.default_rng(rng)
+        rng = random_generator("rng", rng)
         scale = check_nonnegative("scale", scale)
         return np.concatenate([self.stepper.init_params(rng, scale, dtype) for _ in range(self.n_steps)])
 
@@ -231,6 +231,12 @@ class Network:
             raise TypeError(f"trajectory must be an ocdl Trajectory (of Network.trajectory), got "
                             f"{type(trajectory).__name__}")
         check_array("Y0", Y0, ndim=2, finite=False)  # its entries: checked by the trajectory's sweep
+        # the state's members and widths, from this stepper's state of no example (allocates nothing)
+        expected = [x.shape[1:] for x in self.stepper.init(Y0[:0])]
+        held = [x.shape[1:] for x in trajectory.final_state]
+        if held != expected:
+            raise ValueError(f"trajectory holds states of widths {held}, this network's {type(self.stepper).__name__} "
+                             f"has {expected}: pass the trajectory of this network's forward sweep")
         rows = {x.shape[0] for x in trajectory.final_state}
         if rows != {Y0.shape[0]}:
             raise ValueError(f"trajectory is of {min(rows)} examples, Y0 has {Y0.shape[0]}: pass the trajectory of "

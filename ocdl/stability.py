@@ -38,7 +38,7 @@ import numpy as np
 
 from .backend import asnumpy, get_array_module
 from .layer import Layer
-from .validation import check_positive
+from .validation import check_array, check_nonnegative, check_positive
 
 if TYPE_CHECKING:  # the network-level functions take a Network; ocdl.propagation's steppers import this module
     from .propagation import Network
@@ -256,6 +256,8 @@ def input_sensitivity(network: Network, theta: Any, Y0: Any, tol: float = 1e-6) 
     -------
     float
     """
+    tol = check_nonnegative("tol", tol)
+    Y0 = check_array("Y0", Y0, ndim=2, finite=False)  # its entries: checked by the forward sweep
     xp = get_array_module(theta, Y0)
     if Y0.size < 2:
         raise ValueError(f"Y0 needs at least 2 entries for a singular value solver, got shape {Y0.shape}")

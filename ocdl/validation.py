@@ -107,6 +107,18 @@ def is_real(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
+def random_generator(name: str, seed: Any) -> np.random.Generator:
+    """``numpy.random.default_rng(seed)``, with an error naming ``name`` for a seed NumPy refuses (its own
+    messages name no argument) or a bool (which NumPy would take for 0 or 1)."""
+    if not isinstance(seed, (bool, np.bool_)):
+        try:
+            return np.random.default_rng(seed)
+        except (TypeError, ValueError):
+            pass
+    error = ValueError if is_integer(seed) else ArgumentTypeError  # a negative integer; else of a wrong type
+    raise error(f"{name} must be None, an integer >= 0 or a numpy.random.Generator, got {seed!r}")
+
+
 def missing_method(obj: Any, signature: str) -> str:
     """The message for a method that a subclass of ``obj``'s base must implement but did not."""
     return f"{type(obj).__name__} must implement {signature}"

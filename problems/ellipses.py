@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from ocdl.problems.dataset import Dataset, positive_int
 
+from ocdl.validation import random_generator
+
 ASPECT = 0.4
 """Ratio of the minor to the major semi-axis of the ellipses."""
 
@@ -42,7 +44,7 @@ def concentric_ellipses(n_points: int = 1200, n_val: int = 200, seed: int = 0) -
     if n_val >= n_points:
         raise ValueError(f"n_val must be smaller than n_points={n_points}, got {n_val}")
 
-    rng = np.random.default_rng(seed)
+    rng = random_generator("seed", seed)
     C = np.repeat(np.arange(2, dtype=np.int64), n_points // 2)
     r = C + rng.uniform(0.0, 1.0, n_points)
     t = rng.uniform(0.0, 2.0 * np.pi, n_points)

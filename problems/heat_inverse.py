@@ -36,6 +36,7 @@ from ocdl.problems.heat import (
 )
 
 import ocdl
+from ocdl.validation import random_generator
 
 
 def true_intensities(t: np.ndarray) -> np.ndarray:
@@ -119,7 +120,7 @@ class HeatSource:
         theta = np.repeat(self.intensities(self.true_theta()), refine, axis=0).ravel()
         clean = fine.forward(theta, self.U0)[0, refine - 1 :: refine]
         delta = level * float(np.linalg.norm(clean))
-        noise = np.random.default_rng(rng).standard_normal(clean.shape) * delta / np.sqrt(clean.size)
+        noise = random_generator("rng", rng).standard_normal(clean.shape) * delta / np.sqrt(clean.size)
         return clean + noise, delta
 
 

@@ -6,6 +6,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from ocdl.problems.dataset import Dataset, positive_int
 
+from ocdl.validation import random_generator
+
 DOMAIN = (-3.0, 3.0)
 """Interval of both coordinates of the grid."""
 
@@ -97,7 +99,7 @@ def peaks(
     edges = np.linspace(z.min(), z.max(), n_classes + 1)
     labels = np.digitize(z, edges[1:-1])
 
-    rng = np.random.default_rng(seed)
+    rng = random_generator("seed", seed)
     train, val = [], []
     for c in range(n_classes):
         members = np.flatnonzero(labels == c)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from ocdl.problems.dataset import Dataset, positive_int
 
+from ocdl.validation import random_generator
+
 GAP = 0.2
 """Radial offset of the class-1 spiral from the class-0 spiral."""
 
@@ -49,7 +51,7 @@ def swiss_roll(n_per_class: int = 513, seed: int = 0) -> Dataset:
     direction = np.column_stack([np.cos(t), np.sin(t)])
     curves = [r[:, None] * direction, (r + GAP)[:, None] * direction]
 
-    rng = np.random.default_rng(seed)
+    rng = random_generator("seed", seed)
     splits = []
     for start in (0, 1):
         Y = np.concatenate([curve[start::2] for curve in curves])

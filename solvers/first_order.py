@@ -6,8 +6,10 @@ jointly, :math:`x = (\theta, W, \mu)`, with mini-batch gradients
 on the batch :math:`B_k`). One iteration is one epoch: a random permutation
 of the training examples cut into batches of ``batch_size``. They share the
 loop of :mod:`ocdl.solvers.training_loop` with block coordinate descent: the
-failure handling (a learning rate so large that the propagation blows up
-stops the run with ``success=False`` and the best parameters so far), the
+failure handling (a learning rate so large that the propagation blows up,
+that a mini-batch's objective or gradient is not finite, or that a step
+overflows the parameters stops the run with ``NOT_FINITE``,
+``success=False`` and the best parameters so far), the
 history and the resumable :class:`~ocdl.solvers.training_loop.TrainingState`;
 the velocity and the moments live in ``state.buffers`` (tuples of arrays in
 the order :math:`\theta, W, \mu`, and numbers), which :mod:`ocdl.solvers.checkpoint`
@@ -17,6 +19,7 @@ writes with the rest of the state.
 from __future__ import annotations
 
 import abc
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +31,12 @@ from ocdl.validation import check_nonnegative, check_positive
 
 from .params import Params
 from .training_loop import TrainingSolver, TrainingState
+
+
+def _finite(params: Params) -> bool:
+    """Whether every entry of ``params`` is finite (one device synchronisation)."""
+    xp = get_array_module(params.theta)
+    return bool(xp.stack([xp.isfinite(x).all() for x in params]).all())
 
 
 class _MiniBatch(TrainingSolver):
@@ -56,12 +65,20 @@ class _MiniBatch(TrainingSolver):
         batch_size = min(self.batch_size, s)
         order = state.rng.permutation(s)
         values, grad_norms = [], []
-        for start in range(0, s, batch_size):
+        n_batches = -(-s // batch_size)
+        for b, start in enumerate(range(0, s, batch_size)):
             batch = np.sort(order[start : start + batch_size])
             value, gradient = problem.value_and_gradient(*state.params, batch)
             values.append(value)
             grad_norms.append(norm(gradient))
+            where = f"on mini-batch {b + 1} of {n_batches}"
+            if not (math.isfinite(value) and math.isfinite(grad_norms[-1])):  # a step would make NaN parameters
+                raise FloatingPointError(f"the objective is {value} and its gradient's norm {grad_norms[-1]} {where} "
+                                         f"(not finite); check the data and the parameters' scale")
             state.params = self.update(state, gradient)
+            if not _finite(state.params):  # overflowed: the next gradient would refuse a NaN or Inf W
+                raise FloatingPointError(f"{self.label}'s step {where} made parameters NaN or Inf: lower "
+                                         f"learning_rate (now {self.learning_rate:g})")
         return {
             "objective": float(np.mean(values)),
             "grad_norm": float(np.mean(grad_norms)),

@@ -31,7 +31,7 @@ from ocdl.backend import Array, device_of, get_array_module
 from ocdl.learning_problem import LearningProblem
 from ocdl.memory import MemoryPolicy
 from ocdl.propagation import Network
-from ocdl.validation import is_integer
+from ocdl.validation import is_integer, random_generator
 
 from .block_coordinate_descent import BlockCoordinateDescent
 from .checkpoint import Checkpointing, CheckpointWriter, InterruptLatch
@@ -230,7 +230,7 @@ def multilevel(
     if saved is not None:
         rng, history, first, state = saved.rng, saved.levels, saved.level, saved.state
     else:
-        rng, history, first, state = np.random.default_rng(rng), [], 0, None
+        rng, history, first, state = random_generator("rng", rng), [], 0, None
         if writer is not None:
             writer.start(rng)
     level_lp = None

@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 
 from ocdl.backend import Array
 from ocdl.learning_problem import LearningProblem
+from ocdl.validation import random_generator
 
 from .params import Params
 from .result import SolverResult, Status
@@ -196,7 +197,7 @@ def initial_state(
     shapes = {"theta": (problem.network.n_params,), "W": (n, m), "mu": (m,)}
     for name, x in zip(shapes, params0):
         problem.check_like_examples(f"params0.{name}", x, shapes[name])
-    return TrainingState(iteration=0, params=params0, rng=np.random.default_rng(rng))
+    return TrainingState(iteration=0, params=params0, rng=random_generator("rng", rng))
 
 
 def _checked_validation(problem: LearningProblem, validation: Any) -> tuple[Array, Array] | None:

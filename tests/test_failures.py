@@ -11,6 +11,7 @@ import ocdl.solvers
 import pytest
 from ocdl.solvers import (
     SGD,
+    Adam,
     BlockCoordinateDescent,
     LineSearchResult,
     Params,
@@ -308,6 +309,38 @@ def test_sgd_that_diverges_stops_with_the_best_parameters(activation, learning_r
     assert all(np.isfinite(x).all() for x in result.x) and np.isfinite(result.fun)
 
 
+@pytest.mark.parametrize("solver", [SGD(max_epochs=3, batch_size=10, learning_rate=1e307, momentum=0.0),
+                                    Adam(max_epochs=3, batch_size=10, learning_rate=1e307)])
+@pytest.mark.parametrize(("scale", "cause"), [
+    (100.0, "step on mini-batch 1 of 4 made parameters NaN or Inf: lower learning_rate (now 1e+307)"),
+    (1.0, "the objective is inf and its gradient's norm inf on mini-batch 2 of 4 (not finite)"),
+])
+def test_a_first_order_step_that_overflows_stops_not_finite_with_the_best_parameters(solver, scale, cause):
+    """A step that overflows the parameters (large inputs: gradients ~ 50) or makes the next mini-batch's
+    objective overflow stops the run (it used to raise "W contains NaN or Inf entries" or "lam contains ...",
+    losing the best parameters)."""
+    lp, theta0 = blobs_problem("resnet", n_steps=4)
+    lp = LearningProblem(lp.network, ocdl.SoftmaxCrossEntropy(), scale * lp.Y0, lp.C)
+    with np.errstate(all="ignore"):
+        result = solver.minimize(lp, theta0, progress=False)
+    assert result.status is Status.NOT_FINITE and not result.success
+    assert result.message.startswith("stopped at iteration 0: ") and cause in result.message, result.message
+    assert all(np.isfinite(x).all() for x in result.x) and np.isfinite(result.fun)
+
+
+def test_an_overflowing_data_term_has_a_nan_gradient_in_theta_not_an_error():
+    """The classifier W = 1e308 overflows the logits: the value is not finite and so is the gradient (the
+    adjoint sweep used to refuse the NaN dS/dY_N, naming lam); Newton-PCG stops NOT_FINITE."""
+    lp, theta0 = blobs_problem("resnet", n_steps=4)
+    W, mu = np.full((2, 2), 1e308), np.zeros(2)
+    W[:, 1] *= -1
+    with np.errstate(all="ignore"):
+        value, (g_theta, g_W, g_mu) = lp.value_and_gradient(theta0, W, mu)
+        assert not np.isfinite(value) and np.isnan(g_theta).all()
+        result = newton_pcg(lp.theta_problem(W, mu), theta0, max_iter=5)
+    assert result.status is Status.NOT_FINITE and result.nit == 0
+
+
 def test_multilevel_goes_on_past_levels_whose_line_search_stalls(monkeypatch):
     lp, theta0 = blobs_problem()
     monkeypatch.setattr(newton_module, "armijo", lambda f, x, p, f0, slope, **_: LineSearchResult(0.0, f0, 20, False))
@@ -494,3 +527,45 @@ def test_wrong_types_are_type_errors_and_wrong_values_value_errors():
         with pytest.raises(ValueError) as info:
             ocdl.Network(ocdl.ResNet(ocdl.Layer(ocdl.Dense(2))), bad_steps, bad_time)
         assert not isinstance(info.value, TypeError)
+
+
+SEEDED = {
+    "Network.init_params": lambda seed: ocdl.network("resnet", 2, 2, 1.0).init_params(seed),
+    "check_stepper": lambda seed: ocdl.check_stepper(ocdl.ResNet(ocdl.Layer(ocdl.Dense(2))), np.ones((3, 2)),
+                                                        rng=seed),
+    "check_layer": lambda seed: ocdl.check_layer(ocdl.Layer(ocdl.Dense(2)), rng=seed),
+    "dot_test_operator": lambda seed: ocdl.dot_test_operator(
+        __import__("scipy.sparse.linalg").sparse.linalg.aslinearoperator(np.eye(2)), rng=seed),
+    "SGD": lambda seed: SGD(max_epochs=1).minimize(*blobs_problem("resnet"), rng=seed, progress=False),
+    "multilevel": lambda seed: multilevel(*blobs_problem("resnet"), max_layers=2, solver=SGD(max_epochs=1),
+                                          rng=seed, progress=False),
+}
+
+
+@pytest.mark.parametrize("where", SEEDED)
+@pytest.mark.parametrize(("seed", "error"), [(-1, ValueError), (1.5, TypeError), (True, TypeError),
+                                             ("0", TypeError)])
+def test_a_bad_seed_is_named(where, seed, error):
+    """NumPy's own messages ("expected non-negative integer", "SeedSequence expects int ...") named no
+    argument, and a bool seeded as 0 or 1."""
+    with pytest.raises(error, match=r"rng must be None, an integer >= 0 or a numpy.random.Generator, got "):
+        SEEDED[where](seed)
+
+
+@pytest.mark.parametrize("make", ["ellipses", "swiss_roll", "peaks"])
+def test_a_bad_problem_seed_is_named(make):
+    import ocdl.problems
+
+    maker = {"ellipses": ocdl.problems.concentric_ellipses, "swiss_roll": ocdl.problems.swiss_roll,
+             "peaks": ocdl.problems.peaks}[make]
+    with pytest.raises(ValueError, match=r"seed must be None, an integer >= 0 .*, got -2"):
+        maker(seed=-2)
+    assert np.array_equal(maker(seed=3).Y_train, maker(seed=np.random.default_rng(3)).Y_train)
+
+
+def test_input_sensitivity_names_a_bad_tol_and_Y0():
+    net = ocdl.network("resnet", 2, 2, 1.0)
+    with pytest.raises(ValueError, match=r"tol must be a finite number >= 0, got -1"):
+        ocdl.input_sensitivity(net, net.init_params(0), np.ones((3, 2)), tol=-1)
+    with pytest.raises(TypeError, match=r"Y0 must be a NumPy or CuPy array, got list"):
+        ocdl.input_sensitivity(net, net.init_params(0), [[1.0, 2.0]])

@@ -445,6 +445,21 @@ def test_a_closed_or_foreign_trajectory_is_refused(kind):
         net.jvp(theta, Y0[:2], dtheta, trajectory=traj)
 
 
+def test_another_steppers_trajectory_is_refused_naming_the_states():
+    """A Verlet network's trajectory (states Y, Z) given to a ResNet network of the same width failed with
+    "too many values to unpack", and the other way round with an IndexError."""
+    Y0 = np.random.default_rng(0).standard_normal((5, 3))
+    verlet, resnet = ocdl.network("verlet", 3, 4, 1.0), ocdl.network("resnet", 3, 4, 1.0)
+    theta_v, theta_r = verlet.init_params(0), resnet.init_params(0)
+    with verlet.trajectory(theta_v, Y0) as traj:
+        with pytest.raises(ValueError, match=r"widths \[\(3,\), \(3,\)\], this network's ResNet has \[\(3,\)\]"):
+            resnet.vjp(theta_r, Y0, Y0, trajectory=traj)
+        with pytest.raises(ValueError, match="pass the trajectory of this network's forward sweep"):
+            resnet.jvp(theta_r, Y0, theta_r, trajectory=traj)
+    with resnet.trajectory(theta_r, Y0) as traj, pytest.raises(ValueError, match="this network's Verlet has"):
+        verlet.vjp(theta_v, Y0, Y0, trajectory=traj)
+
+
 def test_reprs():
     assert repr(Recompute(4)) == "Recompute(n_checkpoints=4)"
     assert repr(Reversible()) == "Reversible()"

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_array_module
-from ..validation import check_array, check_positive
+from ..validation import check_array, check_positive, random_generator
 from .core import CheckReport, agreement, check_data, dot_test, inner, random_like, rows_alone, taylor_test
 from .precision import as_dtype, precision_rows
 
@@ -72,7 +72,7 @@ def check_transform(
     n_examples = check_positive("n_examples", n_examples, integer=True)
     if Y is not None:
         sample("Y", Y, transform.n_in)
-    rng = np.random.default_rng(rng)
+    rng = random_generator("rng", rng)
     xp = get_array_module(Y, theta)
     dtype = np.float64 if Y is None else Y.dtype
     Y = xp.asarray(rng.standard_normal((n_examples, transform.n_in))) if Y is None else as_dtype(Y, np.float64)
@@ -204,7 +204,7 @@ def check_layer(
         sample("V", V, transform.n_in)
     if not (np.isfinite(c) and c != 0):  # c = 0: the step is X alone, its tests pass whatever the layer does
         raise ValueError(f"c must be a finite number other than 0, got {c!r}")
-    rng = np.random.default_rng(rng)
+    rng = random_generator("rng", rng)
     xp = get_array_module(V, theta)
     dtype = np.float64 if V is None else V.dtype
     V = xp.asarray(rng.standard_normal((n_examples, transform.n_in))) if V is None else as_dtype(V, np.float64)
@@ -278,7 +278,7 @@ def check_activation(
     """
     if x is not None:
         sample("x", x)
-    rng = np.random.default_rng(rng)
+    rng = random_generator("rng", rng)
     dtype = np.float64 if x is None else x.dtype
     x = rng.standard_normal(64) if x is None else as_dtype(x, np.float64)
     xp = get_array_module(x)
@@ -316,7 +316,7 @@ def check_objective(
       ``value_and_gradient_W`` and ``hessian_W`` from its logits against
       them and ``hessian_W``.
     """
-    rng = np.random.default_rng(rng)
+    rng = random_generator("rng", rng)
     dtype = YN.dtype
     if C.ndim == 1:  # labels: as many classes as W's m columns encode
         m = W.shape[1]
@@ -376,7 +376,7 @@ def check_regularizer(
       :data:`PRECONDITION_SHIFTS` (relative residual at most ``1e-8``).
     """
     sample("x", x)
-    rng = np.random.default_rng(rng)
+    rng = random_generator("rng", rng)
     dtype = x.dtype
     x = as_dtype(x, np.float64)
     v = random_like(x, rng)

@@ -25,7 +25,7 @@ import numpy as np
 
 from .._threads import vdot
 from ..backend import asnumpy, get_array_module
-from ..validation import check_above, check_positive
+from ..validation import check_above, check_positive, random_generator
 
 Arrays = Any  # an array or a tuple of arrays
 
@@ -268,7 +268,7 @@ def dot_test(
 
 def dot_test_operator(op: Any, rng: np.random.Generator | None = None, tol: float | None = None) -> DotResult:
     """:func:`dot_test` for a ``scipy.sparse.linalg.LinearOperator`` (``matvec``/``rmatvec``)."""
-    rng = np.random.default_rng(0) if rng is None else rng
+    rng = random_generator("rng", 0 if rng is None else rng)
     v = rng.standard_normal(op.shape[1]).astype(op.dtype)
     w = rng.standard_normal(op.shape[0]).astype(op.dtype)
     return dot_test(lambda u: asnumpy(op.matvec(u)), lambda u: asnumpy(op.rmatvec(u)), v, w, tol)

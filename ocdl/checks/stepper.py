@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_array_module
-from ..validation import check_array
+from ..validation import check_array, random_generator
 from .components import kink_notes
 from .core import CheckReport, agreement, check_data, dot_test, random_like, rows_alone, taylor_test
 from .precision import as_dtype, precision_rows
@@ -91,7 +91,7 @@ def check_stepper(
     from ..memory import Recompute, Reversible
     from ..propagation import Network
 
-    rng = np.random.default_rng(rng)
+    rng = random_generator("rng", rng)
     Y0 = _checked_features(stepper, Y0)
     xp = get_array_module(Y0)
     dtype = Y0.dtype

@@ -19,6 +19,7 @@ completes them over processes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
@@ -92,13 +93,16 @@ def data_gradient(
     r"""The data term :math:`S` and its gradients :math:`(J^T \partial S/\partial Y_N, \partial S/\partial W,
     \partial S/\partial\mu)`: the chunks' weighted sum, i.e. the mean over their rows.
 
-    One adjoint sweep per chunk of ``swept`` (from :func:`forward_chunks`).
+    One adjoint sweep per chunk of ``swept`` (from :func:`forward_chunks`). A chunk whose data term is
+    not finite (an overflow: a huge classifier, say) has no gradient: its :math:`\nabla_\theta` is NaN,
+    without an adjoint sweep, and the caller sees the value (the solvers stop with ``NOT_FINITE``).
     """
     xp = get_array_module(theta)  # zeros of the right shape where no chunk adds (a worker without rows)
     S, g_theta, dW, dmu = 0.0, xp.zeros_like(theta), xp.zeros_like(W), xp.zeros_like(mu)
     for chunk in swept:
         S_c, (dYN, dW_c, dmu_c) = objective.value_and_gradient(chunk.YN, W, mu, chunk.C)
-        g_c = network.vjp(theta, chunk.Y0, dYN, trajectory=chunk.trajectory)
+        finite = math.isfinite(S_c)
+        g_c = network.vjp(theta, chunk.Y0, dYN, trajectory=chunk.trajectory) if finite else xp.full_like(theta, xp.nan)
         S, g_theta = S + chunk.weight * S_c, g_theta + chunk.weight * g_c
         dW, dmu = dW + chunk.weight * dW_c, dmu + chunk.weight * dmu_c
     return S, g_theta, dW, dmu
