@@ -190,6 +190,46 @@ def test_load_errors_say_what_is_wrong(tmp_path):
         load_checkpoint(tmp_path / "cut.h5")
 
 
+class Damped(ocdl.ResNet):
+    """Y_{j+1} = (1 - h gamma) Y_j + h sigma(Y_j K_j + b_j): a user's stepper with a setting of its own."""
+
+    def __init__(self, layer, gamma):
+        super().__init__(layer)
+        self.gamma = gamma
+
+    def step(self, state, theta, h):
+        (Y,) = state
+        Y_next, D = self.layer.step(theta, Y, (1 - h * self.gamma) * Y, h)
+        return (Y_next,), D
+
+    def step_jvp(self, state, theta, h, dstate, dtheta, cache):
+        (Y,), (dY,) = state, dstate
+        return (self.layer.step_jvp(theta, Y, cache, dY, dtheta, (1 - h * self.gamma) * dY),)
+
+    def step_vjp(self, state, theta, h, lam, cache):
+        (Y,), (L,) = state, lam
+        lam_Y, gtheta = self.layer.step_vjp(theta, Y, cache, L, (1 - h * self.gamma) * L)
+        return (lam_Y,), gtheta
+
+
+def test_resume_refuses_a_users_stepper_with_other_settings(tmp_path):
+    """A stepper's repr named its layer only: a run of Damped(gamma=0.5) resumed with gamma=0.05 continued
+    without a word, its levels trained with two dynamics."""
+    lp, theta0, _ = small_problem()
+
+    def run(gamma, **options):
+        net = ocdl.Network(Damped(ocdl.Layer(ocdl.Dense(2)), gamma), 2, 2.0)
+        problem = LearningProblem(net, ocdl.SoftmaxCrossEntropy(), lp.Y0, lp.C)
+        return multilevel(problem, net.init_params(0, scale=0.5), max_layers=4, solver=BlockCoordinateDescent(
+            max_iter=1), progress=False, checkpoint=Checkpointing(tmp_path / "c.h5", **options))
+
+    run(0.5)
+    with pytest.raises(ValueError, match=r"stepper: 'Damped\(Layer\(.*\), gamma=0.5\)' there, "
+                                         r"'Damped\(Layer\(.*\), gamma=0.05\)' now"):
+        run(0.05, resume=True)
+    assert run(0.5, resume=True).success
+
+
 def test_resume_checks_that_the_run_is_the_same(tmp_path):
     lp, theta0, _ = small_problem()
     path = tmp_path / "c.h5"

@@ -74,6 +74,35 @@ def test_check_stepper_detects_an_advance_that_disagrees_with_step(rng):
     assert ocdl.check_stepper(ocdl.ResNet(ocdl.Layer(ocdl.Dense(3))), Y0).results["advance = step"].rel_error < 1e-14
 
 
+def test_a_subclass_that_changes_the_step_advances_and_reverses_by_its_own_step(rng):
+    """A ResNet (Verlet) subclass that changed step, step_jvp and step_vjp kept the parent's advance: forward
+    and predict computed the parent's dynamics (check_stepper: "advance = step" failed, with no hint); a
+    Verlet one stayed reversible with the parent's reverse_step (Reversible memory: wrong gradients)."""
+    from test_checkpoint import Damped
+
+    Y0 = rng.standard_normal((4, 3))
+    net = ocdl.Network(Damped(ocdl.Layer(ocdl.Dense(3)), gamma=0.5), 4, 2.0)
+    theta = net.init_params(0)
+    Y, h = Y0, net.h
+    for theta_j in theta.reshape(4, -1):  # the damped step, independently: (1 - h gamma) Y + h tanh(Y K + b)
+        K, b = theta_j[:9].reshape(3, 3), theta_j[9]
+        Y = (1 - h * 0.5) * Y + h * np.tanh(Y @ K + b)
+    np.testing.assert_allclose(net.forward(theta, Y0), Y, rtol=1e-14)
+    with net.trajectory(theta, Y0) as traj:
+        np.testing.assert_array_equal(traj.final_state[0], net.forward(theta, Y0))
+    assert ocdl.check_stepper(net.stepper, Y0).passed
+
+    class Rescaled(ocdl.Verlet):
+        def step(self, state, theta, h):
+            (Y, Z), cache = super().step(state, theta, h)
+            return (0.5 * Y, Z), cache
+
+    assert ocdl.Verlet.reversible and not Rescaled.reversible
+    rescaled = ocdl.Network(Rescaled(ocdl.Layer(ocdl.Dense(3))), 4, 1.0, memory=ocdl.Reversible())
+    with pytest.raises(ValueError, match=r"Reversible\(\) needs a time-reversible stepper .* but Rescaled\("):
+        rescaled.trajectory(rescaled.init_params(0), Y0)
+
+
 def test_check_stepper_detects_a_transform_that_mixes_examples(rng):
     class Centred(ocdl.Dense):  # Y K minus its mean over the examples: rows no longer step alone
         def apply(self, theta, Y):

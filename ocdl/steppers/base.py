@@ -54,7 +54,24 @@ State = tuple
 
 
 class Stepper:
-    """Base class of time steppers; see the module docstring for the contract."""
+    """Base class of time steppers; see the module docstring for the contract.
+
+    A subclass that changes :meth:`step` of a stepper it derives from (a damped
+    :class:`~ocdl.ResNet`, say) without writing :meth:`advance` gets the
+    default ``step(...)[0]`` (the parent's faster advance computes the parent's
+    step); without writing :meth:`reverse_step` it is not ``reversible``
+    unless it says so. Its ``repr`` names its public attributes beyond the
+    base's (``DampedResNet(Layer(...), gamma=0.5)``): the checkpoints and the
+    processes of a data-parallel run compare steppers by it.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = vars(cls)
+        if "step" in own and "advance" not in own:
+            cls.advance = Stepper.advance
+        if "step" in own and "reverse_step" not in own and "reversible" not in own:
+            cls.reversible = False
 
     n_params: int
     #: Width of the input features ``Y0`` (``None`` if the stepper accepts any).
@@ -156,7 +173,14 @@ class Stepper:
         raise NotImplementedError(missing_method(self, "init_params(rng, scale=1.0, dtype=None) -> theta of one step"))
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        return f"{type(self).__name__}({', '.join(self._settings())})"
+
+    def _settings(self) -> list[str]:
+        """``name=value`` for each public attribute but those the base classes set (derived or shown apart)."""
+        from ..fingerprint import describe
+
+        return [f"{name}={describe(value)}" for name, value in sorted(vars(self).items())
+                if not name.startswith("_") and name not in ("layer", "n_params", "n_features")]
 
 
 class LayerStepper(Stepper):
@@ -197,4 +221,4 @@ class LayerStepper(Stepper):
         return np.concatenate([theta_K, np.zeros(1, dtype=dtype)])
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.layer!r})"
+        return f"{type(self).__name__}({', '.join([repr(self.layer), *self._settings()])})"
