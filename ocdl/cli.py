@@ -280,7 +280,11 @@ def _claim_folder(command: str, out: Path, overwrite: bool, names: Sequence[str]
                          "add --overwrite to replace it")
     for name in held if overwrite else ():
         (out / name).unlink()
-    out.mkdir(parents=True, exist_ok=True)  # an unusable folder fails now, not after the training
+    try:
+        out.mkdir(parents=True, exist_ok=True)  # an unusable folder fails now, not after the training
+    except OSError as error:  # a file of that name, no permission: the OS's message names no option
+        why = "it is a file" if out.is_file() else error.strerror or str(error)
+        raise UsageError(f"ocdl {command}: --out {out} cannot be a run folder: {why}") from None
 
 
 def _finished(checkpoint: Path) -> bool:

@@ -209,7 +209,7 @@ def layer_growth_diagnosis(layer: Layer, theta: Any, Y: Any, h: float | None = N
         return ""
     with np.errstate(all="ignore"):
         eigenvalues = layer_eigenvalues(layer, theta, Y)
-    growth = float(eigenvalues.real.max())
+    growth = float(eigenvalues.real.max()) + 0.0  # + 0.0: -0.0 (antisymmetric K, gamma 0) reads "0"
     euler_part = ("" if h is None else f"max|1 + h lambda| = {euler_factor(eigenvalues, h):.3g} (forward Euler is "
                   "stable when <= 1, paper eq. 3.9) and ")
     ending = "; with Re lambda > 0 the layer itself grows, a smaller step alone will not help." if growth > 0 else "."

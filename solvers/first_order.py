@@ -46,6 +46,7 @@ class _MiniBatch(TrainingSolver):
     max_epochs: int
     batch_size: int
     learning_rate: float
+    limit = "max_epochs"
 
     def _check(self) -> None:
         object.__setattr__(self, "max_epochs", check_positive("max_epochs", self.max_epochs, integer=True))

@@ -21,6 +21,7 @@ level, as if it had planned them from the start.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -38,6 +39,8 @@ from .checkpoint import Checkpointing, CheckpointWriter, InterruptLatch
 from .params import Params
 from .result import MultilevelResult, SolverResult, Status
 from .training_loop import Callback, TrainingSolver
+
+logger = logging.getLogger(__name__)
 
 
 def prolongate(theta: Array, network: Network) -> Array:
@@ -111,8 +114,8 @@ def multilevel(
     ----------
     problem : LearningProblem
         The problem with the coarsest network.
-    params0 : Params or array
-        Initial parameters of the coarsest level, or its :math:`\theta`
+    params0 : Params, tuple or array
+        Initial parameters of the coarsest level (``Params`` or ``(theta, W, mu)``), or its :math:`\theta`
         alone (zero classifier); not used when resuming from a checkpoint
         past the start of level 0 (``None`` is then allowed).
     max_layers : int
@@ -201,6 +204,10 @@ def multilevel(
     layers = [network.n_steps]
     while 2 * layers[-1] <= max_layers:
         layers.append(2 * layers[-1])
+    if layers[-1] != max_layers:
+        logger.warning("max_layers = %d: the levels double from the network's %d layers, so the finest has %d; "
+                       "pass max_layers=%d, or %d for one more level", max_layers, network.n_steps, layers[-1],
+                       layers[-1], 2 * layers[-1])
 
     def level_problem(n_layers: int) -> LearningProblem:
         policy = None if memory is None else memory(n_layers)

@@ -85,12 +85,15 @@ class TrainingState:
 class TrainingSolver(abc.ABC):
     """A training method: a frozen dataclass of options with :meth:`iterate`; :meth:`minimize` trains.
 
-    Subclasses set ``label`` (the progress bar's name), implement
-    :attr:`n_iterations` and :meth:`iterate`, and check their options in
-    ``__post_init__`` (so that a bad option fails where the solver is made).
+    Subclasses set ``label`` (the progress bar's name) and ``limit`` (the
+    option that sets :attr:`n_iterations`, named in the result's message),
+    implement :attr:`n_iterations` and :meth:`iterate`, and check their
+    options in ``__post_init__`` (so that a bad option fails where the solver
+    is made).
     """
 
     label: ClassVar[str]
+    limit: ClassVar[str] = "max_iter"
 
     @property
     @abc.abstractmethod
@@ -123,8 +126,9 @@ class TrainingSolver(abc.ABC):
         ----------
         problem : LearningProblem
             :math:`f(\\theta, W, \\mu)` on the training examples.
-        params0 : Params or array
-            Initial parameters, or initial :math:`\\theta` alone (then the
+        params0 : Params, tuple or array
+            Initial parameters (``Params(theta, W, mu)`` or the tuple ``(theta, W, mu)``), or initial
+            :math:`\\theta` alone (then the
             classifier starts at zero, :meth:`~ocdl.LearningProblem.initial_classifier`);
             ignored when ``state`` is given.
         validation : (Y_val, C_val), optional
@@ -176,8 +180,8 @@ def initial_state(
     ------
     TypeError
         If ``problem`` is not a :class:`~ocdl.LearningProblem`, ``state`` not a
-        :class:`TrainingState`, ``params0`` neither :class:`~ocdl.solvers.params.Params`
-        nor an array, or a parameter not a floating array of the examples'
+        :class:`TrainingState`, ``params0`` neither :class:`~ocdl.solvers.params.Params`,
+        a tuple ``(theta, W, mu)`` nor an array, or a parameter not a floating array of the examples'
         dtype and device.
     ValueError
         If ``params0`` is missing (without ``state``), or a parameter has the
@@ -191,6 +195,11 @@ def initial_state(
         return state
     if params0 is None:
         raise ValueError("params0 is required unless a state is given to continue from")
+    if isinstance(params0, tuple):  # (theta, W, mu), as a result's x unpacks
+        if len(params0) != 3:
+            raise ValueError(f"params0 must be Params(theta, W, mu), a tuple (theta, W, mu) or theta alone, got a "
+                             f"{type(params0).__name__} of {len(params0)}")
+        params0 = Params(*params0)
     if not isinstance(params0, Params):
         params0 = Params(params0, *problem.initial_classifier())
     n, m = problem.n_features, problem.n_outputs
@@ -229,7 +238,7 @@ def _loop(
     """Iterate ``solver`` until ``state.iteration == solver.n_iterations``, a failure or the callback's stop."""
     n_iterations = solver.n_iterations
     desc = f"{solver.label} N={problem.network.n_steps}"
-    status, success, message = Status.MAX_ITER, True, f"completed max_iter = {n_iterations} iterations"
+    status, success, message = Status.MAX_ITER, True, f"completed {solver.limit} = {n_iterations} iterations"
     start_params = state.params
     base, start = state.elapsed, time.perf_counter()
     with tqdm(total=n_iterations, initial=state.iteration, disable=not progress, desc=desc) as bar:

@@ -342,6 +342,8 @@ def test_check_objective_passes(objective):
     assert ocdl.check_objective(objective, *_classifier_data(3)).passed
     report = ocdl.check_objective(objective, *_classifier_data(3, np.float32))
     assert report.passed and "float32: gradient" in report.results, str(report)
+    # the title names the objective, not "<ocdl.objectives....SoftmaxCrossEntropy object at 0x7f...>"
+    assert str(report).startswith(f"check_objective({type(objective).__name__}()): passed"), str(report)
 
 
 def test_check_objective_catches_planted_bugs():
@@ -474,3 +476,47 @@ def test_checks_refuse_samples_without_entries(rng):
         ocdl.check_activation(ocdl.Tanh(), np.arange(3))
     with pytest.raises(ValueError, match="x has no entries"):
         ocdl.check_regularizer(ocdl.WeightDecay(), np.zeros(0))
+
+
+class _BareStep(ocdl.ResNet):  # returns Y_next, not (Y_next,)
+    def step(self, state, theta, h):
+        (Y,) = state
+        return self.layer.step(theta, Y, Y, h)
+
+
+class _BareTangent(ocdl.ResNet):
+    def step_jvp(self, state, theta, h, dstate, dtheta, cache):
+        return super().step_jvp(state, theta, h, dstate, dtheta, cache)[0]
+
+
+class _ShortGradient(ocdl.ResNet):
+    def step_vjp(self, state, theta, h, lam, cache):
+        lam_prev, gtheta = super().step_vjp(state, theta, h, lam, cache)
+        return lam_prev, gtheta[:-1]
+
+
+class _BareInit(ocdl.ResNet):
+    def init(self, Y0):
+        return Y0
+
+
+class _NoCache(ocdl.ResNet):
+    def step(self, state, theta, h):
+        return super().step(state, theta, h)[0]
+
+
+@pytest.mark.parametrize(("cls", "match"), [
+    (_BareStep, r"_BareStep.step must return \(state, cache\), the state a tuple of 1 array\(s\) of shapes "
+                r"\(4, 3\) such as \(Y_next,\); got a tuple \(an array of shape \(4, 3\), an array of shape"),
+    (_NoCache, r"_NoCache.step must return \(state, cache\).*; got a tuple \(an array of shape \(4, 3\),\)"),
+    (_BareTangent, r"_BareTangent.step_jvp must return the tangent state, a tuple of 1 array\(s\) of shapes "
+                   r"\(4, 3\); got an array of shape \(4, 3\)"),
+    (_ShortGradient, r"_ShortGradient.step_vjp must return \(lam_prev, gtheta\), .* gtheta an array of shape "
+                     r"\(10,\); got a tuple \(a tuple \(an array of shape \(4, 3\),\), an array of shape \(9,\)\)"),
+    (_BareInit, r"_BareInit.init\(Y0\) must return the state, a tuple of arrays with one row per example"),
+])
+def test_check_stepper_names_a_method_that_returns_the_wrong_form(cls, match):
+    """A step returning Y_next for (Y_next,) failed with "too many values to unpack" in the user's own code,
+    a bare tangent with "zip() argument 2 is shorter than argument 1"; a short gradient broke the dot test."""
+    with pytest.raises(TypeError, match=match):
+        ocdl.check_stepper(cls(ocdl.Layer(ocdl.Dense(3))), np.random.default_rng(0).standard_normal((4, 3)))

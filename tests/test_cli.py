@@ -217,9 +217,10 @@ def test_unwritable_out_is_one_line(tmp_path, capsys):
     blocker.write_text("not a folder")
     argv = ["train", "--problem", "ellipses", "--stepper", "resnet", "--out", str(blocker / "run"),
             "--max-layers", "4", "--iterations", "1", "--no-progress"]
-    assert main(argv) == 1
+    assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("ocdl: error:") and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"ocdl train: --out {blocker / 'run'} cannot be a run folder: Not a directory")
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_python_dash_m_ocdl_reports_errors_in_one_line():
@@ -694,3 +695,14 @@ def test_max_layers_on_resume_must_add_a_level(tmp_path, capsys, monkeypatch):
     assert main(["train", "--resume", str(out), "--force"]) == 2  # --force only with --max-layers
     assert "drop --force" in capsys.readouterr().err
     assert {path.name: path.read_bytes() for path in out.iterdir()} == files  # nothing trained or written
+
+
+@pytest.mark.parametrize("command", [["train", "--problem", "ellipses", "--stepper", "resnet"], ["demo", "--quick"],
+                                     ["compare", "--problem", "ellipses", "--steppers", "resnet"]])
+def test_an_out_that_cannot_be_a_folder_is_named(tmp_path, capsys, command):
+    """A file given as --out failed with the OS's "[Errno 17] File exists: 'README.md'", naming no option."""
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main([*command, "--out", str(tmp_path / "notes.txt"), *TINY[-1:]]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {tmp_path / 'notes.txt'} cannot be a run folder: it is a file" in err, err
+    assert (tmp_path / "notes.txt").read_text() == "mine"

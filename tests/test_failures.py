@@ -569,3 +569,41 @@ def test_input_sensitivity_names_a_bad_tol_and_Y0():
         ocdl.input_sensitivity(net, net.init_params(0), np.ones((3, 2)), tol=-1)
     with pytest.raises(TypeError, match=r"Y0 must be a NumPy or CuPy array, got list"):
         ocdl.input_sensitivity(net, net.init_params(0), [[1.0, 2.0]])
+
+
+def test_params0_may_be_the_tuple_theta_W_mu():
+    """theta, W, mu = result.x is documented; passing the tuple back said "params0.theta must be a NumPy or
+    CuPy array, got tuple"."""
+    lp, theta0 = blobs_problem("resnet")
+    W0, mu0 = np.full((2, 2), 0.1), np.array([0.2, -0.2])
+    solver = SGD(max_epochs=2, batch_size=10)
+    as_tuple = solver.minimize(lp, (theta0, W0, mu0), progress=False)
+    as_params = solver.minimize(lp, Params(theta0, W0, mu0), progress=False)
+    for a, b in zip(as_tuple.x, as_params.x):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"params0 must be Params\(theta, W, mu\), a tuple \(theta, W, mu\) or "
+                                         r"theta alone, got a tuple of 2"):
+        solver.minimize(lp, (theta0, W0), progress=False)
+
+
+@pytest.mark.parametrize(("solver", "limit"), [(SGD(max_epochs=2), "max_epochs = 2"),
+                                               (Adam(max_epochs=2), "max_epochs = 2"),
+                                               (BlockCoordinateDescent(max_iter=2), "max_iter = 2")])
+def test_the_message_names_the_option_that_ended_the_run(solver, limit):
+    """SGD and Adam, which have no max_iter, said "completed max_iter = 2 iterations"."""
+    result = solver.minimize(*blobs_problem("resnet"), progress=False)
+    assert result.message.startswith(f"completed {limit} iterations"), result.message
+
+
+def test_multilevel_says_when_max_layers_is_no_level(caplog):
+    """multilevel(max_layers=6) from 2 layers trained 2 and 4 layers without a word (the CLI warned)."""
+    lp, theta0 = blobs_problem("resnet")
+    with caplog.at_level(logging.WARNING, logger="ocdl.solvers.multilevel"):
+        result = multilevel(lp, theta0, max_layers=6, solver=SGD(max_epochs=1), progress=False)
+    assert result.network.n_steps == 4
+    assert "max_layers = 6: the levels double from the network's 2 layers, so the finest has 4; pass " \
+           "max_layers=4, or 8 for one more level" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ocdl.solvers.multilevel"):
+        multilevel(lp, theta0, max_layers=4, solver=SGD(max_epochs=1), progress=False)
+    assert "max_layers" not in caplog.text

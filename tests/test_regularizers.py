@@ -78,6 +78,7 @@ def test_check_regularizer(case):
     reg, shape, _ = case
     report = ocdl.check_regularizer(reg, np.random.default_rng(0).standard_normal(shape))
     assert report.passed, str(report)
+    assert " object at 0x" not in str(report) and f"check_regularizer({type(reg).__name__}(" in str(report)
 
 
 def test_matches_dense(case):

@@ -157,3 +157,13 @@ def test_input_sensitivity_needs_two_entries():
     net = ocdl.network("resnet", 1, 2, 1.0)
     with pytest.raises(ValueError, match="Y0 needs at least 2 entries"):
         ocdl.input_sensitivity(net, net.init_params(rng=0), np.ones((1, 1)))
+
+
+def test_the_blow_up_diagnosis_prints_a_zero_growth_as_0_not_minus_0(monkeypatch):
+    """Eigenvalues with real parts -0.0 (an antisymmetric K's, as LAPACK returns them) read "max Re lambda = -0"."""
+    import ocdl.stability as stability
+
+    monkeypatch.setattr(stability, "layer_eigenvalues", lambda layer, theta, Y: np.array([-0.0 + 1j, -0.0 - 1j]))
+    layer = ocdl.Layer(ocdl.Dense(2), "identity")
+    message = stability.layer_growth_diagnosis(layer, np.zeros(layer.n_params), np.ones((3, 2)), 0.5)
+    assert message.endswith("max Re lambda = 0.") and "-0" not in message, message

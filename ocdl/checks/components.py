@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_array_module
+from ..fingerprint import describe
 from ..validation import check_array, check_positive, random_generator
 from .core import CheckReport, agreement, check_data, dot_test, inner, random_like, rows_alone, taylor_test
 from .precision import as_dtype, precision_rows
@@ -361,7 +362,7 @@ def check_objective(
         "gradient": objective.gradient,
     }
     notes = precision_rows(results, dtype, maps, (YN, W, mu, C))
-    return CheckReport(f"check_objective({objective!r})", results, notes)
+    return CheckReport(f"check_objective({describe(objective)})", results, notes)
 
 
 def check_regularizer(
@@ -397,4 +398,4 @@ def check_regularizer(
         "precondition": lambda y: regularizer.precondition(y, 1.0),
     }
     notes = precision_rows(results, dtype, maps, (x,))
-    return CheckReport(f"check_regularizer({regularizer!r})", results, notes)
+    return CheckReport(f"check_regularizer({describe(regularizer)})", results, notes)

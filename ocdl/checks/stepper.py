@@ -107,9 +107,27 @@ def check_stepper(
     kw = dict(eps0=eps0, min_rate=min_rate)
     results: dict = {}
 
-    # a generic state: one step away from init(Y0), so that all members are non-trivial
-    state = stepper.step(stepper.init(Y0), theta, h)[0]
-    state_next, cache = stepper.step(state, theta, h)
+    # a generic state: one step away from init(Y0), so that all members are non-trivial; the forms first
+    name = type(stepper).__name__
+    state0 = stepper.init(Y0)
+    _returns(f"{name}.init(Y0)", "the state, a tuple of arrays with one row per example such as (Y0,)", state0,
+             isinstance(state0, tuple) and state0 and all(getattr(x, "shape", ())[:1] == Y0.shape[:1] for x in state0))
+    shapes = [x.shape for x in state0]
+    like = f"a tuple of {len(shapes)} array(s) of shapes {', '.join(map(str, shapes))}"
+
+    def step(x: tuple, t: Any) -> tuple:
+        value = stepper.step(x, t, h)
+        return _returns(f"{name}.step", f"(state, cache), the state {like} such as (Y_next,)", value,
+                        isinstance(value, tuple) and len(value) == 2 and _is_state(value[0], shapes))
+
+    state = step(state0, theta)[0]
+    state_next, cache = step(state, theta)
+    tangent = stepper.step_jvp(state, theta, h, state, theta, cache)
+    _returns(f"{name}.step_jvp", f"the tangent state, {like}", tangent, _is_state(tangent, shapes))
+    adjoint = stepper.step_vjp(state, theta, h, state, cache)
+    _returns(f"{name}.step_vjp", f"(lam_prev, gtheta), lam_prev {like} and gtheta an array of shape {theta.shape}",
+             adjoint, isinstance(adjoint, tuple) and len(adjoint) == 2 and _is_state(adjoint[0], shapes)
+             and getattr(adjoint[1], "shape", None) == theta.shape)
     # advance (the step without its cache) is the same map; 100 eps allows for reordered arithmetic
     results["advance = step"] = agreement(stepper.advance(state, theta, h), state_next, 100 * eps)
     if Y0.shape[0] >= 2:
@@ -219,3 +237,23 @@ def _checked_step_params(stepper: Any, theta: Any) -> Any:
         entries = f"stepper.n_params = {p} entries" if p is not None else "the stepper's n_params entries"
         raise ValueError(f"theta must be one step's parameters, a 1-D array of {entries}, got shape {theta.shape}")
     return theta
+
+
+def _form(value: Any) -> str:
+    """What ``value`` is, for an error: an array's shape, a tuple's members' forms, or its type."""
+    if isinstance(value, tuple):
+        return f"a tuple ({', '.join(_form(x) for x in value)}{',' if len(value) == 1 else ''})"
+    shape = getattr(value, "shape", None)
+    return f"an array of shape {shape}" if shape is not None else type(value).__name__
+
+
+def _returns(what: str, expected: str, value: Any, ok: bool) -> Any:
+    """``value``, which ``what`` returned, if ``ok``; else a TypeError saying the ``expected`` form."""
+    if not ok:
+        raise TypeError(f"{what} must return {expected}; got {_form(value)}")
+    return value
+
+
+def _is_state(value: Any, shapes: list) -> bool:
+    """Whether ``value`` is a state of arrays of these ``shapes`` (a tuple, one per member)."""
+    return isinstance(value, tuple) and [getattr(x, "shape", None) for x in value] == shapes

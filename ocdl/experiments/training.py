@@ -225,7 +225,7 @@ def train(settings: Settings, data: Dataset | None = None, progress: bool = True
     if checkpoint is not None:
         checkpoint = dataclasses.replace(checkpoint, settings=settings.to_dict())
     result = multilevel(
-        problem, theta0, max_layers=settings.max_layers, solver=_solver(settings), validation=validation,
+        problem, theta0, max_layers=settings.levels[-1], solver=_solver(settings), validation=validation,
         rng=settings.seed, progress=progress, checkpoint=checkpoint,
         memory=lambda n_layers: memory_policy(settings, problem.Y0.shape[0], reduction=reduction, n_layers=n_layers),
     )
