@@ -2,10 +2,13 @@ r"""Multilevel training (Haber & Ruthotto 2017, section 5.3): coarse-to-fine in 
 
 The network is the discretisation of an ODE on :math:`[0, T]`; a network with
 :math:`N` layers (step :math:`h = T/N`) trained on a problem gives, after
-prolongation in time, a good initial guess for :math:`2N` layers
-(:math:`h/2`). :func:`multilevel` trains with :math:`N_0` layers, prolongates,
-trains with :math:`2N_0`, ... up to ``max_layers``, each level warm-started
-from the last (:math:`\theta` prolongated, :math:`W, \mu` kept).
+prolongation in time, an initial guess for :math:`2N` layers (:math:`h/2`),
+as good as the coarse network approximates the ODE: after a large coarse step
+(:math:`h = 5`) the finer network classifies quite differently and trains back
+up; between fine levels of a stable stepper little changes. :func:`multilevel`
+trains with :math:`N_0` layers, prolongates, trains with :math:`2N_0`, ... up
+to ``max_layers``, each level warm-started from the last (:math:`\theta`
+prolongated, :math:`W, \mu` kept).
 
 The method of each level is a strategy object (``solver=``:
 :class:`~ocdl.solvers.block_coordinate_descent.BlockCoordinateDescent`,

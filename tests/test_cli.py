@@ -706,3 +706,27 @@ def test_an_out_that_cannot_be_a_folder_is_named(tmp_path, capsys, command):
     err = capsys.readouterr().err
     assert f"--out {tmp_path / 'notes.txt'} cannot be a run folder: it is a file" in err, err
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_load_run_classifies_as_the_run_did(tmp_path):
+    """A run folder read back (ocdl.experiments.load_run) gives the run's validation accuracy, and its
+    predictions are the sign of the logistic classifier on the network's features, computed here by hand."""
+    from ocdl.experiments import load_data, load_run
+    from ocdl.io import save_params
+
+    out = tmp_path / "run"
+    assert main(["train", "--problem", "ellipses", "--stepper", "verlet", "--out", str(out), *TINY]) == 0
+    run = load_run(out)
+    assert run.network.n_steps == 8 and run.settings.stepper == "verlet"
+    data = load_data(run.settings)
+    recorded = json.loads((out / "results.json").read_text())["levels"][-1]["best_val_accuracy"]
+    assert run.accuracy(data.Y_val, data.C_val) == recorded
+    saved = load_params(out / "params.h5")
+    features = run.network.forward(saved["theta"], np.tile(data.Y_val, (1, run.settings.width // 2)))
+    by_hand = (features @ saved["W"] + saved["mu"] > 0).astype(int).ravel()  # logistic: class 1 where p > 1/2
+    np.testing.assert_array_equal(run.predict(data.Y_val), by_hand)
+    with pytest.raises(FileNotFoundError, match="holds no params.h5: not a finished run folder"):
+        load_run(tmp_path)
+    save_params(tmp_path / "params.h5", saved["theta"], saved["W"], saved["mu"])
+    with pytest.raises(ocdl.io.OcdlFileError, match="parameters without the settings of ocdl train"):
+        load_run(tmp_path)
