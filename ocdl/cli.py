@@ -226,6 +226,11 @@ def _check_request(settings: Settings, data, force: bool, reduction: Reduction) 
               f"the Gauss-Newton matrix takes all {batch}")
 
 
+def _progress(args: argparse.Namespace) -> bool:
+    """Progress bars unless --no-progress or stderr is no terminal (a log file would get every redraw)."""
+    return not args.no_progress and sys.stderr.isatty()
+
+
 def _report_run(run: Run, paths: dict) -> None:
     print(results_table([run.summary()]))
     for path in paths.values():
@@ -411,7 +416,7 @@ def _train(args: argparse.Namespace) -> int:
         path = out / CHECKPOINT_NAME
     args.resume_hint = f"ocdl train --resume {out}"
     checkpoint = Checkpointing(path, every=args.checkpoint_every, resume=args.resume is not None)
-    run = train(settings, data, progress=not args.no_progress, checkpoint=checkpoint, reduction=args.reduction)
+    run = train(settings, data, progress=_progress(args), checkpoint=checkpoint, reduction=args.reduction)
     if args.reduction.rank == 0:
         _report_run(run, write_run(run, out))
     return 0
@@ -439,7 +444,7 @@ def _compare(args: argparse.Namespace) -> int:
         _data_dir_for_mnist("compare", args, plan["problem"])
         data_dir = _data_dir_anew(args, plan["overrides"].get("data_dir")) if plan["problem"] == "mnist" else None
         with _said_in_flags():
-            _, table = resume_compare(out, progress=not args.no_progress, checkpoint_every=args.checkpoint_every,
+            _, table = resume_compare(out, progress=_progress(args), checkpoint_every=args.checkpoint_every,
                                       reduction=args.reduction, data_dir=data_dir)
     else:
         if args.problem is None:
@@ -455,7 +460,7 @@ def _compare(args: argparse.Namespace) -> int:
         hint = f"ocdl compare --resume {out}"
         args.reduction.on_rank0(lambda: _claim_folder("compare", out, args.overwrite, COMPARISON_FILES, hint))
         args.resume_hint = f"ocdl compare --resume {out}"
-        _, table = compare(args.problem, steppers, out, progress=not args.no_progress,
+        _, table = compare(args.problem, steppers, out, progress=_progress(args),
                            checkpoint_every=args.checkpoint_every, reduction=args.reduction, **overrides)
     print(table)
     print(f"wrote {out}/ (table.md, comparison.json, accuracy.png, features.png for 2-D problems, "
@@ -486,7 +491,7 @@ def _demo(args: argparse.Namespace) -> int:
     args.reduction.on_rank0(lambda: _claim_folder("demo", out, args.overwrite or _a_demo(out), COMPARISON_FILES,
                                                   args.resume_hint))
     with _said_in_flags():
-        _, table = compare("ellipses", PAPER_STEPPERS, out, progress=not args.no_progress, reduction=args.reduction,
+        _, table = compare("ellipses", PAPER_STEPPERS, out, progress=_progress(args), reduction=args.reduction,
                            demo=True, **budget)
     print(f"ResNet, antisymmetric ResNet and Verlet on the concentric ellipses, multilevel 4 to "
           f"{budget['max_layers']} layers (paper's settings otherwise):")
@@ -558,7 +563,8 @@ def build_parser() -> argparse.ArgumentParser:
     phase.set_defaults(handler=_phase_plane)
 
     for sub in (demo, train_parser, compare_parser):
-        sub.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
+        sub.add_argument("--no-progress", action="store_true",
+                         help="no progress bars (default: shown where stderr is a terminal)")
     return parser
 
 

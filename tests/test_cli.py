@@ -730,3 +730,14 @@ def test_load_run_classifies_as_the_run_did(tmp_path):
     save_params(tmp_path / "params.h5", saved["theta"], saved["W"], saved["mu"])
     with pytest.raises(ocdl.io.OcdlFileError, match="parameters without the settings of ocdl train"):
         load_run(tmp_path)
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_progress_bars_only_on_a_terminal(tmp_path, capsys, monkeypatch, terminal):
+    """`ocdl demo > log 2>&1` wrote every redraw of the bars into the log (426 lines)."""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    argv = ["train", "--problem", "ellipses", "--stepper", "resnet", "--out", str(tmp_path / "run"),
+            "--max-layers", "8", "--iterations", "2"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert ("it/s]" in err or "s/it]" in err) == terminal, err
