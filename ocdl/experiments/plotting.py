@@ -194,6 +194,7 @@ def plot_2d(fig: Figure, runs: Sequence[Run], grid: int = GRID) -> Figure:
         for ax in (row[0], row[2]):
             ax.set_xlabel("$y_1$")
             ax.set_ylabel("$y_2$")
+            ax.set_aspect("equal")  # the data's own shape (the ellipses' 2.5 : 1 looked round)
     fig.suptitle(f"{runs[0].settings.problem}: data, and the features and prediction of the finest level trained, "
                  "at its best iteration (params.h5; paper's Figures 4-6)")
     return fig
