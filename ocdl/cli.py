@@ -227,8 +227,9 @@ def _check_request(settings: Settings, data, force: bool, reduction: Reduction) 
 
 
 def _progress(args: argparse.Namespace) -> bool:
-    """Progress bars unless --no-progress or stderr is no terminal (a log file would get every redraw)."""
-    return not args.no_progress and sys.stderr.isatty()
+    """Progress bars unless --no-progress or stderr is no terminal (a log file would get every redraw); under
+    mpiexec, which passes the processes' output through pipes, rank 0's always (the others draw none)."""
+    return not args.no_progress and (sys.stderr.isatty() or args.reduction.size > 1)
 
 
 def _report_run(run: Run, paths: dict) -> None:
@@ -564,7 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for sub in (demo, train_parser, compare_parser):
         sub.add_argument("--no-progress", action="store_true",
-                         help="no progress bars (default: shown where stderr is a terminal)")
+                         help="no progress bars (default: shown where stderr is a terminal, and under mpiexec)")
     return parser
 
 

@@ -290,9 +290,9 @@ def test_an_error_on_one_rank_only_ends_every_rank(tmp_path):
     """A run folder that rank 0 cannot use (a file in its place): the one-line error, every rank stops."""
     (tmp_path / "taken").write_text("not a folder")
     proc = ocdl(2, *TRAIN, "--out", "taken", cwd=tmp_path)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ocdl: error:") and "taken" in lines[0]
+    assert lines == ["ocdl train: --out taken cannot be a run folder: it is a file (see ocdl --help)"]
 
 
 def test_compare_on_two_ranks_equals_one_process(tmp_path):
