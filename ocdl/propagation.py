@@ -44,7 +44,7 @@ class Network:
     memory : memory policy for the forward states (default :class:`~ocdl.memory.StoreAll`).
     blow_up : the forward propagation raises :class:`~ocdl.validation.PropagationError`
         when :math:`\max|Y_N| > \text{blow\_up} \cdot \max(1, \max|Y_0|)` or
-        :math:`Y_N` is not finite; ``None`` checks finiteness only.
+        :math:`Y_N` is not finite (default ``1e8``); ``None`` checks finiteness only.
 
     ``theta`` is one flat vector of ``n_params = n_steps * stepper.n_params``
     entries; its ``(n_steps, stepper.n_params)`` row-major view has the
@@ -164,7 +164,8 @@ class Network:
         """Forward sweep under the memory policy; reuse the result for many products.
 
         Raises :class:`~ocdl.validation.PropagationError` naming the first
-        step whose output is not finite.
+        step whose output is NaN or Inf or exceeds the limit
+        ``blow_up * max(1, max|Y0|)``.
         """
         steps, Y0 = self._checked(theta, Y0)
         traj = self.memory.forward(self.stepper, steps, self.h, self.stepper.init(Y0))
@@ -189,7 +190,10 @@ class Network:
     def _bounded(Y: Any, limit: float) -> bool:
         """One reduction: finite and below the limit (NaN compares false)."""
         xp = get_array_module(Y)
-        return bool(xp.abs(Y).max() <= limit) if Y.size else True
+        if not Y.size:
+            return True
+        largest = xp.abs(Y).max()
+        return bool(xp.isfinite(largest) & (largest <= limit))  # isfinite: Inf <= an infinite limit (blow_up None)
 
     def _blow_up_error(self, steps: Any, Y0: Any, limit: float) -> PropagationError:
         """The error naming the first step whose state is unbounded, with the stepper's explanation
@@ -198,8 +202,9 @@ class Network:
         state = self.stepper.init(Y0)
         for j, theta_j in enumerate(steps):  # noqa: B007 - j names the step in the message
             new_state = self.stepper.advance(state, theta_j, self.h)
+            output = self.stepper.output(new_state)
             with np.errstate(invalid="ignore", over="ignore"):
-                bad = ~(xp.abs(self.stepper.output(new_state)) <= limit).all(axis=1)
+                bad = ~(xp.isfinite(output) & (xp.abs(output) <= limit)).all(axis=1)
             if bool(bad.any()) or not all(self._bounded(x, limit) for x in new_state):
                 break
             state = new_state
@@ -207,8 +212,10 @@ class Network:
         explanation = self.stepper.diagnose(tuple(x[rows] for x in state), theta_j, self.h)
         return PropagationError(
             f"forward propagation blew up: step {j} of {self.n_steps} ({type(self.stepper).__name__}, "
-            f"h = {self.h:.3g}) produced NaN, Inf or values above {limit:.3g} "
-            f"(blow_up = {self.blow_up} times max(1, max|Y0|))." + (f" {explanation}" if explanation else "")
+            f"h = {self.h:.3g}) produced "
+            + ("NaN or Inf." if self.blow_up is None else
+               f"NaN, Inf or values above {limit:.3g} (blow_up = {self.blow_up} times max(1, max|Y0|)).")
+            + (f" {explanation}" if explanation else "")
         )
 
     def forward(self, theta: Any, Y0: Any) -> Any:

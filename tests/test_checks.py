@@ -74,7 +74,8 @@ def test_check_stepper_checks_reverse_step():
     bad = ocdl.check_stepper(ForgetfulReverse(ocdl.Layer(ocdl.Dense(3))), Y0)
     assert not bad.results["reverse_step: state"].passed
     assert not bad.results["network: Reversible = stored"].passed
-    assert bad.results["step: jvp/vjp adjoint"].passed  # the derivatives themselves are right
+    assert bad.results["step: jvp/vjp adjoint in state"].passed  # the derivatives themselves are right
+    assert bad.results["step: jvp/vjp adjoint in theta"].passed
 
 
 @pytest.mark.parametrize("kind", ["resnet", "verlet"])
@@ -415,7 +416,7 @@ def test_check_stepper_names_an_output_without_its_transpose():
 
     report = ocdl.check_stepper(Doubled(ocdl.Layer(ocdl.Dense(3))), np.random.default_rng(8).standard_normal((4, 3)))
     assert not report.results["output/output_vjp"].passed
-    assert report.results["init/init_vjp"].passed and report.results["step: jvp/vjp adjoint"].passed
+    assert report.results["init/init_vjp"].passed and report.results["step: jvp/vjp adjoint in state"].passed
 
 
 # -- a check of nothing must not pass -------------------------------------------------------------
@@ -520,3 +521,16 @@ def test_check_stepper_names_a_method_that_returns_the_wrong_form(cls, match):
     a bare tangent with "zip() argument 2 is shorter than argument 1"; a short gradient broke the dot test."""
     with pytest.raises(TypeError, match=match):
         ocdl.check_stepper(cls(ocdl.Layer(ocdl.Dense(3))), np.random.default_rng(0).standard_normal((4, 3)))
+
+
+def test_check_stepper_says_which_part_of_step_vjp_is_wrong():
+    """One dot test of state and parameters jointly failed without saying which transpose was wrong."""
+    class HalfStateAdjoint(ocdl.ResNet):
+        def step_vjp(self, state, theta, h, lam, cache):
+            (lam_Y,), gtheta = super().step_vjp(state, theta, h, lam, cache)
+            return (0.5 * lam_Y,), gtheta
+
+    report = ocdl.check_stepper(HalfStateAdjoint(ocdl.Layer(ocdl.Dense(3))),
+                                np.random.default_rng(9).standard_normal((4, 3)))
+    assert not report.results["step: jvp/vjp adjoint in state"].passed
+    assert report.results["step: jvp/vjp adjoint in theta"].passed and report.results["step: state"].passed

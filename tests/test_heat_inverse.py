@@ -57,7 +57,8 @@ def test_check_stepper_catches_a_wrong_source_derivative():
     n = 15
     stepper = WrongSource(n, 0.1, gaussian_profiles(grid(n), [0.5], 0.1))
     report = ocdl.check_stepper(stepper, np.ones((1, n)), h=0.01)
-    assert not report.results["step: jvp/vjp adjoint"].passed
+    assert not report.results["step: jvp/vjp adjoint in theta"].passed  # named: the parameters' part
+    assert report.results["step: jvp/vjp adjoint in state"].passed
     assert report.results["step: theta"].passed  # the jvp is right, only the transpose is wrong
 
 

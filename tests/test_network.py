@@ -223,6 +223,19 @@ def test_blow_up_names_the_step(rng):
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_without_a_growth_limit_inf_still_blows_up():
+    """blow_up=None is documented to check finiteness: Y_N = Inf was returned (Inf <= an infinite limit), only
+    NaN was caught."""
+    net = ocdl.Network(ocdl.ResNet(ocdl.Layer(ocdl.Dense(1), "identity")), 2, 2.0, blow_up=None)
+    theta = net.pack([np.array([[1e300]])] * 2, [0.0] * 2)  # Y_1 = 1e300, Y_2 = Inf
+    for sweep in (net.forward, net.trajectory):
+        with pytest.raises(ocdl.PropagationError, match=r"step 1 of 2 \(ResNet, h = 1\) produced NaN or Inf\. "):
+            sweep(theta, np.ones((2, 1)))
+    finite = net.pack([np.array([[1e100]])] * 2, [0.0] * 2)  # 1e200 at the end: no limit, finite
+    assert net.forward(finite, np.ones((2, 1)))[0, 0] > 1e199
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_blow_up_message_gives_the_euler_factor_for_resnet_only():
     """Leapfrog and RK4 get max Re lambda, not forward Euler's factor; Verlet gets neither."""
     Y0 = np.ones((3, 2))

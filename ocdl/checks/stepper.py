@@ -34,8 +34,8 @@ def check_stepper(
       blocks on several threads);
     * Taylor tests of ``step`` against ``step_jvp`` in the state and in
       ``theta``;
-    * the dot test of ``step_jvp`` against ``step_vjp`` (state and
-      parameters jointly), and those of ``init`` and ``output`` against
+    * the dot tests of ``step_jvp`` against ``step_vjp``, in the state and
+      in the parameters apart (a failure names the wrong part), and those of ``init`` and ``output`` against
       ``init_vjp`` and ``output_vjp``;
     * for a ``reversible`` stepper, ``reverse_step`` against ``step``: it
       rebuilds the state and the cache (within :math:`\\sqrt{\\epsilon}`), and
@@ -149,12 +149,14 @@ def check_stepper(
         step_of_theta, theta, dtheta, stepper.step_jvp(state, theta, h, zero_state, dtheta, cache), **kw
     )
     lam = random_like(state, rng)
-    results["step: jvp/vjp adjoint"] = dot_test(
-        lambda v: stepper.step_jvp(state, theta, h, v[0], v[1], cache),
-        lambda w: stepper.step_vjp(state, theta, h, w, cache),
-        (dstate, dtheta),
-        lam,
-        tol,
+    # the transposes in the state and in theta apart, so that a failure says which part of step_vjp is wrong
+    results["step: jvp/vjp adjoint in state"] = dot_test(
+        lambda v: stepper.step_jvp(state, theta, h, v, zero_theta, cache),
+        lambda w: stepper.step_vjp(state, theta, h, w, cache)[0], dstate, lam, tol,
+    )
+    results["step: jvp/vjp adjoint in theta"] = dot_test(
+        lambda v: stepper.step_jvp(state, theta, h, zero_state, v, cache),
+        lambda w: stepper.step_vjp(state, theta, h, w, cache)[1], dtheta, lam, tol,
     )
     results["init/init_vjp"] = dot_test(
         stepper.init, stepper.init_vjp, random_like(Y0, rng), random_like(state, rng), tol
