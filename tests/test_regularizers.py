@@ -213,8 +213,9 @@ def test_spatial_smoothness_accepts_numpy_integers():
 
 @pytest.mark.parametrize(
     ("reg", "good"),
-    [(TimeSmoothness(4, 3, 0.1), np.ones(12)), (SpatialSmoothness((3, 4)), np.ones(12))],
-    ids=["time", "spatial"],
+    [(TimeSmoothness(4, 3, 0.1), np.ones(12)), (SpatialSmoothness((3, 4)), np.ones(12)),
+     (ChannelSmoothness(2, (3, 2)), np.ones(12))],  # channels: an AttributeError ('list' ... 'ndim') before
+    ids=["time", "spatial", "channel"],
 )
 def test_arguments_must_be_float_arrays(reg, good):
     name = "x" if isinstance(reg, TimeSmoothness) else "W"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..backend import Array
-from ..validation import check_positive
+from ..validation import check_array, check_positive
 from .base import Regularizer
 from .spatial_smoothness import SpatialSmoothness
 
@@ -35,11 +35,13 @@ class ChannelSmoothness(Regularizer):
         self.channels = check_positive("channels", channels, integer=True)
         self.image = SpatialSmoothness(image_shape, operator)
 
-    def _images(self, W: Array) -> Array:
-        """``(channels * pixels, m)`` to ``(pixels, channels * m)``: one image per column."""
+    def _images(self, W: Array, name: str = "W") -> Array:
+        """``(channels * pixels, m)`` to ``(pixels, channels * m)``: one image per column (``W`` checked, named
+        ``name``)."""
+        check_array(name, W, finite=False)
         if W.ndim not in (1, 2) or W.shape[0] != self.channels * self.image.n:
             raise ValueError(
-                f"W must have shape (n, m) or (n,) with n = channels * pixels = {self.channels * self.image.n}, "
+                f"{name} must have shape (n, m) or (n,) with n = channels * pixels = {self.channels * self.image.n}, "
                 f"got {W.shape}"
             )
         m = W.shape[1] if W.ndim == 2 else 1
@@ -53,11 +55,11 @@ class ChannelSmoothness(Regularizer):
         return self.image.value(self._images(W))
 
     def hessian_matvec(self, v: Array) -> Array:
-        return self._columns(self.image.hessian_matvec(self._images(v)), v.shape)
+        return self._columns(self.image.hessian_matvec(self._images(v, "v")), v.shape)
 
     def precondition(self, r: Array, shift: float) -> Array:
         r"""Solve :math:`(H + \sigma I) z = r` image by image (DCT-II, see :class:`~ocdl.SpatialSmoothness`)."""
-        return self._columns(self.image.precondition(self._images(r), shift), r.shape)
+        return self._columns(self.image.precondition(self._images(r, "r"), shift), r.shape)
 
     def __repr__(self) -> str:
         return f"ChannelSmoothness(channels={self.channels}, image_shape={self.image.grid_shape})"
