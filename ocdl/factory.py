@@ -74,12 +74,30 @@ def network(
     hidden_width: int | None = None,
     memory: MemoryPolicy | None = None,
 ) -> Network:
-    """A dense network of the paper by name, one of :data:`KINDS`:
+    r"""A dense network of the paper by name, one of :data:`KINDS`:
 
 KINDS_TABLE
-    ``hidden_width`` is ``m`` for Verlet (default ``n``); ``gamma`` is used by
-    ``"antisymmetric"`` only. For other transforms (convolutions, negative
-    definite) build ``Network(Stepper(Layer(transform, activation)), ...)``.
+    Parameters
+    ----------
+    kind : str
+        The network's name in the table.
+    width : int
+        ``n``, the features of an example (the matrices are ``n x n``; Verlet's ``n x m``).
+    n_steps : int
+        :math:`N`, the layers.
+    final_time : float
+        :math:`T`; the step is :math:`h = T / N`.
+    activation : str or Activation
+        :math:`\sigma`: ``"tanh"`` (default), ``"relu"``, ``"smoothrelu"``, ``"identity"`` or an object.
+    gamma : float
+        The shift of the antisymmetric matrix (eq. 4.12), ``"antisymmetric"`` only; default 0.
+    hidden_width : int, optional
+        ``m`` for Verlet (default ``n``).
+    memory : MemoryPolicy, optional
+        Where the adjoint gets the forward states (default :class:`~ocdl.memory.StoreAll`).
+
+    For other transforms (convolutions, negative definite) build
+    ``Network(Stepper(Layer(transform, activation)), ...)``.
 
     ``width`` and ``hidden_width`` must be integers >= 1 (Python or NumPy ints;
     not floats or strings), ``gamma`` a finite number >= 0; ``n_steps`` and

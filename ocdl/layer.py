@@ -78,7 +78,8 @@ class Layer:
 
         Returns
         -------
-        The next ``X`` and ``D``, new arrays of ``X``'s shape, allocated by
+        The next ``X`` and ``D``, new arrays of shape ``(s, n_out)`` (``(s, n_in)``
+        with ``transpose``), allocated by
         :func:`~ocdl._workspace.step_empty` (owned by the sweep running the
         step, if any) and filled block by block.
         """

@@ -139,8 +139,24 @@ class Network:
     def init_params(
         self, rng: np.random.Generator | int | None = 0, scale: float = 1.0, dtype=np.float64
     ) -> np.ndarray:
-        """Random ``theta`` from the stepper's ``init_params`` (NumPy; move it with ``to_device``), of ``dtype``
-        float32 or float64 (others are refused: the propagation takes only those)."""
+        """Random ``theta``: each step's from the stepper's ``init_params`` (NumPy; move it with ``to_device``).
+
+        For the layer steppers a matrix's entries are normal with standard deviation ``scale / sqrt(fan-in)``
+        and the biases zero.
+
+        Parameters
+        ----------
+        rng : int, numpy.random.Generator or None
+            Seed or generator; the default seed 0 gives the same ``theta`` on every call.
+        scale : float
+            Factor of the standard deviation, ``>= 0``.
+        dtype : float32 or float64
+            Others are refused: the propagation takes only those.
+
+        Returns
+        -------
+        numpy.ndarray, shape ``(n_params,)``
+        """
         if np.dtype(dtype) not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
         rng = random_generator("rng", rng)
@@ -162,6 +178,10 @@ class Network:
 
     def trajectory(self, theta: Any, Y0: Any) -> Trajectory:
         """Forward sweep under the memory policy; reuse the result for many products.
+
+        ``theta`` has ``n_params`` entries and ``Y0`` is ``s x n_features`` of ``theta``'s dtype. The
+        trajectory holds the states (memory, or the files of :class:`~ocdl.memory.HDF5`) until it is
+        closed: ``with net.trajectory(theta, Y0) as traj: ...``.
 
         Raises :class:`~ocdl.validation.PropagationError` naming the first
         step whose output is NaN or Inf or exceeds the limit
@@ -222,7 +242,19 @@ class Network:
         """The output features :math:`Y_N` (``s x n``), by a sweep that keeps no state (whatever the
         memory policy, :func:`~ocdl.memory.propagate`).
 
-        Raises :class:`~ocdl.validation.PropagationError` as :meth:`trajectory` does.
+        Parameters
+        ----------
+        theta : array, shape ``(n_params,)``
+            The parameters of all steps (row ``j`` of its ``(n_steps, stepper.n_params)`` view: step ``j``).
+        Y0 : array, shape ``(s, n_features)``
+            The input features, one example per row, of ``theta``'s dtype and device.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Naming the argument: not a float32/float64 array, a wrong shape, dtypes that differ.
+        ocdl.PropagationError
+            As :meth:`trajectory` does.
         """
         steps, Y0 = self._checked(theta, Y0)
         YN = self.stepper.output(propagate(self.stepper, steps, self.h, self.stepper.init(Y0)))
@@ -257,8 +289,11 @@ class Network:
     def jvp(self, theta: Any, Y0: Any, dtheta: Any, dY0: Any = None, trajectory: Trajectory | None = None) -> Any:
         """Sensitivity :math:`dY_N = J_\\theta\\, d\\theta + J_{Y_0} dY_0` by forward substitution.
 
-        With a ``trajectory`` (of this ``theta``) the entries of ``theta`` are not checked again: they
-        were when the trajectory was computed (on a GPU each check is a synchronisation).
+        ``theta``, ``Y0`` as in :meth:`forward`; ``dtheta`` is shaped like ``theta``, ``dY0`` like ``Y0``
+        (zero if ``None``), both of their dtype. Returns :math:`dY_N`, shaped like :math:`Y_N`. Without a
+        ``trajectory`` it runs the forward sweep first; with one (of this ``theta`` and ``Y0``, open) the
+        entries of ``theta`` are not checked again: they were when the trajectory was computed (on a GPU
+        each check is a synchronisation).
         """
         xp = get_array_module(theta, Y0)
         # the forms before the forward sweep, so that bad input fails at once (theta's entries: in the sweep)
@@ -287,7 +322,9 @@ class Network:
         """Adjoint :math:`J_\\theta^T \\bar Y_N` (and :math:`J_{Y_0}^T \\bar Y_N` if ``return_dY0``) by backward
         substitution; ``lam`` is the cotangent :math:`\\bar Y_N`, shaped like :math:`Y_N`.
 
-        With a ``trajectory``, ``theta`` is checked as in :meth:`jvp`.
+        ``theta``, ``Y0`` as in :meth:`forward`. Returns the gradient, shape ``(n_params,)``, or with
+        ``return_dY0`` the pair ``(gradient, J_{Y_0}^T lam)``, the second shaped like ``Y0``. With a
+        ``trajectory``, ``theta`` is checked as in :meth:`jvp`.
         """
         if trajectory is None:
             with self.trajectory(theta, Y0) as traj:
@@ -313,8 +350,11 @@ class Network:
         """:math:`J_\\theta` as a ``LinearOperator`` of shape ``(s*n, n_params)``.
 
         ``matvec`` is :meth:`jvp` (raveled), ``rmatvec`` is :meth:`vjp`; the
-        forward states are computed once, here, and reused by every product.
-        On CuPy arrays the operator is a ``cupyx.scipy.sparse.linalg.LinearOperator``.
+        forward states are computed once, here, and reused by every product:
+        the trajectory made here stays open as long as the operator lives
+        (pass an open ``trajectory`` to control its lifetime, e.g. with
+        :class:`~ocdl.memory.HDF5`'s files). On CuPy arrays the operator is a
+        ``cupyx.scipy.sparse.linalg.LinearOperator``.
         """
         xp = get_array_module(theta, Y0)
         traj = self.trajectory(theta, Y0) if trajectory is None else trajectory

@@ -255,6 +255,14 @@ def input_sensitivity(network: Network, theta: Any, Y0: Any, tol: float = 1e-6) 
     Returns
     -------
     float
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument: ``Y0`` not a 2-D float32/float64 array or with fewer than 2 entries,
+        ``tol`` negative.
+    ocdl.PropagationError
+        If the forward propagation blows up.
     """
     tol = check_nonnegative("tol", tol)
     Y0 = check_array("Y0", Y0, ndim=2, finite=False)  # its entries: checked by the forward sweep

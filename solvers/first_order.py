@@ -102,13 +102,19 @@ class SGD(_MiniBatch):
     Parameters
     ----------
     max_epochs : int
-        Number of epochs of a run (the iterations of the history).
+        Number of epochs of a run (the iterations of the history); default 50.
     batch_size : int
-        Examples per mini-batch.
+        Examples per mini-batch (the last may be smaller); default 32.
     learning_rate : float
-        :math:`\eta > 0`.
+        :math:`\eta > 0`; default 0.01.
     momentum : float
-        :math:`\beta`.
+        :math:`\beta`; default 0.9.
+
+    Raises
+    ------
+    ValueError
+        Naming the option: ``max_epochs`` or ``batch_size`` not an integer >= 1, ``learning_rate`` not > 0,
+        ``momentum`` outside :math:`[0, 1)`.
 
     Notes
     -----
@@ -154,13 +160,18 @@ class Adam(_MiniBatch):
     Parameters
     ----------
     max_epochs, batch_size : int
-        As for :class:`SGD`.
+        As for :class:`SGD` (defaults 50 and 32).
     learning_rate : float
-        :math:`\eta > 0`.
+        :math:`\eta > 0`; default 0.01.
     betas : (float, float)
-        :math:`(\beta_1, \beta_2)`, each in :math:`[0, 1)`.
+        :math:`(\beta_1, \beta_2)`, each in :math:`[0, 1)`; default (0.9, 0.999).
     eps : float
-        :math:`\epsilon > 0`.
+        :math:`\epsilon > 0`; default 1e-8.
+
+    Raises
+    ------
+    ValueError
+        Naming the option, as :class:`SGD`'s; ``betas`` not a pair in :math:`[0, 1)`, ``eps`` not > 0.
 
     Notes
     -----

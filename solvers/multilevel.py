@@ -124,8 +124,9 @@ def multilevel(
     max_layers : int
         Largest number of layers, ``>= N_0``.
     solver : TrainingSolver, optional
-        The method of every level, e.g. ``BlockCoordinateDescent(max_iter=20)``
-        (the default, with its default options), ``SGD(...)``, ``Adam(...)``.
+        The method of every level: ``BlockCoordinateDescent(...)`` (the
+        default, ``BlockCoordinateDescent()``: ``max_iter=50``), ``SGD(...)``,
+        ``Adam(...)``.
     validation : (Y_val, C_val), optional
         Validation data, passed to every level.
     rng : int or numpy.random.Generator

@@ -62,7 +62,7 @@ def newton_pcg(
     -------
     SolverResult with ``x`` (an array like ``x0``), ``fun``, ``nit``,
     ``status``, ``success``, ``message`` and per-iteration records
-    ``objective, grad_norm, rel_grad_norm, step, cg_iters, cg_rel_residual,
+    ``iteration, objective, grad_norm, rel_grad_norm, step, cg_iters, cg_rel_residual,
     negative_curvature, gradient_fallback, time`` plus the model's ``metrics()``.
     When backtracking along the Newton direction fails (near-zero curvature
     makes the step far too long), one Armijo step along :math:`-g_k` is taken

@@ -163,13 +163,29 @@ def taylor_test(
 ) -> TaylorResult:
     """Taylor test of the directional derivative ``Jv`` of ``f`` at ``x`` along ``v``.
 
+    With the step lengths :math:`\\epsilon_k = \\epsilon_0 / \\text{factor}^k`, the errors
+
+    .. math::
+
+       E_0(\\epsilon) = \\|f(x + \\epsilon v) - f(x)\\|, \\qquad
+       E_1(\\epsilon) = \\|f(x + \\epsilon v) - f(x) - \\epsilon\\, J v\\|
+
+    decrease as :math:`O(\\epsilon)` and, for the right ``Jv``, :math:`O(\\epsilon^2)`;
+    the observed orders are the slopes of :math:`\\log E_0, \\log E_1` against
+    :math:`\\log \\epsilon` (:class:`TaylorResult`).
+
     Parameters
     ----------
     f : callable mapping ``x`` (array or tuple of arrays) to an array or tuple.
     x, v : the point and the direction (same structure).
     Jv : the claimed derivative :math:`f'(x) v` (structure of ``f(x)``).
     eps0, n_eps, factor : step lengths ``eps0 / factor**k``, ``k < n_eps``.
-    min_rate : the order :math:`E_1` must show for ``passed``.
+    min_rate : the order :math:`E_1` must show for ``passed`` (default 1.9).
+
+    Returns
+    -------
+    TaylorResult
+        ``eps``, ``e0``, ``e1``, the orders ``rate0``, ``rate1`` and ``passed``.
 
     Residuals below a round-off floor (``1e3`` machine epsilons of ``f(x)``'s
     dtype times :math:`\\|f(x)\\| + \\|J v\\|`) are not used for the rate; in
@@ -256,6 +272,21 @@ def dot_test(
     :func:`default_tol` of the lowest precision among ``v`` and ``w``
     (``1e-10`` in float64). ``v`` and ``w`` without entries, or of float16, are
     refused (:func:`check_data`).
+
+    Parameters
+    ----------
+    A, AT : callable
+        The map and its claimed transpose.
+    v, w : array or tuple of arrays
+        A point of the domain of ``A`` and one of its range.
+    tol : float, optional
+        The largest relative error that passes.
+
+    Returns
+    -------
+    DotResult
+        ``forward`` :math:`\\langle w, A v\\rangle`, ``adjoint`` :math:`\\langle A^T w, v\\rangle`,
+        ``rel_error``, ``tol`` and ``passed``.
     """
     check_data("v", v)
     check_data("w", w)
@@ -294,6 +325,7 @@ class CheckReport:
 
     @property
     def passed(self) -> bool:
+        """Whether every check of the report passed."""
         return all(r.passed for r in self.results.values())
 
     def __str__(self) -> str:
@@ -309,6 +341,8 @@ class CheckReport:
         return "\n".join(lines)
 
     def raise_if_failed(self) -> CheckReport:
+        """The report itself if every check passed, else an ``AssertionError`` whose message is the report
+        (for a unit test: ``ocdl.check_stepper(...).raise_if_failed()``)."""
         if not self.passed:
             raise AssertionError(str(self))
         return self

@@ -87,6 +87,11 @@ def check_stepper(
         Naming the argument: ``Y0`` not a 2-D float32/float64 array with the
         stepper's ``n_features`` columns, ``theta`` not a 1-D array of
         ``stepper.n_params`` entries.
+    TypeError
+        Naming the method: ``init``, ``step``, ``step_jvp`` or ``step_vjp``
+        returning another form than the contract's (a bare array for a state
+        tuple, a ``gtheta`` of another shape); a stepper without
+        ``init_params`` and no ``theta``.
     """
     from ..memory import Recompute, Reversible
     from ..propagation import Network

@@ -82,6 +82,10 @@ class LearningProblem:
         not matching ``Y0`` rows, no example (``s = 0``), ``Y0`` width not the
         network's, a negative ``alpha_theta`` or ``alpha_W``, regularizers that
         do not fit ``theta`` or ``W``.
+    TypeError
+        Naming the argument: ``network``, ``objective``, a regularizer or
+        ``reduction`` not of its ocdl class, ``Y0`` not a float32 or float64
+        array.
     """
 
     def __init__(
@@ -306,7 +310,23 @@ class LearningProblem:
         r""":math:`f` and :math:`(\nabla_\theta f, \nabla_W f, \nabla_\mu f)` on the examples ``indices``.
 
         One forward sweep and one adjoint sweep (per chunk):
-        :math:`\nabla_\theta f = J^T \partial S/\partial Y_N + \alpha_\theta H_R\theta`.
+        :math:`\nabla_\theta f = J^T \partial S/\partial Y_N + \alpha_\theta H_R\theta`,
+        :math:`\nabla_W f = \partial S/\partial W + \alpha_W H_{R_W} W`,
+        :math:`\nabla_\mu f = \partial S/\partial\mu`.
+
+        Parameters
+        ----------
+        theta : array, shape ``(n_params,)``
+        W : array, shape ``(n_features, n_outputs)``
+        mu : array, shape ``(n_outputs,)``
+        indices : array of int, optional
+            The training examples of :math:`S` (all if ``None``), global indices.
+
+        Returns
+        -------
+        (float, (array, array, array))
+            :math:`f` and its gradients, shaped like ``theta``, ``W`` and ``mu``. Where the data term
+            overflows (not finite), the gradient in :math:`\theta` is NaN (no adjoint sweep).
         """
         self._check_classifier(W, mu)
         Y0, C, count = self.rows(indices)
@@ -359,6 +379,13 @@ class LearningProblem:
         shift : float
             :math:`\sigma > 0` of the preconditioner
             :math:`(\alpha_\theta H_R + \sigma I)^{-1}`.
+
+        Returns
+        -------
+        ThetaProblem
+            ``value(theta)`` and ``model(theta)``, whose ``hessian_matvec(v)`` is the Gauss-Newton product
+            :math:`J^T \nabla^2_{Y_N} S\, J v + \alpha_\theta H_R v` (on ``hessian_indices``) and whose
+            ``gradient`` and ``precondition`` go with it.
         """
         self._check_classifier(W, mu)
         return ThetaProblem(self, W, mu, indices, hessian_indices, shift)

@@ -43,7 +43,7 @@ class Objective(ABC):
     ``(m,)`` and the target matrix ``C`` is ``(s, m)`` (as returned by
     :meth:`prepare_labels`); mismatches raise :class:`ValueError` naming the
     argument; so do empty feature matrices (``s = 0``: the mean over no example is
-    undefined).
+    undefined); arrays that are not float32 or float64 raise :class:`TypeError`.
     """
 
     #: Fewest classifier columns ``m`` for which the loss is meaningful.

@@ -18,7 +18,7 @@ for any dynamics:
   ``step(...)[0]``; override it when the cache costs extra work;
 * ``step_jvp(state, theta, h, dstate, dtheta, cache)``
   :math:`= \partial_x\Phi\, dx + \partial_\theta\Phi\, d\theta`;
-* ``step_vjp(state, theta, h, lam_next, cache)``
+* ``step_vjp(state, theta, h, lam, cache)`` (``lam`` the cotangent of :math:`x_{j+1}`)
   :math:`= (\partial_x\Phi^T \lambda,\ \partial_\theta\Phi^T \lambda)`;
 * ``output(state)`` the features (default ``state[0]``), linear in the state,
   with ``output_vjp``.

@@ -88,6 +88,9 @@ class Transform:
         return self.apply_transpose(dtheta, Z)
 
     def transpose_vjp(self, theta: Any, Z: Any, lam: Any) -> Any:
+        """:math:`\\nabla_\\theta \\langle Z K(\\theta)^T, \\lambda\\rangle` (``Z`` is ``s x n_out``, ``lam``
+        ``s x n_in``): the adjoint of :meth:`transpose_jvp`; here :meth:`vjp` with ``Z`` and ``lam``
+        exchanged, :math:`\\langle Z K^T, \\lambda\\rangle = \\langle \\lambda K, Z\\rangle`."""
         return self.vjp(theta, lam, Z)
 
     def tangent(self, theta: Any, Y: Any, dY: Any, dtheta: Any, transpose: bool = False, out: Any = None) -> Any:

@@ -54,8 +54,8 @@ class Conv2d(Transform):
 
     .. math::
 
-       (Y K)_{o, y, x} = \sum_{i < c_{in}} \sum_{|a|, |b| \le r}
-       \theta_{o, i, a, b}\, Y_{i,\, y + a,\, x + b}, \qquad r = (k - 1) / 2,
+       (Y K)_{o, y, x} = \sum_{i < c_{in}} \sum_{a, b = 0}^{k - 1}
+       \theta_{o, i, a, b}\, Y_{i,\, y + a - r,\, x + b - r}, \qquad r = (k - 1) / 2,
 
     with :math:`Y = 0` outside the image; ``theta`` holds the kernel
     ``(c_out, c_in, k, k)`` row-major. The transpose :math:`Z K^T` is the

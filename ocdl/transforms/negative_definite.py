@@ -57,6 +57,7 @@ class NegativeDefinite(Transform):
         return -b.vjp(theta, b.apply_transpose(theta, Y), lam) - b.vjp(theta, b.apply_transpose(theta, lam), Y)
 
     def transpose_vjp(self, theta, Z, lam):
+        """As :meth:`vjp` with ``Z`` and ``lam`` (its matrix is symmetric: :math:`K^T = K`)."""
         return self.vjp(theta, Z, lam)
 
     def explicit(self, theta):
