@@ -16,7 +16,9 @@ from ocdl.solvers import (
     SolverResult,
     Status,
     TrainingState,
+    gauss_newton_pcg,
     multilevel,
+    newton_pcg,
     prolongate,
 )
 from quadratic import Quadratic
@@ -345,3 +347,59 @@ def test_newton_first_line_search_starts_from_step0():
         with pytest.raises(ValueError, match="step0"):
             ocdl.solvers.newton_pcg(q, x0, step0=bad)
 
+
+
+def _orders(problem, result, floor):
+    """Observed orders of convergence, log(g_{k+2}/g_{k+1}) / log(g_{k+1}/g_k), of the relative gradient norms of
+    the iterates (the history's and the result's) down to the first below the round-off ``floor`` (2 for
+    quadratic convergence, 1 for linear), and those norms."""
+    g0 = result.history[0]["grad_norm"]
+    g = [rec["rel_grad_norm"] for rec in result.history] + [np.linalg.norm(problem.model(result.x).gradient) / g0]
+    g = g[: next((k for k, value in enumerate(g) if value < floor), len(g)) + 1]
+    return [np.log(c / b) / np.log(b / a) for a, b, c in zip(g, g[1:], g[2:])], g
+
+
+def test_newton_pcg_converges_quadratically_on_a_strictly_convex_classifier_problem():
+    """The exact Newton direction (CG to 1e-12) on the logistic problem in (W, mu) with weight decay (strictly
+    convex): the order of the last steps is 2 (a Hessian off by a constant factor would give order 1). (The
+    softmax problem's Hessian is singular along mu + c (1, ..., 1), where CG cannot reach 1e-12.)"""
+    rng = np.random.default_rng(0)
+    C = np.arange(60) % 2
+    Y = rng.standard_normal((60, 3)) + np.where(C[:, None] == 1, 0.5, -0.5)
+    net = ocdl.network("resnet", 3, 4, 1.0)
+    lp = LearningProblem(net, ocdl.LogisticCrossEntropy(), Y, C)
+    problem = lp.classifier_problem(lp.features(net.init_params(0, scale=0.5)))
+    result = newton_pcg(problem, np.zeros(3 + 1), max_iter=30, gtol=1e-13, cg_rtol=1e-12, cg_maxiter=100)
+    orders, g = _orders(problem, result, floor=1e-13)
+    assert result.success and g[-1] < 1e-13 and all(rec["step"] == 1.0 for rec in result.history), g
+    assert min(orders[-2:]) > 1.8, (orders, g)
+
+
+def test_gauss_newton_converges_quadratically_on_a_zero_residual_fit():
+    """Fitting a network's own outputs (zero residual, more outputs than parameters): Gauss-Newton is
+    Newton's method to first order there, so the order of convergence is 2 and theta is recovered."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(1)
+    net = ocdl.network("resnet", 2, 2, 1.0)  # 10 parameters, 40 outputs
+    Y0 = rng.standard_normal((20, 2))
+    theta_true = net.init_params(3)
+    target = net.forward(theta_true, Y0)
+
+    class Fit:
+        def value(self, theta):
+            return 0.5 * float(np.sum((net.forward(theta, Y0) - target) ** 2))
+
+        def model(self, theta):
+            traj = net.trajectory(theta, Y0)
+            r = traj.final_state[0] - target
+            return SimpleNamespace(value=0.5 * float(np.sum(r**2)), gradient=net.vjp(theta, Y0, r, trajectory=traj),
+                                   hessian_matvec=lambda v: net.vjp(theta, Y0, net.jvp(theta, Y0, v, trajectory=traj),
+                                                                    trajectory=traj))
+
+    start = theta_true + 0.3 * rng.standard_normal(theta_true.size)
+    fit = Fit()
+    result = gauss_newton_pcg(fit, start, max_iter=20, gtol=1e-11, cg_rtol=1e-14, cg_maxiter=100)
+    orders, g = _orders(fit, result, floor=1e-11)
+    assert result.success and orders[-1] > 1.9 and orders[-2] > 1.6, (orders, g)
+    np.testing.assert_allclose(result.x, theta_true, atol=1e-10)
