@@ -18,9 +18,25 @@
 #define K_AT(A, j, f, t) A[(long long)(j) * A_STRIDE + (f) * N_OUT + (t)]
 #define B_AT(th, j) th[(long long)(j) * P_THETA + P_THETA - 1]
 
-// z = y K_j: a row of N_IN numbers times K_j, each entry summed over f in order (z and y in registers).
+// The outer loops of times_K and times_KT: left to the compiler where both sizes are at most 8 (it unrolls them
+// fully, and nothing spills), else kept loops (unroll 1: the product's result then lives in local memory, its
+// input and the inner loop in registers).  Measured with NVRTC 13.0 for sm_90 and CuPy's options, every size 1 to
+// 32 (square) and lopsided Verlet matrices: left to itself the compiler unrolls both loops fully up to about 384
+// entries of K_j and loads all of them at once, so that verlet_forward spilled 0.1 to 6.5 KB a thread (12 x 12,
+// 16 x 16, 2 x 32 to 12 x 32 and their transposes; float32 and float64), verlet_adjoint up to 3.3 KB and
+// rk4_forward up to 3 KB (12 x 12, 16 x 16); with kept loops none of them spills (rk4_forward at 32 x 32 aside,
+// see there).  At 24 x 24 and 32 x 32 the compiler kept the loops itself: their machine code is the same either way.
+#if N_IN <= 8 && N_OUT <= 8
+#define PRODUCT_LOOP
+#else
+#define PRODUCT_LOOP _Pragma("unroll 1")
+#endif
+
+// z = y K_j: a row of N_IN numbers times K_j, each entry summed over f in order (y in registers, z
+// too where the loop is unrolled).
 __device__ __forceinline__ void times_K(T* z, const T* y, const T* A, const int j)
 {
+    PRODUCT_LOOP
     for (int t = 0; t < N_OUT; ++t) {
         T acc = 0;
         for (int f = 0; f < N_IN; ++f) acc += y[f] * K_AT(A, j, f, t);
@@ -31,6 +47,7 @@ __device__ __forceinline__ void times_K(T* z, const T* y, const T* A, const int 
 // v = z K_j^T: a row of N_OUT numbers times K_j's transpose, each entry summed over t in order.
 __device__ __forceinline__ void times_KT(T* v, const T* z, const T* A, const int j)
 {
+    PRODUCT_LOOP
     for (int f = 0; f < N_IN; ++f) {
         T acc = 0;
         for (int t = 0; t < N_OUT; ++t) acc += z[t] * K_AT(A, j, f, t);
@@ -429,7 +446,8 @@ extern "C" __global__ void leapfrog_adjoint(const T* Ys, const T* Ds, const T* A
 
 // z <- c sigma(z + b_j), and with store Ds[at + .] = c sigma'(z + b_j): a stage's force on a row.  The loop stays a
 // loop (unroll 1), so z lives in local memory and the other three rows in registers: with all four there, nvcc
-// spills registers for 32 x 32 in float64.
+// spills registers for 32 x 32 in float64.  Even so rk4_forward is at the limit there: 254 registers with tanh,
+// and with relu, identity or smoothrelu ptxas (NVRTC 13.0, sm_90) spills 60 to 68 bytes a thread.
 __device__ __forceinline__ void rk4_force(T* z, const T bias, const T c, T* Ds, const long long at, const int store)
 {
 #pragma unroll 1
