@@ -51,6 +51,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import logging
 import os
 import signal
 import threading
@@ -83,6 +84,8 @@ CHECKPOINT_NAME = "checkpoint.h5"
 """The checkpoint's file name inside a run's output folder (the command line's convention)."""
 
 _SEQUENCE = "__sequence__"  # marks a group holding a tuple or list of buffers
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, repr=False)
@@ -222,8 +225,12 @@ class Checkpoint:
         planned = self.run["layers"]
         return isinstance(layers, list) and len(layers) > len(planned) and layers[: len(planned)] == planned
 
-    def check_run(self, run: dict, path: str | os.PathLike) -> None:
+    def check_run(self, run: dict, path: str | os.PathLike, earlier: dict | None = None) -> None:
         """Raise ``ValueError`` naming every entry of ``run`` that differs from the checkpoint's.
+
+        ``earlier`` maps an entry to the form an earlier ocdl recorded for this run's value (the stepper's
+        ``repr`` before it named the stepper's settings, :meth:`~ocdl.Stepper.repr_before_settings`): a
+        checkpoint holding that form resumes, with a warning that what it lacks could not be compared.
 
         The entry ``"problem"`` (a :meth:`~ocdl.LearningProblem.fingerprint`)
         is compared entry by entry, and only in the entries the checkpoint
@@ -237,6 +244,11 @@ class Checkpoint:
         was = {key: value for key, value in self.run.items() if key != "problem"}
         if self.deepens(now.get("layers")):
             was["layers"] = now["layers"]
+        for key, form in (earlier or {}).items():
+            if was.get(key) == form != now.get(key):
+                logger.warning("%s was written by an earlier ocdl, whose %s was %r: resumed as %r, which it could not "
+                               "check", path, key, form, now[key])
+                was[key] = now[key]
         changed = [f"{key}: {was.get(key)!r} there, {now.get(key)!r} now" for key in sorted(set(now) | set(was))
                    if was.get(key) != now.get(key)]
         if changed:
@@ -402,6 +414,9 @@ class CheckpointWriter:
         alone reads and writes the file, and :meth:`resume` hands its
         checkpoint (global parameters, random generator, history) to every
         rank. Default: one process.
+    earlier : dict, optional
+        Forms of entries of ``run`` that an earlier ocdl recorded (see
+        :meth:`Checkpoint.check_run`).
 
     Creating a writer (on rank 0) removes temporary files of the checkpoint
     left behind by a write that was killed.
@@ -412,8 +427,10 @@ class CheckpointWriter:
         If the checkpoint's path is a folder.
     """
 
-    def __init__(self, checkpointing: Checkpointing, run: dict, reduction: Reduction | None = None) -> None:
+    def __init__(self, checkpointing: Checkpointing, run: dict, reduction: Reduction | None = None,
+                 earlier: dict | None = None) -> None:
         self.reduction = Reduction() if reduction is None else reduction
+        self.earlier = earlier
         self.path = checkpointing.path
         if self.path.is_dir():
             raise ValueError(f"checkpoint must be a file, {self.path} is a folder (use {self.path / CHECKPOINT_NAME})")
@@ -446,7 +463,7 @@ class CheckpointWriter:
             if not self.path.exists():
                 return None
             saved = load_checkpoint(self.path, device)
-            saved.check_run(self.run, self.path)
+            saved.check_run(self.run, self.path, self.earlier)
             return saved
 
         with self.reduction.errors():  # a file rank 0 cannot use stops every rank

@@ -236,7 +236,8 @@ def multilevel(
             "dtype": str(problem.Y0.dtype),
             "problem": problem.fingerprint(validation),
         }
-        writer = CheckpointWriter(checkpoint, run, problem.reduction)
+        writer = CheckpointWriter(checkpoint, run, problem.reduction,
+                                  earlier={"stepper": network.stepper.repr_before_settings()})
         saved = writer.resume(device_of(problem.Y0)) if checkpoint.resume else None
     if saved is not None:
         rng, history, first, state = saved.rng, saved.levels, saved.level, saved.state

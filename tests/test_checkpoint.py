@@ -4,6 +4,7 @@ checkpoints written before the solvers were objects (``tests/data``) resuming ex
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import signal
@@ -228,6 +229,48 @@ def test_resume_refuses_a_users_stepper_with_other_settings(tmp_path):
                                          r"'Damped\(Layer\(.*\), gamma=0.05\)' now"):
         run(0.05, resume=True)
     assert run(0.5, resume=True).success
+
+
+def test_a_checkpoint_of_a_users_stepper_from_before_reprs_named_settings_resumes(tmp_path, caplog):
+    """Checkpoints written before today recorded a user's stepper as 'Damped(Layer(...))': they resume (with a
+    warning that the settings could not be compared), and are then rewritten with today's form."""
+    lp, _, _ = small_problem()
+    net = ocdl.Network(Damped(ocdl.Layer(ocdl.Dense(2)), 0.5), 2, 2.0)
+    problem = LearningProblem(net, ocdl.SoftmaxCrossEntropy(), lp.Y0, lp.C)
+    path = tmp_path / "c.h5"
+
+    def run(**options):
+        return multilevel(problem, net.init_params(0, scale=0.5), max_layers=4,
+                          solver=BlockCoordinateDescent(max_iter=2), progress=False,
+                          checkpoint=Checkpointing(path, **options))
+
+    reference = run()
+    tree = read_tree(path, CHECKPOINT_KIND)
+    assert tree["run"]["stepper"] == repr(net.stepper)
+    tree["run"]["stepper"] = "Damped(Layer(Dense(n_in=2, n_out=2), Tanh()))"  # as the code before wrote it
+    write_tree(path, tree, CHECKPOINT_KIND)
+    with caplog.at_level(logging.WARNING, logger="ocdl.solvers.checkpoint"):
+        resumed = run(resume=True)
+    assert ("written by an earlier ocdl, whose stepper was 'Damped(Layer(Dense(n_in=2, n_out=2), Tanh()))'"
+            in caplog.text)
+    np.testing.assert_array_equal(resumed.x.theta, reference.x.theta)
+    tree["run"]["stepper"] = "Other(Layer(Dense(n_in=2, n_out=2), Tanh()))"  # another stepper: still refused
+    write_tree(path, tree, CHECKPOINT_KIND)
+    with pytest.raises(ValueError, match=r"stepper: 'Other\(Layer"):
+        run(resume=True)
+
+
+def test_a_steppers_repr_is_the_same_in_every_process():
+    """A setting that is a function (or holds an address in its repr) made the repr differ between processes:
+    no checkpoint could resume and no data-parallel run start."""
+    def forcing(t):
+        return t
+
+    stepper = Damped(ocdl.Layer(ocdl.Dense(2)), 0.5)
+    stepper.forcing, stepper.rng = forcing, np.random.default_rng(0)
+    text = repr(stepper)
+    assert " at 0x" not in text and "forcing=test_checkpoint.test_a_steppers_repr_is_the_same_in_every_process" \
+        ".<locals>.forcing" in text and "rng=<Generator>" in text, text
 
 
 def test_resume_checks_that_the_run_is_the_same(tmp_path):

@@ -283,3 +283,41 @@ def test_hdf5_file_policy_serves_trajectories_held_at_once(rng, tmp_path):
     np.testing.assert_array_equal(net.vjp(theta, Y0, W), stored)
     np.testing.assert_array_equal(J.rmatvec(W.ravel()), stored)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["states.h5"]  # the temporary one is gone
+
+
+def test_a_mixins_advance_and_reverse_step_are_kept():
+    """Only an advance (reverse_step) written beside a step that the subclass replaces is dropped: a mixin's
+    advance (or reversibility) without a step was replaced by the default, too."""
+    calls = []
+
+    class FastAdvance:
+        def advance(self, state, theta, h):
+            calls.append(1)
+            return self.step(state, theta, h)[0]
+
+    class Reversible:
+        reversible = True
+
+        def reverse_step(self, state_next, theta, h):
+            return (state_next[0] / (1 + h * theta[0]),), None
+
+    class Scaling(FastAdvance, Reversible, ocdl.Stepper):
+        n_params, n_features = 1, 2
+
+        def step(self, state, theta, h):
+            return (state[0] * (1 + h * theta[0]),), None
+
+    assert Scaling.advance is FastAdvance.advance and Scaling.reversible
+    net = ocdl.Network(Scaling(), 3, 1.0)
+    np.testing.assert_allclose(net.forward(np.full(3, 0.3), np.ones((2, 2))), (1 + 0.3 / 3) ** 3)
+    assert calls
+
+
+def test_a_plain_steppers_layer_attribute_is_in_its_repr():
+    """Only a LayerStepper shows its layer apart; a plain Stepper's `layer` attribute was left out of its repr
+    (two layers of other activations looked the same to checkpoints and to the ranks of a run)."""
+    class Two(ocdl.Stepper):
+        def __init__(self, activation):
+            self.layer, self.n_params = ocdl.Layer(ocdl.Dense(3), activation), 1
+
+    assert repr(Two("tanh")) != repr(Two("relu")) and "layer=Layer(Dense(n_in=3, n_out=3), ReLU())" in repr(Two("relu"))

@@ -126,13 +126,20 @@ def check_stepper(
                         isinstance(value, tuple) and len(value) == 2 and _is_state(value[0], shapes))
 
     state = step(state0, theta)[0]
-    state_next, cache = step(state, theta)
-    tangent = stepper.step_jvp(state, theta, h, state, theta, cache)
+    # the forms of the tangent and the transpose, on copies and a cache of their own (a method may update
+    # its direction, cotangent or cache in place, as the sweeps allow)
+    def copies() -> tuple[tuple, Any]:
+        return tuple(x.copy() for x in state), theta.copy()
+
+    (x, t), (dx, dt) = copies(), copies()
+    tangent = stepper.step_jvp(x, t, h, dx, dt, step(x, t)[1])
     _returns(f"{name}.step_jvp", f"the tangent state, {like}", tangent, _is_state(tangent, shapes))
-    adjoint = stepper.step_vjp(state, theta, h, state, cache)
+    (x, t), (lam, _) = copies(), copies()
+    adjoint = stepper.step_vjp(x, t, h, lam, step(x, t)[1])
     _returns(f"{name}.step_vjp", f"(lam_prev, gtheta), lam_prev {like} and gtheta an array of shape {theta.shape}",
              adjoint, isinstance(adjoint, tuple) and len(adjoint) == 2 and _is_state(adjoint[0], shapes)
              and getattr(adjoint[1], "shape", None) == theta.shape)
+    state_next, cache = step(state, theta)
     # advance (the step without its cache) is the same map; 100 eps allows for reordered arithmetic
     results["advance = step"] = agreement(stepper.advance(state, theta, h), state_next, 100 * eps)
     if Y0.shape[0] >= 2:

@@ -45,6 +45,7 @@ array between steps except through what it returns.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ..backend import get_array_module
@@ -68,9 +69,15 @@ class Stepper:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         own = vars(cls)
-        if "step" in own and "advance" not in own:
+        if "step" not in own:
+            return
+
+        def paired(name: str) -> bool:  # the inherited method was written with a step, this class replaces
+            return "step" in vars(next(base for base in cls.__mro__ if name in vars(base)))
+
+        if "advance" not in own and paired("advance"):  # a mixin's advance (no step beside it) is kept
             cls.advance = Stepper.advance
-        if "step" in own and "reverse_step" not in own and "reversible" not in own:
+        if "reverse_step" not in own and "reversible" not in own and paired("reverse_step"):
             cls.reversible = False
 
     n_params: int
@@ -175,12 +182,28 @@ class Stepper:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(self._settings())})"
 
-    def _settings(self) -> list[str]:
-        """``name=value`` for each public attribute but those the base classes set (derived or shown apart)."""
+    def _settings(self, shown: tuple[str, ...] = ()) -> list[str]:
+        """``name=value`` for each public attribute but ``n_params`` and ``n_features`` (derived) and those
+        ``shown`` apart, each the same in every process: a function by its name, an object whose repr holds
+        an address (``<... at 0x7f...>``) by its type."""
         from ..fingerprint import describe
 
-        return [f"{name}={describe(value)}" for name, value in sorted(vars(self).items())
-                if not name.startswith("_") and name not in ("layer", "n_params", "n_features")]
+        def setting(value: Any) -> str:
+            if callable(value) and hasattr(value, "__qualname__") and not isinstance(value, type):
+                return f"{getattr(value, '__module__', '?')}.{value.__qualname__}"
+            text = describe(value)
+            return f"<{type(value).__qualname__}>" if re.search(r" at 0x[0-9a-fA-F]+", text) else text
+
+        return [f"{name}={setting(value)}" for name, value in sorted(vars(self).items())
+                if not name.startswith("_") and name not in ("n_params", "n_features", *shown)]
+
+    def repr_before_settings(self) -> str:
+        """The ``repr`` a stepper had before it named its settings (ocdl of 2026-12-05 and earlier): its
+        class and, for a :class:`LayerStepper`, its layer. Checkpoints of that time recorded it."""
+        if type(self).__repr__ not in (Stepper.__repr__, LayerStepper.__repr__):  # its own: as it was
+            return repr(self)
+        layer = repr(self.layer) if isinstance(self, LayerStepper) else ""
+        return f"{type(self).__name__}({layer})"
 
 
 class LayerStepper(Stepper):
@@ -221,4 +244,4 @@ class LayerStepper(Stepper):
         return np.concatenate([theta_K, np.zeros(1, dtype=dtype)])
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join([repr(self.layer), *self._settings()])})"
+        return f"{type(self).__name__}({', '.join([repr(self.layer), *self._settings(('layer',))])})"
