@@ -133,6 +133,12 @@ def _two_dimensional(Y: np.ndarray) -> tuple[np.ndarray, tuple[str, str]]:
     return centred @ Vt[:2].T, ("principal direction 1", "principal direction 2")
 
 
+_BELOW = dict(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, 0.0), borderaxespad=3.3, ncol=3,
+              frameon=False)
+"""A legend below a panel's axis label (a fixed distance, in font sizes: the panels differ in height); inside,
+it covered points (peaks' five classes fill the plane)."""
+
+
 def plot_2d(fig: Figure, runs: Sequence[Run], grid: int = GRID) -> Figure:
     """Figures 4-6: data, propagated features and prediction over the plane, one row per run.
 
@@ -166,7 +172,7 @@ def plot_2d(fig: Figure, runs: Sequence[Run], grid: int = GRID) -> Figure:
         size = 4 if data.Y_train.shape[0] > 2000 else 8
         row[0].scatter(*data.Y_train.T, c=data.C_train, s=size, **shade)
         row[0].set_title(f"{run.settings.stepper}: training data ({data.Y_train.shape[0]} points)")
-        row[0].legend(handles=_class_handles(data.n_classes), fontsize="small", loc="best")
+        row[0].legend(handles=_class_handles(data.n_classes), **_BELOW)
 
         features, labels = _two_dimensional(run.features(data.Y_train))
         row[1].scatter(*features.T, c=data.C_train, s=size, **shade)
@@ -188,7 +194,7 @@ def plot_2d(fig: Figure, runs: Sequence[Run], grid: int = GRID) -> Figure:
             Line2D([], [], marker="X", linestyle="", markerfacecolor="0.8", markeredgecolor="k",
                    label=f"misclassified ({int(wrong.sum())} of {wrong.size})")
         ]
-        row[2].legend(handles=handles, fontsize="small", loc="best", framealpha=0.8)
+        row[2].legend(handles=handles, **_BELOW)
         accuracy = 1 - wrong.mean()
         row[2].set_title(f"prediction (shaded), {run.network.n_steps} layers: validation {100 * accuracy:.1f}%")
         for ax in (row[0], row[2]):
