@@ -472,3 +472,21 @@ def test_classifier_preconditioner_inverts_regularizer_plus_shift():
     zW, zmu = lp.unpack_classifier(z)
     back = lp.pack_classifier(0.3 * reg.hessian_matvec(zW) + 0.05 * zW, 0.05 * zmu)
     np.testing.assert_allclose(back, r, rtol=1e-10, atol=1e-12)
+
+
+def test_the_classifier_problem_refuses_features_and_points_of_another_dtype():
+    """float64 features or a float64 point on a float32 problem gave float64 Newton iterates in silence."""
+    lp, theta, W, mu, _ = make_problem()
+    lp32 = LearningProblem(lp.network, lp.objective, lp.Y0.astype(np.float32), lp.classes)
+    theta32 = theta.astype(np.float32)
+    YN = lp32.features(theta32)
+    with pytest.raises(TypeError, match=r"YN must .*float32"):
+        lp32.classifier_problem(YN.astype(np.float64))
+    problem = lp32.classifier_problem(YN)
+    x64 = lp32.pack_classifier(W, mu)  # float64
+    with pytest.raises(TypeError, match=r"W \(float64\) must have the dtype of YN \(float32\)"):
+        problem.model(x64)
+    model = problem.model(x64.astype(np.float32))
+    assert model.gradient.dtype == np.float32 and model.hessian_matvec(model.gradient).dtype == np.float32
+    with pytest.raises(TypeError, match=r"dW \(float64\) must have the dtype of its point \(float32\)"):
+        model.hessian_matvec(x64)

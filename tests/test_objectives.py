@@ -304,3 +304,24 @@ def test_cupy_matches_numpy(obj, n_classes):
     assert obj.accuracy(*gpu) == obj.accuracy(*args)
     labels = cupy.asarray(np.random.default_rng(0).integers(0, n_classes, 5))
     assert isinstance(obj.prepare_labels(labels, n_classes), cupy.ndarray)
+
+
+@pytest.mark.parametrize("objective", [ocdl.SoftmaxCrossEntropy(), ocdl.LogisticCrossEntropy(), ocdl.LeastSquares()],
+                         ids=lambda o: type(o).__name__)
+def test_a_classifier_of_another_dtype_is_refused(objective):
+    """float32 features with a float64 W or mu (or a float64 direction) gave float64 results in silence;
+    Network refuses mixed dtypes, and now the objectives do too."""
+    rng = np.random.default_rng(0)
+    m = 1 if isinstance(objective, ocdl.LogisticCrossEntropy) else 3
+    YN = rng.standard_normal((5, 4)).astype(np.float32)
+    W, mu = rng.standard_normal((4, m)).astype(np.float32), np.zeros(m, np.float32)
+    C = objective.prepare_labels(np.arange(5) % 2, 2) if m == 1 else objective.prepare_labels(np.arange(5) % 3, 3)
+    with pytest.raises(TypeError, match=r"W \(float64\) must have the dtype of YN \(float32\)"):
+        objective.value_and_gradient(YN, W.astype(np.float64), mu, C)
+    with pytest.raises(TypeError, match=r"mu \(float64\) must have the dtype of YN \(float32\)"):
+        objective.value(YN, W, mu.astype(np.float64), C)
+    with pytest.raises(TypeError, match=r"dY \(float64\) must have the dtype of its point \(float32\)"):
+        objective.hessian_Y(YN, W, mu, C, YN.astype(np.float64))
+    with pytest.raises(TypeError, match=r"dW \(float64\) must have the dtype of its point \(float32\)"):
+        objective.hessian_W(YN, W, mu, C, W.astype(np.float64), mu)
+    assert objective.value_and_gradient(YN, W, mu, C)[1][0].dtype == np.float32

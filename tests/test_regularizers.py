@@ -242,3 +242,13 @@ def test_cupy_matches_numpy(case):
         out = method(xg)
         assert isinstance(out, cupy.ndarray)
         np.testing.assert_allclose(cupy.asnumpy(out), method(x), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("reg", [WeightDecay(), TimeSmoothness(4, 3, 0.1), SpatialSmoothness((3, 4)),
+                                 ChannelSmoothness(1, (3, 4))], ids=repr)
+def test_a_numpy_shift_keeps_float32(reg):
+    """A NumPy float64 shift promoted the float32 solve to float64 (a Python float did not)."""
+    r = np.random.default_rng(0).standard_normal(12).astype(np.float32)
+    z = reg.precondition(r, np.float64(0.5))
+    assert z.dtype == np.float32
+    np.testing.assert_allclose(z, reg.precondition(r.astype(np.float64), 0.5), rtol=1e-5)

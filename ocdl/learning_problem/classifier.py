@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..backend import Array, get_array_module
-from ..validation import check_array, check_positive
+from ..validation import check_positive
 
 if TYPE_CHECKING:
     from .problem import LearningProblem
@@ -52,7 +52,7 @@ class ClassifierProblem:
     def __init__(self, problem: LearningProblem, YN: Array, indices: Array | None, shift: float = 1e-2) -> None:
         self.problem, self.shift = problem, float(check_positive("shift", shift))
         _, self.C, self.count = problem.rows(indices)
-        self.YN = check_array("YN", YN, shape=(self.count, problem.n_features))
+        self.YN = problem.check_like_examples("YN", YN, (self.count, problem.n_features))
 
     def value(self, x: Array) -> float:
         r""":math:`S(Y_N W + e\mu^T, C) + \alpha_W R_W(W)` (+ the constant :math:`\alpha_\theta R(\theta)`, omitted)."""

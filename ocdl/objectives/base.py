@@ -483,9 +483,12 @@ def _transpose_times(A: Array, G: Array) -> Array:
 
 def _check_shapes(YN: Array, W: Array, mu: Array, C: Array | None = None) -> None:
     """Raise ValueError naming the argument unless YN (s, n), W (n, m), mu (m,), C (s, m) agree; TypeError
-    unless YN, W and mu are float32 or float64 arrays (float16 and complex were computed, lists failed inside)."""
+    unless YN, W and mu are float32 or float64 arrays (float16 and complex were computed, lists failed inside)
+    of one dtype (float32 features with a float64 classifier gave float64 results, as Network refuses)."""
     for name, x in (("YN", YN), ("W", W), ("mu", mu)):
         check_array(name, x, finite=False)
+        if x.dtype != YN.dtype:
+            raise TypeError(f"{name} ({x.dtype}) must have the dtype of YN ({YN.dtype})")
     shape_Y, shape_W, shape_mu = np.shape(YN), np.shape(W), np.shape(mu)
     if len(shape_Y) != 2:
         raise ValueError(f"YN must be 2-D (s x n, one example per row), got shape {shape_Y}")
@@ -505,5 +508,9 @@ def _check_shapes(YN: Array, W: Array, mu: Array, C: Array | None = None) -> Non
 
 
 def _check_like(name: str, d: Array, like: Array) -> None:
+    """Raise ValueError unless the direction ``d`` has ``like``'s shape, TypeError unless its dtype."""
     if np.shape(d) != like.shape:
         raise ValueError(f"{name} must have shape {like.shape}, got {np.shape(d)}")
+    if getattr(d, "dtype", None) != like.dtype:
+        raise TypeError(f"{name} ({getattr(d, 'dtype', type(d).__name__)}) must have the dtype of its point "
+                        f"({like.dtype})")

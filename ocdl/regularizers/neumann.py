@@ -79,10 +79,11 @@ def dct_solve(r: Array, diagonal: Array, axes: Sequence[int]) -> Array:
     return fft.idctn(r_hat / diagonal, type=2, axes=tuple(axes), norm="ortho")
 
 
-def check_shift(shift: float) -> None:
-    """The Neumann Laplacians are singular (constants); only ``shift > 0`` is solvable."""
+def check_shift(shift: float) -> float:
+    """``shift`` as a Python float (a NumPy float64 would promote float32 arrays); the Neumann Laplacians are
+    singular (constants), only ``shift > 0`` is solvable."""
     try:
-        check_positive("shift", shift)
+        return float(check_positive("shift", shift))
     except ValueError:
         raise ValueError(
             f"shift must be positive and finite: the Hessian is singular (constants lie in its "

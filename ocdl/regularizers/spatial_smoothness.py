@@ -103,7 +103,7 @@ class SpatialSmoothness(Regularizer):
 
         ``shift`` :math:`\sigma` must be positive (:math:`L^T L` annihilates constants).
         """
-        check_shift(shift)
+        shift = check_shift(shift)
         R = self._grid(r, "r")
         lam = eigenvalues(R.shape, self._axes, R)
         if self.operator == "laplacian":

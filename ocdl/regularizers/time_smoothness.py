@@ -56,7 +56,7 @@ class TimeSmoothness(Regularizer):
 
         ``shift`` :math:`\sigma` must be positive (:math:`D^T D` is singular).
         """
-        check_shift(shift)
+        shift = check_shift(shift)
         R = self._steps(r, "r")
         diagonal = eigenvalues(R.shape, (0,), R) / self.step_size + shift
         return dct_solve(R, diagonal, (0,)).reshape(r.shape)

@@ -27,4 +27,4 @@ class WeightDecay(Regularizer):
             raise ArgumentTypeError(f"shift must be a number > -1, got {shift!r}")
         if not shift > -1:
             raise ValueError(f"shift must be > -1 so that (1 + shift) I is invertible, got {shift}")
-        return check_array("r", r, finite=False) / (1.0 + shift)
+        return check_array("r", r, finite=False) / (1.0 + float(shift))  # float: a NumPy float64 promotes
