@@ -260,13 +260,17 @@ def save_params(path: str | os.PathLike, theta: Any, W: Any, mu: Any, settings: 
     Raises
     ------
     TypeError
-        If a parameter is not a floating-point array or ``settings`` not a dict.
+        If a parameter is not a floating-point array, the parameters' dtypes differ, or ``settings`` is not a
+        dict.
     ValueError
         If a parameter has the wrong dimensions or ``mu`` does not fit ``W``.
     """
     check_array("theta", theta, shape=(None,), finite=False)
     check_array("W", W, shape=(None, None), finite=False)
     check_array("mu", mu, shape=(W.shape[1],), finite=False)
+    for name, x in (("W", W), ("mu", mu)):
+        if x.dtype != theta.dtype:  # one precision per file: load_params hands back what was trained
+            raise TypeError(f"{name} ({x.dtype}) must have the dtype of theta ({theta.dtype})")
     if settings is not None and not isinstance(settings, dict):
         raise TypeError(f"settings must be a dict, got {type(settings).__name__}")
     tree = {"theta": theta, "W": W, "mu": mu}

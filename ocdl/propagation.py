@@ -102,7 +102,7 @@ class Network:
         ``Ks`` holds ``n_steps`` arrays of the transform's ``param_shape``
         (``n x n`` for a dense transform, ``n x m`` for Verlet) and ``bs``
         ``n_steps`` scalars; integer ``Ks`` become float64, float32 or float64 ones keep their dtype
-        (float16 and complex are refused).
+        (float16 and complex are refused, as are ``Ks`` of different dtypes).
         """
         transform = self._layer_transform()
         if len(Ks) != self.n_steps or len(bs) != self.n_steps:
@@ -119,6 +119,8 @@ class Network:
                     f"Ks[{j}] must have shape {tuple(transform.param_shape)} and bs[{j}] be a scalar, "
                     f"got shapes {tuple(K.shape)} and {getattr(bs[j], 'shape', ())}"
                 )
+            if rows and K.dtype != rows[0].dtype:  # concatenate would promote every step to float64
+                raise TypeError(f"Ks[{j}] ({K.dtype}) must have the dtype of Ks[0] ({rows[0].dtype})")
             rows.append(xp.concatenate([K.ravel(), xp.asarray([b], dtype=K.dtype).ravel()]))
         return xp.concatenate(rows)
 

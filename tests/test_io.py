@@ -203,6 +203,9 @@ def test_write_tree_rejects_what_it_cannot_store(tmp_path):
     (np.ones((3, 1)), np.ones((2, 1)), np.ones(1), ValueError, "theta must be 1-D"),
     (np.ones(3), np.ones((2, 2)), np.ones(1), ValueError, "mu must have shape 2"),
     (np.array(["a"]), np.ones((2, 1)), np.ones(1), TypeError, "theta must be a floating-point array"),
+    # mixed precisions were written as they came (a float64 theta beside a float32 classifier)
+    (np.ones(3), np.ones((2, 1), np.float32), np.ones(1), TypeError, r"W \(float32\) must have the dtype of theta"),
+    (np.ones(3, np.float32), np.ones((2, 1), np.float32), np.ones(1), TypeError, r"mu \(float64\) must have"),
 ])
 def test_save_params_checks_the_parameters(tmp_path, theta, W, mu, error, message):
     with pytest.raises(error, match=message):

@@ -321,3 +321,11 @@ def test_a_plain_steppers_layer_attribute_is_in_its_repr():
             self.layer, self.n_params = ocdl.Layer(ocdl.Dense(3), activation), 1
 
     assert repr(Two("tanh")) != repr(Two("relu")) and "layer=Layer(Dense(n_in=3, n_out=3), ReLU())" in repr(Two("relu"))
+
+
+def test_pack_refuses_matrices_of_different_dtypes():
+    """A float32 and a float64 matrix were packed into a float64 theta in silence."""
+    net = ocdl.network("resnet", 2, 2, 1.0)
+    with pytest.raises(TypeError, match=r"Ks\[1\] \(float64\) must have the dtype of Ks\[0\] \(float32\)"):
+        net.pack([np.eye(2, dtype=np.float32), np.eye(2)], [0.0, 0.0])
+    assert net.pack([np.eye(2, dtype=np.float32)] * 2, [0.0, 0.0]).dtype == np.float32
