@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from .backend import asnumpy
-from .validation import check_array, is_integer
+from .validation import check_array, check_dtype_of, is_integer
 
 FORMAT_VERSION = 2
 """Version 2 added the checksums; version 1 files are still read."""
@@ -268,9 +268,8 @@ def save_params(path: str | os.PathLike, theta: Any, W: Any, mu: Any, settings: 
     check_array("theta", theta, shape=(None,), finite=False)
     check_array("W", W, shape=(None, None), finite=False)
     check_array("mu", mu, shape=(W.shape[1],), finite=False)
-    for name, x in (("W", W), ("mu", mu)):
-        if x.dtype != theta.dtype:  # one precision per file: load_params hands back what was trained
-            raise TypeError(f"{name} ({x.dtype}) must have the dtype of theta ({theta.dtype})")
+    for name, x in (("W", W), ("mu", mu)):  # one precision per file: load_params hands back what was trained
+        check_dtype_of(name, x, "theta", theta)
     if settings is not None and not isinstance(settings, dict):
         raise TypeError(f"settings must be a dict, got {type(settings).__name__}")
     tree = {"theta": theta, "W": W, "mu": mu}

@@ -30,7 +30,14 @@ from ._workspace import Workspace, temporaries
 from .backend import asnumpy, get_array_module
 from .memory import MemoryPolicy, StoreAll, Trajectory, propagate
 from .steppers import Stepper
-from .validation import PropagationError, check_array, check_nonnegative, check_positive, random_generator
+from .validation import (
+    PropagationError,
+    check_array,
+    check_dtype_of,
+    check_nonnegative,
+    check_positive,
+    random_generator,
+)
 
 
 class Network:
@@ -119,8 +126,8 @@ class Network:
                     f"Ks[{j}] must have shape {tuple(transform.param_shape)} and bs[{j}] be a scalar, "
                     f"got shapes {tuple(K.shape)} and {getattr(bs[j], 'shape', ())}"
                 )
-            if rows and K.dtype != rows[0].dtype:  # concatenate would promote every step to float64
-                raise TypeError(f"Ks[{j}] ({K.dtype}) must have the dtype of Ks[0] ({rows[0].dtype})")
+            if rows:  # concatenate would promote every step to float64
+                check_dtype_of(f"Ks[{j}]", K, "Ks[0]", rows[0])
             rows.append(xp.concatenate([K.ravel(), xp.asarray([b], dtype=K.dtype).ravel()]))
         return xp.concatenate(rows)
 

@@ -107,6 +107,15 @@ def is_real(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
+def check_dtype_of(name: str, x: Any, of: str, like: Any) -> None:
+    """Raise TypeError unless ``x`` has the dtype of ``like`` (named ``of`` in the message): one precision
+    throughout, where NumPy would promote float32 to float64 in silence."""
+    dtype = getattr(x, "dtype", None)
+    if dtype != like.dtype:
+        raise TypeError(f"{name} ({type(x).__name__ if dtype is None else dtype}) must have the dtype of {of} "
+                        f"({like.dtype})")
+
+
 def random_generator(name: str, seed: Any) -> np.random.Generator:
     """``numpy.random.default_rng(seed)``, with an error naming ``name`` for a seed NumPy refuses (its own
     messages name no argument) or a bool (which NumPy would take for 0 or 1)."""

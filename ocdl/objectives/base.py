@@ -31,7 +31,7 @@ from numpy.typing import DTypeLike
 
 from .._threads import row_blocks
 from ..backend import Array, get_array_module
-from ..validation import check_array
+from ..validation import check_array, check_dtype_of
 from .labels import check_n_classes, one_hot
 
 
@@ -487,8 +487,7 @@ def _check_shapes(YN: Array, W: Array, mu: Array, C: Array | None = None) -> Non
     of one dtype (float32 features with a float64 classifier gave float64 results, as Network refuses)."""
     for name, x in (("YN", YN), ("W", W), ("mu", mu)):
         check_array(name, x, finite=False)
-        if x.dtype != YN.dtype:
-            raise TypeError(f"{name} ({x.dtype}) must have the dtype of YN ({YN.dtype})")
+        check_dtype_of(name, x, "YN", YN)
     shape_Y, shape_W, shape_mu = np.shape(YN), np.shape(W), np.shape(mu)
     if len(shape_Y) != 2:
         raise ValueError(f"YN must be 2-D (s x n, one example per row), got shape {shape_Y}")
@@ -511,6 +510,4 @@ def _check_like(name: str, d: Array, like: Array) -> None:
     """Raise ValueError unless the direction ``d`` has ``like``'s shape, TypeError unless its dtype."""
     if np.shape(d) != like.shape:
         raise ValueError(f"{name} must have shape {like.shape}, got {np.shape(d)}")
-    if getattr(d, "dtype", None) != like.dtype:
-        raise TypeError(f"{name} ({getattr(d, 'dtype', type(d).__name__)}) must have the dtype of its point "
-                        f"({like.dtype})")
+    check_dtype_of(name, d, "its point", like)
