@@ -458,9 +458,9 @@ def _compare(args: argparse.Namespace) -> int:
             data = load_data(all_settings[0], args.reduction)
         for settings in all_settings:
             _check_request(settings, data, args.force, args.reduction)
-        hint = f"ocdl compare --resume {out}"
-        args.reduction.on_rank0(lambda: _claim_folder("compare", out, args.overwrite, COMPARISON_FILES, hint))
         args.resume_hint = f"ocdl compare --resume {out}"
+        args.reduction.on_rank0(lambda: _claim_folder("compare", out, args.overwrite, COMPARISON_FILES,
+                                                      args.resume_hint))
         _, table = compare(args.problem, steppers, out, progress=_progress(args),
                            checkpoint_every=args.checkpoint_every, reduction=args.reduction, **overrides)
     print(table)
