@@ -31,6 +31,33 @@ def test_taylor_test_of_a_scalar_function():
     assert not wrong.passed and wrong.rate1 == pytest.approx(1.0, abs=0.05)
 
 
+def test_taylor_test_resolution_says_which_errors_it_sees():
+    """An error of Jv well above the reported resolution fails, one well below passes; a failed test's
+    resolution estimates the error; float32's resolution is above 1%, the error it lets through."""
+    rng = np.random.default_rng(1)
+    x, v = rng.standard_normal(50), rng.standard_normal(50)
+    exact = np.cos(x) * v
+    resolution = taylor_test(np.sin, x, v, exact).resolution
+    assert 0 < resolution < 1e-2
+    for delta in (resolution / 20, 20 * resolution):
+        wrong = exact + delta * np.linalg.norm(exact) * rng.standard_normal(50) / np.sqrt(50)
+        result = taylor_test(np.sin, x, v, wrong)
+        assert result.passed == (delta < resolution), (delta, resolution, result)
+    delta = 0.05
+    result = taylor_test(np.sin, x, v, (1 + delta) * exact)
+    assert not result.passed and result.resolution == pytest.approx(delta / (1 + delta), rel=0.2)
+    assert "off by about" in str(result)
+    x32, v32 = x.astype(np.float32), v.astype(np.float32)
+    net = ocdl.network("resnet", width=4, n_steps=8, final_time=2.0)
+    theta = net.init_params(rng=0).astype(np.float32)
+    Y0 = rng.standard_normal((20, 4)).astype(np.float32)
+    dtheta = rng.standard_normal(net.n_params).astype(np.float32)
+    Jv = net.jvp(theta, Y0, dtheta)
+    result = taylor_test(lambda t: net.forward(t, Y0), theta, dtheta, 1.01 * Jv)
+    assert result.passed and result.resolution > 0.01 and "would not show" in str(result)  # the float32 hole
+    assert np.isnan(taylor_test(lambda y: y * 0.0, x32, v32, 0.0 * v32).resolution)  # J v = 0: no relative error
+
+
 def test_taylor_test_keeps_float32_arguments():
     seen = []
 
@@ -342,7 +369,7 @@ def _classifier_data(m, dtype=np.float64):
 def test_check_objective_passes(objective):
     assert ocdl.check_objective(objective, *_classifier_data(3)).passed
     report = ocdl.check_objective(objective, *_classifier_data(3, np.float32))
-    assert report.passed and "float32: gradient" in report.results, str(report)
+    assert report.passed and {"float32: gradient", "float32: hessian_Y", "float32: hessian_W"} <= set(report.results)
     # the title names the objective, not "<ocdl.objectives....SoftmaxCrossEntropy object at 0x7f...>"
     assert str(report).startswith(f"check_objective({type(objective).__name__}()): passed"), str(report)
 
@@ -356,6 +383,31 @@ def test_check_objective_catches_planted_bugs():
     bad = ocdl.check_objective(StaleLogits(), *_classifier_data(3))
     assert not bad.results["value_and_gradient_W"].passed
     assert bad.results["hessian_W"].passed and bad.results["value_and_gradient"].passed
+
+
+class HessianInFloat64(ocdl.SoftmaxCrossEntropy):
+    """Float32 data, float64 Hessian products: the float64 derivative tests cannot see it."""
+
+    def hessian_Y(self, YN, W, mu, C, dY):
+        return super().hessian_Y(*(a.astype(np.float64) for a in (YN, W, mu, C, dY)))
+
+    def hessian_W(self, YN, W, mu, C, dW, dmu, logits=None):
+        return super().hessian_W(*(a.astype(np.float64) for a in (YN, W, mu, C, dW, dmu)))
+
+
+class HessianRoundedToHalf(ocdl.WeightDecay):
+    def hessian_matvec(self, v):
+        product = super().hessian_matvec(v)
+        return product.astype(np.float16).astype(np.float32) if v.dtype == np.float32 else product
+
+
+def test_float32_rows_cover_the_hessian_products():
+    report = ocdl.check_objective(HessianInFloat64(), *_classifier_data(3, np.float32))
+    failed = {name for name, result in report.results.items() if not result.passed}
+    assert failed == {"float32: hessian_Y", "float32: hessian_W"}, str(report)
+    x = np.random.default_rng(7).standard_normal(12).astype(np.float32)
+    report = ocdl.check_regularizer(HessianRoundedToHalf(), x)
+    assert [name for name, result in report.results.items() if not result.passed] == ["float32: hessian_matvec"]
 
 
 class LooseShift(ocdl.WeightDecay):

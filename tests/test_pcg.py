@@ -117,6 +117,21 @@ def test_float32():
     assert np.linalg.norm(result.x - x_direct) <= 1e-2 * np.linalg.norm(x_direct)
 
 
+def test_float32_success_at_an_unreachable_rtol_is_judged_on_the_true_residual():
+    """cond(A) = 1e4 in float32: the recursive residual falls to ~1e-9, b - A x stays near 1e-4."""
+    rng = np.random.default_rng(0)
+    Q, _ = np.linalg.qr(rng.standard_normal((200, 200)))
+    A = ((Q * np.logspace(0, 4, 200)) @ Q.T).astype(np.float32)
+    b = rng.standard_normal(200).astype(np.float32)
+    result = pcg(lambda v: A @ v, b, rtol=1e-9, maxiter=2000)
+    true_rel = np.linalg.norm(b - A @ result.x) / np.linalg.norm(b)
+    assert result.residual_history[-1] <= 1e-9 < true_rel  # the recursive residual met rtol ...
+    assert not result.success and result.rel_residual == pytest.approx(true_rel, rel=1e-3)  # ... the true did not
+    A = ((Q * np.logspace(0, 2, 200)) @ Q.T).astype(np.float32)  # cond 100: 1e-5 is reachable
+    reachable = pcg(lambda v: A @ v, b, rtol=1e-5, maxiter=2000)  # below sqrt(eps): checked, and passes
+    assert reachable.success and np.linalg.norm(b - A @ reachable.x) <= 1e-5 * np.linalg.norm(b)
+
+
 @pytest.mark.parametrize(
     ("options", "match"),
     [

@@ -315,7 +315,10 @@ def check_objective(
     * the dot tests of both Hessians against themselves (symmetry);
     * ``value_and_gradient`` against ``value`` and ``gradient``;
       ``value_and_gradient_W`` and ``hessian_W`` from its logits against
-      them and ``hessian_W``.
+      them and ``hessian_W``;
+    * for float32 data, ``value``, ``gradient``, ``hessian_Y`` and ``hessian_W``
+      computed in float32 against float64 (``float32: ...`` rows: float32
+      results within ``1e3`` float32 epsilons); the tests above run in float64.
     """
     rng = random_generator("rng", rng)
     dtype = YN.dtype
@@ -357,11 +360,13 @@ def check_objective(
             100 * np.finfo(float).eps,
         ),
     }
-    maps = {
-        "value": objective.value,
-        "gradient": objective.gradient,
+    maps = {  # at (YN, W, mu, C) along the directions (vY, vW, vmu)
+        "value": lambda Y, W, mu, C, *_: objective.value(Y, W, mu, C),
+        "gradient": lambda Y, W, mu, C, *_: objective.gradient(Y, W, mu, C),
+        "hessian_Y": lambda Y, W, mu, C, vY, *_: objective.hessian_Y(Y, W, mu, C, vY),
+        "hessian_W": lambda Y, W, mu, C, _, vW, vmu: objective.hessian_W(Y, W, mu, C, vW, vmu),
     }
-    notes = precision_rows(results, dtype, maps, (YN, W, mu, C))
+    notes = precision_rows(results, dtype, maps, (YN, W, mu, C, vY, *vWmu))
     return CheckReport(f"check_objective({describe(objective)})", results, notes)
 
 
@@ -374,7 +379,9 @@ def check_regularizer(
       against ``hessian_matvec``;
     * the dot test of ``hessian_matvec`` against itself (symmetry);
     * ``precondition`` solves :math:`(H + \sigma I) z = r` for the shifts
-      :data:`PRECONDITION_SHIFTS` (relative residual at most ``1e-8``).
+      :data:`PRECONDITION_SHIFTS` (relative residual at most ``1e-8``);
+    * for a float32 ``x``, ``value``, ``gradient``, ``hessian_matvec`` and ``precondition``
+      computed in float32 against float64 (``float32: ...`` rows); the tests above run in float64.
     """
     sample("x", x)
     rng = random_generator("rng", rng)
@@ -395,6 +402,7 @@ def check_regularizer(
     maps = {
         "value": regularizer.value,
         "gradient": regularizer.gradient,
+        "hessian_matvec": regularizer.hessian_matvec,
         "precondition": lambda y: regularizer.precondition(y, 1.0),
     }
     notes = precision_rows(results, dtype, maps, (x,))
