@@ -308,11 +308,11 @@ class Network:
         # the forms before the forward sweep, so that bad input fails at once (theta's entries: in the sweep)
         steps = self.theta_steps(theta, finite=False)
         dsteps = self.theta_steps(dtheta, "dtheta")
-        _same_dtype("dtheta", dtheta, theta)
+        check_dtype_of("dtheta", dtheta, "theta", theta)
         if dY0 is None:
             dY0 = xp.zeros_like(Y0)
         else:
-            _same_dtype("dY0", check_array("dY0", dY0, shape=Y0.shape), Y0)
+            check_dtype_of("dY0", check_array("dY0", dY0, shape=Y0.shape), "Y0", Y0)
         if trajectory is None:
             with self.trajectory(theta, Y0) as traj:
                 return self.jvp(theta, Y0, dtheta, dY0, trajectory=traj)
@@ -342,7 +342,7 @@ class Network:
         xp = get_array_module(theta, Y0)
         steps = self.theta_steps(theta, finite=False)
         YN = self.stepper.output(trajectory.final_state)
-        _same_dtype("lam", check_array("lam", lam, shape=YN.shape), YN)
+        check_dtype_of("lam", check_array("lam", lam, shape=YN.shape), "Y_N", YN)
         lam_state = self.stepper.output_vjp(trajectory.final_state, lam)
         if trajectory.sweep is not None:  # the stepper's sweep in one piece (Stepper.sweep)
             lam_state, grad = trajectory.sweep.vjp(steps, lam_state)
@@ -384,12 +384,6 @@ class Network:
             f"Network({self.stepper!r}, n_steps={self.n_steps}, final_time={self.final_time}, "
             f"memory={self.memory!r})"
         )
-
-
-def _same_dtype(name: str, x: Any, like: Any) -> None:
-    """A direction or cotangent must have the dtype of what it perturbs (no silent loss of precision)."""
-    if x.dtype != like.dtype:
-        raise TypeError(f"{name} must have the dtype of the network's data ({like.dtype}), got {x.dtype}")
 
 
 def _linear_operator_class(xp):

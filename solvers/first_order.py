@@ -104,7 +104,8 @@ class SGD(_MiniBatch):
     max_epochs : int
         Number of epochs of a run (the iterations of the history); default 50.
     batch_size : int
-        Examples per mini-batch (the last may be smaller); default 32.
+        Examples per mini-batch (the last may be smaller; one batch of all examples if larger than the
+        training set); default 32.
     learning_rate : float
         :math:`\eta > 0`; default 0.01.
     momentum : float
