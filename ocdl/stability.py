@@ -183,7 +183,8 @@ def layer_growth_diagnosis(layer: Layer, theta: Any, Y: Any, h: float | None = N
     of ``Y`` (eq. 3.7, :func:`layer_eigenvalues`; positive: the ODE itself
     grows, so a smaller step alone will not help), and with ``h`` also the
     forward Euler factor :math:`\max|1 + h\lambda|` (eq. 3.9,
-    :func:`euler_factor`). A stepper's :meth:`~ocdl.Stepper.diagnose` uses it.
+    :func:`euler_factor`; above 1 with :math:`\max \operatorname{Re}\lambda \le 0`:
+    the ODE does not grow, the step is too long). A stepper's :meth:`~ocdl.Stepper.diagnose` uses it.
 
     Parameters
     ----------
@@ -212,7 +213,13 @@ def layer_growth_diagnosis(layer: Layer, theta: Any, Y: Any, h: float | None = N
     growth = float(eigenvalues.real.max()) + 0.0  # + 0.0: -0.0 (antisymmetric K, gamma 0) reads "0"
     euler_part = ("" if h is None else f"max|1 + h lambda| = {euler_factor(eigenvalues, h):.3g} (forward Euler is "
                   "stable when <= 1, paper eq. 3.9) and ")
-    ending = "; with Re lambda > 0 the layer itself grows, a smaller step alone will not help." if growth > 0 else "."
+    if growth > 0:
+        ending = "; with Re lambda > 0 the layer itself grows, a smaller step alone will not help."
+    elif h is not None and euler_factor(eigenvalues, h) > 1:
+        ending = ("; with max Re lambda <= 0 the ODE does not grow here: the step is too long for it, a smaller "
+                  "one helps.")
+    else:
+        ending = "."
     return (f"Its layer Jacobian diag(sigma') K^T at the step's input has {euler_part}"
             f"max Re lambda = {growth:.3g}{ending}")
 

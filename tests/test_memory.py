@@ -101,6 +101,90 @@ def test_reversible_rejects_irreversible_steppers(kind):
     assert type(net.stepper).__name__ in str(info.value)
 
 
+class DampedVerlet(ocdl.LayerStepper):
+    r"""Y'' = sigma(Y K + b) - gamma Y' as velocity Verlet between exact damping half-steps, state (Y, V):
+    V1 = e V, V2 = V1 + h/2 F(Y), Y+ = Y + h V2, V+ = e (V2 + h/2 F(Y+)), e = exp(-gamma h / 2). Exactly
+    invertible, but the reversal multiplies round-off by about exp(gamma T) (the forward contracts V)."""
+
+    reversible = True
+
+    def __init__(self, layer, gamma):
+        super().__init__(layer)
+        self.gamma = gamma
+
+    def init(self, Y0):
+        return (Y0, np.zeros_like(Y0))
+
+    def init_vjp(self, lam):
+        return lam[0]
+
+    def step(self, state, theta, h):
+        Y, V = state
+        e = np.exp(-0.5 * self.gamma * h)
+        V2, Da = self.layer.step(theta, Y, e * V, 0.5 * h)
+        Y_next = Y + h * V2
+        V3, Db = self.layer.step(theta, Y_next, V2, 0.5 * h)
+        return (Y_next, e * V3), (Y_next, Da, Db)
+
+    def step_jvp(self, state, theta, h, dstate, dtheta, cache):
+        (Y, _), (dY, dV), (Y_next, Da, Db) = state, dstate, cache
+        e = np.exp(-0.5 * self.gamma * h)
+        dV2 = self.layer.step_jvp(theta, Y, Da, dY, dtheta, e * dV)
+        dY_next = dY + h * dV2
+        return (dY_next, e * self.layer.step_jvp(theta, Y_next, Db, dY_next, dtheta, dV2))
+
+    def step_vjp(self, state, theta, h, lam, cache):
+        (Y, _), (LY, LV), (Y_next, Da, Db) = state, lam, cache
+        e = np.exp(-0.5 * self.gamma * h)
+        lam_Y_next, g2 = self.layer.step_vjp(theta, Y_next, Db, e * LV, LY)
+        lam_V2 = e * LV + h * lam_Y_next
+        lam_Y, g1 = self.layer.step_vjp(theta, Y, Da, lam_V2, lam_Y_next)
+        return (lam_Y, e * lam_V2), g1 + g2
+
+    def reverse_step(self, state_next, theta, h):
+        Y_next, V_next = state_next
+        e = np.exp(-0.5 * self.gamma * h)
+        V2, Db = self.layer.step(theta, Y_next, V_next / e, -0.5 * h)
+        Y = Y_next - h * V2
+        V1, Da = self.layer.step(theta, Y, V2, -0.5 * h)
+        return (Y, V1 / e), (Y_next, -Da, -Db)
+
+
+def test_reversible_refuses_a_reversal_that_amplifies_round_off():
+    """gamma T = 80: the rebuilt x_0 is off by orders of magnitude, and the gradient was wrong by about 100%
+    in silence; gamma T = 8: the reversal stays at round-off and the gradient agrees with StoreAll."""
+    Y0 = np.random.default_rng(0).standard_normal((20, 3))
+    layer = ocdl.Layer(ocdl.Dense(3))
+    assert ocdl.check_stepper(DampedVerlet(layer, 0.5), Y0[:4]).passed  # the stepper and its reversal are right
+    for gamma, final_time in ((0.5, 16.0), (5.0, 16.0)):
+        stored = ocdl.Network(DampedVerlet(layer, gamma), 64, final_time)
+        theta = stored.init_params(rng=0)
+        lam = stored.forward(theta, Y0)
+        gradient = stored.vjp(theta, Y0, lam)
+        reversed_net = ocdl.Network(DampedVerlet(layer, gamma), 64, final_time, memory=Reversible())
+        with reversed_net.trajectory(theta, Y0) as trajectory:
+            if gamma * final_time < 10:
+                assert trajectory.drift is None  # before a reversal
+                np.testing.assert_allclose(reversed_net.vjp(theta, Y0, lam, trajectory=trajectory), gradient,
+                                           rtol=1e-10, atol=1e-12)
+                assert trajectory.drift < 1e-10
+                continue
+            with pytest.raises(ocdl.PropagationError, match=r"DampedVerlet.reverse_step drifted .* StoreAll\(\)"):
+                reversed_net.vjp(theta, Y0, lam, trajectory=trajectory)
+            assert trajectory.drift > 1.0
+    report = ocdl.check_stepper(DampedVerlet(layer, 5.0), Y0[:4], h=0.25, n_steps=64)  # at the network's h and N
+    assert [name for name, result in report.results.items() if not result.passed] == ["network: Reversible = stored"]
+    assert "drifted" in str(report)
+
+
+@pytest.mark.parametrize("kind", REVERSIBLE_KINDS)
+def test_reversible_drift_of_the_built_in_steppers_is_round_off(kind):
+    net, theta, Y0, *_ = make(kind, Reversible(), n_steps=256)
+    with net.trajectory(theta, Y0) as trajectory:
+        net.vjp(theta, Y0, Y0, trajectory=trajectory)
+        assert trajectory.drift < 1e-11
+
+
 @pytest.mark.parametrize("n_steps", [1, 2, 13])
 def test_single_and_long_chains(n_steps, tmp_path):
     policies = [("rk4", Recompute(2)), ("resnet", HDF5(path=tmp_path, chunk_steps=4)), ("verlet", Reversible())]

@@ -166,4 +166,4 @@ def test_the_blow_up_diagnosis_prints_a_zero_growth_as_0_not_minus_0(monkeypatch
     monkeypatch.setattr(stability, "layer_eigenvalues", lambda layer, theta, Y: np.array([-0.0 + 1j, -0.0 - 1j]))
     layer = ocdl.Layer(ocdl.Dense(2), "identity")
     message = stability.layer_growth_diagnosis(layer, np.zeros(layer.n_params), np.ones((3, 2)), 0.5)
-    assert message.endswith("max Re lambda = 0.") and "-0" not in message, message
+    assert "max Re lambda = 0;" in message and "-0" not in message, message

@@ -157,3 +157,21 @@ def test_steppers_whose_state_passes_through_k_need_a_square_transform(kind):
                                          r"passes through K\), got Dense\(n_in=3, n_out=2\) of 3 x 2"):
         kind(ocdl.Layer(ocdl.Dense(3, 2)))
     assert ocdl.Verlet(ocdl.Layer(ocdl.Dense(3, 2))).n_features == 3  # Verlet's state has a part of each width
+
+
+def test_verlet_step_preserves_volume_and_is_symplectic_only_for_a_hamiltonian_force():
+    """The step's Jacobian M on one example's (Y, Z), from step_jvp: det M = 1 always (two shears);
+    M^T J M = J for the identity activation with a symmetric K (forces from H = (Y K Y^T + Z K Z^T) / 2 + b sum(Y + Z)),
+    not for a general K or tanh (what the docstring says)."""
+    rng = np.random.default_rng(0)
+    J = np.block([[np.zeros((2, 2)), np.eye(2)], [-np.eye(2), np.zeros((2, 2))]])
+    A = rng.standard_normal((2, 2))
+    for activation, K, hamiltonian in [("identity", A + A.T, True), ("identity", A, False), ("tanh", A, False)]:
+        stepper = ocdl.Verlet(ocdl.Layer(ocdl.Dense(2), activation))
+        theta, state = np.append(K.ravel(), 0.2), (rng.standard_normal((1, 2)), rng.standard_normal((1, 2)))
+        cache = stepper.step(state, theta, 0.3)[1]
+        M = np.column_stack([np.concatenate(stepper.step_jvp(state, theta, 0.3, (e[None, :2], e[None, 2:]),
+                                                             np.zeros_like(theta), cache), axis=1)[0]
+                             for e in np.eye(4)])
+        assert np.linalg.det(M) == pytest.approx(1.0, abs=1e-13)
+        assert (np.abs(M.T @ J @ M - J).max() < 1e-14) == hamiltonian, (activation, hamiltonian)

@@ -55,7 +55,7 @@ State = tuple
 
 
 class Stepper:
-    """Base class of time steppers; see the module docstring for the contract.
+    """Base class of time steppers; the contract: :mod:`ocdl.steppers.base` (above in the API reference).
 
     A subclass that changes :meth:`step` of a stepper it derives from (a damped
     :class:`~ocdl.ResNet`, say) without writing :meth:`advance` gets the

@@ -49,6 +49,6 @@ class ResNet(LayerStepper):
         of the layer Jacobian at the step's input (:func:`~ocdl.stability.layer_growth_diagnosis`), and the
         advice to use a smaller step or a stable stepper."""
         stable = "verlet" if isinstance(self.layer.transform, Antisymmetric) else "antisymmetric, verlet"
-        advice = (f"Use a smaller step (more steps or a smaller final_time), smaller weights or a stable stepper "
-                  f"({stable}).")
+        advice = (f"Use a smaller step (more steps or a smaller final_time), smaller weights or, where the layer "
+                  f"itself grows, a stable stepper ({stable}).")
         return " ".join(filter(None, (layer_growth_diagnosis(self.layer, theta, self.output(state), h), advice)))

@@ -8,7 +8,7 @@ from .base import LayerStepper
 
 
 class Verlet(LayerStepper):
-    r"""Symplectic Verlet steps for :math:`\dot Y = \sigma(Z K^T + b)`, :math:`\dot Z = -\sigma(Y K + b)`.
+    r"""Verlet steps for :math:`\dot Y = \sigma(Z K^T + b)`, :math:`\dot Z = -\sigma(Y K + b)`.
 
     In row convention with :math:`K_j` of size ``n x m`` (a transform from
     width ``n`` to width ``m``):
@@ -22,8 +22,13 @@ class Verlet(LayerStepper):
     :math:`Z(-h/2)` is :math:`\tfrac h2 \sigma(Y_0 K_0 + b_0) + O(h^2)`, so the
     network is first-order accurate in :math:`h`, measured order 1.00,
     although each interior step is second order); the state is :math:`x_j = (Y_j, Z_{j-1/2})` and
-    the output :math:`Y_N`. Each half-step is a shear, so the step is exactly
-    invertible (:meth:`reverse_step`).
+    the output :math:`Y_N`. Each half-step is a shear, so the step preserves
+    volume (its Jacobian has determinant 1) and is exactly invertible
+    (:meth:`reverse_step`). It is symplectic only where the two forces derive from
+    one Hamiltonian, e.g. the identity activation with a symmetric square
+    :math:`K_j` (measured :math:`\max |M^T J M - J| = 10^{-16}` for the step's
+    Jacobian :math:`M`, one step of 2 features), not in general: 0.23 for a random
+    :math:`K_j`, 0.21 with tanh; "Hamiltonian network" is the paper's name for the structure of the system.
 
     Transposed step, with :math:`\lambda_{j+1} = (L_Y, L_Z)`:
     :math:`\Lambda = L_Z + h F'^{T}_{Z}[L_Y]` (through the second half-step),

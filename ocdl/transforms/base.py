@@ -46,7 +46,7 @@ from ..validation import missing_method
 
 
 class Transform:
-    """Base class of layer transforms; see the module docstring for the contract."""
+    """Base class of layer transforms; the contract: :mod:`ocdl.transforms.base` (above in the API reference)."""
 
     n_in: int
     n_out: int
