@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> Path:
     print(f"{'solver':<20}{'iterations':>11}{'sweeps':>8}{'seconds':>9}  {'rel. error':>10}  message")
     for name in ("Gauss-Newton-PCG", "steepest descent"):
         p = problem.with_alpha(dp.alpha)
-        x0 = np.zeros(setup.n_params)
+        x0 = p.theta0
         misfit0, p.n_solves = p.misfit(x0), 0
         tic = time.perf_counter()
         if name == "Gauss-Newton-PCG":

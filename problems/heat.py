@@ -43,8 +43,20 @@ import ocdl
 from ocdl.validation import check_positive
 
 
+def _floats(name: str, values: Any) -> np.ndarray:
+    """``values`` as a non-empty 1-D float64 array of finite numbers (positions), or an error naming ``name``."""
+    try:
+        array = np.atleast_1d(np.asarray(values, dtype=np.float64))
+    except (TypeError, ValueError):
+        array = None
+    if array is None or array.ndim != 1 or array.size == 0 or not np.isfinite(array).all():
+        raise ValueError(f"{name} must be a non-empty sequence of finite numbers, got {values!r}")
+    return array
+
+
 def grid(n: int) -> np.ndarray:
-    r"""The interior nodes :math:`x_i = i/(n + 1)`, :math:`i = 1, \dots, n`."""
+    r"""The interior nodes :math:`x_i = i/(n + 1)`, :math:`i = 1, \dots, n` (``n`` an integer >= 1)."""
+    n = check_positive("n", n, integer=True)
     return np.arange(1, n + 1) / (n + 1)
 
 
@@ -55,7 +67,7 @@ def laplacian(n: int) -> sp.csc_matrix:
     :math:`\mu_k = -\frac{4}{\Delta x^2} \sin^2\frac{k \pi \Delta x}{2}
     = -(k\pi)^2 + O(\Delta x^2)`.
     """
-    dx = 1.0 / (n + 1)
+    dx = 1.0 / (check_positive("n", n, integer=True) + 1)
     return sp.diags([1.0, -2.0, 1.0], [-1, 0, 1], shape=(n, n), format="csc") / dx**2
 
 
@@ -66,8 +78,12 @@ def laplacian_eigenvalue(n: int, k: int) -> float:
 
 
 def gaussian_profiles(x: np.ndarray, centres: Any, width: float) -> np.ndarray:
-    r"""Source profiles :math:`g_k(x) = \exp(-(x - c_k)^2 / (2 w^2))`, one per row (``p x n``)."""
-    centres = np.asarray(centres, dtype=np.float64)
+    r"""Source profiles :math:`g_k(x) = \exp(-(x - c_k)^2 / (2 w^2))`, one per row (``p x n``).
+
+    ``centres``: one or more finite numbers; ``width``: :math:`w > 0`.
+    """
+    centres = _floats("centres", centres)
+    width = check_positive("width", width)
     return np.exp(-((x[None, :] - centres[:, None]) ** 2) / (2.0 * width**2))
 
 
@@ -75,9 +91,9 @@ def sensor_matrix(x: np.ndarray, sensors: Any) -> sp.csr_matrix:
     r"""Linear interpolation :math:`P \in \mathbb{R}^{m \times n}` from the nodes ``x`` to the sensors.
 
     The boundary values are zero, so a sensor between the wall and the first
-    (last) node weighs that node only.
+    (last) node weighs that node only. ``sensors``: one or more positions in :math:`[0, 1]`.
     """
-    sensors = np.asarray(sensors, dtype=np.float64)
+    sensors = _floats("sensors", sensors)
     nodes = np.concatenate([[0.0], x, [1.0]])  # with the Dirichlet walls
     if sensors.min() < 0.0 or sensors.max() > 1.0:
         raise ValueError(f"sensors must lie in [0, 1], got {sensors}")
@@ -97,11 +113,16 @@ def _times_transpose(U: np.ndarray, A: sp.spmatrix) -> np.ndarray:
 
 
 class _HeatStepper(ocdl.Stepper):
-    """What both schemes share: the grid, the profiles ``G`` and the source terms."""
+    """What both schemes share: the grid, the profiles ``G`` and the source terms.
+
+    The matrices are float64; a float32 state or control meets float32 copies of them
+    (:meth:`matrix`, made once per dtype), so that float32 fields stay float32.
+    """
 
     def __init__(self, n: int, kappa: float, profiles: np.ndarray) -> None:
+        n = check_positive("n", n, integer=True)
         profiles = np.atleast_2d(np.asarray(profiles, dtype=np.float64))
-        if profiles.shape[1] != n:
+        if profiles.ndim != 2 or profiles.shape[1] != n:
             raise ValueError(f"profiles must be p x n = p x {n}, got shape {profiles.shape}")
         kappa = check_positive("kappa", kappa)
         self.n_features = int(n)
@@ -110,18 +131,28 @@ class _HeatStepper(ocdl.Stepper):
         self.n_params = profiles.shape[0]
         self.L = laplacian(n)
         self.LT = self.L.T.tocsc()
+        self._copies: dict = {}
+
+    def matrix(self, name: str, dtype: Any) -> Any:
+        """The attribute ``name`` (``"G"``, ``"L"``, ``"LT"``) in ``dtype``: float64 itself, else a copy kept."""
+        if np.dtype(dtype) == np.float64:
+            return getattr(self, name)
+        key = (name, np.dtype(dtype))
+        if key not in self._copies:
+            self._copies[key] = getattr(self, name).astype(dtype)
+        return self._copies[key]
 
     def source(self, theta: np.ndarray) -> np.ndarray:
         r""":math:`f_j = \theta_j G` (``1 x n``, added to every row of the state)."""
-        return (theta @ self.G)[None, :]
+        return (theta @ self.matrix("G", theta.dtype))[None, :]
 
     def source_vjp(self, lam: np.ndarray) -> np.ndarray:
         r"""Transpose of :meth:`source` over all rows: :math:`G \sum_i \lambda_i`."""
-        return self.G @ lam.sum(axis=0)
+        return self.matrix("G", lam.dtype) @ lam.sum(axis=0)
 
     def max_stable_step(self) -> float:
         r"""Forward Euler's limit :math:`h \le 2 / (\kappa |\mu_n|) \approx \Delta x^2 / (2\kappa)`."""
-        return 2.0 / (self.kappa * abs(laplacian_eigenvalue(self.n_features, self.n_features)))
+        return 2.0 / (self.kappa * abs(float(laplacian_eigenvalue(self.n_features, self.n_features))))
 
     def init_params(self, rng, scale=1.0, dtype=None):
         return scale * rng.standard_normal(self.n_params).astype(np.float64 if dtype is None else dtype)
@@ -147,15 +178,15 @@ class ExplicitHeat(_HeatStepper):
 
     def step(self, state, theta, h):
         (U,) = state
-        return (U + h * (self.kappa * _times_transpose(U, self.L) + self.source(theta)),), None
+        return (U + h * (self.kappa * _times_transpose(U, self.matrix("L", U.dtype)) + self.source(theta)),), None
 
     def step_jvp(self, state, theta, h, dstate, dtheta, cache):
         (dU,) = dstate
-        return (dU + h * (self.kappa * _times_transpose(dU, self.L) + self.source(dtheta)),)
+        return (dU + h * (self.kappa * _times_transpose(dU, self.matrix("L", dU.dtype)) + self.source(dtheta)),)
 
     def step_vjp(self, state, theta, h, lam, cache):
         (Lam,) = lam
-        return (Lam + h * self.kappa * _times_transpose(Lam, self.LT),), h * self.source_vjp(Lam)
+        return (Lam + h * self.kappa * _times_transpose(Lam, self.matrix("LT", Lam.dtype)),), h * self.source_vjp(Lam)
 
 
 class ImplicitHeat(_HeatStepper):
@@ -183,34 +214,36 @@ class ImplicitHeat(_HeatStepper):
         super().__init__(n, kappa, profiles)
         self.scheme = scheme
         self.weight = self.SCHEMES[scheme]
-        self._operators: dict[float, tuple] = {}
+        self._operators: dict[tuple, tuple] = {}
 
-    def operators(self, h: float) -> tuple:
-        """``(lu(A), B, B^T)`` for step ``h``, factored on first use and kept."""
-        if h not in self._operators:
+    def operators(self, h: float, dtype: Any = np.float64) -> tuple:
+        """``(lu(A), B, B^T)`` for step ``h`` in ``dtype`` (SuperLU factors float32 too), factored on first use
+        and kept."""
+        key = (h, np.dtype(dtype))
+        if key not in self._operators:
             identity = sp.identity(self.n_features, format="csc")
-            A = (identity - self.weight * h * self.kappa * self.L).tocsc()
-            B = (identity + (1.0 - self.weight) * h * self.kappa * self.L).tocsc()
-            self._operators[h] = (splu(A), B, B.T.tocsc())
-        return self._operators[h]
+            A = (identity - self.weight * h * self.kappa * self.L).tocsc().astype(dtype)
+            B = (identity + (1.0 - self.weight) * h * self.kappa * self.L).tocsc().astype(dtype)
+            self._operators[key] = (splu(A), B, B.T.tocsc())
+        return self._operators[key]
 
     def _solve(self, U: np.ndarray, h: float, trans: str = "N") -> np.ndarray:
         """``A^{-1}`` (``trans="N"``) or ``A^{-T}`` (``"T"``) applied to every row of ``U``."""
-        return self.operators(h)[0].solve(np.ascontiguousarray(U.T), trans=trans).T
+        return self.operators(h, U.dtype)[0].solve(np.ascontiguousarray(U.T), trans=trans).T
 
     def step(self, state, theta, h):
         (U,) = state
-        B = self.operators(h)[1]
+        B = self.operators(h, U.dtype)[1]
         return (self._solve(_times_transpose(U, B) + h * self.source(theta), h),), None
 
     def step_jvp(self, state, theta, h, dstate, dtheta, cache):
         (dU,) = dstate
-        B = self.operators(h)[1]
+        B = self.operators(h, dU.dtype)[1]
         return (self._solve(_times_transpose(dU, B) + h * self.source(dtheta), h),)
 
     def step_vjp(self, state, theta, h, lam, cache):
         (Lam,) = lam
-        BT = self.operators(h)[2]
+        BT = self.operators(h, Lam.dtype)[2]
         mu = self._solve(Lam, h, trans="T")
         return (_times_transpose(mu, BT),), h * self.source_vjp(mu)
 
@@ -245,7 +278,8 @@ class ObservedTrajectory:
         self.PT = P.T
 
     def _observe(self, state: tuple) -> np.ndarray:
-        return _times_transpose(self.network.stepper.output(state), self.P)
+        U = self.network.stepper.output(state)
+        return _times_transpose(U, self.P).astype(U.dtype, copy=False)  # P is float64: float32 fields stay float32
 
     def trajectory(self, theta: np.ndarray, U0: np.ndarray) -> ocdl.Trajectory:
         """The forward states (one :meth:`ocdl.Network.trajectory`), reusable by :meth:`jvp` and :meth:`vjp`."""
@@ -285,7 +319,7 @@ class ObservedTrajectory:
             final = traj.final_state
             lam_state = tuple(np.zeros_like(x) for x in final)
             for j, state, cache in traj.reversed_steps():
-                reading = stepper.output_vjp(final, _times_transpose(lam[:, j], self.PT))
+                reading = stepper.output_vjp(final, _times_transpose(lam[:, j], self.PT).astype(lam.dtype, copy=False))
                 lam_state = tuple(a + b for a, b in zip(lam_state, reading))
                 lam_state, grad[j] = stepper.step_vjp(state, steps[j], net.h, lam_state, cache)
         return grad.ravel()

@@ -24,6 +24,7 @@ nothing of the solvers.
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 from ocdl.problems.heat import (
@@ -36,7 +37,7 @@ from ocdl.problems.heat import (
 )
 
 import ocdl
-from ocdl.validation import random_generator
+from ocdl.validation import check_array, check_nonnegative, check_positive, random_generator
 
 
 def true_intensities(t: np.ndarray) -> np.ndarray:
@@ -58,6 +59,8 @@ class HeatSource:
     centres, width : the Gaussian source profiles (:func:`ocdl.problems.heat.gaussian_profiles`).
     sensors : sensor positions in :math:`[0, 1]`.
     scheme : ``"forward-euler"``, ``"backward-euler"`` or ``"crank-nicolson"``.
+    dtype : ``numpy.float64`` (default) or ``numpy.float32``: of the fields, the
+        controls and the readings.
 
     The initial temperature is :math:`u_0 = 0`, and the true control samples
     :func:`true_intensities` at the midpoints :math:`t_{j+1/2}`.
@@ -73,7 +76,11 @@ class HeatSource:
         width: float = 0.05,
         sensors: tuple = (0.2, 0.4, 0.6, 0.8),
         scheme: str = "crank-nicolson",
+        dtype: Any = np.float64,
     ) -> None:
+        if np.dtype(dtype) not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}")
+        self.dtype = np.dtype(dtype)
         self.x = grid(n)
         profiles = gaussian_profiles(self.x, centres, width)
         if scheme == "forward-euler":
@@ -83,7 +90,7 @@ class HeatSource:
         self.network = ocdl.Network(self.stepper, n_steps, final_time)
         self.sensors = np.asarray(sensors, dtype=np.float64)
         self.observations = ObservedTrajectory(self.network, sensor_matrix(self.x, self.sensors))
-        self.U0 = np.zeros((1, n))
+        self.U0 = np.zeros((1, n), dtype=self.dtype)
         self.t = np.linspace(0.0, final_time, n_steps + 1)
 
     @property
@@ -92,7 +99,7 @@ class HeatSource:
 
     def true_theta(self) -> np.ndarray:
         r""":math:`\theta_j = q(t_{j+1/2})`, flat (``N p``)."""
-        return true_intensities(0.5 * (self.t[:-1] + self.t[1:])).ravel()
+        return true_intensities(0.5 * (self.t[:-1] + self.t[1:])).ravel().astype(self.dtype)
 
     def intensities(self, theta: np.ndarray) -> np.ndarray:
         """The ``(N, p)`` view of a control: one row per step, one column per source."""
@@ -114,14 +121,16 @@ class HeatSource:
         The noise is i.i.d. :math:`e_i \sim \mathcal N(0, \varsigma^2)` with
         :math:`\varsigma = \text{level}\, \|d\| / \sqrt{M}` over the
         :math:`M = Nm` readings, so that :math:`E\|e\|^2 = \delta^2`,
-        :math:`\delta = \text{level}\, \|d\|`.
+        :math:`\delta = \text{level}\, \|d\|`. ``level`` is a number >= 0, ``refine`` an integer >= 1.
         """
+        level = check_nonnegative("level", level)
+        refine = check_positive("refine", refine, integer=True)
         fine = ObservedTrajectory(self.network.with_steps(refine * self.network.n_steps), self.observations.P)
         theta = np.repeat(self.intensities(self.true_theta()), refine, axis=0).ravel()
         clean = fine.forward(theta, self.U0)[0, refine - 1 :: refine]
         delta = level * float(np.linalg.norm(clean))
         noise = random_generator("rng", rng).standard_normal(clean.shape) * delta / np.sqrt(clean.size)
-        return clean + noise, delta
+        return (clean + noise).astype(self.dtype), delta
 
 
 class Tikhonov:
@@ -138,28 +147,44 @@ class Tikhonov:
 
     ``sigma`` defaults to the mean diagonal :math:`\operatorname{tr}(F'^T F')/(Np)`,
     estimated from 4 random probes :math:`E\|F' z\|^2` (Hutchinson).
+
+    ``data`` are the ``(N, m)`` readings (:meth:`HeatSource.noisy_data`) in the setup's
+    dtype, finite; ``alpha`` and ``sigma`` are positive numbers. ``theta0`` is the zero
+    control, the solvers' starting point.
     """
 
     def __init__(self, setup: HeatSource, data: np.ndarray, alpha: float, sigma: float | None = None) -> None:
+        if not isinstance(setup, HeatSource):
+            raise TypeError(f"setup must be a HeatSource, got {type(setup).__name__}")
+        readings = (setup.network.n_steps, len(setup.sensors))
+        check_array("data", data, shape=readings)
+        if data.dtype != setup.dtype:
+            raise TypeError(f"data ({data.dtype}) must have the dtype of the setup ({setup.dtype})")
         self.setup = setup
         self.obs = setup.observations
         self.data = data[None]  # one right-hand side
-        self.alpha = float(alpha)
+        self.alpha = float(check_positive("alpha", alpha))
         net = setup.network
         self.regularizer = ocdl.TimeSmoothness(net.n_steps, net.stepper.n_params, net.h)
         self.n_solves = 0
-        self.sigma = self._mean_curvature() if sigma is None else float(sigma)
+        self.sigma = self._mean_curvature() if sigma is None else float(check_positive("sigma", sigma))
+
+    @property
+    def theta0(self) -> np.ndarray:
+        """The zero control in the setup's dtype: the first solve's starting point."""
+        return np.zeros(self.setup.n_params, dtype=self.setup.dtype)
 
     def with_alpha(self, alpha: float) -> Tikhonov:
         """The same data and preconditioner shift with another weight :math:`\\alpha`."""
         return Tikhonov(self.setup, self.data[0], alpha, self.sigma)
 
     def _mean_curvature(self, n_probes: int = 4) -> float:
-        theta = np.zeros(self.setup.n_params)
+        theta = self.theta0
         rng = np.random.default_rng(0)
         with self.obs.trajectory(theta, self.setup.U0) as traj:
             sq = [
-                np.sum(self.obs.jvp(theta, self.setup.U0, rng.choice([-1.0, 1.0], theta.size), traj) ** 2)
+                np.sum(self.obs.jvp(theta, self.setup.U0, rng.choice([-1.0, 1.0], theta.size).astype(theta.dtype),
+                                    traj).astype(np.float64) ** 2)
                 for _ in range(n_probes)
             ]
         return float(np.mean(sq)) / theta.size

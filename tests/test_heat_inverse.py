@@ -239,3 +239,82 @@ def test_gauss_newton_needs_far_fewer_iterations_than_steepest_descent():
     # measured: GN 2 iterations (38 forward/tangent/adjoint sweeps), SD 190 iterations (758 sweeps)
     assert 20 * gn.nit < sd.nit and 5 * gn_solves < problem.n_solves, (gn.nit, sd.nit)
     assert relative(sd.x, gn.x) < 0.05
+
+
+def test_discrepancy_principle_brackets_upward_when_the_first_solve_fits():
+    """At 10% noise the misfit at alpha0 = sigma is already below tau delta (0.905 delta): the principle must
+    go up to the largest alpha that fits, not return alpha0; from alpha0 = 1e-3 sigma too (it stopped there,
+    misfit 0.85 delta, error 61%)."""
+    setup = HeatSource()
+    data, delta = setup.noisy_data(0.1, rng=1, refine=8)
+    problem = Tikhonov(setup, data, alpha=1.0)
+    results = [discrepancy_principle(problem, delta, alpha0=alpha0) for alpha0 in (None, 1e-3 * problem.sigma)]
+    for result in results:
+        assert result.alpha > 2 * problem.sigma and 1.0 * delta < result.misfit <= 1.1 * delta
+        assert all(misfit > 1.1 * delta for alpha, misfit, _ in result.path if alpha > result.alpha)
+        assert any(1.1 * delta < misfit for alpha, misfit, _ in result.path if alpha < 2 * result.alpha)  # bracketed
+    assert results[0].alpha == pytest.approx(results[1].alpha, rel=1e-12)
+
+
+def test_discrepancy_principle_refuses_a_nan_misfit_and_tau_not_above_one():
+    setup = HeatSource(n=15, n_steps=20)
+    data, delta = setup.noisy_data(0.01)
+
+    class NaNMisfit(Tikhonov):
+        def with_alpha(self, alpha):
+            return NaNMisfit(self.setup, self.data[0], alpha, self.sigma)
+
+        def misfit(self, theta):
+            return float("nan")
+
+    with pytest.raises(FloatingPointError, match=r"misfit at alpha = .* is nan"):
+        discrepancy_principle(NaNMisfit(setup, data, 1.0), delta)
+    for tau in (1.0, 0.5):
+        with pytest.raises(ValueError, match="tau"):
+            discrepancy_principle(Tikhonov(setup, data, 1.0), delta, tau=tau)
+
+
+def test_float32_heat_steppers_and_inverse_problem():
+    """float32 fields stay float32 (check_stepper's float32 rows: they returned float64), and the whole inverse
+    problem runs in float32 and agrees with float64."""
+    n = 15
+    for scheme in SCHEMES:
+        stepper = make_stepper(scheme, n, 0.05, gaussian_profiles(grid(n), [0.3, 0.7], 0.05))
+        h = 0.5 * stepper.max_stable_step() if scheme == "forward-euler" else 0.05
+        Y0 = np.random.default_rng(0).standard_normal((3, n)).astype(np.float32)
+        report = ocdl.check_stepper(stepper, Y0, h=h)
+        assert report.passed and "float32: step_vjp" in report.results, str(report)
+    results = {}
+    for dtype in (np.float64, np.float32):
+        setup = HeatSource(dtype=dtype)
+        data, delta = setup.noisy_data(0.01, rng=0, refine=8)
+        assert setup.forward(setup.true_theta()).dtype == data.dtype == dtype
+        results[dtype] = discrepancy_principle(Tikhonov(setup, data, alpha=1.0), delta)
+        assert results[dtype].theta.dtype == dtype
+    assert results[np.float32].alpha == pytest.approx(results[np.float64].alpha, rel=1e-3)
+    assert relative(results[np.float32].theta, results[np.float64].theta) < 1e-3
+
+
+def _small():
+    return HeatSource(n=15, n_steps=20)
+
+
+@pytest.mark.parametrize("build, error, match", [
+    (lambda: HeatSource(n=0), ValueError, "n must be"),
+    (lambda: HeatSource(n=15.5), TypeError, "n must be an integer"),
+    (lambda: HeatSource(sensors=()), ValueError, "sensors must be a non-empty"),
+    (lambda: HeatSource(sensors=(np.nan,)), ValueError, "sensors must be a non-empty sequence of finite"),
+    (lambda: HeatSource(centres=()), ValueError, "centres must be a non-empty"),
+    (lambda: HeatSource(width=0), ValueError, "width must be"),
+    (lambda: HeatSource(dtype=np.float16), TypeError, "dtype must be"),
+    (lambda: _small().noisy_data(-0.1), ValueError, "level must be"),
+    (lambda: _small().noisy_data(np.nan), ValueError, "level must be"),
+    (lambda: Tikhonov(_small(), np.zeros((20, 4)), alpha=-1.0), ValueError, "alpha must be"),
+    (lambda: Tikhonov(_small(), np.zeros((20, 4)), alpha=np.nan), ValueError, "alpha must be"),
+    (lambda: Tikhonov(_small(), np.zeros((4, 20)), alpha=1.0), ValueError, r"data must have shape 20 x 4, got \(4,"),
+    (lambda: Tikhonov(_small(), np.full((20, 4), np.nan), 1.0), ValueError, "data .*NaN"),
+    (lambda: Tikhonov(_small(), np.zeros((20, 4), np.float32), 1.0), TypeError, "data"),
+])
+def test_bad_input_is_named(build, error, match):
+    with pytest.raises(error, match=match):
+        build()

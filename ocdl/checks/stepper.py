@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import get_array_module
-from ..validation import PropagationError, check_array, random_generator
+from ..validation import PropagationError, check_array, check_positive, random_generator
 from .components import kink_notes
 from .core import AgreementResult, CheckReport, agreement, check_data, dot_test, random_like, rows_alone, taylor_test
 from .precision import as_dtype, precision_rows
@@ -89,7 +89,7 @@ def check_stepper(
     TypeError, ValueError
         Naming the argument: ``Y0`` not a 2-D float32/float64 array with the
         stepper's ``n_features`` columns, ``theta`` not a 1-D array of
-        ``stepper.n_params`` entries.
+        ``stepper.n_params`` entries, ``h`` not a positive number, ``n_steps`` not an integer >= 1.
     TypeError
         Naming the method: ``init``, ``step``, ``step_jvp`` or ``step_vjp``
         returning another form than the contract's (a bare array for a state
@@ -100,6 +100,8 @@ def check_stepper(
     from ..propagation import Network
 
     rng = random_generator("rng", rng)
+    h = check_positive("h", h)  # a Python float, as a Network's h (a NumPy float64 would promote float32 steps)
+    n_steps = check_positive("n_steps", n_steps, integer=True)
     Y0 = _checked_features(stepper, Y0)
     xp = get_array_module(Y0)
     dtype = Y0.dtype
