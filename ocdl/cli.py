@@ -388,7 +388,8 @@ def _train(args: argparse.Namespace) -> int:
             finished = None
             if _finished(path) and (out / "results.json").is_file():
                 summary = json.loads((out / "results.json").read_text(encoding="utf-8"))
-                finished = _finished_message("train", out, [summary])
+                if summary.get("settings") == settings.to_dict():  # else: a deeper run killed before its folder
+                    finished = _finished_message("train", out, [summary])
             return settings, finished
 
         settings, finished = args.reduction.on_rank0(read)
@@ -624,7 +625,10 @@ def _main(argv: Sequence[str] | None) -> int:
     except TrainingInterrupted as stop:
         hint = getattr(args, "resume_hint", None) or f"ocdl train --resume {Path(stop.checkpoint).parent}"
         print(f"ocdl: {stop}; continue with: {hint}", file=sys.stderr)
-        return abort(reduction, 130)
+        if not stop.everywhere:
+            return abort(reduction, 130)
+        reduction.gather(None)  # every rank stopped here: none ends while rank 0 writes and prints
+        return 130
     except KeyboardInterrupt:
         print("ocdl: interrupted", file=sys.stderr)
         return abort(reduction, 130)

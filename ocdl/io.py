@@ -19,15 +19,20 @@ into place).
 Writes are atomic: the file goes to a temporary file in the target folder,
 which is flushed, fsync'ed and renamed over the target (``os.replace``). An
 interrupted write leaves the previous file intact, and a killed one a
-temporary file (:func:`leftover_temporaries`).
+temporary file (:func:`leftover_temporaries`), which the next completed write
+of the same path removes. One process writes a path at a time (under MPI,
+rank 0).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 import secrets
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,7 +63,8 @@ def _h5py():
 
 @contextmanager
 def _atomic(path: Path) -> Iterator[Path]:
-    """Yield a new temporary file beside ``path``; once the block succeeds, fsync it and rename it over ``path``."""
+    """Yield a new temporary file beside ``path``; once the block succeeds, fsync it and rename it over ``path``,
+    and remove the temporaries of ``path`` that earlier writes, killed before their rename, left."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the usual permissions (umask)
@@ -70,6 +76,8 @@ def _atomic(path: Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    for stale in leftover_temporaries(path):
+        stale.unlink(missing_ok=True)
 
 
 def leftover_temporaries(path: str | os.PathLike) -> list[Path]:
@@ -113,12 +121,25 @@ def _write_group(group: Any, tree: dict, compression: str | None) -> None:
                 ) from None
 
 
+def _arrays(tree: dict) -> Iterator[Any]:
+    """The arrays of ``tree`` and its sub-trees."""
+    for value in tree.values():
+        if isinstance(value, dict):
+            yield from _arrays(value)
+        elif hasattr(value, "nbytes") and getattr(value, "ndim", 0) > 0:
+            yield value
+
+
 def write_tree(path: str | os.PathLike, tree: dict, kind: str, compression: str | None = None) -> Path:
     """Write ``tree`` to the HDF5 file ``path`` atomically, tagged as ``kind``, with checksums.
 
     Raises ``ValueError`` for a key that is not a string, holds ``'/'``, or
     is one of the root's own attributes (``format``, ``format_version``),
-    and ``TypeError`` for a value that is neither an array nor JSON-able.
+    ``TypeError`` for a value that is neither an array nor JSON-able, and
+    ``OSError`` (``ENOSPC``) before writing where the folder has less room than
+    the arrays need (uncompressed): HDF5's own failure on a full disk comes at
+    close, as ``OSError`` or ``RuntimeError``, prints "Exception ignored"
+    tracebacks and could crash the interpreter at exit.
     """
     h5py = _h5py()
     path = Path(path)
@@ -126,10 +147,21 @@ def write_tree(path: str | os.PathLike, tree: dict, kind: str, compression: str 
     if reserved:
         raise ValueError(f"tree keys {reserved} are reserved for the file's own attributes {_RESERVED}")
     with _atomic(path) as tmp:
-        with h5py.File(tmp, "w", userblock_size=_USER_BLOCK) as f:
-            f.attrs["format"] = kind
-            f.attrs["format_version"] = FORMAT_VERSION
-            _write_group(f, tree, compression)
+        needed = _USER_BLOCK + (1 << 16) + sum(array.nbytes for array in _arrays(tree))  # 64 KiB: HDF5's metadata
+        free = shutil.disk_usage(tmp.parent).free
+        if compression is None and free < needed:
+            raise OSError(errno.ENOSPC, f"cannot write {path}: {os.strerror(errno.ENOSPC)} ({free:,} bytes free, "
+                                        f"{needed:,} needed)")
+        try:
+            with h5py.File(tmp, "w", userblock_size=_USER_BLOCK) as f:
+                f.attrs["format"] = kind
+                f.attrs["format_version"] = FORMAT_VERSION
+                _write_group(f, tree, compression)
+        except RuntimeError as error:  # HDF5 reports some failed writes so, with the errno in the message
+            code = re.search(r"errno = (\d+)", str(error))
+            if code is None:
+                raise
+            raise OSError(int(code.group(1)), f"cannot write {path}: {os.strerror(int(code.group(1)))}") from None
         with open(tmp, "rb+") as raw:
             raw.seek(_USER_BLOCK)
             header = _header(raw)

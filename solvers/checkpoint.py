@@ -43,7 +43,11 @@ Ctrl-C during a run with checkpoints writes the last completed iteration (a
 half-done iteration is discarded, so the resumed run repeats it exactly) and
 raises :class:`TrainingInterrupted`, a :class:`KeyboardInterrupt` that says
 where the checkpoint is. A Ctrl-C that Python loses (:class:`InterruptLatch`)
-stops the run after the iteration it arrived in.
+stops the run after the iteration it arrived in. Under MPI (``mpiexec`` passes
+Ctrl-C to every rank, each at another point of its work, some inside MPI) the
+first Ctrl-C stops every rank at the end of the same iteration and the final
+checkpoint is written; a second one stops at once, from the last checkpoint
+written.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +67,7 @@ from typing import Any
 import numpy as np
 
 from ocdl.backend import to_device
-from ocdl.io import OcdlFileError, leftover_temporaries, read_tree, write_tree
+from ocdl.io import OcdlFileError, read_tree, write_tree
 from ocdl.reduction import Reduction
 from ocdl.validation import check_positive
 
@@ -157,12 +162,18 @@ class TrainingInterrupted(KeyboardInterrupt):
         Completed iterations of that level saved in the checkpoint.
     n_layers : int or None
         That level's layers; the message names the level by them.
+    everywhere : bool
+        Every worker of the run stopped here, at the same iteration (always
+        without data parallelism; under MPI, the first Ctrl-C's stop, agreed by
+        :class:`InterruptLatch`): the workers may finish together.
     """
 
-    def __init__(self, checkpoint: Path, level: int, iteration: int, n_layers: int | None = None) -> None:
+    def __init__(self, checkpoint: Path, level: int, iteration: int, n_layers: int | None = None,
+                 everywhere: bool = True) -> None:
         where = f"the {n_layers}-layer level" if n_layers is not None else f"level {level + 1} (counted from 1)"
         super().__init__(f"training interrupted; {checkpoint} continues with {where} after {iteration} iterations")
         self.checkpoint, self.level, self.iteration, self.n_layers = checkpoint, level, iteration, n_layers
+        self.everywhere = everywhere
 
 
 @dataclass
@@ -373,31 +384,55 @@ class InterruptLatch:
     SIGINT also sets :attr:`arrived`, and :meth:`check`, called where
     stopping is safe (after an iteration), raises the ``KeyboardInterrupt``
     that was lost.
+
+    With a ``reduction`` of several workers (MPI) the first SIGINT raises
+    nothing: a rank stopped alone would leave the others waiting in a
+    reduction, or killed by ``MPI_Abort`` while rank 0 writes the checkpoint.
+    :meth:`check`, which every rank calls after the same iteration, sums the
+    ranks' flags (one reduction) and raises on all of them if one was
+    interrupted (:attr:`agreed`). A second SIGINT raises at once, as without
+    MPI.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, reduction: Any = None) -> None:
         self.arrived = False
+        self.agreed = False
         self._installed = False
+        self._reduction = reduction if getattr(reduction, "size", 1) > 1 else None
 
     def __enter__(self) -> InterruptLatch:
         self._installed = (threading.current_thread() is threading.main_thread()
                            and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
         if self._installed:
             signal.signal(signal.SIGINT, self._handler)
+            self._unraisable_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
         return self
 
+    def _unraisable(self, unraisable: Any) -> None:
+        """Keep quiet about the ``KeyboardInterrupt`` a finalizer swallowed ("Exception ignored in ...", a
+        traceback before the one-line message): :meth:`check` raises it again."""
+        if not (self.arrived and isinstance(unraisable.exc_value, KeyboardInterrupt)):
+            self._unraisable_hook(unraisable)
+
     def _handler(self, signum: int, frame: Any) -> None:
-        self.arrived = True
-        raise KeyboardInterrupt
+        first, self.arrived = not self.arrived, True
+        if self._reduction is None or not first:
+            raise KeyboardInterrupt
 
     def check(self) -> None:
-        """Raise ``KeyboardInterrupt`` if SIGINT arrived (its own raise was lost, or it would not be here)."""
-        if self.arrived:
+        """Raise ``KeyboardInterrupt`` if SIGINT arrived (its own raise was lost, or it would not be here); with
+        several workers, on every worker if it arrived at any (a collective operation: all call it together)."""
+        if self._reduction is not None:
+            self.agreed = self._reduction.sum(float(self.arrived)) > 0
+            if self.agreed:
+                raise KeyboardInterrupt
+        elif self.arrived:
             raise KeyboardInterrupt
 
     def __exit__(self, *exc: Any) -> None:
         if self._installed:
             signal.signal(signal.SIGINT, signal.default_int_handler)
+            sys.unraisablehook = self._unraisable_hook
 
 
 class CheckpointWriter:
@@ -440,8 +475,6 @@ class CheckpointWriter:
         self.checkpointing = repr(checkpointing)
         self._pending: Checkpoint | None = None  # the newest complete state, if not yet written
         self._written: Checkpoint | None = None
-        for stale in leftover_temporaries(self.path) if self.reduction.rank == 0 else ():
-            stale.unlink(missing_ok=True)
 
     def resume(self, device: str = "cpu") -> Checkpoint | None:
         """The checkpoint to continue from (``None`` if there is no file), checked against this run.
@@ -492,14 +525,15 @@ class CheckpointWriter:
         """Write the end of the level ``len(levels) - 1``: the next level has not started."""
         self._save(self._checkpoint(len(levels), None, list(levels), copy.deepcopy(rng)))
 
-    def interrupted(self) -> TrainingInterrupted:
-        """Write the newest complete state if it is not on disk yet; the exception to raise for Ctrl-C."""
+    def interrupted(self, everywhere: bool = True) -> TrainingInterrupted:
+        """Write the newest complete state if it is not on disk yet; the exception to raise for Ctrl-C
+        (``everywhere``: every worker stops here, see :class:`TrainingInterrupted`)."""
         if self._pending is not None:
             self._save(self._pending)
         saved = self._written
         layers = saved.run["layers"]
         n_layers = layers[saved.level] if saved.level < len(layers) else None
-        return TrainingInterrupted(self.path, saved.level, saved.iteration, n_layers)
+        return TrainingInterrupted(self.path, saved.level, saved.iteration, n_layers, everywhere)
 
     def _checkpoint(self, level: int, state: TrainingState | None, levels: list[dict],
                     rng: np.random.Generator) -> Checkpoint:

@@ -246,7 +246,7 @@ def multilevel(
         if writer is not None:
             writer.start(rng)
     level_lp = None
-    with InterruptLatch() as latch:  # a Ctrl-C that Python loses stops the run after its iteration
+    with InterruptLatch(problem.reduction) as latch:  # a Ctrl-C that Python loses stops the run after its iteration
         try:
             for level in range(first, len(layers)):
                 level_lp = level_problem(layers[level])
@@ -284,7 +284,7 @@ def multilevel(
         except KeyboardInterrupt as interrupt:
             if writer is None:
                 raise
-            raise writer.interrupted() from interrupt
+            raise writer.interrupted(everywhere=latch.agreed or problem.reduction.size == 1) from interrupt
     if level_lp is None:  # a finished checkpoint: its last level's network
         level_lp = level_problem(history[-1]["n_layers"])
     result = history[-1]["result"]

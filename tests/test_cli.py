@@ -644,6 +644,20 @@ def test_a_finished_run_continues_deeper_exactly(tmp_path, capsys, monkeypatch, 
     assert "up to 16 layers" in capsys.readouterr().out
 
 
+def test_a_deeper_run_killed_before_its_folder_writes_it_on_resume(tmp_path, capsys, straight_to_16):
+    """The checkpoint finished at 16 layers, results.json still the 8-layer run's (a SIGKILL between them): resume
+    said "finished up to 8 layers", and its advice, --max-layers 16, was refused ("finished at 16")."""
+    out = tmp_path / "run"
+    assert main(["train", *DEEPER, "--max-layers", "8", "--out", str(out)]) == 0
+    shallow = (out / "results.json").read_text()
+    assert main(["train", "--resume", str(out), "--max-layers", "16", "--no-progress"]) == 0
+    (out / "results.json").write_text(shallow)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    assert "up to 8 layers" not in capsys.readouterr().out
+    same_runs(out, straight_to_16)
+
+
 def test_a_deeper_run_interrupted_in_its_new_level_resumes_exactly(tmp_path, capsys, monkeypatch, straight_to_16):
     out = tmp_path / "run"
     assert main(["train", *DEEPER, "--max-layers", "8", "--out", str(out)]) == 0
@@ -741,3 +755,27 @@ def test_progress_bars_only_on_a_terminal(tmp_path, capsys, monkeypatch, termina
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert ("it/s]" in err or "s/it]" in err) == terminal, err
+
+
+def test_a_full_disk_while_checkpointing_is_one_line(tmp_path, capsys, monkeypatch):
+    """It printed HDF5's traceback; the README promises one line. The last completed checkpoint stays."""
+    from collections import namedtuple
+
+    import ocdl.io
+
+    out = tmp_path / "run"
+    writes = []
+    disk_usage = ocdl.io.shutil.disk_usage
+
+    def filling(where):
+        writes.append(where)
+        usage = disk_usage(where)
+        return usage if len(writes) < 3 else namedtuple("usage", "total used free")(usage.total, usage.total, 0)
+
+    monkeypatch.setattr(ocdl.io.shutil, "disk_usage", filling)
+    argv = ["train", "--problem", "ellipses", "--stepper", "resnet", "--checkpoint-every", "1", "--out", str(out)]
+    assert main([*argv, *TINY]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ocdl: error: [Errno 28] cannot write ") and "No space left on device" in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert load_checkpoint(out / "checkpoint.h5").iteration >= 1 and not list(out.glob(".*.tmp"))

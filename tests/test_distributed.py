@@ -243,6 +243,48 @@ def test_a_killed_rank_then_resume_on_one_and_on_three_ranks(uninterrupted, tmp_
                 np.testing.assert_array_equal(value, final_params(reference)[key])
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="sends SIGINT")
+def test_ctrl_c_under_mpiexec_stops_every_rank_after_one_iteration_with_the_final_checkpoint(tmp_path):
+    """SIGINT to mpiexec, in the second level: every rank stops after the same iteration, rank 0 writes the final
+    checkpoint and says so, every rank exits 130; the resumed run is the uninterrupted one bit for bit. (It aborted
+    every rank at once: rank 1, with nothing to write, killed rank 0 before its write, 3 times in 4; the checkpoint
+    stayed at the level's start.)"""
+    argv = [*TRAIN, "--iterations", "8", "--checkpoint-every", "1000", "--no-progress"]
+    straight = ocdl(2, *argv, "--out", "straight", cwd=tmp_path)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    run = subprocess.Popen([MPIEXEC, "-n", "2", OCDL, *argv, "--out", "stopped"], env=ENV, cwd=tmp_path,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    checkpoint, deadline = tmp_path / "stopped" / CHECKPOINT_NAME, time.monotonic() + TIMEOUT
+    sent, written = False, set()
+    try:
+        while time.monotonic() < deadline and run.poll() is None:
+            try:
+                written.add(checkpoint.stat().st_ino)  # written at the start and at the end of level 1
+            except OSError:
+                pass
+            if len(written) >= 2:
+                run.send_signal(signal.SIGINT)
+                sent = True
+                break
+            time.sleep(0.005)
+        _, err = run.communicate(timeout=TIMEOUT)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert sent, "the run ended before it could be interrupted"
+    assert run.returncode == 130, err[-3000:]
+    assert err.count("ocdl: training interrupted; stopped/checkpoint.h5 continues with the 8-layer level after") == 1
+    assert "continue with: ocdl train --resume stopped" in err
+    saved = load_checkpoint(checkpoint)
+    assert not saved.finished and (saved.level, saved.iteration) >= (1, 1), (saved.level, saved.iteration)
+    resumed = ocdl(2, "train", "--resume", "stopped", "--no-progress", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for key, value in final_params(tmp_path / "stopped").items():
+        np.testing.assert_array_equal(value, final_params(tmp_path / "straight")[key])
+
+
 def test_a_finished_run_continues_deeper_on_two_ranks(uninterrupted, tmp_path):
     """``mpiexec -n 2 ocdl train --resume DIR --max-layers 16`` on the finished 8-layer run equals, bit for bit,
     the two-rank run straight to 16 layers (rank 0 reads the checkpoint and its settings for every rank)."""

@@ -237,3 +237,33 @@ def test_write_text_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         write_text(path, "new\n")
     assert path.read_text() == "old\n" and leftover_temporaries(path) == []
+
+
+def test_a_completed_write_removes_the_temporaries_killed_writes_left(tmp_path):
+    """A SIGKILL between a write and its rename leaves .NAME.XXXX.tmp; the next completed write of NAME removes
+    it (they stayed in run folders for ever: features.png's, accuracy.png's), and only NAME's."""
+    killed = [tmp_path / ".r.json.0a1b2c3d.tmp", tmp_path / ".params.h5.00000000.tmp"]
+    for path in killed:
+        path.write_bytes(b"\0" * 512)
+    path = write_text(tmp_path / "r.json", "new\n")
+    assert leftover_temporaries(path) == [] and path.read_text() == "new\n"
+    assert leftover_temporaries(tmp_path / "params.h5") == [killed[1]]
+    write_tree(tmp_path / "params.h5", {"a": np.ones(2)}, "ocdl-test")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.h5", "r.json"]
+
+
+def test_a_full_disk_is_an_oserror_before_hdf5_writes(tmp_path, monkeypatch):
+    """HDF5 fails on a full disk only at close (OSError or RuntimeError, 'Exception ignored' tracebacks, a crash
+    at exit seen): write_tree checks the room first; the old file stays, no temporary is left."""
+    from collections import namedtuple
+
+    import ocdl.io
+
+    path = write_tree(tmp_path / "c.h5", {"a": np.ones(10)}, "ocdl-test")
+    before = path.read_bytes()
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(ocdl.io.shutil, "disk_usage", lambda where: usage(10**6, 10**6 - 70_000, 70_000))
+    with pytest.raises(OSError, match=r"\[Errno 28\] cannot write .*c.h5: No space left on device \(70,000 bytes"):
+        write_tree(path, {"a": np.ones(1000), "b": {"c": np.ones(10)}}, "ocdl-test")
+    assert path.read_bytes() == before and leftover_temporaries(path) == []
+    write_tree(path, {"a": np.ones(10)}, "ocdl-test")  # what fits is written

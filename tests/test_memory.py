@@ -10,6 +10,7 @@ import tempfile
 import tracemalloc
 from functools import cache
 from math import comb
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -777,3 +778,45 @@ def test_forward_memory_is_independent_of_n_steps(kind):
     short, long = peak(16), peak(128)
     assert long < 12, long
     assert long < short + 1, (short, long)
+
+
+def test_hdf5_removes_the_temporaries_of_killed_processes_of_this_host(tmp_path):
+    """A SIGKILLed run leaves ocdl-trajectory-HOST-PID-*/trajectory.h5 (its states: gigabytes for a large run);
+    the next temporary file made in that directory removes them, not those of live processes or other hosts."""
+    import socket
+    import subprocess
+    import sys
+
+    host = socket.gethostname()
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(finished.stdout)
+    folders = {name: tmp_path / name for name in (f"ocdl-trajectory-{host}-{dead}-a1b2", f"ocdl-trajectory-{host}-"
+                                                  f"{os.getpid()}-c3d4", f"ocdl-trajectory-elsewhere-{dead}-e5f6")}
+    for folder in folders.values():
+        folder.mkdir()
+        (folder / "trajectory.h5").write_bytes(b"\0" * 1000)
+    net, theta, Y0, *_ = make("verlet", HDF5(tmp_path))
+    with net.trajectory(theta, Y0) as trajectory:
+        assert trajectory.temporary and Path(trajectory.path).parent.name.startswith(f"ocdl-trajectory-{host}-"
+                                                                                      f"{os.getpid()}-")
+        left = {path.name for path in tmp_path.iterdir()}
+    assert set(folders) - left == {f"ocdl-trajectory-{host}-{dead}-a1b2"}
+
+
+def test_hdf5_file_held_by_another_process_is_named(tmp_path):
+    """Two ranks given one HDF5(path) failed with HDF5's 'unable to lock file'; the error now says what to do."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "states.h5"
+    holder = subprocess.Popen([sys.executable, "-c", f"import h5py, time; f = h5py.File({str(path)!r}, 'w'); "
+                               "print('open', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        net, theta, Y0, *_ = make("resnet", HDF5(path))
+        with pytest.raises(OSError, match=r"HDF5\(path=.*states.h5'\): the file is open in another process; "
+                                          r"under mpiexec give each rank its own file, or a directory"):
+            net.trajectory(theta, Y0)
+    finally:
+        holder.kill()
+        holder.wait()

@@ -20,8 +20,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import socket
 import tempfile
 import weakref
+from pathlib import Path
 
 import numpy as np
 
@@ -45,6 +48,32 @@ def _remove(path: str, temporary: bool) -> None:
             os.remove(path)
         with contextlib.suppress(OSError):
             os.rmdir(os.path.dirname(path))
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host exists (POSIX; ``True`` where that cannot be asked)."""
+    if os.name != "posix":
+        return True  # os.kill(pid, 0) would end the process on Windows
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        return True
+    return True
+
+
+def _temporary_directory(directory: str | None) -> str:
+    """A new private directory ``ocdl-trajectory-HOST-PID-*`` for a temporary file, under ``directory`` (default
+    :func:`tempfile.gettempdir`), after removing those of this host whose process no longer runs: a run killed
+    with SIGKILL cannot remove its own, and they hold its states (gigabytes, for a large run)."""
+    parent = Path(tempfile.gettempdir() if directory is None else directory)
+    prefix = f"ocdl-trajectory-{socket.gethostname()}-"
+    for orphan in parent.glob(f"{prefix}*-*"):
+        pid = orphan.name[len(prefix):].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(orphan, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent)
 
 
 def _release(h5file, path: str, temporary: bool) -> None:
@@ -81,6 +110,9 @@ class HDF5Trajectory(Trajectory):
         self.path, self.temporary = policy.file_name()
         try:  # a new file in a private directory: no truncation, whose close would force writeback on ext4
             self.file = h5py.File(self.path, "x" if self.temporary else "w")
+        except BlockingIOError:  # HDF5's lock: another process holds the file
+            raise OSError(f"HDF5(path={self.path!r}): the file is open in another process; under mpiexec give each "
+                          "rank its own file, or a directory (each process writes temporary files in it)") from None
         except BaseException:
             _remove(self.path, self.temporary)
             raise
@@ -201,7 +233,10 @@ class HDF5(MemoryPolicy):
         that file, the policy's further trajectories (a
         :meth:`~ocdl.Network.jacobian` kept open, the chunks of a
         :class:`~ocdl.LearningProblem`) go to temporary files beside it.
-        Temporary files are deleted by ``close``.
+        Temporary files are deleted by ``close``; those of a process killed
+        before (SIGKILL, a lost node) by the next temporary file made in the
+        same directory on the same host. One process at a time may hold a
+        named file: under ``mpiexec`` pass a directory.
     compression : ``None``, ``"gzip"`` or ``"lzf"`` (HDF5 filters, per chunk).
     chunk_steps : steps per HDF5 chunk, and per read and write; the memory
         held during a sweep is ``chunk_steps`` states. Fewer where their bytes
@@ -227,7 +262,7 @@ class HDF5(MemoryPolicy):
         """``(name, temporary)`` of the file for the next trajectory.
 
         A temporary file is ``trajectory.h5`` in a new private directory
-        ``ocdl-trajectory-*`` (created here) under ``path`` or
+        ``ocdl-trajectory-HOST-PID-*`` (created here) under ``path`` or
         :func:`tempfile.gettempdir`, or, when ``path`` names a file that an
         open trajectory holds, beside that file.
         """
@@ -236,7 +271,7 @@ class HDF5(MemoryPolicy):
             if not any(t.is_open for t in self._holders):
                 return self.path, False
             directory = os.path.dirname(os.path.abspath(self.path))
-        return os.path.join(tempfile.mkdtemp(prefix="ocdl-trajectory-", dir=directory), "trajectory.h5"), True
+        return os.path.join(_temporary_directory(directory), "trajectory.h5"), True
 
     def forward(self, stepper, theta_steps, h, state0):
         trajectory = HDF5Trajectory(stepper, theta_steps.copy(), h, state0, self)
