@@ -73,6 +73,7 @@ def discrepancy_principle(
     target = check_above("tau", tau, 1.0) * check_positive("delta", delta)
     factor = check_above("factor", factor, 1.0)  # alpha is divided or multiplied by it
     n_bisect = check_nonnegative("n_bisect", n_bisect, integer=True)
+    alpha = problem.sigma if alpha0 is None else check_positive("alpha0", alpha0)
     theta0 = problem.theta0
     reachable = float(np.finfo(theta0.dtype).eps) ** 0.5  # float32 cannot resolve 1e-6 (3e-4; float64 1.5e-8)
     options = {"max_iter": 10, "gtol": max(1e-6, reachable), "cg_maxiter": 200, "cg_rtol": max(1e-7, reachable)}
@@ -88,7 +89,6 @@ def discrepancy_principle(
         path.append((alpha, misfit, result.x))
         return misfit, result.x
 
-    alpha = problem.sigma if alpha0 is None else check_positive("alpha0", alpha0)
     misfit, x = solve(alpha, theta0)
     if misfit <= target:  # fits already: the largest such alpha lies above
         good, good_misfit, good_x = alpha, misfit, x
