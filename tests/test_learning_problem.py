@@ -490,3 +490,17 @@ def test_the_classifier_problem_refuses_features_and_points_of_another_dtype():
     assert model.gradient.dtype == np.float32 and model.hessian_matvec(model.gradient).dtype == np.float32
     with pytest.raises(TypeError, match=r"dW \(float64\) must have the dtype of its point \(float32\)"):
         model.hessian_matvec(x64)
+
+
+def test_one_hot_labels_keep_a_column_without_an_example_as_a_class():
+    """As documented: from indices every inferred class needs an example; a one-hot matrix's columns are the
+    classes, an empty one included, and give the problem with n_classes passed explicitly."""
+    net = ocdl.network("resnet", 2, 2, 1.0)
+    Y = np.random.default_rng(0).standard_normal((3, 2))
+    one_hot = ocdl.LearningProblem(net, ocdl.SoftmaxCrossEntropy(), Y, np.eye(3)[[0, 2, 0]])
+    explicit = ocdl.LearningProblem(net, ocdl.SoftmaxCrossEntropy(), Y, np.array([0, 2, 0]), n_classes=3)
+    assert one_hot.n_classes == explicit.n_classes == 3
+    theta, W, mu = net.init_params(rng=0), np.ones((2, 3)), np.zeros(3)
+    assert one_hot.value(theta, W, mu) == explicit.value(theta, W, mu)
+    with pytest.raises(ValueError, match="class 1 has no example"):
+        ocdl.LearningProblem(net, ocdl.SoftmaxCrossEntropy(), Y, np.array([0, 2, 0]))

@@ -53,8 +53,9 @@ class LearningProblem:
         :math:`R_W`; default :class:`~ocdl.WeightDecay` (use
         :class:`~ocdl.SpatialSmoothness` for images, eq. 5.25).
     n_classes : int, optional
-        Number of classes, at least 2 (inferred from ``C`` when not given; then
-        every class ``0..max(C)`` must have an example).
+        Number of classes, at least 2. When not given: from class indices
+        ``0..max(C)``, every one of which must have an example; from a one-hot
+        ``C``, its number of columns (a column without an example stays a class).
     regression : bool
         ``C`` is a real target matrix used as is (e.g. outputs of a known
         network fitted by :class:`~ocdl.LeastSquares`); classes, for the
@@ -77,8 +78,8 @@ class LearningProblem:
     ------
     ValueError
         Naming the argument: labels that are neither class indices nor
-        one-hot, fewer than two classes, inferred classes without an example
-        (pass ``n_classes`` when a class is absent from the sample), ``C`` rows
+        one-hot, fewer than two classes, classes inferred from indices without
+        an example (pass ``n_classes`` when a class is absent from the sample), ``C`` rows
         not matching ``Y0`` rows, no example (``s = 0``), ``Y0`` width not the
         network's, a negative ``alpha_theta`` or ``alpha_W``, regularizers that
         do not fit ``theta`` or ``W``.
