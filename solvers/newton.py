@@ -21,7 +21,6 @@ The problem protocol:
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +30,7 @@ from ocdl.validation import check_nonnegative, check_positive
 
 from .line_search import armijo
 from .pcg import pcg
-from .result import SolverResult, Status
+from .result import SolverResult, Status, gradient_test
 
 
 def newton_pcg(
@@ -51,7 +50,8 @@ def newton_pcg(
     problem : see the module docstring.
     x0 : initial point (NumPy or CuPy array of any shape).
     max_iter : outer iterations, an integer >= 0.
-    gtol : stop when :math:`\\|g_k\\| \\le \\text{gtol}\\, \\|g_0\\|` (>= 0).
+    gtol : stop when :math:`\\|g_k\\| \\le \\text{gtol}\\, \\|g_0\\|` (>= 0), tested at every iterate, the
+        last one (:math:`x_{\\text{max\\_iter}}`) too.
     cg_maxiter, cg_rtol : PCG's iteration cap (an integer >= 1) and relative tolerance (>= 0).
     callback : called as ``callback(k, x_k, record)`` after every iteration;
         returning ``True`` stops the solver.
@@ -92,14 +92,14 @@ def newton_pcg(
     if not 0.0 < step0 <= 1.0:
         raise ValueError(f"step0 must lie in (0, 1], got {step0!r}")
     model = problem.model(x)
-    for k in range(max_iter):
+    for k in range(max_iter + 1):  # the test at x_0, ..., x_{max_iter}: the last iterate's too
         g_norm = norm(model.gradient)
         g0_norm = g_norm if g0_norm is None else g0_norm
-        if not (math.isfinite(model.value) and math.isfinite(g_norm)):
-            status, success, message = Status.NOT_FINITE, False, "objective or gradient is NaN or Inf; stopped"
+        stop = gradient_test(model.value, g_norm, g0_norm, gtol)
+        if stop is not None:
+            status, success, message = stop
             break
-        if g_norm <= gtol * g0_norm or g_norm == 0.0:
-            status, success, message = Status.CONVERGED, True, f"gradient norm reduced by {gtol:g}"
+        if k == max_iter:
             break
         precondition = getattr(model, "precondition", None)
         cg = pcg(model.hessian_matvec, -model.gradient, M=precondition, rtol=cg_rtol, maxiter=cg_maxiter)

@@ -29,6 +29,19 @@ class Status(enum.IntEnum):
     """The objective or the gradient was NaN or Inf, or the forward propagation blew up."""
 
 
+def gradient_test(value: float, g_norm: float, g0_norm: float, gtol: float) -> tuple[Status, bool, str] | None:
+    r"""The stopping test of the solvers of an array, at every iterate (the last one too): ``(status, success,
+    message)`` for a NaN or Inf objective or gradient, a zero gradient, or
+    :math:`\|g_k\| \le \text{gtol}\, \|g_0\|`; ``None`` to go on."""
+    if not (np.isfinite(value) and np.isfinite(g_norm)):
+        return Status.NOT_FINITE, False, "objective or gradient is NaN or Inf; stopped"
+    if g_norm == 0.0:
+        return Status.CONVERGED, True, "the gradient is zero"
+    if g_norm <= gtol * g0_norm:
+        return Status.CONVERGED, True, f"gradient norm reduced by {gtol:g}"
+    return None
+
+
 @dataclass(kw_only=True)
 class SolverResult:
     """Outcome of a solver, with a per-iteration history.

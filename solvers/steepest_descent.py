@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -10,7 +9,7 @@ import numpy as np
 from ocdl.validation import check_nonnegative
 
 from .line_search import armijo
-from .result import SolverResult, Status
+from .result import SolverResult, Status, gradient_test
 
 
 def steepest_descent(problem, x0: np.ndarray, max_iter: int = 1000, gtol: float = 1e-6) -> SolverResult:
@@ -37,13 +36,13 @@ def steepest_descent(problem, x0: np.ndarray, max_iter: int = 1000, gtol: float 
     step = 1.0 / g0_norm if g0_norm > 0.0 else 0.0  # 0: converged at once
     history: list[dict] = []
     status, success, message = Status.MAX_ITER, False, f"reached max_iter = {max_iter}"
-    for k in range(max_iter):
+    for k in range(max_iter + 1):  # the test at x_0, ..., x_{max_iter}: the last iterate's too
         g_norm = float(np.linalg.norm(model.gradient))
-        if not (math.isfinite(model.value) and math.isfinite(g_norm)):
-            status, message = Status.NOT_FINITE, "objective or gradient is NaN or Inf; stopped"
+        stop = gradient_test(model.value, g_norm, g0_norm, gtol)
+        if stop is not None:
+            status, success, message = stop
             break
-        if g_norm <= gtol * g0_norm:
-            status, success, message = Status.CONVERGED, True, f"gradient norm reduced by {gtol:g}"
+        if k == max_iter:
             break
         ls = armijo(problem.value, x, -model.gradient, model.value, -(g_norm**2), t0=2.0 * step, max_evals=60)
         record = {"iteration": k, "objective": model.value, "grad_norm": g_norm,

@@ -403,3 +403,23 @@ def test_gauss_newton_converges_quadratically_on_a_zero_residual_fit():
     orders, g = _orders(fit, result, floor=1e-11)
     assert result.success and orders[-1] > 1.9 and orders[-2] > 1.6, (orders, g)
     np.testing.assert_allclose(result.x, theta_true, atol=1e-10)
+
+
+def test_the_gradient_test_runs_at_the_last_iterate_and_names_a_zero_gradient():
+    """One exact Newton step on a quadratic lands on the minimiser (gradient 0.0): max_iter=1 reported MAX_ITER,
+    success=False (the test ran only before each step); a zero gradient at the start said "reduced by 1e-06"."""
+    from ocdl.solvers import steepest_descent
+
+    A, b = np.diag([1.0, 2.0, 3.0]), np.array([1.0, -1.0, 2.0])
+    problem = Quadratic(A, b)
+    result = newton_pcg(problem, np.zeros(3), max_iter=1, cg_rtol=0.0)
+    assert np.linalg.norm(A @ result.x - b) < 1e-14
+    assert (result.status, result.success, result.nit) == (Status.CONVERGED, True, 1), result.message
+    minimiser = np.linalg.solve(A, b)
+    for solve in (lambda x0: newton_pcg(problem, x0), lambda x0: steepest_descent(problem, x0)):
+        at_once = solve(minimiser)
+        assert (at_once.status, at_once.success, at_once.nit) == (Status.CONVERGED, True, 0)
+        assert at_once.message == "the gradient is zero"
+    unfinished = newton_pcg(Quadratic(np.diag([1.0, 1e3]), np.ones(2)), np.zeros(2), max_iter=1, cg_maxiter=1)
+    assert (unfinished.status, unfinished.success) == (Status.MAX_ITER, False)  # one CG step: not there yet
+    assert newton_pcg(problem, np.zeros(3), max_iter=0).status is Status.MAX_ITER
