@@ -44,12 +44,20 @@ if TYPE_CHECKING:  # the network-level functions take a Network; ocdl.propagatio
     from .propagation import Network
 
 __all__ = ["euler_factor", "feature_trajectory", "input_sensitivity", "layer_eigenvalues", "layer_growth_diagnosis",
-           "layer_jacobian_eigenvalues", "network_layer"]
+           "layer_jacobian_eigenvalues", "network_layer", "second_order_growth_diagnosis"]
+
+
+def _check_network(network: Any) -> None:
+    """``TypeError`` unless ``network`` is an :class:`ocdl.Network` (it failed later with an AttributeError): by
+    what is used of it, as this module may not import :mod:`ocdl.propagation` (whose steppers import it)."""
+    if not all(hasattr(network, name) for name in ("stepper", "trajectory", "theta_steps")):
+        raise TypeError(f"network must be an ocdl Network, got {type(network).__name__}")
 
 
 def network_layer(network: Network, square: bool = False) -> Layer:
     """The :class:`~ocdl.Layer` of ``network``'s stepper (``TypeError`` if it has none); with ``square``,
     one whose transform is square (``ValueError`` otherwise)."""
+    _check_network(network)
     layer = getattr(network.stepper, "layer", None)
     if not isinstance(layer, Layer):
         raise TypeError(
@@ -136,7 +144,21 @@ def layer_eigenvalues(layer: Any, theta: Any, Y: Any) -> np.ndarray:
     One step of :func:`layer_jacobian_eigenvalues`: ``layer`` has a square
     transform, ``theta`` is that step's parameters. Returns a complex
     ``(s, n)`` array on the host.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument: ``layer`` not a :class:`~ocdl.Layer` with a square
+        transform, ``Y`` not an ``s x n`` float array, ``theta`` not a 1-D
+        array of ``layer.n_params`` entries.
     """
+    if not isinstance(layer, Layer):
+        raise TypeError(f"layer must be an ocdl Layer, got {type(layer).__name__}")
+    n = layer.transform.n_in
+    if layer.transform.n_out != n:
+        raise ValueError(f"layer must have a square transform for eigenvalues, got {n} -> {layer.transform.n_out}")
+    check_array("Y", Y, shape=(None, n), finite=False)
+    check_array("theta", theta, shape=(layer.n_params,), finite=False)
     theta_K, _ = layer.split(theta)
     K = asnumpy(layer.transform.matrix(theta_K))
     _, dA = layer.step(theta, Y, None, 1.0)  # (sigma(Y K + b), sigma'(Y K + b))
@@ -164,9 +186,25 @@ def euler_factor(eigenvalues: Any, h: float, per_step: bool = False) -> float | 
     -------
     float or numpy.ndarray
         :math:`\max |1 + h\lambda|` overall, or per step (shape ``(N,)``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument: ``eigenvalues`` not numbers, empty, NaN or Inf
+        (a NaN factor would pass a test ``<= 1``), a single number with
+        ``per_step``; ``h`` not a positive number.
     """
     h = check_positive("h", h)
-    amplification = np.abs(1 + h * np.asarray(eigenvalues))
+    try:
+        eigenvalues = np.asarray(asnumpy(eigenvalues) if hasattr(eigenvalues, "dtype") else eigenvalues,
+                                 dtype=complex)
+    except (TypeError, ValueError):
+        raise TypeError(f"eigenvalues must be an array of numbers, got {type(eigenvalues).__name__}") from None
+    if not np.isfinite(eigenvalues).all():  # NaN > 1 is False: a NaN factor would read as stable
+        raise ValueError("eigenvalues must be finite, got NaN or Inf (a NaN factor would pass '<= 1' as stable)")
+    if per_step and eigenvalues.ndim == 0:
+        raise ValueError("eigenvalues must have a first axis of steps with per_step=True, got a single number")
+    amplification = np.abs(1 + h * eigenvalues)
     if amplification.size == 0:
         raise ValueError("eigenvalues must hold at least one eigenvalue, got an empty array")
     if per_step:
@@ -204,12 +242,9 @@ def layer_growth_diagnosis(layer: Layer, theta: Any, Y: Any, h: float | None = N
         transform that is not square or has more than 256 features, ``Y``
         empty or not finite.
     """
-    transform = layer.transform
-    xp = get_array_module(Y)
-    if not (transform.n_in == transform.n_out <= 256 and Y.size and bool(xp.isfinite(Y).all())):
+    eigenvalues = _diagnosed_eigenvalues(layer, theta, Y)
+    if eigenvalues is None:
         return ""
-    with np.errstate(all="ignore"):
-        eigenvalues = layer_eigenvalues(layer, theta, Y)
     growth = float(eigenvalues.real.max()) + 0.0  # + 0.0: -0.0 (antisymmetric K, gamma 0) reads "0"
     euler_part = ("" if h is None else f"max|1 + h lambda| = {euler_factor(eigenvalues, h):.3g} (forward Euler is "
                   "stable when <= 1, paper eq. 3.9) and ")
@@ -222,6 +257,48 @@ def layer_growth_diagnosis(layer: Layer, theta: Any, Y: Any, h: float | None = N
         ending = "."
     return (f"Its layer Jacobian diag(sigma') K^T at the step's input has {euler_part}"
             f"max Re lambda = {growth:.3g}{ending}")
+
+
+def second_order_growth_diagnosis(layer: Layer, theta: Any, Y: Any, h: float | None = None) -> str:
+    r"""The sentence on the layer Jacobian for :math:`\ddot Y = F(Y)` (the leapfrog network) that blew up.
+
+    The linearisation :math:`\ddot y = \lambda y` has the solutions
+    :math:`e^{\pm\sqrt\lambda\, t}`: it grows at the rate :math:`\max \operatorname{Re}\sqrt\lambda`
+    (principal root), which is 0 only where every eigenvalue of
+    :math:`\operatorname{diag}(\sigma') K^T` is real and :math:`\le 0` (not merely
+    :math:`\operatorname{Re}\lambda \le 0`: an antisymmetric :math:`K`'s :math:`\pm i` give
+    :math:`\operatorname{Re}\sqrt{i} = 0.71`, and a smaller step alone will not help). Where it
+    does not grow, with ``h`` also :math:`\max h^2 |\lambda|`: leapfrog is stable for
+    :math:`h^2 |\lambda| < 4`. Arguments and what it returns as for
+    :func:`layer_growth_diagnosis`.
+    """
+    eigenvalues = _diagnosed_eigenvalues(layer, theta, Y)
+    if eigenvalues is None:
+        return ""
+    roots = np.sqrt(eigenvalues.astype(complex))
+    growth = float(roots.real.max()) + 0.0
+    scale = float(np.sqrt(np.abs(eigenvalues).max()))
+    text = ("Its layer Jacobian diag(sigma') K^T at the step's input has max Re sqrt(lambda) = "
+            f"{growth:.3g} (y'' = lambda y grows unless every lambda is real and <= 0)")
+    if growth > 1e-6 * scale:
+        return text + "; the second-order dynamics themselves grow, a smaller step alone will not help."
+    if h is None:
+        return text + "."
+    reach = h * h * float(np.abs(eigenvalues).max())
+    ending = ": the step is too long for them, a smaller one helps." if reach >= 4 else "."
+    return text + f"; they do not grow here, and max h^2 |lambda| = {reach:.3g} (leapfrog is stable when < 4){ending}"
+
+
+def _diagnosed_eigenvalues(layer: Layer, theta: Any, Y: Any) -> np.ndarray | None:
+    """The layer Jacobians' eigenvalues at the rows of ``Y`` for a diagnosis (NumPy), or ``None`` where the
+    diagnosis does not apply or would be costly: a transform that is not square or has more than 256 features,
+    ``Y`` empty or not finite."""
+    transform = layer.transform
+    xp = get_array_module(Y)
+    if not (transform.n_in == transform.n_out <= 256 and Y.size and bool(xp.isfinite(Y).all())):
+        return None
+    with np.errstate(all="ignore"):
+        return layer_eigenvalues(layer, theta, Y)
 
 
 def input_sensitivity(network: Network, theta: Any, Y0: Any, tol: float = 1e-6) -> float:
@@ -239,9 +316,13 @@ def input_sensitivity(network: Network, theta: Any, Y0: Any, tol: float = 1e-6) 
     the largest singular value of the linearisation of all examples at once
     (examples do not interact, so it is the largest over the examples of each
     one's own). For forward Euler on :math:`\dot Y = Y K` it is
-    :math:`\| \prod_j (I + h K_j) \|_2`; a stable discretisation of
-    non-dissipative dynamics (antisymmetric :math:`K`, Verlet) keeps it near 1
-    as :math:`h \to 0`, and an unstable one makes it grow with the depth.
+    :math:`\| \prod_j (I + h K_j) \|_2`; on such linear dynamics a stable
+    discretisation of non-dissipative ones (antisymmetric :math:`K`, Verlet)
+    keeps it near 1 as :math:`h \to 0`, and an unstable one makes it grow
+    with the depth. With a nonlinear activation it tends, as :math:`h \to 0`,
+    to the continuous flow's sensitivity, which can be well above 1 (tanh,
+    :math:`T = 10`, an antisymmetric :math:`K` scaled by 3: 13.1, 5.76, 4.62 at
+    :math:`N = 10, 100, 1000`; Verlet: 679, 12.8, 11.8).
 
     ``scipy.sparse.linalg.svds`` (ARPACK; ``cupyx``'s on CuPy) finds it from
     products with :math:`J_{Y_0}` (:meth:`Network.jvp` with ``dY0``) and its
@@ -266,11 +347,12 @@ def input_sensitivity(network: Network, theta: Any, Y0: Any, tol: float = 1e-6) 
     Raises
     ------
     TypeError, ValueError
-        Naming the argument: ``Y0`` not a 2-D float32/float64 array or with fewer than 2 entries,
-        ``tol`` negative.
+        Naming the argument: ``network`` not an :class:`ocdl.Network`, ``Y0`` not a 2-D float32/float64
+        array or with fewer than 2 entries, ``tol`` negative.
     ocdl.PropagationError
         If the forward propagation blows up.
     """
+    _check_network(network)
     tol = check_nonnegative("tol", tol)
     Y0 = check_array("Y0", Y0, ndim=2, finite=False)  # its entries: checked by the forward sweep
     xp = get_array_module(theta, Y0)

@@ -60,8 +60,26 @@ def test_blow_up_names_the_step_and_its_stability_factor():
 def test_blow_up_of_growing_dynamics_says_a_smaller_step_alone_will_not_help():
     net = ocdl.network("leapfrog", 2, 40, 400.0, activation="identity")
     theta = net.pack([50 * np.eye(2)] * 40, [0.0] * 40)
-    with pytest.raises(ocdl.PropagationError, match=r"max Re lambda = 50; .*a smaller step alone will not help"):
+    with pytest.raises(ocdl.PropagationError, match=r"max Re sqrt\(lambda\) = 7.07 .*a smaller step alone will not"):
         net.forward(theta, np.ones((3, 2)))
+
+
+@pytest.mark.parametrize("K, h, says", [
+    # y'' = K y with K's eigenvalues +-i: Re lambda = 0, yet the solutions grow like e^{0.71 t} for every step
+    # (it said "max Re lambda = 0. Use a smaller step"; 10 times smaller blew up at the same time)
+    (np.array([[0.0, 1.0], [-1.0, 0.0]]), 0.2, "max Re sqrt(lambda) = 0.707 (y'' = lambda y grows unless every "
+     "lambda is real and <= 0); the second-order dynamics themselves grow, a smaller step alone will not help"),
+    (np.array([[0.0, 1.0], [-1.0, 0.0]]), 0.02, "the second-order dynamics themselves grow"),
+    # real eigenvalues -4: bounded dynamics, leapfrog unstable for h^2 |lambda| >= 4
+    (-4.0 * np.eye(2), 1.5, "max Re sqrt(lambda) = 0 (y'' = lambda y grows unless every lambda is real and <= 0); "
+     "they do not grow here, and max h^2 |lambda| = 9 (leapfrog is stable when < 4): the step is too long"),
+])
+def test_a_leapfrog_blow_up_is_diagnosed_for_second_order_dynamics(K, h, says):
+    n_steps = int(round(1000 / h)) if h < 1 else 40
+    net = ocdl.network("leapfrog", 2, n_steps, n_steps * h, activation="identity")
+    with pytest.raises(ocdl.PropagationError) as info:
+        net.forward(net.pack([K] * n_steps, [0.0] * n_steps), np.ones((3, 2)))
+    assert says in str(info.value)
 
 
 class Doubling(ocdl.Stepper):

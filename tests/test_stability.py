@@ -167,3 +167,27 @@ def test_the_blow_up_diagnosis_prints_a_zero_growth_as_0_not_minus_0(monkeypatch
     layer = ocdl.Layer(ocdl.Dense(2), "identity")
     message = stability.layer_growth_diagnosis(layer, np.zeros(layer.n_params), np.ones((3, 2)), 0.5)
     assert "max Re lambda = 0;" in message and "-0" not in message, message
+
+
+def _eigenvalues(theta, Y):
+    return ocdl.stability.layer_eigenvalues(ocdl.Layer(ocdl.Dense(3)), theta, Y)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: ocdl.euler_factor(np.array([1j, np.nan]), 0.1), ValueError, "eigenvalues must be finite"),
+    (lambda: ocdl.euler_factor(-1.0, 0.1, per_step=True), ValueError, "first axis of steps"),
+    (lambda: ocdl.euler_factor("abc", 0.1), TypeError, "eigenvalues must be an array of numbers"),
+    (lambda: ocdl.euler_factor([{}], 0.1), TypeError, "eigenvalues must be an array of numbers"),
+    (lambda: _eigenvalues(np.zeros(10), np.ones(3)), ValueError, "Y must"),
+    (lambda: _eigenvalues(np.zeros(10), np.ones((2, 4))), ValueError, "Y must"),
+    (lambda: _eigenvalues(np.zeros(4), np.ones((2, 3))), ValueError, "theta"),
+    (lambda: _eigenvalues(np.zeros(10), [[1.0, 2.0, 3.0]]), TypeError, "Y"),
+    (lambda: ocdl.stability.layer_eigenvalues(None, np.zeros(10), np.ones((2, 3))), TypeError, "layer must be an"),
+    (lambda: ocdl.input_sensitivity(None, np.zeros(3), np.ones((2, 2))), TypeError, "network must be an ocdl"),
+    (lambda: ocdl.layer_jacobian_eigenvalues(None, np.zeros(3), np.ones((2, 2))), TypeError, "network must be an"),
+])
+def test_stability_tools_name_bad_input(call, error, match):
+    """A NaN eigenvalue gave a NaN factor, which a test '<= 1' passes as stable; a 1-D Y gave one row per entry;
+    the rest gave NumPy's messages (a reshape, a matmul, 'tuple index out of range')."""
+    with pytest.raises(error, match=match):
+        call()

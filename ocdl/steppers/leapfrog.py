@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..kernels import sweeps
-from ..stability import layer_growth_diagnosis
+from ..stability import second_order_growth_diagnosis
 from .base import LayerStepper
 
 
@@ -78,8 +78,9 @@ class Leapfrog(LayerStepper):
         return (Y, Y_prev), D
 
     def diagnose(self, state, theta, h):
-        r""":math:`\max \operatorname{Re}\lambda` of the force's Jacobian at the step's input (positive:
-        :math:`\ddot Y = F(Y)` itself grows;
-        :func:`~ocdl.stability.layer_growth_diagnosis`), then the default advice."""
-        growth = layer_growth_diagnosis(self.layer, theta, self.output(state))
+        r""":math:`\max \operatorname{Re}\sqrt\lambda` of the force's Jacobian at the step's input (positive:
+        :math:`\ddot Y = F(Y)` itself grows, as it does unless every :math:`\lambda` is real and :math:`\le 0`),
+        else :math:`\max h^2|\lambda|` against leapfrog's bound 4
+        (:func:`~ocdl.stability.second_order_growth_diagnosis`), then the default advice."""
+        growth = second_order_growth_diagnosis(self.layer, theta, self.output(state), h)
         return " ".join(filter(None, (growth, super().diagnose(state, theta, h))))
