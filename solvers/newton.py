@@ -50,8 +50,10 @@ def newton_pcg(
     problem : see the module docstring.
     x0 : initial point (NumPy or CuPy array of any shape).
     max_iter : outer iterations, an integer >= 0.
-    gtol : stop when :math:`\\|g_k\\| \\le \\text{gtol}\\, \\|g_0\\|` (>= 0), tested at every iterate, the
-        last one (:math:`x_{\\text{max\\_iter}}`) too.
+    gtol : stop when :math:`\\|g_k\\| \\le \\text{gtol}\\, \\|g_0\\|` (>= 0), tested before each step: the
+        last iterate's gradient is not evaluated (one more gradient, a forward and an adjoint sweep in
+        every iteration of block coordinate descent, whose Gauss-Newton solves take one step), so after
+        ``max_iter`` steps ``status`` is ``MAX_ITER`` even where that iterate would pass.
     cg_maxiter, cg_rtol : PCG's iteration cap (an integer >= 1) and relative tolerance (>= 0).
     callback : called as ``callback(k, x_k, record)`` after every iteration;
         returning ``True`` stops the solver.
@@ -92,14 +94,12 @@ def newton_pcg(
     if not 0.0 < step0 <= 1.0:
         raise ValueError(f"step0 must lie in (0, 1], got {step0!r}")
     model = problem.model(x)
-    for k in range(max_iter + 1):  # the test at x_0, ..., x_{max_iter}: the last iterate's too
+    for k in range(max_iter):  # the test before each step: x_{max_iter}'s gradient is not evaluated (see above)
         g_norm = norm(model.gradient)
         g0_norm = g_norm if g0_norm is None else g0_norm
         stop = gradient_test(model.value, g_norm, g0_norm, gtol)
         if stop is not None:
             status, success, message = stop
-            break
-        if k == max_iter:
             break
         precondition = getattr(model, "precondition", None)
         cg = pcg(model.hessian_matvec, -model.gradient, M=precondition, rtol=cg_rtol, maxiter=cg_maxiter)

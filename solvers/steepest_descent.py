@@ -36,13 +36,11 @@ def steepest_descent(problem, x0: np.ndarray, max_iter: int = 1000, gtol: float 
     step = 1.0 / g0_norm if g0_norm > 0.0 else 0.0  # 0: converged at once
     history: list[dict] = []
     status, success, message = Status.MAX_ITER, False, f"reached max_iter = {max_iter}"
-    for k in range(max_iter + 1):  # the test at x_0, ..., x_{max_iter}: the last iterate's too
+    for k in range(max_iter):  # the test before each step: x_{max_iter}'s gradient is not evaluated (see above)
         g_norm = float(np.linalg.norm(model.gradient))
         stop = gradient_test(model.value, g_norm, g0_norm, gtol)
         if stop is not None:
             status, success, message = stop
-            break
-        if k == max_iter:
             break
         ls = armijo(problem.value, x, -model.gradient, model.value, -(g_norm**2), t0=2.0 * step, max_evals=60)
         record = {"iteration": k, "objective": model.value, "grad_norm": g_norm,

