@@ -30,7 +30,8 @@ class Status(enum.IntEnum):
 
 
 def gradient_test(value: float, g_norm: float, g0_norm: float, gtol: float) -> tuple[Status, bool, str] | None:
-    r"""The stopping test of the solvers of an array, before each step: ``(status, success, message)`` for a NaN or Inf objective or gradient, a zero gradient, or
+    r"""The stopping test of the solvers of an array, before each step: ``(status, success, message)`` for a
+    NaN or Inf objective or gradient, a zero gradient, or
     :math:`\|g_k\| \le \text{gtol}\, \|g_0\|`; ``None`` to go on."""
     if not (np.isfinite(value) and np.isfinite(g_norm)):
         return Status.NOT_FINITE, False, "objective or gradient is NaN or Inf; stopped"
