@@ -246,11 +246,12 @@ def layer_growth_diagnosis(layer: Layer, theta: Any, Y: Any, h: float | None = N
     if eigenvalues is None:
         return ""
     growth = float(eigenvalues.real.max()) + 0.0  # + 0.0: -0.0 (antisymmetric K, gamma 0) reads "0"
-    euler_part = ("" if h is None else f"max|1 + h lambda| = {euler_factor(eigenvalues, h):.3g} (forward Euler is "
+    factor = None if h is None else euler_factor(eigenvalues, h)
+    euler_part = ("" if factor is None else f"max|1 + h lambda| = {factor:.3g} (forward Euler is "
                   "stable when <= 1, paper eq. 3.9) and ")
     if growth > 0:
         ending = "; with Re lambda > 0 the layer itself grows, a smaller step alone will not help."
-    elif h is not None and euler_factor(eigenvalues, h) > 1:
+    elif factor is not None and factor > 1:
         ending = ("; with max Re lambda <= 0 the ODE does not grow here: the step is too long for it, a smaller "
                   "one helps.")
     else:
@@ -292,13 +293,18 @@ def second_order_growth_diagnosis(layer: Layer, theta: Any, Y: Any, h: float | N
 def _diagnosed_eigenvalues(layer: Layer, theta: Any, Y: Any) -> np.ndarray | None:
     """The layer Jacobians' eigenvalues at the rows of ``Y`` for a diagnosis (NumPy), or ``None`` where the
     diagnosis does not apply or would be costly: a transform that is not square or has more than 256 features,
-    ``Y`` empty or not finite."""
+    ``Y`` empty or not finite; or where they are not finite themselves (a matrix near the largest float), which
+    no sentence could describe (and :func:`euler_factor` refuses)."""
     transform = layer.transform
     xp = get_array_module(Y)
     if not (transform.n_in == transform.n_out <= 256 and Y.size and bool(xp.isfinite(Y).all())):
         return None
     with np.errstate(all="ignore"):
-        return layer_eigenvalues(layer, theta, Y)
+        try:
+            eigenvalues = layer_eigenvalues(layer, theta, Y)
+        except np.linalg.LinAlgError:  # a Jacobian with Inf or NaN entries
+            return None
+    return eigenvalues if np.isfinite(eigenvalues).all() else None
 
 
 def input_sensitivity(network: Network, theta: Any, Y0: Any, tol: float = 1e-6) -> float:

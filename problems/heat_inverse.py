@@ -37,7 +37,7 @@ from ocdl.problems.heat import (
 )
 
 import ocdl
-from ocdl.validation import check_array, check_nonnegative, check_positive, random_generator
+from ocdl.validation import check_array, check_dtype_of, check_nonnegative, check_positive, random_generator
 
 
 def true_intensities(t: np.ndarray) -> np.ndarray:
@@ -157,9 +157,7 @@ class Tikhonov:
         if not isinstance(setup, HeatSource):
             raise TypeError(f"setup must be a HeatSource, got {type(setup).__name__}")
         readings = (setup.network.n_steps, len(setup.sensors))
-        check_array("data", data, shape=readings)
-        if data.dtype != setup.dtype:
-            raise TypeError(f"data ({data.dtype}) must have the dtype of the setup ({setup.dtype})")
+        check_dtype_of("data", check_array("data", data, shape=readings), "the setup's fields", setup.U0)
         self.setup = setup
         self.obs = setup.observations
         self.data = data[None]  # one right-hand side

@@ -36,7 +36,7 @@ def steepest_descent(problem, x0: np.ndarray, max_iter: int = 1000, gtol: float 
     step = 1.0 / g0_norm if g0_norm > 0.0 else 0.0  # 0: converged at once
     history: list[dict] = []
     status, success, message = Status.MAX_ITER, False, f"reached max_iter = {max_iter}"
-    for k in range(max_iter):  # the test before each step: x_{max_iter}'s gradient is not evaluated (see above)
+    for k in range(max_iter):  # the test before each step, as in newton_pcg
         g_norm = float(np.linalg.norm(model.gradient))
         stop = gradient_test(model.value, g_norm, g0_norm, gtol)
         if stop is not None:

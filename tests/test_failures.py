@@ -627,3 +627,14 @@ def test_multilevel_says_when_max_layers_is_no_level(caplog):
     with caplog.at_level(logging.WARNING, logger="ocdl.solvers.multilevel"):
         multilevel(lp, theta0, max_layers=4, solver=SGD(max_epochs=1), progress=False)
     assert "max_layers" not in caplog.text
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("kind", ["resnet", "leapfrog"])
+def test_a_blow_up_whose_eigenvalues_overflow_is_still_a_propagation_error(kind):
+    """Matrices near the largest float give Inf eigenvalues: euler_factor refuses them, and the diagnosis leaves
+    its sentence out instead of turning the PropagationError into a ValueError."""
+    net = ocdl.network(kind, 2, 4, 4.0, activation="identity")
+    with pytest.raises(ocdl.PropagationError, match="step 0 of 4") as info:
+        net.forward(net.pack([np.full((2, 2), 1.5e308)] * 4, [0.0] * 4), np.ones((3, 2)))
+    assert "eigenvalues must be finite" not in str(info.value)
