@@ -51,6 +51,7 @@ from .experiments import (
     Settings,
     compare,
     compare_plan,
+    folder_name,
     load_data,
     paper_settings,
     results_table,
@@ -61,7 +62,7 @@ from .experiments import (
 )
 from .experiments.cost import finest_level_cost
 from .experiments.output import PLAN_NAME
-from .factory import KINDS
+from .factory import KINDS, find_kind
 from .io import OcdlFileError, leftover_temporaries
 from .reduction import Reduction
 from .validation import PropagationError
@@ -80,14 +81,26 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+STEPPER_NAMES = f"{', '.join(KINDS)}, or MODULE:CLASS (a LayerStepper subclass of yours, in the current folder or " \
+                "importable)"
+"""The steppers the options name, in words."""
+
+
+def _stepper(text: str) -> str:
+    """A stepper's name (:func:`ocdl.factory.find_kind`; a user's module is imported now, so that a wrong name fails
+    before any data are read)."""
+    try:
+        find_kind(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(_one_line(error)) from None
+    return text
+
+
 def _steppers(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in KINDS]
-    if unknown or not names or len(set(names)) != len(names):
-        raise argparse.ArgumentTypeError(
-            f"steppers must be a comma-separated list of distinct {', '.join(KINDS)}; got {text!r}"
-        )
-    return names
+    if not names or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"steppers must be a comma-separated list of distinct names; got {text!r}")
+    return [_stepper(name) for name in names]
 
 
 def _positive_int(text: str) -> int:
@@ -264,8 +277,17 @@ RUN_FILES = (CHECKPOINT_NAME, "results.json", "params.h5", "accuracy.png", "feat
 COMPARE_FILES = (PLAN_NAME, "comparison.json", "table.md", "accuracy.png", "features.png")
 """What ``ocdl compare`` writes in its folder, beside one run folder per stepper."""
 
-COMPARISON_FILES = COMPARE_FILES + tuple(f"{name}/{file}" for name in KINDS for file in RUN_FILES)
-"""What a comparison's folder may hold of ocdl's: its own files and those of its run folders."""
+
+
+def _comparison_files(out: Path, steppers: Sequence[str]) -> tuple[str, ...]:
+    """What the comparison folder ``out`` may hold of ocdl's: its own files and those of the run folders of every
+    built-in stepper, of ``steppers`` and of the steppers its ``plan.json`` names (a user's among them)."""
+    try:
+        planned = compare_plan(out)["steppers"]
+    except (OSError, ValueError, KeyError, TypeError):
+        planned = []
+    names = dict.fromkeys([*KINDS, *steppers, *planned])
+    return COMPARE_FILES + tuple(f"{folder_name(name)}/{file}" for name in names for file in RUN_FILES)
 
 
 def _claim_folder(command: str, out: Path, overwrite: bool, names: Sequence[str], resume_hint: str) -> None:
@@ -412,7 +434,7 @@ def _train(args: argparse.Namespace) -> int:
             settings = paper_settings(args.problem, args.stepper, **_absolute_data_dir(_overrides(args)))
             data = load_data(settings, args.reduction)
         _check_request(settings, data, args.force, args.reduction)
-        out = Path(args.out or Path("runs") / f"{args.problem}-{args.stepper}")
+        out = Path(args.out or Path("runs") / f"{args.problem}-{folder_name(args.stepper)}")
         hint = f"ocdl train --resume {out}"
         args.reduction.on_rank0(lambda: _claim_folder("train", out, args.overwrite, RUN_FILES, hint))
         path = out / CHECKPOINT_NAME
@@ -433,7 +455,7 @@ def _compare(args: argparse.Namespace) -> int:
                 plan = compare_plan(out)
             finished = None
             if (out / "comparison.json").is_file() and all(
-                    _finished(out / stepper / CHECKPOINT_NAME) for stepper in plan["steppers"]):
+                    _finished(out / folder_name(stepper) / CHECKPOINT_NAME) for stepper in plan["steppers"]):
                 summaries = json.loads((out / "comparison.json").read_text(encoding="utf-8"))
                 finished = _finished_message("compare", out, summaries)
             return plan, finished
@@ -460,8 +482,8 @@ def _compare(args: argparse.Namespace) -> int:
         for settings in all_settings:
             _check_request(settings, data, args.force, args.reduction)
         args.resume_hint = f"ocdl compare --resume {out}"
-        args.reduction.on_rank0(lambda: _claim_folder("compare", out, args.overwrite, COMPARISON_FILES,
-                                                      args.resume_hint))
+        args.reduction.on_rank0(lambda: _claim_folder("compare", out, args.overwrite,
+                                                      _comparison_files(out, steppers), args.resume_hint))
         _, table = compare(args.problem, steppers, out, progress=_progress(args),
                            checkpoint_every=args.checkpoint_every, reduction=args.reduction, **overrides)
     print(table)
@@ -490,8 +512,8 @@ def _demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     out = Path(args.out)
     args.resume_hint = f"ocdl compare --resume {out}"
-    args.reduction.on_rank0(lambda: _claim_folder("demo", out, args.overwrite or _a_demo(out), COMPARISON_FILES,
-                                                  args.resume_hint))
+    args.reduction.on_rank0(lambda: _claim_folder("demo", out, args.overwrite or _a_demo(out),
+                                                  _comparison_files(out, PAPER_STEPPERS), args.resume_hint))
     with _said_in_flags():
         _, table = compare("ellipses", PAPER_STEPPERS, out, progress=_progress(args), reduction=args.reduction,
                            demo=True, **budget)
@@ -520,7 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
     train_parser = commands.add_parser("train", help="train one stepper on one problem (multilevel)")
     required = train_parser.add_argument_group("required, unless --resume DIR")
     required.add_argument("--problem", choices=PROBLEMS, help="the data set (required unless --resume)")
-    required.add_argument("--stepper", choices=KINDS, help="the forward propagation (required unless --resume)")
+    required.add_argument("--stepper", type=_stepper, metavar="NAME",
+                          help=f"the forward propagation: {STEPPER_NAMES} (required unless --resume)")
     train_parser.add_argument("--out", metavar="DIR",
                               help="run folder, with checkpoint.h5 (default: runs/PROBLEM-STEPPER)")
     train_parser.add_argument("--checkpoint-every", type=_positive_int, default=10, metavar="K",
@@ -542,7 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     required = compare_parser.add_argument_group("required, unless --resume DIR")
     required.add_argument("--problem", choices=PROBLEMS, help="the data set (required unless --resume)")
     compare_parser.add_argument("--steppers", type=_steppers, metavar="LIST",
-                                help=f"comma-separated, distinct, of {', '.join(KINDS)} "
+                                help=f"comma-separated, distinct, of {STEPPER_NAMES} "
                                      f"(default: {','.join(PAPER_STEPPERS)})")
     compare_parser.add_argument("--out", metavar="DIR", help="comparison folder (default: runs/PROBLEM-compare)")
     compare_parser.add_argument("--checkpoint-every", type=_positive_int, default=10, metavar="K",

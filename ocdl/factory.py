@@ -2,11 +2,17 @@
 
 :data:`KINDS` is the one registry of those names: :func:`ocdl.network`, the
 experiments' settings, the command line, the examples and the tests take
-their names, stepper classes and transforms from it.
+their names, stepper classes and transforms from it. A user's own stepper
+joins them by its import path, ``"module:Class"`` (:func:`find_kind`).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import inspect
+import os
+import sys
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -64,6 +70,70 @@ KINDS = MappingProxyType({
 """The paper's networks by name (a read-only mapping, in the order the paper introduces them)."""
 
 
+def find_kind(name: str, argument: str = "stepper") -> Kind:
+    r"""The network named ``name``: a name of :data:`KINDS`, or a user's stepper by its import path.
+
+    ``"module:Class"`` names a subclass of :class:`~ocdl.LayerStepper` of
+    yours, built as ``Class(Layer(transform, activation))`` (its other
+    arguments at their defaults) over the same transforms as ``"resnet"``:
+    dense ``n x n`` in :func:`network` and the 2-D experiments, the ``3 x 3``
+    convolution for MNIST. ``module`` is imported as Python imports it (an
+    installed package, ``PYTHONPATH``), else from the current folder, so that
+    ``ocdl train --stepper my_steppers:DampedResNet`` finds ``my_steppers.py``
+    beside the command. Run settings, checkpoints and run folders keep the
+    name; resuming a run or loading it (:func:`ocdl.experiments.load_run`)
+    imports the module again: load only run folders you trust, as with any
+    file that names code.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is neither, the module cannot be found, or it holds no
+        such class or one that is no ``LayerStepper`` (the message says which,
+        naming ``argument``).
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"{argument} must be a name (str), got {type(name).__name__}")
+    if name in KINDS:
+        return KINDS[name]
+    module_name, colon, class_name = name.partition(":")
+    if not (colon and module_name and class_name):
+        raise ValueError(f"{argument} must be one of {', '.join(KINDS)}, or MODULE:CLASS naming a LayerStepper "
+                         f"subclass of yours; got {name!r}")
+    module = _import(module_name, f"{argument} {name!r}")
+    try:
+        stepper = functools.reduce(getattr, class_name.split("."), module)
+    except AttributeError:
+        raise ValueError(f"{argument} {name!r}: module {module_name!r} has no {class_name!r}") from None
+    if not (isinstance(stepper, type) and issubclass(stepper, LayerStepper)):
+        raise ValueError(f"{argument} {name!r} is {stepper!r}, not a subclass of ocdl.LayerStepper (a stepper built "
+                         "over one ocdl.Layer, as ResNet)")
+    summary = (inspect.getdoc(stepper) or "").partition("\n")[0]
+    return Kind(stepper, summary or f"{stepper.__name__}, a user's stepper")
+
+
+def _import(module_name: str, named: str):
+    """The module ``module_name`` (of what ``named`` names, for a message); searched in the current folder too.
+
+    The ``ocdl`` command's script, unlike ``python -m``, does not search the
+    current folder; it is searched last, and only for this import.
+    """
+    here = os.getcwd()
+    searched = here in sys.path or "" in sys.path
+    if not searched:
+        sys.path.append(here)
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name is None or not (module_name + ".").startswith(error.name + "."):
+            raise  # the user's module imports one that is missing: its own error
+        raise ValueError(f"{named}: no module {module_name!r} (install it, put it on PYTHONPATH or run "
+                         "from its folder)") from None
+    finally:
+        if not searched:
+            sys.path.remove(here)
+
+
 def network(
     kind: str,
     width: int,
@@ -77,10 +147,13 @@ def network(
     r"""A dense network of the paper by name, one of :data:`KINDS`:
 
 KINDS_TABLE
+    or a subclass of :class:`~ocdl.LayerStepper` of yours by its import path,
+    ``"module:Class"`` (:func:`find_kind`).
+
     Parameters
     ----------
     kind : str
-        The network's name in the table.
+        The network's name in the table, or ``"module:Class"``.
     width : int
         ``n``, the features of an example (the matrices are ``n x n``; Verlet's ``n x m``).
     n_steps : int
@@ -104,9 +177,7 @@ KINDS_TABLE
     ``final_time`` are checked by :class:`~ocdl.Network`. Each raises
     ``ValueError`` naming the argument.
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
-    spec = KINDS[kind]
+    spec = find_kind(kind, "kind")
     width = check_positive("width", width, integer=True)
     if hidden_width is not None:
         hidden_width = check_positive("hidden_width", hidden_width, integer=True)

@@ -21,13 +21,13 @@ from .data import load_data, widen
 from .model import build_network, build_problem, examples_kept, memory_policy, numbers_per_step
 from .output import compare, compare_plan, results_table, resume_compare, write_run
 from .saved import SavedRun, load_run
-from .settings import DEVICES, DTYPES, MEMORY, PAPER_STEPPERS, PROBLEMS, Settings, paper_settings
+from .settings import DEVICES, DTYPES, MEMORY, PAPER_STEPPERS, PROBLEMS, Settings, folder_name, paper_settings
 from .stability_figures import figure1, figure2, stability_figures
 from .training import Run, iteration_cost, train
 
 __all__ = [
     "DEVICES", "DTYPES", "MEMORY", "PAPER_STEPPERS", "PROBLEMS", "Run", "SavedRun", "Settings", "build_network",
-    "build_problem", "compare", "compare_plan", "resume_compare", "figure1", "figure2", "load_data",
+    "build_problem", "compare", "compare_plan", "resume_compare", "figure1", "figure2", "folder_name", "load_data",
     "load_run", "paper_settings", "results_table",
     "stability_figures", "examples_kept", "iteration_cost", "memory_policy",
     "numbers_per_step", "train", "widen", "write_run",

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..backend import Array
 from ..distributed import memory_per_rank
-from ..factory import KINDS, network
+from ..factory import find_kind, network
 from ..learning_problem import LearningProblem
 from ..memory import MemoryPolicy, Recompute, Reversible, StoreAll
 from ..objectives import LogisticCrossEntropy, Objective, SoftmaxCrossEntropy
@@ -89,7 +89,7 @@ def memory_policy(settings: Settings, n_examples: int, budget: int | None = None
         if all(reduction.gather(fits)):
             choice = "store-all"
         else:
-            choice = "reversible" if KINDS[settings.stepper].reversible else "recompute"
+            choice = "reversible" if find_kind(settings.stepper).reversible else "recompute"
     if choice == "store-all":
         return StoreAll()
     if choice == "reversible":
@@ -131,7 +131,7 @@ def build_network(settings: Settings, n_steps: int, memory: MemoryPolicy | None 
     if settings.problem != "mnist":
         return network(settings.stepper, settings.width, n_steps, settings.final_time, ACTIVATION, settings.gamma,
                        memory=memory)
-    stepper = KINDS[settings.stepper].build(Conv2d(settings.width, settings.width, *MNIST_IMAGE), ACTIVATION,
+    stepper = find_kind(settings.stepper).build(Conv2d(settings.width, settings.width, *MNIST_IMAGE), ACTIVATION,
                                             settings.gamma)
     return Network(stepper, n_steps, settings.final_time, memory)
 

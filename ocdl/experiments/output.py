@@ -39,7 +39,7 @@ from ..io import save_params, write_file, write_text
 from ..reduction import Reduction
 from .data import load_data
 from .plotting import plot_2d, plot_levels, plot_mnist, uses_error
-from .settings import paper_settings
+from .settings import folder_name, paper_settings
 from .training import Run, train
 
 
@@ -120,6 +120,7 @@ def compare(problem: str, steppers: Sequence[str], out: str | Path, progress: bo
     """Train every stepper on ``problem`` with the paper's settings (and ``overrides``); write the folder ``out``.
 
     Each stepper's run writes its checkpoint, ``out / stepper / checkpoint.h5``
+    (a user's ``"module:Class"`` in the folder ``module.Class``: :func:`~ocdl.experiments.settings.folder_name`)
     (:data:`ocdl.solvers.checkpoint.CHECKPOINT_NAME`), as ``ocdl train`` does,
     and ``out / plan.json`` records the comparison when it starts, so that an
     interrupted comparison continues with ``resume=True`` (:func:`resume_compare`).
@@ -171,10 +172,11 @@ def compare(problem: str, steppers: Sequence[str], out: str | Path, progress: bo
         write_text(out / PLAN_NAME, json.dumps(plan, indent=2) + "\n")
     runs = []
     for settings in tqdm(all_settings, desc=f"compare on {problem}", disable=not progress):
-        checkpoint = Checkpointing(out / settings.stepper / CHECKPOINT_NAME, every=checkpoint_every, resume=resume)
+        folder = out / folder_name(settings.stepper)
+        checkpoint = Checkpointing(folder / CHECKPOINT_NAME, every=checkpoint_every, resume=resume)
         run = train(settings, data, progress=progress, checkpoint=checkpoint, reduction=reduction)
         if writes:
-            write_run(run, out / settings.stepper)
+            write_run(run, folder)
         runs.append(run)
     summaries = [run.summary() for run in runs]
     table = results_table(summaries)

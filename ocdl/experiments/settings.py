@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, fields, replace
 import numpy as np
 
 from ..backend import cupy_available
-from ..factory import KINDS
+from ..factory import KINDS, find_kind
 from ..validation import is_integer
 
 PROBLEMS = ("ellipses", "swiss-roll", "peaks", "mnist")
@@ -86,7 +86,10 @@ class Settings:
     problem : str
         One of :data:`PROBLEMS`.
     stepper : str
-        A name of :data:`ocdl.KINDS` (the networks of :func:`ocdl.network`).
+        A name of :data:`ocdl.KINDS` (the networks of :func:`ocdl.network`),
+        or a :class:`~ocdl.LayerStepper` subclass of yours by its import path,
+        ``"module:Class"`` (:func:`ocdl.factory.find_kind`; built with its
+        defaults over the same transforms as ``"resnet"``).
     width : int
         Features ``n`` of the network (2-D problems; a multiple of 2, the
         points duplicated) or channels (MNIST; the image duplicated).
@@ -166,15 +169,14 @@ class Settings:
     def __post_init__(self) -> None:
         if self.problem not in PROBLEMS:
             raise ValueError(f"problem must be one of {', '.join(PROBLEMS)}; got {self.problem!r}")
-        if self.stepper not in KINDS:
-            raise ValueError(f"stepper must be one of {', '.join(KINDS)}; got {self.stepper!r}")
+        kind = find_kind(self.stepper)
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}; got {self.device!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
         if self.memory not in MEMORY:
             raise ValueError(f"memory must be one of {', '.join(MEMORY)}; got {self.memory!r}")
-        if self.memory == "reversible" and not KINDS[self.stepper].reversible:
+        if self.memory == "reversible" and not kind.reversible:
             reversible = ", ".join(name for name, kind in KINDS.items() if kind.reversible)
             raise ValueError(f"memory 'reversible' needs a reversible stepper ({reversible}), not {self.stepper!r}")
         if self.device == "gpu" and not cupy_available():
@@ -226,7 +228,7 @@ def paper_settings(problem: str, stepper: str, **overrides) -> Settings:
     problem : str
         One of :data:`PROBLEMS`.
     stepper : str
-        A name of :data:`ocdl.KINDS`.
+        A name of :data:`ocdl.KINDS`, or ``"module:Class"`` (see :class:`Settings`).
     **overrides
         Any :class:`Settings` field; ``None`` values are ignored (so command
         line options left out keep the paper's value).
@@ -248,6 +250,12 @@ def paper_settings(problem: str, stepper: str, **overrides) -> Settings:
         paper["width"] = verlet_width
     settings = Settings(problem=problem, stepper=stepper, **paper)
     return settings.replace(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def folder_name(stepper: str) -> str:
+    """The folder of ``stepper``'s run in a comparison (and in ``ocdl train``'s default ``--out``): its name, a
+    user's ``"module:Class"`` as ``module.Class``."""
+    return stepper.replace(":", ".")
 
 
 def _is_number(value) -> bool:

@@ -1,0 +1,171 @@
+"""A user's stepper by its import path, ``"module:Class"``: in ``ocdl.network``, the experiments, the command line
+(``train``, ``compare``, ``--resume``) and ``load_run``, imported from the current folder as a user's file is."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import ocdl
+from ocdl.cli import main
+from ocdl.factory import find_kind
+
+MODULE = "ocdl_test_user_steppers"
+
+SOURCE = '''
+import ocdl
+
+
+class DampedResNet(ocdl.LayerStepper):
+    """Forward Euler on dY/dt = sigma(Y K + b) - gamma Y."""
+
+    def __init__(self, layer, gamma=0.5):
+        super().__init__(layer)
+        self.gamma = gamma
+
+    def step(self, state, theta, h):
+        (Y,) = state
+        Y_next, D = self.layer.step(theta, Y, (1 - h * self.gamma) * Y, h)
+        return (Y_next,), D
+
+    def step_jvp(self, state, theta, h, dstate, dtheta, cache):
+        (Y,), (dY,) = state, dstate
+        return (self.layer.step_jvp(theta, Y, cache, dY, dtheta, (1 - h * self.gamma) * dY),)
+
+    def step_vjp(self, state, theta, h, lam, cache):
+        (Y,), (L,) = state, lam
+        lam_Y, gtheta = self.layer.step_vjp(theta, Y, cache, L, (1 - h * self.gamma) * L)
+        return (lam_Y,), gtheta
+
+
+class NotAStepper:
+    pass
+'''
+
+NAME = f"{MODULE}:DampedResNet"
+TINY = ["--max-layers", "8", "--iterations", "2", "--no-progress"]
+
+
+@pytest.fixture
+def in_users_folder(tmp_path, monkeypatch):
+    """The current folder holds the user's module (and is not on sys.path); the module is forgotten afterwards."""
+    (tmp_path / f"{MODULE}.py").write_text(SOURCE)
+    (tmp_path / "broken_steppers.py").write_text("import no_such_dependency_of_the_user\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    yield tmp_path
+    for name in (MODULE, "broken_steppers"):
+        sys.modules.pop(name, None)
+
+
+def by_hand(width: int, n_steps: int, final_time: float):
+    """The same network built from the user's class directly, as ``Network(Class(Layer(Dense(n, n))))``."""
+    cls = sys.modules[MODULE].DampedResNet
+    return ocdl.Network(cls(ocdl.Layer(ocdl.Dense(width, width), "tanh")), n_steps, final_time)
+
+
+def test_network_by_import_path_is_the_class_built_by_hand(in_users_folder):
+    net = ocdl.network(NAME, 3, 5, 2.0)
+    assert type(net.stepper).__name__ == "DampedResNet" and net.stepper.gamma == 0.5
+    assert sys.path.count(str(in_users_folder)) == 0  # searched for this import only
+    rng = np.random.default_rng(1)
+    theta, Y0 = rng.standard_normal(net.n_params), rng.standard_normal((4, 3))
+    reference = by_hand(3, 5, 2.0)
+    np.testing.assert_array_equal(net.forward(theta, Y0), reference.forward(theta, Y0))
+    # independent of ocdl's stepping: y <- (1 - h gamma) y + h tanh(y K + b), step by step (b a scalar)
+    Y, h = Y0, 2.0 / 5
+    for K, b in zip(theta.reshape(5, 10)[:, :9].reshape(5, 3, 3), theta.reshape(5, 10)[:, 9]):
+        Y = (1 - h * 0.5) * Y + h * np.tanh(Y @ K + b)
+    np.testing.assert_allclose(net.forward(theta, Y0), Y, rtol=1e-13)
+    assert find_kind(NAME).dynamics == "Forward Euler on dY/dt = sigma(Y K + b) - gamma Y."
+    assert not find_kind(NAME).reversible
+
+
+@pytest.mark.parametrize("name, message", [
+    ("euler", "kind must be one of resnet, antisymmetric, leapfrog, verlet, rk4, or MODULE:CLASS"),
+    (":DampedResNet", "kind must be one of"),
+    (f"{MODULE}:", "kind must be one of"),
+    ("no_such_module_here:Stepper", "kind 'no_such_module_here:Stepper': no module 'no_such_module_here' "
+                                    "(install it, put it on PYTHONPATH or run from its folder)"),
+    ("ocdl.no_such_sub:Stepper", "no module 'ocdl.no_such_sub'"),
+    (f"{MODULE}:Missing", f"module '{MODULE}' has no 'Missing'"),
+    (f"{MODULE}:NotAStepper", "not a subclass of ocdl.LayerStepper"),
+    ("ocdl:Layer", "not a subclass of ocdl.LayerStepper"),
+])
+def test_bad_names_say_what_is_wrong(in_users_folder, name, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ocdl.network(name, 2, 4, 1.0)
+
+
+def test_a_missing_dependency_of_the_users_module_is_its_own_error(in_users_folder):
+    with pytest.raises(ModuleNotFoundError, match="no_such_dependency_of_the_user"):
+        find_kind("broken_steppers:Stepper")
+
+
+def test_train_resume_and_load_run_with_a_users_stepper(in_users_folder, capsys):
+    """``ocdl train --stepper module:Class`` trains the user's dynamics (the default folder named
+    ``module.Class``), a finished run says so on ``--resume``, and ``load_run`` classifies as the run did."""
+    from ocdl.experiments import load_data, load_run
+
+    assert main(["train", "--problem", "ellipses", "--stepper", NAME, *TINY]) == 0
+    out = in_users_folder / "runs" / f"ellipses-{MODULE}.DampedResNet"
+    results = json.loads((out / "results.json").read_text())
+    assert results["stepper"] == NAME and [rec["n_layers"] for rec in results["levels"]] == [4, 8]
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    assert "holds a finished run, up to 8 layers" in capsys.readouterr().out
+    sys.modules.pop(MODULE)  # a new process: load_run imports the module again
+    run = load_run(out)
+    assert type(run.network.stepper).__name__ == "DampedResNet" and run.network.n_steps == 8
+    data = load_data(run.settings)
+    assert run.accuracy(data.Y_val, data.C_val) == results["levels"][-1]["best_val_accuracy"]
+    features = by_hand(2, 8, 20.0).forward(run.theta, data.Y_val)
+    np.testing.assert_array_equal(run.predict(data.Y_val), (features @ run.W + run.mu > 0).astype(int).ravel())
+
+
+def test_compare_a_users_stepper_with_the_papers(in_users_folder, capsys):
+    out = in_users_folder / "cmp"
+    argv = ["compare", "--problem", "ellipses", "--steppers", f"resnet,{NAME}", "--out", str(out), *TINY]
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    assert f"{NAME} train acc (%)" in table
+    assert (out / f"{MODULE}.DampedResNet" / "results.json").is_file() and (out / "resnet" / "params.h5").is_file()
+    assert main(["compare", "--resume", str(out), "--no-progress"]) == 0
+    assert "holds a finished run" in capsys.readouterr().out
+    assert main(argv) == 2  # the folder holds a finished comparison ...
+    assert f"{MODULE}.DampedResNet/results.json" in capsys.readouterr().err  # ... the user's run folder among it
+    assert main([*argv[:4], "resnet", *argv[5:], "--overwrite"]) == 0
+    assert not (out / f"{MODULE}.DampedResNet" / "results.json").exists()  # --overwrite removed the user's run
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--problem", "ellipses", "--stepper", "no_such_module_here:S"],
+     "argument --stepper: stepper 'no_such_module_here:S': no module 'no_such_module_here'"),
+    (["compare", "--problem", "ellipses", "--steppers", f"resnet,{MODULE}:NotAStepper"],
+     "argument --steppers: stepper 'ocdl_test_user_steppers:NotAStepper' is "),
+    (["compare", "--problem", "peaks", "--steppers", "resnet,euler"],
+     "argument --steppers: stepper must be one of resnet, antisymmetric, leapfrog, verlet, rk4, or MODULE:CLASS"),
+])
+def test_the_command_line_names_a_bad_stepper_in_one_line(in_users_folder, capsys, argv, message):
+    assert main([*argv, "--out", str(in_users_folder / "x")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (in_users_folder / "x").exists()
+
+
+def test_the_ocdl_command_finds_a_module_in_the_current_folder(in_users_folder):
+    """The console script, unlike ``python -m``, has no current folder on its path: it is searched for steppers."""
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path = [p for p in sys.path if p not in ('', {str(in_users_folder)!r})]
+        import ocdl
+        print(type(ocdl.network({NAME!r}, 2, 4, 1.0).stepper).__name__)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=in_users_folder, capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "DampedResNet"
