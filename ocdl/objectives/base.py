@@ -238,7 +238,7 @@ class Objective(ABC):
         """
         Z, C = self._logits(YN, W, mu, C)
         val, G = self.value_and_gradient_z(Z, C)
-        return float(val), (_times(G, W.T), _transpose_times(YN, G), G.sum(axis=0))
+        return float(val), (_times(G, W.T), _transpose_times(YN, G), _column_sums(G))
 
     def gradient(self, YN: Array, W: Array, mu: Array, C: Array) -> tuple[Array, Array, Array]:
         r"""Gradient :math:`(\partial S/\partial Y_N, \partial S/\partial W, \partial S/\partial \mu)`.
@@ -248,7 +248,7 @@ class Objective(ABC):
         """
         Z, C = self._logits(YN, W, mu, C)
         _, G = self.value_and_gradient_z(Z, C)
-        return _times(G, W.T), _transpose_times(YN, G), G.sum(axis=0)
+        return _times(G, W.T), _transpose_times(YN, G), _column_sums(G)
 
     def value_and_gradient_W(
         self, YN: Array, W: Array, mu: Array, C: Array
@@ -297,7 +297,7 @@ class Objective(ABC):
             z += mu
             value, G = self.value_and_gradient_z(z, c)
             G = G * scale
-            return value * scale, y.T @ G, G.sum(axis=0)
+            return value * scale, y.T @ G, _column_sums(G)
 
         value, dW, dmu = _row_sums(kernel, YN, Z, C)
         return float(value), (dW, dmu), Z
@@ -373,7 +373,7 @@ class Objective(ABC):
 
         def kernel(y, z, c, scale):
             HdZ = self.hessian_z(z, c, y @ dW + dmu) * scale
-            return y.T @ HdZ, HdZ.sum(axis=0)
+            return y.T @ HdZ, _column_sums(HdZ)
 
         return _row_sums(kernel, YN, Z, C)
 
@@ -474,6 +474,20 @@ def _times(A: Array, B: Array, shift: Array | None = None) -> Array:
 
     row_blocks(kernel, A, out)
     return out
+
+
+def _column_sums(G: Array) -> Array:
+    r""":math:`G^T e`, the sum of the rows of ``G`` (the :math:`\mu`-derivatives), accumulated in float64 for float32.
+
+    NumPy adds the rows of a C-ordered array one after another (its pairwise
+    summation is along a contiguous axis only): the float32 sum of 200,000
+    rows was 5e-6 relative off (``Y_N^T G``, by BLAS, 2e-7); accumulated in
+    float64 it is float32's rounding, at 1.2x the time of a reduction that is
+    small beside the products with :math:`Y_N`. float64 sums as before.
+    """
+    if G.dtype == np.float32:
+        return G.sum(axis=0, dtype=np.float64).astype(np.float32)
+    return G.sum(axis=0)
 
 
 def _transpose_times(A: Array, G: Array) -> Array:
