@@ -106,7 +106,7 @@ def _write_group(group: Any, tree: dict, compression: str | None) -> None:
             raise ValueError(f"tree keys must be strings without '/', got {key!r} in {group.name}")
         if isinstance(value, dict):
             _write_group(group.create_group(key), value, compression)
-        elif hasattr(value, "dtype") and getattr(value, "ndim", 0) > 0:
+        elif _is_dataset(value):
             data = asnumpy(value)
             group.create_dataset(key, data=data, fletcher32=True,
                                  compression=compression if data.size > 1024 else None)
@@ -121,12 +121,18 @@ def _write_group(group: Any, tree: dict, compression: str | None) -> None:
                 ) from None
 
 
+def _is_dataset(value: Any) -> bool:
+    """Whether a tree's ``value`` is written as a dataset: an array of one or more dimensions (NumPy, CuPy); other
+    values (0-d arrays and scalars among them) are JSON attributes."""
+    return hasattr(value, "dtype") and hasattr(value, "nbytes") and getattr(value, "ndim", 0) > 0
+
+
 def _arrays(tree: dict) -> Iterator[Any]:
-    """The arrays of ``tree`` and its sub-trees."""
+    """The arrays of ``tree`` and its sub-trees that are written as datasets."""
     for value in tree.values():
         if isinstance(value, dict):
             yield from _arrays(value)
-        elif hasattr(value, "nbytes") and getattr(value, "ndim", 0) > 0:
+        elif _is_dataset(value):
             yield value
 
 
