@@ -132,7 +132,7 @@ class BlockCoordinateDescent(TrainingSolver):
             logger.info(
                 "BCD iteration %d: PCG met negative curvature (p^T H p <= 0) in the Gauss-Newton system after "
                 "%d iterations; the step used %s", state.iteration, step["cg_iters"],
-                "steepest descent" if step["gradient_fallback"] or step["cg_iters"] == 0 else "the last CG iterate",
+                "steepest descent" if step["gradient_fallback"] else "the last CG iterate",
             )
         return {
             "objective": gn.fun,

@@ -66,8 +66,9 @@ def newton_pcg(
     ``status``, ``success``, ``message`` and per-iteration records
     ``iteration, objective, grad_norm, rel_grad_norm, step, cg_iters, cg_rel_residual,
     negative_curvature, gradient_fallback, time`` plus the model's ``metrics()``.
-    When backtracking along the Newton direction fails (near-zero curvature
-    makes the step far too long), one Armijo step along :math:`-g_k` is taken
+    Where PCG meets nonpositive curvature on its first direction (no Newton
+    direction, ``cg_iters`` 0) or backtracking along the Newton direction fails
+    (near-zero curvature makes the step far too long), one Armijo step along :math:`-g_k` is taken
     instead (``gradient_fallback`` in the record), backtracked from the Cauchy
     step :math:`\\min(1, g_k^T g_k / g_k^T H_k g_k)` (one more Hessian product). ``status`` is
     :attr:`~ocdl.solvers.result.Status.CONVERGED` (the gradient test, or the
@@ -105,14 +106,12 @@ def newton_pcg(
         cg = pcg(model.hessian_matvec, -model.gradient, M=precondition, rtol=cg_rtol, maxiter=cg_maxiter)
         p = cg.x
         slope = inner(model.gradient, p)
-        if not slope < 0:  # no descent from CG (negative curvature at once): steepest descent
-            p = -model.gradient
-            slope = -(g_norm**2)
-        ls = armijo(problem.value, x, p, model.value, slope, t0=step0 if k == 0 else 1.0)
-        gradient_fallback = not ls.success
+        # No descent from CG (nonpositive curvature on its first direction: p = 0): no Newton step to try
+        ls = armijo(problem.value, x, p, model.value, slope, t0=step0 if k == 0 else 1.0) if slope < 0 else None
+        gradient_fallback = ls is None or not ls.success
         if gradient_fallback:
-            # Near-zero curvature (saturated logits, e.g. right after a multilevel
-            # prolongation) makes the Newton step too long for backtracking from
+            # No Newton direction, or near-zero curvature (saturated logits, e.g. right after a
+            # multilevel prolongation) makes the Newton step too long for backtracking from
             # t = 1: take a steepest-descent step instead, from the Cauchy step of the
             # model along -g, min(1, g^T g / g^T H g) (1 where the curvature along g is
             # not positive): where the gradient is steep, t = 1 is far too long. Not more

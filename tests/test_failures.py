@@ -263,6 +263,19 @@ def test_newton_reports_negative_curvature_and_still_descends():
     assert result.fun < problem.value(np.zeros(2))
 
 
+def test_nonpositive_curvature_on_the_first_cg_direction_is_the_gradient_fallback():
+    """f(x) = x1^2 / 2 - x2 from 0: g = (0, -1), H g = 0, so CG stops on its first direction with no Newton
+    direction. The step is the fallback's: along -g from the Cauchy step, 1 at zero curvature (not from step0),
+    and the record says so (block coordinate descent's next line search then starts from 1, not 2 t)."""
+    problem = Quadratic(np.diag([1.0, 0.0]), np.array([0.0, 1.0]))
+    result = newton_pcg(problem, np.zeros(2), max_iter=1, step0=0.25)
+    record = result.history[-1]
+    assert record["negative_curvature"] and record["cg_iters"] == 0
+    assert record["gradient_fallback"] and record["step"] == 1.0
+    np.testing.assert_array_equal(result.x, [0.0, 1.0])  # x0 - 1 * g
+    assert result.fun == -1.0
+
+
 # -- training loops: stop with a message, never continue silently -----------------------------
 
 
