@@ -52,7 +52,7 @@ def discrepancy_principle(
     not (up to :math:`10^{12}\sigma`); then bisect :math:`\log\alpha` ``n_bisect``
     times in the last bracket. Each solve is :func:`ocdl.solvers.gauss_newton_pcg`
     warm-started from the previous one (the first from ``problem.theta0``), with
-    ``max_iter=10, gtol=1e-6, cg_maxiter=200, cg_rtol=1e-7`` unless ``gn_options``
+    ``max_iter=10, cg_maxiter=200, cg_rtol=1e-7`` and its default ``gtol`` (1e-6) unless ``gn_options``
     say otherwise (in float32 ``gtol`` and ``cg_rtol`` :math:`\sqrt{\epsilon} = 3.5 \cdot 10^{-4}`:
     float32 levels off above 1e-6, and the solves would run to ``max_iter``).
     Returns the largest :math:`\alpha` found with misfit :math:`\le \tau\delta`.
@@ -75,8 +75,8 @@ def discrepancy_principle(
     n_bisect = check_nonnegative("n_bisect", n_bisect, integer=True)
     alpha = problem.sigma if alpha0 is None else check_positive("alpha0", alpha0)
     theta0 = problem.theta0
-    reachable = float(np.finfo(theta0.dtype).eps) ** 0.5  # float32 cannot resolve 1e-6 (3e-4; float64 1.5e-8)
-    options = {"max_iter": 10, "gtol": max(1e-6, reachable), "cg_maxiter": 200, "cg_rtol": max(1e-7, reachable)}
+    reachable = float(np.finfo(theta0.dtype).eps) ** 0.5  # float32 cannot resolve 1e-7 (3e-4; float64 1.5e-8)
+    options = {"max_iter": 10, "cg_maxiter": 200, "cg_rtol": max(1e-7, reachable)}  # gtol: the default
     options |= gn_options
     path = []
 

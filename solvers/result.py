@@ -42,6 +42,16 @@ def gradient_test(value: float, g_norm: float, g0_norm: float, gtol: float) -> t
     return None
 
 
+def default_gtol(dtype: Any) -> float:
+    r"""The solvers' default ``gtol`` for iterates of ``dtype``: :math:`10^{-6}`, or :math:`\sqrt{\epsilon}` of
+    ``dtype`` where that is larger (:math:`3.5 \cdot 10^{-4}` in float32; float64's :math:`1.5 \cdot 10^{-8}`
+    leaves :math:`10^{-6}`), as :func:`~ocdl.solvers.discrepancy.discrepancy_principle`'s ``cg_rtol``. A float32
+    gradient levels off above :math:`10^{-6}\, \|g_0\|` by rounding, the more the worse the conditioning (at
+    :math:`10^{-5}` for a least-squares fit whose matrix has condition number 100), and a solver that asked for
+    1e-6 ran to ``max_iter`` or failed its line search."""
+    return max(1e-6, float(np.finfo(dtype).eps) ** 0.5)
+
+
 @dataclass(kw_only=True)
 class SolverResult:
     """Outcome of a solver, with a per-iteration history.

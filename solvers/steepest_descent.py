@@ -9,17 +9,18 @@ import numpy as np
 from ocdl.validation import check_nonnegative
 
 from .line_search import armijo
-from .result import SolverResult, Status, gradient_test
+from .result import SolverResult, Status, default_gtol, gradient_test
 
 
-def steepest_descent(problem, x0: np.ndarray, max_iter: int = 1000, gtol: float = 1e-6) -> SolverResult:
+def steepest_descent(problem, x0: np.ndarray, max_iter: int = 1000, gtol: float | None = None) -> SolverResult:
     r"""Steepest descent with Armijo backtracking, the first-order baseline:
 
     .. math::  x_{k+1} = x_k - t_k \nabla\Phi(x_k),
 
     :math:`t_k` backtracked from :math:`2 t_{k-1}`, with :math:`t_{-1} = 1/\|\nabla\Phi(x_0)\|`.
     Stops, like :func:`ocdl.solvers.newton_pcg`, when
-    :math:`\|\nabla\Phi(x_k)\| \le \text{gtol}\, \|\nabla\Phi(x_0)\|`; the
+    :math:`\|\nabla\Phi(x_k)\| \le \text{gtol}\, \|\nabla\Phi(x_0)\|` (default, as there,
+    :func:`~ocdl.solvers.result.default_gtol`: 1e-6 in float64, :math:`\sqrt{\epsilon}` in float32); the
     history records ``objective``, ``grad_norm``, ``rel_grad_norm``, ``step``
     and, if the model has them, its ``metrics()`` at :math:`x_{k+1}`; a failed
     line search keeps its record (``step`` 0), as in :func:`ocdl.solvers.newton_pcg`.
@@ -29,7 +30,7 @@ def steepest_descent(problem, x0: np.ndarray, max_iter: int = 1000, gtol: float 
     :mod:`ocdl.solvers.newton`'s (``hessian_matvec`` unused).
     """
     max_iter = check_nonnegative("max_iter", max_iter, integer=True)
-    gtol = check_nonnegative("gtol", gtol)
+    gtol = default_gtol(x0.dtype) if gtol is None else check_nonnegative("gtol", gtol)
     start = time.perf_counter()
     x, model = x0, problem.model(x0)
     g0_norm = float(np.linalg.norm(model.gradient))

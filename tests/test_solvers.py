@@ -425,3 +425,44 @@ def test_the_gradient_test_runs_before_each_step_and_names_a_zero_gradient():
     unfinished = newton_pcg(Quadratic(np.diag([1.0, 1e3]), np.ones(2)), np.zeros(2), max_iter=1, cg_maxiter=1)
     assert (unfinished.status, unfinished.success) == (Status.MAX_ITER, False)  # one CG step: not there yet
     assert newton_pcg(problem, np.zeros(3), max_iter=0).status is Status.MAX_ITER
+
+
+def test_the_default_gtol_is_one_float32_can_reach():
+    """A zero-residual least-squares fit, min |B x - d|^2 / 2 with cond(B) = 100: in float32 its gradient levels
+    off at 6e-6 to 2e-5 of the first, so gtol = 1e-6 ran to max_iter; the default there is sqrt(eps) (float32's
+    eps from NumPy), also of steepest descent (on a fit with cond(B) = 3), and in float64 still 1e-6, with the
+    same iterates as an explicit gtol=1e-6."""
+    from types import SimpleNamespace
+
+    from ocdl.solvers import steepest_descent
+
+    rng = np.random.default_rng(0)
+    U, V = np.linalg.qr(rng.standard_normal((60, 20)))[0], np.linalg.qr(rng.standard_normal((20, 20)))[0]
+    xs = rng.standard_normal(20)
+
+    def fit(dtype, decades=2):
+        B = (U * np.logspace(0, decades, 20)) @ V.T
+        B_, d_ = B.astype(dtype), (B @ xs).astype(dtype)
+
+        def value(x):
+            return 0.5 * float(np.sum((B_ @ x - d_) ** 2))
+
+        return SimpleNamespace(value=value, model=lambda x: SimpleNamespace(
+            value=value(x), gradient=B_.T @ (B_ @ x - d_), hessian_matvec=lambda v: B_.T @ (B_ @ v)))
+
+    x0 = np.zeros(20, np.float32)
+    assert gauss_newton_pcg(fit(np.float32), x0, gtol=1e-6).status is Status.MAX_ITER
+    result = gauss_newton_pcg(fit(np.float32), x0)
+    sqrt_eps = float(np.finfo(np.float32).eps) ** 0.5
+    assert (result.status, result.success) == (Status.CONVERGED, True), result.message
+    assert result.message == f"gradient norm reduced by {sqrt_eps:g}" and result.x.dtype == np.float32
+    B = (U * np.logspace(0, 2, 20)) @ V.T  # the gradient there in float64: within a few sqrt(eps) of the first
+    x = result.x.astype(np.float64)
+    assert np.linalg.norm(B.T @ (B @ (x - xs))) < 3 * sqrt_eps * np.linalg.norm(B.T @ (B @ xs))
+    first_order = steepest_descent(fit(np.float32, decades=0.5), x0)
+    assert first_order.success and first_order.message == f"gradient norm reduced by {sqrt_eps:g}"
+    for solve in (gauss_newton_pcg, steepest_descent):
+        default, explicit = solve(fit(np.float64), np.zeros(20)), solve(fit(np.float64), np.zeros(20), gtol=1e-6)
+        np.testing.assert_array_equal(default.x, explicit.x)
+        assert [rec["objective"] for rec in default.history] == [rec["objective"] for rec in explicit.history]
+        assert (default.status, default.message) == (explicit.status, explicit.message)
