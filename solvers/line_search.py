@@ -2,7 +2,12 @@ r"""Armijo backtracking line search.
 
 Finds :math:`t \in \{1, \beta, \beta^2, \dots\}` with the sufficient decrease
 
-.. math::  f(x + t p) \le f(x) + c\, t\, \nabla f(x)^T p .
+.. math::  f(x + t p) \le f(x) + c\, t\, \nabla f(x)^T p \quad\text{and}\quad f(x + t p) < f(x) .
+
+The second condition follows from the first (the slope is negative) but not from its rounded form: where
+:math:`c\, t\, \nabla f(x)^T p` is below the rounding of :math:`f(x)`, the first rounds to
+:math:`f(x + t p) \le f(x)` and would accept a step that did not decrease :math:`f` at all (a flat
+objective, or a step too short to change :math:`x`).
 """
 
 from __future__ import annotations
@@ -40,8 +45,10 @@ def armijo(
     """Backtrack from ``t0`` by ``beta`` until the Armijo condition holds.
 
     ``slope`` is :math:`\\nabla f(x)^T p` and must be negative (a descent
-    direction). Non-finite trial values count as failures of the condition,
-    so a step into a blow-up is shortened, never accepted. After
+    direction). A trial must also decrease ``f`` strictly (see the module
+    docstring: a tie with ``f0`` is no decrease). Non-finite trial values
+    count as failures of the condition, so a step into a blow-up is
+    shortened, never accepted. After
     ``max_evals`` trials the search gives up with ``success=False`` and
     ``step=0`` (the caller keeps ``x``): it never loops forever.
 
@@ -64,7 +71,7 @@ def armijo(
             ft = float(f(x + t * p))
         except FloatingPointError:  # a propagation that blew up for this trial step
             ft = np.inf
-        if np.isfinite(ft) and ft <= f0 + c * t * slope:
+        if np.isfinite(ft) and ft <= f0 + c * t * slope and ft < f0:
             return LineSearchResult(t, ft, k, True)
         t *= beta
     return LineSearchResult(0.0, f0, max_evals, False)

@@ -117,8 +117,8 @@ def newton_pcg(
             # t = 1: take a steepest-descent step instead, from the Cauchy step of the
             # model along -g, min(1, g^T g / g^T H g) (1 where the curvature along g is
             # not positive): where the gradient is steep, t = 1 is far too long. Not more
-            # halvings: at t ~ 2^-40 a trial no longer changes x, and Armijo's test,
-            # rounded, would accept it.
+            # halvings: each trial is a forward sweep, and at t ~ 2^-40 one no longer
+            # changes x.
             p = -model.gradient
             curvature = inner(p, model.hessian_matvec(p))
             t0 = min(1.0, g_norm**2 / curvature) if curvature > 0 else 1.0

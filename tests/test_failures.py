@@ -229,6 +229,31 @@ def test_a_flat_objective_still_fails_the_line_search():
     assert result.status is Status.LINE_SEARCH_FAILED and result.nit == 1 and Flat.evaluations <= 40
 
 
+def test_armijo_refuses_a_tie_with_f0():
+    """Where c t g'p is below the rounding of f0 (1e-4 times -1e-13 next to 1.0), Armijo's test rounds to
+    f(x + t p) <= f0 and took a step of no decrease; a decrease finer than that term (the next float below 1)
+    still passes."""
+    f0, slope, x, p = 1.0, -1e-13, np.zeros(2), np.ones(2)
+    assert f0 + 1e-4 * slope == f0  # the Armijo term is lost in f0's rounding
+    tie = armijo(lambda x: 1.0, x, p, f0, slope)
+    assert (tie.success, tie.step, tie.nfev) == (False, 0.0, 20)
+    below = np.nextafter(1.0, 0.0)
+    decrease = armijo(lambda x: below, x, p, f0, slope)
+    assert (decrease.success, decrease.step, decrease.value) == (True, 1.0, below)
+
+
+def test_steepest_descent_on_a_flat_objective_fails_its_line_search():
+    """A constant objective whose model claims a gradient: no step decreases it. Steepest descent's 60 halvings
+    from t = 2 / |g| reach t ~ 2^-40, where the Armijo term falls below the rounding of f = 1, and the tie was
+    accepted: 5 'steps' of no decrease and MAX_ITER."""
+    from types import SimpleNamespace
+
+    gradient = np.array([0.3, 0.4])
+    flat = SimpleNamespace(value=lambda x: 1.0, model=lambda x: SimpleNamespace(value=1.0, gradient=gradient))
+    result = steepest_descent(flat, np.zeros(2), max_iter=5)
+    assert (result.status, result.nit, result.history[-1]["step"]) == (Status.LINE_SEARCH_FAILED, 1, 0.0)
+
+
 def test_steepest_descent_at_a_stationary_point_and_without_metrics():
     problem = Quadratic(np.eye(2), np.ones(2))  # a model without metrics(): optional in the protocol
     at_minimum = steepest_descent(problem, np.ones(2))
