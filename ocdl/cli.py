@@ -31,6 +31,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -627,7 +628,10 @@ def _main(argv: Sequence[str] | None) -> int:
     args = reduction = None
     try:
         reduction = world()
-        with reduction.errors():  # an error of any rank ends every rank, at the latest at the end
+        # an error of any rank ends every rank, at the latest at the end; the solvers' warning of a batch_size
+        # above the examples is _check_request's, in the options' names
+        with reduction.errors(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", r"batch_size \d+ is more than", UserWarning)
             args = build_parser().parse_args(argv)
             args.reduction = reduction
             status = args.handler(args)

@@ -54,7 +54,8 @@ class BlockCoordinateDescent(TrainingSolver):
         Number of iterations of a run (including those of a continued state).
     batch_size : int, optional
         Examples per iteration, drawn without replacement (all if ``None``,
-        or if larger than the training set: full batch, no random draw).
+        or if larger than the training set: full batch, no random draw, and a
+        ``UserWarning`` from :meth:`~ocdl.solvers.training_loop.TrainingSolver.minimize`).
     hessian_batch_size : int, optional
         Examples of the Gauss-Newton matrix, drawn from the batch (the whole
         batch if ``None`` or larger).

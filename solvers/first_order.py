@@ -105,7 +105,8 @@ class SGD(_MiniBatch):
         Number of epochs of a run (the iterations of the history); default 50.
     batch_size : int
         Examples per mini-batch (the last may be smaller; one batch of all examples if larger than the
-        training set); default 32.
+        training set, with a ``UserWarning`` from :meth:`~ocdl.solvers.training_loop.TrainingSolver.minimize`);
+        default 32.
     learning_rate : float
         :math:`\eta > 0`; default 0.01.
     momentum : float

@@ -192,6 +192,13 @@ def multilevel(
         On Ctrl-C with ``checkpoint`` (a ``KeyboardInterrupt``), after the
         last completed iteration is written. Without ``checkpoint`` Ctrl-C
         raises the plain ``KeyboardInterrupt``.
+
+    Warns
+    -----
+    UserWarning
+        If the solver's ``batch_size`` is more than the training examples, as
+        :meth:`~ocdl.solvers.training_loop.TrainingSolver.minimize` (at every level; Python's
+        default filter shows it once).
     """
     if not isinstance(problem, LearningProblem):
         raise TypeError(f"problem must be an ocdl LearningProblem, got {type(problem).__name__}")

@@ -34,6 +34,7 @@ import abc
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -162,9 +163,19 @@ class TrainingSolver(abc.ABC):
         ------
         TypeError, ValueError
             For malformed parameters or validation data (see :func:`initial_state`).
+
+        Warns
+        -----
+        UserWarning
+            If the solver's ``batch_size`` is more than the training examples (those of all workers of a
+            data-parallel problem): every batch takes all of them.
         """
         state = initial_state(problem, params0, rng, state)
         validation = _checked_validation(problem, validation)
+        batch_size = getattr(self, "batch_size", None)  # the option of BCD, SGD and Adam (None: all)
+        if batch_size is not None and batch_size > problem.n_examples:  # n_examples: all workers' together
+            warnings.warn(f"batch_size {batch_size} is more than the {problem.n_examples} training examples: every "
+                          f"batch takes all {problem.n_examples}", stacklevel=2)
         return _loop(self, problem, state, validation, callback, progress)
 
 

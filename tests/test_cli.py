@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import h5py
@@ -374,7 +375,10 @@ def test_help_shows_every_default_and_marks_the_required_options(capsys):
 def test_settings_that_cannot_mean_what_was_asked_are_said(tmp_path, capsys):
     argv = ["train", "--problem", "ellipses", "--stepper", "resnet", "--max-layers", "5", "--iterations", "1",
             "--batch-size", "5000", "--hessian-batch-size", "3000", "--out", str(tmp_path / "run"), "--no-progress"]
-    assert main(argv) == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(argv) == 0
+    assert not caught  # the solvers' UserWarning of the batch size: said once, below, in the options' names
     err = capsys.readouterr().err.splitlines()
     assert err == [
         "ocdl: warning: --max-layers 5: the levels double from --first-layers 4, so the finest level has 4 layers; "

@@ -294,6 +294,43 @@ def test_first_order_baselines_train_and_resume(method):
     np.testing.assert_array_equal(resumed.x.theta, result.x.theta)
 
 
+def test_a_batch_size_above_the_examples_is_said():
+    """BCD, SGD, Adam and multilevel took a batch_size above the training examples without a word (ocdl train
+    said it): a UserWarning, against the examples of all workers of a data-parallel problem (two here, of 40)."""
+    import warnings
+
+    from ocdl.reduction import Reduction
+
+    lp, theta0, _ = small_problem(s=80)
+    said = "batch_size 100 is more than the 80 training examples: every batch takes all 80"
+    for solver in (BlockCoordinateDescent(max_iter=1, batch_size=100), SGD(max_epochs=1, batch_size=100),
+                   Adam(max_epochs=1, batch_size=100)):
+        with pytest.warns(UserWarning) as record:
+            solver.minimize(lp, theta0, progress=False)
+        assert [str(w.message) for w in record] == [said]
+    with pytest.warns(UserWarning) as record:
+        multilevel(lp, theta0, max_layers=4, solver=BlockCoordinateDescent(max_iter=1, batch_size=100), progress=False)
+    assert [str(w.message) for w in record] == [said]
+
+    class TwoWorkers(Reduction):  # this process holds the first half; the other the same number of examples
+        size = 2
+
+        def gather(self, value):
+            return [value, value]
+
+    Y, C = blobs(80)
+    shared = LearningProblem(lp.network, ocdl.SoftmaxCrossEntropy(), Y[:40], C[:40], alpha_theta=1e-3,
+                             alpha_W=1e-3, n_classes=2, reduction=TwoWorkers())
+    assert (shared.Y0.shape[0], shared.n_examples) == (40, 80)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 60 and 80 are not above the 80 examples, nor None (all)
+        for batch_size in (60, 80, None):
+            BlockCoordinateDescent(max_iter=1, batch_size=batch_size).minimize(shared, theta0, progress=False)
+    with pytest.warns(UserWarning) as record:
+        SGD(max_epochs=1, batch_size=100).minimize(shared, theta0, progress=False)
+    assert [str(w.message) for w in record] == [said]
+
+
 def test_first_order_bad_options():
     with pytest.raises(ValueError, match="learning_rate must be a finite number > 0"):
         SGD(learning_rate=0.0)
