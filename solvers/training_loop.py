@@ -36,7 +36,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import numpy as np
@@ -167,13 +167,15 @@ class TrainingSolver(abc.ABC):
         Warns
         -----
         UserWarning
-            If the solver's ``batch_size`` is more than the training examples (those of all workers of a
+            If the solver's ``batch_size``, set to other than its default (SGD's and Adam's 32 on a smaller data
+            set says nothing), is more than the training examples (those of all workers of a
             data-parallel problem): every batch takes all of them.
         """
         state = initial_state(problem, params0, rng, state)
         validation = _checked_validation(problem, validation)
         batch_size = getattr(self, "batch_size", None)  # the option of BCD, SGD and Adam (None: all)
-        if batch_size is not None and batch_size > problem.n_examples:  # n_examples: all workers' together
+        chosen = batch_size != next((f.default for f in fields(self) if f.name == "batch_size"), None)
+        if chosen and batch_size is not None and batch_size > problem.n_examples:  # all workers' examples
             warnings.warn(f"batch_size {batch_size} is more than the {problem.n_examples} training examples: every "
                           f"batch takes all {problem.n_examples}", stacklevel=2)
         return _loop(self, problem, state, validation, callback, progress)

@@ -329,6 +329,11 @@ def test_a_batch_size_above_the_examples_is_said():
     with pytest.warns(UserWarning) as record:
         SGD(max_epochs=1, batch_size=100).minimize(shared, theta0, progress=False)
     assert [str(w.message) for w in record] == [said]
+    small, theta_small, _ = small_problem(s=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # SGD's and Adam's default 32 on 20 examples: not the user's choice
+        SGD(max_epochs=1).minimize(small, theta_small, progress=False)
+        Adam(max_epochs=1).minimize(small, theta_small, progress=False)
 
 
 def test_first_order_bad_options():
