@@ -38,7 +38,13 @@ from pathlib import Path
 
 from ocdl.problems import mnist
 from ocdl.problems.mnist import ENV_VAR, user_data_dir
-from ocdl.solvers.checkpoint import CHECKPOINT_NAME, Checkpointing, TrainingInterrupted, load_checkpoint
+from ocdl.solvers.checkpoint import (
+    CHECKPOINT_NAME,
+    Checkpointing,
+    ResumeWarning,
+    TrainingInterrupted,
+    load_checkpoint,
+)
 
 from .backend import out_of_memory
 from .distributed import abort, launched_rank, world
@@ -206,6 +212,26 @@ def _said_in_flags() -> Iterator[None]:
 
 def _warn(message: str) -> None:
     print(f"ocdl: warning: {message}", file=sys.stderr)
+
+
+@contextmanager
+def _library_warnings_said() -> Iterator[None]:
+    """The library's warnings the command line tells its own way: a
+    :class:`~ocdl.solvers.checkpoint.ResumeWarning` (a run resumed on another number of processes) as an
+    ``ocdl: warning:`` line; the solvers' warning of a batch_size above the examples not at all (:func:`_check_request`
+    says it in the options' names); others as Python shows them."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"batch_size \d+ is more than", UserWarning)
+        shown = warnings.showwarning
+
+        def show(message, category, *where) -> None:
+            if issubclass(category, ResumeWarning):
+                _warn(_one_line(message))
+            else:
+                shown(message, category, *where)
+
+        warnings.showwarning = show
+        yield
 
 
 def _check_request(settings: Settings, data, force: bool, reduction: Reduction) -> None:
@@ -628,10 +654,7 @@ def _main(argv: Sequence[str] | None) -> int:
     args = reduction = None
     try:
         reduction = world()
-        # an error of any rank ends every rank, at the latest at the end; the solvers' warning of a batch_size
-        # above the examples is _check_request's, in the options' names
-        with reduction.errors(), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", r"batch_size \d+ is more than", UserWarning)
+        with _library_warnings_said(), reduction.errors():  # an error of any rank ends every rank, at the end
             args = build_parser().parse_args(argv)
             args.reduction = reduction
             status = args.handler(args)

@@ -23,7 +23,14 @@ checkpoint (:class:`Checkpoint`) holds
   checkpoint alone;
 * ``checkpointing``: the ``repr`` of the :class:`Checkpointing` that wrote it
   (for a reader; not compared on resume, where the path, ``every`` and
-  ``resume`` may change without changing the result).
+  ``resume`` may change without changing the result);
+* ``shares``: the numbers of training examples of the processes (MPI ranks,
+  :mod:`ocdl.distributed`) that wrote it, in rank order. A run resumed with
+  other shares (another number of processes) continues validly, not as the
+  writer would have (the sums round differently): it resumes with a
+  :class:`ResumeWarning`, on rank 0. Checkpoints written before the shares
+  were recorded resume without one: their split cannot be told, and no split
+  makes a run invalid.
 
 Checkpoints written before the solvers were objects (``run`` holding the
 solver function's name and its keyword options, level results without a
@@ -60,6 +67,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,7 +87,7 @@ from .training_loop import TrainingState
 
 __all__ = [
     "CHECKPOINT_KIND", "CHECKPOINT_NAME", "Checkpoint", "CheckpointWriter", "Checkpointing", "InterruptLatch",
-    "TrainingInterrupted", "load_checkpoint", "save_checkpoint",
+    "ResumeWarning", "TrainingInterrupted", "load_checkpoint", "save_checkpoint",
 ]
 
 CHECKPOINT_KIND = "ocdl-checkpoint"
@@ -147,6 +155,14 @@ class Checkpointing:
         return f"Checkpointing({str(self.path)!r}, every={self.every}, resume={self.resume})"
 
 
+class ResumeWarning(UserWarning):
+    """A checkpoint resumed into a valid run that is not, bit for bit, the one its writer would have continued:
+    the examples are split otherwise (another number of processes, :attr:`Checkpoint.shares`).
+
+    ``ocdl train --resume`` prints it as its own ``ocdl: warning:`` line.
+    """
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during a training run with checkpoints; the final checkpoint has been written.
 
@@ -206,6 +222,10 @@ class Checkpoint:
     checkpointing : str
         The ``repr`` of the :class:`Checkpointing` that wrote it (``""`` in
         files written before it was recorded).
+    shares : list of int or None
+        The numbers of training examples of the processes that wrote it, in
+        rank order (one number without data parallelism); ``None`` in files
+        written before they were recorded.
     """
 
     level: int
@@ -215,6 +235,7 @@ class Checkpoint:
     run: dict
     settings: dict
     checkpointing: str = ""
+    shares: list[int] | None = None
 
     @property
     def finished(self) -> bool:
@@ -235,6 +256,22 @@ class Checkpoint:
         """
         planned = self.run["layers"]
         return isinstance(layers, list) and len(layers) > len(planned) and layers[: len(planned)] == planned
+
+    def resplit(self, shares: list[int], path: str | os.PathLike) -> str | None:
+        """What continuing this checkpoint on processes holding ``shares`` training examples changes, in words
+        (``None``: nothing, the shares being the writer's or not recorded; see :class:`ResumeWarning`)."""
+        if self.shares is None or self.shares == shares:
+            return None
+        was, now = len(self.shares), len(shares)
+        if was != now:
+            how = "without mpiexec" if was == 1 else f"with mpiexec -n {was}"
+            return (f"{path} was written by {_processes(was)} and continues on {now}: a valid run, but not the one "
+                    f"{_processes(was)} would have computed (the sums over the examples round differently); resume "
+                    f"{how} for a bit-identical continuation")
+        return (f"{path} was written by {_processes(was)} holding {self.shares} training examples and continues on "
+                f"{now} holding {shares}: a valid run, but not the one those shares would have computed (the sums "
+                "over the examples round differently); give the processes the writer's shares for a bit-identical "
+                "continuation")
 
     def check_run(self, run: dict, path: str | os.PathLike, earlier: dict | None = None) -> None:
         """Raise ``ValueError`` naming every entry of ``run`` that differs from the checkpoint's.
@@ -284,6 +321,10 @@ _DATA |= {f"{key}_rows": name for key, name in _DATA.items()}
 names them."""
 
 
+def _processes(count: int) -> str:
+    return "1 process" if count == 1 else f"{count} processes"
+
+
 def _problem_change(key: str, was: Any, now: Any) -> str:
     """How a message names the change of the fingerprint's entry ``key`` (checkpoint ``was``, now ``now``)."""
     if key not in _DATA:
@@ -321,6 +362,7 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
         "run": _plain_json(checkpoint.run),
         "settings": _plain_json(checkpoint.settings),
         "checkpointing": str(checkpoint.checkpointing),
+        "shares": _plain_json(checkpoint.shares),
         "levels": {str(i): _level_tree(record) for i, record in enumerate(checkpoint.levels)},
     }
     if checkpoint.state is not None:
@@ -362,6 +404,7 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Checkpoint:
             run=_upgraded_run(_dict(tree["run"], "run")),
             settings=_dict(tree["settings"], "settings"),
             checkpointing=str(tree.get("checkpointing", "")),
+            shares=_shares(tree.get("shares")),
         )
         _check_shapes(checkpoint)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, UnicodeDecodeError) as err:
@@ -444,6 +487,9 @@ class CheckpointWriter:
         The file, how often to write, and the settings to store.
     run : dict
         :attr:`Checkpoint.run` of this run.
+    shares : list of int
+        :attr:`Checkpoint.shares` of this run: its processes' numbers of
+        training examples, in rank order.
     reduction : Reduction, optional
         The workers of a data-parallel run (:mod:`ocdl.distributed`): rank 0
         alone reads and writes the file, and :meth:`resume` hands its
@@ -462,7 +508,7 @@ class CheckpointWriter:
         If the checkpoint's path is a folder.
     """
 
-    def __init__(self, checkpointing: Checkpointing, run: dict, reduction: Reduction | None = None,
+    def __init__(self, checkpointing: Checkpointing, run: dict, shares: list[int], reduction: Reduction | None = None,
                  earlier: dict | None = None) -> None:
         self.reduction = Reduction() if reduction is None else reduction
         self.earlier = earlier
@@ -471,6 +517,7 @@ class CheckpointWriter:
             raise ValueError(f"checkpoint must be a file, {self.path} is a folder (use {self.path / CHECKPOINT_NAME})")
         self.every = checkpointing.every
         self.run = run
+        self.shares = list(shares)
         self.settings = checkpointing.settings
         self.checkpointing = repr(checkpointing)
         self._pending: Checkpoint | None = None  # the newest complete state, if not yet written
@@ -482,7 +529,10 @@ class CheckpointWriter:
         Its arrays go to ``device`` (``"cpu"`` or ``"gpu"``), and its
         :attr:`Checkpoint.run` becomes this run's: the same, or with more
         levels after the checkpoint's (:meth:`Checkpoint.deepens`), which a
-        finished checkpoint then continues with.
+        finished checkpoint then continues with. A checkpoint that trains on
+        with other shares of the examples than its writer's (another number
+        of processes) resumes with a :class:`ResumeWarning`, issued on rank 0
+        (:meth:`Checkpoint.resplit`).
 
         Raises
         ------
@@ -504,6 +554,9 @@ class CheckpointWriter:
         if saved is None:
             return None
         saved.run = self.run  # this run's levels: those of the checkpoint, or more after them (a deeper run)
+        change = None if saved.finished else saved.resplit(self.shares, self.path)
+        if change is not None and self.reduction.rank == 0:
+            warnings.warn(change, ResumeWarning, stacklevel=3)
         if not self.settings:
             self.settings = saved.settings
         self._written = saved
@@ -537,7 +590,7 @@ class CheckpointWriter:
 
     def _checkpoint(self, level: int, state: TrainingState | None, levels: list[dict],
                     rng: np.random.Generator) -> Checkpoint:
-        return Checkpoint(level, state, levels, rng, self.run, self.settings, self.checkpointing)
+        return Checkpoint(level, state, levels, rng, self.run, self.settings, self.checkpointing, self.shares)
 
     def _save(self, checkpoint: Checkpoint) -> None:
         if self.reduction.rank == 0:
@@ -767,6 +820,14 @@ def _count(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
     return value
+
+
+def _shares(value: Any) -> list[int] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"shares must be a non-empty list of integers >= 0, got {value!r}")
+    return [_count(count, "shares") for count in value]
 
 
 def _dict(value: Any, name: str) -> dict:

@@ -152,8 +152,12 @@ def multilevel(
         the first levels again. A checkpoint of another run
         (another solver, ``repr`` compared, or levels, sizes) or of another
         problem (its :meth:`~ocdl.LearningProblem.fingerprint`) is refused
-        (see Raises), and so is one of a run with more levels. Default: no
-        checkpoints.
+        (see Raises), and so is one of a run with more levels. A checkpoint
+        written by another number of processes (a data-parallel problem,
+        :mod:`ocdl.distributed`) continues a valid run, not bit for bit the
+        writer's: it resumes with a
+        :class:`~ocdl.solvers.checkpoint.ResumeWarning` (on rank 0). Default:
+        no checkpoints.
     memory : callable, optional
         ``memory(N)``: the memory policy (:mod:`ocdl.memory`) of the level
         with :math:`N` layers, called when that level's network is built, so
@@ -243,7 +247,8 @@ def multilevel(
             "dtype": str(problem.Y0.dtype),
             "problem": problem.fingerprint(validation),
         }
-        writer = CheckpointWriter(checkpoint, run, problem.reduction,
+        shares = problem.reduction.gather(problem.Y0.shape[0])  # the split of the examples over the processes
+        writer = CheckpointWriter(checkpoint, run, shares, problem.reduction,
                                   earlier={"stepper": network.stepper.repr_before_settings()})
         saved = writer.resume(device_of(problem.Y0)) if checkpoint.resume else None
     if saved is not None:

@@ -8,6 +8,7 @@ import logging
 import re
 import shutil
 import signal
+import warnings
 from pathlib import Path
 
 import h5py
@@ -28,11 +29,13 @@ from ocdl.solvers.checkpoint import (
     CHECKPOINT_KIND,
     Checkpoint,
     InterruptLatch,
+    ResumeWarning,
     TrainingInterrupted,
     load_checkpoint,
     save_checkpoint,
 )
 from test_io import flip_data_byte
+from test_reduction import Worker
 
 import ocdl
 from ocdl.backend import asnumpy, cupy_available, device_of, to_device
@@ -146,7 +149,7 @@ def test_round_trip(tmp_path):
     back = load_checkpoint(tmp_path / "c.h5")
     assert back.level == 1 and back.iteration == 2 and back.settings == {"seed": 3}
     assert back.run["options"] == {"x": [1, 2]} and back.run["solver"] == "S()"
-    assert back.checkpointing == "Checkpointing(...)"
+    assert back.checkpointing == "Checkpointing(...)" and back.shares is None
     s = back.state
     assert isinstance(s.params, Params) and isinstance(s.best, Params)
     np.testing.assert_array_equal(s.params.theta, theta)
@@ -189,6 +192,11 @@ def test_load_errors_say_what_is_wrong(tmp_path):
     (tmp_path / "cut.h5").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(OcdlFileError, match="truncated|damaged"):
         load_checkpoint(tmp_path / "cut.h5")
+    tree = read_tree(tmp_path / "good.h5", CHECKPOINT_KIND)
+    tree["shares"] = [30, -1]
+    write_tree(tmp_path / "shares.h5", tree, CHECKPOINT_KIND)
+    with pytest.raises(OcdlFileError, match="damaged ocdl checkpoint: shares must be an integer >= 0, got -1"):
+        load_checkpoint(tmp_path / "shares.h5")
 
 
 class Damped(ocdl.ResNet):
@@ -271,6 +279,46 @@ def test_a_steppers_repr_is_the_same_in_every_process():
     text = repr(stepper)
     assert " at 0x" not in text and "forcing=test_checkpoint.test_a_steppers_repr_is_the_same_in_every_process" \
         ".<locals>.forcing" in text and "rng=<Generator>" in text, text
+
+
+def test_resuming_on_another_number_of_processes_warns(tmp_path):
+    """A checkpoint records its processes' shares of the examples (here two stand-in workers, each holding the 60
+    examples: one process holding them twice is the same problem). Resumed on one process it continues with a
+    ResumeWarning naming the two (it resumed without a word); on two, and from a checkpoint written before the
+    shares were recorded, without one; a finished checkpoint, which trains no more, without one, unless it
+    continues deeper."""
+    lp, theta0, _ = small_problem()
+    two = LearningProblem(lp.network, ocdl.SoftmaxCrossEntropy(), lp.Y0, lp.C, n_classes=2, reduction=Worker(0, 2))
+    one = LearningProblem(lp.network, ocdl.SoftmaxCrossEntropy(), np.vstack([lp.Y0] * 2), np.concatenate([lp.C] * 2))
+    options = dict(max_layers=4, solver=BlockCoordinateDescent(max_iter=2), progress=False)
+    path = tmp_path / "c.h5"
+    with pytest.raises(TrainingInterrupted):
+        multilevel(two, theta0, checkpoint=Checkpointing(path), callback=interrupt_after(3), **options)
+    assert load_checkpoint(path).shares == [60, 60]
+    for name in ("legacy.h5", "same.h5"):
+        shutil.copy(path, tmp_path / name)
+    tree = read_tree(tmp_path / "legacy.h5", CHECKPOINT_KIND)
+    del tree["shares"]
+    write_tree(tmp_path / "legacy.h5", tree, CHECKPOINT_KIND)
+    with pytest.warns(ResumeWarning, match=re.escape(
+            f"{path} was written by 2 processes and continues on 1: a valid run, but not the one 2 processes would "
+            "have computed (the sums over the examples round differently); resume with mpiexec -n 2 for a "
+            "bit-identical continuation")) as caught:
+        assert multilevel(one, None, checkpoint=Checkpointing(path, resume=True), **options).success
+    assert len(caught) == 1 and issubclass(ResumeWarning, UserWarning)
+    assert load_checkpoint(path).shares == [120]  # written by this run from then on
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResumeWarning)
+        assert multilevel(two, None, checkpoint=Checkpointing(tmp_path / "same.h5", resume=True), **options).success
+        assert multilevel(one, None, checkpoint=Checkpointing(tmp_path / "legacy.h5", resume=True), **options).success
+        assert load_checkpoint(tmp_path / "legacy.h5").shares == [120]
+        assert multilevel(two, None, checkpoint=Checkpointing(path, resume=True), **options).success  # finished
+    with pytest.warns(ResumeWarning, match="written by 1 process and continues on 2: .*; resume without mpiexec for"):
+        multilevel(two, None, checkpoint=Checkpointing(path, resume=True), **dict(options, max_layers=8))
+    assert load_checkpoint(path).resplit([50, 70], "c.h5") == (
+        "c.h5 was written by 2 processes holding [60, 60] training examples and continues on 2 holding [50, 70]: a "
+        "valid run, but not the one those shares would have computed (the sums over the examples round "
+        "differently); give the processes the writer's shares for a bit-identical continuation")
 
 
 def test_resume_checks_that_the_run_is_the_same(tmp_path):
@@ -511,7 +559,9 @@ def legacy_run(name, tmp_path, **changes):
     shutil.copy(DATA / f"{name}.h5", path)
     lp, theta0, validation = small_problem(dtype)
     options = dict(solver=solver, validation=validation, max_layers=max_layers, rng=seed, progress=False) | changes
-    resumed = multilevel(lp, theta0, checkpoint=Checkpointing(path, resume=True), **options)
+    with warnings.catch_warnings():  # it recorded no shares of the examples: nothing to warn of
+        warnings.simplefilter("error", ResumeWarning)
+        resumed = multilevel(lp, theta0, checkpoint=Checkpointing(path, resume=True), **options)
     return resumed, multilevel(lp, theta0, **options), path
 
 

@@ -13,13 +13,13 @@ import h5py
 import numpy as np
 import pytest
 from ocdl.solvers import BlockCoordinateDescent, Checkpointing, multilevel
-from ocdl.solvers.checkpoint import load_checkpoint
+from ocdl.solvers.checkpoint import CHECKPOINT_KIND, load_checkpoint
 from test_io import flip_data_byte
 
 import ocdl
 from ocdl.backend import cupy_available
 from ocdl.cli import main
-from ocdl.io import load_params
+from ocdl.io import load_params, read_tree, write_tree
 from ocdl.learning_problem import LearningProblem
 
 TINY = ["--max-layers", "8", "--iterations", "2", "--no-progress"]
@@ -273,7 +273,7 @@ def test_resume_from_a_checkpoint_of_the_python_api_is_one_line(tmp_path, capsys
     assert f"checkpoint=Checkpointing({str(out / 'checkpoint.h5')!r}, resume=True)" in err
 
 
-def test_a_checkpoint_of_ocdl_train_before_the_solvers_were_objects_resumes_exactly(tmp_path):
+def test_a_checkpoint_of_ocdl_train_before_the_solvers_were_objects_resumes_exactly(tmp_path, capsys):
     """tests/data/legacy_cli_checkpoint.h5: ``ocdl train --problem ellipses --stepper verlet --max-layers 8
     --iterations 3 --checkpoint-every 1``, interrupted in its second level by the code of commit 0cf207c;
     legacy_cli_params.h5: that code's uninterrupted run."""
@@ -284,6 +284,7 @@ def test_a_checkpoint_of_ocdl_train_before_the_solvers_were_objects_resumes_exac
     (tmp_path / "cut").mkdir()
     shutil.copy(data / "legacy_cli_checkpoint.h5", tmp_path / "cut" / "checkpoint.h5")
     assert main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
+    assert "warning" not in capsys.readouterr().err  # it recorded no number of processes: nothing to warn of
     then, now = load_params(data / "legacy_cli_params.h5"), load_params(tmp_path / "cut" / "params.h5")
     for key in ("theta", "W", "mu"):
         np.testing.assert_array_equal(now[key], then[key])
@@ -477,6 +478,28 @@ def interrupted_run(argv, monkeypatch, after_iterations=1):
     multilevel = raise_during_training(monkeypatch, KeyboardInterrupt(), after)
     assert main(argv) == 130
     monkeypatch.setattr(training, "multilevel", multilevel)
+
+
+def test_resuming_on_another_number_of_processes_is_one_warning(tmp_path, capsys, monkeypatch):
+    """A checkpoint of two processes (its shares of the examples set so) resumed on one: one ``ocdl: warning:``
+    line naming them and how to continue bit for bit, then the run; on one process again, none."""
+    out = tmp_path / "two"
+    interrupted_run(["train", "--problem", "ellipses", "--stepper", "verlet", "--checkpoint-every", "1", "--out",
+                     str(out), *TINY], monkeypatch)
+    path = out / "checkpoint.h5"
+    tree = read_tree(path, CHECKPOINT_KIND)
+    (n,) = tree["shares"]
+    tree["shares"] = [n // 2, n - n // 2]  # as two processes would have written it
+    write_tree(path, tree, CHECKPOINT_KIND)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning") == 1 and (
+        f"ocdl: warning: {path} was written by 2 processes and continues on 1: a valid run, but not the one 2 "
+        "processes would have computed (the sums over the examples round differently); resume with mpiexec -n 2 for "
+        "a bit-identical continuation\n") in err
+    assert main(["train", "--resume", str(out), "--max-layers", "16", "--no-progress"]) == 0  # written by one
+    assert "warning" not in capsys.readouterr().err
 
 
 def test_a_rerun_without_resume_keeps_an_unfinished_checkpoint(tmp_path, capsys, monkeypatch):

@@ -201,8 +201,8 @@ def _rank_pid(marker: str, rank: int) -> int | None:
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the ranks' processes in /proc")
 def test_a_killed_rank_then_resume_on_one_and_on_three_ranks(uninterrupted, tmp_path):
     """SIGKILL of rank 1 after the first checkpointed iteration ends the whole run; the checkpoint (global
-    parameters and state) resumes on one process and on three to the uninterrupted two-rank result (1e-12),
-    on two to that result bit for bit."""
+    parameters and state) resumes on one process and on three to the uninterrupted two-rank result (1e-12), with
+    one warning that says so, on two to that result bit for bit, without one."""
     reference, _ = uninterrupted
     run = subprocess.Popen([MPIEXEC, "-n", "2", OCDL, *TRAIN, "--out", "killed", "--no-progress"], env=ENV,
                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -238,6 +238,8 @@ def test_a_killed_rank_then_resume_on_one_and_on_three_ranks(uninterrupted, tmp_
         proc = ocdl(ranks, "train", "--resume", folder.name, "--no-progress", cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert_same_run(folder, reference, ranks)
+        said = f"ocdl: warning: {folder.name}/{CHECKPOINT_NAME} was written by 2 processes and continues on {ranks}: "
+        assert proc.stderr.count("warning") == (ranks != 2) and proc.stderr.count(said) == (ranks != 2), proc.stderr
         if ranks == 2:  # on as many ranks as before: bit for bit
             for key, value in final_params(folder).items():
                 np.testing.assert_array_equal(value, final_params(reference)[key])
