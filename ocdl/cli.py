@@ -96,6 +96,7 @@ STEPPER_NAMES = f"{', '.join(KINDS)}, or MODULE:CLASS (a LayerStepper subclass o
 def _stepper(text: str) -> str:
     """A stepper's name (:func:`ocdl.factory.find_kind`; a user's module is imported now, so that a wrong name fails
     before any data are read)."""
+    text = text.strip()
     try:
         find_kind(text)
     except ValueError as error:
@@ -105,8 +106,9 @@ def _stepper(text: str) -> str:
 
 def _steppers(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
-    if not names or len(set(names)) != len(names):
-        raise argparse.ArgumentTypeError(f"steppers must be a comma-separated list of distinct names; got {text!r}")
+    if not names or len({folder_name(name) for name in names}) != len(names):  # x:y.Z and x.y:Z share a folder
+        raise argparse.ArgumentTypeError(f"steppers must be a comma-separated list of distinct names (and run "
+                                         f"folders); got {text!r}")
     return [_stepper(name) for name in names]
 
 

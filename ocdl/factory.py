@@ -13,6 +13,7 @@ import importlib
 import inspect
 import os
 import sys
+import traceback
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -20,7 +21,7 @@ from .activations import Activation
 from .layer import Layer
 from .memory import MemoryPolicy
 from .propagation import Network
-from .steppers import RK4, LayerStepper, Leapfrog, ResNet, Verlet
+from .steppers import RK4, LayerStepper, Leapfrog, ResNet, Stepper, Verlet
 from .transforms import Antisymmetric, Dense, Transform
 from .validation import check_nonnegative, check_positive
 
@@ -85,12 +86,18 @@ def find_kind(name: str, argument: str = "stepper") -> Kind:
     imports the module again: load only run folders you trust, as with any
     file that names code.
 
+    A stepper whose class writes ``square = False`` (as :class:`~ocdl.Verlet`)
+    may take an ``n x m`` matrix (``hidden_width``).
+
     Raises
     ------
     ValueError
-        If ``name`` is neither, the module cannot be found, or it holds no
-        such class or one that is no ``LayerStepper`` (the message says which,
-        naming ``argument``).
+        If ``name`` is neither; the module cannot be found or fails to import
+        (its error in one line, with where it was raised); it holds no such
+        class, or one that is no ``LayerStepper``, does not write ``step``,
+        ``step_jvp`` and ``step_vjp``, or cannot be built from a layer alone; or
+        the module is ``__main__`` (the running script, which a resumed run or
+        another process would not find). The message names ``argument``.
     """
     if not isinstance(name, str):
         raise ValueError(f"{argument} must be a name (str), got {type(name).__name__}")
@@ -100,23 +107,39 @@ def find_kind(name: str, argument: str = "stepper") -> Kind:
     if not (colon and module_name and class_name):
         raise ValueError(f"{argument} must be one of {', '.join(KINDS)}, or MODULE:CLASS naming a LayerStepper "
                          f"subclass of yours; got {name!r}")
-    module = _import(module_name, f"{argument} {name!r}")
+    named = f"{argument} {name!r}"
+    if module_name == "__main__":
+        raise ValueError(f"{named}: a class of the running script cannot be found again (by --resume, load_run or "
+                         "other processes); put it in a module of its own")
+    module = _import(module_name, named)
     try:
         stepper = functools.reduce(getattr, class_name.split("."), module)
     except AttributeError:
-        raise ValueError(f"{argument} {name!r}: module {module_name!r} has no {class_name!r}") from None
+        where = getattr(module, "__file__", None) or "a namespace package"
+        raise ValueError(f"{named}: module {module_name!r} ({where}) has no {class_name!r}") from None
     if not (isinstance(stepper, type) and issubclass(stepper, LayerStepper)):
-        raise ValueError(f"{argument} {name!r} is {stepper!r}, not a subclass of ocdl.LayerStepper (a stepper built "
+        raise ValueError(f"{named} is {stepper!r}, not a subclass of ocdl.LayerStepper (a stepper built "
                          "over one ocdl.Layer, as ResNet)")
+    missing = [method for method in ("step", "step_jvp", "step_vjp")
+               if getattr(stepper, method) is getattr(Stepper, method)]
+    if missing:
+        raise ValueError(f"{named} does not write {', '.join(missing)} (the stepper contract: docs/own-dynamics.md)")
+    try:
+        inspect.signature(stepper).bind(None)
+    except TypeError:
+        raise ValueError(f"{named} is built as {stepper.__name__}(layer), its other arguments at their defaults: give "
+                         f"{stepper.__name__}{inspect.signature(stepper)} defaults (or a subclass that does)") from None
     summary = (inspect.getdoc(stepper) or "").partition("\n")[0]
-    return Kind(stepper, summary or f"{stepper.__name__}, a user's stepper")
+    return Kind(stepper, summary or f"{stepper.__name__}, a user's stepper", rectangular=not stepper.square)
 
 
 def _import(module_name: str, named: str):
     """The module ``module_name`` (of what ``named`` names, for a message); searched in the current folder too.
 
     The ``ocdl`` command's script, unlike ``python -m``, does not search the
-    current folder; it is searched last, and only for this import.
+    current folder; it is searched last, and only for this import. An error
+    raised by the import (a syntax error, a missing dependency) becomes a
+    ``ValueError`` naming the stepper, the error and where it was raised.
     """
     here = os.getcwd()
     searched = here in sys.path or "" in sys.path
@@ -125,13 +148,24 @@ def _import(module_name: str, named: str):
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as error:
-        if error.name is None or not (module_name + ".").startswith(error.name + "."):
-            raise  # the user's module imports one that is missing: its own error
-        raise ValueError(f"{named}: no module {module_name!r} (install it, put it on PYTHONPATH or run "
-                         "from its folder)") from None
+        if error.name is not None and (module_name + ".").startswith(error.name + "."):
+            raise ValueError(f"{named}: no module {module_name!r} (install it, put it on PYTHONPATH or run "
+                             "from its folder)") from None
+        raise ValueError(f"{named}: importing {module_name!r} failed: {_said(error)}") from error
+    except Exception as error:  # the user's module failed: one line, as every error of a stepper name
+        raise ValueError(f"{named}: importing {module_name!r} failed: {_said(error)}") from error
     finally:
         if not searched:
             sys.path.remove(here)
+
+
+def _said(error: Exception) -> str:
+    """``error`` in one line with where it was raised (a syntax error says where itself)."""
+    text = f"{type(error).__name__}: {' '.join(str(error).split())}"
+    frames = traceback.extract_tb(error.__traceback__)
+    if frames and not isinstance(error, SyntaxError):
+        text += f" ({frames[-1].filename}, line {frames[-1].lineno})"
+    return text
 
 
 def network(

@@ -5,7 +5,8 @@ A run folder holds
 * ``results.json``: :meth:`Run.summary` (problem, stepper, settings, one
   record per level, best validation accuracy, wall time);
 * ``params.h5``: datasets ``theta``, ``W``, ``mu`` of the finest level
-  (:func:`ocdl.io.save_params`), the settings and ``n_layers`` as attributes;
+  (:func:`ocdl.io.save_params`), the settings, ``n_layers`` and ``stepper_repr`` (the stepper's ``repr``,
+  which :func:`~ocdl.experiments.load_run` compares) as attributes;
 * ``accuracy.png``: validation accuracy per level and per iteration;
 * ``features.png`` (2-D problems) or ``images.png`` (MNIST).
 
@@ -62,8 +63,8 @@ def write_run(run: Run, out: str | Path) -> dict[str, Path]:
     summary = run.summary()
     paths = {"params": out / "params.h5"}
     params = run.params()
-    save_params(paths["params"], params["theta"], params["W"], params["mu"],
-                settings=dict(summary["settings"], n_layers=run.network.n_steps))
+    recorded = dict(summary["settings"], n_layers=run.network.n_steps, stepper_repr=repr(run.network.stepper))
+    save_params(paths["params"], params["theta"], params["W"], params["mu"], settings=recorded)
     paths["accuracy"] = _figure_levels([summary], out / "accuracy.png")
     if run.settings.problem == "mnist":
         fig = plot_mnist(Figure(figsize=(11, 13), layout="constrained"), run)
@@ -159,8 +160,8 @@ def compare(problem: str, steppers: Sequence[str], out: str | Path, progress: bo
     ocdl.solvers.checkpoint.TrainingInterrupted
         On Ctrl-C, after the running stepper's checkpoint is written.
     """
-    if not steppers or len(set(steppers)) != len(steppers):
-        raise ValueError(f"steppers must be distinct and at least one, got {list(steppers)}")
+    if not steppers or len({folder_name(stepper) for stepper in steppers}) != len(steppers):
+        raise ValueError(f"steppers must be distinct and at least one, their run folders too, got {list(steppers)}")
     all_settings = [paper_settings(problem, stepper, **overrides) for stepper in steppers]  # validate all first
     data = load_data(all_settings[0], reduction)  # the same for every stepper (this process's share of MNIST)
     out = Path(out)

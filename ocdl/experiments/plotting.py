@@ -70,12 +70,12 @@ def plot_levels(fig: Figure, summaries: Sequence[dict]) -> Figure:
         accuracy = np.asarray(accuracy, dtype=float)  # None (a failed iteration): NaN
         return 100 * (1 - accuracy if error else accuracy)
 
-    traces = []
+    traces, lines, labels = [], [], []
     for i, summary in enumerate(summaries):
         levels = summary["levels"]
         best = percent([rec["best_val_accuracy"] for rec in levels])
-        left.plot([rec["n_layers"] for rec in levels], best, "o-", color=f"C{i}",
-                  label=f"{summary['stepper']} (best {np.nanmin(best) if error else np.nanmax(best):.2f}%)")
+        lines += left.plot([rec["n_layers"] for rec in levels], best, "o-", color=f"C{i}")
+        labels.append(f"{summary['stepper']} (best {np.nanmin(best) if error else np.nanmax(best):.2f}%)")
         for k, rec in enumerate(levels):
             trace = percent(rec["val_accuracy"])
             right.plot(k * span + np.arange(1, trace.size + 1), trace, color=f"C{i}", linewidth=1)
@@ -89,7 +89,7 @@ def plot_levels(fig: Figure, summaries: Sequence[dict]) -> Figure:
     left.set_xticks(all_layers, [str(n) for n in all_layers])
     left.set_xlabel("layers $N$ (multilevel)")
     _percent_axis(left, f"best validation {measure} (%)")
-    left.legend(fontsize="small")
+    left.legend(lines, labels, fontsize="small")  # given: a label would be left out where it begins with "_"
     left.set_title(f"best validation {measure} per level")
     right.set_xlabel("block coordinate descent iteration (levels marked by their layers)")
     _percent_axis(right, f"validation {measure} (%)")

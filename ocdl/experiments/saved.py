@@ -73,19 +73,31 @@ def load_run(folder: str | os.PathLike) -> SavedRun:
         If ``folder`` holds no ``params.h5`` (an unfinished run: continue it with ``ocdl train --resume``).
     ocdl.io.OcdlFileError
         If ``params.h5`` is damaged or was not written by ``ocdl train``.
+    ValueError
+        If the run's stepper cannot be built here (a user's ``"module:Class"``
+        whose module is not found from the current folder, see
+        :func:`ocdl.factory.find_kind`), or builds another stepper than the
+        run trained (its ``repr`` differs: the class's defaults were edited).
+        Folders written before the ``repr`` was recorded are not compared.
     """
     path = Path(folder) / "params.h5"
     if not path.is_file():
         raise FileNotFoundError(f"{folder} holds no params.h5: not a finished run folder of ocdl train")
     saved = load_params(path)
     stored = dict(saved["settings"])
-    n_layers = stored.pop("n_layers", None)
+    n_layers, trained = stored.pop("n_layers", None), stored.pop("stepper_repr", None)
     names = {field.name for field in dataclasses.fields(Settings)}
     if n_layers is None or set(stored) != names:
         raise OcdlFileError(f"{path}: parameters without the settings of ocdl train; rebuild the network in Python "
                             "and use ocdl.io.load_params")
-    settings = Settings(**stored)
+    try:
+        settings = Settings(**stored)
+    except ValueError as error:  # a user's stepper whose module is not found from here, say
+        raise ValueError(f"{folder}: {error}") from None
     network = build_network(settings, int(n_layers))
+    if trained is not None and repr(network.stepper) != trained:
+        raise ValueError(f"{folder} was trained with {trained}; the stepper {settings.stepper!r} now builds "
+                         f"{network.stepper!r}: restore its module as it was trained, or train anew")
     n_outputs = saved["W"].shape[1]
     objective = build_objective(2 if n_outputs == 1 else n_outputs)
     return SavedRun(settings, network, saved["theta"], saved["W"], saved["mu"], objective)

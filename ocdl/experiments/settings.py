@@ -44,6 +44,7 @@ import numpy as np
 
 from ..backend import cupy_available
 from ..factory import KINDS, find_kind
+from ..steppers import Verlet
 from ..validation import is_integer
 
 PROBLEMS = ("ellipses", "swiss-roll", "peaks", "mnist")
@@ -178,7 +179,8 @@ class Settings:
             raise ValueError(f"memory must be one of {', '.join(MEMORY)}; got {self.memory!r}")
         if self.memory == "reversible" and not kind.reversible:
             reversible = ", ".join(name for name, kind in KINDS.items() if kind.reversible)
-            raise ValueError(f"memory 'reversible' needs a reversible stepper ({reversible}), not {self.stepper!r}")
+            raise ValueError(f"memory 'reversible' needs a reversible stepper ({reversible}, or one of yours that "
+                             f"writes reverse_step), not {self.stepper!r}")
         if self.device == "gpu" and not cupy_available():
             raise ValueError("device 'gpu' needs CuPy and a CUDA device (pip install ocdl[gpu]); use device 'cpu'")
         for name in ("width", "first_layers", "max_layers", "max_iter", "classifier_newton_steps",
@@ -198,7 +200,8 @@ class Settings:
         if self.problem != "mnist" and self.width % 2:
             raise ValueError(f"width must be a multiple of 2 (the points are duplicated), got {self.width}")
         if self.gamma and self.stepper != "antisymmetric":
-            raise ValueError(f"gamma is only used by the antisymmetric stepper, not {self.stepper!r}")
+            yours = " (a stepper of yours takes its settings as its class's defaults)" if ":" in self.stepper else ""
+            raise ValueError(f"gamma is only used by the antisymmetric stepper, not {self.stepper!r}{yours}")
 
     @property
     def levels(self) -> list[int]:
@@ -228,7 +231,8 @@ def paper_settings(problem: str, stepper: str, **overrides) -> Settings:
     problem : str
         One of :data:`PROBLEMS`.
     stepper : str
-        A name of :data:`ocdl.KINDS`, or ``"module:Class"`` (see :class:`Settings`).
+        A name of :data:`ocdl.KINDS`, or ``"module:Class"`` (see :class:`Settings`); a subclass
+        of :class:`~ocdl.Verlet` has Verlet's width.
     **overrides
         Any :class:`Settings` field; ``None`` values are ignored (so command
         line options left out keep the paper's value).
@@ -246,7 +250,7 @@ def paper_settings(problem: str, stepper: str, **overrides) -> Settings:
         raise ValueError(f"problem must be one of {', '.join(PROBLEMS)}; got {problem!r}")
     paper = dict(PAPER[problem])
     verlet_width = paper.pop("verlet_width")
-    if stepper == "verlet":
+    if issubclass(find_kind(stepper).stepper, Verlet):  # the paper's Verlet width, a subclass's too
         paper["width"] = verlet_width
     settings = Settings(problem=problem, stepper=stepper, **paper)
     return settings.replace(**{k: v for k, v in overrides.items() if v is not None})

@@ -185,7 +185,9 @@ class Stepper:
     def _settings(self, shown: tuple[str, ...] = ()) -> list[str]:
         """``name=value`` for each public attribute but ``n_params`` and ``n_features`` (derived) and those
         ``shown`` apart, each the same in every process: a function by its name, an object whose repr holds
-        an address (``<... at 0x7f...>``) by its type."""
+        an address (``<... at 0x7f...>``) by its type. A user's class's own public class attributes count
+        as settings too (``gamma = 0.5`` in the class body), but the contract's (``reversible``,
+        ``square``) and ocdl's classes' (whose reprs stay as checkpoints recorded them)."""
         from ..fingerprint import describe
 
         def setting(value: Any) -> str:
@@ -194,8 +196,21 @@ class Stepper:
             text = describe(value)
             return f"<{type(value).__qualname__}>" if re.search(r" at 0x[0-9a-fA-F]+", text) else text
 
-        return [f"{name}={setting(value)}" for name, value in sorted(vars(self).items())
+        settings = self._class_settings() | vars(self)
+        return [f"{name}={setting(value)}" for name, value in sorted(settings.items())
                 if not name.startswith("_") and name not in ("n_params", "n_features", *shown)]
+
+    def _class_settings(self) -> dict:
+        """The public data attributes that the classes of this stepper outside ocdl write in their bodies, the
+        subclass's over its base's."""
+        settings = {}
+        for cls in reversed(type(self).__mro__):
+            if cls.__module__.partition(".")[0] == "ocdl":
+                continue
+            settings |= {name: value for name, value in vars(cls).items()
+                         if not name.startswith("_") and not hasattr(LayerStepper, name) and not callable(value)
+                         and not isinstance(value, (property, classmethod, staticmethod))}
+        return settings
 
     def repr_before_settings(self) -> str:
         """The ``repr`` a stepper had before it named its settings (ocdl of 2026-12-05 and earlier): its
