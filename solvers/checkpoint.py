@@ -62,7 +62,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import logging
 import os
 import signal
 import sys
@@ -98,7 +97,6 @@ CHECKPOINT_NAME = "checkpoint.h5"
 
 _SEQUENCE = "__sequence__"  # marks a group holding a tuple or list of buffers
 
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, repr=False)
@@ -156,8 +154,9 @@ class Checkpointing:
 
 
 class ResumeWarning(UserWarning):
-    """A checkpoint resumed into a valid run that is not, bit for bit, the one its writer would have continued:
-    the examples are split otherwise (another number of processes, :attr:`Checkpoint.shares`).
+    """A checkpoint resumed into a valid run that is not, bit for bit, the one its writer would have continued
+    (the examples are split otherwise: another number of processes, :attr:`Checkpoint.shares`), or whose run
+    could not be compared in full (written by an earlier ocdl, see :meth:`Checkpoint.check_run`).
 
     ``ocdl train --resume`` prints it as its own ``ocdl: warning:`` line.
     """
@@ -278,7 +277,8 @@ class Checkpoint:
 
         ``earlier`` maps an entry to the form an earlier ocdl recorded for this run's value (the stepper's
         ``repr`` before it named the stepper's settings, :meth:`~ocdl.Stepper.repr_before_settings`): a
-        checkpoint holding that form resumes, with a warning that what it lacks could not be compared.
+        checkpoint holding that form resumes, with a :class:`ResumeWarning` that what it lacks could not be
+        compared.
 
         The entry ``"problem"`` (a :meth:`~ocdl.LearningProblem.fingerprint`)
         is compared entry by entry, and only in the entries the checkpoint
@@ -294,8 +294,8 @@ class Checkpoint:
             was["layers"] = now["layers"]
         for key, form in (earlier or {}).items():
             if was.get(key) == form != now.get(key):
-                logger.warning("%s was written by an earlier ocdl, whose %s was %r: resumed as %r, which it could not "
-                               "check", path, key, form, now[key])
+                warnings.warn(f"{path} was written by an earlier ocdl, whose {key} was {form!r}: resumed as "
+                              f"{now[key]!r}, which it could not check", ResumeWarning, stacklevel=4)
                 was[key] = now[key]
         changed = [f"{key}: {was.get(key)!r} there, {now.get(key)!r} now" for key in sorted(set(now) | set(was))
                    if was.get(key) != now.get(key)]

@@ -4,7 +4,6 @@ checkpoints written before the solvers were objects (``tests/data``) resuming ex
 from __future__ import annotations
 
 import json
-import logging
 import re
 import shutil
 import signal
@@ -239,7 +238,7 @@ def test_resume_refuses_a_users_stepper_with_other_settings(tmp_path):
     assert run(0.5, resume=True).success
 
 
-def test_a_checkpoint_of_a_users_stepper_from_before_reprs_named_settings_resumes(tmp_path, caplog):
+def test_a_checkpoint_of_a_users_stepper_from_before_reprs_named_settings_resumes(tmp_path):
     """Checkpoints written before today recorded a user's stepper as 'Damped(Layer(...))': they resume (with a
     warning that the settings could not be compared), and are then rewritten with today's form."""
     lp, _, _ = small_problem()
@@ -257,10 +256,9 @@ def test_a_checkpoint_of_a_users_stepper_from_before_reprs_named_settings_resume
     assert tree["run"]["stepper"] == repr(net.stepper)
     tree["run"]["stepper"] = "Damped(Layer(Dense(n_in=2, n_out=2), Tanh()))"  # as the code before wrote it
     write_tree(path, tree, CHECKPOINT_KIND)
-    with caplog.at_level(logging.WARNING, logger="ocdl.solvers.checkpoint"):
+    with pytest.warns(ResumeWarning, match=re.escape("written by an earlier ocdl, whose stepper was "
+                                                     "'Damped(Layer(Dense(n_in=2, n_out=2), Tanh()))'")):
         resumed = run(resume=True)
-    assert ("written by an earlier ocdl, whose stepper was 'Damped(Layer(Dense(n_in=2, n_out=2), Tanh()))'"
-            in caplog.text)
     np.testing.assert_array_equal(resumed.x.theta, reference.x.theta)
     tree["run"]["stepper"] = "Other(Layer(Dense(n_in=2, n_out=2), Tanh()))"  # another stepper: still refused
     write_tree(path, tree, CHECKPOINT_KIND)
