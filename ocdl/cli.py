@@ -220,10 +220,10 @@ def _warn(message: str) -> None:
 def _library_warnings_said() -> Iterator[None]:
     """The library's warnings the command line tells its own way: a
     :class:`~ocdl.solvers.checkpoint.ResumeWarning` (a run resumed on another number of processes) as an
-    ``ocdl: warning:`` line; the solvers' warning of a batch_size above the examples not at all (:func:`_check_request`
-    says it in the options' names); others as Python shows them."""
+    ``ocdl: warning:`` line; the solvers' warnings of a batch_size or hessian_batch_size above the examples not at
+    all (:func:`_check_request` says them in the options' names); others as Python shows them."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", r"batch_size \d+ is more than", UserWarning)
+        warnings.filterwarnings("ignore", r"(hessian_)?batch_size \d+ is more than", UserWarning)
         shown = warnings.showwarning
 
         def show(message, category, *where) -> None:

@@ -58,7 +58,7 @@ class BlockCoordinateDescent(TrainingSolver):
         ``UserWarning`` from :meth:`~ocdl.solvers.training_loop.TrainingSolver.minimize`).
     hessian_batch_size : int, optional
         Examples of the Gauss-Newton matrix, drawn from the batch (the whole
-        batch if ``None`` or larger).
+        batch if ``None`` or larger: then with a ``UserWarning``, as ``batch_size``).
     classifier_newton_steps, classifier_cg_maxiter : int
         Newton steps and CG iterations per step in :math:`(W, \mu)`.
     cg_maxiter, cg_rtol : int, float

@@ -169,16 +169,30 @@ class TrainingSolver(abc.ABC):
         UserWarning
             If the solver's ``batch_size``, set to other than its default (SGD's and Adam's 32 on a smaller data
             set says nothing), is more than the training examples (those of all workers of a
-            data-parallel problem): every batch takes all of them.
+            data-parallel problem): every batch takes all of them; or block coordinate descent's
+            ``hessian_batch_size`` is more than the examples of a batch.
         """
         state = initial_state(problem, params0, rng, state)
         validation = _checked_validation(problem, validation)
-        batch_size = getattr(self, "batch_size", None)  # the option of BCD, SGD and Adam (None: all)
-        chosen = batch_size != next((f.default for f in fields(self) if f.name == "batch_size"), None)
-        if chosen and batch_size is not None and batch_size > problem.n_examples:  # all workers' examples
-            warnings.warn(f"batch_size {batch_size} is more than the {problem.n_examples} training examples: every "
-                          f"batch takes all {problem.n_examples}", stacklevel=2)
+        for message in self._batches_too_large(problem.n_examples):
+            warnings.warn(message, stacklevel=2)
         return _loop(self, problem, state, validation, callback, progress)
+
+    def _batches_too_large(self, n_examples: int) -> list[str]:
+        """What the options ``batch_size`` (BCD, SGD, Adam) and ``hessian_batch_size`` (BCD), where set to more
+        than their default, ask beyond the ``n_examples`` training examples (all workers')."""
+        defaults = {f.name: f.default for f in fields(self)}
+        batch_size = getattr(self, "batch_size", None)  # None: all
+        batch = n_examples if batch_size is None else min(batch_size, n_examples)
+        hessian_batch_size = getattr(self, "hessian_batch_size", None)
+        said = []
+        if batch_size is not None and batch_size != defaults["batch_size"] and batch_size > n_examples:
+            said.append(f"batch_size {batch_size} is more than the {n_examples} training examples: every batch "
+                        f"takes all {n_examples}")
+        if hessian_batch_size is not None and hessian_batch_size > batch:
+            said.append(f"hessian_batch_size {hessian_batch_size} is more than the {batch} examples of a batch: the "
+                        f"Gauss-Newton matrix takes all {batch}")
+        return said
 
 
 def initial_state(

@@ -329,6 +329,10 @@ def test_a_batch_size_above_the_examples_is_said():
     with pytest.warns(UserWarning) as record:
         SGD(max_epochs=1, batch_size=100).minimize(shared, theta0, progress=False)
     assert [str(w.message) for w in record] == [said]
+    with pytest.warns(UserWarning) as record:  # the Gauss-Newton matrix's sub-sample of a batch of 60
+        BlockCoordinateDescent(max_iter=1, batch_size=60, hessian_batch_size=70).minimize(lp, theta0, progress=False)
+    assert [str(w.message) for w in record] == ["hessian_batch_size 70 is more than the 60 examples of a batch: the "
+                                                "Gauss-Newton matrix takes all 60"]
     small, theta_small, _ = small_problem(s=20)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # SGD's and Adam's default 32 on 20 examples: not the user's choice
