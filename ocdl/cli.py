@@ -69,7 +69,7 @@ from .experiments import (
 )
 from .experiments.cost import finest_level_cost
 from .experiments.output import PLAN_NAME
-from .factory import KINDS, find_kind
+from .factory import KINDS
 from .io import OcdlFileError, leftover_temporaries
 from .reduction import Reduction
 from .validation import PropagationError
@@ -94,13 +94,12 @@ STEPPER_NAMES = f"{', '.join(KINDS)}, or MODULE:CLASS (a LayerStepper subclass o
 
 
 def _stepper(text: str) -> str:
-    """A stepper's name (:func:`ocdl.factory.find_kind`; a user's module is imported now, so that a wrong name fails
-    before any data are read)."""
+    """A stepper's name, in form: a name of :data:`~ocdl.KINDS` or ``MODULE:CLASS`` (the settings import a user's
+    module, :func:`ocdl.factory.find_kind`, before any data are read; an error there is a value's, status 1)."""
     text = text.strip()
-    try:
-        find_kind(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(_one_line(error)) from None
+    module, colon, name = text.partition(":")
+    if text not in KINDS and not (colon and module and name):
+        raise argparse.ArgumentTypeError(f"stepper must be one of {STEPPER_NAMES}; got {text!r}")
     return text
 
 
@@ -224,6 +223,7 @@ def _library_warnings_said() -> Iterator[None]:
     all (:func:`_check_request` says them in the options' names); others as Python shows them."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", r"(hessian_)?batch_size \d+ is more than", UserWarning)
+        warnings.simplefilter("always", ResumeWarning)  # a line, also under python -W error
         shown = warnings.showwarning
 
         def show(message, category, *where) -> None:
@@ -315,6 +315,8 @@ def _comparison_files(out: Path, steppers: Sequence[str]) -> tuple[str, ...]:
         planned = compare_plan(out)["steppers"]
     except (OSError, ValueError, KeyError, TypeError):
         planned = []
+    planned = [name for name in planned if isinstance(name, str) and folder_name(name) not in ("", ".", "..")
+               and Path(folder_name(name)).name == folder_name(name)]  # a folder inside out: never ../victim
     names = dict.fromkeys([*KINDS, *steppers, *planned])
     return COMPARE_FILES + tuple(f"{folder_name(name)}/{file}" for name in names for file in RUN_FILES)
 

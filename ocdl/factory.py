@@ -15,6 +15,7 @@ import os
 import sys
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 
 from .activations import Activation
@@ -137,16 +138,21 @@ def _import(module_name: str, named: str):
     """The module ``module_name`` (of what ``named`` names, for a message); searched in the current folder too.
 
     The ``ocdl`` command's script, unlike ``python -m``, does not search the
-    current folder; it is searched last, and only for this import. An error
-    raised by the import (a syntax error, a missing dependency) becomes a
+    current folder; it is searched last, and stays on the path only where the
+    module was found there (whose steps may import its neighbours later). An
+    error raised by the import (a syntax error, a missing dependency) becomes a
     ``ValueError`` naming the stepper, the error and where it was raised.
     """
     here = os.getcwd()
     searched = here in sys.path or "" in sys.path
+    found_here = False
     if not searched:
         sys.path.append(here)
     try:
-        return importlib.import_module(module_name)
+        module = importlib.import_module(module_name)
+        where = Path(getattr(module, "__file__", None) or os.devnull).resolve()
+        found_here = where.is_relative_to(Path(here).resolve())
+        return module
     except ModuleNotFoundError as error:
         if error.name is not None and (module_name + ".").startswith(error.name + "."):
             raise ValueError(f"{named}: no module {module_name!r} (install it, put it on PYTHONPATH or run "
@@ -155,7 +161,7 @@ def _import(module_name: str, named: str):
     except Exception as error:  # the user's module failed: one line, as every error of a stepper name
         raise ValueError(f"{named}: importing {module_name!r} failed: {_said(error)}") from error
     finally:
-        if not searched:
+        if not searched and not found_here:
             sys.path.remove(here)
 
 

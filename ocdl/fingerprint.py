@@ -50,7 +50,8 @@ def digest_rows(reduction: Any, *arrays: Any) -> str:
 def describe(obj: Any, depth: int = 0) -> str:
     """A text that is equal for equal objects: the ``repr`` if the class defines one, else the class
     and its public attributes (arrays by content, :func:`digest`), three levels deep at most."""
-    if getattr(obj, "ndim", 0) > 0:
+    ndim = getattr(obj, "ndim", 0)
+    if isinstance(ndim, int) and ndim > 0:  # an array (NumPy's module has a function ndim)
         return f"<{obj.dtype} array {obj.shape} sha256 {digest(obj)[:16]}>"
     kind = type(obj)
     if kind.__repr__ is not object.__repr__:

@@ -91,7 +91,7 @@ def newton_pcg(
     g0_norm = None
     status, success, message = Status.MAX_ITER, False, f"reached max_iter = {max_iter}"
     max_iter = check_nonnegative("max_iter", max_iter, integer=True)
-    gtol = default_gtol(x0.dtype) if gtol is None else check_nonnegative("gtol", gtol)
+    gtol = default_gtol(getattr(x0, "dtype", None)) if gtol is None else check_nonnegative("gtol", gtol)
     cg_maxiter = check_positive("cg_maxiter", cg_maxiter, integer=True)
     cg_rtol = check_nonnegative("cg_rtol", cg_rtol)
     if not 0.0 < step0 <= 1.0:

@@ -48,7 +48,10 @@ def default_gtol(dtype: Any) -> float:
     leaves :math:`10^{-6}`), as :func:`~ocdl.solvers.discrepancy.discrepancy_principle`'s ``cg_rtol``. A float32
     gradient levels off above :math:`10^{-6}\, \|g_0\|` by rounding, the more the worse the conditioning (at
     :math:`10^{-5}` for a least-squares fit whose matrix has condition number 100), and a solver that asked for
-    1e-6 ran to ``max_iter`` or failed its line search."""
+    1e-6 ran to ``max_iter`` or failed its line search. Not a floating type (integers, a list's ``None``):
+    :math:`10^{-6}`, the iterates being float64."""
+    if dtype is None or not np.issubdtype(dtype, np.inexact):
+        return 1e-6
     return max(1e-6, float(np.finfo(dtype).eps) ** 0.5)
 
 

@@ -30,7 +30,7 @@ def steepest_descent(problem, x0: np.ndarray, max_iter: int = 1000, gtol: float 
     :mod:`ocdl.solvers.newton`'s (``hessian_matvec`` unused).
     """
     max_iter = check_nonnegative("max_iter", max_iter, integer=True)
-    gtol = default_gtol(x0.dtype) if gtol is None else check_nonnegative("gtol", gtol)
+    gtol = default_gtol(getattr(x0, "dtype", None)) if gtol is None else check_nonnegative("gtol", gtol)
     start = time.perf_counter()
     x, model = x0, problem.model(x0)
     g0_norm = float(np.linalg.norm(model.gradient))

@@ -36,7 +36,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -181,12 +181,12 @@ class TrainingSolver(abc.ABC):
     def _batches_too_large(self, n_examples: int) -> list[str]:
         """What the options ``batch_size`` (BCD, SGD, Adam) and ``hessian_batch_size`` (BCD), where set to more
         than their default, ask beyond the ``n_examples`` training examples (all workers')."""
-        defaults = {f.name: f.default for f in fields(self)}
         batch_size = getattr(self, "batch_size", None)  # None: all
         batch = n_examples if batch_size is None else min(batch_size, n_examples)
         hessian_batch_size = getattr(self, "hessian_batch_size", None)
         said = []
-        if batch_size is not None and batch_size != defaults["batch_size"] and batch_size > n_examples:
+        default = getattr(type(self), "batch_size", None)  # a dataclass's field default (or none)
+        if batch_size is not None and batch_size != default and batch_size > n_examples:
             said.append(f"batch_size {batch_size} is more than the {n_examples} training examples: every batch "
                         f"takes all {n_examples}")
         if hessian_batch_size is not None and hessian_batch_size > batch:

@@ -20,6 +20,7 @@ from ocdl.solvers import (
     multilevel,
     newton_pcg,
     prolongate,
+    steepest_descent,
 )
 from quadratic import Quadratic
 
@@ -512,3 +513,44 @@ def test_the_default_gtol_is_one_float32_can_reach():
         np.testing.assert_array_equal(default.x, explicit.x)
         assert [rec["objective"] for rec in default.history] == [rec["objective"] for rec in explicit.history]
         assert (default.status, default.message) == (explicit.status, explicit.message)
+
+
+def test_the_default_gtol_takes_integer_starts():
+    """An integer x0 (the iterates become float64) converged before the default gtol depended on x0's dtype, and
+    raised after ("not inexact"): its default is 1e-6, and the solvers reach A^{-1} b."""
+    from types import SimpleNamespace
+
+    A, b = np.diag([1.0, 4.0]), np.array([1.0, 1.0])
+
+    def value(x):
+        return 0.5 * x @ A @ x - b @ x
+
+    problem = SimpleNamespace(value=value, model=lambda x: SimpleNamespace(
+        value=value(x), gradient=A @ x - b, hessian_matvec=lambda v: A @ v))
+    for solve in (newton_pcg, gauss_newton_pcg, steepest_descent):
+        result = solve(problem, np.zeros(2, dtype=int))
+        assert result.success, (solve.__name__, result.message)
+        np.testing.assert_allclose(result.x, np.linalg.solve(A, b), rtol=1e-5)
+
+
+def test_a_training_solver_that_is_no_dataclass_minimizes():
+    """The batch options' warning read the defaults with dataclasses.fields: a solver of one's own that is a plain
+    class raised TypeError in minimize."""
+    from ocdl.solvers.training_loop import TrainingSolver
+
+    class Plain(TrainingSolver):
+        label = "plain"
+
+        def __init__(self, max_iter=2):
+            self.max_iter = max_iter
+
+        @property
+        def n_iterations(self):
+            return self.max_iter
+
+        def iterate(self, problem, state):
+            return {"objective": 0.0}
+
+    lp, theta0, _ = small_problem()
+    result = Plain().minimize(lp, theta0, progress=False)
+    assert len(result.history) == 2 and result.status is Status.MAX_ITER

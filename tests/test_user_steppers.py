@@ -121,7 +121,10 @@ def by_hand(width: int, n_steps: int, final_time: float):
 def test_network_by_import_path_is_the_class_built_by_hand(in_users_folder):
     net = ocdl.network(NAME, 3, 5, 2.0)
     assert type(net.stepper).__name__ == "DampedResNet" and net.stepper.gamma == 0.5
-    assert sys.path.count(str(in_users_folder)) == 0  # searched for this import only
+    assert sys.path.count(str(in_users_folder)) == 1  # found there: kept, for what its steps import later
+    before = list(sys.path)
+    ocdl.network("ocdl:ResNet", 2, 2, 1.0)  # found elsewhere: the path as it was
+    assert sys.path == before
     rng = np.random.default_rng(1)
     theta, Y0 = rng.standard_normal(net.n_params), rng.standard_normal((4, 3))
     reference = by_hand(3, 5, 2.0)
@@ -178,6 +181,18 @@ def test_class_attributes_of_yours_are_settings(in_users_folder):
     net.stepper.gamma = 5.0
     assert repr(net.stepper).endswith("gamma=5.0)")
     assert repr(ocdl.network("verlet", 2, 4, 1.0).stepper) == "Verlet(Layer(Dense(n_in=2, n_out=2), Tanh()))"
+
+    class WithTools(type(net.stepper)):  # what a class body holds beside settings: not settings
+        xp = np  # a module (its repr held NumPy's ndim function, which failed the stepper's repr)
+        tools = staticmethod(print)
+        kind = ocdl.Tanh  # a class
+
+        @property
+        def scale(self):
+            return 2.0
+
+    stepper = WithTools(ocdl.Layer(ocdl.Dense(2), "tanh"))
+    assert repr(stepper) == "WithTools(Layer(Dense(n_in=2, n_out=2), Tanh()), gamma=0.5)"
 
 
 def test_train_resume_and_load_run_with_a_users_stepper(in_users_folder, capsys):
@@ -241,6 +256,18 @@ def test_a_class_setting_changed_since_the_checkpoint_is_refused_on_resume(in_us
     assert "gamma=0.5" in err and "gamma=5.0" in err and "was written by a different run" in err, err
 
 
+def test_overwrite_keeps_to_the_comparison_folder(in_users_folder, capsys):
+    """--overwrite removes the run folders a comparison's plan.json names, never a folder outside it."""
+    out, victim = in_users_folder / "cmp", in_users_folder / "victim"
+    out.mkdir()
+    victim.mkdir()
+    (victim / "results.json").write_text("{}")
+    (out / "plan.json").write_text(json.dumps({"problem": "ellipses", "steppers": ["../victim", 3]}))
+    assert main(["compare", "--problem", "ellipses", "--steppers", "resnet", "--out", str(out), "--overwrite",
+                 *TINY]) == 0
+    assert (victim / "results.json").is_file()
+
+
 def test_compare_a_users_stepper_with_the_papers(in_users_folder, capsys):
     out = in_users_folder / "cmp"
     argv = ["compare", "--problem", "ellipses", "--steppers", f"resnet,{NAME}", "--out", str(out), *TINY]
@@ -256,22 +283,27 @@ def test_compare_a_users_stepper_with_the_papers(in_users_folder, capsys):
     assert not (out / f"{MODULE}.DampedResNet" / "results.json").exists()  # --overwrite removed the user's run
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["compare", "--problem", "ellipses", "--steppers", f"{MODULE}:a.B,{MODULE}.a:B"],
+@pytest.mark.parametrize("argv, status, message", [
+    (["compare", "--problem", "ellipses", "--steppers", f"{MODULE}:a.B,{MODULE}.a:B"], 2,
      "argument --steppers: steppers must be a comma-separated list of distinct names (and run folders)"),
-    (["train", "--problem", "ellipses", "--stepper", f"{MODULE}:DampedResNet", "--gamma", "1"],
+    (["train", "--problem", "ellipses", "--stepper", f"{MODULE}:DampedResNet", "--gamma", "1"], 1,
      "(a stepper of yours takes its settings as its class's defaults)"),
-    (["train", "--problem", "ellipses", "--stepper", f"{MODULE}:DampedResNet", "--memory", "reversible"],
-     "needs a reversible stepper (leapfrog, verlet, or one of yours that writes reverse_step)"),
-    (["train", "--problem", "ellipses", "--stepper", "no_such_module_here:S"],
-     "argument --stepper: stepper 'no_such_module_here:S': no module 'no_such_module_here'"),
-    (["compare", "--problem", "ellipses", "--steppers", f"resnet,{MODULE}:NotAStepper"],
-     "argument --steppers: stepper 'ocdl_test_user_steppers:NotAStepper' is "),
-    (["compare", "--problem", "peaks", "--steppers", "resnet,euler"],
+    (["train", "--problem", "ellipses", "--stepper", f"{MODULE}:DampedResNet", "--memory", "reversible"], 1,
+     "needs a reversible stepper (leapfrog, verlet, or one of yours that sets reversible = True and writes "
+     "reverse_step)"),
+    (["train", "--problem", "ellipses", "--stepper", "no_such_module_here:S"], 1,
+     "ocdl: error: stepper 'no_such_module_here:S': no module 'no_such_module_here'"),
+    (["compare", "--problem", "ellipses", "--steppers", f"resnet,{MODULE}:NotAStepper"], 1,
+     "ocdl: error: stepper 'ocdl_test_user_steppers:NotAStepper' is "),
+    (["train", "--problem", "ellipses", "--stepper", "euler"], 2,
+     "argument --stepper: stepper must be one of resnet, antisymmetric, leapfrog, verlet, rk4, or MODULE:CLASS"),
+    (["compare", "--problem", "peaks", "--steppers", "resnet,euler"], 2,
      "argument --steppers: stepper must be one of resnet, antisymmetric, leapfrog, verlet, rk4, or MODULE:CLASS"),
 ])
-def test_the_command_line_names_a_bad_stepper_in_one_line(in_users_folder, capsys, argv, message):
-    assert main([*argv, "--out", str(in_users_folder / "x")]) in (1, 2)
+def test_the_command_line_names_a_bad_stepper_in_one_line(in_users_folder, capsys, argv, status, message):
+    """A name of the wrong form is a usage error (2); a module or class that is not a stepper a value's (1), said
+    before any data are read."""
+    assert main([*argv, "--out", str(in_users_folder / "x")]) == status
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err
     assert not (in_users_folder / "x").exists()

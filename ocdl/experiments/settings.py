@@ -180,7 +180,7 @@ class Settings:
         if self.memory == "reversible" and not kind.reversible:
             reversible = ", ".join(name for name, kind in KINDS.items() if kind.reversible)
             raise ValueError(f"memory 'reversible' needs a reversible stepper ({reversible}, or one of yours that "
-                             f"writes reverse_step), not {self.stepper!r}")
+                             f"sets reversible = True and writes reverse_step), not {self.stepper!r}")
         if self.device == "gpu" and not cupy_available():
             raise ValueError("device 'gpu' needs CuPy and a CUDA device (pip install ocdl[gpu]); use device 'cpu'")
         for name in ("width", "first_layers", "max_layers", "max_iter", "classifier_newton_steps",

@@ -46,6 +46,7 @@ array between steps except through what it returns.
 from __future__ import annotations
 
 import re
+import types
 from typing import Any
 
 from ..backend import get_array_module
@@ -202,14 +203,15 @@ class Stepper:
 
     def _class_settings(self) -> dict:
         """The public data attributes that the classes of this stepper outside ocdl write in their bodies, the
-        subclass's over its base's."""
+        subclass's over its base's: not functions, descriptors (properties, slots: their values are the
+        instance's), modules (``xp = np``) or classes."""
         settings = {}
         for cls in reversed(type(self).__mro__):
             if cls.__module__.partition(".")[0] == "ocdl":
                 continue
             settings |= {name: value for name, value in vars(cls).items()
                          if not name.startswith("_") and not hasattr(LayerStepper, name) and not callable(value)
-                         and not isinstance(value, (property, classmethod, staticmethod))}
+                         and not hasattr(type(value), "__get__") and not isinstance(value, types.ModuleType)}
         return settings
 
     def repr_before_settings(self) -> str:
