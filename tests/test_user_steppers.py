@@ -74,20 +74,7 @@ class ClassDamped(ocdl.ResNet):
     """A ResNet damped by a class attribute: Y + h (sigma(Y K + b) - gamma Y)."""
 
     gamma = 0.5
-
-    def step(self, state, theta, h):
-        (Y,) = state
-        Y_next, D = self.layer.step(theta, Y, (1 - h * self.gamma) * Y, h)
-        return (Y_next,), D
-
-    def step_jvp(self, state, theta, h, dstate, dtheta, cache):
-        (Y,), (dY,) = state, dstate
-        return (self.layer.step_jvp(theta, Y, cache, dY, dtheta, (1 - h * self.gamma) * dY),)
-
-    def step_vjp(self, state, theta, h, lam, cache):
-        (Y,), (L,) = state, lam
-        lam_Y, gtheta = self.layer.step_vjp(theta, Y, cache, L, (1 - h * self.gamma) * L)
-        return (lam_Y,), gtheta
+    step, step_jvp, step_vjp = DampedResNet.step, DampedResNet.step_jvp, DampedResNet.step_vjp
 
 
 class SameVerlet(ocdl.Verlet):
