@@ -242,7 +242,7 @@ def check_users_stepper(settings: Settings) -> None:
     Its derivatives are checked once, before any data are read: Taylor and dot
     tests of one step and of three, in float64 on the CPU, on three random
     examples of the network's width (the ``3 x 3`` convolution's for MNIST), at
-    a step of the run's length; 0.01 s for a dense ``4 x 4`` step, 0.05 s for
+    a step of the run's length; 0.01 s for a dense ``4 x 4`` step, 0.06 s for
     MNIST's convolution. A stepper with wrong derivatives would train on in
     silence: the gradient and Gauss-Newton products come from its ``step_jvp``
     and ``step_vjp``. The built-in steppers are tested by ocdl's own tests.
