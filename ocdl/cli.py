@@ -315,10 +315,11 @@ def _comparison_files(out: Path, steppers: Sequence[str]) -> tuple[str, ...]:
         planned = compare_plan(out)["steppers"]
     except (OSError, ValueError, KeyError, TypeError):
         planned = []
-    planned = [name for name in planned if isinstance(name, str) and folder_name(name) not in ("", ".", "..")
-               and Path(folder_name(name)).name == folder_name(name)]  # a folder inside out: never ../victim
-    names = dict.fromkeys([*KINDS, *steppers, *planned])
-    return COMPARE_FILES + tuple(f"{folder_name(name)}/{file}" for name in names for file in RUN_FILES)
+    planned = [folder_name(name) for name in planned if isinstance(name, str)]
+    folders = [folder_name(name) for name in (*KINDS, *steppers)]
+    folders += [folder for folder in planned  # a folder inside out: never ../victim
+                if folder not in ("", ".", "..") and Path(folder).name == folder]
+    return COMPARE_FILES + tuple(f"{folder}/{file}" for folder in dict.fromkeys(folders) for file in RUN_FILES)
 
 
 def _claim_folder(command: str, out: Path, overwrite: bool, names: Sequence[str], resume_hint: str) -> None:

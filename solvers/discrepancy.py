@@ -17,6 +17,7 @@ import numpy as np
 from ocdl.validation import check_above, check_nonnegative, check_positive
 
 from .newton import gauss_newton_pcg
+from .result import rounding_floor
 
 
 @dataclass
@@ -75,8 +76,8 @@ def discrepancy_principle(
     n_bisect = check_nonnegative("n_bisect", n_bisect, integer=True)
     alpha = problem.sigma if alpha0 is None else check_positive("alpha0", alpha0)
     theta0 = problem.theta0
-    reachable = float(np.finfo(theta0.dtype).eps) ** 0.5  # float32 cannot resolve 1e-7 (3e-4; float64 1.5e-8)
-    options = {"max_iter": 10, "cg_maxiter": 200, "cg_rtol": max(1e-7, reachable)}  # gtol: the default
+    # float32 cannot resolve 1e-7 (3e-4; float64 1.5e-8); gtol: the solver's default
+    options = {"max_iter": 10, "cg_maxiter": 200, "cg_rtol": max(1e-7, rounding_floor(theta0.dtype))}
     options |= gn_options
     path = []
 

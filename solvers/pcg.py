@@ -17,11 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from ocdl._threads import vdot
 from ocdl.backend import Array, get_array_module
 from ocdl.validation import check_array, check_nonnegative
+
+from .result import rounding_floor
 
 
 @dataclass
@@ -185,7 +185,7 @@ def pcg(
         rz_new = dot(r, z)
         p = z + (rz_new / rz) * p
         rz = rz_new
-    if nit > 0 and rel <= rtol < float(np.finfo(b.dtype).eps) ** 0.5:
+    if nit > 0 and rel <= rtol < rounding_floor(b.dtype):
         true_r = b - apply_A(x)
         rel = dot(true_r, true_r) ** 0.5 / b_norm
     return PCGResult(x, nit, rel, rel <= rtol, negative_curvature, history)

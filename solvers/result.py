@@ -42,6 +42,15 @@ def gradient_test(value: float, g_norm: float, g0_norm: float, gtol: float) -> t
     return None
 
 
+def rounding_floor(dtype: Any) -> float:
+    r""":math:`\sqrt{\epsilon}` of the floating ``dtype`` (:math:`3.5 \cdot 10^{-4}` in float32,
+    :math:`1.5 \cdot 10^{-8}` in float64): the smallest relative reduction of a gradient or a residual that
+    the solvers trust to be the iteration's rather than rounding's (:func:`default_gtol`,
+    :func:`~ocdl.solvers.pcg.pcg`'s true-residual test, the ``cg_rtol`` of
+    :func:`~ocdl.solvers.discrepancy.discrepancy_principle`)."""
+    return float(np.finfo(dtype).eps) ** 0.5
+
+
 def default_gtol(dtype: Any) -> float:
     r"""The solvers' default ``gtol`` for iterates of ``dtype``: :math:`10^{-6}`, or :math:`\sqrt{\epsilon}` of
     ``dtype`` where that is larger (:math:`3.5 \cdot 10^{-4}` in float32; float64's :math:`1.5 \cdot 10^{-8}`
@@ -52,7 +61,7 @@ def default_gtol(dtype: Any) -> float:
     :math:`10^{-6}`, the iterates being float64."""
     if dtype is None or not np.issubdtype(dtype, np.inexact):
         return 1e-6
-    return max(1e-6, float(np.finfo(dtype).eps) ** 0.5)
+    return max(1e-6, rounding_floor(dtype))
 
 
 @dataclass(kw_only=True)
